@@ -1,0 +1,51 @@
+# lateralnorm: `make demo` runs the quick studies on built-in data; `make test` runs the tests.
+# Both set up what they need first (virtual environment, pinned CPU torch, Debian packages when root).
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.stamp-setup
+APT_PKGS := chromium chromium-driver dataset-fashion-mnist
+
+.PHONY: setup system-deps test test-all bench lint format demo clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,ray,browser,parquet]'
+	touch $(STAMP)
+
+setup: $(STAMP) system-deps
+
+# Debian packages: the browser for page tests and Fashion-MNIST. Installed only where we may (root + apt);
+# elsewhere the tests that need them skip with the reason.
+system-deps:
+	@if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
+	  missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  if [ -n "$$missing" ]; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+	      || echo "warning: could not install$$missing; tests that need them will skip"; \
+	  fi; \
+	else echo "note: not root or no apt-get; install $(APT_PKGS) yourself for the browser and Fashion-MNIST tests"; fi
+
+test: setup
+	$(BIN)/python -m pytest -q -m "not slow" -n 2 --dist loadfile
+
+test-all: setup
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+
+bench: setup
+	$(BIN)/python benchmarks/norms.py
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+format: setup
+	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format src tests benchmarks
+
+demo: setup
+	$(BIN)/lateralnorm norms
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,57 @@
+"""The `lateralnorm` command: thin. Each command group lives in its own module with `register(subparsers)`;
+handlers parse, call the library and print. User errors end as one line on stderr and exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# one module per command group; each defines register(subparsers) and sets args.func
+COMMAND_MODULES = [
+    "lateralnorm.cli.norms_cmd",
+    "lateralnorm.cli.viz_cmd",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from lateralnorm import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="lateralnorm",
+        description="Normalization layers as lateral inhibition: layers, lab, probes, pictures, report.",
+    )
+    parser.add_argument("--version", action="version", version=f"lateralnorm {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pydantic import ValidationError
+
+    from lateralnorm.errors import UsageError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        print(f"error: {where}: {first.get('msg')} (got {first.get('input')!r})", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

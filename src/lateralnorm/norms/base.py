@@ -1,0 +1,147 @@
+"""The base class every norm shares: declared options, the two layouts, shape checks, and the
+non-negative reparametrization used for κ and β."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from lateralnorm.errors import UsageError
+from lateralnorm.norms.options import Opt, resolve_options
+
+LAYOUTS = ("last", "channels_first")
+
+# options every norm accepts (a norm may change the defaults)
+COMMON: dict[str, Opt] = {
+    "eps": Opt(float, 1e-5, "added to the variance / denominator for stability", lo=0.0),
+    "affine": Opt(bool, True, "learned per-unit gain γ and bias b"),
+}
+
+
+class Norm(nn.Module):
+    """A normalization over a pool of units.
+
+    Subclasses implement `_forward(x)` for inputs in their `native_layout`: "last" means features on the
+    last axis, (B, ..., N); "channels_first" means (B, C, ...). The base moves the feature axis when the
+    layer was built for the other layout, and checks rank and feature size with a clear error.
+    """
+
+    name: ClassVar[str] = "norm"
+    OPTIONS: ClassVar[dict[str, Opt]] = COMMON
+    native_layout: ClassVar[str] = "last"
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float | None = None,
+        affine: bool | None = None,
+        layout: str = "last",
+        **options: Any,
+    ) -> None:
+        super().__init__()
+        if isinstance(num_features, bool) or not isinstance(num_features, int) or num_features < 1:
+            raise UsageError(f"norm '{self.name}': num_features must be a positive integer; got {num_features!r}")
+        if layout not in LAYOUTS:
+            raise UsageError(f"norm '{self.name}': layout must be 'last' or 'channels_first'; got {layout!r}")
+        given = dict(options)
+        if eps is not None:
+            given["eps"] = eps
+        if affine is not None:
+            given["affine"] = affine
+        self.opts = resolve_options(self.name, self.OPTIONS, given)
+        self.num_features = num_features
+        self.layout = layout
+        self.eps = self.opts.get("eps", 0.0)
+        self.affine = self.opts.get("affine", False)
+
+    # ----------------------------------------------------------------- affine helpers
+    def _init_affine(self) -> None:
+        if self.affine:
+            self.weight = nn.Parameter(torch.ones(self.num_features))
+            self.bias = nn.Parameter(torch.zeros(self.num_features))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+
+    def _apply_affine(self, z: torch.Tensor) -> torch.Tensor:
+        """γ ⊙ z + b with features on the last axis."""
+        if self.weight is None:
+            return z
+        return torch.addcmul(self.bias, z, self.weight)
+
+    # ----------------------------------------------------------------- layout + checks
+    def _check(self, x: torch.Tensor) -> None:
+        n = self.num_features
+        want = f"(B, ..., {n})" if self.layout == "last" else f"(B, {n}, ...)"
+        if x.ndim < 2 or x.ndim > 5:
+            raise UsageError(
+                f"norm '{self.name}' ({self.layout}): expected input of shape {want} with 2 to 5 dims; "
+                f"got {tuple(x.shape)}"
+            )
+        axis = -1 if self.layout == "last" else 1
+        if x.shape[axis] != n:
+            raise UsageError(
+                f"norm '{self.name}' ({self.layout}): expected {n} features at axis {axis}, shape {want}; "
+                f"got {tuple(x.shape)}"
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check(x)
+        if self.layout == self.native_layout or x.ndim == 2:  # (B, N): both layouts coincide
+            return self._forward(x)
+        if self.native_layout == "last":  # (B, C, ...) → (B, ..., C) and back
+            return self._forward(x.movedim(1, -1)).movedim(-1, 1)
+        return self._forward(x.movedim(-1, 1)).movedim(1, -1)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def extra_repr(self) -> str:
+        shown = {k: v for k, v in self.opts.items() if v != self.OPTIONS[k].default}
+        opts = "".join(f", {k}={v}" for k, v in shown.items())
+        return f"{self.num_features}, layout={self.layout}{opts}"
+
+
+# --------------------------------------------------------------------- non-negative parameters
+PEDESTAL = 2.0**-18  # as in GDN implementations: keeps the square-root map well conditioned near 0
+
+
+class _LowerBound(torch.autograd.Function):
+    """max(x, bound) whose gradient still flows when it pushes x back above the bound (Ballé et al.)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, bound: float) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        ctx.bound = bound
+        return x.clamp_min(bound)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (x,) = ctx.saved_tensors
+        passes = (x >= ctx.bound) | (grad < 0)
+        return grad * passes.to(grad.dtype), None
+
+
+def lower_bound(x: torch.Tensor, bound: float) -> torch.Tensor:
+    return _LowerBound.apply(x, bound)
+
+
+class NonNegative(nn.Module):
+    """A parameter v ≥ minimum stored as p = √(v + pedestal); v = max(p, √(minimum + pedestal))² − pedestal.
+
+    The optimiser never sees the constraint; nothing ever clamps `.data`.
+    """
+
+    def __init__(self, init: torch.Tensor, minimum: float = 0.0) -> None:
+        super().__init__()
+        if (init < minimum).any():
+            raise UsageError(f"initial value {init.min().item():g} is below the floor {minimum:g}")
+        self.minimum = float(minimum)
+        self.raw = nn.Parameter(torch.sqrt(init + PEDESTAL))
+
+    def forward(self) -> torch.Tensor:
+        bound = math.sqrt(self.minimum + PEDESTAL)
+        return lower_bound(self.raw, bound).square() - PEDESTAL

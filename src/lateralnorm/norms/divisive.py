@@ -1,0 +1,304 @@
+"""General divisive normalization — one formula for LN, RMSNorm, GDN, LRN, Softmax and neural DN.
+
+    z_i = γ_i · φ(y_i − m) / (β_i + Σ_j κ_ij ψ(y_j − m))^r + b_i,      m = mean_j y_j if centered else 0
+
+Pool: the feature axis (N units). φ and ψ come from one family `fn` with exponents p (numerator) and α:
+
+    fn=signed  φ(t) = sign(t)|t|^p    ψ(t) = |t|^α
+    fn=rect    φ(t) = relu(t)^p       ψ(t) = relu(t)^α          (Heeger 1992; Carandini & Heeger 2012)
+    fn=exp     φ(t) = e^{p t}         ψ(t) = e^{α t}            (Softmax when p = α = r = 1, κ ≡ 1, β = 0)
+
+p defaults to α·r, which makes z scale-invariant when β → 0 (contrast invariance). κ's structure:
+self (diagonal), uniform (κ_ij = c_i, O(N)), band:w (shared taps on |i − j| ≤ w, a 1-D convolution along
+the channel axis; `size` gives LRN's asymmetric window), gaussian (κ_ij = a·exp(−(i−j)²/2σ²), learnable
+width σ; Miller et al. 2022), lowrank:k (U Vᵀ, U, V ≥ 0), full (N×N ≥ 0; GDN, Ballé et al. 2016).
+κ, β ≥ 0 through `NonNegative`; a learned α stays above `alpha_min`.
+
+Presets (`dn:preset=ln` etc.) fill the options that reproduce each classic layer; explicit options win.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lateralnorm.errors import UsageError
+from lateralnorm.norms.base import COMMON, Norm, NonNegative, lower_bound
+from lateralnorm.norms.options import Opt
+
+KAPPAS = ("self", "uniform", "band", "gaussian", "lowrank", "full")
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # LayerNorm: centered, t / sqrt(ε + mean t²)
+    "ln": dict(center=True, fn="signed", alpha=2.0, r=0.5, p=1.0, kappa="uniform", learn_kappa=False,
+               beta=1e-5, learn_beta=False, affine=True),
+    # RMSNorm: the same without centering
+    "rms": dict(center=False, fn="signed", alpha=2.0, r=0.5, p=1.0, kappa="uniform", learn_kappa=False,
+                beta=1e-6, learn_beta=False, affine=True),
+    # GDN (Ballé 2016): y_i / sqrt(β_i + Σ_j κ_ij y_j²), learned κ ≥ 0 and β ≥ 0; starts at β = 1, κ = 0.1·I
+    "gdn": dict(center=False, fn="signed", alpha=2.0, r=0.5, p=1.0, kappa="full", kappa_eye=True,
+                kappa_init=0.1, learn_kappa=True, beta=1.0, learn_beta=True, eps=1e-6, affine=False),
+    # LocalResponseNorm with torch's defaults: y_c / (k + α/n Σ_{window} y²)^β, n = 5, α = 1e-4, β = 0.75, k = 1
+    "lrn": dict(center=False, fn="signed", alpha=2.0, r=0.75, p=1.0, kappa="band", size=5, kappa_init=1e-4 / 5,
+                learn_kappa=False, beta=1.0, learn_beta=False, affine=False),
+    # Softmax: e^{y_i} / Σ_j e^{y_j}
+    "softmax": dict(center=False, fn="exp", alpha=1.0, r=1.0, p=1.0, kappa="uniform", kappa_init=1.0,
+                    learn_kappa=False, beta=0.0, learn_beta=False, affine=False),
+}  # fmt: skip
+
+
+def _power(t: torch.Tensor, e: torch.Tensor | float) -> torch.Tensor:
+    """|t|^e with a finite gradient at t = 0 (and for a learned e); exact for e = 1 and e = 2."""
+    if isinstance(e, float) and e == 1.0:
+        return t.abs()
+    if isinstance(e, float) and e == 2.0:
+        return t.square()
+    a = t.abs()
+    nz = a > 0
+    safe = torch.where(nz, a, torch.ones_like(a))
+    return torch.where(nz, safe.pow(e), torch.zeros_like(a))
+
+
+class DivisiveNorm(Norm):
+    """General divisive normalization (see the module docstring for the equation and the options)."""
+
+    name = "dn"
+    summary = "divisive norm: γ·φ(y_i−m)/(β_i + Σ_j κ_ij ψ(y_j−m))^r + b; κ self|uniform|band|gaussian|lowrank|full"
+    OPTIONS = {
+        **COMMON,
+        "eps": Opt(float, 1e-5, "floor of a learned β (keeps the denominator away from 0)", lo=0.0),
+        "preset": Opt(str, None, "fill options to reproduce a classic layer", choices=tuple(PRESETS), nullable=True),
+        "center": Opt(bool, False, "subtract the pool mean first (as LayerNorm does)"),
+        "fn": Opt(str, "rect", "φ/ψ family", choices=("signed", "rect", "exp")),
+        "alpha": Opt(float, 2.0, "exponent α of ψ (the 'power' of divisive normalization)", lo=0.0, open_lo=True,
+                     hi=16.0),
+        "learn_alpha": Opt(bool, False, "learn α (kept above alpha_min)"),
+        "alpha_min": Opt(float, 0.5, "floor of a learned α", lo=0.0, open_lo=True, hi=16.0),
+        "p": Opt(float, None, "numerator exponent; default α·r (scale invariant)", lo=0.0, open_lo=True,
+                 hi=16.0, nullable=True),
+        "r": Opt(float, 1.0, "outer exponent of the denominator", lo=0.0, open_lo=True, hi=4.0),
+        "kappa": Opt(str, "uniform", "κ structure: self, uniform, band:w, gaussian, lowrank:k, full",
+                     choices=KAPPAS),
+        "kappa_init": Opt(float, None, "initial κ value (default: rows sum to 1)", lo=0.0, nullable=True),
+        "kappa_eye": Opt(bool, False, "full κ starts as kappa_init·I (GDN) instead of kappa_init everywhere"),
+        "learn_kappa": Opt(bool, True, "learn κ (non-negative)"),
+        "size": Opt(int, None, "band window size (LRN's window: n//2 before, (n−1)//2 after)", lo=1,
+                    nullable=True),
+        "sigma": Opt(float, 2.0, "initial width of the gaussian κ (in units)", lo=0.0, open_lo=True),
+        "beta": Opt(float, 1.0, "additive constant β of the denominator (σ^α in neural DN)", lo=0.0),
+        "learn_beta": Opt(bool, True, "learn β per unit (kept above eps)"),
+    }  # fmt: skip
+
+    def __init__(self, num_features: int, eps: float | None = None, affine: bool | None = None,
+                 layout: str = "last", **options: Any) -> None:  # fmt: skip
+        preset = options.get("preset")
+        if preset is not None:
+            if preset not in PRESETS:
+                raise UsageError(
+                    f"norm 'dn': option 'preset'={preset!r} is not allowed; it must be one of {', '.join(PRESETS)}"
+                )
+            given = {**PRESETS[preset], **options}
+            if eps is not None:
+                given["eps"] = eps
+                if preset in ("ln", "rms") and "beta" not in options:  # there, ε is the β of the formula
+                    given["beta"] = eps
+            if affine is not None:
+                given["affine"] = affine
+            eps, affine = given.pop("eps", None), given.pop("affine", None)
+            options = given
+        super().__init__(num_features, eps, affine, layout, **options)
+        o, n = self.opts, num_features
+        self.center, self.fn, self.r = o["center"], o["fn"], o["r"]
+        kind, _, arg = o["kappa"].partition(":")
+        self.kappa_kind = kind
+        self._init_alpha(o)
+        self._init_kappa(kind, arg, o, n)
+        self._init_beta(o, n)
+        self._init_affine()
+
+    # ------------------------------------------------------------------ parameters
+    def _init_alpha(self, o: dict[str, Any]) -> None:
+        self.alpha_min = o["alpha_min"]
+        if o["learn_alpha"]:
+            if o["alpha"] < self.alpha_min:
+                raise UsageError(f"norm 'dn': alpha={o['alpha']} is below alpha_min={self.alpha_min}")
+            self.alpha_raw = nn.Parameter(torch.tensor(float(o["alpha"])))
+            self.alpha_const: float | None = None
+        else:
+            self.register_parameter("alpha_raw", None)
+            self.alpha_const = float(o["alpha"])
+
+    def _init_kappa(self, kind: str, arg: str, o: dict[str, Any], n: int) -> None:
+        def need_int(default: int | None) -> int:
+            if not arg:
+                if default is None:
+                    raise UsageError(f"norm 'dn': kappa='{kind}' needs a size, e.g. kappa={kind}:4")
+                return default
+            try:
+                v = int(arg)
+            except ValueError:
+                v = -1
+            if v < 1:
+                raise UsageError(f"norm 'dn': option 'kappa'='{kind}:{arg}' needs a positive integer after ':'")
+            return v
+
+        init = o["kappa_init"]
+        learn = o["learn_kappa"]
+        if kind in ("self", "uniform", "gaussian", "full") and arg:
+            raise UsageError(f"norm 'dn': kappa='{kind}' takes no ':' argument; got '{kind}:{arg}'")
+        if kind == "self":
+            shape, value = (n,), 1.0 if init is None else init
+        elif kind == "uniform":
+            shape, value = (n,), 1.0 / n if init is None else init
+        elif kind == "band":
+            size = o["size"] if o["size"] is not None and not arg else 2 * need_int(2) + 1
+            self.pad = (size // 2, (size - 1) // 2)
+            shape, value = (size,), 1.0 / size if init is None else init
+        elif kind == "gaussian":
+            self.sigma = NonNegative(torch.tensor(float(o["sigma"])), minimum=0.25)
+            offsets = torch.arange(n, dtype=torch.float32)
+            self.register_buffer("dist2", (offsets[:, None] - offsets[None, :]).square(), persistent=False)
+            value = 1.0 / (o["sigma"] * math.sqrt(2 * math.pi)) if init is None else init
+            shape = (n,)  # per-unit amplitude a_i
+        elif kind == "lowrank":
+            k = need_int(None)
+            total = 1.0 / n if init is None else init  # each κ_ij = Σ_k u_ik v_jk starts at `total`
+            self.kappa_u = self._nonneg(torch.full((n, k), math.sqrt(total / k)), learn, "kappa_u")
+            self.kappa_v = self._nonneg(torch.full((n, k), math.sqrt(total / k)), learn, "kappa_v")
+            return
+        elif kind == "full":
+            value = 1.0 / n if init is None else init
+            full = value * torch.eye(n) if o["kappa_eye"] else torch.full((n, n), value)
+            self.kappa = self._nonneg(full, learn, "kappa")
+            return
+        else:  # pragma: no cover - guarded by Opt.choices
+            raise UsageError(f"norm 'dn': unknown kappa '{kind}'")
+        self.kappa = self._nonneg(torch.full(shape, float(value)), learn, "kappa")
+
+    def _nonneg(self, init: torch.Tensor, learn: bool, name: str) -> nn.Module | torch.Tensor:
+        if learn:
+            return NonNegative(init, minimum=0.0)
+        self.register_buffer(name + "_fixed", init)
+        return None  # type: ignore[return-value]
+
+    def _init_beta(self, o: dict[str, Any], n: int) -> None:
+        if o["learn_beta"]:
+            floor = o["eps"]
+            self.beta = NonNegative(torch.full((n,), max(o["beta"], floor)), minimum=floor)
+        else:
+            self.beta = None
+            self.register_buffer("beta_fixed", torch.full((n,), float(o["beta"])))
+
+    # ------------------------------------------------------------------ effective values
+    def _get(self, name: str) -> torch.Tensor:
+        mod = getattr(self, name, None)
+        return mod() if isinstance(mod, NonNegative) else getattr(self, name + "_fixed")
+
+    def alpha(self) -> torch.Tensor | float:
+        if self.alpha_raw is None:
+            return self.alpha_const  # type: ignore[return-value]
+        return lower_bound(self.alpha_raw, self.alpha_min)
+
+    def beta_value(self) -> torch.Tensor:
+        return self._get("beta")
+
+    def kappa_matrix(self) -> torch.Tensor:
+        """The effective N×N κ (for inspection, tests and probes; the forward pass never builds it for O(N) κ)."""
+        n = self.num_features
+        eye = torch.eye(n, device=self.weight_device(), dtype=self.param_dtype())
+        if self.kappa_kind == "self":
+            return torch.diag(self._get("kappa"))
+        if self.kappa_kind == "uniform":
+            return self._get("kappa")[:, None].expand(n, n).clone()
+        if self.kappa_kind == "band":
+            return self._pool(eye).T.contiguous()
+        if self.kappa_kind == "gaussian":
+            return self._gaussian()
+        if self.kappa_kind == "lowrank":
+            return self._get("kappa_u") @ self._get("kappa_v").T
+        return self._get("kappa")
+
+    def weight_device(self) -> torch.device:
+        return next(iter(self.buffers()), next(iter(self.parameters()), torch.empty(0))).device
+
+    def param_dtype(self) -> torch.dtype:
+        return next(iter(self.buffers()), next(iter(self.parameters()), torch.empty(0))).dtype
+
+    def _gaussian(self) -> torch.Tensor:
+        sigma = self.sigma()
+        return self._get("kappa")[:, None] * torch.exp(-self.dist2.to(sigma.dtype) / (2 * sigma.square()))
+
+    # ------------------------------------------------------------------ the formula
+    def _pool(self, psi: torch.Tensor) -> torch.Tensor:
+        """Σ_j κ_ij ψ_j for ψ of shape (..., N)."""
+        k = self.kappa_kind
+        if k == "self":
+            return psi * self._get("kappa")
+        if k == "uniform":
+            return psi.sum(-1, keepdim=True) * self._get("kappa")
+        if k == "band":
+            lead = psi.shape[:-1]
+            flat = psi.reshape(-1, 1, psi.shape[-1])  # (M, 1, N)
+            flat = F.pad(flat, self.pad)
+            taps = self._get("kappa").to(psi.dtype).view(1, 1, -1)
+            return F.conv1d(flat, taps).reshape(*lead, psi.shape[-1])
+        if k == "gaussian":
+            return F.linear(psi, self._gaussian().to(psi.dtype))
+        if k == "lowrank":
+            return F.linear(F.linear(psi, self._get("kappa_v").T.to(psi.dtype)), self._get("kappa_u").to(psi.dtype))
+        return F.linear(psi, self._get("kappa").to(psi.dtype))
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (..., N)
+        t = x - x.mean(-1, keepdim=True) if self.center else x
+        alpha = self.alpha()
+        p = self.opts["p"]
+        if p is None:
+            p = alpha * self.r
+        same = (p is alpha) or (isinstance(p, float) and isinstance(alpha, float) and p == alpha)
+        beta = self.beta_value().to(x.dtype)
+        if self.fn == "exp":
+            s = t.detach().amax(-1, keepdim=True)  # shift: z is unchanged, e^{...} stays finite
+            psi = torch.exp(alpha * (t - s))
+            num = psi if same else torch.exp(p * (t - s))
+            log_beta = torch.log(beta) if beta.requires_grad else torch.log(beta.clamp_min(0))
+            beta = torch.exp((log_beta - alpha * s).clamp_max(80.0))
+        else:
+            t_pos = torch.relu(t) if self.fn == "rect" else t
+            psi = _power(t_pos, alpha)
+            if same:
+                num = psi if self.fn == "rect" else psi * torch.sign(t)
+            elif isinstance(p, float) and p == 1.0:
+                num = t_pos
+            else:
+                num = _power(t_pos, p) * (torch.sign(t) if self.fn == "signed" else 1)
+        den = beta + self._pool(psi)
+        if isinstance(self.r, float) and self.r == 0.5:
+            z = num * torch.rsqrt(den)
+        elif self.r == 1.0:
+            z = num / den
+        else:
+            z = num * den.pow(-self.r)
+        if self.fn == "exp" and not (isinstance(p, float) and isinstance(alpha, float) and p == alpha * self.r):
+            z = z * torch.exp((p - alpha * self.r) * s)
+        return self._apply_affine(z)
+
+
+class GDN(DivisiveNorm):
+    """GDN (Ballé, Laparra & Simoncelli 2016): z_i = y_i / sqrt(β_i + Σ_j κ_ij y_j²) over the channel axis,
+    learned C×C κ ≥ 0 and β ≥ 0; starts at β = 1, κ = 0.1·I, i.e. z = y / sqrt(1 + 0.1·y²)."""
+
+    name = "gdn"
+    OPTIONS = {k: v for k, v in DivisiveNorm.OPTIONS.items() if k != "preset"}
+    OPTIONS["eps"] = Opt(float, 1e-6, "floor of β", lo=0.0)
+    OPTIONS["affine"] = Opt(bool, False, "learned per-unit gain γ and bias b")
+
+    def __init__(self, num_features: int, eps: float | None = None, affine: bool | None = None,
+                 layout: str = "last", **options: Any) -> None:  # fmt: skip
+        base = {k: v for k, v in PRESETS["gdn"].items() if k not in ("eps", "affine")}
+        super().__init__(num_features, eps, affine, layout, **{**base, **options})
+
+    summary = "GDN (Ballé 2016): y_i / sqrt(β_i + Σ_j κ_ij y_j²), learned C×C κ ≥ 0, β ≥ 0"

@@ -1,0 +1,228 @@
+"""The classic layers, each a thin, fast wrapper over PyTorch's own kernels, held to the same references
+as the `dn` presets (tests/test_norms_exact.py)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lateralnorm.errors import UsageError
+from lateralnorm.norms.base import COMMON, Norm
+from lateralnorm.norms.options import Opt
+
+
+class Identity(Norm):
+    """No normalization: z = y."""
+
+    name = "none"
+    summary = "identity: z = y"
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+class LayerNorm(Norm):
+    """LayerNorm (Ba et al. 2016) over the feature axis: z = γ (y − mean y) / sqrt(var y + ε) + b.
+    With layout channels_first, each position (pixel, time step) is normalized across its C channels
+    (ConvNeXt style)."""
+
+    name = "ln"
+    summary = "LayerNorm: (y − mean)/sqrt(var + ε) over the features (per pixel across channels if channels_first)"
+
+    def __init__(self, num_features: int, eps: float | None = None, affine: bool | None = None,
+                 layout: str = "last", **options: Any) -> None:  # fmt: skip
+        super().__init__(num_features, eps, affine, layout, **options)
+        self._init_affine()
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, (self.num_features,), self.weight, self.bias, self.eps)
+
+
+class RMSNorm(Norm):
+    """RMSNorm (Zhang & Sennrich 2019) over the feature axis: z = γ y / sqrt(mean y² + ε); no centering, no bias."""
+
+    name = "rms"
+    summary = "RMSNorm: y / sqrt(mean y² + ε), no centering"
+    OPTIONS = {**COMMON, "eps": Opt(float, 1e-6, "added to mean y²", lo=0.0)}
+
+    def __init__(self, num_features: int, eps: float | None = None, affine: bool | None = None,
+                 layout: str = "last", **options: Any) -> None:  # fmt: skip
+        super().__init__(num_features, eps, affine, layout, **options)
+        self.weight = nn.Parameter(torch.ones(num_features)) if self.affine else None
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x, (self.num_features,), self.weight, self.eps)
+
+
+class GroupedLayerNorm(Norm):
+    """LN-G (Ni et al. 2024): the N features split into G contiguous groups, LayerNorm within each group,
+    then a per-feature affine. G = 1 is LayerNorm."""
+
+    name = "lng"
+    summary = "grouped LayerNorm (LN-G, Ni et al. 2024): LayerNorm within G groups of features"
+    OPTIONS = {**COMMON, "groups": Opt(int, 2, "number of groups G (must divide N)", lo=1)}
+
+    def __init__(self, num_features: int, eps: float | None = None, affine: bool | None = None,
+                 layout: str = "last", **options: Any) -> None:  # fmt: skip
+        super().__init__(num_features, eps, affine, layout, **options)
+        self.groups = self.opts["groups"]
+        if num_features % self.groups:
+            raise UsageError(f"norm 'lng': groups={self.groups} must divide num_features={num_features}")
+        self._init_affine()
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        g = self.groups
+        z = F.layer_norm(x.unflatten(-1, (g, -1)), (self.num_features // g,), None, None, self.eps)
+        return self._apply_affine(z.flatten(-2))
+
+
+class BatchNorm(Norm):
+    """BatchNorm (Ioffe & Szegedy 2015): each channel normalized over the batch and all positions with
+    batch statistics in training, running statistics in eval."""
+
+    name = "bn"
+    summary = "BatchNorm: each channel over the batch and positions; running statistics in eval"
+    native_layout = "channels_first"
+    OPTIONS = {**COMMON, "momentum": Opt(float, 0.1, "running-statistics momentum", lo=0.0, hi=1.0)}
+
+    def __init__(self, num_features: int, eps: float | None = None, affine: bool | None = None,
+                 layout: str = "last", **options: Any) -> None:  # fmt: skip
+        super().__init__(num_features, eps, affine, layout, **options)
+        self._init_affine()
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_var", torch.ones(num_features))
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, ...)
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, self.training,
+                            self.opts["momentum"], self.eps)  # fmt: skip
+
+
+def _auto_groups(n: int) -> int:
+    return math.gcd(n, 32)
+
+
+class GroupNorm(Norm):
+    """GroupNorm (Wu & He 2018): channels split into G groups, each normalized over its channels and all
+    positions of one sample; per-channel affine. groups=0 picks gcd(C, 32)."""
+
+    name = "gn"
+    summary = "GroupNorm: G channel groups, each over its channels and positions"
+    native_layout = "channels_first"
+    OPTIONS = {**COMMON, "groups": Opt(int, 0, "number of groups (0: gcd(C, 32))", lo=0)}
+
+    def __init__(self, num_features: int, eps: float | None = None, affine: bool | None = None,
+                 layout: str = "last", **options: Any) -> None:  # fmt: skip
+        super().__init__(num_features, eps, affine, layout, **options)
+        self.groups = self.opts["groups"] or _auto_groups(num_features)
+        if num_features % self.groups:
+            raise UsageError(f"norm '{self.name}': groups={self.groups} must divide num_features={num_features}")
+        self._init_affine()
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, ...)
+        return F.group_norm(x, self.groups, self.weight, self.bias, self.eps)
+
+
+class LayerNormCHW(GroupNorm):
+    """LayerNorm over C×H×W (all of a sample's channels and positions together), per-channel affine —
+    GroupNorm with one group. With layout last on (B, T, N) it normalizes over T×N."""
+
+    name = "ln_chw"
+    summary = "LayerNorm over C×H×W of each sample, per-channel affine"
+    OPTIONS = COMMON
+
+    def __init__(self, num_features: int, eps: float | None = None, affine: bool | None = None,
+                 layout: str = "last", **options: Any) -> None:  # fmt: skip
+        Norm.__init__(self, num_features, eps, affine, layout, **options)
+        self.groups = 1
+        self._init_affine()
+
+
+class LocalResponseNorm(Norm):
+    """Local response normalization (Krizhevsky et al. 2012) across channels:
+    z_c = y_c / (k + α/n Σ_{c' ∈ window(c)} y_c'²)^β, window of n channels. Defaults are torch's."""
+
+    name = "lrn"
+    summary = "local response norm: y_c / (k + α/n Σ_window y²)^β across neighbouring channels"
+    native_layout = "channels_first"
+    OPTIONS = {
+        **COMMON,
+        "affine": Opt(bool, False, "learned per-unit gain γ and bias b"),
+        "size": Opt(int, 5, "window of n neighbouring channels", lo=1),
+        "alpha": Opt(float, 1e-4, "α (the window sum is scaled by α/n)", lo=0.0),
+        "beta": Opt(float, 0.75, "exponent β", lo=0.0),
+        "k": Opt(float, 1.0, "additive constant k", lo=0.0),
+    }
+
+    def __init__(self, num_features: int, eps: float | None = None, affine: bool | None = None,
+                 layout: str = "last", **options: Any) -> None:  # fmt: skip
+        super().__init__(num_features, eps, affine, layout, **options)
+        self._init_affine()
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, ...)
+        o = self.opts
+        z = F.local_response_norm(x if x.ndim > 2 else x.unsqueeze(-1), o["size"], o["alpha"], o["beta"], o["k"])
+        z = z if x.ndim > 2 else z.squeeze(-1)
+        if self.weight is None:
+            return z
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        return z * self.weight.view(shape) + self.bias.view(shape)
+
+
+class Softmax(Norm):
+    """Softmax over the feature axis: z_i = e^{y_i/τ} / Σ_j e^{y_j/τ} (divisive normalization with κ ≡ 1, β = 0)."""
+
+    name = "softmax"
+    summary = "Softmax over the features: e^{y_i/τ} / Σ_j e^{y_j/τ}"
+    OPTIONS = {
+        **COMMON,
+        "affine": Opt(bool, False, "learned per-unit gain γ and bias b"),
+        "temperature": Opt(float, 1.0, "temperature τ", lo=0.0, open_lo=True),
+    }
+
+    def __init__(self, num_features: int, eps: float | None = None, affine: bool | None = None,
+                 layout: str = "last", **options: Any) -> None:  # fmt: skip
+        super().__init__(num_features, eps, affine, layout, **options)
+        self.temperature = self.opts["temperature"]
+        self._init_affine()
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = torch.softmax(x / self.temperature if self.temperature != 1.0 else x, dim=-1)
+        return self._apply_affine(z)
+
+
+class DyT(Norm):
+    """Dynamic Tanh (Zhu et al. 2025): z = γ tanh(a·y) + b with a learned scalar a — a normalization-free
+    stand-in for LayerNorm."""
+
+    name = "dyt"
+    summary = "Dynamic Tanh (Zhu et al. 2025): γ·tanh(a·y) + b, learned scalar a"
+    OPTIONS = {**COMMON, "alpha_init": Opt(float, 0.5, "initial a", lo=0.0, open_lo=True)}
+
+    def __init__(self, num_features: int, eps: float | None = None, affine: bool | None = None,
+                 layout: str = "last", **options: Any) -> None:  # fmt: skip
+        super().__init__(num_features, eps, affine, layout, **options)
+        self.alpha = nn.Parameter(torch.tensor(float(self.opts["alpha_init"])))
+        self._init_affine()
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._apply_affine(torch.tanh(self.alpha * x))
+
+
+class Tanh(Norm):
+    """z = γ tanh(y) + b: a fixed squashing nonlinearity in the norm slot (no pooling across units)."""
+
+    name = "tanh"
+    summary = "tanh squashing in the norm slot: γ·tanh(y) + b, no pooling"
+    OPTIONS = {**COMMON, "affine": Opt(bool, False, "learned per-unit gain γ and bias b")}
+
+    def __init__(self, num_features: int, eps: float | None = None, affine: bool | None = None,
+                 layout: str = "last", **options: Any) -> None:  # fmt: skip
+        super().__init__(num_features, eps, affine, layout, **options)
+        self._init_affine()
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._apply_affine(torch.tanh(x))

@@ -1,0 +1,99 @@
+"""RunConfig and RunResult: the contract between the trainer, the study runner and the probes.
+
+A RunConfig says everything needed to reproduce one training run; its fields mirror the
+`lateralnorm train` flags and are the axes a study grid may vary. A RunResult is what one run returns:
+plain final metrics beside the per-epoch history, so the store and the statistics never parse logs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Placement = Literal["post", "pre", "only"]
+Status = Literal["pending", "running", "done", "failed", "diverged"]
+
+
+class RunConfig(BaseModel):
+    """One training run. Unknown keys are errors (a typo must never silently become a default)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # what to train
+    dataset: str = "mnist1d"
+    model: str = "mlp"
+    norm: str = "ln"  # a norm spec, e.g. "gelu>ln" or "dn:kappa=band:5,alpha=2"
+    placement: Placement = "post"  # post: Linear→norm→act, pre: Linear→act→norm, only: Linear→norm
+    depth: int = Field(2, ge=0, description="hidden layers (mlp), conv blocks (cnn), stacked cells (rnn)")
+    width: int = Field(128, ge=1, description="hidden units / channels / recurrent state size")
+    activation: str = "relu"
+    # data views
+    subset: int | None = Field(None, ge=1, description="use only the first N training samples")
+    samples: int | None = Field(None, ge=1, description="size of generated data sets (toys, mnist1d)")
+    random_labels: bool = False
+    data_dir: str | None = None
+    # optimisation
+    seed: int = 0
+    epochs: int = Field(20, ge=0)
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    optimizer: str = "adamw"  # adamw | sgd
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    schedule: str = "constant"  # constant | cosine | onecycle
+    # execution
+    device: str = "cpu"  # auto | cpu | cuda
+    threads: int | None = Field(None, ge=1)
+    out_dir: str | None = None  # defaults to runs/<run_id>
+    checkpoint: bool = True
+
+    def key(self) -> dict[str, Any]:
+        """The fields that change the result (execution details excluded)."""
+        return self.model_dump(exclude={"device", "threads", "out_dir", "checkpoint"})
+
+    def short_hash(self) -> str:
+        blob = json.dumps(self.key(), sort_keys=True, default=str).encode()
+        return hashlib.sha1(blob).hexdigest()[:8]
+
+    def run_id(self) -> str:
+        """Deterministic, readable id: a few key values plus a short config hash."""
+        norm = "".join(c if c.isalnum() else "-" for c in self.norm).strip("-")
+        return f"{self.model}-{norm}-{self.placement}-s{self.seed}-{self.short_hash()}"
+
+
+class EpochMetrics(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    epoch: int
+    train_loss: float
+    train_acc: float
+    test_loss: float
+    test_acc: float
+    lr: float
+    wall_s: float
+    samples_per_s: float
+
+
+class RunResult(BaseModel):
+    """What one run returns. `status` is done or diverged (failed runs raise; the executor records them)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str
+    config: dict[str, Any]
+    status: Status
+    test_acc: float | None = None
+    test_loss: float | None = None
+    train_acc: float | None = None
+    train_loss: float | None = None
+    history: list[EpochMetrics] = Field(default_factory=list)
+    diverged_step: int | None = None
+    wall_s: float = 0.0
+    samples_per_s: float | None = None
+    num_params: int | None = None
+    out_dir: str | None = None
+    versions: dict[str, str] = Field(default_factory=dict)
+    probes: dict[str, Any] = Field(default_factory=dict)  # probe name -> JSON-able result

@@ -1,0 +1,279 @@
+"""Study specs: a TOML file that names a grid of training runs, validated before anything is written.
+
+    name = "q1"                                  # a safe folder name: runs/q1
+    seeds = [0, 1, 2]
+    baseline = { norm = "ln", placement = "post" }
+    probes = ["sparsity"]                        # optional, run after each training run
+    [base]                                       # RunConfig fields shared by every run
+    dataset = "mnist1d"
+    epochs = 30
+    [grid]                                       # RunConfig fields to vary: the cells are the product
+    norm = ["ln", "relu>ln", "none"]
+    placement = ["post", "pre"]
+    [variants.quick]                             # overrides chosen with --variant quick
+    epochs = 5
+    seeds = [0, 1]
+
+A variant may set `seeds`, `probes`, a `[variants.x.base]` or `[variants.x.grid]` table, or any RunConfig
+field directly: a field that is a grid axis replaces that axis (a scalar becomes a one-value axis), any
+other field overrides `base`.
+
+Every error is a `UsageError` of one line, `file:line: key: what is wrong; what to do`.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+
+from lateralnorm.errors import UsageError, did_you_mean
+from lateralnorm.runconfig import RunConfig
+
+RUN_FIELDS: tuple[str, ...] = tuple(RunConfig.model_fields)
+# fields a study sets itself: one seed per run from `seeds`, one folder per run under the study folder
+RESERVED_FIELDS = {"seed": "list seeds at the top level: seeds = [0, 1, 2]", "out_dir": "the study sets it"}
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+VARIANT_KEYS = ("seeds", "probes", "base", "grid")
+
+
+class StudySpec(BaseModel):
+    """A validated study spec. `grid` keeps the file's axis order; `variant` names the overrides applied."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: StrictStr
+    description: StrictStr = ""
+    seeds: list[StrictInt] = Field(default_factory=lambda: [0])
+    base: dict[str, Any] = Field(default_factory=dict)
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+    baseline: dict[str, Any] | None = None
+    probes: list[StrictStr] = Field(default_factory=list)
+    variants: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    variant: StrictStr | None = None  # set by load_spec, not read from the file
+
+    def axes(self) -> list[str]:
+        return list(self.grid)
+
+
+class SpecError(UsageError):
+    """A spec error that knows its key path; `load_spec` adds the file and line."""
+
+    def __init__(self, path: tuple[str | int, ...], message: str) -> None:
+        self.path = tuple(path)
+        self.message = message
+        super().__init__(f"{_dotted(self.path)}: {message}")
+
+
+def _dotted(path: tuple[str | int, ...]) -> str:
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "<top>"
+
+
+# --------------------------------------------------------------------------------------------- locate
+_HEADER = re.compile(r"^\s*\[\[?\s*([A-Za-z0-9_.\"' -]+?)\s*\]\]?\s*(#.*)?$")
+_KEYLINE = re.compile(r"^\s*([A-Za-z0-9_\"'-][A-Za-z0-9_.\"' -]*?)\s*=")
+
+
+def _split_key(text: str) -> tuple[str, ...]:
+    return tuple(part.strip().strip("\"'") for part in text.split("."))
+
+
+def locate(text: str, path: tuple[str | int, ...]) -> int | None:
+    """1-based line of the TOML key or table that best matches `path` (the longest matching prefix)."""
+    keys = tuple(p for p in path if isinstance(p, str))
+    best, best_len, table = None, 0, ()
+    for number, line in enumerate(text.splitlines(), start=1):
+        header = _HEADER.match(line)
+        if header:
+            table = _split_key(header.group(1))
+            full = table
+        else:
+            key = _KEYLINE.match(line)
+            if not key:
+                continue
+            full = table + _split_key(key.group(1))
+        if full and keys[: len(full)] == full and len(full) > best_len:
+            best, best_len = number, len(full)
+    return best
+
+
+# ------------------------------------------------------------------------------------------- validate
+def _check_fields(keys: dict[str, Any], where: tuple[str, ...]) -> None:
+    for key in keys:
+        if key in RESERVED_FIELDS:
+            raise SpecError((*where, key), f"'{key}' cannot be set here: {RESERVED_FIELDS[key]}")
+        if key not in RUN_FIELDS:
+            hint = did_you_mean(key, RUN_FIELDS) or " (a RunConfig field: lateralnorm train --help lists them)"
+            raise SpecError((*where, key), f"unknown run setting '{key}'{hint}")
+
+
+def _run_config(fields: dict[str, Any], where_of: dict[str, tuple[str | int, ...]]) -> RunConfig:
+    """RunConfig(**fields), with a pydantic error turned into a SpecError at the offending key."""
+    try:
+        return RunConfig(**fields)
+    except ValidationError as e:
+        err = e.errors()[0]
+        field = str(err["loc"][0]) if err.get("loc") else ""
+        raise SpecError(where_of.get(field, (field,)), f"{err['msg']} (got {err.get('input')!r})") from None
+
+
+def _check_norm(spec: Any, where: tuple[str | int, ...], width: int) -> None:
+    """Unknown norm names fail here, not an hour into the study."""
+    if not isinstance(spec, str):
+        return
+    try:
+        from lateralnorm.norms import create_norm
+    except ImportError:  # pragma: no cover - norms always ship with the package
+        return
+    try:
+        create_norm(spec, width)
+    except UsageError as e:
+        raise SpecError(where, str(e)) from None
+    except Exception:  # a valid name whose options need another width: the run itself reports it
+        return
+
+
+def _known_probes() -> tuple[str, ...] | None:
+    try:
+        from lateralnorm.probes import PROBES
+    except Exception:
+        return None
+    return tuple(PROBES)
+
+
+def _apply_variant(raw: dict[str, Any], variant: str) -> dict[str, Any]:
+    variants = raw.get("variants") or {}
+    if variant not in variants:
+        known = ", ".join(sorted(variants)) or "none"
+        raise SpecError(
+            ("variants",), f"no variant '{variant}'{did_you_mean(variant, variants)} (this spec has: {known})"
+        )
+    out = {k: v for k, v in raw.items()}
+    out["base"] = dict(raw.get("base") or {})
+    out["grid"] = dict(raw.get("grid") or {})
+    where = ("variants", variant)
+    for key, value in variants[variant].items():
+        if key in ("seeds", "probes"):
+            out[key] = value
+        elif key in ("base", "grid"):
+            if not isinstance(value, dict):
+                raise SpecError((*where, key), "must be a table")
+            _check_fields(value, (*where, key))
+            out[key].update(value)
+        elif key in RUN_FIELDS and key not in RESERVED_FIELDS:
+            if key in out["grid"]:
+                out["grid"][key] = value if isinstance(value, list) else [value]
+            else:
+                out["base"][key] = value
+        else:
+            _check_fields({key: value}, where)  # raises with a suggestion among run settings
+    return out
+
+
+def validate_spec(raw: dict[str, Any], variant: str | None = None) -> StudySpec:
+    """Check a parsed spec and apply `variant`. Raises SpecError (with the key path) on any problem."""
+    try:
+        spec = StudySpec(**raw)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = tuple(err.get("loc", ()))
+        if err["type"] == "extra_forbidden":
+            key = str(loc[-1])
+            allowed = [f for f in StudySpec.model_fields if f != "variant"]
+            hint = did_you_mean(key, allowed + list(RUN_FIELDS))
+            if key in RUN_FIELDS:
+                hint = f"; run settings go under [base] or [grid]: [base] {key} = ..."
+            raise SpecError(loc, f"unknown key '{key}'{hint}") from None
+        raise SpecError(loc, f"{err['msg']} (got {err.get('input')!r})") from None
+    if spec.variant is not None:
+        raise SpecError(("variant",), "unknown key 'variant'; choose overrides with --variant NAME")
+    for name, overrides in spec.variants.items():
+        for key in overrides:
+            if key not in VARIANT_KEYS and (key not in RUN_FIELDS or key in RESERVED_FIELDS):
+                _check_fields({key: None}, ("variants", name))
+    _check_fields(spec.base, ("base",))
+    _check_fields(spec.grid, ("grid",))
+    if variant is not None:
+        spec = validate_spec(_apply_variant(spec.model_dump(exclude={"variant"}), variant))
+        return spec.model_copy(update={"variant": variant})
+
+    if not SAFE_NAME.match(spec.name) or ".." in spec.name:
+        raise SpecError(
+            ("name",),
+            f"'{spec.name}' is not a safe folder name: use letters, digits, '_', '-', '.' (no '/'), "
+            "at most 64 characters; pass --out to choose another folder",
+        )
+    if not spec.seeds:
+        raise SpecError(("seeds",), "is empty: list at least one seed, e.g. seeds = [0]")
+    if len(set(spec.seeds)) != len(spec.seeds):
+        raise SpecError(("seeds",), f"has duplicates {spec.seeds}: list each seed once")
+    if not spec.grid:
+        raise SpecError(("grid",), 'is empty: add at least one axis under [grid], e.g. norm = ["ln", "none"]')
+    for axis, values in spec.grid.items():
+        if axis in spec.base:
+            raise SpecError(("grid", axis), f"duplicate axis: '{axis}' is set in both [base] and [grid]")
+        if not values:
+            raise SpecError(("grid", axis), "is an empty list: give at least one value or remove the axis")
+        seen: list[Any] = []
+        for v in values:
+            if v in seen:
+                raise SpecError(("grid", axis), f"lists {v!r} twice: list each value once")
+            seen.append(v)
+
+    base_cfg = _run_config(spec.base, {k: ("base", k) for k in spec.base})
+    for k, v in spec.base.items():
+        if k == "norm":
+            _check_norm(v, ("base", k), base_cfg.width)
+    for axis, values in spec.grid.items():
+        for i, v in enumerate(values):
+            cfg = _run_config({**spec.base, axis: v}, {axis: ("grid", axis, i)} | {k: ("base", k) for k in spec.base})
+            if axis == "norm":
+                _check_norm(v, ("grid", axis, i), cfg.width)
+
+    if spec.baseline is not None:
+        for key, value in spec.baseline.items():
+            if key not in spec.grid:
+                raise SpecError(
+                    ("baseline", key),
+                    f"'{key}' is not a grid axis{did_you_mean(key, spec.grid)} (axes: {', '.join(spec.grid)})",
+                )
+            if value not in spec.grid[key]:
+                raise SpecError(("baseline", key), f"{value!r} is not among grid.{key} = {spec.grid[key]!r}")
+        missing = [a for a in spec.grid if a not in spec.baseline]
+        if missing:
+            raise SpecError(("baseline",), f"must name a value for every grid axis; missing: {', '.join(missing)}")
+
+    known = _known_probes()
+    for i, probe in enumerate(spec.probes):
+        if known is not None and probe not in known:
+            hint = did_you_mean(probe, known) or f" (known: {', '.join(known)})"
+            raise SpecError(("probes", i), f"unknown probe '{probe}'{hint}")
+    return spec
+
+
+def load_spec(path: str | Path, variant: str | None = None) -> StudySpec:
+    """Read and validate a spec file. Errors are one-line UsageErrors naming file, line and key."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"spec file {path} not found: give the path of a .toml study spec") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"cannot read spec file {path}: {e}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise UsageError(f"{path}: invalid TOML: {e}") from None
+    try:
+        return validate_spec(raw, variant)
+    except SpecError as e:
+        line = locate(text, e.path)
+        where = f"{path}:{line}" if line else str(path)
+        message = " ".join(e.message.split())  # one line, whatever the cause said
+        raise UsageError(f"{where}: {_dotted(e.path)}: {message}") from None

@@ -1,0 +1,258 @@
+"""The study store: one SQLite database per study folder (`<study>/study.db`), WAL mode, one writer.
+
+Only the driver process writes (workers return results to it); readers (`study status`, notebooks, the
+report) open the file read-only and never block it. Tables:
+
+    schema_version(version)                           one row; a newer schema refuses to open
+    meta(key, value)                                  spec (JSON), spec path, variant, workers, ...
+    runs(run_id, seq, cell, cell_label, seed, config, status, attempts, worker,
+         submitted_at, finished_at, wall_s, error, traceback)
+    final_metrics(run_id, test_acc, test_loss, train_acc, train_loss, diverged_step,
+                  samples_per_s, num_params, wall_s, out_dir, versions)
+    epoch_metrics(run_id, epoch, train_loss, train_acc, test_loss, test_acc, lr, wall_s,
+                  samples_per_s, extra)
+    probe_results(run_id, probe, json)
+
+status is one of pending / running / done / failed / diverged. A run reaches done (or diverged) in one
+transaction together with all its results, so a reader or a killed driver never sees half a run.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from lateralnorm.errors import UsageError
+from lateralnorm.runconfig import RunResult
+
+SCHEMA_VERSION = 1
+DB_NAME = "study.db"
+STATUSES = ("pending", "running", "done", "failed", "diverged")
+FINISHED = ("done", "diverged")
+FINAL_FIELDS = (
+    "test_acc", "test_loss", "train_acc", "train_loss", "diverged_step", "samples_per_s", "num_params", "wall_s",
+)  # fmt: skip
+EPOCH_FIELDS = ("train_loss", "train_acc", "test_loss", "test_acc", "lr", "wall_s", "samples_per_s")
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    cell TEXT NOT NULL,
+    cell_label TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    config TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN {STATUSES!r}),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    worker TEXT,
+    submitted_at REAL,
+    finished_at REAL,
+    wall_s REAL,
+    error TEXT,
+    traceback TEXT
+);
+CREATE TABLE IF NOT EXISTS final_metrics (
+    run_id TEXT PRIMARY KEY REFERENCES runs(run_id),
+    test_acc REAL, test_loss REAL, train_acc REAL, train_loss REAL, diverged_step INTEGER,
+    samples_per_s REAL, num_params INTEGER, wall_s REAL, out_dir TEXT, versions TEXT
+);
+CREATE TABLE IF NOT EXISTS epoch_metrics (
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    epoch INTEGER NOT NULL,
+    train_loss REAL, train_acc REAL, test_loss REAL, test_acc REAL, lr REAL, wall_s REAL, samples_per_s REAL,
+    extra TEXT,
+    PRIMARY KEY (run_id, epoch)
+);
+CREATE TABLE IF NOT EXISTS probe_results (
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    probe TEXT NOT NULL,
+    json TEXT NOT NULL,
+    PRIMARY KEY (run_id, probe)
+);
+"""
+
+
+def db_path(study_dir: str | Path) -> Path:
+    return Path(study_dir) / DB_NAME
+
+
+def _num(x: Any) -> Any:
+    """NaN and inf do not survive SQLite REAL round trips portably: store them as NULL."""
+    if isinstance(x, float) and (x != x or x in (float("inf"), float("-inf"))):
+        return None
+    return x
+
+
+class Store:
+    """The SQLite store of one study folder. `Store(dir)` opens for writing (creating the schema);
+    `Store(dir, readonly=True)` opens an existing store for reading only."""
+
+    def __init__(self, study_dir: str | Path, readonly: bool = False) -> None:
+        self.study_dir = Path(study_dir)
+        self.path = db_path(study_dir)
+        self.readonly = readonly
+        if readonly:
+            if not self.path.exists():
+                raise UsageError(
+                    f"{self.study_dir} is not a study folder (no {DB_NAME}): "
+                    "give the folder `lateralnorm study run` wrote, e.g. runs/q1"
+                )
+            self.conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None)
+        else:
+            self.study_dir.mkdir(parents=True, exist_ok=True)
+            self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")  # durable across a killed process in WAL mode
+        self.conn.row_factory = sqlite3.Row
+        self.conn.execute("PRAGMA foreign_keys=ON")
+        self._check_schema()
+
+    # ------------------------------------------------------------------------------------ schema
+    def _check_schema(self) -> None:
+        has = self.conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='schema_version'"
+        ).fetchone()
+        version = self.conn.execute("SELECT version FROM schema_version").fetchone() if has else None
+        if version is None:
+            if self.readonly:
+                raise UsageError(f"{self.path} has no study schema: was it written by `lateralnorm study run`?")
+            with self.transaction() as c:
+                for statement in _SCHEMA.split(";"):  # executescript would commit mid-transaction
+                    if statement.strip():
+                        c.execute(statement)
+                c.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+        elif version[0] > SCHEMA_VERSION:
+            raise UsageError(
+                f"{self.path} has schema version {version[0]}, newer than this lateralnorm "
+                f"({SCHEMA_VERSION}): upgrade lateralnorm to read it"
+            )
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any error."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def integrity_check(self) -> str:
+        return self.conn.execute("PRAGMA integrity_check").fetchone()[0]
+
+    # -------------------------------------------------------------------------------------- meta
+    def set_meta(self, **items: Any) -> None:
+        with self.transaction() as c:
+            for key, value in items.items():
+                c.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
+
+    def meta(self) -> dict[str, Any]:
+        return {r["key"]: json.loads(r["value"]) for r in self.conn.execute("SELECT key, value FROM meta")}
+
+    # -------------------------------------------------------------------------------------- runs
+    def add_runs(self, planned: Iterable[Any]) -> int:
+        """Insert planned runs not yet known (idempotent). Returns how many were new."""
+        with self.transaction() as c:
+            (start,) = c.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM runs").fetchone()
+            new = 0
+            for p in planned:
+                cur = c.execute(
+                    "INSERT OR IGNORE INTO runs (run_id, seq, cell, cell_label, seed, config) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (p.run_id, start + new, json.dumps(p.cell), p.cell_label, p.seed, p.config.model_dump_json()),
+                )
+                new += cur.rowcount
+        return new
+
+    def requeue_running(self, run_ids: Iterable[str] | None = None) -> int:
+        """Runs left 'running' (by a killed driver, or in flight at Ctrl-C) go back to pending."""
+        with self.transaction() as c:
+            if run_ids is None:
+                cur = c.execute("UPDATE runs SET status='pending', worker=NULL WHERE status='running'")
+                return cur.rowcount
+            n = 0
+            for rid in run_ids:
+                n += c.execute(
+                    "UPDATE runs SET status='pending', worker=NULL WHERE run_id=? AND status='running'", (rid,)
+                ).rowcount
+            return n
+
+    def status_of(self, run_ids: Iterable[str]) -> dict[str, str]:
+        ids = list(run_ids)
+        out: dict[str, str] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            q = f"SELECT run_id, status FROM runs WHERE run_id IN ({','.join('?' * len(chunk))})"
+            out.update({r["run_id"]: r["status"] for r in self.conn.execute(q, chunk)})
+        return out
+
+    def mark_running(self, run_id: str, worker: str) -> None:
+        with self.transaction() as c:
+            c.execute(
+                "UPDATE runs SET status='running', attempts=attempts+1, worker=?, submitted_at=?, "
+                "error=NULL, traceback=NULL WHERE run_id=?",
+                (worker, time.time(), run_id),
+            )
+
+    def record_result(self, result: RunResult, wall_s: float | None = None) -> None:
+        """The run's status (done / diverged), final and per-epoch metrics and probes: one transaction."""
+        rid = result.run_id
+        with self.transaction() as c:
+            for table in ("final_metrics", "epoch_metrics", "probe_results"):
+                c.execute(f"DELETE FROM {table} WHERE run_id=?", (rid,))
+            c.execute(
+                f"INSERT INTO final_metrics (run_id, {', '.join(FINAL_FIELDS)}, out_dir, versions) "
+                f"VALUES (?, {', '.join('?' * len(FINAL_FIELDS))}, ?, ?)",
+                (rid, *(_num(getattr(result, f)) for f in FINAL_FIELDS), result.out_dir, json.dumps(result.versions)),
+            )
+            for m in result.history:
+                extra = {k: v for k, v in m.model_dump().items() if k not in EPOCH_FIELDS and k != "epoch"}
+                c.execute(
+                    f"INSERT OR REPLACE INTO epoch_metrics (run_id, epoch, {', '.join(EPOCH_FIELDS)}, extra) "
+                    f"VALUES (?, ?, {', '.join('?' * len(EPOCH_FIELDS))}, ?)",
+                    (rid, m.epoch, *(_num(getattr(m, f)) for f in EPOCH_FIELDS), json.dumps(extra, default=str)),
+                )
+            for probe, value in result.probes.items():
+                c.execute(
+                    "INSERT INTO probe_results VALUES (?, ?, ?)", (rid, probe, json.dumps(value, default=str))
+                )
+            cur = c.execute(
+                "UPDATE runs SET status=?, finished_at=?, wall_s=?, error=NULL, traceback=NULL WHERE run_id=?",
+                (result.status, time.time(), wall_s if wall_s is not None else result.wall_s, rid),
+            )
+            if cur.rowcount != 1:
+                raise KeyError(f"run {rid} is not in the store")
+
+    def record_failure(self, run_id: str, error: str, traceback: str | None = None, wall_s: float | None = None) -> None:
+        with self.transaction() as c:
+            c.execute(
+                "UPDATE runs SET status='failed', finished_at=?, wall_s=?, error=?, traceback=? WHERE run_id=?",
+                (time.time(), wall_s, error, traceback, run_id),
+            )
+
+    # ----------------------------------------------------------------------------------- reading
+    def counts(self) -> dict[str, int]:
+        rows = self.conn.execute("SELECT status, COUNT(*) AS n FROM runs GROUP BY status").fetchall()
+        out = dict.fromkeys(STATUSES, 0)
+        out.update({r["status"]: r["n"] for r in rows})
+        return out
+
+    def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        return self.conn.execute(sql, params).fetchall()

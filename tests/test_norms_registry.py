@@ -1,0 +1,123 @@
+"""Checks generated from the registry: every registered norm (and a few composed/option variants) gets
+shape, layout, gradcheck, dtype, state-dict, determinism and compile checks by being registered."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+
+from lateralnorm import create_norm, list_norms
+
+N = 8
+# every registered name, plus the dn structures and compositions the studies use
+SPECS = sorted(list_norms()) + [
+    "dn:kappa=self",
+    "dn:kappa=band:2",
+    "dn:kappa=gaussian",
+    "dn:kappa=lowrank:2",
+    "dn:kappa=full",
+    "dn:alpha=1.5,learn_alpha=true",
+    "dn:fn=signed,center=true,r=0.5",
+    "dn:fn=exp,alpha=1,r=1,beta=0.5",
+    "dn:preset=ln",
+    "dn:preset=softmax",
+    "lng:groups=4",
+    "gelu>ln",
+    "relu>ln",
+    "elu>dn:alpha=2",
+    "ln>relu",
+]
+SHAPES = {"last": [(4, N), (3, 5, N)], "channels_first": [(4, N, 6), (2, N, 3, 3)]}
+
+
+def make(spec: str, layout: str = "last", dtype=torch.float32) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return create_norm(spec, N, layout=layout).to(dtype)
+
+
+@pytest.mark.parametrize("spec", SPECS)
+@pytest.mark.parametrize("layout", ["last", "channels_first"])
+def test_shape_and_finite(spec, layout):
+    m = make(spec, layout)
+    for shape in SHAPES[layout]:
+        x = torch.randn(shape) * 3
+        y = m(x)
+        assert y.shape == x.shape
+        assert torch.isfinite(y).all()
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_layouts_agree(spec):
+    """channels_first on (B, C, L) equals features-last on the permuted input."""
+    torch.manual_seed(1)
+    x = torch.randn(3, N, 5)
+    a = make(spec, "channels_first")(x)  # (B, C, L)
+    b = make(spec, "last")(x.transpose(1, 2))  # (B, L, C)
+    torch.testing.assert_close(a, b.transpose(1, 2), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_gradcheck_float64(spec):
+    m = make(spec, dtype=torch.float64)
+    if "bn" in spec.split(">"):
+        m.eval()
+    gen = torch.Generator().manual_seed(2)
+    x = (torch.randn(3, N, generator=gen, dtype=torch.float64) * 2 + 0.3).requires_grad_()
+    assert torch.autograd.gradcheck(m, (x,), eps=1e-6, atol=1e-5)
+    y = m(x).square().sum()
+    y.backward()
+    for name, p in m.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+
+
+@pytest.mark.parametrize("spec", SPECS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_low_precision_forward(spec, dtype):
+    m64, m = make(spec, dtype=torch.float64), make(spec, dtype=dtype)
+    x = torch.randn(4, N, dtype=torch.float64)
+    y = m(x.to(dtype))
+    assert y.dtype == dtype and torch.isfinite(y).all()
+    tol = 1e-4 if dtype is torch.float32 else 0.1
+    torch.testing.assert_close(y.double(), m64(x), atol=tol, rtol=tol)
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_state_dict_round_trip(spec):
+    a, b = make(spec), create_norm(spec, N)
+    with torch.no_grad():
+        for p in a.parameters():
+            p.add_(torch.rand_like(p) * 0.1)  # move away from init so the copy is visible
+    buf = io.BytesIO()
+    torch.save(a.state_dict(), buf)
+    buf.seek(0)
+    b.load_state_dict(torch.load(buf, weights_only=True))
+    x = torch.randn(4, N)
+    a.eval(), b.eval()
+    torch.testing.assert_close(a(x), b(x))
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_deterministic(spec):
+    x = torch.randn(5, N)
+    assert torch.equal(make(spec)(x), make(spec)(x))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", SPECS)
+def test_torch_compile_smoke(spec):
+    m = make(spec)
+    if "bn" in spec.split(">"):
+        m.eval()
+    x = torch.randn(4, N)
+    compiled = torch.compile(m, backend="eager" if spec.startswith("dn:kappa=gaussian") else "inductor")
+    torch.testing.assert_close(compiled(x), m(x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("spec", ["ln", "dn", "gelu>ln", "dn:kappa=band:2"])
+def test_torch_compile_fast_subset(spec):
+    """The cheap eager-backend compile path runs in the default suite; inductor for all norms is slow."""
+    m = make(spec)
+    x = torch.randn(4, N)
+    torch.testing.assert_close(torch.compile(m, backend="eager")(x), m(x))
