@@ -1,7 +1,7 @@
 """lateralnorm: normalization layers as lateral inhibition.
 
-    from lateralnorm import create_norm
-    norm = create_norm("gelu>ln", 256)          # GELU, then LayerNorm over 256 features
+from lateralnorm import create_norm
+norm = create_norm("gelu>ln", 256)          # GELU, then LayerNorm over 256 features
 """
 
 from __future__ import annotations

@@ -43,7 +43,9 @@ class Norm(nn.Module):
     ) -> None:
         super().__init__()
         if isinstance(num_features, bool) or not isinstance(num_features, int) or num_features < 1:
-            raise UsageError(f"norm '{self.name}': num_features must be a positive integer; got {num_features!r}")
+            raise UsageError(
+                f"norm '{self.name}': num_features must be a positive integer; got {num_features!r}"
+            )
         if layout not in LAYOUTS:
             raise UsageError(f"norm '{self.name}': layout must be 'last' or 'channels_first'; got {layout!r}")
         given = dict(options)
@@ -61,7 +63,7 @@ class Norm(nn.Module):
     def _init_affine(self) -> None:
         if self.affine:
             self.weight = nn.Parameter(torch.ones(self.num_features))
-            self.bias = nn.Parameter(torch.zeros(self.num_features))
+            self.bias = nn.Parameter(torch.zeros(self.num_features))  # (N,)
         else:
             self.register_parameter("weight", None)
             self.register_parameter("bias", None)
@@ -70,6 +72,8 @@ class Norm(nn.Module):
         """γ ⊙ z + b with features on the last axis."""
         if self.weight is None:
             return z
+        if self.bias is None:
+            return z * self.weight
         return torch.addcmul(self.bias, z, self.weight)
 
     # ----------------------------------------------------------------- layout + checks

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lateralnorm.errors import UsageError
-from lateralnorm.norms.base import COMMON, Norm, NonNegative, lower_bound
+from lateralnorm.norms.base import COMMON, NonNegative, Norm, lower_bound
 from lateralnorm.norms.options import Opt
 
 KAPPAS = ("self", "uniform", "band", "gaussian", "lowrank", "full")
@@ -38,7 +38,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                beta=1e-5, learn_beta=False, affine=True),
     # RMSNorm: the same without centering
     "rms": dict(center=False, fn="signed", alpha=2.0, r=0.5, p=1.0, kappa="uniform", learn_kappa=False,
-                beta=1e-6, learn_beta=False, affine=True),
+                beta=1e-6, learn_beta=False, affine=True, bias=False),
     # GDN (Ballé 2016): y_i / sqrt(β_i + Σ_j κ_ij y_j²), learned κ ≥ 0 and β ≥ 0; starts at β = 1, κ = 0.1·I
     "gdn": dict(center=False, fn="signed", alpha=2.0, r=0.5, p=1.0, kappa="full", kappa_eye=True,
                 kappa_init=0.1, learn_kappa=True, beta=1.0, learn_beta=True, eps=1e-6, affine=False),
@@ -67,11 +67,14 @@ class DivisiveNorm(Norm):
     """General divisive normalization (see the module docstring for the equation and the options)."""
 
     name = "dn"
-    summary = "divisive norm: γ·φ(y_i−m)/(β_i + Σ_j κ_ij ψ(y_j−m))^r + b; κ self|uniform|band|gaussian|lowrank|full"
+    summary = (
+        "divisive norm: γ·φ(y_i−m)/(β_i + Σ_j κ_ij ψ(y_j−m))^r + b; κ self|uniform|band|gaussian|lowrank|full"
+    )
     OPTIONS = {
         **COMMON,
         "eps": Opt(float, 1e-5, "floor of a learned β (keeps the denominator away from 0)", lo=0.0),
         "preset": Opt(str, None, "fill options to reproduce a classic layer", choices=tuple(PRESETS), nullable=True),
+        "bias": Opt(bool, True, "with affine: also learn the bias b (RMSNorm has none)"),
         "center": Opt(bool, False, "subtract the pool mean first (as LayerNorm does)"),
         "fn": Opt(str, "rect", "φ/ψ family", choices=("signed", "rect", "exp")),
         "alpha": Opt(float, 2.0, "exponent α of ψ (the 'power' of divisive normalization)", lo=0.0, open_lo=True,
@@ -119,6 +122,8 @@ class DivisiveNorm(Norm):
         self._init_kappa(kind, arg, o, n)
         self._init_beta(o, n)
         self._init_affine()
+        if self.weight is not None and not o["bias"]:
+            self.register_parameter("bias", None)
 
     # ------------------------------------------------------------------ parameters
     def _init_alpha(self, o: dict[str, Any]) -> None:
@@ -143,7 +148,9 @@ class DivisiveNorm(Norm):
             except ValueError:
                 v = -1
             if v < 1:
-                raise UsageError(f"norm 'dn': option 'kappa'='{kind}:{arg}' needs a positive integer after ':'")
+                raise UsageError(
+                    f"norm 'dn': option 'kappa'='{kind}:{arg}' needs a positive integer after ':'"
+                )
             return v
 
         init = o["kappa_init"]
@@ -249,11 +256,17 @@ class DivisiveNorm(Norm):
         if k == "gaussian":
             return F.linear(psi, self._gaussian().to(psi.dtype))
         if k == "lowrank":
-            return F.linear(F.linear(psi, self._get("kappa_v").T.to(psi.dtype)), self._get("kappa_u").to(psi.dtype))
+            return F.linear(
+                F.linear(psi, self._get("kappa_v").T.to(psi.dtype)), self._get("kappa_u").to(psi.dtype)
+            )
         return F.linear(psi, self._get("kappa").to(psi.dtype))
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (..., N)
-        t = x - x.mean(-1, keepdim=True) if self.center else x
+        if self.center:  # two-step centering: the second pass removes the rounding error of the first mean
+            t = x - x.mean(-1, keepdim=True)
+            t = t - t.mean(-1, keepdim=True)
+        else:
+            t = x
         alpha = self.alpha()
         p = self.opts["p"]
         if p is None:
@@ -282,7 +295,9 @@ class DivisiveNorm(Norm):
             z = num / den
         else:
             z = num * den.pow(-self.r)
-        if self.fn == "exp" and not (isinstance(p, float) and isinstance(alpha, float) and p == alpha * self.r):
+        if self.fn == "exp" and not (
+            isinstance(p, float) and isinstance(alpha, float) and p == alpha * self.r
+        ):
             z = z * torch.exp((p - alpha * self.r) * s)
         return self._apply_affine(z)
 

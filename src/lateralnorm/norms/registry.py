@@ -1,7 +1,7 @@
 """The registry and the spec grammar: make any norm by name.
 
-    spec   := part ( ">" part )*              applied left to right: "gelu>ln" is GELU then LayerNorm
-    part   := name [ ":" key=value ( "," key=value )* ]     e.g. "dn:kappa=band:5,alpha=2"
+spec   := part ( ">" part )*              applied left to right: "gelu>ln" is GELU then LayerNorm
+part   := name [ ":" key=value ( "," key=value )* ]     e.g. "dn:kappa=band:5,alpha=2"
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
 
 from lateralnorm.errors import UsageError, did_you_mean
@@ -41,7 +42,11 @@ def register_norm(
     def add(f: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if not name or not name.replace("_", "").isalnum():
             raise ValueError(f"norm names are letters, digits and '_'; got {name!r}")
-        doc = description or getattr(f, "summary", None) or ((f.__doc__ or name).strip().splitlines() or [name])[0]
+        doc = (
+            description
+            or getattr(f, "summary", None)
+            or ((f.__doc__ or name).strip().splitlines() or [name])[0]
+        )
         _REGISTRY[name] = Entry(name, f, doc, kind)
         return f
 
@@ -76,7 +81,9 @@ def parse_spec(spec: str) -> list[tuple[str, dict[str, str]]]:
     for raw in spec.split(">"):
         raw = raw.strip()
         if not raw:
-            raise UsageError(f"norm spec {spec!r} has an empty part; write parts joined by '>' like 'gelu>ln'")
+            raise UsageError(
+                f"norm spec {spec!r} has an empty part; write parts joined by '>' like 'gelu>ln'"
+            )
         name, _, rest = raw.partition(":")
         opts: dict[str, str] = {}
         if rest.strip():
@@ -102,12 +109,28 @@ class NormChain(nn.Sequential):
         self.spec = spec
 
 
-def create_norm(spec: str, num_features: int, layout: str = "last", **overrides: Any) -> nn.Module:
+def create_norm(
+    spec: str,
+    num_features: int,
+    layout: str = "last",
+    *,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+    **overrides: Any,
+) -> nn.Module:
     """Build the norm a spec names, for `num_features` units with the given layout.
 
     `overrides` (e.g. eps=1e-6, affine=False) go to every part that declares the option; a key that no part
-    takes is an error.
+    takes is an error. `dtype` builds the parameters directly in that dtype (so float64 constants such as
+    ε or 1/N are exact, not rounded through float32); `device` moves the result.
     """
+    if dtype is not None:
+        previous = torch.get_default_dtype()
+        torch.set_default_dtype(dtype)
+        try:
+            return create_norm(spec, num_features, layout, device=device, **overrides)
+        finally:
+            torch.set_default_dtype(previous)
     if layout not in LAYOUTS:
         raise UsageError(f"layout must be 'last' or 'channels_first'; got {layout!r}")
     if isinstance(num_features, bool) or not isinstance(num_features, int) or num_features < 1:
@@ -124,7 +147,8 @@ def create_norm(spec: str, num_features: int, layout: str = "last", **overrides:
     unused = set(overrides) - used
     if unused:
         raise UsageError(f"no part of norm spec {spec!r} takes option(s) {', '.join(sorted(unused))}")
-    return modules[0] if len(modules) == 1 else NormChain(spec, *modules)
+    module = modules[0] if len(modules) == 1 else NormChain(spec, *modules)
+    return module.to(device) if device is not None else module
 
 
 def _register_builtins() -> None:

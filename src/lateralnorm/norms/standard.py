@@ -31,7 +31,9 @@ class LayerNorm(Norm):
     (ConvNeXt style)."""
 
     name = "ln"
-    summary = "LayerNorm: (y − mean)/sqrt(var + ε) over the features (per pixel across channels if channels_first)"
+    summary = (
+        "LayerNorm: (y − mean)/sqrt(var + ε) over the features (per pixel across channels if channels_first)"
+    )
 
     def __init__(self, num_features: int, eps: float | None = None, affine: bool | None = None,
                  layout: str = "last", **options: Any) -> None:  # fmt: skip
@@ -119,7 +121,9 @@ class GroupNorm(Norm):
         super().__init__(num_features, eps, affine, layout, **options)
         self.groups = self.opts["groups"] or _auto_groups(num_features)
         if num_features % self.groups:
-            raise UsageError(f"norm '{self.name}': groups={self.groups} must divide num_features={num_features}")
+            raise UsageError(
+                f"norm '{self.name}': groups={self.groups} must divide num_features={num_features}"
+            )
         self._init_affine()
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, ...)
@@ -164,7 +168,9 @@ class LocalResponseNorm(Norm):
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, ...)
         o = self.opts
-        z = F.local_response_norm(x if x.ndim > 2 else x.unsqueeze(-1), o["size"], o["alpha"], o["beta"], o["k"])
+        z = F.local_response_norm(
+            x if x.ndim > 2 else x.unsqueeze(-1), o["size"], o["alpha"], o["beta"], o["k"]
+        )
         z = z if x.ndim > 2 else z.squeeze(-1)
         if self.weight is None:
             return z

@@ -77,7 +77,8 @@ def swap_norms(model: nn.Module, spec: str, match: Match = nn.LayerNorm, **overr
             else:
                 raise
         _copy_affine(old, new)
-        ref = next(iter(old.parameters()), None) or next(iter(old.buffers()), None)
+        ref = next(iter(old.parameters()), None)
+        ref = ref if ref is not None else next(iter(old.buffers()), None)
         if ref is not None:
             new = new.to(device=ref.device, dtype=ref.dtype)
         parent_name, _, child = name.rpartition(".")

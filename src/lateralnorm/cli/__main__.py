@@ -1,0 +1,5 @@
+import sys
+
+from lateralnorm.cli import main
+
+sys.exit(main())

@@ -1,0 +1,128 @@
+"""Recurrent models with the norm inside the recurrence, written cell by cell.
+
+At every step each gate's pre-activation a_g = W_g x_t + U_g h_{t−1} (H units) is normalized over its H
+units, then a per-gate bias is added, as in layer-normalized RNNs/LSTMs (Ba et al. 2016):
+
+    rnn:   h_t = act(norm(a) + b)
+    gru:   r, z = σ(norm(a_r) + b_r), σ(norm(a_z) + b_z)
+           n    = tanh(norm(W_n x_t + r ⊙ U_n h_{t−1}) + b_n),   h_t = (1 − z) ⊙ n + z ⊙ h_{t−1}
+    lstm:  i, f, o = σ(norm(a_·) + b_·),  g = tanh(norm(a_g) + b_g)
+           c_t = f ⊙ c_{t−1} + i ⊙ g,     h_t = o ⊙ tanh(c_t)
+
+One norm module per cell (`cells[k].norm`, width H) serves all of its gates: it sees (B, G, H) and pools
+over the last axis only. With norm "none" these are the textbook cells. Inputs: a signal (L,) becomes L
+steps of 1 value, a sequence (T, F) is used as is, an image (C, H, W) becomes H steps of its rows (C·W).
+Layers run one after another over the whole sequence, so each layer's input projection is one matmul.
+The classifier reads the top layer's last hidden state.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from lateralnorm.models.common import Act
+from lateralnorm.norms import create_norm
+
+GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+
+
+def as_sequence(x: torch.Tensor, steps: int, features: int) -> torch.Tensor:
+    """(B, L) | (B, T, F) | (B, C, H, W) → (B, T, F)."""
+    if x.dim() == 4:
+        x = x.permute(0, 2, 1, 3)  # (B, H, C, W): one step per image row
+    return x.reshape(x.shape[0], steps, features)
+
+
+def sequence_shape(input_shape: tuple[int, ...]) -> tuple[int, int]:
+    """(steps, features) of a sample of the given shape."""
+    if len(input_shape) == 1:
+        return input_shape[0], 1
+    if len(input_shape) == 2:
+        return input_shape[0], input_shape[1]
+    c, h, w = input_shape
+    return h, c * w
+
+
+class NormRecurrentCell(nn.Module):
+    """One recurrent layer (kind rnn | gru | lstm) with a norm on each gate's pre-activation."""
+
+    def __init__(self, kind: str, input_size: int, hidden: int, norm: str, activation: str = "tanh") -> None:
+        super().__init__()
+        self.kind, self.hidden, self.gates = kind, hidden, GATES[kind]
+        g = self.gates
+        self.w_x = nn.Linear(input_size, g * hidden, bias=False)
+        self.w_h = nn.Linear(hidden, g * hidden, bias=False)
+        self.bias = nn.Parameter(torch.zeros(g * hidden))
+        self.norm = create_norm(norm, hidden, layout="last")
+        self.act = Act(activation)
+        bound = 1.0 / math.sqrt(hidden)
+        for w in (self.w_x.weight, self.w_h.weight):
+            nn.init.uniform_(w, -bound, bound)
+        if kind == "lstm":
+            with torch.no_grad():
+                self.bias[hidden : 2 * hidden].fill_(1.0)  # forget gate starts open
+
+    def _normed(self, a: torch.Tensor) -> torch.Tensor:
+        """(B, k·H) pre-activations → norm per gate over H → (B, k·H)."""
+        b = a.shape[0]
+        return self.norm(a.view(b, -1, self.hidden)).reshape(b, -1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, T, F_in) → hidden states (B, T, H)."""
+        b, steps, _ = x.shape
+        hdim = self.hidden
+        xw = self.w_x(x)  # (B, T, G·H), all steps at once
+        h = x.new_zeros(b, hdim)
+        c = x.new_zeros(b, hdim)
+        outputs = []
+        for t in range(steps):
+            if self.kind == "rnn":
+                h = self.act(self._normed(xw[:, t] + self.w_h(h)) + self.bias)
+            elif self.kind == "gru":
+                hw = self.w_h(h)  # (B, 3H)
+                rz = torch.sigmoid(self._normed(xw[:, t, : 2 * hdim] + hw[:, : 2 * hdim]) + self.bias[: 2 * hdim])
+                r, z = rz[:, :hdim], rz[:, hdim:]
+                n = torch.tanh(self._normed(xw[:, t, 2 * hdim :] + r * hw[:, 2 * hdim :]) + self.bias[2 * hdim :])
+                h = (1 - z) * n + z * h
+            else:  # lstm
+                a = self._normed(xw[:, t] + self.w_h(h)) + self.bias  # (B, 4H): i f g o
+                i, f, g, o = a.chunk(4, dim=1)
+                c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+                h = torch.sigmoid(o) * torch.tanh(c)
+            outputs.append(h)
+        return torch.stack(outputs, dim=1)  # (B, T, H)
+
+    def extra_repr(self) -> str:
+        return f"kind={self.kind}, hidden={self.hidden}"
+
+
+class RecurrentClassifier(nn.Module):
+    """depth stacked cells of one kind, then Linear on the last hidden state of the top cell."""
+
+    def __init__(
+        self,
+        kind: str,
+        input_shape: tuple[int, ...],
+        num_classes: int,
+        *,
+        width: int,
+        depth: int,
+        norm: str,
+        activation: str,
+    ) -> None:
+        super().__init__()
+        self.steps, self.features = sequence_shape(input_shape)
+        sizes = [self.features] + [width] * depth
+        self.cells = nn.ModuleList(
+            NormRecurrentCell(kind, sizes[k], width, norm, activation) for k in range(depth)
+        )
+        self.head = nn.Linear(width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = as_sequence(x, self.steps, self.features)  # (B, T, F)
+        for cell in self.cells:
+            h = cell(h)  # (B, T, H)
+        return self.head(h[:, -1])  # (B, classes)

@@ -1,0 +1,341 @@
+"""Executors run study tasks somewhere else and hand outcomes back to the driver, as they finish.
+
+    LocalExecutor   a process pool on this machine (concurrent.futures, spawn context)
+    RayExecutor     Ray core tasks on a local Ray or a cluster (`pip install lateralnorm[ray]`)
+
+Both keep at most `workers` tasks in flight, so a task is marked running when it really starts and a
+stopped study leaves nothing queued. Workers never touch the store: `execute` trains (and probes) one run
+and returns an `Outcome` (a RunResult dict or a one-line error with its traceback); the driver writes it.
+Each worker uses `threads` torch threads, by default cores // workers.
+
+The run function is injectable: a callable or a "module:function" string, resolved in the worker;
+the default is lateralnorm.train.run.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import importlib
+import multiprocessing
+import os
+import signal
+import threading
+import time
+import traceback as tb
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from lateralnorm.errors import UsageError
+from lateralnorm.runconfig import RunConfig, RunResult
+
+DEFAULT_RUN_FN = "lateralnorm.train:run"
+RunFn = Callable[[RunConfig], RunResult] | str
+
+
+@dataclass(frozen=True)
+class Task:
+    run_id: str
+    config: dict[str, Any]  # RunConfig.model_dump()
+    probes: tuple[str, ...] = ()
+
+
+@dataclass
+class Outcome:
+    run_id: str
+    result: dict[str, Any] | None  # RunResult.model_dump(mode="json"), None when the run failed
+    error: str | None = None  # one line: "ValueError: lr must be positive"
+    traceback: str | None = None
+    wall_s: float = 0.0  # measured in the worker, training and probes together
+    worker: str = ""
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def resolve_run_fn(fn: RunFn | None) -> Callable[[RunConfig], RunResult]:
+    """A callable, or "module:function" imported here (in the worker)."""
+    if fn is None:
+        fn = DEFAULT_RUN_FN
+    if callable(fn):
+        return fn
+    module, _, name = fn.partition(":")
+    if not module or not name:
+        raise UsageError(f"run function {fn!r} must look like 'package.module:function'")
+    try:
+        obj: Any = importlib.import_module(module)
+        for part in name.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as e:
+        raise UsageError(f"cannot load run function {fn!r}: {one_line(e)}") from None
+    if not callable(obj):
+        raise UsageError(f"run function {fn!r} is not callable")
+    return obj
+
+
+def _run_probes(names: tuple[str, ...], run_dir: str) -> dict[str, Any]:
+    """Each probe on its own, so one failing probe is recorded as {"error": ...} and the others still run."""
+    from lateralnorm.probes import run_probes
+
+    out: dict[str, Any] = {}
+    for name in names:
+        try:
+            out.update(run_probes([name], run_dir))
+        except Exception as e:
+            out[name] = {"error": one_line(e)}
+    return out
+
+
+def execute(task: Task, run_fn: RunFn | None = None, threads: int | None = None) -> Outcome:
+    """Train one run (then its probes) in this process. Never raises for a failing run: returns its error."""
+    start = time.perf_counter()
+    worker = f"{os.uname().nodename}:{os.getpid()}"
+    try:
+        config = RunConfig(**task.config)
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+            if config.threads is None:
+                config = config.model_copy(update={"threads": threads})
+        result = resolve_run_fn(run_fn)(config)
+        if not isinstance(result, RunResult):
+            result = RunResult.model_validate(result)
+        update: dict[str, Any] = {"run_id": task.run_id}
+        if task.probes and result.status == "done":
+            update["probes"] = {**result.probes, **_run_probes(task.probes, result.out_dir or config.out_dir)}
+        result = result.model_copy(update=update)
+        return Outcome(task.run_id, result.model_dump(mode="json"), wall_s=time.perf_counter() - start, worker=worker)
+    except Exception as e:
+        return Outcome(
+            task.run_id, None, one_line(e), tb.format_exc(), wall_s=time.perf_counter() - start, worker=worker
+        )
+
+
+class Executor:
+    """Runs tasks with at most `workers` in flight; subclasses provide start/submit/wait/shutdown."""
+
+    name = "executor"
+
+    def __init__(self, workers: int) -> None:
+        if workers < 1:
+            raise UsageError(f"--workers must be at least 1 (got {workers})")
+        self.workers = workers
+        self.inflight: dict[Any, Task] = {}
+
+    def start(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def submit(self, task: Task) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def wait(self, handles: list[Any]) -> list[tuple[Any, Outcome]]:  # pragma: no cover - abstract
+        """Block until at least one handle finished; return (handle, outcome) for each finished one."""
+        raise NotImplementedError
+
+    def shutdown(self, cancel: bool = False) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def inflight_ids(self) -> list[str]:
+        return [t.run_id for t in self.inflight.values()]
+
+    def imap(self, tasks: Iterable[Task], on_submit: Callable[[Task], None] | None = None) -> Iterator[Outcome]:
+        """Outcomes in completion order. `on_submit(task)` runs just before a task is handed to a worker."""
+        todo = iter(tasks)
+
+        def fill() -> None:
+            while len(self.inflight) < self.workers:
+                task = next(todo, None)
+                if task is None:
+                    return
+                if on_submit:
+                    on_submit(task)
+                self.inflight[self.submit(task)] = task
+
+        fill()
+        while self.inflight:
+            finished = self.wait(list(self.inflight))
+            for handle, _ in finished:
+                self.inflight.pop(handle)
+            fill()  # keep the workers busy before the driver writes the results
+            for _, outcome in finished:
+                yield outcome
+
+    def __enter__(self) -> Executor:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: Any, *rest: Any) -> None:
+        self.shutdown(cancel=exc_type is not None or bool(self.inflight))
+
+
+# ------------------------------------------------------------------------------------------------ local
+def _init_worker(threads: int, driver_pid: int) -> None:
+    """Pool worker setup: Ctrl-C is the driver's to handle; exit when the driver is gone (kill -9)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import torch
+
+    torch.set_num_threads(threads)
+
+    def watchdog() -> None:
+        while os.getppid() == driver_pid:
+            time.sleep(0.5)
+        os._exit(3)
+
+    threading.Thread(target=watchdog, daemon=True, name="driver-watchdog").start()
+
+
+class LocalExecutor(Executor):
+    """A process pool on this machine (spawn context: no state or lock file descriptors leak into workers)."""
+
+    name = "local"
+
+    def __init__(
+        self, workers: int | None = None, run_fn: RunFn | None = None, threads: int | None = None,
+        context: str = "spawn",
+    ) -> None:  # fmt: skip
+        super().__init__(workers or cpu_count())
+        self.run_fn = run_fn
+        self.threads = threads or max(1, cpu_count() // self.workers)
+        self.context = context
+        self.pool: cf.ProcessPoolExecutor | None = None
+
+    def start(self) -> None:
+        self.pool = cf.ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=multiprocessing.get_context(self.context),
+            initializer=_init_worker,
+            initargs=(self.threads, os.getpid()),
+        )
+
+    def submit(self, task: Task) -> cf.Future:
+        if self.pool is None:
+            self.start()
+        try:
+            return self.pool.submit(execute, task, self.run_fn, self.threads)
+        except cf.process.BrokenProcessPool:  # a worker died earlier: start a fresh pool
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.start()
+            return self.pool.submit(execute, task, self.run_fn, self.threads)
+
+    def wait(self, handles: list[cf.Future]) -> list[tuple[cf.Future, Outcome]]:
+        done, _ = cf.wait(handles, return_when=cf.FIRST_COMPLETED)
+        out = []
+        for fut in done:
+            task = self.inflight[fut]
+            try:
+                out.append((fut, fut.result()))
+            except Exception as e:  # the worker process itself died (killed, out of memory, segfault)
+                out.append((fut, Outcome(task.run_id, None, f"worker process died: {one_line(e)}", tb.format_exc())))
+        return out
+
+    def shutdown(self, cancel: bool = False) -> None:
+        if self.pool is None:
+            return
+        if cancel:
+            processes = list((getattr(self.pool, "_processes", None) or {}).values())
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            for p in processes:  # runs in flight are abandoned: the driver puts them back to pending
+                p.terminate()
+            for p in processes:
+                p.join(timeout=5)
+        else:
+            self.pool.shutdown(wait=True)
+        self.pool = None
+
+
+# -------------------------------------------------------------------------------------------------- ray
+class RayExecutor(Executor):
+    """Ray core tasks, one CPU bundle of `threads` per run. Connects to `address` ("auto", "ray://...")
+    or starts a local Ray with `num_cpus` (then stops it at shutdown). Workers need lateralnorm installed."""
+
+    name = "ray"
+
+    def __init__(
+        self, address: str | None = None, workers: int | None = None, run_fn: RunFn | None = None,
+        threads: int = 1, num_cpus: int | None = None,
+    ) -> None:  # fmt: skip
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise UsageError("the ray executor needs Ray: pip install 'lateralnorm[ray]'") from None
+        self.address = address
+        self.run_fn = run_fn
+        self.threads = max(1, threads)
+        self.num_cpus = num_cpus if num_cpus is not None else (None if address else cpu_count())
+        self._owns_ray = False
+        self._remote: Any = None
+        super().__init__(workers or 1)
+        self._workers_given = workers is not None
+
+    def start(self) -> None:
+        import logging
+
+        import ray
+
+        if not ray.is_initialized():
+            try:
+                ray.init(
+                    address=self.address, num_cpus=self.num_cpus, include_dashboard=False,
+                    logging_level=logging.WARNING, log_to_driver=False,
+                )  # fmt: skip
+            except ConnectionError as e:
+                raise UsageError(f"cannot reach Ray at {self.address!r}: {one_line(e)}") from None
+            self._owns_ray = self.address is None
+        if not self._workers_given:
+            cpus = int(ray.cluster_resources().get("CPU", 1))
+            self.workers = max(1, cpus // self.threads)
+        self._remote = ray.remote(num_cpus=self.threads, max_retries=0)(execute)
+
+    def submit(self, task: Task) -> Any:
+        if self._remote is None:
+            self.start()
+        return self._remote.remote(task, self.run_fn, self.threads)
+
+    def wait(self, handles: list[Any]) -> list[tuple[Any, Outcome]]:
+        import ray
+
+        ready, _ = ray.wait(handles, num_returns=1)
+        out = []
+        for ref in ready:
+            task = self.inflight[ref]
+            try:
+                out.append((ref, ray.get(ref)))
+            except Exception as e:  # the Ray worker died or the task could not be deserialized
+                out.append((ref, Outcome(task.run_id, None, f"ray task failed: {one_line(e)}", tb.format_exc())))
+        return out
+
+    def shutdown(self, cancel: bool = False) -> None:
+        import ray
+
+        if not ray.is_initialized():
+            return
+        if cancel:
+            for ref in list(self.inflight):
+                try:
+                    ray.cancel(ref, force=True)
+                except Exception:  # already finished or gone: nothing to stop
+                    pass
+        if self._owns_ray:
+            ray.shutdown()
+            self._owns_ray = False
+        self._remote = None
+
+
+def make_executor(
+    kind: str, workers: int | None = None, run_fn: RunFn | None = None, ray_address: str | None = None
+) -> Executor:
+    if kind == "local":
+        return LocalExecutor(workers=workers, run_fn=run_fn)
+    if kind == "ray":
+        return RayExecutor(address=ray_address, workers=workers, run_fn=run_fn)
+    raise UsageError(f"unknown executor {kind!r}: use 'local' or 'ray'")

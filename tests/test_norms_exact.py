@@ -1,0 +1,201 @@
+"""Closed-form references: the dn presets and the named layers equal PyTorch's layers and GDN's formula
+(max abs error <= 1e-5 in float32, <= 1e-10 in float64) on ordinary, huge and near-constant inputs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from lateralnorm import create_norm
+from lateralnorm.norms import NonNegative
+
+TOL = {torch.float32: 1e-5, torch.float64: 1e-10}
+DTYPES = [torch.float32, torch.float64]
+
+
+def inputs(shape, dtype, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    base = torch.randn(shape, generator=g, dtype=torch.float64)
+    cases = {
+        "normal": base,
+        "large": base * 1e4,
+        "near_constant": 1.0 + 0.05 * base,
+        "tiny": base * 1e-3,
+        "zeros": torch.zeros(shape, dtype=torch.float64),
+    }
+    return {k: v.to(dtype) for k, v in cases.items()}
+
+
+def max_err(a, b):
+    return (a - b).abs().max().item()
+
+
+def randomize_affine(*mods):
+    g = torch.Generator().manual_seed(7)
+    w = torch.rand(mods[0].weight.shape, generator=g) + 0.5
+    b = torch.randn(mods[0].weight.shape, generator=g)
+    with torch.no_grad():
+        for m in mods:
+            m.weight.copy_(w)
+            if getattr(m, "bias", None) is not None:
+                m.bias.copy_(b)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("spec", ["dn:preset=ln", "ln"])
+def test_layernorm(spec, dtype):
+    n = 64
+    ours, ref = create_norm(spec, n, eps=1e-5, dtype=dtype), nn.LayerNorm(n, eps=1e-5, dtype=dtype)
+    randomize_affine(ours, ref)
+    for case, x in inputs((32, n), dtype).items():
+        assert max_err(ours(x), ref(x)) <= TOL[dtype], case
+
+
+def test_dn_layernorm_near_constant_float32_is_closer_to_truth_than_torch():
+    """On 3 + 0.01·noise in float32, torch's LayerNorm is ~3e-5 off the float64 answer; the dn preset's
+    two-step centering keeps it under 1e-5."""
+    n = 64
+    x = (
+        3.0 + 1e-2 * torch.randn(32, n, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    ).float()
+    truth = nn.functional.layer_norm(x.double(), (n,), eps=1e-5)
+    ours = create_norm("dn:preset=ln", n, eps=1e-5)(x).double()
+    assert max_err(ours, truth) <= 1e-5
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("spec", ["dn:preset=rms", "rms"])
+def test_rmsnorm(spec, dtype):
+    n = 64
+    ours, ref = create_norm(spec, n, eps=1e-6, dtype=dtype), nn.RMSNorm(n, eps=1e-6, dtype=dtype)
+    randomize_affine(ours, ref)
+    for case, x in inputs((32, n), dtype).items():
+        assert max_err(ours(x), ref(x)) <= TOL[dtype], case
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("spec", ["dn:preset=lrn", "lrn"])
+def test_local_response_norm(spec, dtype):
+    ours, ref = create_norm(spec, 16, layout="channels_first", dtype=dtype), nn.LocalResponseNorm(5)
+    for case, x in inputs((4, 16, 5, 5), dtype).items():
+        assert max_err(ours(x), ref(x)) <= TOL[dtype], case
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax(dtype):
+    ours, named = create_norm("dn:preset=softmax", 32, dtype=dtype), create_norm("softmax:temperature=2", 32)
+    for case, x in inputs((16, 32), dtype).items():
+        assert max_err(ours(x), torch.softmax(x, -1)) <= TOL[dtype], case
+        assert max_err(named.to(dtype)(x), torch.softmax(x / 2, -1)) <= TOL[dtype], case
+
+
+def gdn_closed_form(y, kappa, beta):
+    """z_i = y_i / sqrt(β_i + Σ_j κ_ij y_j²), channels on axis 1."""
+    y2 = y.square().movedim(1, -1)  # (B, ..., C)
+    den = beta + y2 @ kappa.T
+    return y / den.sqrt().movedim(-1, 1)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("spec", ["gdn", "dn:preset=gdn"])
+def test_gdn(spec, dtype):
+    c = 12
+    m = create_norm(spec, c, layout="channels_first", dtype=dtype)
+    for case, y in inputs((3, c, 4, 4), dtype).items():
+        # at initialization: β = 1, κ = 0.1·I, so z = y / sqrt(1 + 0.1·y²)
+        assert max_err(m(y), y / torch.sqrt(1 + 0.1 * y.square())) <= TOL[dtype], case
+    with torch.no_grad():  # move κ and β to arbitrary non-negative values through the parametrization
+        g = torch.Generator().manual_seed(3)
+        m.kappa.raw.copy_(torch.rand(c, c, generator=g, dtype=torch.float64).to(dtype))
+        m.beta.raw.copy_((torch.rand(c, generator=g, dtype=torch.float64) + 0.5).to(dtype))
+    kappa, beta = m.kappa_matrix(), m.beta_value()
+    assert (kappa >= 0).all() and (beta > 0).all()
+    for case, y in inputs((3, c, 4, 4), dtype, seed=1).items():
+        assert max_err(m(y), gdn_closed_form(y, kappa, beta)) <= TOL[dtype], case
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_channels_first_layernorm_equals_permute(dtype):
+    c = 16
+    ours, ref = create_norm("ln", c, layout="channels_first", dtype=dtype), nn.LayerNorm(c, dtype=dtype)
+    randomize_affine(ours, ref)
+    x = torch.randn(2, c, 7, 7, dtype=dtype)
+    assert max_err(ours(x), ref(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)) <= TOL[dtype]
+
+
+def test_neural_dn_closed_form():
+    """dn default: z_i = relu(y_i)^α / (β + Σ_j κ_ij relu(y_j)^α) with κ = 1/N, β = 1 at init."""
+    n, alpha = 10, 2.0
+    m = create_norm("dn:alpha=2", n, dtype=torch.float64)
+    y = torch.randn(6, n, dtype=torch.float64) * 2
+    r = torch.relu(y) ** alpha
+    expected = r / (1.0 + r.mean(-1, keepdim=True))
+    assert max_err(m(y), expected) <= 1e-12
+
+
+def test_band_kappa_is_a_band():
+    m = create_norm("dn:kappa=band:2", 9, dtype=torch.float64)
+    k = m.kappa_matrix()
+    i, j = torch.meshgrid(torch.arange(9), torch.arange(9), indexing="ij")
+    assert torch.all(k[(i - j).abs() > 2] == 0)
+    assert torch.allclose(k[(i - j).abs() <= 2], torch.full_like(k[(i - j).abs() <= 2], 1 / 5))
+
+
+@pytest.mark.parametrize("spec", ["dn:kappa=full", "dn:kappa=lowrank:3", "dn:kappa=gaussian", "dn:kappa=self",
+                                  "dn:kappa=uniform", "dn:kappa=band:1"])  # fmt: skip
+def test_pool_matches_kappa_matrix(spec):
+    """Σ_j κ_ij ψ_j computed by the structured kernel equals ψ @ κᵀ with the effective matrix."""
+    n = 7
+    m = create_norm(spec, n, affine=False, learn_beta=False, dtype=torch.float64)
+    y = torch.rand(5, n, dtype=torch.float64) + 0.1
+    psi = y.square()
+    expected = psi / (1.0 + psi @ m.kappa_matrix().T)
+    assert max_err(m(y), expected) <= 1e-12
+
+
+@pytest.mark.parametrize("spec", ["ln", "dn:preset=ln", "rms", "dn", "gdn", "dn:kappa=full", "dn:fn=signed",
+                                  "dn:preset=softmax", "gelu>ln", "dn:learn_alpha=true,alpha=0.7",
+                                  "dn:fn=signed,alpha=1.3"])  # fmt: skip
+@pytest.mark.parametrize("scale", [0.0, 1e4])
+def test_no_nan_on_zero_or_huge_input(spec, scale):
+    m = create_norm(spec, 16)
+    x = (torch.randn(8, 16) * scale).requires_grad_()
+    y = m(x)
+    y.sum().backward()
+    assert torch.isfinite(y).all() and torch.isfinite(x.grad).all()
+    for p in m.parameters():
+        assert p.grad is None or torch.isfinite(p.grad).all()
+
+
+def test_beta_at_its_floor_is_finite():
+    m = create_norm("dn:eps=1e-6", 8)
+    with torch.no_grad():
+        m.beta.raw.fill_(-5.0)  # far below the bound: the effective β is the floor
+    assert torch.allclose(m.beta_value(), torch.full((8,), 1e-6), rtol=1e-3)
+    x = torch.zeros(4, 8, requires_grad=True)
+    y = m(x)
+    y.sum().backward()
+    assert torch.isfinite(y).all() and torch.isfinite(x.grad).all()
+
+
+def test_nonnegative_reparametrization_never_clamps_data():
+    p = NonNegative(torch.tensor([0.5, 0.0, 2.0]), minimum=0.0)
+    opt = torch.optim.SGD(p.parameters(), lr=1.0)
+    for _ in range(50):  # push every value down hard
+        opt.zero_grad()
+        p().sum().backward()
+        opt.step()
+    assert (p() >= 0).all()
+    assert (p.raw.detach() < 0).any()  # the raw parameter went below the bound; only the value is bounded
+
+
+def test_learned_alpha_stays_above_floor():
+    m = create_norm("dn:learn_alpha=true,alpha=1.0,alpha_min=0.6", 8)
+    opt = torch.optim.SGD(m.parameters(), lr=5.0)
+    x = torch.rand(16, 8) + 0.5
+    for _ in range(30):
+        opt.zero_grad()
+        (m.alpha() * 10 + 0 * m(x).sum()).backward()  # the gradient pushes α down
+        opt.step()
+    assert float(m.alpha().detach()) >= 0.6 - 1e-7
