@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -53,7 +54,7 @@ def page(tmp_path_factory):
         "--disable-gpu",
         "--disable-background-networking",
         "--disable-dev-shm-usage",
-        "--window-size=1400,1500",
+        "--window-size=1400,1900",
         f"--user-data-dir={tmp / 'profile'}",
     ):
         opts.add_argument(arg)
@@ -68,7 +69,7 @@ def page(tmp_path_factory):
 
 
 def _ref(spec: str, y: list[float], kappa: np.ndarray | None = None) -> np.ndarray:
-    """The Python layer's output for one input vector, in float64."""
+    """The Python layer's output for one input vector, in float64 (buffers were built in float32: rtol 1e-6)."""
     layer = create_norm(spec, len(y)).double()
     if kappa is not None:
         layer.kappa_fixed.copy_(torch.as_tensor(kappa))
@@ -103,14 +104,16 @@ def test_page_formulas_match_the_python_layers(page):
             got = driver.execute_script("return window.lateralnorm.compute(arguments[0], arguments[1], arguments[2])",
                                         norm, y, params)  # fmt: skip
             spec = explorer.lateralnorm_spec(norm, n, **params)
-            np.testing.assert_allclose(got, _ref(spec, y), rtol=1e-9, atol=1e-9, err_msg=f"{norm} {params} {y}")
+            np.testing.assert_allclose(
+                got, _ref(spec, y), rtol=1e-6, atol=1e-9, err_msg=f"{norm} {params} {y}"
+            )
     # the "random" kappa preset through an explicit full kappa matrix
     y = [1.0, -2.0, 0.5, 2.5, 0.1, -0.7]
     kappa = driver.execute_script("return window.lateralnorm.kappaMatrix('random', 6, 1.5, 3, 7)")
     got = driver.execute_script("return window.lateralnorm.compute('dn', arguments[0], {kappa: 'random', "
                                 "kappa_scale: 1.5, alpha: 2.0, beta: 0.8})", y)  # fmt: skip
     spec = "dn:alpha=2.0,beta=0.64,kappa=full,learn_kappa=false,learn_beta=false,affine=false"
-    np.testing.assert_allclose(got, _ref(spec, y, np.array(kappa)), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(got, _ref(spec, y, np.array(kappa)), rtol=1e-6, atol=1e-9)
     assert _console_errors(driver) == []
 
 
@@ -119,7 +122,7 @@ def _slide(driver, element_id: str, presses: int) -> None:
     from selenium.webdriver.common.keys import Keys
 
     el = driver.find_element(By.ID, element_id)
-    el.click()  # focus (and possibly move to the click point): read the value afterwards
+    driver.execute_script("arguments[0].focus()", el)  # focus without a click (a click moves the thumb)
     key = Keys.ARROW_RIGHT if presses > 0 else Keys.ARROW_LEFT
     el.send_keys(*([key] * abs(presses)))
 
@@ -174,4 +177,6 @@ def test_sliders_and_inputs_change_the_shown_numbers(page):
     shot = tmp / "explorer.png"
     assert driver.save_screenshot(str(shot))
     assert shot.stat().st_size > 20_000
+    if os.environ.get("LATERALNORM_WRITE_DOCS"):  # refresh the README's screenshot: docs/img/explorer.png
+        shutil.copyfile(shot, Path(__file__).resolve().parents[1] / "docs" / "img" / "explorer.png")
     assert _console_errors(driver) == []

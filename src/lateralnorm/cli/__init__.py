@@ -9,8 +9,11 @@ import sys
 
 # one module per command group; each defines register(subparsers) and sets args.func
 COMMAND_MODULES = [
+    "lateralnorm.cli.study_cmd",
     "lateralnorm.cli.norms_cmd",
+    "lateralnorm.cli.train_cmd",
     "lateralnorm.cli.viz_cmd",
+    "lateralnorm.cli.probe_cmd",
 ]
 
 

@@ -27,19 +27,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     geo.add_argument("-o", "--out", default="viz/geometry", help="output folder (default: viz/geometry)")
     geo.add_argument("--frames", type=int, default=24, help="frames per animation (default: 24)")
     geo.add_argument("--no-gif", action="store_true", help="write only the key-frame PNGs (faster)")
-    geo.add_argument("--steps", type=int, default=400, help="Adam steps for each trained stack (default: 400)")
-    geo.add_argument("--norms", default="ln,relu>ln,gelu>ln,dn", help="norms of the stack scene, comma separated")
+    geo.add_argument(
+        "--steps", type=int, default=400, help="Adam steps for each trained stack (default: 400)"
+    )
+    geo.add_argument(
+        "--norms", default="ln,relu>ln,gelu>ln,dn", help="norms of the stack scene, comma separated"
+    )
     geo.set_defaults(func=_geometry)
 
-    st = vsub.add_parser("study", help="learning curves, forest plot, cross-talk and sparsity plots of a study")
-    st.add_argument("study_dir", metavar="STUDY_DIR", help="a study folder (written by `lateralnorm study run`)")
+    st = vsub.add_parser(
+        "study", help="learning curves, forest plot, cross-talk and sparsity plots of a study"
+    )
+    st.add_argument(
+        "study_dir", metavar="STUDY_DIR", help="a study folder (written by `lateralnorm study run`)"
+    )
     st.add_argument("-o", "--out", default=None, help="output folder (default: STUDY_DIR/plots)")
     st.add_argument("--baseline", default=None, help="the norm to compare against in the forest plot")
     st.set_defaults(func=_study)
 
-    ex = sub.add_parser("explore", help="write (or serve) the interactive explorer page: one offline HTML file")
+    ex = sub.add_parser(
+        "explore", help="write (or serve) the interactive explorer page: one offline HTML file"
+    )
     ex.add_argument("-o", "--out", default="explorer.html", help="output file (default: explorer.html)")
-    ex.add_argument("--serve", action="store_true", help="serve the page on 127.0.0.1 instead of writing a file")
+    ex.add_argument(
+        "--serve", action="store_true", help="serve the page on 127.0.0.1 instead of writing a file"
+    )
     ex.add_argument("--port", type=int, default=0, help="port for --serve (default: 0, a free one)")
     ex.set_defaults(func=_explore)
 

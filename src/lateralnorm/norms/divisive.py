@@ -28,6 +28,7 @@ from torch import nn
 
 from lateralnorm.errors import UsageError
 from lateralnorm.norms.base import COMMON, NonNegative, Norm, lower_bound
+from lateralnorm.norms.dn_kernel import pooled_divisive, window_sum
 from lateralnorm.norms.options import Opt
 
 KAPPAS = ("self", "uniform", "band", "gaussian", "lowrank", "full")
@@ -91,6 +92,7 @@ class DivisiveNorm(Norm):
         "learn_kappa": Opt(bool, True, "learn κ (non-negative)"),
         "size": Opt(int, None, "band window size (LRN's window: n//2 before, (n−1)//2 after)", lo=1,
                     nullable=True),
+        "fused": Opt(bool, True, "use the hand-written backward for O(N) κ (self, uniform, band)"),
         "sigma": Opt(float, 2.0, "initial width of the gaussian κ (in units)", lo=0.0, open_lo=True),
         "beta": Opt(float, 1.0, "additive constant β of the denominator (σ^α in neural DN)", lo=0.0),
         "learn_beta": Opt(bool, True, "learn β per unit (kept above eps)"),
@@ -122,6 +124,7 @@ class DivisiveNorm(Norm):
         self._init_kappa(kind, arg, o, n)
         self._init_beta(o, n)
         self._init_affine()
+        self._row_constant = self._fixed_and_constant("kappa") and self._fixed_and_constant("beta")
         if self.weight is not None and not o["bias"]:
             self.register_parameter("bias", None)
 
@@ -161,10 +164,10 @@ class DivisiveNorm(Norm):
             shape, value = (n,), 1.0 if init is None else init
         elif kind == "uniform":
             shape, value = (n,), 1.0 / n if init is None else init
-        elif kind == "band":
+        elif kind == "band":  # κ_ij = c_i on the window j ∈ [i − size//2, i + (size−1)//2]
             size = o["size"] if o["size"] is not None and not arg else 2 * need_int(2) + 1
             self.pad = (size // 2, (size - 1) // 2)
-            shape, value = (size,), 1.0 / size if init is None else init
+            shape, value = (n,), 1.0 / size if init is None else init
         elif kind == "gaussian":
             self.sigma = NonNegative(torch.tensor(float(o["sigma"])), minimum=0.25)
             offsets = torch.arange(n, dtype=torch.float32)
@@ -199,6 +202,10 @@ class DivisiveNorm(Norm):
         else:
             self.beta = None
             self.register_buffer("beta_fixed", torch.full((n,), float(o["beta"])))
+
+    def _fixed_and_constant(self, name: str) -> bool:
+        fixed = getattr(self, name + "_fixed", None)
+        return fixed is not None and bool((fixed == fixed.flatten()[0]).all())
 
     # ------------------------------------------------------------------ effective values
     def _get(self, name: str) -> torch.Tensor:
@@ -248,11 +255,7 @@ class DivisiveNorm(Norm):
         if k == "uniform":
             return psi.sum(-1, keepdim=True) * self._get("kappa")
         if k == "band":
-            lead = psi.shape[:-1]
-            flat = psi.reshape(-1, 1, psi.shape[-1])  # (M, 1, N)
-            flat = F.pad(flat, self.pad)
-            taps = self._get("kappa").to(psi.dtype).view(1, 1, -1)
-            return F.conv1d(flat, taps).reshape(*lead, psi.shape[-1])
+            return window_sum(psi, *self.pad) * self._get("kappa")
         if k == "gaussian":
             return F.linear(psi, self._gaussian().to(psi.dtype))
         if k == "lowrank":
@@ -262,6 +265,23 @@ class DivisiveNorm(Norm):
         return F.linear(psi, self._get("kappa").to(psi.dtype))
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (..., N)
+        fusable = self.kappa_kind in ("self", "uniform", "band") and self.fn != "exp" and self.alpha_raw is None
+        if self.opts["fused"] and fusable:
+            alpha, r = self.alpha_const, self.r
+            p = self.opts["p"] if self.opts["p"] is not None else alpha * r
+            before, after = getattr(self, "pad", (0, 0))
+            beta, kappa = self.beta_value().to(x.dtype), self._get("kappa").to(x.dtype)
+            if self.kappa_kind == "uniform" and self._row_constant:  # LN/RMS presets: D is one number per row
+                beta, kappa = beta[:1], kappa[:1]
+            return pooled_divisive(
+                x, beta, kappa, self.weight, self.bias,
+                kind=self.kappa_kind, center=self.center, rect=self.fn == "rect", alpha=alpha, p=p, r=r,
+                before=before, after=after,
+            )  # fmt: skip
+        return self._formula(x)
+
+    def _formula(self, x: torch.Tensor) -> torch.Tensor:
+        """The plain composite formula through autograd: the reference for the fused kernel."""
         if self.center:  # two-step centering: the second pass removes the rounding error of the first mean
             t = x - x.mean(-1, keepdim=True)
             t = t - t.mean(-1, keepdim=True)

@@ -29,18 +29,19 @@ T_GRID: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.
 
 
 def _jacobian_column(fn: nn.Module, x: torch.Tensor, tangent: torch.Tensor) -> torch.Tensor:
-    """J·tangent for a batch (rows independent): forward-mode AD, falling back to double backward."""
-    try:
-        _, jv = torch.func.jvp(fn, (x,), (tangent,))
-        return jv.detach()
-    except (RuntimeError, NotImplementedError):
-        x = x.detach().requires_grad_(True)
-        with torch.enable_grad():
-            out = fn(x)
-            u = torch.zeros_like(out, requires_grad=True)
-            (g,) = torch.autograd.grad(out, x, u, create_graph=True)  # g = Jᵀu, linear in u
-            (jv,) = torch.autograd.grad(g, u, tangent)  # ∂(Jᵀu·v)/∂u = J v
-        return jv.detach()
+    """J·tangent for a batch whose rows are independent, by the double-backward trick: g(u) = Jᵀu is linear
+    in u, so ∂(g·v)/∂u = J v. (Reverse mode only: forward-mode AD costs seconds of imports on first use.)"""
+    x = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        out = fn(x)
+        if not out.requires_grad:  # the output does not depend on x (e.g. "none" with no parameters)
+            return torch.zeros_like(out)
+        u = torch.zeros_like(out, requires_grad=True)
+        (g,) = torch.autograd.grad(out, x, u, create_graph=True, allow_unused=True)
+        if g is None:  # x does not reach the output
+            return torch.zeros_like(out)
+        (jv,) = torch.autograd.grad(g, u, tangent, allow_unused=True)
+    return torch.zeros_like(out) if jv is None else jv.detach()
 
 
 def drive_curves(
@@ -121,7 +122,8 @@ def crosstalk_layer(
     """Distribution of D(t), C(t), |J(t)| over real inputs of one captured norm layer.
 
     Per sample: one pool (a random position for conv/sequence layers), P = its positive units, j a random
-    non-positive unit; t is in units of the pool's RMS. Pools with |P| < 2 or no non-positive unit are skipped.
+    non-positive unit; t is in units of the pool's RMS. Pools with |P| < 2 or no non-positive unit are
+    skipped.
     """
     gen = torch.Generator().manual_seed(seed)
     x = layer.inputs
@@ -171,7 +173,9 @@ def _quantiles(v: torch.Tensor) -> dict[str, list[float]]:
     return {"mean": v.mean(0).tolist(), "q10": q[0].tolist(), "median": q[1].tolist(), "q90": q[2].tolist()}
 
 
-def layernorm_reference(y: torch.Tensor, j: int, ts: torch.Tensor, eps: float = 0.0) -> dict[str, torch.Tensor]:
+def layernorm_reference(
+    y: torch.Tensor, j: int, ts: torch.Tensor, eps: float = 0.0
+) -> dict[str, torch.Tensor]:
     """Closed form of D(t) and C(t) for LayerNorm without affine, P = {i : y_i > 0}, y_j → y_j − t.
 
     z_P(t) = (y_P − ȳ(t)) / √(σ²(t)+ε) with ȳ(t) = ȳ − t/N and σ²(t) = σ² − 2t(y_j − ȳ)/N + t²(N−1)/N².

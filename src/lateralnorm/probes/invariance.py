@@ -5,8 +5,8 @@ For a layer f and inputs x (B, ...), with s the RMS of x over all entries:
     scale  R(c) = ‖f(c·x) − f(x)‖ / ‖f(x)‖          c ∈ SCALES  (contrast invariance of divisive norms)
     shift  S(a) = ‖f(x + a·s) − f(x)‖ / ‖f(x)‖       a ∈ SHIFTS  (LayerNorm removes the mean: S ≡ 0)
 
-norms over all entries (Frobenius). LayerNorm with ε = 0 and no bias term gives R ≡ 0 and S ≡ 0 exactly; RMSNorm
-gives R ≡ 0 only. For a trained model the same is measured on its logits, with the test accuracy beside it.
+norms over all entries (Frobenius). LayerNorm with ε = 0 gives R ≡ 0 and S ≡ 0 exactly; RMSNorm gives
+R ≡ 0 only. For a trained model the same is measured on its logits, with the test accuracy beside it.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lateralnorm.probes.layers import CapturedLayer
+from lateralnorm.probes.layers import CapturedLayer, dtype_of
 
 SCALES: tuple[float, ...] = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 SHIFTS: tuple[float, ...] = (-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0)
@@ -56,7 +56,7 @@ def invariance_fn(
 def invariance_bare(layer: nn.Module, width: int, samples: int = 256, seed: int = 0) -> dict[str, Any]:
     """Invariance of a bare layer for Gaussian inputs (samples, width)."""
     gen = torch.Generator().manual_seed(seed)
-    return invariance_fn(layer.eval(), torch.randn(samples, width, generator=gen))
+    return invariance_fn(layer.eval(), torch.randn(samples, width, generator=gen, dtype=dtype_of(layer)))
 
 
 def invariance(

@@ -123,6 +123,14 @@ def capture_norm_layers(
     return layers
 
 
+def dtype_of(module: nn.Module) -> torch.dtype:
+    """The dtype of a module's first floating parameter or buffer (float32 when it has none)."""
+    for t in [*module.parameters(), *module.buffers()]:
+        if t.is_floating_point():
+            return t.dtype
+    return torch.float32
+
+
 def bare_layer(spec: str, width: int, seed: int = 0) -> nn.Module:
     """A freshly built norm layer in eval mode (its initial parameters; seeded for learned κ, β)."""
     from lateralnorm.norms import create_norm

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lateralnorm.probes.layers import CapturedLayer, pool_view
+from lateralnorm.probes.layers import CapturedLayer, dtype_of, pool_view
 
 NEAR_ZERO_TAU = 0.01
 
@@ -46,7 +46,7 @@ def near_zero_fraction(z: torch.Tensor, tau: float = NEAR_ZERO_TAU) -> torch.Ten
 
 
 def wta_index(z: torch.Tensor) -> torch.Tensor:
-    """Share of the top unit in the row's output mass max|z_i| / Σ|z_i|: (..., N) → (...); NaN for all-zero."""
+    """Top unit's share of the row's output mass, max|z_i| / Σ|z_i|: (..., N) → (...); NaN if all zero."""
     a = z.abs()
     s = a.sum(-1)
     return torch.where(s > 0, a.amax(-1) / s.clamp_min(1e-300), torch.full_like(s, math.nan))
@@ -74,7 +74,7 @@ def sparsity_layer(layer: CapturedLayer) -> dict[str, float]:
 def sparsity_bare(layer: nn.Module, width: int, samples: int = 1024, seed: int = 0) -> dict[str, Any]:
     """Sparsity of a bare layer's outputs for Gaussian inputs y ~ N(0, I) (samples, width)."""
     gen = torch.Generator().manual_seed(seed)
-    y = torch.randn(samples, width, generator=gen)
+    y = torch.randn(samples, width, generator=gen, dtype=dtype_of(layer))
     with torch.no_grad():
         z = layer.eval()(y)
     return {"input": sparsity_stats(y), "output": sparsity_stats(z)}

@@ -1,6 +1,7 @@
 """Executors run study tasks somewhere else and hand outcomes back to the driver, as they finish.
 
     LocalExecutor   a process pool on this machine (concurrent.futures, spawn context)
+    InlineExecutor  the driver process itself, one run at a time (debugging, tests)
     RayExecutor     Ray core tasks on a local Ray or a cluster (`pip install lateralnorm[ray]`)
 
 Both keep at most `workers` tasks in flight, so a task is marked running when it really starts and a
@@ -9,12 +10,13 @@ and returns an `Outcome` (a RunResult dict or a one-line error with its tracebac
 Each worker uses `threads` torch threads, by default cores // workers.
 
 The run function is injectable: a callable or a "module:function" string, resolved in the worker;
-the default is lateralnorm.train.run.
+the default is lateralnorm.train.run without a progress bar (`train_quietly`).
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import importlib
 import multiprocessing
 import os
@@ -29,7 +31,7 @@ from typing import Any
 from lateralnorm.errors import UsageError
 from lateralnorm.runconfig import RunConfig, RunResult
 
-DEFAULT_RUN_FN = "lateralnorm.train:run"
+DEFAULT_RUN_FN = "lateralnorm.study.executors:train_quietly"
 RunFn = Callable[[RunConfig], RunResult] | str
 
 
@@ -60,6 +62,13 @@ def cpu_count() -> int:
 def one_line(e: BaseException) -> str:
     text = " ".join(str(e).split())
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def train_quietly(config: RunConfig) -> RunResult:
+    """lateralnorm.train.run with its progress bar off (workers share the driver's terminal)."""
+    from lateralnorm.train import run
+
+    return run(config, progress=False)
 
 
 def resolve_run_fn(fn: RunFn | None) -> Callable[[RunConfig], RunResult]:
@@ -114,7 +123,9 @@ def execute(task: Task, run_fn: RunFn | None = None, threads: int | None = None)
         if task.probes and result.status == "done":
             update["probes"] = {**result.probes, **_run_probes(task.probes, result.out_dir or config.out_dir)}
         result = result.model_copy(update=update)
-        return Outcome(task.run_id, result.model_dump(mode="json"), wall_s=time.perf_counter() - start, worker=worker)
+        return Outcome(
+            task.run_id, result.model_dump(mode="json"), wall_s=time.perf_counter() - start, worker=worker
+        )
     except Exception as e:
         return Outcome(
             task.run_id, None, one_line(e), tb.format_exc(), wall_s=time.perf_counter() - start, worker=worker
@@ -148,7 +159,9 @@ class Executor:
     def inflight_ids(self) -> list[str]:
         return [t.run_id for t in self.inflight.values()]
 
-    def imap(self, tasks: Iterable[Task], on_submit: Callable[[Task], None] | None = None) -> Iterator[Outcome]:
+    def imap(
+        self, tasks: Iterable[Task], on_submit: Callable[[Task], None] | None = None
+    ) -> Iterator[Outcome]:
         """Outcomes in completion order. `on_submit(task)` runs just before a task is handed to a worker."""
         todo = iter(tasks)
 
@@ -176,6 +189,33 @@ class Executor:
 
     def __exit__(self, exc_type: Any, *rest: Any) -> None:
         self.shutdown(cancel=exc_type is not None or bool(self.inflight))
+
+
+# ----------------------------------------------------------------------------------------------- inline
+class InlineExecutor(Executor):
+    """Runs each task in the driver process, one at a time: for debugging (breakpoints work) and tests."""
+
+    name = "inline"
+
+    def __init__(self, run_fn: RunFn | None = None, threads: int | None = None) -> None:
+        super().__init__(1)
+        self.run_fn = run_fn
+        self.threads = threads
+        self._next = 0
+
+    def start(self) -> None:
+        return None
+
+    def submit(self, task: Task) -> int:
+        self._next += 1
+        return self._next
+
+    def wait(self, handles: list[int]) -> list[tuple[int, Outcome]]:
+        handle = handles[0]
+        return [(handle, execute(self.inflight[handle], self.run_fn, self.threads))]
+
+    def shutdown(self, cancel: bool = False) -> None:
+        return None
 
 
 # ------------------------------------------------------------------------------------------------ local
@@ -235,7 +275,9 @@ class LocalExecutor(Executor):
             try:
                 out.append((fut, fut.result()))
             except Exception as e:  # the worker process itself died (killed, out of memory, segfault)
-                out.append((fut, Outcome(task.run_id, None, f"worker process died: {one_line(e)}", tb.format_exc())))
+                out.append(
+                    (fut, Outcome(task.run_id, None, f"worker process died: {one_line(e)}", tb.format_exc()))
+                )
         return out
 
     def shutdown(self, cancel: bool = False) -> None:
@@ -311,7 +353,9 @@ class RayExecutor(Executor):
             try:
                 out.append((ref, ray.get(ref)))
             except Exception as e:  # the Ray worker died or the task could not be deserialized
-                out.append((ref, Outcome(task.run_id, None, f"ray task failed: {one_line(e)}", tb.format_exc())))
+                out.append(
+                    (ref, Outcome(task.run_id, None, f"ray task failed: {one_line(e)}", tb.format_exc()))
+                )
         return out
 
     def shutdown(self, cancel: bool = False) -> None:
@@ -321,10 +365,8 @@ class RayExecutor(Executor):
             return
         if cancel:
             for ref in list(self.inflight):
-                try:
+                with contextlib.suppress(Exception):  # already finished or gone: nothing to stop
                     ray.cancel(ref, force=True)
-                except Exception:  # already finished or gone: nothing to stop
-                    pass
         if self._owns_ray:
             ray.shutdown()
             self._owns_ray = False
@@ -338,4 +380,6 @@ def make_executor(
         return LocalExecutor(workers=workers, run_fn=run_fn)
     if kind == "ray":
         return RayExecutor(address=ray_address, workers=workers, run_fn=run_fn)
-    raise UsageError(f"unknown executor {kind!r}: use 'local' or 'ray'")
+    if kind == "inline":
+        return InlineExecutor(run_fn=run_fn)
+    raise UsageError(f"unknown executor {kind!r}: use 'local', 'ray' or 'inline'")

@@ -68,6 +68,11 @@ class SpecError(UsageError):
         super().__init__(f"{_dotted(self.path)}: {message}")
 
 
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _dotted(path: tuple[str | int, ...]) -> str:
     out = ""
     for p in path:
@@ -109,7 +114,9 @@ def _check_fields(keys: dict[str, Any], where: tuple[str, ...]) -> None:
         if key in RESERVED_FIELDS:
             raise SpecError((*where, key), f"'{key}' cannot be set here: {RESERVED_FIELDS[key]}")
         if key not in RUN_FIELDS:
-            hint = did_you_mean(key, RUN_FIELDS) or " (a RunConfig field: lateralnorm train --help lists them)"
+            hint = (
+                did_you_mean(key, RUN_FIELDS) or " (a RunConfig field: lateralnorm train --help lists them)"
+            )
             raise SpecError((*where, key), f"unknown run setting '{key}'{hint}")
 
 
@@ -120,7 +127,9 @@ def _run_config(fields: dict[str, Any], where_of: dict[str, tuple[str | int, ...
     except ValidationError as e:
         err = e.errors()[0]
         field = str(err["loc"][0]) if err.get("loc") else ""
-        raise SpecError(where_of.get(field, (field,)), f"{err['msg']} (got {err.get('input')!r})") from None
+        raise SpecError(
+            where_of.get(field, (field,)), f"{err['msg']} (got {_short(err.get('input'))})"
+        ) from None
 
 
 def _check_norm(spec: Any, where: tuple[str | int, ...], width: int) -> None:
@@ -181,8 +190,11 @@ def validate_spec(raw: dict[str, Any], variant: str | None = None) -> StudySpec:
     try:
         spec = StudySpec(**raw)
     except ValidationError as e:
-        err = e.errors()[0]
+        errors = sorted(e.errors(), key=lambda x: x["type"] != "extra_forbidden")  # typos first
+        err = errors[0]
         loc = tuple(err.get("loc", ()))
+        if err["type"] == "missing":
+            raise SpecError(loc, 'is required (e.g. name = "q1", [grid] norm = ["ln"])') from None
         if err["type"] == "extra_forbidden":
             key = str(loc[-1])
             allowed = [f for f in StudySpec.model_fields if f != "variant"]
@@ -190,7 +202,7 @@ def validate_spec(raw: dict[str, Any], variant: str | None = None) -> StudySpec:
             if key in RUN_FIELDS:
                 hint = f"; run settings go under [base] or [grid]: [base] {key} = ..."
             raise SpecError(loc, f"unknown key '{key}'{hint}") from None
-        raise SpecError(loc, f"{err['msg']} (got {err.get('input')!r})") from None
+        raise SpecError(loc, f"{err['msg']} (got {_short(err.get('input'))})") from None
     if spec.variant is not None:
         raise SpecError(("variant",), "unknown key 'variant'; choose overrides with --variant NAME")
     for name, overrides in spec.variants.items():
@@ -232,7 +244,9 @@ def validate_spec(raw: dict[str, Any], variant: str | None = None) -> StudySpec:
             _check_norm(v, ("base", k), base_cfg.width)
     for axis, values in spec.grid.items():
         for i, v in enumerate(values):
-            cfg = _run_config({**spec.base, axis: v}, {axis: ("grid", axis, i)} | {k: ("base", k) for k in spec.base})
+            cfg = _run_config(
+                {**spec.base, axis: v}, {axis: ("grid", axis, i)} | {k: ("base", k) for k in spec.base}
+            )
             if axis == "norm":
                 _check_norm(v, ("grid", axis, i), cfg.width)
 
@@ -247,7 +261,9 @@ def validate_spec(raw: dict[str, Any], variant: str | None = None) -> StudySpec:
                 raise SpecError(("baseline", key), f"{value!r} is not among grid.{key} = {spec.grid[key]!r}")
         missing = [a for a in spec.grid if a not in spec.baseline]
         if missing:
-            raise SpecError(("baseline",), f"must name a value for every grid axis; missing: {', '.join(missing)}")
+            raise SpecError(
+                ("baseline",), f"must name a value for every grid axis; missing: {', '.join(missing)}"
+            )
 
     known = _known_probes()
     for i, probe in enumerate(spec.probes):

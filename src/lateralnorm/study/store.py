@@ -122,7 +122,9 @@ class Store:
         version = self.conn.execute("SELECT version FROM schema_version").fetchone() if has else None
         if version is None:
             if self.readonly:
-                raise UsageError(f"{self.path} has no study schema: was it written by `lateralnorm study run`?")
+                raise UsageError(
+                    f"{self.path} has no study schema: was it written by `lateralnorm study run`?"
+                )
             with self.transaction() as c:
                 for statement in _SCHEMA.split(";"):  # executescript would commit mid-transaction
                     if statement.strip():
@@ -176,7 +178,14 @@ class Store:
                 cur = c.execute(
                     "INSERT OR IGNORE INTO runs (run_id, seq, cell, cell_label, seed, config) "
                     "VALUES (?, ?, ?, ?, ?, ?)",
-                    (p.run_id, start + new, json.dumps(p.cell), p.cell_label, p.seed, p.config.model_dump_json()),
+                    (
+                        p.run_id,
+                        start + new,
+                        json.dumps(p.cell),
+                        p.cell_label,
+                        p.seed,
+                        p.config.model_dump_json(),
+                    ),
                 )
                 new += cur.rowcount
         return new
@@ -190,7 +199,8 @@ class Store:
             n = 0
             for rid in run_ids:
                 n += c.execute(
-                    "UPDATE runs SET status='pending', worker=NULL WHERE run_id=? AND status='running'", (rid,)
+                    "UPDATE runs SET status='pending', worker=NULL WHERE run_id=? AND status='running'",
+                    (rid,),
                 ).rowcount
             return n
 
@@ -220,14 +230,24 @@ class Store:
             c.execute(
                 f"INSERT INTO final_metrics (run_id, {', '.join(FINAL_FIELDS)}, out_dir, versions) "
                 f"VALUES (?, {', '.join('?' * len(FINAL_FIELDS))}, ?, ?)",
-                (rid, *(_num(getattr(result, f)) for f in FINAL_FIELDS), result.out_dir, json.dumps(result.versions)),
+                (
+                    rid,
+                    *(_num(getattr(result, f)) for f in FINAL_FIELDS),
+                    result.out_dir,
+                    json.dumps(result.versions),
+                ),
             )
             for m in result.history:
                 extra = {k: v for k, v in m.model_dump().items() if k not in EPOCH_FIELDS and k != "epoch"}
                 c.execute(
                     f"INSERT OR REPLACE INTO epoch_metrics (run_id, epoch, {', '.join(EPOCH_FIELDS)}, extra) "
                     f"VALUES (?, ?, {', '.join('?' * len(EPOCH_FIELDS))}, ?)",
-                    (rid, m.epoch, *(_num(getattr(m, f)) for f in EPOCH_FIELDS), json.dumps(extra, default=str)),
+                    (
+                        rid,
+                        m.epoch,
+                        *(_num(getattr(m, f)) for f in EPOCH_FIELDS),
+                        json.dumps(extra, default=str),
+                    ),
                 )
             for probe, value in result.probes.items():
                 c.execute(
@@ -240,7 +260,9 @@ class Store:
             if cur.rowcount != 1:
                 raise KeyError(f"run {rid} is not in the store")
 
-    def record_failure(self, run_id: str, error: str, traceback: str | None = None, wall_s: float | None = None) -> None:
+    def record_failure(
+        self, run_id: str, error: str, traceback: str | None = None, wall_s: float | None = None
+    ) -> None:
         with self.transaction() as c:
             c.execute(
                 "UPDATE runs SET status='failed', finished_at=?, wall_s=?, error=?, traceback=? WHERE run_id=?",

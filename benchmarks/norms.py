@@ -1,0 +1,161 @@
+"""Forward+backward time and activation memory of every norm, as ratios to references measured in the
+same process (these machines are noisy; only ratios are compared).
+
+    python benchmarks/norms.py [--quick] [--threads 1] [--markdown]
+
+Shapes: (B=1024, N=512) features-last and (B=64, C=64, 28×28) channels-first. References: nn.LayerNorm
+(features-last) and permute→nn.LayerNorm→permute (channels-first); κ=full is also compared with
+nn.Linear(N, N). Memory: bytes of tensors saved for backward plus the output ("activation memory": what a
+training step keeps per layer; CPU has no allocator peak counter).
+Targets (issue 2): dn with O(N) κ (uniform, self, band) <= 3x nn.LayerNorm; channels-first ln <= 1.1x the
+permute version; dn κ=full <= 1.5x nn.Linear(N, N).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+import torch
+from torch import nn
+
+from lateralnorm import create_norm
+
+LAST_SPECS = [
+    "none", "ln", "rms", "lng:groups=8", "bn", "gn", "ln_chw", "lrn", "softmax", "dyt", "tanh",
+    "dn:preset=ln", "dn:preset=rms", "dn:preset=softmax", "dn:preset=lrn",
+    "dn", "dn:kappa=self", "dn:kappa=band:5", "dn:kappa=gaussian", "dn:kappa=lowrank:16", "dn:kappa=full",
+    "gdn", "relu>ln", "gelu>ln", "dn:learn_alpha=true,alpha=1.5",
+]  # fmt: skip
+CF_SPECS = [
+    "ln", "rms", "bn", "gn", "ln_chw", "lrn", "softmax", "dn:preset=ln", "dn", "dn:kappa=self", "dn:kappa=band:5",
+    "dn:kappa=full", "gdn", "gelu>ln",
+]  # fmt: skip
+O_N = {"dn", "dn:kappa=self", "dn:kappa=band:5", "dn:preset=ln", "dn:preset=rms", "dn:preset=lrn"}
+
+
+class PermuteLN(nn.Module):
+    """The channels-first reference: (B, C, H, W) → (B, H, W, C) → nn.LayerNorm → back."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.ln = nn.LayerNorm(c)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.ln(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+def step(m: nn.Module, x: torch.Tensor, g: torch.Tensor) -> None:
+    x.grad = None
+    m(x).backward(g)
+
+
+CLOCK = time.perf_counter
+
+
+def time_it(m: nn.Module, x: torch.Tensor, iters: int) -> float:
+    g = torch.randn_like(m(x))
+    step(m, x, g)  # warm up
+    t0 = CLOCK()
+    for _ in range(iters):
+        step(m, x, g)
+    return (CLOCK() - t0) / iters
+
+
+def activation_bytes(m: nn.Module, x: torch.Tensor) -> int:
+    """Bytes saved for backward by `m` on `x`, plus its output (distinct storages counted once)."""
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        if t.data_ptr() != x.data_ptr():
+            seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        y = m(x)
+    seen[y.untyped_storage().data_ptr()] = y.untyped_storage().nbytes()
+    return sum(seen.values())
+
+
+def measure(specs, layout, shape, ref_factory, rounds, iters, extra_refs=None):
+    x = torch.randn(shape, requires_grad=True)
+    n = shape[-1] if layout == "last" else shape[1]
+    mods = {"REF": ref_factory(n)}
+    for name, f in (extra_refs or {}).items():
+        mods[name] = f(n)
+    for s in specs:
+        mods[s] = create_norm(s, n, layout=layout)
+    times: dict[str, list[float]] = {k: [] for k in mods}
+    for _ in range(rounds):  # interleave so drift in machine load hits every layer alike
+        for k, m in mods.items():
+            times[k].append(time_it(m, x, iters))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    mem = {k: activation_bytes(m, x) for k, m in mods.items()}
+    return med, mem
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="fewer rounds (for a smoke run)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--only", default="", help="comma-separated specs to keep (the references always run)")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    global CLOCK
+    # with one intra-op thread all the work runs on this thread: its CPU time ignores other processes'
+    # load (the machine is shared); with more threads only wall time is meaningful
+    CLOCK = time.thread_time if args.threads == 1 else time.perf_counter
+    torch.manual_seed(0)
+    rounds, iters = (3, 3) if args.quick else (7, 10)
+    if args.only:
+        keep = set(args.only.split(","))
+        LAST_SPECS[:] = [s for s in LAST_SPECS if s in keep]
+        CF_SPECS[:] = [s for s in CF_SPECS if s in keep]
+    failures = []
+    clock = "thread CPU time" if args.threads == 1 else "wall time"
+    print(f"# norms benchmark: torch {torch.__version__}, {args.threads} thread(s), {clock}, median of {rounds} rounds")
+    print("# ratio = time / reference time in the same process; mem = activation memory / reference's\n")
+
+    med, mem = measure(LAST_SPECS, "last", (1024, 512), lambda n: nn.LayerNorm(n), rounds, iters,
+                       {"nn.Linear(N,N)": lambda n: nn.Linear(n, n)})  # fmt: skip
+    print("## features-last (B=1024, N=512); reference nn.LayerNorm "
+          f"= {med['REF'] * 1e3:.2f} ms fwd+bwd, {mem['REF'] / 2**20:.1f} MiB")  # fmt: skip
+    print("| norm | ms | time ratio | mem ratio | target |\n|---|---|---|---|---|")
+    for k in med:
+        if k == "REF":
+            continue
+        ratio = med[k] / med["REF"]
+        target = ""
+        if k in O_N:
+            ok = ratio <= 3.0
+            target = f"<= 3x LN: {'ok' if ok else 'MISSED'}"
+            failures += [] if ok else [k]
+        if k == "dn:kappa=full":
+            r2 = med[k] / med["nn.Linear(N,N)"]
+            ok = r2 <= 1.5
+            target = f"{r2:.2f}x nn.Linear <= 1.5x: {'ok' if ok else 'MISSED'}"
+            failures += [] if ok else [k]
+        print(f"| {k} | {med[k] * 1e3:.2f} | {ratio:.2f} | {mem[k] / mem['REF']:.2f} | {target} |")
+
+    med, mem = measure(CF_SPECS, "channels_first", (64, 64, 28, 28), PermuteLN, rounds, max(1, iters // 3))
+    print("\n## channels-first (B=64, C=64, 28×28); reference permute→nn.LayerNorm→permute "
+          f"= {med['REF'] * 1e3:.2f} ms, {mem['REF'] / 2**20:.1f} MiB")  # fmt: skip
+    print("| norm | ms | time ratio | mem ratio | target |\n|---|---|---|---|---|")
+    for k in med:
+        if k == "REF":
+            continue
+        ratio = med[k] / med["REF"]
+        target = ""
+        if k == "ln":
+            ok = ratio <= 1.1
+            target = f"<= 1.1x permute: {'ok' if ok else 'MISSED'}"
+            failures += [] if ok else ["channels-first ln"]
+        print(f"| {k} | {med[k] * 1e3:.2f} | {ratio:.2f} | {mem[k] / mem['REF']:.2f} | {target} |")
+    print("\nall targets met" if not failures else f"\ntargets missed: {', '.join(failures)}")
+    return 0 if not failures else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,232 @@
+"""Running studies: resume, fail-fast, retry, probes, the lock, kill -9 mid-study, the real trainer, Ray."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lateralnorm.cli import main
+from lateralnorm.errors import UsageError
+from lateralnorm.runconfig import EpochMetrics, RunConfig, RunResult
+from lateralnorm.study import InlineExecutor, Store, Study, load_spec, run_study, validate_spec
+from lateralnorm.study import executors as ex_mod
+from lateralnorm.study.runner import StudyLock
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "studies" / "example_quick.toml"
+
+
+def fake_run(config: RunConfig) -> RunResult:
+    """A stand-in trainer: logs "run_id pid" to $FAKE_RUN_LOG, sleeps $FAKE_RUN_DELAY, fails for
+    lr >= $FAKE_RUN_MAX_LR (default 0.5), diverges for lr == 0.25, else 'trains' config.epochs epochs."""
+    if log := os.environ.get("FAKE_RUN_LOG"):
+        with open(log, "a") as f:
+            f.write(f"{config.run_id()} {os.getpid()}\n")
+    time.sleep(float(os.environ.get("FAKE_RUN_DELAY", "0")))
+    if config.lr >= float(os.environ.get("FAKE_RUN_MAX_LR", "0.5")):
+        raise ValueError(f"lr={config.lr} is too large for the fake trainer")
+    acc = 0.5 + 0.01 * config.seed + config.lr
+    history = [
+        EpochMetrics(
+            epoch=e,
+            train_loss=1 / e,
+            train_acc=acc,
+            test_loss=1 / e,
+            test_acc=acc,
+            lr=config.lr,
+            wall_s=0.01,
+            samples_per_s=1.0,
+        )  # fmt: skip
+        for e in range(1, config.epochs + 1)
+    ]
+    diverged = config.lr == 0.25
+    return RunResult(
+        run_id=config.run_id(), config=config.model_dump(mode="json"), status="diverged" if diverged else "done",
+        test_acc=None if diverged else acc, diverged_step=3 if diverged else None, history=history,
+        out_dir=config.out_dir,
+    )  # fmt: skip
+
+
+RAW = {
+    "name": "fake",
+    "seeds": [0, 1],
+    "baseline": {"lr": 0.01},
+    "base": {"epochs": 2},
+    "grid": {"lr": [0.01, 0.1, 0.25, 0.5]},
+}
+
+
+def logged(path: Path) -> list[str]:
+    return [line.split()[0] for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_resume_fail_fast_and_retry_failed(tmp_path, monkeypatch):
+    log = tmp_path / "calls.log"
+    monkeypatch.setenv("FAKE_RUN_LOG", str(log))
+    spec, out, lines = validate_spec(RAW), tmp_path / "study", []
+
+    r = run_study(spec, out, executor=InlineExecutor(fake_run), fail_fast=True, echo=lines.append)
+    assert r.stopped_early and (r.done, r.diverged, len(r.failed)) == (2, 1, 1)
+    assert any("FAILED" in x and "ValueError: lr=0.5 is too large" in x for x in lines)
+    with Store(out) as store:
+        assert store.counts() == {"pending": 4, "running": 0, "done": 2, "failed": 1, "diverged": 1}
+
+    r = run_study(spec, out, executor=InlineExecutor(fake_run), echo=lines.append)  # resume: 4 pending only
+    assert (r.skipped, r.done, r.diverged, len(r.failed)) == (3, 2, 1, 1)
+    assert len(logged(log)) == 8 and len(set(logged(log))) == 8  # nothing ran twice
+
+    monkeypatch.setenv("FAKE_RUN_MAX_LR", "9")  # the cause of the failures is fixed
+    r = run_study(spec, out, executor=InlineExecutor(fake_run), retry_failed=True, echo=lines.append)
+    assert r.done == 2 and not r.failed and len(logged(log)) == 10
+    r = run_study(spec, out, executor=InlineExecutor(fake_run), echo=lines.append)  # idempotent
+    assert r.skipped == 8 and r.done == 0 and len(logged(log)) == 10
+
+    with Study.load(out) as study:
+        runs = study.runs()
+        assert runs["status"].value_counts().to_dict() == {"done": 6, "diverged": 2}
+        assert runs.loc[runs["lr"] == 0.5, "attempts"].tolist() == [2, 2]
+        assert len(study.epochs()) == 16
+        table = study.summary().set_index("cell")
+        assert table.loc["lr=0.1", "mean_diff"] == pytest.approx(0.09)
+        assert table.loc["lr=0.25", "n_diverged"] == 2
+
+
+def test_probes_run_after_training_and_are_stored(tmp_path, monkeypatch):
+    calls = []
+
+    def probes(names, run_dir):
+        calls.append((names, run_dir))
+        return {
+            n: {"value": 0.5, "run_dir": run_dir} if n == "sparsity" else {"error": "ValueError: no"}
+            for n in names
+        }
+
+    monkeypatch.setattr(ex_mod, "_run_probes", probes)
+    monkeypatch.setattr("lateralnorm.study.spec._known_probes", lambda: ("sparsity", "crosstalk"))
+    spec = validate_spec({**RAW, "probes": ["sparsity", "crosstalk"], "grid": {"lr": [0.01, 0.25]}})
+    run_study(spec, tmp_path, executor=InlineExecutor(fake_run), echo=lambda s: None)
+    assert len(calls) == 2  # diverged runs are not probed
+    with Study.load(tmp_path) as study:
+        probes_df = study.probes()
+        assert len(probes_df) == 4 and set(probes_df["probe"]) == {"sparsity", "crosstalk"}
+        assert probes_df.loc[probes_df["probe"] == "sparsity", "value"].tolist() == [0.5, 0.5]
+    with pytest.raises(UsageError, match="unknown probe 'sparsty'; did you mean 'sparsity'"):
+        validate_spec({**RAW, "probes": ["sparsty"]})
+
+
+def test_second_driver_is_refused_and_folder_must_match(tmp_cwd, capsys):
+    spec_path = tmp_cwd / "spec.toml"
+    spec_path.write_text(EXAMPLE.read_text())
+    study_dir = tmp_cwd / "runs" / "example_quick"
+    study_dir.mkdir(parents=True)
+    with StudyLock(study_dir):
+        assert main(["study", "run", str(spec_path), "--executor", "inline"]) == 2
+    err = capsys.readouterr().err
+    assert "in use by another `lateralnorm study run`" in err and f"pid {os.getpid()}" in err
+    assert not (study_dir / "study.db").exists()
+
+    spec = load_spec(spec_path)
+    run_study(spec.model_copy(update={"grid": {"norm": ["ln"], "placement": ["post"]}, "seeds": [0]}),
+              study_dir, executor=InlineExecutor(fake_run), echo=lambda s: None)  # fmt: skip
+    with pytest.raises(UsageError, match="holds study 'example_quick', not 'example_quick --variant quick'"):
+        run_study(load_spec(spec_path, "quick"), study_dir, executor=InlineExecutor(fake_run))
+
+
+def test_real_trainer_two_workers_then_status_summary_export(tmp_cwd, capsys):
+    assert main(["study", "run", str(EXAMPLE), "--variant", "quick", "--workers", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "4 runs, 0 finished" in out and "4 done, 0 diverged, 0 failed" in out
+    study_dir = tmp_cwd / "runs" / "example_quick"
+    with Study.load(study_dir) as study:
+        runs = study.runs()
+        assert (runs["status"] == "done").all() and runs["test_acc"].between(0, 1).all()
+        assert runs["out_dir"].map(lambda d: (Path(d) / "config.json").exists()).all()
+        assert len(study.epochs()) == 4  # 1 epoch each
+    assert main(["study", "status", str(study_dir)]) == 0
+    assert "done 4" in capsys.readouterr().out
+    assert main(["study", "summary", str(study_dir)]) == 0
+    assert "norm=relu>ln, placement=pre" in capsys.readouterr().out
+    for fmt in ("csv", "parquet"):
+        assert main(["study", "export", str(study_dir), "--format", fmt]) == 0
+        assert (study_dir / f"runs.{fmt}").stat().st_size > 0
+    assert not list(study_dir.glob(".runs.*"))  # no temp files left
+
+
+def test_sigkill_mid_study_then_resume(tmp_path, monkeypatch):
+    """kill -9 the driver at a random moment: the store stays consistent and the next run finishes the rest."""
+    seed = int.from_bytes(os.urandom(4), "little")
+    rng = random.Random(seed)
+    spec_path = tmp_path / "spec.toml"
+    spec_path.write_text(
+        'name = "kill"\nseeds = [0, 1, 2]\n[base]\nepochs = 3\n[grid]\nlr = [0.01, 0.02, 0.03, 0.04]\n'
+    )
+    log, out = tmp_path / "calls.log", tmp_path / "study"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(__file__).parent),
+        "FAKE_RUN_LOG": str(log),
+        "FAKE_RUN_DELAY": "0.15",
+    }
+    cmd = [sys.executable, "-m", "lateralnorm.cli", "study", "run", str(spec_path), "--out", str(out),
+           "--workers", "2", "--run-fn", "test_study_run:fake_run"]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    kill_after = rng.randint(1, 8)
+    reported, deadline = [], time.time() + 120
+    while len(reported) < kill_after and time.time() < deadline:
+        line = proc.stdout.readline()
+        assert line, f"driver ended early (seed {seed})"
+        if "] done" in line:
+            reported.append(line.split()[3] if line.startswith("[ ") else line.split()[2])
+    time.sleep(rng.uniform(0, 0.3))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    proc.stdout.close()
+
+    # the pool workers notice their driver is gone and exit
+    pids = {int(line.split()[1]) for line in log.read_text().splitlines()}
+    deadline = time.time() + 10
+    while time.time() < deadline and any(Path(f"/proc/{p}").exists() for p in pids):
+        time.sleep(0.1)
+    assert not any(Path(f"/proc/{p}").exists() for p in pids), f"orphan workers left (seed {seed})"
+
+    with Store(out, readonly=True) as store:
+        assert store.integrity_check() == "ok"
+        counts = store.counts()
+        assert sum(counts.values()) == 12 and counts["failed"] == 0, (counts, seed)
+        done = {r["run_id"] for r in store.rows("SELECT run_id FROM runs WHERE status='done'")}
+        assert set(reported) <= done, seed  # everything reported finished is in the store, once
+        assert store.rows("SELECT COUNT(*) FROM final_metrics")[0][0] == len(done)
+        assert store.rows("SELECT COUNT(*) FROM epoch_metrics")[0][0] == 3 * len(done)
+    before = len(logged(log))
+    monkeypatch.setenv("FAKE_RUN_LOG", str(log))
+
+    r = run_study(load_spec(spec_path), out, executor=InlineExecutor(fake_run), echo=lambda s: None)
+    assert r.skipped == len(done) and r.done == 12 - len(done) and not r.failed, seed
+    rerun = logged(log)[before:]
+    assert not set(rerun) & done and len(rerun) == 12 - len(done), seed  # finished runs are not redone
+    with Store(out, readonly=True) as store:
+        assert store.counts()["done"] == 12 and store.integrity_check() == "ok"
+        assert store.rows("SELECT COUNT(*) FROM epoch_metrics")[0][0] == 36
+
+
+@pytest.mark.ray
+def test_ray_executor_end_to_end(tmp_path):
+    pytest.importorskip("ray")
+    from lateralnorm.study import RayExecutor
+
+    spec = load_spec(EXAMPLE, "quick")
+    lines: list[str] = []
+    report = run_study(spec, tmp_path, executor=RayExecutor(num_cpus=2), echo=lines.append)
+    assert report.done == 4 and not report.failed, lines
+    assert "(ray, 2 workers)" in lines[0]
+    with Study.load(tmp_path) as study:
+        runs = study.runs()
+        assert (runs["status"] == "done").all() and runs["test_acc"].between(0, 1).all()
+        assert runs["task_wall_s"].gt(0).all()
