@@ -18,6 +18,7 @@ written atomically), result.json (the RunResult). `load_run(folder)` gives back 
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import json
 import math
 import os
@@ -131,12 +132,11 @@ def versions() -> dict[str, str]:
     """Package, git revision (when the source is a git checkout with commits) and library versions."""
     from lateralnorm import __version__
 
-    out = {"lateralnorm": __version__, "python": platform.python_version(), "torch": torch.__version__}
-    out["numpy"] = np.__version__
-    for lib in ("pydantic", "mnist1d", "sklearn"):
+    out = {"lateralnorm": __version__, "python": platform.python_version()}
+    for lib in ("torch", "numpy", "pydantic", "mnist1d", "scikit-learn"):
         try:
-            out[lib] = str(getattr(__import__(lib), "__version__", "?"))
-        except ImportError:
+            out[lib] = importlib.metadata.version(lib)
+        except importlib.metadata.PackageNotFoundError:
             pass
     out["platform"] = platform.platform()
     try:
