@@ -134,6 +134,16 @@ def test_neural_dn_closed_form():
     assert max_err(m(y), expected) <= 1e-12
 
 
+def test_halfsat_is_beta_to_the_alpha():
+    """Neural DN's form z = y^α / (σ^α + Σ_j κ_ij y_j^α): halfsat=σ sets β = σ^α."""
+    m = create_norm("dn:alpha=3,halfsat=2,kappa=self,kappa_init=1", 4, dtype=torch.float64)
+    y = torch.tensor([[0.5, 1.0, 2.0, -1.0]], dtype=torch.float64)
+    r = torch.relu(y) ** 3
+    assert max_err(m(y), r / (8.0 + r)) <= 1e-12
+    with pytest.raises(ValueError, match="either beta"):
+        create_norm("dn:beta=1,halfsat=2", 4)
+
+
 def test_band_kappa_is_a_band():
     m = create_norm("dn:kappa=band:2", 9, dtype=torch.float64)
     k = m.kappa_matrix()

@@ -97,6 +97,9 @@ def test_example_spec_loads():
         (("[base]\n", "[base]\nlr = 0\n"), 6, ["base.lr", "greater than 0"]),
         (("epochs = 1\n", "epochz = 1\n"), 14, ["variants.quick.epochz", "did you mean 'epochs'"]),
         (('norm = ["ln", "relu>ln"]', 'norm = ["ln", "lnn"]'), 10, ["grid.norm[1]", "lnn"]),
+        (('dataset = "mnist1d"', 'dataset = "mnist1"'), 6, ["base.dataset", "unknown dataset", "'mnist1d'"]),
+        (("[grid]\n", '[grid]\nmodel = ["mlp", "mlpp"]\n'), 10, ["grid.model[1]", "did you mean 'mlp'"]),
+        (("epochs = 3", "epochs = 3\noptimizer = 'adam'"), 8, ["base.optimizer", "did you mean 'adamw'"]),
     ],
 )
 def test_errors_name_file_line_and_key(tmp_path, edit, line, needles):

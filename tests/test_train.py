@@ -36,7 +36,10 @@ def test_same_config_same_metrics(tmp_cwd):
     a = run(_cfg(norm="gelu>ln", out_dir="a"))
     b = run(_cfg(norm="gelu>ln", out_dir="b"))
     assert a.status == "done" and _numbers(a) == _numbers(b)
-    sa, sb = torch.load("a/checkpoint.pt", weights_only=True), torch.load("b/checkpoint.pt", weights_only=True)
+    sa, sb = (
+        torch.load("a/checkpoint.pt", weights_only=True),
+        torch.load("b/checkpoint.pt", weights_only=True),
+    )
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     c = run(_cfg(norm="gelu>ln", seed=1, out_dir="c"))
     assert _numbers(c) != _numbers(a)
@@ -53,7 +56,12 @@ def test_run_folder_contents(tmp_cwd):
     res = run(cfg)
     out = Path("runs") / cfg.run_id()
     assert res.out_dir == str(out)
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.json", "metrics.jsonl", "result.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "checkpoint.pt",
+        "config.json",
+        "metrics.jsonl",
+        "result.json",
+    ]
     header = json.loads((out / "config.json").read_text())
     assert RunConfig(**header["config"]) == cfg
     assert header["versions"]["lateralnorm"] and header["versions"]["torch"] == torch.__version__

@@ -9,7 +9,8 @@ import pytest
 
 from lateralnorm.cli import main
 
-SMALL = ["--dataset", "xor", "--samples", "120", "--width", "8", "--depth", "1", "--epochs", "2", "--threads", "1"]
+SMALL = ["--dataset", "xor", "--samples", "120", "--width", "8", "--depth", "1"]
+SMALL += ["--epochs", "2", "--threads", "1"]
 
 
 def test_train_writes_a_run_and_prints_metrics(tmp_cwd, capsys):

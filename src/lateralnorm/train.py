@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,7 +64,9 @@ RECIPES: dict[tuple[str, str], dict[str, Any]] = {
     ("gru", "mnist1d"): dict(width=32, depth=1, epochs=30, lr=1e-2, batch_size=100, schedule="cosine"),
     ("lstm", "mnist1d"): dict(width=32, depth=1, epochs=30, lr=1e-2, batch_size=100, schedule="cosine"),
     ("rnn", "mnist1d"): dict(width=32, depth=1, epochs=30, lr=3e-3, batch_size=100, activation="tanh"),
-    ("transformer", "mnist1d"): dict(width=32, depth=2, epochs=30, lr=3e-3, batch_size=100, schedule="cosine"),
+    ("transformer", "mnist1d"): dict(
+        width=32, depth=2, epochs=30, lr=3e-3, batch_size=100, schedule="cosine"
+    ),
     ("linear", "*"): dict(epochs=10, lr=1e-3),
     ("mlp", "*"): dict(width=256, depth=2, epochs=10, lr=1e-3, schedule="cosine"),
     ("cnn", "*"): dict(width=32, depth=2, epochs=8, lr=2e-3, schedule="cosine"),
@@ -83,7 +85,9 @@ def default_config(dataset: str = "mnist1d", model: str = "mlp", **overrides: An
     Toys (moons, circles, xor, spirals, temperature) share one small recipe for every model."""
     from lateralnorm.data.toys import TOYS
 
-    recipe = RECIPES.get((model, dataset)) or (TOY_RECIPE if dataset in TOYS else RECIPES.get((model, "*"), {}))
+    recipe = RECIPES.get((model, dataset)) or (
+        TOY_RECIPE if dataset in TOYS else RECIPES.get((model, "*"), {})
+    )
     return RunConfig(**{**recipe, "dataset": dataset, "model": model, **overrides})
 
 
@@ -103,10 +107,14 @@ def validate_config(config: RunConfig) -> tuple[Dataset, torch.device]:
     check_dataset_name(config.dataset)
     if config.optimizer not in OPTIMIZERS:
         o = config.optimizer
-        raise UsageError(f"unknown optimizer {o!r}{did_you_mean(o, OPTIMIZERS)} (known: {', '.join(OPTIMIZERS)})")
+        raise UsageError(
+            f"unknown optimizer {o!r}{did_you_mean(o, OPTIMIZERS)} (known: {', '.join(OPTIMIZERS)})"
+        )
     if config.schedule not in SCHEDULES:
         s = config.schedule
-        raise UsageError(f"unknown schedule {s!r}{did_you_mean(s, SCHEDULES)} (known: {', '.join(SCHEDULES)})")
+        raise UsageError(
+            f"unknown schedule {s!r}{did_you_mean(s, SCHEDULES)} (known: {', '.join(SCHEDULES)})"
+        )
     device = resolve_device(config.device)
     check_model(config)  # names first: fail fast before loading data
     data = load_dataset(
@@ -134,10 +142,8 @@ def versions() -> dict[str, str]:
 
     out = {"lateralnorm": __version__, "python": platform.python_version()}
     for lib in ("torch", "numpy", "pydantic", "mnist1d", "scikit-learn"):
-        try:
+        with suppress(importlib.metadata.PackageNotFoundError):
             out[lib] = importlib.metadata.version(lib)
-        except importlib.metadata.PackageNotFoundError:
-            pass
     out["platform"] = platform.platform()
     try:
         rev = subprocess.run(
@@ -178,7 +184,9 @@ def _save_checkpoint(path: Path, model: nn.Module) -> None:
 def _optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
     params = model.parameters()
     if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+        return torch.optim.SGD(
+            params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
     return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
@@ -186,7 +194,9 @@ def _scheduler(config: RunConfig, opt: torch.optim.Optimizer, total_steps: int) 
     """Stepped once per batch; None for a constant rate."""
     total = max(1, total_steps)
     if config.schedule == "cosine":
-        return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+        return torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
+        )
     if config.schedule == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=total + 1)
     return None

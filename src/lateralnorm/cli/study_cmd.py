@@ -74,6 +74,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(f"--workers must be at least 1 (got {args.workers})")
     if args.ray_address and args.executor != "ray":
         raise UsageError("--ray-address needs --executor ray")
+    if args.run_fn:
+        from lateralnorm.study.executors import resolve_run_fn
+
+        resolve_run_fn(args.run_fn)  # a typo fails here, once, not in every worker
     if args.dry_run:
         runs = plan(spec, study_dir)
         for p in runs:

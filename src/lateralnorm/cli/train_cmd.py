@@ -12,7 +12,7 @@ from typing import Any
 
 # flag → (RunConfig field, type, help)
 FLAGS: list[tuple[str, str, Any, str]] = [
-    ("--dataset", "dataset", str, "mnist1d (default), fashion-mnist, mnist, digits, moons, circles, xor, ..."),
+    ("--dataset", "dataset", str, "mnist1d (default), fashion-mnist, mnist, digits, moons, xor, ..."),
     ("--model", "model", str, "linear, mlp (default), cnn, cnn1d, rnn, gru, lstm, transformer"),
     ("--norm", "norm", str, "norm spec, e.g. ln, rms, gelu>ln, dn:kappa=band:5,alpha=2, none"),
     ("--placement", "placement", str, "post (Linear→norm→act), pre (Linear→act→norm), only (Linear→norm)"),

@@ -155,7 +155,9 @@ def load_dataset(
         sequential=sequential,
         standardization=stats,
     )
-    return Dataset(x_train, torch.from_numpy(arrays["y_train"]), x_test, torch.from_numpy(arrays["y_test"]), meta)
+    return Dataset(
+        x_train, torch.from_numpy(arrays["y_train"]), x_test, torch.from_numpy(arrays["y_test"]), meta
+    )
 
 
 def _as_sequence(x: torch.Tensor) -> torch.Tensor:

@@ -82,7 +82,9 @@ def write_idx(path: str | os.PathLike[str], array: np.ndarray, *, compress: bool
     codes = {np.dtype(v).newbyteorder("="): k for k, v in IDX_DTYPES.items()}
     dtype = np.dtype(array.dtype).newbyteorder("=")
     if dtype not in codes:
-        raise ValueError(f"IDX cannot store dtype {array.dtype}; use one of uint8, int8, int16, int32, f4, f8")
+        raise ValueError(
+            f"IDX cannot store dtype {array.dtype}; use one of uint8, int8, int16, int32, f4, f8"
+        )
     header = bytes([0, 0, codes[dtype], array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
     blob = header + np.ascontiguousarray(array).astype(dtype.newbyteorder(">")).tobytes()
     if compress:

@@ -49,7 +49,9 @@ def check_model(
     shape = tuple(input_shape)
     if name == "cnn" and len(shape) != 3:
         hint = "; use cnn1d for signals" if len(shape) in (1, 2) else ""
-        raise UsageError(f"model 'cnn' needs images (C, H, W) but {dataset} gives samples of shape {shape}{hint}")
+        raise UsageError(
+            f"model 'cnn' needs images (C, H, W) but {dataset} gives samples of shape {shape}{hint}"
+        )
     if name == "cnn1d" and len(shape) not in (1, 2):
         raise UsageError(f"model 'cnn1d' needs signals (L,) or (C, L) but {dataset} gives {shape}; use cnn")
     if name == "transformer" and len(shape) == 3:
@@ -89,4 +91,3 @@ def norm_modules(model: nn.Module) -> dict[str, nn.Module]:
 
 def num_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-

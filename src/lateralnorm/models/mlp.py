@@ -1,8 +1,8 @@
 """Fully connected models: `linear` (logistic regression) and `mlp`.
 
-    linear:  logits = W · flatten(x) + b
-    mlp:     h_0 = flatten(x),  h_k = block_k(h_{k-1}) for k = 1..depth,  logits = W · h_depth + b
-             with block = Linear(width) → norm/act in the placement's order (see models.common).
+linear:  logits = W · flatten(x) + b
+mlp:     h_0 = flatten(x),  h_k = block_k(h_{k-1}) for k = 1..depth,  logits = W · h_depth + b
+         with block = Linear(width) → norm/act in the placement's order (see models.common).
 """
 
 from __future__ import annotations

@@ -83,9 +83,13 @@ class NormRecurrentCell(nn.Module):
                 h = self.act(self._normed(xw[:, t] + self.w_h(h)) + self.bias)
             elif self.kind == "gru":
                 hw = self.w_h(h)  # (B, 3H)
-                rz = torch.sigmoid(self._normed(xw[:, t, : 2 * hdim] + hw[:, : 2 * hdim]) + self.bias[: 2 * hdim])
+                rz = torch.sigmoid(
+                    self._normed(xw[:, t, : 2 * hdim] + hw[:, : 2 * hdim]) + self.bias[: 2 * hdim]
+                )
                 r, z = rz[:, :hdim], rz[:, hdim:]
-                n = torch.tanh(self._normed(xw[:, t, 2 * hdim :] + r * hw[:, 2 * hdim :]) + self.bias[2 * hdim :])
+                n = torch.tanh(
+                    self._normed(xw[:, t, 2 * hdim :] + r * hw[:, 2 * hdim :]) + self.bias[2 * hdim :]
+                )
                 h = (1 - z) * n + z * h
             else:  # lstm
                 a = self._normed(xw[:, t] + self.w_h(h)) + self.bias  # (B, 4H): i f g o

@@ -52,7 +52,9 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, d = x.shape
-        q, k, v = self.qkv(x).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)  # (B, h, N, d_h)
+        q, k, v = (
+            self.qkv(x).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        )  # (B, h, N, d_h)
         y = F.scaled_dot_product_attention(q, k, v)  # (B, heads, N, d_h)
         return self.proj(y.transpose(1, 2).reshape(b, n, d))
 

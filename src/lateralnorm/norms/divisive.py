@@ -96,6 +96,8 @@ class DivisiveNorm(Norm):
         "sigma": Opt(float, 2.0, "initial width of the gaussian κ (in units)", lo=0.0, open_lo=True),
         "beta": Opt(float, 1.0, "additive constant β of the denominator (σ^α in neural DN)", lo=0.0),
         "learn_beta": Opt(bool, True, "learn β per unit (kept above eps)"),
+        "halfsat": Opt(float, None, "half-saturation σ of neural DN: sets β = σ^α (instead of beta)", lo=0.0,
+                       nullable=True),
     }  # fmt: skip
 
     def __init__(self, num_features: int, eps: float | None = None, affine: bool | None = None,
@@ -117,6 +119,10 @@ class DivisiveNorm(Norm):
             options = given
         super().__init__(num_features, eps, affine, layout, **options)
         o, n = self.opts, num_features
+        if o["halfsat"] is not None:
+            if "beta" in options:
+                raise UsageError("norm 'dn': give either beta (the additive term) or halfsat (σ, β = σ^α), not both")
+            o["beta"] = o["halfsat"] ** o["alpha"]
         self.center, self.fn, self.r = o["center"], o["fn"], o["r"]
         kind, _, arg = o["kappa"].partition(":")
         self.kappa_kind = kind

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 
 def window_sum(v: torch.Tensor, before: int, after: int) -> torch.Tensor:
@@ -26,13 +27,9 @@ def window_sum(v: torch.Tensor, before: int, after: int) -> torch.Tensor:
     sum, so the differences keep full precision even when a few entries are huge.
     """
     n = v.shape[-1]
-    if before + after <= 32:
-        out = v.clone()
-        for k in range(1, min(before, n - 1) + 1):
-            out[..., k:] += v[..., :-k]
-        for k in range(1, min(after, n - 1) + 1):
-            out[..., :-k] += v[..., k:]
-        return out
+    size = before + 1 + after
+    if size <= 33:
+        return _window_sum_doubling(v, before, after)
     c = v.cumsum(-1, dtype=torch.float64)  # (..., N)
     lead = c.shape[:-1]
     padded = torch.cat(
@@ -40,6 +37,26 @@ def window_sum(v: torch.Tensor, before: int, after: int) -> torch.Tensor:
     )  # (..., before + 1 + N + after)
     w = before + 1 + after
     return (padded[..., w : w + n] - padded[..., :n]).to(v.dtype)
+
+
+def _window_sum_doubling(v: torch.Tensor, before: int, after: int) -> torch.Tensor:
+    """Sliding sums of length K = before + 1 + after over the zero-padded rows, built from sums of length
+    1, 2, 4, 8, … (binary doubling): about log2(K) + popcount(K) passes instead of K."""
+    n, size = v.shape[-1], before + 1 + after
+    padded = F.pad(v, (before, after))  # (..., N + K − 1): window i starts at padded index i
+    sums = {1: padded}
+    length = 1
+    while length * 2 <= size:
+        s = sums[length]
+        sums[length * 2] = s[..., : s.shape[-1] - length] + s[..., length:]
+        length *= 2
+    out, offset = None, 0
+    for length in sorted(sums, reverse=True):  # K written in binary: largest blocks first
+        if size - offset >= length:
+            part = sums[length][..., offset : offset + n]
+            out = part.clone() if out is None else out.add_(part)
+            offset += length
+    return out
 
 
 def _pool(kind: str, psi: torch.Tensor, before: int, after: int) -> torch.Tensor:
@@ -94,21 +111,17 @@ class PooledDivisive(torch.autograd.Function):
             phi = psi
         else:
             phi = _pow(a, p) if rect else _pow(a, p) * t.sign()
-        if r == 1.0:
-            z = phi / d
-        elif r == 0.5:
-            z = phi * d.rsqrt()
-        else:
-            z = phi * d.pow(-r)
+        dr = None if r == 1.0 else (d.rsqrt() if r == 0.5 else d.pow(-r))  # D^{−r}
+        z = phi / d if dr is None else phi * dr
         out = z if gamma is None else (z * gamma if bias is None else torch.addcmul(bias, z, gamma))
-        ctx.save_for_backward(a if rect else t, d, z, w, c, gamma)
+        ctx.save_for_backward(a if rect else t, d, dr, z, w, c, gamma)
         ctx.cfg = (kind, center, rect, alpha, p, r, before, after, bias is not None)
         ctx.beta_shape = beta.shape
         return out
 
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor):  # noqa: ANN205
-        t_or_a, d, z, w, c, gamma = ctx.saved_tensors
+        t_or_a, d, dr, z, w, c, gamma = ctx.saved_tensors
         kind, center, rect, alpha, p, r, before, after, has_bias = ctx.cfg
         need = ctx.needs_input_grad
         g_gamma = (g * z).sum(0) if gamma is not None and need[3] else None
@@ -139,7 +152,7 @@ class PooledDivisive(torch.autograd.Function):
         else:
             gpsi = _pool_t(kind, q.mul_(c), before, after).mul_(-r)  # (M, N)
         # ∂/∂φ = gz·D^{−r}
-        gphi = gz / d if r == 1.0 else (gz * d.rsqrt() if r == 0.5 else gz * d.pow(-r))
+        gphi = gz / d if dr is None else gz * dr
         if rect:
             a = t_or_a
             if p == alpha:  # φ = ψ: one shared derivative

@@ -132,20 +132,50 @@ def _run_config(fields: dict[str, Any], where_of: dict[str, tuple[str | int, ...
         ) from None
 
 
-def _check_norm(spec: Any, where: tuple[str | int, ...], width: int) -> None:
-    """Unknown norm names fail here, not an hour into the study."""
-    if not isinstance(spec, str):
-        return
+def _runnable_problem(config: RunConfig) -> str | None:
+    """Why `config` cannot run (unknown dataset, model, activation, norm spec, optimizer, schedule, a norm
+    that does not fit the width), else None. Names only: no data is loaded, nothing is built but a norm."""
     try:
-        from lateralnorm.norms import create_norm
-    except ImportError:  # pragma: no cover - norms always ship with the package
-        return
+        from lateralnorm.data import check_dataset_name
+        from lateralnorm.models import check_model
+        from lateralnorm.train import OPTIMIZERS, SCHEDULES
+    except ImportError:  # pragma: no cover - the trainer always ships with the package
+        return None
     try:
-        create_norm(spec, width)
+        check_dataset_name(config.dataset)
+        check_model(config)
+        for field, known in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES)):
+            value = getattr(config, field)
+            if value not in known:
+                return f"unknown {field} {value!r}{did_you_mean(value, known)} (known: {', '.join(known)})"
     except UsageError as e:
-        raise SpecError(where, str(e)) from None
-    except Exception:  # a valid name whose options need another width: the run itself reports it
-        return
+        return str(e)
+    except Exception as e:  # a spec the norm registry chokes on: say so rather than crash
+        return f"cannot build this run: {type(e).__name__}: {e}"
+    return None
+
+
+def _check_cells(spec: StudySpec) -> None:
+    """Every grid cell must be runnable: blame the grid value (or base key) the error names."""
+    import itertools
+
+    axes = list(spec.grid)
+    for combo in itertools.product(*(list(enumerate(spec.grid[a])) for a in axes)):
+        cell = {a: v for a, (_, v) in zip(axes, combo)}
+        problem = _runnable_problem(RunConfig(**spec.base, **cell))
+        if problem is None:
+            continue
+        grid_hits = [(("grid", a, i), v) for a, (i, v) in zip(axes, combo) if isinstance(v, str)]
+        base_hits = [(("base", k), v) for k, v in spec.base.items() if isinstance(v, str)]
+        for quoted in (True, False):  # 'lnn' (quoted, exact) before lnn (a substring)
+            for where, v in grid_hits + base_hits:
+                if v and (repr(v) if quoted else v) in problem:
+                    raise SpecError(where, problem)
+        for a, (i, _) in zip(axes, combo):
+            if a in problem:
+                raise SpecError(("grid", a, i), problem)
+        label = ", ".join(f"{a}={v}" for a, v in cell.items())
+        raise SpecError(("grid",), f"cell {label}: {problem}")
 
 
 def _known_probes() -> tuple[str, ...] | None:
@@ -238,17 +268,12 @@ def validate_spec(raw: dict[str, Any], variant: str | None = None) -> StudySpec:
                 raise SpecError(("grid", axis), f"lists {v!r} twice: list each value once")
             seen.append(v)
 
-    base_cfg = _run_config(spec.base, {k: ("base", k) for k in spec.base})
-    for k, v in spec.base.items():
-        if k == "norm":
-            _check_norm(v, ("base", k), base_cfg.width)
+    _run_config(spec.base, {k: ("base", k) for k in spec.base})
     for axis, values in spec.grid.items():
         for i, v in enumerate(values):
-            cfg = _run_config(
-                {**spec.base, axis: v}, {axis: ("grid", axis, i)} | {k: ("base", k) for k in spec.base}
-            )
-            if axis == "norm":
-                _check_norm(v, ("grid", axis, i), cfg.width)
+            where = {axis: ("grid", axis, i)} | {k: ("base", k) for k in spec.base}
+            _run_config({**spec.base, axis: v}, where)
+    _check_cells(spec)
 
     if spec.baseline is not None:
         for key, value in spec.baseline.items():

@@ -1,0 +1,274 @@
+"""Read one study folder into the plain data a report section needs: question, design, statistics,
+verdicts, figures and raw records. Nothing here writes files; `build.py` renders and writes.
+
+    view = collect(Path("runs/q1"), metric="test_acc")   # StudyView, or UsageError for a bad folder
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from lateralnorm.errors import UsageError
+from lateralnorm.report import answers
+from lateralnorm.report.verdict import Verdict, fmt_diff, fmt_num, fmt_p, scale_of, verdicts
+from lateralnorm.study import Study, stats
+from lateralnorm.viz import plots
+
+# columns of the runs table shown inline (the CSV next to the report has every column)
+RAW_COLUMNS = ("run_id", "cell", "seed", "status", "test_acc", "train_acc", "test_loss", "samples_per_s",
+               "num_params", "wall_s", "error")  # fmt: skip
+
+
+@dataclass
+class FigureView:
+    title: str
+    caption: str
+    data_uri: str  # data:image/png;base64,...
+
+
+@dataclass
+class StudyView:
+    """Everything one report section shows, already formatted as strings where it is text."""
+
+    name: str
+    path: Path
+    anchor: str
+    description: str
+    header: list[str]  # paragraphs of the spec file's leading comment
+    design: list[tuple[str, str]]  # (label, value) rows
+    base: list[tuple[str, str]]  # the spec's [base] settings
+    metric: str
+    baseline: str | None
+    counts: dict[str, int]
+    warnings: list[str]
+    cells: list[dict[str, Any]]  # one row per cell for the cells table (verdict included)
+    paired: list[dict[str, Any]]  # one row per compared cell
+    answer: answers.Answer
+    figures: list[FigureView] = field(default_factory=list)
+    raw: list[dict[str, Any]] = field(default_factory=list)
+    runs: pd.DataFrame = field(default_factory=pd.DataFrame)  # every column, for the CSV
+    verdicts: list[Verdict] = field(default_factory=list)
+
+
+def spec_header(meta: dict[str, Any], study_dir: Path) -> list[str]:
+    """The spec file's leading comment as paragraphs: from meta["spec_header"] when the runner stored it,
+    else read from meta["spec_path"] (as given, or relative to the study folder's parents). [] if neither."""
+    text = meta.get("spec_header")
+    if not isinstance(text, str):
+        text = ""
+        given = meta.get("spec_path")
+        if given:
+            candidates = [Path(given)] + [p / given for p in (study_dir, *study_dir.resolve().parents)]
+            for path in candidates:
+                if path.is_file():
+                    try:
+                        text = path.read_text(encoding="utf-8")
+                    except (OSError, UnicodeDecodeError):
+                        continue
+                    break
+    lines = []
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line[1:].strip())
+    paragraphs: list[str] = []
+    current: list[str] = []
+    for line in lines:  # a blank comment line, or a "Label:" line, starts a new paragraph
+        starts = bool(line) and line.split(" ", 1)[0].endswith(":") and line[0].isupper()
+        if (not line or starts) and current:
+            paragraphs.append(" ".join(current))
+            current = []
+        if line:
+            current.append(line)
+    if current:
+        paragraphs.append(" ".join(current))
+    return paragraphs
+
+
+def figure_uri(fig: Figure, dpi: int = 90) -> str:
+    """A matplotlib Figure as an inline PNG data URI (no pyplot state, deterministic metadata)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _date(ts: Any) -> str:
+    try:
+        return datetime.fromtimestamp(float(ts), tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+    except (TypeError, ValueError, OverflowError):
+        return "–"
+
+
+def _value(v: Any) -> str:
+    return v if isinstance(v, str) else repr(v)
+
+
+def _design(meta: dict[str, Any], runs: pd.DataFrame) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    spec = meta.get("spec") or {}
+    grid = spec.get("grid") or {}
+    n_cells = runs["cell"].nunique()
+    seeds = spec.get("seeds") or sorted(runs["seed"].unique().tolist())
+    design = [("grid", " × ".join(f"{axis} ∈ {{{', '.join(map(_value, vals))}}}" for axis, vals in grid.items())
+               or "–"),
+              ("cells × seeds", f"{n_cells} cells × {len(seeds)} seeds (seeds {', '.join(map(str, seeds))}) = "
+                                f"{len(runs)} runs"),
+              ("baseline", meta.get("baseline") or "none"),
+              ("variant", meta.get("variant") or "full (no variant)"),
+              ("probes", ", ".join(spec.get("probes") or []) or "none"),
+              ("spec file", str(meta.get("spec_path") or "–")),
+              ("run", f"{_date(meta.get('created'))} → {_date(meta.get('updated'))}, "
+                      f"{meta.get('executor', '?')} executor, {meta.get('workers', '?')} workers")]  # fmt: skip
+    base = [(k, _value(v)) for k, v in (spec.get("base") or {}).items()]
+    return design, base
+
+
+def _mean_ci(row: Any, k: float) -> str:
+    if not math.isfinite(float(row["mean"])):
+        return "–"
+    if not math.isfinite(float(row["ci_low"])):
+        return f"{fmt_num(row['mean'] * k)}"
+    half = (row["ci_high"] - row["ci_low"]) / 2 * k
+    return f"{fmt_num(row['mean'] * k)} ± {fmt_num(half)}"
+
+
+def _cells(runs: pd.DataFrame, table: pd.DataFrame, vs: list[Verdict], metric: str) -> list[dict[str, Any]]:
+    k, _ = scale_of(metric)
+    speed = stats.cell_summary(runs, "samples_per_s").set_index("cell")["mean"]
+    train = stats.cell_summary(runs, "train_acc").set_index("cell")["mean"] if "train_acc" in runs else None
+    out = []
+    for (_, row), v in zip(table.iterrows(), vs):
+        cell = row["cell"]
+        out.append({
+            "cell": cell, "n": int(row["n"]), "mean_ci": _mean_ci(row, k),
+            "ci": f"[{fmt_num(row['ci_low'] * k)}, {fmt_num(row['ci_high'] * k)}]",
+            "train": fmt_num(train[cell] * 100) if train is not None and pd.notna(train.get(cell)) else "–",
+            "n_diverged": int(row["n_diverged"]), "n_failed": int(row["n_failed"]),
+            "speed": f"{speed[cell]:,.0f}" if pd.notna(speed.get(cell)) else "–",
+            "verdict": v.text, "kind": v.kind, "flags": list(v.flags),
+        })  # fmt: skip
+    return out
+
+
+def _paired(table: pd.DataFrame, baseline: str | None, metric: str) -> list[dict[str, Any]]:
+    if baseline is None or "mean_diff" not in table.columns:
+        return []
+    rows = []
+    for _, r in table[table["cell"] != baseline].iterrows():
+        rows.append({
+            "cell": r["cell"], "n_pairs": int(r["n_pairs"]) if pd.notna(r["n_pairs"]) else 0,
+            "diff": fmt_diff(r, metric) if pd.notna(r["mean_diff"]) else "–",
+            "p_t": fmt_p(r["p_t"]), "p_t_holm": fmt_p(r["p_t_holm"]),
+            "p_w_holm": fmt_p(r["p_wilcoxon_holm"]), "dz": fmt_num(r["cohens_dz"]),
+        })  # fmt: skip
+    return rows
+
+
+def _figures(runs: pd.DataFrame, epochs: pd.DataFrame, probes: pd.DataFrame, table: pd.DataFrame,
+             baseline: str | None, metric: str) -> list[FigureView]:  # fmt: skip
+    """The study plots of lateralnorm.viz.plots, drawn in memory, with a caption saying how to read each."""
+    figs: list[FigureView] = []
+    if len(epochs) and metric in epochs.columns and epochs[metric].notna().any():
+        figs.append(FigureView("Learning curves", "Mean over seeds per epoch; the band is ±1 s.d. over seeds.",
+                               figure_uri(plots.learning_curves(epochs, metric))))  # fmt: skip
+    if baseline is not None and "mean_diff" in table.columns and table["mean_diff"].notna().any():
+        diffs = table[table["cell"] != baseline]
+        figs.append(FigureView(
+            "Forest plot: each cell minus the baseline",
+            "Squares: mean paired difference; bars: 95% CI. Green/red: the CI excludes 0 (read the verdict "
+            "for the Holm-corrected test); grey: it does not.",
+            figure_uri(plots.forest_plot(diffs, baseline, metric))))  # fmt: skip
+    ct = plots.crosstalk_frame(probes)
+    if len(ct):
+        figs.append(FigureView(
+            "Cross-talk D(t)",
+            "One non-positive input unit of a trained norm layer is driven down by t (in units of the pool's "
+            "RMS); D is the relative change of the positive units' outputs (median over samples, mean over "
+            "layers and seeds; band: range over runs). D = 0: no cross-talk.",
+            figure_uri(plots.crosstalk_curves(ct))))  # fmt: skip
+    for probe, stat, title, ylabel, caption in (
+        ("sparsity", "hoyer", "Sparsity of the norm outputs", "Hoyer sparsity",
+         "Hoyer sparsity of each norm layer's outputs on test inputs (0: all equal, 1: one-hot), mean over "
+         "layers; bar: mean over runs with 95% CI, dots: runs."),
+        ("invariance", "scale_change_max", "Invariance to input scaling", "max relative change",
+         "Largest relative change of each norm layer's output when its input is scaled by c ∈ [0.1, 10] "
+         "(0 = scale invariant)."),
+        ("invariance", "shift_change_max", "Invariance to input shift", "max relative change",
+         "Largest relative change of each norm layer's output when a constant is added to its input "
+         "(0 = shift invariant)."),
+        ("folds", "folds_per_unit", "Folds per unit", "direction changes per unit",
+         "Direction changes of each norm layer's units along straight lines between test inputs (extended "
+         "past both ends); 0 for a linear map."),
+    ):  # fmt: skip
+        frame = plots.layer_stat_frame(probes, probe, stat)
+        if len(frame):
+            fig = plots.metric_bars(frame, title=title, ylabel=ylabel)
+            figs.append(FigureView(title, caption, figure_uri(fig)))
+    return figs
+
+
+def _raw(runs: pd.DataFrame) -> list[dict[str, Any]]:
+    cols = [c for c in RAW_COLUMNS if c in runs.columns]
+    out = []
+    for rec in runs[cols].to_dict("records"):
+        row = {}
+        for c in cols:
+            v = rec[c]
+            if isinstance(v, float):
+                v = "" if math.isnan(v) else (f"{v:.4f}" if abs(v) < 100 else f"{v:,.0f}")
+            row[c] = "" if v is None else str(v)
+        out.append(row)
+    return out
+
+
+def collect(study_dir: str | Path, metric: str = "test_acc", anchor: str | None = None) -> StudyView:
+    """Read a study folder. UsageError (one line) when it is not a study folder or has nothing to report."""
+    path = Path(study_dir)
+    if not path.is_dir():
+        raise UsageError(f"'{path}' is not a folder: give study folders written by `lateralnorm study run`")
+    with Study.load(path) as study:
+        meta, runs, epochs, probes, counts = study.meta, study.runs(), study.epochs(), study.probes(), study.counts()
+    name = meta.get("name") or path.name
+    if runs.empty:
+        raise UsageError(f"study '{path}' has no runs: run it first (lateralnorm study run SPEC --out {path})")
+    if metric not in runs.columns:
+        raise UsageError(f"unknown metric {metric!r}: use a column of the runs table, e.g. test_acc")
+    finished = runs["status"].eq("done") & runs[metric].notna()
+    if not finished.any():
+        raise UsageError(
+            f"study '{path}' has no finished runs with {metric} yet ({', '.join(f'{k} {v}' for k, v in counts.items() if v)}): "
+            f"run or resume it first (lateralnorm study run SPEC --out {path})"
+        )
+    baseline = meta.get("baseline")
+    if baseline is not None and baseline not in set(runs["cell"]):
+        baseline = None
+    table = stats.summary_table(runs, baseline, metric)
+    vs = verdicts(table, baseline, metric)
+    warnings = []
+    left = counts.get("pending", 0) + counts.get("running", 0)
+    if left:
+        warnings.append(f"{left} of {len(runs)} runs are not finished yet: every number here is provisional "
+                        f"(resume with lateralnorm study run SPEC --out {path}).")  # fmt: skip
+    lost = counts.get("failed", 0) + counts.get("diverged", 0)
+    if lost:
+        warnings.append(f"{counts.get('diverged', 0)} run(s) diverged and {counts.get('failed', 0)} failed; "
+                        "they are left out of the statistics and flagged per cell.")  # fmt: skip
+    design, base = _design(meta, runs)
+    spec = meta.get("spec") or {}
+    ctx = answers.Context(name=name, runs=runs, probes=probes, table=table, verdicts=vs, baseline=baseline,
+                          metric=metric)  # fmt: skip
+    return StudyView(
+        name=name, path=path, anchor=anchor or name, description=spec.get("description") or "",
+        header=spec_header(meta, path), design=design, base=base, metric=metric, baseline=baseline,
+        counts=counts, warnings=warnings, cells=_cells(runs, table, vs, metric),
+        paired=_paired(table, baseline, metric), answer=answers.answer(ctx),
+        figures=_figures(runs, epochs, probes, table, baseline, metric), raw=_raw(runs), runs=runs, verdicts=vs,
+    )  # fmt: skip
