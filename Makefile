@@ -44,8 +44,20 @@ format: setup
 	$(BIN)/ruff check --fix src tests benchmarks
 	$(BIN)/ruff format src tests benchmarks
 
+# The five questions' quick variants into $(DEMO_DIR)/<study>, then one report. Finished runs are kept, so
+# running it again resumes an interrupted demo or only rebuilds the report. A study with failed runs
+# (exit 1) still goes into the report, which flags them; a usage error (exit 2) stops the demo.
+DEMO_DIR     ?= runs
+DEMO_WORKERS ?= 2
+DEMO_STUDIES := q1_activation_before_ln q2_cnn_channel_norms q3_divisive_vs_softmax_ln q4_recurrent_divisive q5_layernorm_only
+
 demo: setup
-	$(BIN)/lateralnorm norms
+	@for s in $(DEMO_STUDIES); do \
+	  $(BIN)/lateralnorm study run studies/$$s.toml --variant quick --workers $(DEMO_WORKERS) --out $(DEMO_DIR)/$$s; \
+	  rc=$$?; if [ $$rc -gt 1 ]; then exit $$rc; fi; \
+	done
+	$(BIN)/lateralnorm report $(addprefix $(DEMO_DIR)/,$(DEMO_STUDIES)) -o $(DEMO_DIR)/report.html
+	@echo "open $(abspath $(DEMO_DIR))/report.html"
 
 clean:
 	rm -rf $(VENV) build *.egg-info

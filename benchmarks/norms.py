@@ -115,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
         CF_SPECS[:] = [s for s in CF_SPECS if s in keep]
     failures = []
     clock = "thread CPU time" if args.threads == 1 else "wall time"
-    print(f"# norms benchmark: torch {torch.__version__}, {args.threads} thread(s), {clock}, median of {rounds} rounds")
+    print(
+        f"# norms benchmark: torch {torch.__version__}, {args.threads} thread(s), {clock}, median of {rounds} rounds"
+    )
     print("# ratio = time / reference time in the same process; mem = activation memory / reference's\n")
 
     med, mem = measure(LAST_SPECS, "last", (1024, 512), lambda n: nn.LayerNorm(n), rounds, iters,

@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="one seed and a fifth of the epochs")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--norm", default="none", help="norm spec for every slot (the paper's models: none)")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (small models: 1 is fastest)")
     p.add_argument("--fashion", action="store_true", help="also train the Fashion-MNIST MLP and CNN (1 seed)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -1,6 +1,6 @@
 """Overhead of lateralnorm.train.run against a plain PyTorch loop on the same MLP and data.
 
-    python benchmarks/train_overhead.py [--dataset mnist1d] [--epochs 30] [--repeats 3]
+    python benchmarks/train_overhead.py [--dataset mnist1d] [--epochs 60] [--repeats 5]
 
 Both train the same seeded model (same build_model, AdamW, batch order) and evaluate the test split
 every epoch; run() also validates, writes config/metrics/checkpoint/result and tracks train metrics.
@@ -47,8 +47,8 @@ def plain_loop(cfg, data) -> float:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default="mnist1d")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--norm", default="ln")
     args = p.parse_args(argv)
     torch.set_num_threads(1)

@@ -28,7 +28,9 @@ CONFIGS = [
 def test_fused_equals_formula(spec):
     torch.manual_seed(0)
     fused = create_norm(spec, 11, dtype=torch.float64)
-    plain = create_norm(spec + ",fused=false" if ":" in spec else spec + ":fused=false", 11, dtype=torch.float64)
+    plain = create_norm(
+        spec + ",fused=false" if ":" in spec else spec + ":fused=false", 11, dtype=torch.float64
+    )
     plain.load_state_dict(fused.state_dict())
     with torch.no_grad():  # move every parameter off its initial value
         for a, b in zip(fused.parameters(), plain.parameters()):

@@ -112,7 +112,7 @@ def test_torch_compile_smoke(spec):
         m.eval()
     x = torch.randn(4, N)
     compiled = torch.compile(m, backend="eager" if spec.startswith("dn:kappa=gaussian") else "inductor")
-    torch.testing.assert_close(compiled(x), m(x), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(compiled(x), m(x), atol=1e-4, rtol=1e-4)  # gn on (B, C): groups of one unit
 
 
 @pytest.mark.parametrize("spec", ["ln", "dn", "gelu>ln", "dn:kappa=band:2"])

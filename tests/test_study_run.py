@@ -117,6 +117,8 @@ def test_probes_run_after_training_and_are_stored(tmp_path, monkeypatch):
         assert probes_df.loc[probes_df["probe"] == "sparsity", "value"].tolist() == [0.5, 0.5]
     with pytest.raises(UsageError, match="unknown probe 'sparsty'; did you mean 'sparsity'"):
         validate_spec({**RAW, "probes": ["sparsty"]})
+    with pytest.raises(UsageError, match="set checkpoint = true"):
+        validate_spec({**RAW, "probes": ["sparsity"], "base": {"checkpoint": False}})
 
 
 def test_second_driver_is_refused_and_folder_must_match(tmp_cwd, capsys):
@@ -147,6 +149,9 @@ def test_real_trainer_then_status_summary_export(tmp_cwd, capsys):
         assert (runs["status"] == "done").all() and runs["test_acc"].between(0, 1).all()
         assert runs["out_dir"].map(lambda d: (Path(d) / "config.json").exists()).all()
         assert len(study.epochs()) == 4  # 1 epoch each
+        probes = study.probes()  # the spec's probes ran on each trained run
+        assert len(probes) == 4 and set(probes["probe"]) == {"sparsity"}
+        assert all("error" not in r and r["layers"] for r in probes["result"]), probes["result"].tolist()
     assert main(["study", "status", str(study_dir)]) == 0
     assert "done 4" in capsys.readouterr().out
     assert main(["study", "summary", str(study_dir)]) == 0

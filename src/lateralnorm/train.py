@@ -63,7 +63,8 @@ RECIPES: dict[tuple[str, str], dict[str, Any]] = {
     ("cnn1d", "mnist1d"): dict(width=64, depth=3, epochs=60, lr=1e-2, batch_size=100, schedule="cosine"),
     ("gru", "mnist1d"): dict(width=32, depth=1, epochs=30, lr=1e-2, batch_size=100, schedule="cosine"),
     ("lstm", "mnist1d"): dict(width=32, depth=1, epochs=30, lr=1e-2, batch_size=100, schedule="cosine"),
-    ("rnn", "mnist1d"): dict(width=32, depth=1, epochs=30, lr=3e-3, batch_size=100, activation="tanh"),
+    # a vanilla tanh RNN over 40 steps of one value is weak here (about 44% without norm, 20% with ln)
+    ("rnn", "mnist1d"): dict(width=32, depth=1, epochs=30, lr=1e-3, batch_size=100, activation="tanh"),
     ("transformer", "mnist1d"): dict(
         width=32, depth=2, epochs=30, lr=3e-3, batch_size=100, schedule="cosine"
     ),
@@ -281,6 +282,7 @@ def _run(config: RunConfig, progress: bool | None) -> RunResult:
     steps_per_epoch = math.ceil(n / bs)
     sched = _scheduler(config, opt, config.epochs * steps_per_epoch)
     gen = torch.Generator().manual_seed(config.seed)
+    batch_sizes = torch.tensor([min(bs, n - i * bs) for i in range(steps_per_epoch)], device=device)
 
     run_id = config.run_id()
     out = Path(config.out_dir) if config.out_dir else Path("runs") / run_id
@@ -307,8 +309,7 @@ def _run(config: RunConfig, progress: bool | None) -> RunResult:
                 t0 = time.perf_counter()
                 model.train()
                 perm = torch.randperm(n, generator=gen).to(device)
-                losses = torch.zeros(steps_per_epoch, device=device)  # per-step loss, summed over the batch
-                correct = torch.zeros((), device=device, dtype=torch.long)
+                losses, preds = [], []  # per-step mean loss (0-d) and predictions (b,): no sync per step
                 for i in range(steps_per_epoch):
                     idx = perm[i * bs : (i + 1) * bs]
                     xb, yb = x_tr[idx], y_tr[idx]  # (b, ...), (b,)
@@ -319,9 +320,10 @@ def _run(config: RunConfig, progress: bool | None) -> RunResult:
                     opt.step()
                     if sched is not None:
                         sched.step()
-                    losses[i] = loss.detach() * len(idx)
-                    correct += (logits.detach().argmax(1) == yb).sum()
-                bad = ~torch.isfinite(losses)
+                    losses.append(loss.detach())
+                    preds.append(logits.detach().argmax(1))
+                step_losses = torch.stack(losses)  # (steps,)
+                bad = ~torch.isfinite(step_losses)
                 t_train = time.perf_counter() - t0
                 if bad.any():
                     status = "diverged"
@@ -333,8 +335,8 @@ def _run(config: RunConfig, progress: bool | None) -> RunResult:
                     break
                 m = EpochMetrics(
                     epoch=epoch,
-                    train_loss=losses.sum().item() / n,
-                    train_acc=correct.item() / n,
+                    train_loss=(step_losses * batch_sizes).sum().item() / n,
+                    train_acc=(torch.cat(preds) == y_tr[perm]).sum().item() / n,
                     test_loss=test_loss,
                     test_acc=test_acc,
                     lr=opt.param_groups[0]["lr"],

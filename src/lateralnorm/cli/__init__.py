@@ -14,6 +14,7 @@ COMMAND_MODULES = [
     "lateralnorm.cli.train_cmd",
     "lateralnorm.cli.viz_cmd",
     "lateralnorm.cli.probe_cmd",
+    "lateralnorm.cli.report_cmd",
 ]
 
 

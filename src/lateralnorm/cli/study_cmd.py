@@ -121,10 +121,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"study {study.name} in {study.path}: {total} runs, {state}")
         print("  " + "  ".join(f"{k} {v}" for k, v in counts.items()))
         if counts["pending"] + counts["running"]:
-            eta = _duration(study.eta_s())
-            print(
-                f"  ETA {eta}" if pid else f"  left: about {eta} of work; `lateralnorm study run` resumes it"
-            )
+            seconds = study.eta_s()
+            eta = "unknown until a run finishes" if seconds is None else _duration(seconds)
+            print(f"  ETA {eta}" if pid else f"  work left: {eta}; `lateralnorm study run` resumes it")
         runs = study.runs()
         failed = runs[runs["status"] == "failed"]
         for _, row in failed.iterrows():

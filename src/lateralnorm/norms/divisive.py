@@ -121,7 +121,9 @@ class DivisiveNorm(Norm):
         o, n = self.opts, num_features
         if o["halfsat"] is not None:
             if "beta" in options:
-                raise UsageError("norm 'dn': give either beta (the additive term) or halfsat (σ, β = σ^α), not both")
+                raise UsageError(
+                    "norm 'dn': give either beta (the additive term) or halfsat (σ, β = σ^α), not both"
+                )
             o["beta"] = o["halfsat"] ** o["alpha"]
         self.center, self.fn, self.r = o["center"], o["fn"], o["r"]
         kind, _, arg = o["kappa"].partition(":")
@@ -271,7 +273,9 @@ class DivisiveNorm(Norm):
         return F.linear(psi, self._get("kappa").to(psi.dtype))
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (..., N)
-        fusable = self.kappa_kind in ("self", "uniform", "band") and self.fn != "exp" and self.alpha_raw is None
+        fusable = (
+            self.kappa_kind in ("self", "uniform", "band") and self.fn != "exp" and self.alpha_raw is None
+        )
         if self.opts["fused"] and fusable:
             alpha, r = self.alpha_const, self.r
             p = self.opts["p"] if self.opts["p"] is not None else alpha * r

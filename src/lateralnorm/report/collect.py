@@ -21,6 +21,8 @@ from lateralnorm.errors import UsageError
 from lateralnorm.report import answers
 from lateralnorm.report.verdict import Verdict, fmt_diff, fmt_num, fmt_p, scale_of, verdicts
 from lateralnorm.study import Study, stats
+from lateralnorm.study.plan import plan
+from lateralnorm.study.spec import StudySpec
 from lateralnorm.viz import plots
 
 # columns of the runs table shown inline (the CSV next to the report has every column)
@@ -33,6 +35,7 @@ class FigureView:
     title: str
     caption: str
     data_uri: str  # data:image/png;base64,...
+    wide: bool = False  # spans the full width of the page (bar plots of many cells)
 
 
 @dataclass
@@ -48,6 +51,7 @@ class StudyView:
     base: list[tuple[str, str]]  # the spec's [base] settings
     metric: str
     baseline: str | None
+    axes: list[str]
     counts: dict[str, int]
     warnings: list[str]
     cells: list[dict[str, Any]]  # one row per cell for the cells table (verdict included)
@@ -112,7 +116,9 @@ def _value(v: Any) -> str:
     return v if isinstance(v, str) else repr(v)
 
 
-def _design(meta: dict[str, Any], runs: pd.DataFrame) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+def _design(
+    meta: dict[str, Any], runs: pd.DataFrame, finished: float | None
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     spec = meta.get("spec") or {}
     grid = spec.get("grid") or {}
     n_cells = runs["cell"].nunique()
@@ -125,7 +131,7 @@ def _design(meta: dict[str, Any], runs: pd.DataFrame) -> tuple[list[tuple[str, s
               ("variant", meta.get("variant") or "full (no variant)"),
               ("probes", ", ".join(spec.get("probes") or []) or "none"),
               ("spec file", str(meta.get("spec_path") or "–")),
-              ("run", f"{_date(meta.get('created'))} → {_date(meta.get('updated'))}, "
+              ("run", f"started {_date(meta.get('created'))}, last run finished {_date(finished)}, "
                       f"{meta.get('executor', '?')} executor, {meta.get('workers', '?')} workers")]  # fmt: skip
     base = [(k, _value(v)) for k, v in (spec.get("base") or {}).items()]
     return design, base
@@ -172,10 +178,35 @@ def _paired(table: pd.DataFrame, baseline: str | None, metric: str) -> list[dict
     return rows
 
 
+def short_label(cell: str, width: int = 40) -> str:
+    """A cell label for figures: 'norm=ln, placement=post' → 'ln, post' when the study has several axes
+    (the design table names them), 'norm=' dropped for one axis; long specs wrapped at commas."""
+    parts = [p.split("=", 1)[1] if "=" in p else p for p in cell.split(", ")]
+    text = ", ".join(parts)
+    if len(text) <= width:
+        return text
+    lines, line = [], ""
+    for piece in text.replace(", ", ",").split(","):
+        candidate = f"{line},{piece}" if line else piece
+        if line and len(candidate) > width:
+            lines.append(line + ",")
+            line = piece
+        else:
+            line = candidate
+    return "\n".join([*lines, line])
+
+
+def _relabel(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.assign(cell=frame["cell"].map(short_label)) if len(frame) else frame
+
+
 def _figures(runs: pd.DataFrame, epochs: pd.DataFrame, probes: pd.DataFrame, table: pd.DataFrame,
              baseline: str | None, metric: str) -> list[FigureView]:  # fmt: skip
-    """The study plots of lateralnorm.viz.plots, drawn in memory, with a caption saying how to read each."""
+    """The study plots of lateralnorm.viz.plots, drawn in memory, with a caption saying how to read each.
+    Cells are shown with short labels (`short_label`); the tables keep the full ones."""
     figs: list[FigureView] = []
+    epochs, probes, table = _relabel(epochs), _relabel(probes), _relabel(table)
+    baseline = short_label(baseline) if baseline is not None else None
     if len(epochs) and metric in epochs.columns and epochs[metric].notna().any():
         figs.append(FigureView("Learning curves", "Mean over seeds per epoch; the band is ±1 s.d. over seeds.",
                                figure_uri(plots.learning_curves(epochs, metric))))  # fmt: skip
@@ -211,7 +242,7 @@ def _figures(runs: pd.DataFrame, epochs: pd.DataFrame, probes: pd.DataFrame, tab
         frame = plots.layer_stat_frame(probes, probe, stat)
         if len(frame):
             fig = plots.metric_bars(frame, title=title, ylabel=ylabel)
-            figs.append(FigureView(title, caption, figure_uri(fig)))
+            figs.append(FigureView(title, caption, figure_uri(fig), wide=fig.get_figwidth() > 9))
     return figs
 
 
@@ -229,16 +260,42 @@ def _raw(runs: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
+def _current_plan_mask(meta: dict[str, Any], path: Path, runs: pd.DataFrame) -> pd.Series:
+    """True for runs that the study's current spec (meta["spec"], rewritten by every `study run`) no longer
+    plans. All False when the spec cannot be re-planned (then every run is kept)."""
+    try:
+        ids = {p.run_id for p in plan(StudySpec(**meta["spec"]), path)}
+    except Exception:  # an older or foreign meta: keep everything rather than guess
+        return pd.Series(False, index=runs.index)
+    return ~runs["run_id"].isin(ids)
+
+
 def collect(study_dir: str | Path, metric: str = "test_acc", anchor: str | None = None) -> StudyView:
     """Read a study folder. UsageError (one line) when it is not a study folder or has nothing to report."""
     path = Path(study_dir)
     if not path.is_dir():
         raise UsageError(f"'{path}' is not a folder: give study folders written by `lateralnorm study run`")
     with Study.load(path) as study:
-        meta, runs, epochs, probes, counts = study.meta, study.runs(), study.epochs(), study.probes(), study.counts()
+        meta, runs, epochs, probes, counts = (
+            study.meta,
+            study.runs(),
+            study.epochs(),
+            study.probes(),
+            study.counts(),
+        )
+        (last_finish,) = study.store.rows("SELECT MAX(finished_at) FROM runs")[0]
     name = meta.get("name") or path.name
+    stale = _current_plan_mask(meta, path, runs)
+    if stale.any():  # runs of an earlier version of the spec (same name): not part of this study any more
+        keep = set(runs.loc[~stale, "run_id"])
+        runs = runs[~stale].reset_index(drop=True)
+        epochs = epochs[epochs["run_id"].isin(keep)] if len(epochs) else epochs
+        probes = probes[probes["run_id"].isin(keep)] if len(probes) else probes
+        counts = {k: int((runs["status"] == k).sum()) for k in counts}
     if runs.empty:
-        raise UsageError(f"study '{path}' has no runs: run it first (lateralnorm study run SPEC --out {path})")
+        raise UsageError(
+            f"study '{path}' has no runs: run it first (lateralnorm study run SPEC --out {path})"
+        )
     if metric not in runs.columns:
         raise UsageError(f"unknown metric {metric!r}: use a column of the runs table, e.g. test_acc")
     finished = runs["status"].eq("done") & runs[metric].notna()
@@ -257,17 +314,21 @@ def collect(study_dir: str | Path, metric: str = "test_acc", anchor: str | None 
     if left:
         warnings.append(f"{left} of {len(runs)} runs are not finished yet: every number here is provisional "
                         f"(resume with lateralnorm study run SPEC --out {path}).")  # fmt: skip
+    if stale.any():
+        warnings.append(f"{int(stale.sum())} run(s) in this folder belong to an earlier version of the spec "
+                        "(their settings are not in its grid any more) and are left out.")  # fmt: skip
     lost = counts.get("failed", 0) + counts.get("diverged", 0)
     if lost:
         warnings.append(f"{counts.get('diverged', 0)} run(s) diverged and {counts.get('failed', 0)} failed; "
                         "they are left out of the statistics and flagged per cell.")  # fmt: skip
-    design, base = _design(meta, runs)
+    design, base = _design(meta, runs, last_finish)
     spec = meta.get("spec") or {}
     ctx = answers.Context(name=name, runs=runs, probes=probes, table=table, verdicts=vs, baseline=baseline,
                           metric=metric)  # fmt: skip
     return StudyView(
         name=name, path=path, anchor=anchor or name, description=spec.get("description") or "",
         header=spec_header(meta, path), design=design, base=base, metric=metric, baseline=baseline,
+        axes=list(meta.get("axes") or []),
         counts=counts, warnings=warnings, cells=_cells(runs, table, vs, metric),
         paired=_paired(table, baseline, metric), answer=answers.answer(ctx),
         figures=_figures(runs, epochs, probes, table, baseline, metric), raw=_raw(runs), runs=runs, verdicts=vs,

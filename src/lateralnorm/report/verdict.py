@@ -119,7 +119,9 @@ def cell_verdict(
         return Verdict(cell, "baseline", "baseline: every other cell is compared with this one", flags)
     n = int(row["n_pairs"]) if "n_pairs" in row and pd.notna(row["n_pairs"]) else 0
     if n < 2:
-        return Verdict(cell, "not_comparable", f"not comparable: only {n} paired run(s) with the baseline", flags)
+        return Verdict(
+            cell, "not_comparable", f"not comparable: only {n} paired run(s) with the baseline", flags
+        )
     lo, hi, p = float(row["diff_ci_low"]), float(row["diff_ci_high"]), float(row["p_t_holm"])
     k, unit = scale_of(metric)
     up, down = lo > 0, hi < 0  # CI entirely above / below 0

@@ -15,12 +15,9 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from lateralnorm.runconfig import RunConfig
-from lateralnorm.study import stats
 from lateralnorm.study.executors import InlineExecutor, LocalExecutor, RayExecutor
 from lateralnorm.study.plan import PlannedRun, plan
 from lateralnorm.study.runner import RunReport, lock_holder, run_study
@@ -32,6 +29,11 @@ __all__ = [
     "plan", "run_study", "stats", "validate_spec",
 ]  # fmt: skip
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+# pandas and scipy load only when a table or a statistic is asked for: pool workers import this package
+# and need none of them
 CONFIG_FIELDS = tuple(RunConfig.model_fields)
 
 
@@ -80,6 +82,8 @@ class Study:
     def runs(self) -> pd.DataFrame:
         """One row per run in plan order: run_id, cell, seed, status, attempts, error, task_wall_s,
         every RunConfig field as a column, then final metrics (test_acc, ..., wall_s, num_params)."""
+        import pandas as pd
+
         rows = self.store.rows(
             "SELECT r.run_id, r.cell_label, r.seed, r.status, r.attempts, r.error, r.wall_s AS task_wall_s, "
             "r.config, " + ", ".join(f"f.{c}" for c in FINAL_FIELDS) + " "
@@ -104,6 +108,8 @@ class Study:
 
     def epochs(self) -> pd.DataFrame:
         """One row per (run, epoch): run_id, cell, seed, epoch, the EpochMetrics fields, extra fields."""
+        import pandas as pd
+
         rows = self.store.rows(
             "SELECT e.run_id, r.cell_label AS cell, r.seed, e.epoch, "
             + ", ".join(f"e.{c}" for c in EPOCH_FIELDS)
@@ -121,6 +127,8 @@ class Study:
     def probes(self) -> pd.DataFrame:
         """One row per (run, probe): run_id, cell, seed, probe, result (the parsed JSON); top-level scalar
         entries of each result are also columns."""
+        import pandas as pd
+
         rows = self.store.rows(
             "SELECT p.run_id, r.cell_label AS cell, r.seed, p.probe, p.json FROM probe_results p "
             "JOIN runs r USING (run_id) ORDER BY r.seq, p.probe"
@@ -151,6 +159,8 @@ class Study:
     # ------------------------------------------------------------------------------- statistics
     def summary(self, metric: str = "test_acc", method: str = "t") -> pd.DataFrame:
         """Per cell mean ± CI and, with a baseline, the paired comparison (see lateralnorm.study.stats)."""
+        from lateralnorm.study import stats
+
         return stats.summary_table(self.runs(), self.baseline, metric, method=method)
 
     def eta_s(self) -> float | None:

@@ -92,9 +92,15 @@ def resolve_run_fn(fn: RunFn | None) -> Callable[[RunConfig], RunResult]:
 
 
 def _run_probes(names: tuple[str, ...], run_dir: str) -> dict[str, Any]:
-    """Each probe on its own, so one failing probe is recorded as {"error": ...} and the others still run."""
+    """All probes on one loaded run; if that fails, each on its own, so a failing probe is recorded as
+    {"error": ...} and the others still give their results."""
     from lateralnorm.probes import run_probes
 
+    try:
+        return run_probes(list(names), run_dir)
+    except Exception as e:
+        if len(names) == 1:
+            return {names[0]: {"error": one_line(e)}}
     out: dict[str, Any] = {}
     for name in names:
         try:

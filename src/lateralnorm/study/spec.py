@@ -290,6 +290,8 @@ def validate_spec(raw: dict[str, Any], variant: str | None = None) -> StudySpec:
                 ("baseline",), f"must name a value for every grid axis; missing: {', '.join(missing)}"
             )
 
+    if spec.probes and not RunConfig(**spec.base).checkpoint:
+        raise SpecError(("base", "checkpoint"), "probes load each run's checkpoint: set checkpoint = true")
     known = _known_probes()
     for i, probe in enumerate(spec.probes):
         if known is not None and probe not in known:
