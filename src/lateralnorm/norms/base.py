@@ -146,6 +146,8 @@ class NonNegative(nn.Module):
         self.minimum = float(minimum)
         self.raw = nn.Parameter(torch.sqrt(init + PEDESTAL))
 
+    def bound(self) -> float:
+        return math.sqrt(self.minimum + PEDESTAL)
+
     def forward(self) -> torch.Tensor:
-        bound = math.sqrt(self.minimum + PEDESTAL)
-        return lower_bound(self.raw, bound).square() - PEDESTAL
+        return lower_bound(self.raw, self.bound()).square() - PEDESTAL

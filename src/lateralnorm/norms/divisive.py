@@ -132,7 +132,18 @@ class DivisiveNorm(Norm):
         self._init_kappa(kind, arg, o, n)
         self._init_beta(o, n)
         self._init_affine()
-        self._row_constant = self._fixed_and_constant("kappa") and self._fixed_and_constant("beta")
+        self._fusable = (
+            o["fused"]
+            and self.kappa_kind in ("self", "uniform", "band")
+            and self.fn != "exp"
+            and not o["learn_alpha"]
+        )
+        self._row_constant = (
+            self.kappa_kind == "uniform"
+            and self._fixed_and_constant("kappa")
+            and self._fixed_and_constant("beta")
+        )
+        self._p = o["p"] if o["p"] is not None else o["alpha"] * self.r
         if self.weight is not None and not o["bias"]:
             self.register_parameter("bias", None)
 
@@ -211,6 +222,13 @@ class DivisiveNorm(Norm):
             self.beta = None
             self.register_buffer("beta_fixed", torch.full((n,), float(o["beta"])))
 
+    def _source(self, name: str) -> tuple[torch.Tensor, float | None]:
+        """(raw parameter, its bound) for a learned non-negative parameter, (buffer, None) for a fixed one."""
+        mod = getattr(self, name, None)
+        if isinstance(mod, NonNegative):
+            return mod.raw, mod.bound()
+        return getattr(self, name + "_fixed"), None
+
     def _fixed_and_constant(self, name: str) -> bool:
         fixed = getattr(self, name + "_fixed", None)
         return fixed is not None and bool((fixed == fixed.flatten()[0]).all())
@@ -273,20 +291,15 @@ class DivisiveNorm(Norm):
         return F.linear(psi, self._get("kappa").to(psi.dtype))
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (..., N)
-        fusable = (
-            self.kappa_kind in ("self", "uniform", "band") and self.fn != "exp" and self.alpha_raw is None
-        )
-        if self.opts["fused"] and fusable:
-            alpha, r = self.alpha_const, self.r
-            p = self.opts["p"] if self.opts["p"] is not None else alpha * r
+        if self._fusable:
+            p = self._p
             before, after = getattr(self, "pad", (0, 0))
-            beta, kappa = self.beta_value().to(x.dtype), self._get("kappa").to(x.dtype)
-            if self.kappa_kind == "uniform" and self._row_constant:  # LN/RMS presets: D is one number per row
-                beta, kappa = beta[:1], kappa[:1]
+            beta, kappa = self._source("beta"), self._source("kappa")
+            if self._row_constant:  # LN/RMS presets: D is one number per row
+                beta, kappa = (beta[0][:1], None), (kappa[0][:1], None)
             return pooled_divisive(
-                x, beta, kappa, self.weight, self.bias,
-                kind=self.kappa_kind, center=self.center, rect=self.fn == "rect", alpha=alpha, p=p, r=r,
-                before=before, after=after,
+                x, beta, kappa, self.weight, self.bias, kind=self.kappa_kind, center=self.center,
+                rect=self.fn == "rect", alpha=self.alpha_const, p=p, r=self.r, before=before, after=after,
             )  # fmt: skip
         return self._formula(x)
 

@@ -19,6 +19,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from lateralnorm.norms.base import PEDESTAL
+
 
 def window_sum(v: torch.Tensor, before: int, after: int) -> torch.Tensor:
     """W_i = Σ_{j=i−before}^{i+after} v_j along the last axis (zero outside).
@@ -92,10 +94,29 @@ def _dpow(a: torch.Tensor, e: float) -> torch.Tensor:
     return torch.where(nz, e * torch.where(nz, a, torch.ones_like(a)).pow(e - 1.0), torch.zeros_like(a))
 
 
+def _value(src: torch.Tensor, bound: float | None) -> torch.Tensor:
+    """A non-negative parameter's value from its source: a fixed buffer (bound None) or the raw parameter of
+    `NonNegative` (value = max(raw, bound)² − pedestal; the same map, without its autograd nodes)."""
+    if bound is None:
+        return src
+    return src.clamp_min(bound).square_().sub_(PEDESTAL)
+
+
+def _raw_grad(g_value: torch.Tensor, src: torch.Tensor, bound: float | None) -> torch.Tensor:
+    """Chain rule back through `_value`, with the lower bound's rule: the gradient passes where raw is above
+    the bound, or where it would push raw back up (as `base._LowerBound`)."""
+    if bound is None:
+        return g_value
+    g = g_value * 2.0 * src.clamp_min(bound)
+    return g * ((src >= bound) | (g < 0)).to(g.dtype)
+
+
 class PooledDivisive(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, y, beta, c, gamma, bias, kind, center, rect, alpha, p, r, before, after):  # noqa: ANN001
-        # y: (M, N); beta, c: (N,) per unit or (1,) shared; gamma, bias: (N,) or None
+    def forward(ctx: Any, y, beta_src, c_src, gamma, bias, cfg):  # noqa: ANN001
+        # y: (M, N); beta_src, c_src: (N,) per unit or (1,) shared (raw parameters or fixed buffers)
+        kind, center, rect, alpha, p, r, before, after, beta_bound, c_bound = cfg
+        beta, c = _value(beta_src, beta_bound), _value(c_src, c_bound)
         if center:
             t = y - y.mean(-1, keepdim=True)
             t = t - t.mean(-1, keepdim=True)  # second pass removes the rounding error of the first mean
@@ -114,26 +135,31 @@ class PooledDivisive(torch.autograd.Function):
         dr = None if r == 1.0 else (d.rsqrt() if r == 0.5 else d.pow(-r))  # D^{−r}
         z = phi / d if dr is None else phi * dr
         out = z if gamma is None else (z * gamma if bias is None else torch.addcmul(bias, z, gamma))
-        ctx.save_for_backward(a if rect else t, d, dr, z, w, c, gamma)
-        ctx.cfg = (kind, center, rect, alpha, p, r, before, after, bias is not None)
-        ctx.beta_shape = beta.shape
+        ctx.save_for_backward(a if rect else t, d, dr, z, w, c, gamma, beta_src, c_src)
+        ctx.cfg = cfg
+        ctx.has_bias = bias is not None
         return out
 
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor):  # noqa: ANN205
-        t_or_a, d, dr, z, w, c, gamma = ctx.saved_tensors
-        kind, center, rect, alpha, p, r, before, after, has_bias = ctx.cfg
+        t_or_a, d, dr, z, w, c, gamma, beta_src, c_src = ctx.saved_tensors
+        kind, center, rect, alpha, p, r, before, after, beta_bound, c_bound = ctx.cfg
         need = ctx.needs_input_grad
         g_gamma = (g * z).sum(0) if gamma is not None and need[3] else None
-        g_bias = g.sum(0) if has_bias and need[4] else None
+        g_bias = g.sum(0) if ctx.has_bias and need[4] else None
         gz = g * gamma if gamma is not None else g
         row = d.shape[-1] == 1  # D is one number per row (shared β and c with a uniform pool)
-        # q = gz ⊙ z / D, so that ∂out/∂D = −r·q
-        q_row = torch.linalg.vecdot(gz, z).unsqueeze(-1).div_(d) if row else None  # Σ_i q_i, (M, 1)
-        q = None if row else (gz * z).div_(d)
+        # u = ∂out/∂φ = gz·D^{−r};  q = u·z/D·D^{r}... written so that ∂out/∂D = −r·q with q = gz ⊙ z / D
+        u = gz / d if dr is None else gz * dr
+        if row:
+            q_row = torch.linalg.vecdot(gz, z).unsqueeze(-1).div_(d)  # Σ_i q_i, (M, 1)
+            q = None
+        else:
+            q = u * z if dr is None else (gz * z).div_(d)
         g_beta = g_c = None
         if need[1]:
-            g_beta = (q_row.sum() if row else q.sum(0)).mul(-r).reshape(ctx.beta_shape)
+            g_beta = (q_row.sum() if row else q.sum(0)).mul(-r).reshape(beta_src.shape)
+            g_beta = _raw_grad(g_beta, beta_src, beta_bound)
         if need[2]:
             if row:
                 g_c = (q_row * w).sum().mul(-r)
@@ -141,9 +167,10 @@ class PooledDivisive(torch.autograd.Function):
                 g_c = (q.T @ w).squeeze(-1).mul_(-r)  # (N,)
             else:
                 g_c = (q * w).sum(0).mul_(-r)  # self: W = ψ
-            g_c = g_c.reshape(c.shape) if c.numel() > 1 else g_c.sum().reshape(c.shape)
+            g_c = g_c.reshape(c_src.shape) if c_src.numel() > 1 else g_c.sum().reshape(c_src.shape)
+            g_c = _raw_grad(g_c, c_src, c_bound)
         if not need[0]:
-            return None, g_beta, g_c, g_gamma, g_bias, *([None] * 8)
+            return None, g_beta, g_c, g_gamma, g_bias, None
         # ∂/∂ψ: the transpose of the pool applied to ∂/∂W = −r·q ⊙ c
         if row:
             gpsi = q_row * c * (-r)  # (M, 1)
@@ -151,31 +178,34 @@ class PooledDivisive(torch.autograd.Function):
             gpsi = (q @ c.reshape(-1, 1)).mul_(-r) if c.numel() > 1 else q.sum(-1, keepdim=True) * (c * -r)
         else:
             gpsi = _pool_t(kind, q.mul_(c), before, after).mul_(-r)  # (M, N)
-        # ∂/∂φ = gz·D^{−r}
-        gphi = gz / d if dr is None else gz * dr
         if rect:
             a = t_or_a
-            if p == alpha:  # φ = ψ: one shared derivative
-                gt = gphi.add_(gpsi).mul_(_dpow(a, alpha))
+            if p == alpha:  # φ = ψ: one shared derivative, α·a^(α−1)·(u + gψ)
+                v = u.add_(gpsi)
+                gt = (
+                    torch.addcmul(v.new_zeros(()), v, a, value=2.0)
+                    if alpha == 2.0
+                    else v.mul_(_dpow(a, alpha))
+                )
             else:
                 dphi = (a > 0).to(a.dtype) if p == 1.0 else _dpow(a, p)
-                gt = torch.addcmul(gphi.mul_(dphi), gpsi, _dpow(a, alpha))
+                gt = torch.addcmul(u.mul_(dphi), gpsi, _dpow(a, alpha))
         else:
             t = t_or_a
             if alpha == 2.0 and p == 1.0:  # LayerNorm / RMSNorm: φ' = 1, ψ' = 2t
-                gt = torch.addcmul(gphi, gpsi, t, value=2.0)
+                gt = torch.addcmul(u, gpsi, t, value=2.0)
             else:
                 a = t.abs()
                 dphi = 1.0 if p == 1.0 else _dpow(a, p)
-                gt = torch.addcmul(gphi * dphi, gpsi, _dpow(a, alpha) * t.sign())
+                gt = torch.addcmul(u * dphi, gpsi, _dpow(a, alpha) * t.sign())
         g_y = gt - gt.mean(-1, keepdim=True) if center else gt
-        return g_y, g_beta, g_c, g_gamma, g_bias, *([None] * 8)
+        return g_y, g_beta, g_c, g_gamma, g_bias, None
 
 
 def pooled_divisive(
     y: torch.Tensor,
-    beta: torch.Tensor,
-    c: torch.Tensor,
+    beta: tuple[torch.Tensor, float | None],
+    c: tuple[torch.Tensor, float | None],
     gamma: torch.Tensor | None,
     bias: torch.Tensor | None,
     *,
@@ -188,8 +218,9 @@ def pooled_divisive(
     before: int = 0,
     after: int = 0,
 ) -> torch.Tensor:
-    """Divisive normalization over the last axis of y (any leading shape) with the fused backward."""
+    """Divisive normalization over the last axis of y (any leading shape) with the fused backward.
+    `beta` and `c` are (source, bound): a raw `NonNegative` parameter and its bound, or a buffer and None."""
     shape = y.shape
-    out = PooledDivisive.apply(y.reshape(-1, shape[-1]), beta, c, gamma, bias, kind, center, rect, alpha, p, r,
-                               before, after)  # fmt: skip
+    cfg = (kind, center, rect, alpha, p, r, before, after, beta[1], c[1])
+    out = PooledDivisive.apply(y.reshape(-1, shape[-1]), beta[0], c[0], gamma, bias, cfg)
     return out.reshape(shape)

@@ -332,10 +332,17 @@ def q4(ctx: Context) -> Answer:
         return generic(ctx)
     kinds = [v.kind for v in vs if v]
     helped = kinds.count("better")
+    means = cell_means(runs, m).dropna()
+    if len(means) and scale_of(m)[0] == 100:  # how far training got: a near-chance net answers nothing
+        epochs = pd.unique(runs["epochs"]) if "epochs" in runs.columns else []
+        after = f" after {epochs[0]} epochs" if len(epochs) == 1 else ""
+        paragraphs.insert(0, f"All cells reach {_value(means.min(), m)} to {_value(means.max(), m)} {m}{after}; "
+                             "read the comparisons with that in mind.")  # fmt: skip
     line = (f"{model}: a scaled-down divisive norm in the recurrence is better than {ctx.baseline} in {helped} of "
             f"{len(kinds)} variants, worse in {kinds.count('worse')}, no detectable difference in "
             f"{kinds.count('no_difference')}")  # fmt: skip
-    return Answer(line + f" (n = {len(pd.unique(runs['seed']))} seeds).", paragraphs)
+    reach = f"; cells reach {_value(means.min(), m)}–{_value(means.max(), m)}" if len(means) else ""
+    return Answer(line + f" (n = {len(pd.unique(runs['seed']))} seeds{reach}).", paragraphs)
 
 
 # --------------------------------------------------------------------------------------------------- Q5
