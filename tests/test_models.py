@@ -70,6 +70,9 @@ def test_mlp_placement_order_known_answers():
     h = pre.blocks[0](x)
     assert torch.allclose(h.mean(1), torch.zeros(16), atol=1e-5)  # LayerNorm last: rows centred
     assert (h < 0).any()
+    # the activation is inside the norm slot ("relu>ln"), so probes that drive the slot see the whole unit
+    expected = nn.functional.layer_norm(torch.relu(pre.blocks[0].layer(x)), (6,))
+    assert torch.allclose(pre.blocks[0].norm(pre.blocks[0].layer(x)), expected, atol=1e-5)
     only = build_model(RunConfig(model="mlp", norm="ln", placement="only", depth=1, width=6), (10,), 2)
     lin = only.blocks[0].layer
     expected = nn.functional.layer_norm(lin(x), (6,))

@@ -6,7 +6,9 @@ A block's order is set by the placement (the three variants the project compares
     pre:   z = norm(act(layer(x)))     Linear/Conv → act → norm (nonlinearity before the norm)
     only:  z = norm(layer(x))          Linear/Conv → norm (the norm is the only nonlinearity)
 
-Norm slots are attributes called `norm` so probes can find them by module name.
+Norm slots are attributes called `norm` so probes can find them by module name. With placement `pre` the
+activation is part of the slot: `norm` is the composed spec "act>norm" (e.g. "relu>ln"), so a probe that drives
+the slot's input measures the whole unit the thread proposes (the activation, then the normalization).
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ ACT_FUNCTIONS = {
     "square": torch.square,
     "identity": lambda x: x,
 }
+
+
+# activations the norm registry also has (tanh there is γ·tanh + b with affine off by default: plain tanh)
+FOLDABLE = ("relu", "gelu", "elu", "silu", "softplus", "abs", "square", "tanh")
 
 
 class Act(nn.Module):
@@ -72,8 +78,12 @@ class NormBlock(nn.Module):
             raise UsageError(f"placement must be post, pre or only; got {placement!r}")
         self.placement = placement
         self.layer = layer
-        self.norm = create_norm(norm, width, layout=layout)
-        self.act = Act("identity" if placement == "only" else activation)
+        if placement == "pre" and activation in FOLDABLE:  # one slot: "relu>ln"
+            self.norm = create_norm(f"{activation}>{norm}", width, layout=layout)
+            self.act = Act("identity")
+        else:
+            self.norm = create_norm(norm, width, layout=layout)
+            self.act = Act("identity" if placement == "only" else activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.layer(x)
