@@ -123,8 +123,11 @@ class PooledDivisive(torch.autograd.Function):
         else:
             t = y
         a = torch.relu(t) if rect else (t if alpha == 2.0 and p == 1.0 else t.abs())  # signed α=2: ψ = t·t
-        psi = _pow(a, alpha)
-        w = _pool(kind, psi, before, after)  # (M, N), or (M, 1) for uniform
+        if kind == "uniform" and alpha == 2.0 and not (rect and p == alpha):
+            psi, w = None, torch.linalg.vecdot(a, a).unsqueeze(-1)  # Σ ψ without materializing ψ, (M, 1)
+        else:
+            psi = _pow(a, alpha)
+            w = _pool(kind, psi, before, after)  # (M, N), or (M, 1) for uniform
         d = torch.addcmul(beta, w, c)  # β + c ⊙ W: (M, N), or (M, 1) when β and c are shared
         if p == 1.0:
             phi = a if rect else t
