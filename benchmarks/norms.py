@@ -96,6 +96,40 @@ def measure(specs, layout, shape, ref_factory, rounds, iters, extra_refs=None):
     return med, mem
 
 
+Target = tuple[str, bool] | None  # (text, met) or no target for this row
+
+
+def last_layout_target(k: str, med: dict[str, float]) -> Target:
+    if k in O_N:
+        return "<= 3x LN", med[k] / med["REF"] <= 3.0
+    if k == "dn:kappa=full":
+        r = med[k] / med["nn.Linear(N,N)"]
+        return f"{r:.2f}x nn.Linear <= 1.5x", r <= 1.5
+    return None
+
+
+def channels_first_target(k: str, med: dict[str, float]) -> Target:
+    return ("<= 1.1x permute", med[k] / med["REF"] <= 1.1) if k == "ln" else None
+
+
+def table(title: str, med: dict[str, float], mem: dict[str, int], target_of) -> list[str]:  # noqa: ANN001
+    """Print one markdown table of ratios to the reference; return the rows whose target was missed."""
+    print(f"\n## {title} = {med['REF'] * 1e3:.2f} ms fwd+bwd, {mem['REF'] / 2**20:.1f} MiB")
+    print("| norm | ms | time ratio | mem ratio | target |\n|---|---|---|---|---|")
+    missed = []
+    for k in med:
+        if k == "REF":
+            continue
+        target = target_of(k, med)
+        text = "" if target is None else f"{target[0]}: {'ok' if target[1] else 'MISSED'}"
+        if target is not None and not target[1]:
+            missed.append(k)
+        print(
+            f"| {k} | {med[k] * 1e3:.2f} | {med[k] / med['REF']:.2f} | {mem[k] / mem['REF']:.2f} | {text} |"
+        )
+    return missed
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer rounds (for a smoke run)")
@@ -118,43 +152,15 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"# norms benchmark: torch {torch.__version__}, {args.threads} thread(s), {clock}, median of {rounds} rounds"
     )
-    print("# ratio = time / reference time in the same process; mem = activation memory / reference's\n")
+    print("# ratio = time / reference time in the same process; mem = activation memory / reference's")
 
     med, mem = measure(LAST_SPECS, "last", (1024, 512), lambda n: nn.LayerNorm(n), rounds, iters,
                        {"nn.Linear(N,N)": lambda n: nn.Linear(n, n)})  # fmt: skip
-    print("## features-last (B=1024, N=512); reference nn.LayerNorm "
-          f"= {med['REF'] * 1e3:.2f} ms fwd+bwd, {mem['REF'] / 2**20:.1f} MiB")  # fmt: skip
-    print("| norm | ms | time ratio | mem ratio | target |\n|---|---|---|---|---|")
-    for k in med:
-        if k == "REF":
-            continue
-        ratio = med[k] / med["REF"]
-        target = ""
-        if k in O_N:
-            ok = ratio <= 3.0
-            target = f"<= 3x LN: {'ok' if ok else 'MISSED'}"
-            failures += [] if ok else [k]
-        if k == "dn:kappa=full":
-            r2 = med[k] / med["nn.Linear(N,N)"]
-            ok = r2 <= 1.5
-            target = f"{r2:.2f}x nn.Linear <= 1.5x: {'ok' if ok else 'MISSED'}"
-            failures += [] if ok else [k]
-        print(f"| {k} | {med[k] * 1e3:.2f} | {ratio:.2f} | {mem[k] / mem['REF']:.2f} | {target} |")
-
+    title = "features-last (B=1024, N=512); reference nn.LayerNorm"
+    failures += table(title, med, mem, last_layout_target)
     med, mem = measure(CF_SPECS, "channels_first", (64, 64, 28, 28), PermuteLN, rounds, max(1, iters // 3))
-    print("\n## channels-first (B=64, C=64, 28×28); reference permute→nn.LayerNorm→permute "
-          f"= {med['REF'] * 1e3:.2f} ms, {mem['REF'] / 2**20:.1f} MiB")  # fmt: skip
-    print("| norm | ms | time ratio | mem ratio | target |\n|---|---|---|---|---|")
-    for k in med:
-        if k == "REF":
-            continue
-        ratio = med[k] / med["REF"]
-        target = ""
-        if k == "ln":
-            ok = ratio <= 1.1
-            target = f"<= 1.1x permute: {'ok' if ok else 'MISSED'}"
-            failures += [] if ok else ["channels-first ln"]
-        print(f"| {k} | {med[k] * 1e3:.2f} | {ratio:.2f} | {mem[k] / mem['REF']:.2f} | {target} |")
+    title = "channels-first (B=64, C=64, 28×28); reference permute→nn.LayerNorm→permute"
+    failures += table(title, med, mem, channels_first_target)
     print("\nall targets met" if not failures else f"\ntargets missed: {', '.join(failures)}")
     return 0 if not failures else 1
 

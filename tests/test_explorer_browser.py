@@ -16,29 +16,16 @@ import numpy as np
 import pytest
 import torch
 
+from browser_support import CHROMEDRIVER, CHROMIUM, missing_browser  # noqa: E402
 from lateralnorm import create_norm
 from lateralnorm.viz import explorer
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = os.environ.get("LATERALNORM_CHROMIUM", "/usr/bin/chromium")
-CHROMEDRIVER = os.environ.get("LATERALNORM_CHROMEDRIVER", "/usr/bin/chromedriver")
-
-
-def _missing() -> str | None:
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        return "selenium is not installed (pip install -e '.[browser]')"
-    for path, pkg in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
-        if not (os.path.exists(path) or shutil.which(path)):
-            return f"{path} not found (apt-get install {pkg}, or set LATERALNORM_CHROMIUM/LATERALNORM_CHROMEDRIVER)"
-    return None
-
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
-    reason = _missing()
+    reason = missing_browser()
     if reason:
         pytest.skip(reason)
     from selenium import webdriver

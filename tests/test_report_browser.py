@@ -13,25 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from browser_support import CHROMEDRIVER, CHROMIUM, missing_browser  # noqa: E402
 from lateralnorm.cli import main
 from lateralnorm.study import run_study, validate_spec
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = os.environ.get("LATERALNORM_CHROMIUM", "/usr/bin/chromium")
-CHROMEDRIVER = os.environ.get("LATERALNORM_CHROMEDRIVER", "/usr/bin/chromedriver")
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _missing() -> str | None:
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        return "selenium is not installed (pip install -e '.[browser]')"
-    for path, pkg in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
-        if not (os.path.exists(path) or shutil.which(path)):
-            return f"{path} not found (apt-get install {pkg}, or set LATERALNORM_CHROMIUM/LATERALNORM_CHROMEDRIVER)"
-    return None
 
 
 def _report(tmp: Path) -> Path:
@@ -47,7 +35,7 @@ def _report(tmp: Path) -> Path:
 
 
 def test_report_renders_without_errors(tmp_path):
-    reason = _missing()
+    reason = missing_browser()
     if reason:
         pytest.skip(reason)
     from selenium import webdriver

@@ -103,6 +103,18 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def dataset_for(config: RunConfig) -> Dataset:
+    """The data a config trains on (its dataset, seed and views)."""
+    return load_dataset(
+        config.dataset,
+        seed=config.seed,
+        samples=config.samples,
+        subset=config.subset,
+        random_labels=config.random_labels,
+        data_dir=config.data_dir,
+    )
+
+
 def validate_config(config: RunConfig) -> tuple[Dataset, torch.device]:
     """Check every name and shape in `config`, load its data; UsageError (nothing written) otherwise."""
     check_dataset_name(config.dataset)
@@ -118,14 +130,7 @@ def validate_config(config: RunConfig) -> tuple[Dataset, torch.device]:
         )
     device = resolve_device(config.device)
     check_model(config)  # names first: fail fast before loading data
-    data = load_dataset(
-        config.dataset,
-        seed=config.seed,
-        samples=config.samples,
-        subset=config.subset,
-        random_labels=config.random_labels,
-        data_dir=config.data_dir,
-    )
+    data = dataset_for(config)
     check_model(config, data.meta.input_shape, dataset=repr(config.dataset))
     return data, device
 
@@ -396,14 +401,7 @@ def load_run(run_dir: str | os.PathLike[str], *, device: str = "cpu") -> LoadedR
         config = RunConfig(**json.loads(cfg_path.read_text())["config"])
     except (ValueError, KeyError) as e:
         raise UsageError(f"{cfg_path} is unreadable ({e}); rerun the training") from e
-    data = load_dataset(
-        config.dataset,
-        seed=config.seed,
-        samples=config.samples,
-        subset=config.subset,
-        random_labels=config.random_labels,
-        data_dir=config.data_dir,
-    )
+    data = dataset_for(config)
     model = build_model(config, data.meta.input_shape, data.meta.num_classes)
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
