@@ -70,7 +70,7 @@ def test_run_folder_contents(tmp_cwd):
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]
     saved = RunResult.model_validate_json((out / "result.json").read_text())
     assert saved.test_acc == res.test_acc == res.history[-1].test_acc
-    assert not list(out.glob("*.tmp"))
+    assert not list(out.glob(".*tmp*"))  # no temp file left behind
 
 
 def test_learns_a_toy(tmp_cwd):

@@ -26,7 +26,6 @@ import platform
 import random
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -39,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lateralnorm import atomic
 from lateralnorm.data import Dataset, check_dataset_name, load_dataset
 from lateralnorm.errors import UsageError, did_you_mean
 from lateralnorm.models import build_model, check_model, num_params
@@ -164,27 +164,12 @@ def versions() -> dict[str, str]:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    """Atomic JSON write (temp file in the same folder, then os.replace)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, default=str)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic.write_json(path, obj, indent=2, default=str)
 
 
 def _save_checkpoint(path: Path, model: nn.Module) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic.atomic_path(path) as tmp:
         torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimizer:

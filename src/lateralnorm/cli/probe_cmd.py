@@ -4,9 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -65,15 +62,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 # --------------------------------------------------------------------- helpers
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write JSON to a temp file in the same folder, then rename it into place (never half-written)."""
+    from lateralnorm.atomic import write_json
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1, allow_nan=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_json(path, obj, indent=1, allow_nan=False)
 
 
 def _names(raw: list[str] | None) -> list[str]:

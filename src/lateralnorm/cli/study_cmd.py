@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from lateralnorm.errors import UsageError
@@ -191,16 +189,12 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 def _write_atomic(path: Path, write) -> None:  # noqa: ANN001 - a callable taking the temp path
-    """write(tmp) then os.replace: a reader never sees half a file."""
+    """write(tmp) then rename into place: a reader never sees half a file."""
+    from lateralnorm.atomic import atomic_path
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from lateralnorm.atomic import atomic_path
 
 
 def cache_dir() -> Path:
@@ -29,11 +30,5 @@ def load_npz(path: Path) -> dict[str, np.ndarray] | None:
 def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Write arrays atomically (temp file in the same folder, then os.replace)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)

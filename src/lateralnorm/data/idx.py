@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lateralnorm import atomic
 from lateralnorm.errors import UsageError
 
 # IDX type byte -> big-endian NumPy dtype
@@ -89,6 +90,4 @@ def write_idx(path: str | os.PathLike[str], array: np.ndarray, *, compress: bool
     blob = header + np.ascontiguousarray(array).astype(dtype.newbyteorder(">")).tobytes()
     if compress:
         blob = gzip.compress(blob, mtime=0)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(blob)
-    os.replace(tmp, path)
+    atomic.write_bytes(path, blob)

@@ -14,28 +14,23 @@ the slot's input measures the whole unit the thread proposes (the activation, th
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from lateralnorm.errors import UsageError, did_you_mean
 from lateralnorm.norms import create_norm
+from lateralnorm.norms.activations import ACTIVATIONS
 
+# the norm registry's activations (relu, gelu, elu, silu, softplus, abs, square) plus three the models add
 ACT_FUNCTIONS = {
-    "relu": torch.relu,
-    "gelu": F.gelu,
-    "elu": F.elu,
-    "silu": F.silu,
-    "softplus": F.softplus,
+    **{name: fn for name, (fn, _) in ACTIVATIONS.items()},
     "tanh": torch.tanh,
     "sigmoid": torch.sigmoid,
-    "abs": torch.abs,
-    "square": torch.square,
     "identity": lambda x: x,
 }
 
-
-# activations the norm registry also has (tanh there is γ·tanh + b with affine off by default: plain tanh)
-FOLDABLE = ("relu", "gelu", "elu", "silu", "softplus", "abs", "square", "tanh")
+# activations a norm spec can hold, so placement "pre" builds one slot "act>norm" (tanh there is the
+# "tanh" norm, γ·tanh + b with affine off by default: plain tanh)
+FOLDABLE = (*ACTIVATIONS, "tanh")
 
 
 class Act(nn.Module):

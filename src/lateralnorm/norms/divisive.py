@@ -249,7 +249,8 @@ class DivisiveNorm(Norm):
     def kappa_matrix(self) -> torch.Tensor:
         """The effective N×N κ (for inspection, tests and probes; the forward pass never builds it for O(N) κ)."""
         n = self.num_features
-        eye = torch.eye(n, device=self.weight_device(), dtype=self.param_dtype())
+        beta = self.beta_value()  # any parameter-side tensor gives the device and dtype
+        eye = torch.eye(n, device=beta.device, dtype=beta.dtype)
         if self.kappa_kind == "self":
             return torch.diag(self._get("kappa"))
         if self.kappa_kind == "uniform":
@@ -261,12 +262,6 @@ class DivisiveNorm(Norm):
         if self.kappa_kind == "lowrank":
             return self._get("kappa_u") @ self._get("kappa_v").T
         return self._get("kappa")
-
-    def weight_device(self) -> torch.device:
-        return next(iter(self.buffers()), next(iter(self.parameters()), torch.empty(0))).device
-
-    def param_dtype(self) -> torch.dtype:
-        return next(iter(self.buffers()), next(iter(self.parameters()), torch.empty(0))).dtype
 
     def _gaussian(self) -> torch.Tensor:
         sigma = self.sigma()

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from lateralnorm.errors import UsageError
-from lateralnorm.norms.registry import create_norm
+from lateralnorm.norms.registry import create_norm, options_of, parse_spec
 
 Match = type | tuple[type, ...] | Callable[[str, nn.Module], bool]
 
@@ -61,21 +61,17 @@ def swap_norms(model: nn.Module, spec: str, match: Match = nn.LayerNorm, **overr
     else:
         pred = match
     targets = [(name, m) for name, m in model.named_modules() if name and pred(name, m)]
+    accepted = {key for name, _ in parse_spec(spec) for key in options_of(name)}
     swapped = []
     for name, old in targets:
         width, layout = _width_and_layout(name, old)
         kw = dict(overrides)
-        if "eps" not in kw and isinstance(getattr(old, "eps", None), float):
+        # carry the old module's eps and affine over where some part of the spec takes them
+        if "eps" not in kw and "eps" in accepted and isinstance(getattr(old, "eps", None), float):
             kw["eps"] = old.eps
-        if "affine" not in kw and getattr(old, "weight", 0) is None:
+        if "affine" not in kw and "affine" in accepted and getattr(old, "weight", 0) is None:
             kw["affine"] = False
-        try:
-            new = create_norm(spec, width, layout=layout, **kw)
-        except UsageError as e:
-            if "takes option" in str(e):  # the spec's norms don't take eps/affine: build it without them
-                new = create_norm(spec, width, layout=layout, **overrides)
-            else:
-                raise
+        new = create_norm(spec, width, layout=layout, **kw)
         _copy_affine(old, new)
         ref = next(iter(old.parameters()), None)
         ref = ref if ref is not None else next(iter(old.buffers()), None)

@@ -15,7 +15,6 @@ import platform
 import shlex
 import subprocess
 import sys
-import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import jinja2
 import pandas as pd
 
+from lateralnorm import atomic
 from lateralnorm.errors import UsageError
 from lateralnorm.report.collect import RAW_COLUMNS, StudyView, collect
 from lateralnorm.report.verdict import RULES
@@ -93,24 +93,6 @@ def render(views: Sequence[StudyView], csv_name: str, prov: dict[str, str], metr
     )  # fmt: skip
 
 
-def _write_atomic(path: Path, text: str | None = None, frame: pd.DataFrame | None = None) -> None:
-    """Write to a temp file in the same folder, then os.replace: a reader never sees half a file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a report is meant to be read by others
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            if frame is not None:
-                frame.to_csv(f, index=False)
-            else:
-                f.write(text or "")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def build_report(study_dirs: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str] = "report.html",
                  metric: str = "test_acc", command: str | None = None) -> tuple[Path, Path]:  # fmt: skip
     """Read the studies, write the report and its runs CSV; returns (report path, csv path).
@@ -136,6 +118,7 @@ def build_report(study_dirs: Sequence[str | os.PathLike[str]], out: str | os.Pat
     html = render(views, csv_path.name, provenance(command), metric)
     frames = [v.runs.assign(study=v.name)[["study", *v.runs.columns]] for v in views]
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(csv_path, frame=pd.concat(frames, ignore_index=True))
-    _write_atomic(out_path, text=html)
+    with atomic.atomic_path(csv_path) as tmp:
+        pd.concat(frames, ignore_index=True).to_csv(tmp, index=False)
+    atomic.write_text(out_path, html)
     return out_path, csv_path

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import http.server
 import os
-import tempfile
 import threading
 from importlib import resources
 from pathlib import Path
 
+from lateralnorm import atomic
 from lateralnorm.errors import UsageError
 
 TEMPLATE = "explorer_template.html"
@@ -80,14 +80,7 @@ def write_explorer(path: str | os.PathLike[str] = "explorer.html") -> Path:
     if not parent.is_dir():
         raise UsageError(f"folder '{parent}' does not exist; create it first or choose another -o path")
     html = render_explorer()
-    fd, tmp = tempfile.mkstemp(prefix=".explorer-", suffix=".html.tmp", dir=parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(html)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic.write_text(out, html)
     return out
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lateralnorm.atomic import atomic_path
 from lateralnorm.errors import UsageError, did_you_mean
 from lateralnorm.geometry import ln_decompose
 
@@ -438,10 +439,6 @@ def _primitive_scenes() -> dict[str, Scene]:
 SCENE_NAMES = ("stretch", "shift", "fold", "project2", "project3", "affine", "stack")
 
 
-def _atomic_path(path: Path) -> Path:
-    return path.with_name(f".{path.stem}.tmp{path.suffix}")
-
-
 def save_scene(scene: Scene, out_dir: str | os.PathLike[str], frames: int = 24, gif: bool = True,
                dpi: int = 90) -> list[Path]:  # fmt: skip
     """Write <name>_keyframes.png (and <name>.gif) for a scene; each file lands atomically."""
@@ -464,29 +461,27 @@ def save_scene(scene: Scene, out_dir: str | os.PathLike[str], frames: int = 24, 
         scene.draw(sub, t)
     fig.suptitle(f"{scene.title}\n{scene.caption}", fontsize=12, fontweight="bold")
     png = out / f"{scene.name}_keyframes.png"
-    tmp = _atomic_path(png)
-    fig.savefig(tmp, dpi=dpi, metadata={"Software": None})
-    plt.close(fig)
-    os.replace(tmp, png)
+    try:
+        with atomic_path(png) as tmp:
+            fig.savefig(tmp, dpi=dpi, metadata={"Software": None})
+    finally:
+        plt.close(fig)
     written.append(png)
     if gif:
         fig = plt.figure(figsize=(w, h + 0.5), layout="constrained")
         target = out / f"{scene.name}.gif"
-        tmp = _atomic_path(target)
         writer = PillowWriter(fps=8)
         hold = max(2, frames // 6)  # pause on the last frame before the loop restarts
         times = [i / (frames - 1) for i in range(frames)] + [1.0] * hold
         try:
-            with writer.saving(fig, str(tmp), dpi):
+            with atomic_path(target) as tmp, writer.saving(fig, str(tmp), dpi):
                 for t in times:
                     fig.clear()
                     scene.draw(fig, t)
                     fig.suptitle(f"{scene.title}\n{scene.caption}", fontsize=9, fontweight="bold")
                     writer.grab_frame()
-            os.replace(tmp, target)
         finally:
             plt.close(fig)
-            tmp.unlink(missing_ok=True)
         written.append(target)
     return written
 

@@ -17,9 +17,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
-from scipy import stats as sps
 
+from lateralnorm.atomic import atomic_path
 from lateralnorm.errors import UsageError
+from lateralnorm.study.stats import t_interval
 
 PALETTE = ("#2a6fdb", "#e4572e", "#2e9d5b", "#8a5cc7", "#f2a541", "#17a2b8", "#7f7f7f", "#c2185b", "#5d4037")
 LABELS = {"test_acc": "test accuracy", "train_acc": "train accuracy", "test_loss": "test loss",
@@ -45,10 +46,8 @@ def _style(i: int) -> str:
 
 def _ci95(values: np.ndarray) -> float:
     """Half-width of the 95% t interval of the mean (0 for fewer than 2 values)."""
-    v = values[np.isfinite(values)]
-    if v.size < 2:
-        return 0.0
-    return float(sps.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
+    lo, hi = t_interval(values[np.isfinite(values)])
+    return float((hi - lo) / 2) if np.isfinite(hi) else 0.0
 
 
 def _pretty(metric: str) -> str:
@@ -221,12 +220,8 @@ def layer_stat_frame(probes: pd.DataFrame, probe: str, stat: str) -> pd.DataFram
 def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 110) -> Path:
     """Write a figure to `path` atomically (temp file, then os.replace); deterministic PNG metadata."""
     out = Path(path)
-    tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
-    try:
+    with atomic_path(out) as tmp:
         fig.savefig(tmp, dpi=dpi, metadata={"Software": None} if out.suffix == ".png" else None)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return out
 
 
