@@ -4,7 +4,7 @@ PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.stamp-setup
-APT_PKGS := chromium chromium-driver dataset-fashion-mnist
+APT_PKGS := chromium chromium-driver dataset-fashion-mnist g++
 
 .PHONY: setup system-deps test test-all bench lint format demo clean
 
@@ -14,7 +14,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,ray,browser,parquet]'
 	touch $(STAMP)
 
+# The compiled CPU kernel of dn is built once per machine (about a minute); without a compiler dn runs on
+# the PyTorch kernel, so a failure here is not fatal.
 setup: $(STAMP) system-deps
+	-@$(BIN)/python -m lateralnorm.norms.cpu_kernel
 
 # Debian packages: the browser for page tests and Fashion-MNIST. Installed only where we may (root + apt);
 # elsewhere the tests that need them skip with the reason.

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
 from lateralnorm.atomic import atomic_path
+from lateralnorm.cache_root import cache_dir
 
-
-def cache_dir() -> Path:
-    """The cache folder (not created here)."""
-    env = os.environ.get("LATERALNORM_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "lateralnorm"
+__all__ = ["cache_dir", "load_npz", "save_npz"]
 
 
 def load_npz(path: Path) -> dict[str, np.ndarray] | None:

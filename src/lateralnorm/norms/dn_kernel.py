@@ -10,6 +10,10 @@ pool: self W_i = ψ_i (c_i κ_ii); uniform W_i = Σ_j ψ_j (κ_ij = c_i); band W
 Backward: gz = g γ;  gD = −r gz z / D;  gW = gD c;  gψ = poolᵀ(gW);
 gt = gz D^{−r} φ'(t) + gψ ψ'(t);  gy = gt − mean(gt) when centered.
 Tested against autograd through the plain formula (tests/test_norms_kernel.py).
+
+On CPU (float32/float64) the same formula runs in the compiled row kernel of `csrc/dn_rows.cpp` (one sweep
+per row, nothing saved but the input; see `cpu_kernel.py`); elsewhere, or when it cannot be built, in the
+PyTorch ops below.
 """
 
 from __future__ import annotations
@@ -19,7 +23,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from lateralnorm.norms import cpu_kernel
 from lateralnorm.norms.base import PEDESTAL
+
+KIND_CODE = {"self": 0, "uniform": 1, "band": 2}  # the kernel's `Kind`
 
 
 def window_sum(v: torch.Tensor, before: int, after: int) -> torch.Tensor:
@@ -111,6 +118,102 @@ def _raw_grad(g_value: torch.Tensor, src: torch.Tensor, bound: float | None) -> 
     return g * ((src >= bound) | (g < 0)).to(g.dtype)
 
 
+def _shaped_like(g: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
+    """A per-unit (N,) gradient for a parameter of shape (N,) or a shared (1,) one."""
+    return g.reshape(src.shape) if src.numel() == g.numel() else g.sum().reshape(src.shape)
+
+
+class CompiledRows(torch.autograd.Function):
+    """The formula of `PooledDivisive` in the compiled CPU row kernel (`csrc/dn_rows.cpp`). Saves the input,
+    three numbers per row (the mean and the uniform pool's Σψ) and, for the band pool, the window sums; the
+    backward recomputes the rest."""
+
+    @staticmethod
+    def forward(ctx: Any, y, beta_src, c_src, gamma, bias, cfg):  # noqa: ANN001
+        kind, center, rect, alpha, p, r, before, after, beta_bound, c_bound = cfg
+        dt, n = y.dtype, y.shape[-1]
+        beta, c = _value(beta_src, beta_bound).to(dt), _value(c_src, c_bound).to(dt)
+        if beta.numel() != c.numel() or (kind != "uniform" and beta.numel() != n):
+            beta, c = beta.expand(n).contiguous(), c.expand(n).contiguous()  # both per unit (or both shared)
+        gam = y.new_ones(n) if gamma is None else gamma.to(dt).contiguous()
+        bia = y.new_zeros(n) if bias is None else bias.to(dt).contiguous()
+        args = (KIND_CODE[kind], center, rect, alpha, p, r, before, after)
+        save_w = kind == "band" and any(ctx.needs_input_grad[:5])  # recomputing W costs a window pass
+        out, stats, w = cpu_kernel.rows_forward(
+            y.contiguous(), beta.contiguous(), c.contiguous(), gam, bia, *args, save_w
+        )
+        ctx.save_for_backward(y, stats, w if save_w else None, beta, c, gam, beta_src, c_src, gamma, bias)
+        ctx.args, ctx.cfg = args, cfg
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor):  # noqa: ANN205
+        y, stats, w, beta, c, gam, beta_src, c_src, gamma, bias = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        if torch.is_grad_enabled():  # create_graph=True: differentiate through the PyTorch kernel instead
+            return _differentiable_backward(g, (y, beta_src, c_src, gamma, bias), need, ctx.cfg) + (None,)
+        r = ctx.args[5]
+        gy, s_gz, s_g, s_q, s_qw = cpu_kernel.rows_backward(
+            g.contiguous(), y.contiguous(), stats, stats.new_empty(0) if w is None else w, beta, c, gam, *ctx.args,
+            need[0], gamma is not None and need[3], bias is not None and need[4], need[1], need[2],
+        )  # fmt: skip
+        bounds = ctx.cfg[8:10]
+        g_beta = _raw_grad(_shaped_like(s_q * -r, beta_src), beta_src, bounds[0]) if need[1] else None
+        g_c = _raw_grad(_shaped_like(s_qw * -r, c_src), c_src, bounds[1]) if need[2] else None
+        g_gamma = s_gz if gamma is not None and need[3] else None
+        g_bias = s_g if bias is not None and need[4] else None
+        return (gy if need[0] else None), g_beta, g_c, g_gamma, g_bias, None
+
+
+def _differentiable_backward(g: torch.Tensor, inputs: tuple, need: tuple, cfg: tuple) -> tuple:
+    """The gradients as a graph of PyTorch ops, for double backward (create_graph=True: Hessian-vector and
+    Jacobian-vector products by the double-backward trick). The fused backwards treat what the forward saved
+    as constants, so their own ops would miss second-order terms; this differentiates the plain formula."""
+    with torch.enable_grad():
+        out = formula_rows(*inputs, cfg)
+    wanted = [i for i, t in enumerate(inputs) if need[i] and t is not None]
+    grads = torch.autograd.grad(out, [inputs[i] for i in wanted], g, create_graph=True, allow_unused=True)
+    result: list = [None] * len(inputs)
+    for i, gr in zip(wanted, grads):
+        result[i] = gr
+    return tuple(result)
+
+
+def _safe_pow(a: torch.Tensor, e: float) -> torch.Tensor:
+    """a^e for a ≥ 0 with finite derivatives of every order at a = 0 (taken as 0 there for e ∉ {1, 2})."""
+    if e == 1.0:
+        return a
+    if e == 2.0:
+        return a * a
+    nz = a > 0
+    return torch.where(nz, torch.where(nz, a, torch.ones_like(a)).pow(e), torch.zeros_like(a))
+
+
+def formula_rows(y, beta_src, c_src, gamma, bias, cfg):  # noqa: ANN001, ANN201
+    """The kernels' formula in plain differentiable ops on (M, N) rows (same inputs as the kernels)."""
+    kind, center, rect, alpha, p, r, before, after, beta_bound, c_bound = cfg
+    beta = beta_src if beta_bound is None else beta_src.clamp_min(beta_bound).square() - PEDESTAL
+    c = c_src if c_bound is None else c_src.clamp_min(c_bound).square() - PEDESTAL
+    t = y - y.mean(-1, keepdim=True) if center else y
+    a = torch.relu(t) if rect else t.abs()
+    psi = t * t if (alpha == 2.0 and not rect) else _safe_pow(a, alpha)
+    if kind == "self":
+        w = psi
+    elif kind == "uniform":
+        w = psi.sum(-1, keepdim=True)
+    else:
+        w = F.pad(psi, (before, after)).unfold(-1, before + 1 + after, 1).sum(-1)
+    d = beta + c * w
+    if p == 1.0:
+        phi = a if rect else t
+    else:
+        phi = _safe_pow(a, p) if rect else _safe_pow(a, p) * torch.sign(t)
+    z = phi * d.pow(-r)
+    if gamma is not None:
+        z = z * gamma
+    return z if bias is None else z + bias
+
+
 class PooledDivisive(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, y, beta_src, c_src, gamma, bias, cfg):  # noqa: ANN001
@@ -138,16 +241,18 @@ class PooledDivisive(torch.autograd.Function):
         dr = None if r == 1.0 else (d.rsqrt() if r == 0.5 else d.pow(-r))  # D^{−r}
         z = phi / d if dr is None else phi * dr
         out = z if gamma is None else (z * gamma if bias is None else torch.addcmul(bias, z, gamma))
-        ctx.save_for_backward(a if rect else t, d, dr, z, w, c, gamma, beta_src, c_src)
+        ctx.save_for_backward(a if rect else t, d, dr, z, w, c, gamma, beta_src, c_src, y, bias)
         ctx.cfg = cfg
         ctx.has_bias = bias is not None
         return out
 
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor):  # noqa: ANN205
-        t_or_a, d, dr, z, w, c, gamma, beta_src, c_src = ctx.saved_tensors
+        t_or_a, d, dr, z, w, c, gamma, beta_src, c_src, y, bias = ctx.saved_tensors
         kind, center, rect, alpha, p, r, before, after, beta_bound, c_bound = ctx.cfg
         need = ctx.needs_input_grad
+        if torch.is_grad_enabled():  # create_graph=True: differentiate the plain formula instead
+            return _differentiable_backward(g, (y, beta_src, c_src, gamma, bias), need, ctx.cfg) + (None,)
         g_gamma = (g * z).sum(0) if gamma is not None and need[3] else None
         g_bias = g.sum(0) if ctx.has_bias and need[4] else None
         gz = g * gamma if gamma is not None else g
@@ -225,5 +330,9 @@ def pooled_divisive(
     `beta` and `c` are (source, bound): a raw `NonNegative` parameter and its bound, or a buffer and None."""
     shape = y.shape
     cfg = (kind, center, rect, alpha, p, r, before, after, beta[1], c[1])
-    out = PooledDivisive.apply(y.reshape(-1, shape[-1]), beta[0], c[0], gamma, bias, cfg)
+    rows = y.reshape(-1, shape[-1])
+    if cpu_kernel.applies_to(rows):
+        out = CompiledRows.apply(rows, beta[0], c[0], gamma, bias, cfg)
+    else:
+        out = PooledDivisive.apply(rows, beta[0], c[0], gamma, bias, cfg)
     return out.reshape(shape)

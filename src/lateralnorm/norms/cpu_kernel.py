@@ -1,0 +1,266 @@
+"""The compiled CPU kernel for divisive normalization with an O(N) pool (`csrc/dn_rows.cpp`).
+
+It is built once per machine, on first use, with torch's C++ extension tooling (a C++ compiler and ninja),
+into `<cache>/ext/dn_rows-<key>/` (cache: $LATERALNORM_KERNEL_CACHE, else $LATERALNORM_CACHE, else
+~/.cache/lateralnorm; the key covers the source, torch, Python and the CPU). Later processes load the built
+library directly; `make setup` builds it ahead (`python -m lateralnorm.norms.cpu_kernel`).
+
+LATERALNORM_CPU_KERNEL chooses: `auto` (default: the compiled kernel when it builds, else the PyTorch
+kernel of `dn_kernel.py`, with one warning), `cpp` (the compiled kernel or an error) or `torch` (never
+build; the PyTorch kernel). Both kernels compute the same formula and are tested against each other.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.util
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import threading
+import warnings
+from pathlib import Path
+from types import ModuleType
+
+import torch
+
+from lateralnorm.cache_root import cache_dir
+from lateralnorm.errors import UsageError
+
+SOURCE = Path(__file__).parent / "csrc" / "dn_rows.cpp"
+MODES = ("auto", "cpp", "torch")
+# -fno-trapping-math lets GCC vectorize the branchy element loops (relu, sign, a > 0 ? …); without it the
+# row loops run an order of magnitude slower. -fno-math-errno lets sqrt vectorize.
+CFLAGS = ["-O3", "-fno-math-errno", "-fno-trapping-math"]
+# GCC ignores __restrict__ on local pointers and versions each loop for aliasing at run time instead; the
+# backward's main loop needs more than the default 10 checks to be vectorized at all.
+GCC_CFLAGS = ["--param", "vect-max-version-for-alias-checks=64"]
+
+_lock = threading.Lock()
+_state: dict[str, object] = {"tried": False, "ext": None}
+
+
+def mode() -> str:
+    value = os.environ.get("LATERALNORM_CPU_KERNEL", "auto").strip().lower() or "auto"
+    if value not in MODES:
+        raise UsageError(
+            f"LATERALNORM_CPU_KERNEL={value!r} is not one of {', '.join(MODES)}; unset it or pick one of those"
+        )
+    return value
+
+
+def _is_gcc() -> bool:
+    compiler = os.environ.get("CXX", "c++")
+    try:
+        out = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "Free Software Foundation" in out
+
+
+@functools.cache
+def _arch_flags() -> list[str]:
+    flags = ["-march=native"] if platform.machine() in ("x86_64", "AMD64") else []
+    return flags + (GCC_CFLAGS if _is_gcc() else [])
+
+
+def _cpu_id() -> str:
+    """What the -march=native code depends on: the CPU's model and feature flags."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    keep = [ln for ln in text.splitlines() if ln.startswith(("model name", "flags", "Features", "CPU part"))]
+    return "\n".join(sorted(set(keep)))
+
+
+@functools.cache
+def build_key() -> str:
+    h = hashlib.sha256()
+    for part in (SOURCE.read_bytes(), torch.__version__.encode(), sys.version.encode(), _cpu_id().encode()):
+        h.update(part)
+    h.update(" ".join(CFLAGS + _arch_flags()).encode())
+    return h.hexdigest()[:16]
+
+
+def build_dir() -> Path:
+    root = os.environ.get("LATERALNORM_KERNEL_CACHE")
+    return (Path(root) if root else cache_dir()) / "ext" / f"dn_rows-{build_key()}"
+
+
+def _module_name() -> str:
+    return f"lateralnorm_dn_rows_{build_key()}"
+
+
+def _load_built(folder: Path, name: str) -> ModuleType | None:
+    """Import an already built library without going through the build tooling (fast path). Not while a
+    build holds the folder's lock (the library may be half written); a library that does not load (a build
+    killed while linking) is removed, so the tooling builds it again."""
+    if (folder / "lock").exists():
+        return None
+    for lib in folder.glob(f"{name}*.so"):
+        spec = importlib.util.spec_from_file_location(name, lib)
+        if spec is None or spec.loader is None:
+            continue
+        module = importlib.util.module_from_spec(spec)
+        try:
+            spec.loader.exec_module(module)
+        except ImportError:
+            lib.unlink(missing_ok=True)
+            return None
+        return module
+    return None
+
+
+def _with_ninja_on_path() -> None:
+    """torch's tooling runs `ninja` from PATH; the `ninja` wheel puts it in the environment's bin folder,
+    which is not on PATH unless the environment is activated."""
+    if shutil.which("ninja"):
+        return
+    candidates = [Path(sys.executable).parent]
+    try:
+        import ninja  # type: ignore[import-not-found]
+
+        candidates.insert(0, Path(ninja.BIN_DIR))
+    except ImportError:
+        pass
+    for folder in candidates:
+        if (folder / "ninja").exists():
+            os.environ["PATH"] = f"{folder}{os.pathsep}{os.environ.get('PATH', '')}"
+            return
+
+
+def build(verbose: bool = False) -> ModuleType:
+    """Build (or load) the extension; raises on failure."""
+    from torch.utils import cpp_extension
+
+    folder, name = build_dir(), _module_name()
+    module = _load_built(folder, name)
+    if module is not None:
+        return module
+    folder.mkdir(parents=True, exist_ok=True)
+    _with_ninja_on_path()
+    print(
+        f"lateralnorm: compiling the CPU kernel for dn once, into {folder} (about a minute)", file=sys.stderr
+    )
+    return cpp_extension.load(
+        name=name,
+        sources=[str(SOURCE)],
+        extra_cflags=CFLAGS + _arch_flags(),
+        build_directory=str(folder),
+        verbose=verbose,
+    )
+
+
+def extension() -> ModuleType | None:
+    """The compiled kernel, or None when the mode is `torch` or (mode `auto`) it cannot be built."""
+    chosen = mode()
+    if chosen == "torch":
+        return None
+    with _lock:
+        if not _state["tried"]:
+            _state["tried"] = True
+            try:
+                _state["ext"] = build()
+            except Exception as exc:  # noqa: BLE001 - any build failure means: use the PyTorch kernel
+                _state["ext"] = None
+                _state["error"] = (
+                    f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc) else ''}"
+                )
+                if chosen == "auto":
+                    warnings.warn(
+                        "lateralnorm: the compiled CPU kernel for dn could not be built "
+                        f"({_state['error']}); using the slower PyTorch kernel. Install a C++ compiler and "
+                        "ninja, or set LATERALNORM_CPU_KERNEL=torch to silence this.",
+                        RuntimeWarning,
+                        stacklevel=3,
+                    )
+    if _state["ext"] is None and chosen == "cpp":
+        raise RuntimeError(
+            f"lateralnorm: LATERALNORM_CPU_KERNEL=cpp but the CPU kernel could not be built ({_state.get('error')})"
+        )
+    return _state["ext"]  # type: ignore[return-value]
+
+
+@torch.compiler.assume_constant_result
+def available() -> bool:
+    """Whether the compiled kernel is (or can be) loaded; a constant to torch.compile."""
+    return extension() is not None
+
+
+def applies_to(y: torch.Tensor) -> bool:
+    """Whether the compiled kernel runs y (a CPU float32/float64 tensor, and the kernel available)."""
+    return y.device.type == "cpu" and y.dtype in (torch.float32, torch.float64) and available()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The kernel as torch operators, so torch.compile / torch.export see them as ops with known output shapes
+# (a raw pybind call would break the graph). Unused outputs are empty tensors (an op cannot return None).
+
+
+@torch.library.custom_op("lateralnorm::dn_rows_forward", mutates_args=())
+def rows_forward(
+    y: torch.Tensor, beta: torch.Tensor, c: torch.Tensor, gamma: torch.Tensor, bias: torch.Tensor,
+    kind: int, center: bool, rect: bool, alpha: float, p: float, r: float, before: int, after: int,
+    save_w: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """(out, stats (M, 3) float64, w (M, N) for the band pool when save_w, else empty)."""
+    ext = extension()
+    if ext is None:
+        raise RuntimeError("lateralnorm: the compiled CPU kernel is not available")
+    out, stats, w = ext.forward(
+        y, beta, c, gamma, bias, kind, center, rect, alpha, p, r, before, after, save_w
+    )
+    return out, stats, (w if w is not None else y.new_empty(0))
+
+
+@rows_forward.register_fake
+def _(y, beta, c, gamma, bias, kind, center, rect, alpha, p, r, before, after, save_w):  # noqa: ANN001, ANN202
+    w = torch.empty_like(y) if save_w and kind == 2 else y.new_empty(0)
+    return torch.empty_like(y), y.new_empty((y.shape[0], 3), dtype=torch.float64), w
+
+
+@torch.library.custom_op("lateralnorm::dn_rows_backward", mutates_args=())
+def rows_backward(
+    g: torch.Tensor, y: torch.Tensor, stats: torch.Tensor, w: torch.Tensor, beta: torch.Tensor,
+    c: torch.Tensor, gamma: torch.Tensor, kind: int, center: bool, rect: bool, alpha: float, p: float,
+    r: float, before: int, after: int, need_y: bool, need_gamma: bool, need_bias: bool, need_beta: bool,
+    need_c: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """(gy, Σ g z, Σ g, Σ q, Σ q W) over the rows; what was not asked for is empty."""
+    ext = extension()
+    if ext is None:
+        raise RuntimeError("lateralnorm: the compiled CPU kernel is not available")
+    res = ext.backward(
+        g, y, stats, w if w.numel() else None, beta, c, gamma, kind, center, rect, alpha, p, r, before,
+        after, need_y, need_gamma, need_bias, need_beta, need_c,
+    )  # fmt: skip
+    return tuple(t if t is not None else y.new_empty(0) for t in res)  # type: ignore[return-value]
+
+
+@rows_backward.register_fake
+def _(g, y, stats, w, beta, c, gamma, kind, center, rect, alpha, p, r, before, after,  # noqa: ANN001, ANN202
+      need_y, need_gamma, need_bias, need_beta, need_c):  # fmt: skip
+    n = y.shape[-1]
+    col = [y.new_empty(n) if need else y.new_empty(0) for need in (need_gamma, need_bias, need_beta, need_c)]
+    return (torch.empty_like(y) if need_y else y.new_empty(0), *col)
+
+
+def main() -> int:
+    """`python -m lateralnorm.norms.cpu_kernel`: build the kernel now (make setup does), say where it is."""
+    try:
+        module = build()
+    except Exception as exc:  # noqa: BLE001
+        print(
+            f"lateralnorm: the CPU kernel could not be built ({exc!s:.300}); dn will use the PyTorch kernel"
+        )
+        return 1
+    print(f"lateralnorm: CPU kernel ready: {module.__file__}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,548 @@
+// Divisive normalization with an O(N) pool (κ self, uniform or band) on CPU: a few fused sweeps per row.
+//
+// Per row of y (features last), t = y − m (m = the row mean when centered, else 0):
+//   ψ = ψ(t),  W = pool(ψ),  D = β + c ⊙ W,  z = φ(t) D^{−r},  out = γ z + b
+// pool: self W_i = ψ_i;  uniform W_i = S = Σ_j ψ_j;  band W_i = Σ_{j=i−before}^{i+after} ψ_j.
+// φ, ψ: signed  φ = sign(t)|t|^p, ψ = |t|^α;  rect  φ = relu(t)^p, ψ = relu(t)^α.
+// Backward (t, ψ, W, D recomputed from y; the forward keeps only m and S per row):
+//   gz = g γ;  v = gz D^{−r} φ'(t);  q = gz z / D;  gψ = poolᵀ(−r c q);  gt = v + gψ ψ'(t);
+//   gy = gt − mean(gt) when centered.  Column sums for the parameters: Σ g z (γ), Σ g (b), Σ q (β),
+//   Σ q W (c); the caller multiplies by −r and applies the reparametrization's chain rule.
+// With a uniform pool the row needs two sweeps in each direction: mean(gt) = (Σ v + gψ Σ ψ') / N.
+//
+// The element functions are template policies (LayerNorm-like t², the default rect², or general powers),
+// so every sweep is one branch-free loop the compiler vectorizes (-O3 -fno-math-errno -fno-trapping-math).
+// Row sums accumulate in double over 8 lanes; the mean is taken in double and subtracted as m_T + δ.
+
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <type_traits>
+#include <cmath>
+#include <vector>
+
+namespace {
+
+enum Kind : int64_t { SELF = 0, UNIFORM = 1, BAND = 2 };
+constexpr int64_t BLOCK = 64;  // rows per block of column partial sums (fixed: results ignore thread count)
+
+template <typename T>
+inline double lane_sum(const T* __restrict__ x, int64_t n) {
+  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; ++k) acc[k] += static_cast<double>(x[i + k]);
+  double s = 0;
+  for (; i < n; ++i) s += static_cast<double>(x[i]);
+  for (int k = 0; k < 8; ++k) s += acc[k];
+  return s;
+}
+
+// ---------------------------------------------------------------------------------------------- policies
+// φ, ψ and their derivatives in t (dpsi includes ψ's sign for signed ψ).
+template <typename T>
+struct SignedSq {  // ψ = t², φ = t (LayerNorm, RMSNorm, LRN)
+  T psi(T t) const { return t * t; }
+  T dpsi(T t) const { return T(2) * t; }
+  T phi(T t) const { return t; }
+  T dphi(T) const { return T(1); }
+};
+
+template <typename T>
+struct RectSq {  // ψ = φ = relu(t)² (the default dn: rect, α = 2, p = α·r = 2)
+  T psi(T t) const { const T a = t > T(0) ? t : T(0); return a * a; }
+  T dpsi(T t) const { return t > T(0) ? T(2) * t : T(0); }
+  T phi(T t) const { return psi(t); }
+  T dphi(T t) const { return dpsi(t); }
+};
+
+template <typename T>
+struct RectSqP1 {  // ψ = relu(t)², φ = relu(t)
+  T psi(T t) const { const T a = t > T(0) ? t : T(0); return a * a; }
+  T dpsi(T t) const { return t > T(0) ? T(2) * t : T(0); }
+  T phi(T t) const { return t > T(0) ? t : T(0); }
+  T dphi(T t) const { return t > T(0) ? T(1) : T(0); }
+};
+
+template <typename T>
+struct GeneralFn {  // any α, p > 0, signed or rect (std::pow: the slow path)
+  bool rect;
+  T alpha, p;
+  T mag(T t) const { return rect ? (t > T(0) ? t : T(0)) : std::abs(t); }
+  T sgn(T t) const { return rect ? T(1) : (t < T(0) ? T(-1) : T(1)); }
+  static T pw(T a, T e) { return a > T(0) ? (e == T(1) ? a : (e == T(2) ? a * a : std::pow(a, e))) : T(0); }
+  static T dpw(T a, T e) {  // e·a^(e−1), 0 at a = 0
+    return a > T(0) ? (e == T(1) ? T(1) : (e == T(2) ? T(2) * a : e * std::pow(a, e - T(1)))) : T(0);
+  }
+  T psi(T t) const { return pw(mag(t), alpha); }
+  T dpsi(T t) const { return rect ? dpw(mag(t), alpha) : (t < T(0) ? -dpw(-t, alpha) : dpw(t, alpha)); }
+  T phi(T t) const { return sgn(t) * pw(mag(t), p); }
+  T dphi(T t) const {
+    if (!rect && p == T(1)) return T(1);
+    return dpw(mag(t), p);
+  }
+};
+
+// D^{−r}
+template <typename T>
+struct RHalf {
+  T operator()(T d) const { return T(1) / std::sqrt(d); }
+};
+template <typename T>
+struct ROne {
+  T operator()(T d) const { return T(1) / d; }
+};
+template <typename T>
+struct RThreeQuarters {  // LRN's default β = 0.75
+  T operator()(T d) const {
+    const T s = std::sqrt(d);
+    return T(1) / (s * std::sqrt(s));
+  }
+};
+template <typename T>
+struct RGeneral {
+  T mr;
+  T operator()(T d) const { return std::pow(d, mr); }
+};
+
+// ---------------------------------------------------------------------------------------------- helpers
+template <typename T>
+struct Params {
+  const T* beta;  // (N) or (1)
+  const T* c;     // (N) or (1)
+  bool per_unit;  // β and c have N entries; else one each (only with a uniform pool: D is one number per row)
+  const T* gamma;  // (N)
+  const T* bias;   // (N)
+  int64_t n, before, after;
+  T r;
+  bool center;
+};
+
+// w_i = Σ_{j=i−lo}^{i+hi} v_j, where padded[lo + j] = v_j and the lo / hi margins are zero.
+// Blocks of 64 outputs are summed in registers (fixed lanes: the compiler turns the lane loops into vector
+// adds of unaligned loads), the rest by one pass per tap. Kept out of line: inlined into the row loops, GCC
+// loses the restrict information and stops vectorizing it.
+template <typename T>
+__attribute__((noinline)) void window_sum(const T* __restrict__ padded, T* __restrict__ w, int64_t n,
+                                          int64_t size) {
+  if (size > 64) {  // wide windows: a running sum in double
+    double s = 0;
+    for (int64_t k = 0; k < size - 1; ++k) s += static_cast<double>(padded[k]);
+    for (int64_t i = 0; i < n; ++i) {
+      s += static_cast<double>(padded[i + size - 1]);
+      w[i] = static_cast<T>(s);
+      s -= static_cast<double>(padded[i]);
+    }
+    return;
+  }
+  constexpr int64_t L = 64;
+  int64_t i0 = 0;
+  for (; i0 + L <= n; i0 += L) {
+    T acc[L];
+    for (int64_t j = 0; j < L; ++j) acc[j] = padded[i0 + j];
+    for (int64_t k = 1; k < size; ++k)
+      for (int64_t j = 0; j < L; ++j) acc[j] += padded[i0 + k + j];
+    for (int64_t j = 0; j < L; ++j) w[i0 + j] = acc[j];
+  }
+  for (int64_t i = i0; i < n; ++i) w[i] = padded[i];
+  for (int64_t k = 1; k < size; ++k) {
+    const T* s = padded + k;
+    for (int64_t i = i0; i < n; ++i) w[i] += s[i];
+  }
+}
+
+// Small element loops kept out of line with restrict arguments (inlined, GCC gives up on their alias checks).
+template <typename T, typename Fn>
+__attribute__((noinline)) void psi_of_row(const T* __restrict__ y, T m, T dl, int64_t n, T* __restrict__ out,
+                                          const Fn fn) {
+  for (int64_t i = 0; i < n; ++i) out[i] = fn.psi((y[i] - m) - dl);
+}
+
+template <typename T>
+__attribute__((noinline)) void scaled_product(const T* __restrict__ a, const T* __restrict__ b, T k, int64_t n,
+                                              T* __restrict__ out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = k * a[i] * b[i];
+}
+
+// gy = v + gψ ψ'(t)
+template <typename T, typename Fn>
+__attribute__((noinline)) void input_grad(const T* __restrict__ v, const T* __restrict__ gpsi,
+                                          const T* __restrict__ y, T m, T dl, int64_t n, T* __restrict__ gy,
+                                          const Fn fn) {
+  for (int64_t i = 0; i < n; ++i) gy[i] = v[i] + gpsi[i] * fn.dpsi((y[i] - m) - dl);
+}
+
+// The row mean as m_T + δ (m_T the mean rounded to T, δ the rest), so t = (y − m_T) − δ loses nothing.
+template <typename T>
+struct Mean {
+  T m, delta;
+};
+template <typename T>
+inline double lane_dot(const T* __restrict__ x, const T* __restrict__ y, int64_t n) {
+  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; ++k) acc[k] += static_cast<double>(x[i + k]) * static_cast<double>(y[i + k]);
+  double s = 0;
+  for (; i < n; ++i) s += static_cast<double>(x[i]) * static_cast<double>(y[i]);
+  for (int k = 0; k < 8; ++k) s += acc[k];
+  return s;
+}
+
+template <typename T>
+inline Mean<T> row_mean(const T* y, int64_t n, bool center) {
+  if (!center) return {T(0), T(0)};
+  const double m = lane_sum(y, n) / static_cast<double>(n);
+  const T mt = static_cast<T>(m);
+  return {mt, static_cast<T>(m - static_cast<double>(mt))};
+}
+
+template <typename T>
+struct Scratch {
+  std::vector<T> a, b, c, pad, pad2;
+  Scratch(int64_t n, int64_t extra) : a(n), b(n), c(n), pad(n + extra, T(0)), pad2(n + extra, T(0)) {}
+};
+
+// ---------------------------------------------------------------------------------------------- forward
+// out rows [r0, r1); stats: (m_T, δ, S) per row in double (S: the uniform pool's Σψ, else 0); w_all (band,
+// may be null): the window sums W, kept for the backward
+template <typename T, int64_t KIND, typename Fn, typename R>
+void forward_rows(const T* __restrict__ y_all, T* __restrict__ out_all, double* __restrict__ stats,
+                  T* __restrict__ w_all, int64_t r0, int64_t r1, const Params<T>& P, const Fn fn, const R dr) {
+  const int64_t n = P.n, size = P.before + 1 + P.after;
+  Scratch<T> s(n, size - 1);
+  const T* __restrict__ beta = P.beta;
+  const T* __restrict__ c = P.c;
+  const T* __restrict__ gamma = P.gamma;
+  const T* __restrict__ bias = P.bias;
+  const bool bv = P.per_unit;
+  for (int64_t row = r0; row < r1; ++row) {
+    const T* __restrict__ y = y_all + row * n;
+    T* __restrict__ out = out_all + row * n;
+    const Mean<T> mu = row_mean(y, n, P.center);
+    const T m = mu.m, dl = mu.delta;
+    double S = 0;
+    if (KIND == UNIFORM) {
+      double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      int64_t i = 0;
+      for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; ++k) acc[k] += static_cast<double>(fn.psi((y[i + k] - m) - dl));
+      for (; i < n; ++i) S += static_cast<double>(fn.psi((y[i] - m) - dl));
+      for (int k = 0; k < 8; ++k) S += acc[k];
+      const T St = static_cast<T>(S);
+      if (!bv) {
+        const T k = dr(beta[0] + c[0] * St);
+        for (int64_t i = 0; i < n; ++i) out[i] = gamma[i] * (fn.phi((y[i] - m) - dl) * k) + bias[i];
+      } else {
+        for (int64_t i = 0; i < n; ++i) {
+          const T t = (y[i] - m) - dl;
+          out[i] = gamma[i] * (fn.phi(t) * dr(beta[i] + c[i] * St)) + bias[i];
+        }
+      }
+    } else if (KIND == SELF) {
+      for (int64_t i = 0; i < n; ++i) {
+        const T t = (y[i] - m) - dl;
+        out[i] = gamma[i] * (fn.phi(t) * dr(beta[i] + c[i] * fn.psi(t))) + bias[i];
+      }
+    } else {
+      T* __restrict__ pad = s.pad.data();
+      T* __restrict__ w = w_all != nullptr ? w_all + row * n : s.a.data();
+      psi_of_row(y, m, dl, n, pad + P.before, fn);
+      window_sum(pad, w, n, size);
+      for (int64_t i = 0; i < n; ++i) {
+        const T t = (y[i] - m) - dl;
+        out[i] = gamma[i] * (fn.phi(t) * dr(beta[i] + c[i] * w[i])) + bias[i];
+      }
+    }
+    stats[3 * row] = static_cast<double>(m);
+    stats[3 * row + 1] = static_cast<double>(dl);
+    stats[3 * row + 2] = S;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------- backward
+// One row's z, q = gz z / D and v = gz D^{−r} φ'(t) (gz = g γ), and (COLS) its share of the column sums
+// Σ g z, Σ g, Σ q and Σ q W. Out of line with restrict arguments, so GCC vectorizes it without alias checks.
+template <typename T, int64_t KIND, bool ROWCONST, bool COLS, typename Fn, typename R>
+__attribute__((noinline)) void sweep_units(const T* __restrict__ y, const T* __restrict__ g,
+                                           const T* __restrict__ beta, const T* __restrict__ c,
+                                           const T* __restrict__ gamma, const T* __restrict__ wrow, T St, T m,
+                                           T dl, int64_t n, T* __restrict__ zb, T* __restrict__ qb,
+                                           T* __restrict__ vb, T* __restrict__ cg, T* __restrict__ cb,
+                                           T* __restrict__ cq, T* __restrict__ cw, const Fn fn, const R dr) {
+  const T D0 = beta[0] + c[0] * St;
+  const T k0 = dr(D0), inv0 = T(1) / D0;
+  for (int64_t i = 0; i < n; ++i) {
+    const T t = (y[i] - m) - dl;
+    const T W = KIND == UNIFORM ? St : (KIND == SELF ? fn.psi(t) : wrow[i]);
+    const T D = ROWCONST ? D0 : beta[i] + c[i] * W;
+    const T k = ROWCONST ? k0 : dr(D);
+    const T z = fn.phi(t) * k;
+    const T gz = g[i] * gamma[i];
+    const T q = ROWCONST ? gz * z * inv0 : gz * z / D;
+    zb[i] = z;
+    qb[i] = q;
+    vb[i] = gz * k * fn.dphi(t);
+    if (COLS) {
+      cg[i] += g[i] * z;
+      cb[i] += g[i];
+      cq[i] += q;
+      cw[i] += q * W;
+    }
+  }
+}
+
+// gy rows [r0, r1) (gy_all may be null: parameters only); col: 4 × N partial column sums of this block;
+// w_all (band, may be null: then recomputed): the forward's window sums
+template <typename T, int64_t KIND, typename Fn, typename R>
+void backward_rows(const T* __restrict__ g_all, const T* __restrict__ y_all, const double* __restrict__ stats,
+                   const T* __restrict__ w_all, T* __restrict__ gy_all, T* __restrict__ col, int64_t r0,
+                   int64_t r1, const Params<T>& P, const Fn fn, const R dr) {
+  const int64_t n = P.n, size = P.before + 1 + P.after;
+  Scratch<T> s(n, size - 1);
+  const T* __restrict__ beta = P.beta;
+  const T* __restrict__ c = P.c;
+  const T* __restrict__ gamma = P.gamma;
+  const bool bv = P.per_unit;
+  const T mr = -P.r;
+  T* __restrict__ zb = s.a.data();  // z
+  T* __restrict__ qb = s.b.data();  // q
+  T* __restrict__ vb = s.c.data();  // v = gz D^{−r} φ'(t)
+  std::vector<T> wbuf(KIND == BAND ? n : 0), gpsi(KIND == UNIFORM ? 0 : n);
+  for (int64_t row = r0; row < r1; ++row) {
+    const T* __restrict__ y = y_all + row * n;
+    const T* __restrict__ g = g_all + row * n;
+    const T m = static_cast<T>(stats[3 * row]), dl = static_cast<T>(stats[3 * row + 1]);
+    const T St = static_cast<T>(stats[3 * row + 2]);
+    const T* wrow = nullptr;  // W per unit (band); uniform: St; self: ψ
+    if (KIND == BAND) {
+      if (w_all != nullptr) {
+        wrow = w_all + row * n;
+      } else {
+        psi_of_row(y, m, dl, n, s.pad.data() + P.before, fn);
+        window_sum(s.pad.data(), wbuf.data(), n, size);
+        wrow = wbuf.data();
+      }
+    }
+    // sweep 1: z, q and v per unit, and this block's column sums
+    T* cg = col;
+    T* cb = col == nullptr ? nullptr : col + n;
+    T* cq = col == nullptr ? nullptr : col + 2 * n;
+    T* cw = col == nullptr ? nullptr : col + 3 * n;
+    auto sweep = [&](auto rowconst, auto cols) {
+      sweep_units<T, KIND, decltype(rowconst)::value, decltype(cols)::value>(
+          y, g, beta, c, gamma, wrow, St, m, dl, n, zb, qb, vb, cg, cb, cq, cw, fn, dr);
+    };
+    using yes = std::true_type;
+    using no = std::false_type;
+    if constexpr (KIND == UNIFORM) {
+      if (!bv) {
+        col != nullptr ? sweep(yes{}, yes{}) : sweep(yes{}, no{});
+      } else {
+        col != nullptr ? sweep(no{}, yes{}) : sweep(no{}, no{});
+      }
+    } else {
+      col != nullptr ? sweep(no{}, yes{}) : sweep(no{}, no{});
+    }
+    if (gy_all == nullptr) continue;
+    T* __restrict__ gy = gy_all + row * n;
+    if (KIND == UNIFORM) {  // gψ is one number for the row; mean(gt) = (Σ v + gψ Σ ψ') / N
+      const double sq = bv ? lane_dot(c, qb, n) : static_cast<double>(c[0]) * lane_sum(qb, n);
+      const T gp = static_cast<T>(static_cast<double>(mr) * sq);
+      T mean = T(0);
+      if (P.center) {
+        double ad[8] = {0, 0, 0, 0, 0, 0, 0, 0}, sd = 0;
+        int64_t i = 0;
+        for (; i + 8 <= n; i += 8)
+          for (int k = 0; k < 8; ++k) ad[k] += static_cast<double>(fn.dpsi((y[i + k] - m) - dl));
+        for (; i < n; ++i) sd += static_cast<double>(fn.dpsi((y[i] - m) - dl));
+        for (int k = 0; k < 8; ++k) sd += ad[k];
+        mean = static_cast<T>((lane_sum(vb, n) + static_cast<double>(gp) * sd) / static_cast<double>(n));
+      }
+      for (int64_t i = 0; i < n; ++i) gy[i] = (vb[i] + gp * fn.dpsi((y[i] - m) - dl)) - mean;
+      continue;
+    }
+    const T* gp;
+    if (KIND == SELF) {  // gψ = −r c q
+      scaled_product(c, qb, mr, n, gpsi.data());
+      gp = gpsi.data();
+    } else {  // gψ = the mirrored window over gW = −r c q
+      scaled_product(c, qb, mr, n, s.pad2.data() + P.after);
+      window_sum(s.pad2.data(), gpsi.data(), n, size);
+      gp = gpsi.data();
+    }
+    input_grad(vb, gp, y, m, dl, n, gy, fn);
+    if (P.center) {
+      const T mean = static_cast<T>(lane_sum(gy, n) / static_cast<double>(n));
+      for (int64_t i = 0; i < n; ++i) gy[i] -= mean;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------- dispatch
+struct Cfg {
+  int64_t kind;
+  bool center, rect;
+  double alpha, p, r;
+  int64_t before, after;
+};
+
+// Calls f(kind_tag, fn, dr) with the policies that fit cfg.
+template <typename T, typename F>
+void with_policies(const Cfg& cfg, F&& f) {
+  auto with_kind = [&](auto fn, auto dr) {
+    if (cfg.kind == SELF)
+      f(std::integral_constant<int64_t, SELF>{}, fn, dr);
+    else if (cfg.kind == UNIFORM)
+      f(std::integral_constant<int64_t, UNIFORM>{}, fn, dr);
+    else
+      f(std::integral_constant<int64_t, BAND>{}, fn, dr);
+  };
+  auto with_r = [&](auto fn) {
+    if (cfg.r == 0.5)
+      with_kind(fn, RHalf<T>{});
+    else if (cfg.r == 1.0)
+      with_kind(fn, ROne<T>{});
+    else if (cfg.r == 0.75)
+      with_kind(fn, RThreeQuarters<T>{});
+    else
+      with_kind(fn, RGeneral<T>{static_cast<T>(-cfg.r)});
+  };
+  if (!cfg.rect && cfg.alpha == 2.0 && cfg.p == 1.0)
+    with_r(SignedSq<T>{});
+  else if (cfg.rect && cfg.alpha == 2.0 && cfg.p == 2.0)
+    with_r(RectSq<T>{});
+  else if (cfg.rect && cfg.alpha == 2.0 && cfg.p == 1.0)
+    with_r(RectSqP1<T>{});
+  else
+    with_kind(GeneralFn<T>{cfg.rect, static_cast<T>(cfg.alpha), static_cast<T>(cfg.p)},
+              RGeneral<T>{static_cast<T>(-cfg.r)});
+}
+
+Cfg make_cfg(int64_t kind, bool center, bool rect, double alpha, double p, double r, int64_t before,
+             int64_t after) {
+  TORCH_CHECK(kind >= 0 && kind <= 2, "dn kernel: kind must be 0 (self), 1 (uniform) or 2 (band)");
+  TORCH_CHECK(alpha > 0 && p > 0 && r > 0, "dn kernel: exponents must be positive");
+  TORCH_CHECK(before >= 0 && after >= 0, "dn kernel: window sizes must be non-negative");
+  return Cfg{kind, center, rect, alpha, p, r, before, after};
+}
+
+void check_vec(const at::Tensor& v, const at::Tensor& y, int64_t n, const char* name, bool allow_one) {
+  TORCH_CHECK(v.dim() == 1 && v.is_contiguous() && (v.size(0) == n || (allow_one && v.size(0) == 1)),
+              "dn kernel: ", name, " must be contiguous with shape (", n, ")", allow_one ? " or (1)" : "",
+              ", got ", v.sizes());
+  TORCH_CHECK(v.scalar_type() == y.scalar_type() && v.device() == y.device(), "dn kernel: ", name,
+              " must match the input's dtype and device");
+}
+
+template <typename T>
+Params<T> make_params(const at::Tensor& beta, const at::Tensor& c, const at::Tensor& gamma,
+                      const at::Tensor& bias, const Cfg& cfg, int64_t n) {
+  TORCH_CHECK(beta.size(0) == c.size(0), "dn kernel: beta and c must both be per unit or both shared");
+  TORCH_CHECK(beta.size(0) == n || cfg.kind == UNIFORM, "dn kernel: shared beta and c need the uniform pool");
+  return Params<T>{beta.data_ptr<T>(), c.data_ptr<T>(), beta.size(0) > 1, gamma.data_ptr<T>(),
+                   bias.data_ptr<T>(), n, cfg.before, cfg.after, static_cast<T>(cfg.r), cfg.center};
+}
+
+// Returns (out, stats, w): stats (M, 3) float64 = (row mean rounded to T, the rest δ, uniform pool's Σψ);
+// w: the band pool's window sums (M, N) when save_w (they cost a full recompute in the backward), else empty.
+std::vector<at::Tensor> forward(const at::Tensor& y, const at::Tensor& beta, const at::Tensor& c,
+                                const at::Tensor& gamma, const at::Tensor& bias, int64_t kind, bool center,
+                                bool rect, double alpha, double p, double r, int64_t before, int64_t after,
+                                bool save_w) {
+  TORCH_CHECK(y.dim() == 2 && y.device().is_cpu() && y.is_contiguous(),
+              "dn kernel: y must be a contiguous 2-D CPU tensor");
+  const Cfg cfg = make_cfg(kind, center, rect, alpha, p, r, before, after);
+  const int64_t m = y.size(0), n = y.size(1);
+  check_vec(beta, y, n, "beta", true);
+  check_vec(c, y, n, "c", true);
+  check_vec(gamma, y, n, "gamma", false);
+  check_vec(bias, y, n, "bias", false);
+  at::Tensor out = at::empty_like(y);
+  at::Tensor stats = at::zeros({m, 3}, y.options().dtype(at::kDouble));
+  at::Tensor w = save_w && kind == BAND ? at::empty_like(y) : at::Tensor();
+  if (m == 0 || n == 0) return {out, stats, w};
+  AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "dn_rows_forward", [&] {
+    using T = scalar_t;
+    const Params<T> P = make_params<T>(beta, c, gamma, bias, cfg, n);
+    const T* yp = y.data_ptr<T>();
+    T* op = out.data_ptr<T>();
+    double* sp = stats.data_ptr<double>();
+    T* wp = w.defined() ? w.data_ptr<T>() : nullptr;
+    const int64_t grain = std::max<int64_t>(1, 16384 / n);
+    with_policies<T>(cfg, [&](auto kind_tag, auto fn, auto dr) {
+      constexpr int64_t K = decltype(kind_tag)::value;
+      at::parallel_for(0, m, grain, [&](int64_t r0, int64_t r1) {
+        forward_rows<T, K>(yp, op, sp, wp, r0, r1, P, fn, dr);
+      });
+    });
+  });
+  return {out, stats, w};
+}
+
+// Returns (gy, Σ g z, Σ g, Σ q, Σ q W): the sums are (N,), filled only when asked (else empty tensors).
+std::vector<at::Tensor> backward(const at::Tensor& g_in, const at::Tensor& y, const at::Tensor& stats,
+                                 const c10::optional<at::Tensor>& w_saved, const at::Tensor& beta, const at::Tensor& c, const at::Tensor& gamma,
+                                 int64_t kind, bool center, bool rect, double alpha, double p, double r,
+                                 int64_t before, int64_t after, bool need_y, bool need_gamma, bool need_bias,
+                                 bool need_beta, bool need_c) {
+  TORCH_CHECK(y.dim() == 2 && y.device().is_cpu() && y.is_contiguous(),
+              "dn kernel: y must be a contiguous 2-D CPU tensor");
+  TORCH_CHECK(g_in.sizes() == y.sizes(), "dn kernel: grad and input shapes differ");
+  const Cfg cfg = make_cfg(kind, center, rect, alpha, p, r, before, after);
+  const int64_t m = y.size(0), n = y.size(1);
+  TORCH_CHECK(stats.dim() == 2 && stats.size(0) == m && stats.size(1) == 3 &&
+                  stats.scalar_type() == at::kDouble && stats.is_contiguous(),
+              "dn kernel: stats must be the forward's (M, 3) float64 tensor");
+  at::Tensor g = g_in.contiguous().to(y.scalar_type());
+  const bool has_w = w_saved.has_value() && w_saved->defined() && w_saved->numel() > 0;
+  TORCH_CHECK(!has_w || (w_saved->sizes() == y.sizes() && w_saved->is_contiguous() &&
+                         w_saved->scalar_type() == y.scalar_type()),
+              "dn kernel: w must be the forward's window sums");
+  check_vec(beta, y, n, "beta", true);
+  check_vec(c, y, n, "c", true);
+  check_vec(gamma, y, n, "gamma", false);
+  at::Tensor gy = need_y ? at::empty_like(y) : at::Tensor();
+  const bool need_col[4] = {need_gamma, need_bias, need_beta, need_c};
+  const bool any_col = need_gamma || need_bias || need_beta || need_c;
+  const int64_t blocks = (m + BLOCK - 1) / BLOCK;
+  at::Tensor part = any_col ? at::zeros({std::max<int64_t>(blocks, 1), 4, n}, y.options()) : at::Tensor();
+  std::vector<at::Tensor> res(5);
+  res[0] = gy;
+  if (m == 0 || n == 0) {
+    for (int w = 0; w < 4; ++w) res[w + 1] = need_col[w] ? at::zeros({n}, y.options()) : at::Tensor();
+    return res;
+  }
+  AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "dn_rows_backward", [&] {
+    using T = scalar_t;
+    const Params<T> P = make_params<T>(beta, c, gamma, gamma, cfg, n);
+    const T* yp = y.data_ptr<T>();
+    const T* gp = g.data_ptr<T>();
+    const double* sp = stats.data_ptr<double>();
+    T* gyp = need_y ? gy.data_ptr<T>() : nullptr;
+    T* pp = any_col ? part.data_ptr<T>() : nullptr;
+    const T* wp = has_w ? w_saved->data_ptr<T>() : nullptr;
+    with_policies<T>(cfg, [&](auto kind_tag, auto fn, auto dr) {
+      constexpr int64_t K = decltype(kind_tag)::value;
+      at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
+        for (int64_t b = b0; b < b1; ++b)
+          backward_rows<T, K>(gp, yp, sp, wp, gyp, pp == nullptr ? nullptr : pp + b * 4 * n, b * BLOCK,
+                              std::min<int64_t>(m, (b + 1) * BLOCK), P, fn, dr);
+      });
+    });
+  });
+  if (any_col) {
+    at::Tensor sums = part.sum(0, /*keepdim=*/false, at::kDouble).to(y.scalar_type());  // (4, N), in order
+    for (int w = 0; w < 4; ++w) res[w + 1] = need_col[w] ? sums[w].clone() : at::Tensor();  // no aliasing
+  }
+  return res;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "lateralnorm: fused CPU rows for divisive normalization with an O(N) pool";
+  m.def("forward", &forward, "(out, stats, w): out = γ φ(t) (β + c pool ψ(t))^(−r) + b, row by row");
+  m.def("backward", &backward, "(gy, Σ g z, Σ g, Σ q, Σ q W)");
+}

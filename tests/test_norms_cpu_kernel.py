@@ -1,0 +1,215 @@
+"""The compiled CPU kernel for dn with an O(N) pool (`norms/csrc/dn_rows.cpp`): it equals the PyTorch kernel
+and the plain formula, in every gradient it produces, and falls back cleanly when it cannot be built."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lateralnorm import create_norm
+from lateralnorm.errors import UsageError
+from lateralnorm.norms import cpu_kernel
+
+CONFIGS = [
+    "dn",
+    "dn:kappa=self",
+    "dn:kappa=band:2",
+    "dn:kappa=band:5",
+    "dn:kappa=band,size=4",
+    "dn:kappa=band:40",  # wider than 64 taps: the running-sum path
+    "dn:fn=signed,center=true,r=0.5,alpha=2",
+    "dn:fn=signed,alpha=1.5,r=0.7",
+    "dn:alpha=3,p=1",
+    "dn:alpha=0.8,r=1.3,p=0.6",
+    "dn:alpha=2,p=1,r=0.5",
+    "dn:fn=signed,alpha=1,r=1,p=1,kappa=self",
+    "dn:preset=ln",
+    "dn:preset=rms",
+    "dn:preset=lrn",
+    "dn:kappa=uniform,learn_kappa=false,learn_beta=false,affine=false",
+    "dn:kappa=band:3,learn_kappa=false,learn_beta=true",
+]
+
+
+def _buildable() -> bool:
+    try:
+        cpu_kernel.build()
+    except Exception:  # noqa: BLE001
+        return False
+    return True
+
+
+pytestmark = pytest.mark.skipif(not _buildable(), reason="no C++ compiler/ninja to build the kernel")
+
+
+@pytest.fixture(autouse=True)
+def _compiled_kernel(monkeypatch):  # noqa: ANN001, ANN202
+    """The compiled kernel or an error (never a silent fallback) unless a test says otherwise."""
+    monkeypatch.setenv("LATERALNORM_CPU_KERNEL", "cpp")
+
+
+def _pair(spec: str, n: int, dtype: torch.dtype) -> tuple[torch.nn.Module, torch.nn.Module]:
+    torch.manual_seed(0)
+    a = create_norm(spec, n, dtype=dtype)
+    b = create_norm(spec, n, dtype=dtype)
+    with torch.no_grad():  # move every parameter off its (often symmetric) initial value
+        for p in a.parameters():
+            p.add_(0.1 * torch.rand_like(p))
+    b.load_state_dict(a.state_dict())
+    return a, b
+
+
+def _grads(m: torch.nn.Module, x: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    x = x.clone().requires_grad_()
+    m.zero_grad(set_to_none=True)
+    out = m(x)
+    out.backward(g)
+    return (out.detach(), x.grad, *(p.grad for p in m.parameters()))
+
+
+def _with_torch_kernel(monkeypatch, fn):  # noqa: ANN001, ANN202
+    with monkeypatch.context() as mp:
+        mp.setenv("LATERALNORM_CPU_KERNEL", "torch")
+        return fn()
+
+
+@pytest.mark.parametrize("spec", CONFIGS)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_compiled_equals_pytorch_kernel(spec, dtype, monkeypatch):
+    n = 37  # not a multiple of the vector width or the 64-unit window blocks
+    compiled, plain = _pair(spec, n, dtype)
+    x = torch.randn(70, n, dtype=dtype) * 2  # 70 rows: two blocks of column sums, one partial
+    x[3] = 0.0  # a row of exact zeros
+    x[5] = 3.0 + 0.01 * torch.randn(n, dtype=dtype)  # near-constant
+    g = torch.randn_like(x)
+    got = _grads(compiled, x, g)
+    ref = _with_torch_kernel(monkeypatch, lambda: _grads(plain, x, g))
+    tol = dict(atol=1e-11, rtol=1e-9) if dtype == torch.float64 else dict(atol=2e-5, rtol=2e-4)
+    for i, (a, b) in enumerate(zip(got, ref)):
+        torch.testing.assert_close(a, b, **tol, msg=lambda m, i=i: f"{spec} output #{i}: {m}")
+
+
+@pytest.mark.parametrize("spec", ["dn", "dn:kappa=band:5", "dn:preset=ln", "dn:kappa=self"])
+def test_wide_rows_and_many_rows(spec, monkeypatch):
+    """N = 512 (the vector loops' main path) and 300 rows (several blocks)."""
+    compiled, plain = _pair(spec, 512, torch.float64)
+    x = torch.randn(300, 512, dtype=torch.float64)
+    g = torch.randn_like(x)
+    got = _grads(compiled, x, g)
+    ref = _with_torch_kernel(monkeypatch, lambda: _grads(plain, x, g))
+    for a, b in zip(got, ref):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-8)
+
+
+@pytest.mark.parametrize("spec", ["dn:kappa=band:2", "dn", "dn:preset=ln"])
+def test_partial_gradients_and_no_grad(spec, monkeypatch):
+    """Only the parameters need a gradient (input without grad); only the input does; no gradient at all."""
+    compiled, plain = _pair(spec, 16, torch.float64)
+    x = torch.randn(9, 16, dtype=torch.float64)
+    g = torch.randn_like(x)
+    compiled(x).backward(g)  # x does not require grad: parameter gradients only
+    _with_torch_kernel(monkeypatch, lambda: plain(x).backward(g))
+    for a, b in zip(compiled.parameters(), plain.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, atol=1e-11, rtol=1e-9)
+    for p in compiled.parameters():
+        p.requires_grad_(False)
+    xa = x.clone().requires_grad_()
+    compiled(xa).backward(g)  # input gradient only
+    xb = x.clone().requires_grad_()
+    _with_torch_kernel(monkeypatch, lambda: plain(xb).backward(g))
+    torch.testing.assert_close(xa.grad, xb.grad, atol=1e-11, rtol=1e-9)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), _with_torch_kernel(monkeypatch, lambda: plain(x)))
+
+
+def test_empty_batch_and_one_unit():
+    m = create_norm("dn:kappa=band:2", 8)
+    x = torch.randn(0, 8, requires_grad=True)
+    out = m(x)
+    out.sum().backward()
+    assert out.shape == (0, 8) and x.grad.shape == (0, 8)
+    assert all(torch.equal(p.grad, torch.zeros_like(p)) for p in m.parameters())
+    one = create_norm("dn:preset=ln", 1)(torch.randn(5, 1))
+    assert torch.equal(one, torch.zeros(5, 1))  # a single centered unit is 0
+
+
+def test_result_does_not_depend_on_the_thread_count():
+    torch.manual_seed(1)
+    m = create_norm("dn:kappa=band:3", 64)
+    x = torch.randn(500, 64)
+    g = torch.randn_like(x)
+    before = torch.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            results.append(_grads(m, x, g))
+    finally:
+        torch.set_num_threads(before)
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("kernel", ["cpp", "torch"])
+@pytest.mark.parametrize("spec", ["dn:kappa=band:1", "dn:preset=ln", "dn:kappa=self", "dn:alpha=1.5,r=0.7"])
+def test_double_backward(spec, kernel, monkeypatch):
+    """create_graph=True differentiates the plain formula (the fused backwards treat saved values as
+    constants), so second derivatives are right with either kernel."""
+    monkeypatch.setenv("LATERALNORM_CPU_KERNEL", kernel)
+    m = create_norm(spec, 6, dtype=torch.float64)
+    x = torch.randn(3, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradgradcheck(lambda v: m(v), (x,))
+
+
+def test_gradcheck_float64():
+    for spec in ["dn", "dn:kappa=band:2", "dn:preset=lrn", "dn:fn=signed,alpha=1.5,r=0.7"]:
+        m = create_norm(spec, 7, dtype=torch.float64)
+        x = torch.randn(4, 7, dtype=torch.float64, requires_grad=True)
+        assert torch.autograd.gradcheck(lambda v, m=m: m(v), (x,))
+
+
+def test_torch_compile_sees_an_operator():
+    m = create_norm("dn:kappa=band:2", 16)
+    x = torch.randn(5, 16)
+    compiled = torch.compile(m, backend="aot_eager", fullgraph=True)  # no graph break at the kernel
+    torch.testing.assert_close(compiled(x), m(x))
+
+
+@pytest.fixture
+def fresh_state(monkeypatch):
+    monkeypatch.setattr(cpu_kernel, "_state", {"tried": False, "ext": None})
+    return monkeypatch
+
+
+def _broken_build(verbose: bool = False):  # noqa: ANN202
+    raise OSError("no compiler here")
+
+
+def test_auto_mode_falls_back_with_one_warning(fresh_state):
+    fresh_state.setattr(cpu_kernel, "build", _broken_build)
+    fresh_state.setenv("LATERALNORM_CPU_KERNEL", "auto")
+    with pytest.warns(RuntimeWarning, match="could not be built.*no compiler here"):
+        assert cpu_kernel.extension() is None
+    m = create_norm("dn", 8)
+    x = torch.randn(3, 8, requires_grad=True)
+    m(x).sum().backward()  # runs on the PyTorch kernel
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+def test_cpp_mode_fails_loudly(fresh_state):
+    fresh_state.setattr(cpu_kernel, "build", _broken_build)
+    fresh_state.setenv("LATERALNORM_CPU_KERNEL", "cpp")
+    with pytest.raises(RuntimeError, match="LATERALNORM_CPU_KERNEL=cpp.*no compiler here"):
+        cpu_kernel.extension()
+
+
+def test_bad_mode_is_a_usage_error(monkeypatch):
+    monkeypatch.setenv("LATERALNORM_CPU_KERNEL", "fast")
+    with pytest.raises(UsageError, match="LATERALNORM_CPU_KERNEL='fast'.*auto, cpp, torch"):
+        cpu_kernel.mode()
+
+
+def test_build_folder_is_keyed_by_source_torch_and_cpu():
+    key = cpu_kernel.build_key()
+    assert len(key) == 16 and cpu_kernel.build_dir().name == f"dn_rows-{key}"
+    assert cpu_kernel.build_dir().parent.name == "ext"
