@@ -82,6 +82,18 @@ def test_local_response_norm(spec, dtype):
         assert max_err(ours(x), ref(x)) <= TOL[dtype], case
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("shape", [(4, 16, 5, 5), (2, 16, 3, 4, 4), (4, 16, 7)])
+def test_local_response_norm_low_precision_cpu(dtype, shape):
+    """torch has no CPU avg_pool3d for bf16/fp16: the named lrn computes in float32 and rounds once, so it
+    equals torch's float32 layer on the same (rounded) input, rounded back."""
+    ours, ref = create_norm("lrn", 16, layout="channels_first").to(dtype), nn.LocalResponseNorm(5)
+    x = (torch.randn(shape, generator=torch.Generator().manual_seed(0)) * 3).to(dtype)
+    y = ours(x)
+    assert y.dtype == dtype
+    assert torch.equal(y, ref(x.float()).to(dtype))
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_softmax(dtype):
     ours, named = create_norm("dn:preset=softmax", 32, dtype=dtype), create_norm("softmax:temperature=2", 32)

@@ -73,10 +73,15 @@ def test_gradcheck_float64(spec):
 
 
 @pytest.mark.parametrize("spec", SPECS)
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_low_precision_forward(spec, dtype):
-    m64, m = make(spec, dtype=torch.float64), make(spec, dtype=dtype)
-    x = torch.randn(4, N, dtype=torch.float64)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize(
+    "layout, shape", [("last", (4, N)), ("channels_first", (2, N, 3, 3))], ids=["BN", "BCHW"]
+)
+def test_low_precision_forward(spec, dtype, layout, shape):
+    """Every norm runs in low precision on CPU, on flat features and on images (B, C, H, W) alike: torch
+    has no low-precision CPU kernel for some ops (avg_pool3d), and only the 4-D path reaches them."""
+    m64, m = make(spec, layout, torch.float64), make(spec, layout, dtype)
+    x = torch.randn(shape, dtype=torch.float64)
     y = m(x.to(dtype))
     assert y.dtype == dtype and torch.isfinite(y).all()
     tol = 1e-4 if dtype is torch.float32 else 0.1

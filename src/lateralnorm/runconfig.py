@@ -13,7 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Placement = Literal["post", "pre", "only"]
+from lateralnorm.models.common import Placement  # the block orders the models build
+
 Status = Literal["pending", "running", "done", "failed", "diverged"]
 
 

@@ -15,24 +15,40 @@ place for the norm and ignore it. `activation` is the block nonlinearity (rnn: t
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from torch import nn
 
 from lateralnorm.errors import UsageError, did_you_mean
 from lateralnorm.models.cnn import CNN, CNN1d
-from lateralnorm.models.common import Act, NormBlock, check_activation
+from lateralnorm.models.common import PLACEMENTS, Act, NormBlock, Placement, check_activation
 from lateralnorm.models.mlp import MLP, LinearClassifier
 from lateralnorm.models.rnn import RecurrentClassifier
 from lateralnorm.models.transformer import Transformer, token_shape
 from lateralnorm.norms import create_norm
-from lateralnorm.runconfig import RunConfig
 
 MODELS: tuple[str, ...] = ("linear", "mlp", "cnn", "cnn1d", "rnn", "gru", "lstm", "transformer")
 
-__all__ = ["MODELS", "Act", "NormBlock", "build_model", "check_model", "norm_modules"]
+__all__ = [
+    "MODELS", "PLACEMENTS", "Act", "ModelConfig", "NormBlock", "Placement", "build_model", "check_model",
+    "norm_modules",
+]  # fmt: skip
+
+
+class ModelConfig(Protocol):
+    """The fields `build_model` reads. `lateralnorm.runconfig.RunConfig` has them; models never import it
+    (models depend on norms only)."""
+
+    model: str
+    norm: str
+    width: int
+    depth: int
+    activation: str
+    placement: Placement
 
 
 def check_model(
-    config: RunConfig, input_shape: tuple[int, ...] | None = None, dataset: str = "this dataset"
+    config: ModelConfig, input_shape: tuple[int, ...] | None = None, dataset: str = "this dataset"
 ) -> None:
     """UsageError when the model name, depth, activation or norm spec is bad, or (given `input_shape`)
     the model cannot take the data's samples."""
@@ -60,7 +76,7 @@ def check_model(
             raise UsageError(f"transformer patches of {p}×{p} do not tile images of shape {shape}")
 
 
-def build_model(config: RunConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+def build_model(config: ModelConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     """The model `config.model` for samples of `input_shape` and `num_classes` outputs (see module doc)."""
     check_model(config, input_shape)
     shape = tuple(int(s) for s in input_shape)

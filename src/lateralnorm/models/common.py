@@ -13,6 +13,8 @@ the slot's input measures the whole unit the thread proposes (the activation, th
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import torch
 from torch import nn
 
@@ -27,6 +29,10 @@ ACT_FUNCTIONS = {
     "sigmoid": torch.sigmoid,
     "identity": lambda x: x,
 }
+
+# where the norm sits in a block (module docstring); RunConfig.placement takes its type from here
+Placement = Literal["post", "pre", "only"]
+PLACEMENTS: tuple[str, ...] = get_args(Placement)
 
 # activations a norm spec can hold, so placement "pre" builds one slot "act>norm" (tanh there is the
 # "tanh" norm, γ·tanh + b with affine off by default: plain tanh)
@@ -69,8 +75,8 @@ class NormBlock(nn.Module):
         self, layer: nn.Module, norm: str, width: int, activation: str, placement: str, layout: str = "last"
     ) -> None:
         super().__init__()
-        if placement not in ("post", "pre", "only"):
-            raise UsageError(f"placement must be post, pre or only; got {placement!r}")
+        if placement not in PLACEMENTS:
+            raise UsageError(f"placement must be one of {', '.join(PLACEMENTS)}; got {placement!r}")
         self.placement = placement
         self.layer = layer
         if placement == "pre" and activation in FOLDABLE:  # one slot: "relu>ln"

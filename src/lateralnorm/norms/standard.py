@@ -168,10 +168,14 @@ class LocalResponseNorm(Norm):
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, ...)
         o = self.opts
+        # torch sums the window with avg_pool3d for 4-D and 5-D inputs, which has no CPU kernel for bfloat16
+        # or float16: on CPU those dtypes run in float32 (every rank alike) and the result is rounded once
+        upcast = x.device.type == "cpu" and x.dtype in (torch.bfloat16, torch.float16)
+        y = x.float() if upcast else x
         z = F.local_response_norm(
-            x if x.ndim > 2 else x.unsqueeze(-1), o["size"], o["alpha"], o["beta"], o["k"]
+            y if y.ndim > 2 else y.unsqueeze(-1), o["size"], o["alpha"], o["beta"], o["k"]
         )
-        z = z if x.ndim > 2 else z.squeeze(-1)
+        z = (z if y.ndim > 2 else z.squeeze(-1)).to(x.dtype)
         if self.weight is None:
             return z
         shape = (1, -1) + (1,) * (x.ndim - 2)
