@@ -113,7 +113,8 @@ def sync(device: torch.device) -> None:
 
 
 def max_err(a: torch.Tensor, b: torch.Tensor) -> float:
-    return (a.detach().double() - b.detach().double()).abs().max().item()
+    """Largest absolute difference, compared on the CPU in float64 (a and b may live on different devices)."""
+    return (a.detach().cpu().double() - b.detach().cpu().double()).abs().max().item()
 
 
 # ------------------------------------------------------------------------------------- a. exactness

@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <type_traits>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 namespace {
@@ -84,14 +85,27 @@ struct GeneralFn {  // any α, p > 0, signed or rect (std::pow: the slow path)
   }
 };
 
-// D^{−r}
+// D^{−r} (operator()), and both(D) = (D^{−r}, 1/D) with one division: sqrt and division are the costly
+// vector instructions here, so the backward asks for both at once.
+template <typename T>
+struct Both {
+  T dr, inv;
+};
 template <typename T>
 struct RHalf {
   T operator()(T d) const { return T(1) / std::sqrt(d); }
+  Both<T> both(T d) const {  // i = D^{−3/2}: D^{−1/2} = i·D, 1/D = i·√D
+    const T s = std::sqrt(d), i = T(1) / (d * s);
+    return {i * d, i * s};
+  }
 };
 template <typename T>
 struct ROne {
   T operator()(T d) const { return T(1) / d; }
+  Both<T> both(T d) const {
+    const T i = T(1) / d;
+    return {i, i};
+  }
 };
 template <typename T>
 struct RThreeQuarters {  // LRN's default β = 0.75
@@ -99,11 +113,16 @@ struct RThreeQuarters {  // LRN's default β = 0.75
     const T s = std::sqrt(d);
     return T(1) / (s * std::sqrt(s));
   }
+  Both<T> both(T d) const {  // i = D^{−5/4}: D^{−3/4} = i·D^{1/2}, 1/D = i·D^{1/4}
+    const T s = std::sqrt(d), q = std::sqrt(s), i = T(1) / (d * q);
+    return {i * s, i * q};
+  }
 };
 template <typename T>
 struct RGeneral {
   T mr;
   T operator()(T d) const { return std::pow(d, mr); }
+  Both<T> both(T d) const { return {std::pow(d, mr), T(1) / d}; }
 };
 
 // ---------------------------------------------------------------------------------------------- helpers
@@ -120,35 +139,52 @@ struct Params {
 };
 
 // w_i = Σ_{j=i−lo}^{i+hi} v_j, where padded[lo + j] = v_j and the lo / hi margins are zero.
-// Blocks of 64 outputs are summed in registers (fixed lanes: the compiler turns the lane loops into vector
-// adds of unaligned loads), the rest by one pass per tap. Kept out of line: inlined into the row loops, GCC
-// loses the restrict information and stops vectorizing it.
+// Four 64-byte vectors of outputs are summed in registers (GCC/Clang vector extensions: one unaligned load
+// and one add per tap and vector), so a window of K taps costs K loads per output vector, not K passes.
 template <typename T>
-__attribute__((noinline)) void window_sum(const T* __restrict__ padded, T* __restrict__ w, int64_t n,
-                                          int64_t size) {
+__attribute__((noinline)) void window_sum(const T* __restrict__ p, T* __restrict__ w, int64_t n, int64_t size) {
   if (size > 64) {  // wide windows: a running sum in double
     double s = 0;
-    for (int64_t k = 0; k < size - 1; ++k) s += static_cast<double>(padded[k]);
+    for (int64_t k = 0; k < size - 1; ++k) s += static_cast<double>(p[k]);
     for (int64_t i = 0; i < n; ++i) {
-      s += static_cast<double>(padded[i + size - 1]);
+      s += static_cast<double>(p[i + size - 1]);
       w[i] = static_cast<T>(s);
-      s -= static_cast<double>(padded[i]);
+      s -= static_cast<double>(p[i]);
     }
     return;
   }
-  constexpr int64_t L = 64;
+  typedef T V __attribute__((vector_size(64)));
+  constexpr int64_t L = 64 / sizeof(T);
+  auto ld = [](const T* q) {
+    V v;
+    std::memcpy(&v, q, sizeof(V));
+    return v;
+  };
+  auto st = [](T* q, V v) { std::memcpy(q, &v, sizeof(V)); };
   int64_t i0 = 0;
-  for (; i0 + L <= n; i0 += L) {
-    T acc[L];
-    for (int64_t j = 0; j < L; ++j) acc[j] = padded[i0 + j];
-    for (int64_t k = 1; k < size; ++k)
-      for (int64_t j = 0; j < L; ++j) acc[j] += padded[i0 + k + j];
-    for (int64_t j = 0; j < L; ++j) w[i0 + j] = acc[j];
+  for (; i0 + 4 * L <= n; i0 += 4 * L) {
+    const T* q = p + i0;
+    V a0 = ld(q), a1 = ld(q + L), a2 = ld(q + 2 * L), a3 = ld(q + 3 * L);
+    for (int64_t k = 1; k < size; ++k) {
+      a0 += ld(q + k);
+      a1 += ld(q + k + L);
+      a2 += ld(q + k + 2 * L);
+      a3 += ld(q + k + 3 * L);
+    }
+    st(w + i0, a0);
+    st(w + i0 + L, a1);
+    st(w + i0 + 2 * L, a2);
+    st(w + i0 + 3 * L, a3);
   }
-  for (int64_t i = i0; i < n; ++i) w[i] = padded[i];
-  for (int64_t k = 1; k < size; ++k) {
-    const T* s = padded + k;
-    for (int64_t i = i0; i < n; ++i) w[i] += s[i];
+  for (; i0 + L <= n; i0 += L) {
+    V a0 = ld(p + i0);
+    for (int64_t k = 1; k < size; ++k) a0 += ld(p + i0 + k);
+    st(w + i0, a0);
+  }
+  for (int64_t i = i0; i < n; ++i) {
+    T a = p[i];
+    for (int64_t k = 1; k < size; ++k) a += p[i + k];
+    w[i] = a;
   }
 }
 
@@ -277,10 +313,11 @@ __attribute__((noinline)) void sweep_units(const T* __restrict__ y, const T* __r
     const T t = (y[i] - m) - dl;
     const T W = KIND == UNIFORM ? St : (KIND == SELF ? fn.psi(t) : wrow[i]);
     const T D = ROWCONST ? D0 : beta[i] + c[i] * W;
-    const T k = ROWCONST ? k0 : dr(D);
+    const Both<T> kd = ROWCONST ? Both<T>{k0, inv0} : dr.both(D);
+    const T k = kd.dr;
     const T z = fn.phi(t) * k;
     const T gz = g[i] * gamma[i];
-    const T q = ROWCONST ? gz * z * inv0 : gz * z / D;
+    const T q = gz * z * kd.inv;
     zb[i] = z;
     qb[i] = q;
     vb[i] = gz * k * fn.dphi(t);
@@ -507,7 +544,7 @@ std::vector<at::Tensor> backward(const at::Tensor& g_in, const at::Tensor& y, co
   const bool need_col[4] = {need_gamma, need_bias, need_beta, need_c};
   const bool any_col = need_gamma || need_bias || need_beta || need_c;
   const int64_t blocks = (m + BLOCK - 1) / BLOCK;
-  at::Tensor part = any_col ? at::zeros({std::max<int64_t>(blocks, 1), 4, n}, y.options()) : at::Tensor();
+  at::Tensor part = any_col ? at::zeros({std::max<int64_t>(blocks, 1), 4, n}, y.options()) : at::Tensor();  // (blocks, 4, N)
   std::vector<at::Tensor> res(5);
   res[0] = gy;
   if (m == 0 || n == 0) {
@@ -532,11 +569,62 @@ std::vector<at::Tensor> backward(const at::Tensor& g_in, const at::Tensor& y, co
       });
     });
   });
-  if (any_col) {
-    at::Tensor sums = part.sum(0, /*keepdim=*/false, at::kDouble).to(y.scalar_type());  // (4, N), in order
-    for (int w = 0; w < 4; ++w) res[w + 1] = need_col[w] ? sums[w].clone() : at::Tensor();  // no aliasing
+  if (any_col) {  // add the blocks' partial sums in block order, in double (no dependence on threads)
+    AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "dn_rows_colsum", [&] {
+      using T = scalar_t;
+      const T* pp = part.data_ptr<T>();
+      std::vector<double> acc(static_cast<size_t>(n));
+      for (int w = 0; w < 4; ++w) {
+        if (!need_col[w]) continue;
+        std::fill(acc.begin(), acc.end(), 0.0);
+        for (int64_t b = 0; b < blocks; ++b) {
+          const T* row = pp + (b * 4 + w) * n;
+          for (int64_t i = 0; i < n; ++i) acc[i] += static_cast<double>(row[i]);
+        }
+        at::Tensor outc = at::empty({n}, y.options());
+        T* o = outc.data_ptr<T>();
+        for (int64_t i = 0; i < n; ++i) o[i] = static_cast<T>(acc[i]);
+        res[w + 1] = outc;
+      }
+    });
   }
   return res;
+}
+
+// The non-negative reparametrization of β and c (`NonNegative`: value = max(raw, bound)² − pedestal) and
+// its gradient with the lower bound's rule (the gradient passes where raw ≥ bound, or where it pushes raw up):
+// one call each instead of a handful of small PyTorch ops per step.
+at::Tensor nonneg_value(const at::Tensor& raw_in, double bound, double pedestal) {
+  at::Tensor raw = raw_in.contiguous();
+  at::Tensor out = at::empty_like(raw);
+  AT_DISPATCH_FLOATING_TYPES(raw.scalar_type(), "nonneg_value", [&] {
+    const scalar_t* r = raw.data_ptr<scalar_t>();
+    scalar_t* o = out.data_ptr<scalar_t>();
+    const scalar_t b = static_cast<scalar_t>(bound), ped = static_cast<scalar_t>(pedestal);
+    for (int64_t i = 0; i < raw.numel(); ++i) {
+      const scalar_t v = r[i] > b ? r[i] : b;
+      o[i] = v * v - ped;
+    }
+  });
+  return out;
+}
+
+at::Tensor nonneg_grad(const at::Tensor& g_in, const at::Tensor& raw_in, double bound) {
+  at::Tensor raw = raw_in.contiguous();
+  at::Tensor g = g_in.to(raw.scalar_type()).contiguous();
+  TORCH_CHECK(g.numel() == raw.numel(), "nonneg_grad: gradient and parameter sizes differ");
+  at::Tensor out = at::empty_like(raw);
+  AT_DISPATCH_FLOATING_TYPES(raw.scalar_type(), "nonneg_grad", [&] {
+    const scalar_t* r = raw.data_ptr<scalar_t>();
+    const scalar_t* gv = g.data_ptr<scalar_t>();
+    scalar_t* o = out.data_ptr<scalar_t>();
+    const scalar_t b = static_cast<scalar_t>(bound);
+    for (int64_t i = 0; i < raw.numel(); ++i) {
+      const scalar_t gr = gv[i] * scalar_t(2) * (r[i] > b ? r[i] : b);
+      o[i] = (r[i] >= b || gr < scalar_t(0)) ? gr : scalar_t(0);
+    }
+  });
+  return out;
 }
 
 }  // namespace
@@ -545,4 +633,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "lateralnorm: fused CPU rows for divisive normalization with an O(N) pool";
   m.def("forward", &forward, "(out, stats, w): out = γ φ(t) (β + c pool ψ(t))^(−r) + b, row by row");
   m.def("backward", &backward, "(gy, Σ g z, Σ g, Σ q, Σ q W)");
+  m.def("nonneg_value", &nonneg_value, "max(raw, bound)² − pedestal");
+  m.def("nonneg_grad", &nonneg_grad, "the gradient of nonneg_value with the lower bound's rule");
 }
