@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 # The compiled CPU kernel of dn is built once per machine (about a minute); without a compiler dn runs on
 # the PyTorch kernel, so a failure here is not fatal.
 setup: $(STAMP) system-deps
-	-@$(BIN)/python -m lateralnorm.norms.cpu_kernel
+	-@$(BIN)/lateralnorm norms --build-kernel
 
 # Debian packages: the browser for page tests and Fashion-MNIST. Installed only where we may (root + apt);
 # elsewhere the tests that need them skip with the reason.

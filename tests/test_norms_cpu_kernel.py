@@ -213,3 +213,28 @@ def test_build_folder_is_keyed_by_source_torch_and_cpu():
     key = cpu_kernel.build_key()
     assert len(key) == 16 and cpu_kernel.build_dir().name == f"dn_rows-{key}"
     assert cpu_kernel.build_dir().parent.name == "ext"
+
+
+def test_status_line_names_the_kernel(monkeypatch, tmp_path):
+    assert cpu_kernel.status().startswith("dn on CPU: compiled kernel (")  # built by the module's skip check
+    monkeypatch.setenv("LATERALNORM_CPU_KERNEL", "torch")
+    assert "PyTorch kernel" in cpu_kernel.status()
+    monkeypatch.setenv("LATERALNORM_CPU_KERNEL", "auto")
+    monkeypatch.setenv(
+        "LATERALNORM_KERNEL_CACHE", str(tmp_path)
+    )  # an empty cache: nothing built, none started
+    assert "not built yet" in cpu_kernel.status() and not any(tmp_path.iterdir())
+
+
+def test_norms_command_prints_the_status(capsys):
+    from lateralnorm.cli import main
+
+    assert main(["norms"]) == 0
+    assert "dn on CPU: compiled kernel" in capsys.readouterr().out
+
+
+def test_build_kernel_command(capsys):
+    from lateralnorm.cli import main
+
+    assert main(["norms", "--build-kernel"]) == 0
+    assert "CPU kernel ready" in capsys.readouterr().out

@@ -14,13 +14,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--check", metavar="SPEC", help="build SPEC (e.g. 'gelu>ln') and print the module")
     p.add_argument("--width", type=int, default=8, help="num_features used by --check (default 8)")
     p.add_argument("--layout", default="last", choices=["last", "channels_first"])
+    p.add_argument(
+        "--build-kernel",
+        action="store_true",
+        help="build dn's compiled CPU kernel now (exit 1 if it cannot be)",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from lateralnorm.norms import create_norm, list_norms, options_of
+    from lateralnorm.norms import cpu_kernel, create_norm, list_norms, options_of
 
     console = Console(width=140)
+    if args.build_kernel:
+        return cpu_kernel.build_now()
     if args.check:
         console.print(create_norm(args.check, args.width, layout=args.layout))
         return 0
@@ -41,4 +48,5 @@ def run(args: argparse.Namespace) -> int:
         for name, desc in list_norms(kind).items():
             table.add_row(name, kind, desc)
     console.print(table)
+    console.print(cpu_kernel.status(), highlight=False)
     return 0

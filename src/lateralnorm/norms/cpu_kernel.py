@@ -3,7 +3,7 @@
 It is built once per machine, on first use, with torch's C++ extension tooling (a C++ compiler and ninja),
 into `<cache>/ext/dn_rows-<key>/` (cache: $LATERALNORM_KERNEL_CACHE, else $LATERALNORM_CACHE, else
 ~/.cache/lateralnorm; the key covers the source, torch, Python and the CPU). Later processes load the built
-library directly; `make setup` builds it ahead (`python -m lateralnorm.norms.cpu_kernel`).
+library directly; `make setup` builds it ahead (`lateralnorm norms --build-kernel`).
 
 LATERALNORM_CPU_KERNEL chooses: `auto` (default: the compiled kernel when it builds, else the PyTorch
 kernel of `dn_kernel.py`, with one warning), `cpp` (the compiled kernel or an error) or `torch` (never
@@ -249,8 +249,22 @@ def _(g, y, stats, w, beta, c, gamma, kind, center, rect, alpha, p, r, before, a
     return (torch.empty_like(y) if need_y else y.new_empty(0), *col)
 
 
-def main() -> int:
-    """`python -m lateralnorm.norms.cpu_kernel`: build the kernel now (make setup does), say where it is."""
+def status() -> str:
+    """One line on which kernel `dn` uses on CPU, without building anything."""
+    chosen = mode()
+    if chosen == "torch":
+        return "dn on CPU: PyTorch kernel (LATERALNORM_CPU_KERNEL=torch)"
+    folder = build_dir()
+    if any(folder.glob(f"{_module_name()}*.so")):
+        return f"dn on CPU: compiled kernel ({folder})"
+    return (
+        "dn on CPU: compiled kernel not built yet; it is built on first use (about a minute) or now with "
+        "`lateralnorm norms --build-kernel`"
+    )
+
+
+def build_now() -> int:
+    """`lateralnorm norms --build-kernel` (make setup runs it): build the kernel now, say where it is."""
     try:
         module = build()
     except Exception as exc:  # noqa: BLE001
@@ -260,7 +274,3 @@ def main() -> int:
         return 1
     print(f"lateralnorm: CPU kernel ready: {module.__file__}")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
