@@ -457,17 +457,6 @@ def section_b(res: Results, device: torch.device) -> None:
 
 
 # ----------------------------------------------------------------------------------------- c. timing
-class PermuteLN(nn.Module):
-    """The channels-first reference: (B, C, H, W) → (B, H, W, C) → nn.LayerNorm → back."""
-
-    def __init__(self, c: int) -> None:
-        super().__init__()
-        self.ln = nn.LayerNorm(c)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.ln(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-
-
 TIME_SPECS = ["ln", "dn:preset=ln", "dn", "dn:kappa=self", "dn:kappa=band:5", "dn:preset=lrn", "dn:kappa=full", "gdn"]  # fmt: skip
 
 
@@ -556,6 +545,8 @@ def section_c(res: Results, device: torch.device, quick: bool) -> None:
         timing_table(f"features-last (B={b}, N={n})", mods, (b, n), device, rounds, iters)
 
     def channels_first() -> None:
+        from norms import PermuteLN  # benchmarks/norms.py: the channels-first reference of the CPU benchmark
+
         mods = {"permute>nn.LayerNorm": PermuteLN(c), "nn.Conv2d(C,C,1)": nn.Conv2d(c, c, 1)}
         mods.update({s: create_norm(s, c, layout="channels_first") for s in TIME_SPECS})
         timing_table(
