@@ -3,6 +3,9 @@ and the plain formula, in every gradient it produces, and falls back cleanly whe
 
 from __future__ import annotations
 
+import os
+import time
+
 import pytest
 import torch
 
@@ -238,3 +241,14 @@ def test_build_kernel_command(capsys):
 
     assert main(["norms", "--build-kernel"]) == 0
     assert "CPU kernel ready" in capsys.readouterr().out
+
+
+def test_a_killed_build_does_not_block_later_ones(tmp_path):
+    """torch's tooling waits while a build lock exists; a lock left by a killed build is removed."""
+    lock = tmp_path / "lock"
+    lock.write_text("")
+    assert not cpu_kernel.clear_stale_lock(tmp_path) and lock.exists()  # a build may be running: wait
+    old = time.time() - 2 * cpu_kernel.STALE_LOCK_S
+    os.utime(lock, (old, old))
+    assert cpu_kernel.clear_stale_lock(tmp_path) and not lock.exists()
+    assert not cpu_kernel.clear_stale_lock(tmp_path)  # nothing to do

@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 import warnings
 from pathlib import Path
 from types import ModuleType
@@ -38,6 +39,7 @@ CFLAGS = ["-O3", "-fno-math-errno", "-fno-trapping-math"]
 # GCC ignores __restrict__ on local pointers and versions each loop for aliasing at run time instead; the
 # backward's main loop needs more than the default 10 checks to be vectorized at all.
 GCC_CFLAGS = ["--param", "vect-max-version-for-alias-checks=64"]
+STALE_LOCK_S = 900.0  # a build lock older than this was left by a killed build
 
 _lock = threading.Lock()
 _state: dict[str, object] = {"tried": False, "ext": None}
@@ -133,11 +135,28 @@ def _with_ninja_on_path() -> None:
             return
 
 
+def clear_stale_lock(folder: Path, max_age_s: float = STALE_LOCK_S) -> bool:
+    """Remove the build lock torch's tooling left behind when a build was killed (it would otherwise make
+    every later process wait on it forever). A build takes about a minute; a lock older than `max_age_s`
+    has no live owner."""
+    lock = folder / "lock"
+    try:
+        age = time.time() - lock.stat().st_mtime
+    except FileNotFoundError:
+        return False
+    if age <= max_age_s:
+        return False
+    lock.unlink(missing_ok=True)
+    print(f"lateralnorm: removed a stale build lock ({age:.0f} s old) in {folder}", file=sys.stderr)
+    return True
+
+
 def build(verbose: bool = False) -> ModuleType:
     """Build (or load) the extension; raises on failure."""
     from torch.utils import cpp_extension
 
     folder, name = build_dir(), _module_name()
+    clear_stale_lock(folder)
     module = _load_built(folder, name)
     if module is not None:
         return module
