@@ -223,9 +223,10 @@ def test_status_line_names_the_kernel(monkeypatch, tmp_path):
     monkeypatch.setenv("LATERALNORM_CPU_KERNEL", "torch")
     assert "PyTorch kernel" in cpu_kernel.status()
     monkeypatch.setenv("LATERALNORM_CPU_KERNEL", "auto")
-    monkeypatch.setenv(
-        "LATERALNORM_KERNEL_CACHE", str(tmp_path)
-    )  # an empty cache: nothing built, none started
+    monkeypatch.setattr(
+        cpu_kernel, "_state", {"tried": False, "ext": None}
+    )  # a process that has not loaded it
+    monkeypatch.setenv("LATERALNORM_KERNEL_CACHE", str(tmp_path))  # an empty cache: nothing built or started
     assert "not built yet" in cpu_kernel.status() and not any(tmp_path.iterdir())
 
 
@@ -252,3 +253,11 @@ def test_a_killed_build_does_not_block_later_ones(tmp_path):
     os.utime(lock, (old, old))
     assert cpu_kernel.clear_stale_lock(tmp_path) and not lock.exists()
     assert not cpu_kernel.clear_stale_lock(tmp_path)  # nothing to do
+
+
+def test_run_records_name_the_kernel(monkeypatch):
+    from lateralnorm.train import versions
+
+    assert versions()["dn_cpu_kernel"] == f"compiled-{cpu_kernel.build_key()}"
+    monkeypatch.setenv("LATERALNORM_CPU_KERNEL", "torch")
+    assert cpu_kernel.kernel_name() == "pytorch"

@@ -151,6 +151,9 @@ def versions() -> dict[str, str]:
         with suppress(importlib.metadata.PackageNotFoundError):
             out[lib] = importlib.metadata.version(lib)
     out["platform"] = platform.platform()
+    from lateralnorm.norms import cpu_kernel
+
+    out["dn_cpu_kernel"] = cpu_kernel.kernel_name()  # compiled row kernel or PyTorch ops (same formula)
     try:
         rev = subprocess.run(
             ["git", "-C", str(Path(__file__).resolve().parent), "rev-parse", "HEAD"],

@@ -268,14 +268,23 @@ def _(g, y, stats, w, beta, c, gamma, kind, center, rect, alpha, p, r, before, a
     return (torch.empty_like(y) if need_y else y.new_empty(0), *col)
 
 
+def kernel_name() -> str:
+    """Which kernel `dn` runs on CPU, for run records: `compiled-<key>`, `pytorch` (chosen) or `pytorch (not
+    built)`. Builds nothing."""
+    if mode() == "torch":
+        return "pytorch"
+    if _state["ext"] is not None or any(build_dir().glob(f"{_module_name()}*.so")):
+        return f"compiled-{build_key()}"
+    return "pytorch (not built)"
+
+
 def status() -> str:
     """One line on which kernel `dn` uses on CPU, without building anything."""
-    chosen = mode()
-    if chosen == "torch":
+    name = kernel_name()
+    if name == "pytorch":
         return "dn on CPU: PyTorch kernel (LATERALNORM_CPU_KERNEL=torch)"
-    folder = build_dir()
-    if any(folder.glob(f"{_module_name()}*.so")):
-        return f"dn on CPU: compiled kernel ({folder})"
+    if name.startswith("compiled"):
+        return f"dn on CPU: compiled kernel ({build_dir()})"
     return (
         "dn on CPU: compiled kernel not built yet; it is built on first use (about a minute) or now with "
         "`lateralnorm norms --build-kernel`"
