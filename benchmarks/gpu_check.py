@@ -528,7 +528,9 @@ def timing_table(
         log(f"| {k} | {med[k] * 1e3:.3f} | {med[k] / med[ref]:.2f} | {mib} | {ratio} | {note} |")
 
 
-def section_c(res: Results, device: torch.device, quick: bool) -> None:
+def section_c(res: Results, device: torch.device, quick: bool, compiled: list[str]) -> None:
+    """Timing tables; `compiled` specs are also timed wrapped in torch.compile (features-last; the first
+    steps, which compile, are the warm-up and are not timed)."""
     from lateralnorm import create_norm
 
     rounds, iters = (2, 2) if quick else (7, 20)
@@ -542,6 +544,11 @@ def section_c(res: Results, device: torch.device, quick: bool) -> None:
     def last() -> None:
         mods = {"nn.LayerNorm": nn.LayerNorm(n), "nn.Linear(N,N)": nn.Linear(n, n)}
         mods.update({s: create_norm(s, n) for s in TIME_SPECS})
+        if compiled:
+            mods["nn.LayerNorm [torch.compile]"] = torch.compile(nn.LayerNorm(n).to(device))
+            mods.update(
+                {f"{s} [torch.compile]": torch.compile(create_norm(s, n).to(device)) for s in compiled}
+            )
         timing_table(f"features-last (B={b}, N={n})", mods, (b, n), device, rounds, iters)
 
     def channels_first() -> None:
@@ -578,6 +585,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
     ap.add_argument("--quick", action="store_true", help="small timing shapes and few rounds")
     ap.add_argument("--sections", default="abc", help="which sections to run, e.g. 'ab' (default abc)")
+    ap.add_argument(
+        "--compiled", default="", metavar="SPECS",
+        help="comma-separated specs also timed under torch.compile in section c (e.g. dn,dn:kappa=band:5)",
+    )  # fmt: skip
     args = ap.parse_args(argv)
     t_start = time.perf_counter()
     log(f"torch.__version__ {torch.__version__}, torch.cuda.is_available() {torch.cuda.is_available()}")
@@ -604,7 +615,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"(section {key}: {time.perf_counter() - t0:.1f} s)")
     if "c" in args.sections:
         t0 = time.perf_counter()
-        section_c(res, device, args.quick)
+        section_c(res, device, args.quick, [x for x in args.compiled.split(",") if x])
         log(f"(section c: {time.perf_counter() - t0:.1f} s)")
 
     log("\n## summary")
