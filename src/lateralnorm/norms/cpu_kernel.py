@@ -38,7 +38,9 @@ MODES = ("auto", "cpp", "torch")
 CFLAGS = ["-O3", "-fno-math-errno", "-fno-trapping-math"]
 # GCC ignores __restrict__ on local pointers and versions each loop for aliasing at run time instead; the
 # backward's main loop needs more than the default 10 checks to be vectorized at all.
-GCC_CFLAGS = ["--param", "vect-max-version-for-alias-checks=64"]
+# -fopenmp: at::parallel_for runs rows on torch's intra-op threads only when the extension itself is built
+# with OpenMP (torch's CPU wheel uses OpenMP; without the flag the kernel runs on one thread).
+GCC_CFLAGS = ["--param", "vect-max-version-for-alias-checks=64", "-fopenmp"]
 STALE_LOCK_S = 900.0  # a build lock older than this was left by a killed build
 
 _lock = threading.Lock()
@@ -169,6 +171,7 @@ def build(verbose: bool = False) -> ModuleType:
         name=name,
         sources=[str(SOURCE)],
         extra_cflags=CFLAGS + _arch_flags(),
+        extra_ldflags=["-fopenmp"] if _is_gcc() else [],
         build_directory=str(folder),
         verbose=verbose,
     )
