@@ -261,3 +261,9 @@ def test_run_records_name_the_kernel(monkeypatch):
     assert versions()["dn_cpu_kernel"] == f"compiled-{cpu_kernel.build_key()}"
     monkeypatch.setenv("LATERALNORM_CPU_KERNEL", "torch")
     assert cpu_kernel.kernel_name() == "pytorch"
+
+
+@pytest.mark.skipif(not cpu_kernel._is_gcc(), reason="OpenMP is requested from GCC only")
+def test_kernel_is_built_with_openmp():
+    """Without OpenMP at::parallel_for runs the rows on one thread whatever torch.set_num_threads says."""
+    assert cpu_kernel.extension().built_with_openmp()

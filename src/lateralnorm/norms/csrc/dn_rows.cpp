@@ -627,6 +627,15 @@ at::Tensor nonneg_grad(const at::Tensor& g_in, const at::Tensor& raw_in, double 
   return out;
 }
 
+// Whether at::parallel_for can use threads here (it runs serially in an extension built without OpenMP).
+bool built_with_openmp() {
+#ifdef _OPENMP
+  return true;
+#else
+  return false;
+#endif
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -634,5 +643,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward", &forward, "(out, stats, w): out = γ φ(t) (β + c pool ψ(t))^(−r) + b, row by row");
   m.def("backward", &backward, "(gy, Σ g z, Σ g, Σ q, Σ q W)");
   m.def("nonneg_value", &nonneg_value, "max(raw, bound)² − pedestal");
+  m.def("built_with_openmp", &built_with_openmp, "whether the rows run on torch's intra-op threads");
   m.def("nonneg_grad", &nonneg_grad, "the gradient of nonneg_value with the lower bound's rule");
 }
