@@ -286,6 +286,66 @@ def check_fused_grad(create_norm: Callable[..., nn.Module], spec: str, device: t
     return ok, f"|Δy| {e_y:.1e}  |Δdx| {e_x:.1e}  |Δdparams| {e_p:.1e} ({len(gp_f)} params)  <= 1e-10?"
 
 
+TRITON_SPECS = [
+    "dn", "dn:kappa=self", "dn:kappa=band:2", "dn:kappa=band:5", "dn:preset=ln", "dn:preset=rms",
+    "dn:preset=lrn", "dn:fn=signed,center=true,r=0.5", "dn:fn=signed,alpha=1.5,r=0.7", "dn:alpha=3,p=1",
+    "dn:alpha=2,p=1,r=0.5", "dn:kappa=band,size=4",
+]  # fmt: skip
+
+
+def check_triton(create_norm: Callable[..., nn.Module], spec: str, device: torch.device) -> tuple:
+    """On CUDA, float32 `dn` with an O(N) pool runs in the Triton kernels: output and every gradient against
+    the float64 PyTorch kernel on the same parameters and input (relative to each tensor's scale); bfloat16
+    forward+backward finite."""
+    if device.type != "cuda":
+        raise Skip("the Triton kernels run on CUDA only")
+    need("triton", "the Triton kernels")
+    from lateralnorm.norms import triton_kernel as tk
+
+    calls = {"fwd": 0, "bwd": 0}
+    fwd, bwd = tk.rows_forward, tk.rows_backward
+
+    def count(name: str, fn: Callable) -> Callable:
+        def wrapped(*a, **k):  # noqa: ANN002, ANN003, ANN202
+            calls[name] += 1
+            return fn(*a, **k)
+
+        return wrapped
+
+    tk.rows_forward, tk.rows_backward = count("fwd", fwd), count("bwd", bwd)
+    try:
+        torch.manual_seed(0)
+        m32 = create_norm(spec, 48, device=device)
+        with torch.no_grad():
+            for prm in m32.parameters():
+                prm.add_(0.1 * torch.rand_like(prm))
+        m64 = create_norm(spec, 48, dtype=F64, device=device)
+        m64.load_state_dict(m32.state_dict())
+        gen = torch.Generator().manual_seed(1)
+        x = (torch.randn(40, 48, generator=gen, dtype=F64) * 2).to(device)
+        x[0] = 0.0
+        x[1] = 3.0 + 0.01 * torch.randn(48, generator=gen, dtype=F64).to(device)
+        g = torch.randn(x.shape, generator=gen, dtype=F64).to(device)
+        outs = []
+        for m, dtype in ((m32, F32), (m64, F64)):
+            xx = x.to(dtype).clone().requires_grad_()
+            y = m(xx)
+            y.backward(g.to(dtype))
+            outs.append([y.detach(), xx.grad] + [p.grad for p in m.parameters()])
+        worst = max(max_err(a, b) / (1e-3 + b.abs().max().item()) for a, b in zip(*outs))
+        xb = x.to(torch.bfloat16).requires_grad_()
+        yb = create_norm(spec, 48, device=device)(xb)
+        yb.float().sum().backward()
+        finite = all_finite(yb, xb.grad)
+        sync(device)
+    finally:
+        tk.rows_forward, tk.rows_backward = fwd, bwd
+    if calls["fwd"] < 2 or calls["bwd"] < 2:
+        return False, f"the Triton kernels were not used (calls {calls})"
+    ok = worst <= 2e-5 and finite
+    return ok, f"float32 Triton vs float64: worst relative error {worst:.1e} <= 2e-5?; bf16 finite {finite}"
+
+
 REGISTRY_EXTRAS = [  # the variants tests/test_norms_registry.py adds to every registered name
     "dn:kappa=self", "dn:kappa=band:2", "dn:kappa=gaussian", "dn:kappa=lowrank:2", "dn:kappa=full",
     "dn:alpha=1.5,learn_alpha=true", "dn:fn=signed,center=true,r=0.5", "dn:fn=exp,alpha=1,r=1,beta=0.5",
@@ -370,6 +430,8 @@ def section_a(res: Results, device: torch.device) -> None:
             )
     for spec in GRAD_SPECS:
         res.check("a.grad", spec, partial(check_fused_grad, create_norm, spec, device))
+    for spec in TRITON_SPECS:
+        res.check("a.triton", spec, partial(check_triton, create_norm, spec, device))
     specs = sorted(list_norms()) + REGISTRY_EXTRAS
     for spec in specs:
         res.check("a.registry", spec, partial(check_registry_spec, create_norm, spec, device))

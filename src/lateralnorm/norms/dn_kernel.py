@@ -18,6 +18,7 @@ PyTorch ops below.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
@@ -168,6 +169,67 @@ class CompiledRows(torch.autograd.Function):
         g_gamma = s_gz if gamma is not None and need[3] else None
         g_bias = s_g if bias is not None and need[4] else None
         return (gy if need[0] else None), g_beta, g_c, g_gamma, g_bias, None
+
+
+class TritonRows(torch.autograd.Function):
+    """The same formula on CUDA in two Triton kernels (`triton_kernel.py`), float32 arithmetic. Saves the
+    input, the row means and, for the band pool, the window sums."""
+
+    @staticmethod
+    def forward(ctx: Any, y, beta_src, c_src, gamma, bias, cfg):  # noqa: ANN001
+        from lateralnorm.norms import triton_kernel as tk
+
+        kind, center, rect, alpha, p, r, before, after, beta_bound, c_bound = cfg
+        f32, n = torch.float32, y.shape[-1]
+        beta, c = _value(beta_src, beta_bound).to(f32), _value(c_src, c_bound).to(f32)
+        if beta.numel() != c.numel() or (kind != "uniform" and beta.numel() != n):
+            beta, c = beta.expand(n), c.expand(n)
+        beta, c = beta.contiguous(), c.contiguous()
+        gam = y.new_ones(n, dtype=f32) if gamma is None else gamma.to(f32).contiguous()
+        bia = y.new_zeros(n, dtype=f32) if bias is None else bias.to(f32).contiguous()
+        save_w = kind == "band" and any(ctx.needs_input_grad[:5])
+        out_dtype = torch.promote_types(y.dtype, beta_src.dtype)  # as the PyTorch kernel's type promotion
+        y = y.contiguous()
+        out, mean, w = tk.rows_forward(
+            y, beta, c, gam, bia, kind, center, rect, alpha, p, r, before, after, save_w, out_dtype
+        )
+        ctx.save_for_backward(y, mean, w, beta, c, gam, beta_src, c_src, gamma, bias)
+        ctx.cfg = cfg
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor):  # noqa: ANN205
+        from lateralnorm.norms import triton_kernel as tk
+
+        y, mean, w, beta, c, gam, beta_src, c_src, gamma, bias = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        if torch.is_grad_enabled():  # create_graph=True: differentiate the plain formula instead
+            return _differentiable_backward(g, (y, beta_src, c_src, gamma, bias), need, ctx.cfg) + (None,)
+        kind, center, rect, alpha, p, r, before, after, beta_bound, c_bound = ctx.cfg
+        gy, s_gz, s_g, s_q, s_qw = tk.rows_backward(
+            g.contiguous(), y, mean, w, beta, c, gam, kind, center, rect, alpha, p, r, before, after
+        )
+        g_beta = _raw_grad(_shaped_like(s_q * -r, beta_src).to(beta_src.dtype), beta_src, beta_bound)
+        g_c = _raw_grad(_shaped_like(s_qw * -r, c_src).to(c_src.dtype), c_src, c_bound)
+        return (
+            gy if need[0] else None,
+            g_beta if need[1] else None,
+            g_c if need[2] else None,
+            s_gz.to(gamma.dtype) if gamma is not None and need[3] else None,
+            s_g.to(bias.dtype) if bias is not None and need[4] else None,
+            None,
+        )
+
+
+def _triton_applies(rows: torch.Tensor, kind: str) -> bool:
+    """CUDA rows run in the Triton kernels unless LATERALNORM_CUDA_KERNEL=torch or Triton is missing."""
+    if not rows.is_cuda or os.environ.get("LATERALNORM_CUDA_KERNEL", "auto").strip().lower() == "torch":
+        return False
+    try:
+        from lateralnorm.norms import triton_kernel as tk
+    except ImportError:
+        return False
+    return tk.applies(rows, kind)
 
 
 def _nonneg_value(src: torch.Tensor, bound: float | None, ext: Any) -> torch.Tensor:
@@ -350,6 +412,8 @@ def pooled_divisive(
     rows = y.reshape(-1, shape[-1])
     if cpu_kernel.applies_to(rows):
         out = CompiledRows.apply(rows, beta[0], c[0], gamma, bias, cfg)
+    elif _triton_applies(rows, kind):
+        out = TritonRows.apply(rows, beta[0], c[0], gamma, bias, cfg)
     else:
         out = PooledDivisive.apply(rows, beta[0], c[0], gamma, bias, cfg)
     return out.reshape(shape)

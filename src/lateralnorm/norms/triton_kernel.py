@@ -1,0 +1,281 @@
+"""Divisive normalization with an O(N) pool (κ self, uniform or band) on CUDA: one Triton program per row.
+
+The formula and the backward are those of `dn_kernel.py` / `csrc/dn_rows.cpp` (see there):
+
+    t = y − m,  ψ = ψ(t),  W = pool(ψ),  D = β + c ⊙ W,  z = φ(t) D^{−r},  out = γ z + b
+    gz = g γ;  v = gz D^{−r} φ'(t);  q = gz z / D;  gψ = poolᵀ(−r c q);  gy = v + gψ ψ'(t) (− mean when centered)
+
+One forward and one backward kernel per call instead of one kernel per element-wise op. The band pool reads
+its taps from global memory (they are in L1/L2); its transpose recomputes q at the mirrored taps from the
+saved window sums. Column sums for γ, b, β and c come from per-row partials summed by PyTorch (deterministic).
+Rows up to 16384 units; float32, float16 and bfloat16 inputs (computed in float32). Imported lazily: Triton
+is only needed on a CUDA machine.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+MAX_N = 16384
+
+
+@triton.jit
+def _mag(t, RECT: tl.constexpr):
+    if RECT:
+        return tl.maximum(t, 0.0)
+    return tl.abs(t)
+
+
+@triton.jit
+def _psi(t, RECT: tl.constexpr, A2: tl.constexpr, alpha):
+    a = _mag(t, RECT)
+    if A2:
+        return a * a
+    return tl.where(a > 0, tl.exp(alpha * tl.log(tl.maximum(a, 1e-30))), 0.0)
+
+
+@triton.jit
+def _dpsi(t, RECT: tl.constexpr, A2: tl.constexpr, alpha):
+    """dψ/dt (with ψ's sign for signed ψ); 0 at t = 0 for α ≠ 2."""
+    a = _mag(t, RECT)
+    if A2:
+        d = 2.0 * a
+    else:
+        d = tl.where(a > 0, alpha * tl.exp((alpha - 1.0) * tl.log(tl.maximum(a, 1e-30))), 0.0)
+    if RECT:
+        return d
+    return tl.where(t < 0, -d, d)
+
+
+@triton.jit
+def _phi(t, psi, RECT: tl.constexpr, PMODE: tl.constexpr, p):
+    """φ(t): PMODE 0: p = 1; 1: p = α (reuse ψ); 2: any p."""
+    a = _mag(t, RECT)
+    if PMODE == 0:
+        v = a
+    elif PMODE == 1:
+        v = psi
+    else:
+        v = tl.where(a > 0, tl.exp(p * tl.log(tl.maximum(a, 1e-30))), 0.0)
+    if RECT:
+        return v
+    return tl.where(t < 0, -v, v)
+
+
+@triton.jit
+def _dphi(t, RECT: tl.constexpr, PMODE: tl.constexpr, A2: tl.constexpr, alpha, p):
+    """dφ/dt = p·a^(p−1) (signed: for t ≠ 0 and t = 0 alike when p = 1; rect: only where t > 0)."""
+    a = _mag(t, RECT)
+    if PMODE == 0:
+        if RECT:
+            d = tl.where(a > 0, 1.0, 0.0)
+        else:
+            d = t * 0.0 + 1.0
+    elif PMODE == 1:
+        if A2:
+            d = 2.0 * a
+        else:
+            d = tl.where(a > 0, alpha * tl.exp((alpha - 1.0) * tl.log(tl.maximum(a, 1e-30))), 0.0)
+    else:
+        d = tl.where(a > 0, p * tl.exp((p - 1.0) * tl.log(tl.maximum(a, 1e-30))), 0.0)
+    return d
+
+
+@triton.jit
+def _dr(d, RMODE: tl.constexpr, r):
+    """D^{−r}: RMODE 0: r = 1/2; 1: r = 1; 2: any r."""
+    if RMODE == 0:
+        return 1.0 / tl.sqrt(d)
+    if RMODE == 1:
+        return 1.0 / d
+    return tl.exp(-r * tl.log(d))
+
+
+@triton.jit
+def _fwd(Y, OUT, MEAN, WSAVE, BETA, C, GAMMA, BIAS, N, alpha, p, r,
+         KIND: tl.constexpr, CENTER: tl.constexpr, RECT: tl.constexpr, A2: tl.constexpr,
+         PMODE: tl.constexpr, RMODE: tl.constexpr, PER_UNIT: tl.constexpr, BEFORE: tl.constexpr,
+         AFTER: tl.constexpr, SAVE_W: tl.constexpr, BLOCK: tl.constexpr):  # fmt: skip
+    row = tl.program_id(0)
+    offs = tl.arange(0, BLOCK)
+    mask = offs < N
+    base = row.to(tl.int64) * N
+    y = tl.load(Y + base + offs, mask=mask, other=0.0).to(tl.float32)
+    if CENTER:  # two steps: the second removes the rounding error of the first mean
+        m = tl.sum(y, axis=0) / N
+        m2 = tl.sum(tl.where(mask, y - m, 0.0), axis=0) / N
+    else:
+        m = tl.sum(y * 0.0, axis=0)
+        m2 = m
+    t = tl.where(mask, (y - m) - m2, 0.0)
+    psi = tl.where(mask, _psi(t, RECT, A2, alpha), 0.0)
+    if KIND == 1:
+        w = tl.sum(psi, axis=0)
+    elif KIND == 0:
+        w = psi
+    else:
+        w = tl.zeros([BLOCK], dtype=tl.float32)
+        for k in tl.static_range(BEFORE + 1 + AFTER):
+            o2 = offs - BEFORE + k
+            inside = (o2 >= 0) & (o2 < N)
+            y2 = tl.load(Y + base + o2, mask=inside, other=0.0).to(tl.float32)
+            w += tl.where(inside, _psi((y2 - m) - m2, RECT, A2, alpha), 0.0)
+        if SAVE_W:
+            tl.store(WSAVE + base + offs, w, mask=mask)
+    if PER_UNIT:
+        beta = tl.load(BETA + offs, mask=mask, other=1.0)
+        c = tl.load(C + offs, mask=mask, other=0.0)
+    else:
+        beta = tl.load(BETA)
+        c = tl.load(C)
+    d = beta + c * w
+    z = _phi(t, psi, RECT, PMODE, p) * _dr(d, RMODE, r)
+    gamma = tl.load(GAMMA + offs, mask=mask, other=0.0)
+    bias = tl.load(BIAS + offs, mask=mask, other=0.0)
+    tl.store(OUT + base + offs, (z * gamma + bias).to(OUT.dtype.element_ty), mask=mask)
+    tl.store(MEAN + 2 * row, m)
+    tl.store(MEAN + 2 * row + 1, m2)
+
+
+@triton.jit
+def _q_at(Y, G, WSAVE, BETA, C, GAMMA, base, o2, inside, m, mb, N, alpha, p, r,
+          RECT: tl.constexpr, A2: tl.constexpr, PMODE: tl.constexpr, RMODE: tl.constexpr):  # fmt: skip
+    """−r·c·q at the units o2 of a band-pooled row (for the transpose of the window)."""
+    y2 = tl.load(Y + base + o2, mask=inside, other=0.0).to(tl.float32)
+    t2 = (y2 - m) - mb
+    w2 = tl.load(WSAVE + base + o2, mask=inside, other=0.0)
+    beta2 = tl.load(BETA + o2, mask=inside, other=1.0)
+    c2 = tl.load(C + o2, mask=inside, other=0.0)
+    d2 = beta2 + c2 * w2
+    psi2 = _psi(t2, RECT, A2, alpha)
+    z2 = _phi(t2, psi2, RECT, PMODE, p) * _dr(d2, RMODE, r)
+    gz2 = tl.load(G + base + o2, mask=inside, other=0.0).to(tl.float32) * tl.load(
+        GAMMA + o2, mask=inside, other=0.0
+    )
+    return tl.where(inside, -r * c2 * gz2 * z2 / d2, 0.0)
+
+
+@triton.jit
+def _bwd(Y, G, GY, MEAN, WSAVE, BETA, C, GAMMA, PART, N, alpha, p, r,
+         KIND: tl.constexpr, CENTER: tl.constexpr, RECT: tl.constexpr, A2: tl.constexpr,
+         PMODE: tl.constexpr, RMODE: tl.constexpr, PER_UNIT: tl.constexpr, BEFORE: tl.constexpr,
+         AFTER: tl.constexpr, BLOCK: tl.constexpr):  # fmt: skip
+    row = tl.program_id(0)
+    offs = tl.arange(0, BLOCK)
+    mask = offs < N
+    base = row.to(tl.int64) * N
+    m = tl.load(MEAN + 2 * row)
+    mb = tl.load(MEAN + 2 * row + 1)
+    y = tl.load(Y + base + offs, mask=mask, other=0.0).to(tl.float32)
+    g = tl.load(G + base + offs, mask=mask, other=0.0).to(tl.float32)
+    t = tl.where(mask, (y - m) - mb, 0.0)
+    psi = tl.where(mask, _psi(t, RECT, A2, alpha), 0.0)
+    if KIND == 1:
+        w = tl.sum(psi, axis=0) + tl.zeros([BLOCK], dtype=tl.float32)
+    elif KIND == 0:
+        w = psi
+    else:
+        w = tl.load(WSAVE + base + offs, mask=mask, other=0.0)
+    if PER_UNIT:
+        beta = tl.load(BETA + offs, mask=mask, other=1.0)
+        c = tl.load(C + offs, mask=mask, other=0.0)
+    else:
+        beta = tl.load(BETA)
+        c = tl.load(C)
+    d = beta + c * w
+    k = _dr(d, RMODE, r)
+    z = _phi(t, psi, RECT, PMODE, p) * k
+    gamma = tl.load(GAMMA + offs, mask=mask, other=0.0)
+    gz = g * gamma
+    q = tl.where(mask, gz * z / d, 0.0)
+    v = tl.where(mask, gz * k * _dphi(t, RECT, PMODE, A2, alpha, p), 0.0)
+    pbase = row.to(tl.int64) * 4 * N
+    tl.store(PART + pbase + offs, g * z, mask=mask)
+    tl.store(PART + pbase + N + offs, g, mask=mask)
+    tl.store(PART + pbase + 2 * N + offs, q, mask=mask)
+    tl.store(PART + pbase + 3 * N + offs, q * w, mask=mask)
+    dpsi = _dpsi(t, RECT, A2, alpha)
+    if KIND == 1:
+        gpsi = -r * tl.sum(c * q, axis=0)
+    elif KIND == 0:
+        gpsi = -r * c * q
+    else:
+        gpsi = tl.zeros([BLOCK], dtype=tl.float32)
+        for kk in tl.static_range(
+            BEFORE + 1 + AFTER
+        ):  # unit j feeds the windows of i ∈ [j − AFTER, j + BEFORE]
+            o2 = offs - AFTER + kk
+            inside = (o2 >= 0) & (o2 < N)
+            gpsi += _q_at(
+                Y, G, WSAVE, BETA, C, GAMMA, base, o2, inside, m, mb, N, alpha, p, r, RECT, A2, PMODE, RMODE
+            )
+    gt = tl.where(mask, v + gpsi * dpsi, 0.0)
+    if CENTER:
+        gt = tl.where(mask, gt - tl.sum(gt, axis=0) / N, 0.0)
+    tl.store(GY + base + offs, gt.to(GY.dtype.element_ty), mask=mask)
+
+
+# ------------------------------------------------------------------------------------------ host side
+def _modes(rect: bool, alpha: float, p: float, r: float) -> dict:
+    a2 = alpha == 2.0
+    pmode = 0 if p == 1.0 else (1 if p == alpha else 2)
+    rmode = 0 if r == 0.5 else (1 if r == 1.0 else 2)
+    return dict(RECT=rect, A2=a2, PMODE=pmode, RMODE=rmode)
+
+
+def applies(y, kind: str) -> bool:  # noqa: ANN001
+    return (
+        y.is_cuda and y.dtype in _FLOATS and 0 < y.shape[-1] <= MAX_N and kind in ("self", "uniform", "band")
+    )
+
+
+def rows_forward(y, beta, c, gamma, bias, kind: str, center: bool, rect: bool, alpha: float, p: float,
+                 r: float, before: int, after: int, save_w: bool, out_dtype):  # noqa: ANN001, ANN201  # fmt: skip
+    """(out, mean (M, 2) float32, w) for rows y (M, N); beta, c float32 (N,) or (1,) (band: (N,))."""
+    import torch
+
+    m_rows, n = y.shape
+    out = torch.empty_like(y, dtype=out_dtype)
+    mean = torch.empty((m_rows, 2), device=y.device, dtype=torch.float32)
+    w = (
+        torch.empty((m_rows, n), device=y.device, dtype=torch.float32)
+        if (save_w and kind == "band")
+        else mean
+    )
+    if m_rows:
+        _fwd[(m_rows,)](
+            y, out, mean, w, beta, c, gamma, bias, n, float(alpha), float(p), float(r),
+            KIND={"self": 0, "uniform": 1, "band": 2}[kind], CENTER=center, PER_UNIT=beta.numel() > 1,
+            BEFORE=before, AFTER=after, SAVE_W=save_w and kind == "band", BLOCK=triton.next_power_of_2(n),
+            **_modes(rect, alpha, p, r),
+        )  # fmt: skip
+    return out, mean, (w if (save_w and kind == "band") else None)
+
+
+def rows_backward(g, y, mean, w, beta, c, gamma, kind: str, center: bool, rect: bool, alpha: float, p: float,
+                  r: float, before: int, after: int):  # noqa: ANN001, ANN201  # fmt: skip
+    """(gy, Σ g z, Σ g, Σ q, Σ q W), the sums (N,) float32 over the rows."""
+    import torch
+
+    m_rows, n = y.shape
+    gy = torch.empty_like(y)
+    part = torch.empty((m_rows, 4, n), device=y.device, dtype=torch.float32)
+    if m_rows:
+        _bwd[(m_rows,)](
+            y, g, gy, mean, w if w is not None else mean, beta, c, gamma, part, n, float(alpha), float(p),
+            float(r), KIND={"self": 0, "uniform": 1, "band": 2}[kind], CENTER=center,
+            PER_UNIT=beta.numel() > 1, BEFORE=before, AFTER=after, BLOCK=triton.next_power_of_2(n),
+            **_modes(rect, alpha, p, r),
+        )  # fmt: skip
+    sums = part.sum(0)  # (4, N)
+    return gy, sums[0], sums[1], sums[2], sums[3]
+
+
+def _floats():  # noqa: ANN202
+    import torch
+
+    return (torch.float32, torch.float16, torch.bfloat16)
+
+
+_FLOATS = _floats()
