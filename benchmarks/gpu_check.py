@@ -313,6 +313,8 @@ def check_triton(create_norm: Callable[..., nn.Module], spec: str, device: torch
         return wrapped
 
     tk.rows_forward, tk.rows_backward = count("fwd", fwd), count("bwd", bwd)
+    before = os.environ.get("LATERALNORM_CUDA_KERNEL")
+    os.environ["LATERALNORM_CUDA_KERNEL"] = "triton"  # opt-in
     try:
         torch.manual_seed(0)
         m32 = create_norm(spec, 48, device=device)
@@ -340,6 +342,10 @@ def check_triton(create_norm: Callable[..., nn.Module], spec: str, device: torch
         sync(device)
     finally:
         tk.rows_forward, tk.rows_backward = fwd, bwd
+        if before is None:
+            os.environ.pop("LATERALNORM_CUDA_KERNEL", None)
+        else:
+            os.environ["LATERALNORM_CUDA_KERNEL"] = before
     if calls["fwd"] < 2 or calls["bwd"] < 2:
         return False, f"the Triton kernels were not used (calls {calls})"
     ok = worst <= 2e-5 and finite
@@ -590,6 +596,36 @@ def timing_table(
         log(f"| {k} | {med[k] * 1e3:.3f} | {med[k] / med[ref]:.2f} | {mib} | {ratio} | {note} |")
 
 
+TRITON_TIMED = ["dn:preset=ln", "dn", "dn:kappa=self", "dn:kappa=band:5", "dn:preset=lrn"]
+
+
+def triton_available() -> bool:
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class WithCudaKernel(nn.Module):
+    """Runs a norm with LATERALNORM_CUDA_KERNEL set during its forward (the kernel is chosen there)."""
+
+    def __init__(self, inner: nn.Module, kernel: str) -> None:
+        super().__init__()
+        self.inner, self.kernel = inner, kernel
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        before = os.environ.get("LATERALNORM_CUDA_KERNEL")
+        os.environ["LATERALNORM_CUDA_KERNEL"] = self.kernel
+        try:
+            return self.inner(x)
+        finally:
+            if before is None:
+                os.environ.pop("LATERALNORM_CUDA_KERNEL", None)
+            else:
+                os.environ["LATERALNORM_CUDA_KERNEL"] = before
+
+
 def section_c(res: Results, device: torch.device, quick: bool, compiled: list[str]) -> None:
     """Timing tables; `compiled` specs are also timed wrapped in torch.compile (features-last; the first
     steps, which compile, are the warm-up and are not timed)."""
@@ -606,6 +642,8 @@ def section_c(res: Results, device: torch.device, quick: bool, compiled: list[st
     def last() -> None:
         mods = {"nn.LayerNorm": nn.LayerNorm(n), "nn.Linear(N,N)": nn.Linear(n, n)}
         mods.update({s: create_norm(s, n) for s in TIME_SPECS})
+        if device.type == "cuda" and triton_available():
+            mods.update({f"{s} [triton]": WithCudaKernel(create_norm(s, n), "triton") for s in TRITON_TIMED})
         if compiled:
             mods["nn.LayerNorm [torch.compile]"] = torch.compile(nn.LayerNorm(n).to(device))
             mods.update(

@@ -1,9 +1,13 @@
 import os
 
-import pytest
-import torch
+# the Triton kernels of dn are tested on the CPU by Triton's interpreter; Triton reads this when it is first
+# imported, which torch may do, so it is set before anything else
+os.environ.setdefault("TRITON_INTERPRET", "1")
 
-from lateralnorm.cache_root import cache_dir
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from lateralnorm.cache_root import cache_dir  # noqa: E402
 
 # unit tests run on one thread per worker: fast on 2 cores with pytest -n 2, and deterministic
 torch.set_num_threads(1)

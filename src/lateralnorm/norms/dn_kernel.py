@@ -11,9 +11,9 @@ Backward: gz = g γ;  gD = −r gz z / D;  gW = gD c;  gψ = poolᵀ(gW);
 gt = gz D^{−r} φ'(t) + gψ ψ'(t);  gy = gt − mean(gt) when centered.
 Tested against autograd through the plain formula (tests/test_norms_kernel.py).
 
-On CPU (float32/float64) the same formula runs in the compiled row kernel of `csrc/dn_rows.cpp` (one sweep
-per row, nothing saved but the input; see `cpu_kernel.py`); elsewhere, or when it cannot be built, in the
-PyTorch ops below.
+On CPU (float32/float64) the same formula runs in the compiled row kernel of `csrc/dn_rows.cpp` (a few
+sweeps per row; see `cpu_kernel.py`); with LATERALNORM_CUDA_KERNEL=triton, CUDA rows run in the Triton
+kernels of `triton_kernel.py`; elsewhere, or when the CPU kernel cannot be built, in the PyTorch ops below.
 """
 
 from __future__ import annotations
@@ -222,13 +222,19 @@ class TritonRows(torch.autograd.Function):
 
 
 def _triton_applies(rows: torch.Tensor, kind: str) -> bool:
-    """CUDA rows run in the Triton kernels unless LATERALNORM_CUDA_KERNEL=torch or Triton is missing."""
-    if not rows.is_cuda or os.environ.get("LATERALNORM_CUDA_KERNEL", "auto").strip().lower() == "torch":
+    """Rows run in the Triton kernels when LATERALNORM_CUDA_KERNEL=triton (opt-in until they are measured
+    on a GPU; the default `torch` is the PyTorch kernel) and the rows are on CUDA, or on the CPU under
+    Triton's interpreter (TRITON_INTERPRET=1: how the tests check the kernels without a GPU)."""
+    if os.environ.get("LATERALNORM_CUDA_KERNEL", "torch").strip().lower() != "triton":
+        return False
+    if not (rows.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"):
         return False
     try:
         from lateralnorm.norms import triton_kernel as tk
-    except ImportError:
-        return False
+    except ImportError as exc:
+        raise RuntimeError(
+            f"LATERALNORM_CUDA_KERNEL=triton but Triton cannot be imported ({exc}); pip install triton, or unset it"
+        ) from None
     return tk.applies(rows, kind)
 
 

@@ -9,7 +9,9 @@ One forward and one backward kernel per call instead of one kernel per element-w
 its taps from global memory (they are in L1/L2); its transpose recomputes q at the mirrored taps from the
 saved window sums. Column sums for γ, b, β and c come from per-row partials summed by PyTorch (deterministic).
 Rows up to 16384 units; float32, float16 and bfloat16 inputs (computed in float32). Imported lazily: Triton
-is only needed on a CUDA machine.
+is only needed on a CUDA machine. Opt-in (LATERALNORM_CUDA_KERNEL=triton) until measured on a GPU; the tests
+run these kernels on the CPU under Triton's interpreter (TRITON_INTERPRET=1) against the float64 PyTorch
+kernel, and `benchmarks/gpu_check.py` (section a.triton) checks them on a GPU.
 """
 
 from __future__ import annotations
@@ -225,9 +227,8 @@ def _modes(rect: bool, alpha: float, p: float, r: float) -> dict:
 
 
 def applies(y, kind: str) -> bool:  # noqa: ANN001
-    return (
-        y.is_cuda and y.dtype in _FLOATS and 0 < y.shape[-1] <= MAX_N and kind in ("self", "uniform", "band")
-    )
+    """Whether these rows fit the kernels (the caller checks the device)."""
+    return y.dtype in _FLOATS and 0 < y.shape[-1] <= MAX_N and kind in ("self", "uniform", "band")
 
 
 def rows_forward(y, beta, c, gamma, bias, kind: str, center: bool, rect: bool, alpha: float, p: float,

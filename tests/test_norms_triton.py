@@ -1,0 +1,128 @@
+"""The Triton kernels of dn (CUDA, opt-in: LATERALNORM_CUDA_KERNEL=triton), run on the CPU by Triton's
+interpreter (TRITON_INTERPRET=1, set in conftest before Triton is imported) against the float64 PyTorch
+kernel. On a GPU, `benchmarks/gpu_check.py` section a.triton runs the same comparison compiled."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+
+from lateralnorm import create_norm
+
+triton = pytest.importorskip(
+    "triton", reason="Triton is not installed (the dev extra installs it on Linux x86-64)"
+)
+
+SPECS = [
+    "dn",
+    "dn:kappa=self",
+    "dn:kappa=band:2",
+    "dn:kappa=band,size=4",
+    "dn:preset=ln",
+    "dn:preset=rms",
+    "dn:preset=lrn",
+    "dn:fn=signed,center=true,r=0.5",
+    "dn:fn=signed,alpha=1.5,r=0.7",
+    "dn:alpha=3,p=1",
+    "dn:alpha=0.8,r=1.3,p=0.6",
+    "dn:kappa=uniform,learn_kappa=false,learn_beta=false,affine=false",
+]
+
+
+@pytest.fixture
+def triton_rows(monkeypatch):
+    """Route float32 rows to the Triton kernels (interpreted on the CPU) and count the launches."""
+    from lateralnorm.norms import triton_kernel as tk
+
+    monkeypatch.setenv("LATERALNORM_CUDA_KERNEL", "triton")
+    monkeypatch.setenv("LATERALNORM_CPU_KERNEL", "torch")  # else the compiled CPU kernel takes CPU rows first
+    calls = {"fwd": 0, "bwd": 0}
+    fwd, bwd = tk.rows_forward, tk.rows_backward
+
+    def count_fwd(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        calls["fwd"] += 1
+        return fwd(*a, **k)
+
+    def count_bwd(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        calls["bwd"] += 1
+        return bwd(*a, **k)
+
+    monkeypatch.setattr(tk, "rows_forward", count_fwd)
+    monkeypatch.setattr(tk, "rows_backward", count_bwd)
+    return calls
+
+
+def _run(m, x, g):  # noqa: ANN001, ANN202
+    x = x.clone().requires_grad_()
+    y = m(x)
+    y.backward(g)
+    return [y.detach(), x.grad] + [p.grad for p in m.parameters()]
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_triton_float32_equals_float64_pytorch_kernel(spec, triton_rows, monkeypatch):
+    torch.manual_seed(0)
+    m32 = create_norm(spec, 13)
+    with torch.no_grad():
+        for p in m32.parameters():
+            p.add_(0.1 * torch.rand_like(p))
+    m64 = create_norm(spec, 13, dtype=torch.float64)
+    m64.load_state_dict(m32.state_dict())
+    x = torch.randn(7, 13, dtype=torch.float64) * 2
+    x[0] = 0.0  # zeros
+    x[1] = 3 + 0.01 * torch.randn(13, dtype=torch.float64)  # near-constant
+    g = torch.randn_like(x)
+    got = _run(m32, x.float(), g.float())
+    assert triton_rows == {"fwd": 1, "bwd": 1}
+    ref = _run(m64, x, g)  # float64 rows stay on the PyTorch kernel
+    assert triton_rows == {"fwd": 1, "bwd": 1}
+    for i, (a, b) in enumerate(zip(got, ref)):
+        assert a.dtype == torch.float32
+        err = ((a.double() - b).abs().max() / (1e-3 + b.abs().max())).item()
+        assert err <= 2e-5, f"{spec} tensor #{i}: relative error {err:.1e}"
+
+
+def test_low_precision_rows_and_channels_first(triton_rows):
+    m = create_norm("dn:kappa=band:1", 8, layout="channels_first")
+    x = (torch.randn(2, 8, 3, 3) * 3).to(torch.bfloat16).requires_grad_()
+    y = m(x)
+    y.float().sum().backward()
+    assert y.dtype == torch.float32  # bf16 input, float32 parameters: the PyTorch kernel's type promotion
+    assert x.grad.dtype == torch.bfloat16 and torch.isfinite(x.grad.float()).all()
+    assert triton_rows["fwd"] == 1 and triton_rows["bwd"] == 1
+
+
+def test_default_is_the_pytorch_kernel(monkeypatch):
+    from lateralnorm.norms import dn_kernel
+
+    monkeypatch.delenv("LATERALNORM_CUDA_KERNEL", raising=False)
+    assert not dn_kernel._triton_applies(torch.randn(2, 4), "uniform")
+
+
+def test_opting_in_without_triton_is_a_clear_error(monkeypatch):
+    import lateralnorm.norms
+    from lateralnorm.norms import dn_kernel
+
+    monkeypatch.setenv("LATERALNORM_CUDA_KERNEL", "triton")
+    monkeypatch.delattr(lateralnorm.norms, "triton_kernel", raising=False)  # imported afresh ...
+    monkeypatch.delitem(sys.modules, "lateralnorm.norms.triton_kernel", raising=False)
+    monkeypatch.setitem(sys.modules, "triton", None)  # ... on a machine without Triton
+    with pytest.raises(RuntimeError, match="LATERALNORM_CUDA_KERNEL=triton but Triton cannot be imported"):
+        dn_kernel._triton_applies(torch.randn(2, 4), "uniform")
+
+
+@pytest.mark.parametrize("spec", ["dn:kappa=band:5", "dn:preset=ln", "dn"])
+def test_wider_rows(spec, triton_rows):
+    """N = 100 (a block of 128 lanes, 28 masked) and an 11-tap window."""
+    torch.manual_seed(2)
+    m32 = create_norm(spec, 100)
+    m64 = create_norm(spec, 100, dtype=torch.float64)
+    m64.load_state_dict(m32.state_dict())
+    x = torch.randn(5, 100, dtype=torch.float64)
+    g = torch.randn_like(x)
+    got, ref = _run(m32, x.float(), g.float()), _run(m64, x, g)
+    assert triton_rows == {"fwd": 1, "bwd": 1}
+    for a, b in zip(got, ref):
+        assert ((a.double() - b).abs().max() / (1e-3 + b.abs().max())).item() <= 2e-5
