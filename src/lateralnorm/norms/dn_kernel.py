@@ -127,45 +127,55 @@ def _shaped_like(g: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
 class CompiledRows(torch.autograd.Function):
     """The formula of `PooledDivisive` in the compiled CPU row kernel (`csrc/dn_rows.cpp`). Saves the input,
     three numbers per row (the mean and the uniform pool's Σψ) and, for the band pool, the window sums; the
-    backward recomputes the rest. Eager calls go to the extension directly (the operator wrappers and a
-    handful of small PyTorch ops for the reparametrization cost more than the kernel at small sizes); under
-    torch.compile the same work goes through the registered operators and PyTorch ops."""
+    backward recomputes the rest. Eager calls make one extension call each way (parameter values, kernel and
+    the parameters' gradients in C++: at the widths of the studies the per-call Python work is most of the
+    cost); under torch.compile the same work goes through the registered operators and PyTorch ops."""
 
     @staticmethod
     def forward(ctx: Any, y, beta_src, c_src, gamma, bias, cfg):  # noqa: ANN001
         kind, center, rect, alpha, p, r, before, after, beta_bound, c_bound = cfg
         ext = None if torch.compiler.is_compiling() else cpu_kernel.extension()
-        dt, n = y.dtype, y.shape[-1]
-        beta, c = _nonneg_value(beta_src, beta_bound, ext).to(dt), _nonneg_value(c_src, c_bound, ext).to(dt)
-        if beta.numel() != c.numel() or (kind != "uniform" and beta.numel() != n):
-            beta, c = beta.expand(n).contiguous(), c.expand(n).contiguous()  # both per unit (or both shared)
-        gam = y.new_ones(n) if gamma is None else gamma.to(dt).contiguous()
-        bia = y.new_zeros(n) if bias is None else bias.to(dt).contiguous()
         args = (KIND_CODE[kind], center, rect, alpha, p, r, before, after)
         save_w = kind == "band" and any(ctx.needs_input_grad[:5])  # recomputing W costs a window pass
-        call = cpu_kernel.rows_forward if ext is None else ext.forward
-        out, stats, w = call(y.contiguous(), beta.contiguous(), c.contiguous(), gam, bia, *args, save_w)
-        ctx.save_for_backward(y, stats, w if save_w else None, beta, c, gam, beta_src, c_src, gamma, bias)
-        ctx.args, ctx.cfg = args, cfg
+        if ext is not None:
+            out, stats, w = ext.forward_module(
+                y, beta_src, _bound(beta_bound), c_src, _bound(c_bound), gamma, bias, PEDESTAL, *args, save_w
+            )
+            ctx.save_for_backward(y, stats, w if save_w else None, beta_src, c_src, gamma, bias)
+        else:
+            dt, n = y.dtype, y.shape[-1]
+            beta, c = _value(beta_src, beta_bound).to(dt), _value(c_src, c_bound).to(dt)
+            if beta.numel() != c.numel() or (kind != "uniform" and beta.numel() != n):
+                beta, c = beta.expand(n).contiguous(), c.expand(n).contiguous()
+            gam = y.new_ones(n) if gamma is None else gamma.to(dt).contiguous()
+            bia = y.new_zeros(n) if bias is None else bias.to(dt).contiguous()
+            out, stats, w = cpu_kernel.rows_forward(
+                y.contiguous(), beta.contiguous(), c.contiguous(), gam, bia, *args, save_w
+            )
+            ctx.save_for_backward(y, stats, w if save_w else None, beta_src, c_src, gamma, bias, beta, c, gam)
+        ctx.args, ctx.cfg, ctx.ext = args, cfg, ext
         return out
 
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor):  # noqa: ANN205
-        y, stats, w, beta, c, gam, beta_src, c_src, gamma, bias = ctx.saved_tensors
+        y, stats, w, beta_src, c_src, gamma, bias, *values = ctx.saved_tensors
         need = ctx.needs_input_grad
         if torch.is_grad_enabled():  # create_graph=True: differentiate the plain formula instead
             return _differentiable_backward(g, (y, beta_src, c_src, gamma, bias), need, ctx.cfg) + (None,)
-        ext = None if torch.compiler.is_compiling() else cpu_kernel.extension()
-        call = cpu_kernel.rows_backward if ext is None else ext.backward
-        gy, s_gz, s_g, s_q, s_qw = call(
+        r, (beta_bound, c_bound) = ctx.args[5], ctx.cfg[8:10]
+        if ctx.ext is not None:
+            gy, g_beta, g_c, g_gamma, g_bias = ctx.ext.backward_module(
+                g, y, stats, w, beta_src, _bound(beta_bound), c_src, _bound(c_bound), gamma, bias, PEDESTAL,
+                *ctx.args, need[0], need[1], need[2], need[3], need[4],
+            )  # fmt: skip
+            return gy, g_beta, g_c, g_gamma, g_bias, None
+        beta, c, gam = values
+        gy, s_gz, s_g, s_q, s_qw = cpu_kernel.rows_backward(
             g.contiguous(), y.contiguous(), stats, stats.new_empty(0) if w is None else w, beta, c, gam, *ctx.args,
             need[0], gamma is not None and need[3], bias is not None and need[4], need[1], need[2],
         )  # fmt: skip
-        r, (beta_bound, c_bound) = ctx.args[5], ctx.cfg[8:10]
-        g_beta = (
-            _nonneg_grad(_shaped_like(s_q * -r, beta_src), beta_src, beta_bound, ext) if need[1] else None
-        )
-        g_c = _nonneg_grad(_shaped_like(s_qw * -r, c_src), c_src, c_bound, ext) if need[2] else None
+        g_beta = _raw_grad(_shaped_like(s_q * -r, beta_src), beta_src, beta_bound) if need[1] else None
+        g_c = _raw_grad(_shaped_like(s_qw * -r, c_src), c_src, c_bound) if need[2] else None
         g_gamma = s_gz if gamma is not None and need[3] else None
         g_bias = s_g if bias is not None and need[4] else None
         return (gy if need[0] else None), g_beta, g_c, g_gamma, g_bias, None
@@ -238,16 +248,9 @@ def _triton_applies(rows: torch.Tensor, kind: str) -> bool:
     return tk.applies(rows, kind)
 
 
-def _nonneg_value(src: torch.Tensor, bound: float | None, ext: Any) -> torch.Tensor:
-    if bound is None or ext is None:
-        return _value(src, bound)
-    return ext.nonneg_value(src, bound, PEDESTAL)
-
-
-def _nonneg_grad(g: torch.Tensor, src: torch.Tensor, bound: float | None, ext: Any) -> torch.Tensor:
-    if bound is None or ext is None:
-        return _raw_grad(g, src, bound)
-    return ext.nonneg_grad(g, src, bound)
+def _bound(bound: float | None) -> float:
+    """The kernel's encoding of a parameter source: its lower bound, or −1 for a fixed buffer."""
+    return -1.0 if bound is None else float(bound)
 
 
 def _differentiable_backward(g: torch.Tensor, inputs: tuple, need: tuple, cfg: tuple) -> tuple:

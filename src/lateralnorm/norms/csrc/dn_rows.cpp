@@ -627,6 +627,77 @@ at::Tensor nonneg_grad(const at::Tensor& g_in, const at::Tensor& raw_in, double 
   return out;
 }
 
+// ------------------------------------------------------------------------------ module-level entry points
+// The layer's eager path in one call each way: the parameters' values from their sources (a NonNegative
+// raw parameter with its bound, or a fixed buffer: bound < 0), the kernel, and the gradients of the sources
+// (−r times the column sums, summed for a shared source, through the reparametrization). This keeps the
+// per-call Python work, which dominates at the small widths of the studies, to a minimum.
+struct Prepared {
+  at::Tensor beta, c, gamma, bias;
+};
+
+at::Tensor param_value(const at::Tensor& src, double bound, double pedestal, at::ScalarType dt) {
+  at::Tensor v = bound < 0 ? src : nonneg_value(src, bound, pedestal);
+  return (v.scalar_type() == dt ? v : v.to(dt)).contiguous();
+}
+
+Prepared prepare(const at::Tensor& y, const at::Tensor& beta_src, double beta_bound, const at::Tensor& c_src,
+                 double c_bound, const c10::optional<at::Tensor>& gamma, const c10::optional<at::Tensor>& bias,
+                 double pedestal, int64_t kind) {
+  const at::ScalarType dt = y.scalar_type();
+  const int64_t n = y.size(1);
+  Prepared P{param_value(beta_src.reshape({-1}), beta_bound, pedestal, dt),
+             param_value(c_src.reshape({-1}), c_bound, pedestal, dt), at::Tensor(), at::Tensor()};
+  if (P.beta.numel() != P.c.numel() || (kind != UNIFORM && P.beta.numel() != n)) {
+    P.beta = P.beta.expand({n}).contiguous();  // both per unit (the kernel takes both or neither shared)
+    P.c = P.c.expand({n}).contiguous();
+  }
+  P.gamma = gamma.has_value() ? param_value(*gamma, -1, 0, dt) : at::ones({n}, y.options());
+  P.bias = bias.has_value() ? param_value(*bias, -1, 0, dt) : at::zeros({n}, y.options());
+  return P;
+}
+
+std::vector<at::Tensor> forward_module(const at::Tensor& y_in, const at::Tensor& beta_src, double beta_bound,
+                                       const at::Tensor& c_src, double c_bound,
+                                       const c10::optional<at::Tensor>& gamma,
+                                       const c10::optional<at::Tensor>& bias, double pedestal, int64_t kind,
+                                       bool center, bool rect, double alpha, double p, double r,
+                                       int64_t before, int64_t after, bool save_w) {
+  at::Tensor y = y_in.contiguous();
+  TORCH_CHECK(y.dim() == 2, "dn kernel: y must be 2-D");
+  const Prepared P = prepare(y, beta_src, beta_bound, c_src, c_bound, gamma, bias, pedestal, kind);
+  return forward(y, P.beta, P.c, P.gamma, P.bias, kind, center, rect, alpha, p, r, before, after, save_w);
+}
+
+// (gy, g_beta_src, g_c_src, g_gamma, g_bias), each undefined (None) when not asked for.
+std::vector<at::Tensor> backward_module(const at::Tensor& g, const at::Tensor& y_in, const at::Tensor& stats,
+                                        const c10::optional<at::Tensor>& w, const at::Tensor& beta_src,
+                                        double beta_bound, const at::Tensor& c_src, double c_bound,
+                                        const c10::optional<at::Tensor>& gamma,
+                                        const c10::optional<at::Tensor>& bias, double pedestal, int64_t kind,
+                                        bool center, bool rect, double alpha, double p, double r,
+                                        int64_t before, int64_t after, bool need_y, bool need_beta,
+                                        bool need_c, bool need_gamma, bool need_bias) {
+  at::Tensor y = y_in.contiguous();
+  const Prepared P = prepare(y, beta_src, beta_bound, c_src, c_bound, gamma, c10::nullopt, pedestal, kind);
+  const bool ng = need_gamma && gamma.has_value(), nb = need_bias && bias.has_value();
+  std::vector<at::Tensor> res = backward(g, y, stats, w, P.beta, P.c, P.gamma, kind, center, rect, alpha, p,
+                                         r, before, after, need_y, ng, nb, need_beta, need_c);
+  auto source_grad = [&](const at::Tensor& colsum, const at::Tensor& src, double bound) {
+    at::Tensor gv = colsum * (-r);
+    gv = (src.numel() == gv.numel() ? gv.reshape(src.sizes()) : gv.sum().reshape(src.sizes()));
+    gv = gv.to(src.scalar_type());
+    return bound < 0 ? gv : nonneg_grad(gv, src, bound).reshape(src.sizes());
+  };
+  std::vector<at::Tensor> out(5);
+  out[0] = res[0];
+  if (need_beta) out[1] = source_grad(res[3], beta_src, beta_bound);
+  if (need_c) out[2] = source_grad(res[4], c_src, c_bound);
+  if (ng) out[3] = res[1].to(gamma->scalar_type());
+  if (nb) out[4] = res[2].to(bias->scalar_type());
+  return out;
+}
+
 // Whether at::parallel_for can use threads here (it runs serially in an extension built without OpenMP).
 bool built_with_openmp() {
 #ifdef _OPENMP
@@ -642,6 +713,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "lateralnorm: fused CPU rows for divisive normalization with an O(N) pool";
   m.def("forward", &forward, "(out, stats, w): out = γ φ(t) (β + c pool ψ(t))^(−r) + b, row by row");
   m.def("backward", &backward, "(gy, Σ g z, Σ g, Σ q, Σ q W)");
+  m.def("forward_module", &forward_module, "the layer's eager forward: (out, stats, w)");
+  m.def("backward_module", &backward_module, "the layer's eager backward: (gy, g_beta, g_c, g_gamma, g_bias)");
   m.def("nonneg_value", &nonneg_value, "max(raw, bound)² − pedestal");
   m.def("built_with_openmp", &built_with_openmp, "whether the rows run on torch's intra-op threads");
   m.def("nonneg_grad", &nonneg_grad, "the gradient of nonneg_value with the lower bound's rule");
