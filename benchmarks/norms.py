@@ -115,7 +115,7 @@ def channels_first_target(k: str, med: dict[str, float]) -> Target:
 
 def table(title: str, med: dict[str, float], mem: dict[str, int], target_of) -> list[str]:  # noqa: ANN001
     """Print one markdown table of ratios to the reference; return the rows whose target was missed."""
-    print(f"\n## {title} = {med['REF'] * 1e3:.2f} ms fwd+bwd, {mem['REF'] / 2**20:.1f} MiB")
+    print(f"\n## {title} = {med['REF'] * 1e3:.3f} ms fwd+bwd, {mem['REF'] / 2**20:.1f} MiB")
     print("| norm | ms | time ratio | mem ratio | target |\n|---|---|---|---|---|")
     missed = []
     for k in med:
@@ -126,7 +126,7 @@ def table(title: str, med: dict[str, float], mem: dict[str, int], target_of) -> 
         if target is not None and not target[1]:
             missed.append(k)
         print(
-            f"| {k} | {med[k] * 1e3:.2f} | {med[k] / med['REF']:.2f} | {mem[k] / mem['REF']:.2f} | {text} |"
+            f"| {k} | {med[k] * 1e3:.3f} | {med[k] / med['REF']:.2f} | {mem[k] / mem['REF']:.2f} | {text} |"
         )
     return missed
 
@@ -136,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="fewer rounds (for a smoke run)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--only", default="", help="comma-separated specs to keep (the references always run)")
+    ap.add_argument(
+        "--small", action="store_true",
+        help="also time features-last at (B=100, N=100), the size of the studies' MLPs (informational)",
+    )  # fmt: skip
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     global CLOCK
@@ -159,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
                        {"nn.Linear(N,N)": lambda n: nn.Linear(n, n)})  # fmt: skip
     title = "features-last (B=1024, N=512); reference nn.LayerNorm"
     failures += table(title, med, mem, last_layout_target)
+    if args.small:  # per-call overhead dominates here; no target
+        med, mem = measure(LAST_SPECS, "last", (100, 100), lambda n: nn.LayerNorm(n), rounds, iters * 10)
+        table("features-last (B=100, N=100); reference nn.LayerNorm", med, mem, lambda k, med: None)
     med, mem = measure(CF_SPECS, "channels_first", (64, 64, 28, 28), PermuteLN, rounds, max(1, iters // 3))
     title = "channels-first (B=64, C=64, 28×28); reference permute→nn.LayerNorm→permute"
     failures += table(title, med, mem, channels_first_target)
