@@ -95,6 +95,14 @@ def _dr(d, RMODE: tl.constexpr, r):
 
 
 @triton.jit
+def _beta_c(BETA, C, offs, mask, PER_UNIT: tl.constexpr):
+    """β and c per unit, or one shared value each (masked lanes: β = 1, c = 0, so D stays positive)."""
+    if PER_UNIT:
+        return tl.load(BETA + offs, mask=mask, other=1.0), tl.load(C + offs, mask=mask, other=0.0)
+    return tl.load(BETA), tl.load(C)
+
+
+@triton.jit
 def _fwd(Y, OUT, MEAN, WSAVE, BETA, C, GAMMA, BIAS, N, alpha, p, r,
          KIND: tl.constexpr, CENTER: tl.constexpr, RECT: tl.constexpr, A2: tl.constexpr,
          PMODE: tl.constexpr, RMODE: tl.constexpr, PER_UNIT: tl.constexpr, BEFORE: tl.constexpr,
@@ -125,12 +133,7 @@ def _fwd(Y, OUT, MEAN, WSAVE, BETA, C, GAMMA, BIAS, N, alpha, p, r,
             w += tl.where(inside, _psi((y2 - m) - m2, RECT, A2, alpha), 0.0)
         if SAVE_W:
             tl.store(WSAVE + base + offs, w, mask=mask)
-    if PER_UNIT:
-        beta = tl.load(BETA + offs, mask=mask, other=1.0)
-        c = tl.load(C + offs, mask=mask, other=0.0)
-    else:
-        beta = tl.load(BETA)
-        c = tl.load(C)
+    beta, c = _beta_c(BETA, C, offs, mask, PER_UNIT)
     d = beta + c * w
     z = _phi(t, psi, RECT, PMODE, p) * _dr(d, RMODE, r)
     gamma = tl.load(GAMMA + offs, mask=mask, other=0.0)
@@ -179,12 +182,7 @@ def _bwd(Y, G, GY, MEAN, WSAVE, BETA, C, GAMMA, PART, N, alpha, p, r,
         w = psi
     else:
         w = tl.load(WSAVE + base + offs, mask=mask, other=0.0)
-    if PER_UNIT:
-        beta = tl.load(BETA + offs, mask=mask, other=1.0)
-        c = tl.load(C + offs, mask=mask, other=0.0)
-    else:
-        beta = tl.load(BETA)
-        c = tl.load(C)
+    beta, c = _beta_c(BETA, C, offs, mask, PER_UNIT)
     d = beta + c * w
     k = _dr(d, RMODE, r)
     z = _phi(t, psi, RECT, PMODE, p) * k
