@@ -4,7 +4,7 @@ PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.stamp-setup
-APT_PKGS := chromium chromium-driver dataset-fashion-mnist g++
+APT_PKGS := chromium chromium-driver dataset-fashion-mnist g++ python3-dev
 
 .PHONY: setup system-deps test test-all bench lint format demo clean
 
@@ -19,7 +19,8 @@ $(STAMP): pyproject.toml constraints.txt
 setup: $(STAMP) system-deps
 	-@$(BIN)/lateralnorm norms --build-kernel
 
-# Debian packages: the browser for page tests and Fashion-MNIST. Installed only where we may (root + apt);
+# Debian packages: the browser for page tests, Fashion-MNIST, and g++ with the Python headers for the compiled
+# CPU kernel of dn. Installed only where we may (root + apt);
 # elsewhere the tests that need them skip with the reason.
 system-deps:
 	@if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
