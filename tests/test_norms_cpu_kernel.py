@@ -171,11 +171,17 @@ def test_gradcheck_float64():
         assert torch.autograd.gradcheck(lambda v, m=m: m(v), (x,))
 
 
-def test_torch_compile_sees_an_operator():
-    m = create_norm("dn:kappa=band:2", 16)
+@pytest.mark.parametrize("spec", ["dn:kappa=band:2", "dn:preset=ln", "dn"])
+def test_torch_compile_sees_an_operator(spec):
+    """Forward and backward traced through the registered operators (no graph break at the kernel)."""
+    m = create_norm(spec, 16)
     x = torch.randn(5, 16)
-    compiled = torch.compile(m, backend="aot_eager", fullgraph=True)  # no graph break at the kernel
-    torch.testing.assert_close(compiled(x), m(x))
+    g = torch.randn(5, 16)
+    compiled = torch.compile(m, backend="aot_eager", fullgraph=True)
+    ref = _grads(m, x, g)
+    got = _grads(compiled, x, g)
+    for a, b in zip(got, ref):
+        torch.testing.assert_close(a, b)
 
 
 @pytest.fixture
