@@ -124,6 +124,18 @@ def _shaped_like(g: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
     return g.reshape(src.shape) if src.numel() == g.numel() else g.sum().reshape(src.shape)
 
 
+def _kernel_params(y, beta_src, c_src, gamma, bias, cfg, dtype):  # noqa: ANN001, ANN202
+    """β, c, γ and b as the row kernels take them: values (through the reparametrization) in `dtype`,
+    contiguous; β and c both per unit, or both shared with the uniform pool; γ = 1 and b = 0 when absent."""
+    kind, n = cfg[0], y.shape[-1]
+    beta, c = _value(beta_src, cfg[8]).to(dtype), _value(c_src, cfg[9]).to(dtype)
+    if beta.numel() != c.numel() or (kind != "uniform" and beta.numel() != n):
+        beta, c = beta.expand(n), c.expand(n)
+    gam = y.new_ones(n, dtype=dtype) if gamma is None else gamma.to(dtype)
+    bia = y.new_zeros(n, dtype=dtype) if bias is None else bias.to(dtype)
+    return beta.contiguous(), c.contiguous(), gam.contiguous(), bia.contiguous()
+
+
 class CompiledRows(torch.autograd.Function):
     """The formula of `PooledDivisive` in the compiled CPU row kernel (`csrc/dn_rows.cpp`). Saves the input,
     three numbers per row (the mean and the uniform pool's Σψ) and, for the band pool, the window sums; the
@@ -143,15 +155,8 @@ class CompiledRows(torch.autograd.Function):
             )
             ctx.save_for_backward(y, stats, w if save_w else None, beta_src, c_src, gamma, bias)
         else:
-            dt, n = y.dtype, y.shape[-1]
-            beta, c = _value(beta_src, beta_bound).to(dt), _value(c_src, c_bound).to(dt)
-            if beta.numel() != c.numel() or (kind != "uniform" and beta.numel() != n):
-                beta, c = beta.expand(n).contiguous(), c.expand(n).contiguous()
-            gam = y.new_ones(n) if gamma is None else gamma.to(dt).contiguous()
-            bia = y.new_zeros(n) if bias is None else bias.to(dt).contiguous()
-            out, stats, w = cpu_kernel.rows_forward(
-                y.contiguous(), beta.contiguous(), c.contiguous(), gam, bia, *args, save_w
-            )
+            beta, c, gam, bia = _kernel_params(y, beta_src, c_src, gamma, bias, cfg, y.dtype)
+            out, stats, w = cpu_kernel.rows_forward(y.contiguous(), beta, c, gam, bia, *args, save_w)
             ctx.save_for_backward(y, stats, w if save_w else None, beta_src, c_src, gamma, bias, beta, c, gam)
         ctx.args, ctx.cfg, ctx.ext = args, cfg, ext
         return out
@@ -190,13 +195,7 @@ class TritonRows(torch.autograd.Function):
         from lateralnorm.norms import triton_kernel as tk
 
         kind, center, rect, alpha, p, r, before, after, beta_bound, c_bound = cfg
-        f32, n = torch.float32, y.shape[-1]
-        beta, c = _value(beta_src, beta_bound).to(f32), _value(c_src, c_bound).to(f32)
-        if beta.numel() != c.numel() or (kind != "uniform" and beta.numel() != n):
-            beta, c = beta.expand(n), c.expand(n)
-        beta, c = beta.contiguous(), c.contiguous()
-        gam = y.new_ones(n, dtype=f32) if gamma is None else gamma.to(f32).contiguous()
-        bia = y.new_zeros(n, dtype=f32) if bias is None else bias.to(f32).contiguous()
+        beta, c, gam, bia = _kernel_params(y, beta_src, c_src, gamma, bias, cfg, torch.float32)
         save_w = kind == "band" and any(ctx.needs_input_grad[:5])
         out_dtype = torch.promote_types(y.dtype, beta_src.dtype)  # as the PyTorch kernel's type promotion
         y = y.contiguous()
