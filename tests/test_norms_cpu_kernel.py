@@ -240,7 +240,8 @@ def test_norms_command_prints_the_status(capsys):
     from lateralnorm.cli import main
 
     assert main(["norms"]) == 0
-    assert "dn on CPU: compiled kernel" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "dn on CPU: compiled kernel" in out and "dn on CUDA: PyTorch kernel" in out
 
 
 def test_build_kernel_command(capsys):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from rich.console import Console
 from rich.table import Table
@@ -49,4 +50,11 @@ def run(args: argparse.Namespace) -> int:
             table.add_row(name, kind, desc)
     console.print(table)
     console.print(cpu_kernel.status(), highlight=False)
+    cuda = os.environ.get("LATERALNORM_CUDA_KERNEL", "torch").strip().lower()
+    console.print(
+        "dn on CUDA: Triton kernels (LATERALNORM_CUDA_KERNEL=triton)"
+        if cuda == "triton"
+        else "dn on CUDA: PyTorch kernel (LATERALNORM_CUDA_KERNEL=triton opts in to the Triton kernels)",
+        highlight=False,
+    )
     return 0
