@@ -207,10 +207,16 @@ def extension() -> ModuleType | None:
     return _state["ext"]  # type: ignore[return-value]
 
 
-@torch.compiler.assume_constant_result
 def available() -> bool:
     """Whether the compiled kernel is (or can be) loaded; a constant to torch.compile."""
     return extension() is not None
+
+
+# A constant to torch.compile (it must not trace the loader). This is all that
+# `torch.compiler.assume_constant_result` does, but calling that imports torch._dynamo, which would add about
+# a second to every `import lateralnorm` (every CLI command and study worker). The fullgraph compile test in
+# tests/test_norms_cpu_kernel.py fails if torch ever reads the mark differently.
+available._dynamo_marked_constant = True  # type: ignore[attr-defined]
 
 
 def applies_to(y: torch.Tensor) -> bool:
