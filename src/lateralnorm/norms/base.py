@@ -78,19 +78,21 @@ class Norm(nn.Module):
 
     # ----------------------------------------------------------------- layout + checks
     def _check(self, x: torch.Tensor) -> None:
-        n = self.num_features
-        want = f"(B, ..., {n})" if self.layout == "last" else f"(B, {n}, ...)"
         if x.ndim < 2 or x.ndim > 5:
             raise UsageError(
-                f"norm '{self.name}' ({self.layout}): expected input of shape {want} with 2 to 5 dims; "
-                f"got {tuple(x.shape)}"
+                f"norm '{self.name}' ({self.layout}): expected input of shape {self._want()} with 2 to 5 "
+                f"dims; got {tuple(x.shape)}"
             )
         axis = -1 if self.layout == "last" else 1
-        if x.shape[axis] != n:
+        if x.shape[axis] != self.num_features:
             raise UsageError(
-                f"norm '{self.name}' ({self.layout}): expected {n} features at axis {axis}, shape {want}; "
-                f"got {tuple(x.shape)}"
+                f"norm '{self.name}' ({self.layout}): expected {self.num_features} features at axis {axis}, "
+                f"shape {self._want()}; got {tuple(x.shape)}"
             )
+
+    def _want(self) -> str:
+        n = self.num_features
+        return f"(B, ..., {n})" if self.layout == "last" else f"(B, {n}, ...)"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check(x)
