@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from lateralnorm.models.common import Placement  # the block orders the models build
 
 Status = Literal["pending", "running", "done", "failed", "diverged"]
+# fields added after run ids were first published, with their defaults (see RunConfig.key)
+ADDED_FIELDS: dict[str, Any] = {"holdout": 0.0, "kappa_decay": None}
 
 
 class RunConfig(BaseModel):
@@ -36,6 +38,10 @@ class RunConfig(BaseModel):
     samples: int | None = Field(None, ge=1, description="size of generated data sets (toys, mnist1d)")
     random_labels: bool = False
     data_dir: str | None = None
+    holdout: float = Field(
+        0.0, ge=0, lt=1, description="validation split: hold out this fraction of the training set and "
+        "evaluate on it instead of the test set (learning-rate tuning never sees the test set)"
+    )
     # optimisation
     seed: int = 0
     epochs: int = Field(20, ge=0)
@@ -44,6 +50,9 @@ class RunConfig(BaseModel):
     optimizer: str = "adamw"  # adamw | sgd
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
+    kappa_decay: float | None = Field(
+        None, ge=0, description="weight decay of the divisive norms' κ parameters (default: weight_decay)"
+    )
     schedule: str = "constant"  # constant | cosine | onecycle
     # execution
     device: str = "cpu"  # auto | cpu | cuda
@@ -52,8 +61,13 @@ class RunConfig(BaseModel):
     checkpoint: bool = True
 
     def key(self) -> dict[str, Any]:
-        """The fields that change the result (execution details excluded)."""
-        return self.model_dump(exclude={"device", "threads", "out_dir", "checkpoint"})
+        """The fields that change the result (execution details excluded). Fields added after the first
+        release are left out while they keep their default, so existing run ids (and stores) stay valid."""
+        key = self.model_dump(exclude={"device", "threads", "out_dir", "checkpoint"})
+        for name, default in ADDED_FIELDS.items():
+            if key.get(name) == default:
+                key.pop(name)
+        return key
 
     def short_hash(self) -> str:
         blob = json.dumps(self.key(), sort_keys=True, default=str).encode()
@@ -76,6 +90,9 @@ class EpochMetrics(BaseModel):
     lr: float
     wall_s: float
     samples_per_s: float
+    # gradient norm (L2 over all parameters, before the optimizer step) over the epoch's steps
+    grad_norm_mean: float | None = None
+    grad_norm_max: float | None = None
 
 
 class RunResult(BaseModel):

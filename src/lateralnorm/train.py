@@ -112,6 +112,7 @@ def dataset_for(config: RunConfig) -> Dataset:
         subset=config.subset,
         random_labels=config.random_labels,
         data_dir=config.data_dir,
+        holdout=config.holdout,
     )
 
 
@@ -175,8 +176,18 @@ def _save_checkpoint(path: Path, model: nn.Module) -> None:
         torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
 
 
+def _param_groups(config: RunConfig, model: nn.Module) -> list[dict[str, Any]]:
+    """One group, or two when `kappa_decay` gives the divisive norms' κ parameters their own decay."""
+    if config.kappa_decay is None:
+        return [{"params": list(model.parameters())}]
+    kappa = [p for n, p in model.named_parameters() if "kappa" in n.rsplit(".", 1)[-1]]
+    ids = {id(p) for p in kappa}
+    rest = [p for p in model.parameters() if id(p) not in ids]
+    return [{"params": rest}, {"params": kappa, "weight_decay": config.kappa_decay}]
+
+
 def _optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
-    params = model.parameters()
+    params = _param_groups(config, model)
     if config.optimizer == "sgd":
         return torch.optim.SGD(
             params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
@@ -194,6 +205,15 @@ def _scheduler(config: RunConfig, opt: torch.optim.Optimizer, total_steps: int) 
     if config.schedule == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=total + 1)
     return None
+
+
+@torch.no_grad()
+def _grad_norm(params: list[torch.Tensor]) -> torch.Tensor:
+    """L2 norm of all gradients together (0-d tensor; no host sync)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    return torch.nn.utils.get_total_norm(grads)
 
 
 @torch.no_grad()
@@ -269,6 +289,7 @@ def _run(config: RunConfig, progress: bool | None) -> RunResult:
     seed_everything(config.seed)
     model = build_model(config, data.meta.input_shape, data.meta.num_classes).to(device)
     opt = _optimizer(config, model)
+    params = [p for p in model.parameters() if p.requires_grad]
     x_tr, y_tr = data.x_train.to(device), data.y_train.to(device)
     x_te, y_te = data.x_test.to(device), data.y_test.to(device)
     n, bs = len(y_tr), config.batch_size
@@ -302,7 +323,7 @@ def _run(config: RunConfig, progress: bool | None) -> RunResult:
                 t0 = time.perf_counter()
                 model.train()
                 perm = torch.randperm(n, generator=gen).to(device)
-                losses, preds = [], []  # per-step mean loss (0-d) and predictions (b,): no sync per step
+                losses, preds, gnorms = [], [], []  # per step: loss (0-d), predictions (b,), grad norm (0-d)
                 for i in range(steps_per_epoch):
                     idx = perm[i * bs : (i + 1) * bs]
                     xb, yb = x_tr[idx], y_tr[idx]  # (b, ...), (b,)
@@ -310,12 +331,14 @@ def _run(config: RunConfig, progress: bool | None) -> RunResult:
                     loss = F.cross_entropy(logits, yb)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
+                    gnorms.append(_grad_norm(params))
                     opt.step()
                     if sched is not None:
                         sched.step()
                     losses.append(loss.detach())
                     preds.append(logits.detach().argmax(1))
                 step_losses = torch.stack(losses)  # (steps,)
+                step_gnorms = torch.stack(gnorms)  # (steps,)
                 bad = ~torch.isfinite(step_losses)
                 t_train = time.perf_counter() - t0
                 if bad.any():
@@ -335,6 +358,8 @@ def _run(config: RunConfig, progress: bool | None) -> RunResult:
                     lr=opt.param_groups[0]["lr"],
                     wall_s=time.perf_counter() - t0,
                     samples_per_s=n / max(t_train, 1e-9),
+                    grad_norm_mean=step_gnorms.mean().item(),
+                    grad_norm_max=step_gnorms.max().item(),
                 )
                 history.append(m)
                 log.write(m.model_dump_json() + "\n")

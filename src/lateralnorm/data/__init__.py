@@ -10,7 +10,8 @@
 
 Inputs are float32 and standardized with statistics of the (possibly subset) training split only:
 one scalar mean/std for signals and images, per feature for the toys. Views: `subset` keeps the first N
-training samples; `random_labels` replaces the training labels by uniform random ones (seeded); `sequential`
+training samples; `holdout` moves a fixed random fraction of the training split into a validation
+split that replaces the test split (for tuning: the test set is then never read); `random_labels` replaces the training labels by uniform random ones (seeded); `sequential`
 turns each input into a (T, F) sequence (an image's rows: 28 steps of 28; a signal: 40 steps of 1).
 """
 
@@ -39,6 +40,7 @@ class DatasetMeta:
     source: str
     sequential: bool = False
     standardization: dict[str, Any] = field(default_factory=dict)  # mean/std used (training split)
+    evaluation: str = "test"  # "test", or "validation" when `holdout` replaced the test split
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -125,6 +127,7 @@ def load_dataset(
     random_labels: bool = False,
     data_dir: str | None = None,
     sequential: bool = False,
+    holdout: float = 0.0,
 ) -> Dataset:
     """Load (or generate) data set `name` as tensors; see the module docstring for names and views.
 
@@ -138,6 +141,8 @@ def load_dataset(
         if subset < 1 or subset > n_train:
             raise UsageError(f"subset {subset} is outside 1..{n_train} (the training samples of {name})")
         arrays["x_train"], arrays["y_train"] = arrays["x_train"][:subset], arrays["y_train"][:subset]
+    if holdout:
+        arrays = _hold_out(arrays, holdout, name)
     arrays, stats = _standardize(arrays, per_feature)
     num_classes = int(max(arrays["y_train"].max(), arrays["y_test"].max())) + 1
     num_classes = max(num_classes, 10 if name not in TOYS else 2)
@@ -154,10 +159,28 @@ def load_dataset(
         source=source,
         sequential=sequential,
         standardization=stats,
+        evaluation="validation" if holdout else "test",
     )
     return Dataset(
         x_train, torch.from_numpy(arrays["y_train"]), x_test, torch.from_numpy(arrays["y_test"]), meta
     )
+
+
+HOLDOUT_SEED = 0x7A11  # one fixed split for every run, cell and seed: tuning compares like with like
+
+
+def _hold_out(arrays: dict[str, np.ndarray], fraction: float, name: str) -> dict[str, np.ndarray]:
+    """Training split → (training minus a random `fraction`, validation = that fraction as the test split)."""
+    if not 0 < fraction < 1:
+        raise UsageError(f"holdout must be in (0, 1), got {fraction}")
+    n = len(arrays["y_train"])
+    n_val = int(round(n * fraction))
+    if n_val < 1 or n_val >= n:
+        raise UsageError(f"holdout {fraction} of {n} training samples of {name} leaves an empty split")
+    order = np.random.default_rng(HOLDOUT_SEED).permutation(n)
+    train, val = order[: n - n_val], order[n - n_val :]
+    return {"x_train": arrays["x_train"][train], "y_train": arrays["y_train"][train],
+            "x_test": arrays["x_train"][val], "y_test": arrays["y_train"][val]}  # fmt: skip
 
 
 def _as_sequence(x: torch.Tensor) -> torch.Tensor:

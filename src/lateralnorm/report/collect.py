@@ -264,7 +264,8 @@ def _current_plan_mask(meta: dict[str, Any], path: Path, runs: pd.DataFrame) -> 
     """True for runs that the study's current spec (meta["spec"], rewritten by every `study run`) no longer
     plans. All False when the spec cannot be re-planned (then every run is kept)."""
     try:
-        ids = {p.run_id for p in plan(StudySpec(**meta["spec"]), path)}
+        spec = StudySpec(**meta["spec"])
+        ids = {p.run_id for p in plan(spec, path, lr_of=meta.get("tuned_lr"), extra_seeds=meta.get("extra_seeds"))}
     except Exception:  # an older or foreign meta: keep everything rather than guess
         return pd.Series(False, index=runs.index)
     return ~runs["run_id"].isin(ids)
@@ -307,8 +308,10 @@ def collect(study_dir: str | Path, metric: str = "test_acc", anchor: str | None 
     baseline = meta.get("baseline")
     if baseline is not None and baseline not in set(runs["cell"]):
         baseline = None
-    table = stats.summary_table(runs, baseline, metric)
-    vs = verdicts(table, baseline, metric)
+    baselines = meta.get("baselines") or baseline
+    confidence = float(meta.get("confidence") or 0.95)
+    table = stats.summary_table(runs, baselines if baseline is not None else None, metric, confidence=confidence)
+    vs = verdicts(table, baselines if baseline is not None else None, metric, alpha=1 - confidence)
     warnings = []
     left = counts.get("pending", 0) + counts.get("running", 0)
     if left:

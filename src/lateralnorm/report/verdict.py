@@ -109,10 +109,12 @@ def _flags(row: Any, base_row: Any | None) -> tuple[str, ...]:
 
 
 def cell_verdict(
-    row: Any, baseline: str, metric: str = "test_acc", base_row: Any | None = None, m: int | None = None
-) -> Verdict:
+    row: Any, baseline: str, metric: str = "test_acc", base_row: Any | None = None, m: int | None = None,
+    alpha: float = ALPHA,
+) -> Verdict:  # fmt: skip
     """The verdict of one row of summary_table (see the module docstring for the rules); m is the number
-    of comparisons Holm corrected over (only quoted in the text)."""
+    of comparisons Holm corrected over (only quoted in the text). `alpha` is the test level (a sequential
+    study spends its α over several looks: its intervals are at level 1 − alpha)."""
     cell = str(row["cell"])
     flags = _flags(row, base_row)
     if cell == baseline:
@@ -125,7 +127,7 @@ def cell_verdict(
     lo, hi, p = float(row["diff_ci_low"]), float(row["diff_ci_high"]), float(row["p_t_holm"])
     k, unit = scale_of(metric)
     up, down = lo > 0, hi < 0  # CI entirely above / below 0
-    significant = math.isfinite(p) and p < ALPHA
+    significant = math.isfinite(p) and p < alpha
     if significant and (up or down):
         good = down if lower_is_better(metric) else up
         kind: Kind = "better" if good else "worse"
@@ -134,18 +136,30 @@ def cell_verdict(
     text = f"no detectable difference at n = {n} (CI [{fmt_num(lo * k)}, {fmt_num(hi * k)}]{unit})"
     if up or down:
         over = f" over {m} comparisons" if m else ""
-        text += f"; the CI excludes 0 but p_Holm = {fmt_p(p)} ≥ {ALPHA} after Holm's correction{over}"
+        text += f"; the CI excludes 0 but p_Holm = {fmt_p(p)} ≥ {alpha:.3g} after Holm's correction{over}"
     return Verdict(cell, "no_difference", text, flags)
 
 
-def verdicts(table: pd.DataFrame, baseline: str | None, metric: str = "test_acc") -> list[Verdict]:
-    """One verdict per row of summary_table, in the table's order. Without a baseline (or without paired
-    columns) every cell is "not comparable"."""
-    if baseline is None or "mean_diff" not in table.columns or baseline not in set(table["cell"]):
+def verdicts(
+    table: pd.DataFrame, baseline: str | dict[str, str] | None, metric: str = "test_acc", alpha: float = ALPHA
+) -> list[Verdict]:
+    """One verdict per row of summary_table, in the table's order. `baseline` is one cell label or a map
+    cell -> its baseline (compare_within). Without a baseline (or without paired columns) every cell is
+    "not comparable"."""
+    cells = set(table["cell"])
+    mapping = baseline if isinstance(baseline, dict) else {c: baseline for c in cells} if baseline else {}
+    if not mapping or "mean_diff" not in table.columns or not any(b in cells for b in mapping.values()):
         return [Verdict(str(c), "not_comparable", "no baseline to compare with") for c in table["cell"]]
-    base_row = table[table["cell"] == baseline].iloc[0]
+    rows = {r["cell"]: r for _, r in table.iterrows()}
     m = int(pd.to_numeric(table["p_t"], errors="coerce").notna().sum()) if "p_t" in table.columns else None
-    return [cell_verdict(row, baseline, metric, base_row, m) for _, row in table.iterrows()]
+    out = []
+    for _, row in table.iterrows():
+        base = mapping.get(row["cell"])
+        if base is None or base not in rows:
+            out.append(Verdict(str(row["cell"]), "not_comparable", "no baseline to compare with"))
+            continue
+        out.append(cell_verdict(row, base, metric, rows[base], m, alpha))
+    return out
 
 
 def tally(vs: list[Verdict]) -> dict[str, int]:

@@ -72,6 +72,16 @@ class Study:
         return self.meta.get("baseline")
 
     @property
+    def baselines(self) -> dict[str, str] | str | None:
+        """cell -> its baseline (a compare_within study has one per stratum); else the one baseline label."""
+        return self.meta.get("baselines") or self.baseline
+
+    @property
+    def confidence(self) -> float:
+        """Level of the intervals: 0.95, or 1 − α/K for an adaptive (sequential) study."""
+        return float(self.meta.get("confidence") or 0.95)
+
+    @property
     def axes(self) -> list[str]:
         return list(self.meta.get("axes", []))
 
@@ -161,7 +171,7 @@ class Study:
         """Per cell mean ± CI and, with a baseline, the paired comparison (see lateralnorm.study.stats)."""
         from lateralnorm.study import stats
 
-        return stats.summary_table(self.runs(), self.baseline, metric, method=method)
+        return stats.summary_table(self.runs(), self.baselines, metric, method=method, confidence=self.confidence)
 
     def eta_s(self) -> float | None:
         """Seconds left: unfinished runs × mean run time of finished runs / workers (None if unknown)."""

@@ -14,9 +14,24 @@
     epochs = 5
     seeds = [0, 1]
 
-A variant may set `seeds`, `probes`, a `[variants.x.base]` or `[variants.x.grid]` table, or any RunConfig
-field directly: a field that is a grid axis replaces that axis (a scalar becomes a one-value axis), any
-other field overrides `base`.
+Beyond the plain grid:
+
+    exclude = [{ norm = "none", placement = "pre" }]     # drop every cell that matches all these values
+    include = [{ norm = "ln", placement = "only" }]      # add cells (a value for every grid axis)
+    compare_within = ["batch_size"]                      # compare each cell with the baseline that has its
+    baseline = { norm = "bn" }                           #   batch size: the baseline names the other axes
+    [tune]                                               # learning rate per cell, chosen on a validation
+    lr = [1e-3, 3e-3, 1e-2]                              #   split carved from the training set (never the
+    seeds = [1000]                                       #   test set); see lateralnorm.study.tuning
+    holdout = 0.1
+    [adaptive]                                           # seeds until resolved; see lateralnorm.study.adaptive
+    batch = 3                                            #   seeds added per look to unresolved cells
+    max_seeds = 15                                       #   cap per cell
+    min_effect = 0.005                                   #   smallest effect of interest (metric units)
+
+A variant may set `seeds`, `probes`, `include`, `exclude`, `tune`, `adaptive` (`false` drops it), a `[variants.x.base]` or
+`[variants.x.grid]` table, or any RunConfig field directly: a field that is a grid axis replaces that axis (a
+scalar becomes a one-value axis), any other field overrides `base`.
 
 Every error is a `UsageError` of one line, `file:line: key: what is wrong; what to do`.
 """
@@ -37,7 +52,29 @@ RUN_FIELDS: tuple[str, ...] = tuple(RunConfig.model_fields)
 # fields a study sets itself: one seed per run from `seeds`, one folder per run under the study folder
 RESERVED_FIELDS = {"seed": "list seeds at the top level: seeds = [0, 1, 2]", "out_dir": "the study sets it"}
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-VARIANT_KEYS = ("seeds", "probes", "base", "grid")
+VARIANT_KEYS = ("seeds", "probes", "base", "grid", "include", "exclude", "tune", "adaptive", "description")
+REPLACED_BY_VARIANT = ("seeds", "probes", "include", "exclude", "tune", "adaptive", "description")
+
+
+class TuneSpec(BaseModel):
+    """Learning-rate grid searched per cell on a validation split of the training set."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lr: list[float] = Field(min_length=2)
+    seeds: list[StrictInt] = Field(default_factory=lambda: [1000])
+    holdout: float = Field(0.1, gt=0, lt=0.5)
+
+
+class AdaptiveSpec(BaseModel):
+    """Seeds added in batches to the cells whose comparison with their baseline is unresolved."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    batch: StrictInt = Field(2, ge=1)
+    max_seeds: StrictInt = Field(ge=2)
+    min_effect: float = Field(gt=0, description="smallest effect of interest, in metric units (0.005 = 0.5 pts)")
+    alpha: float = Field(0.05, gt=0, lt=0.5)
 
 
 class StudySpec(BaseModel):
@@ -52,6 +89,11 @@ class StudySpec(BaseModel):
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     baseline: dict[str, Any] | None = None
     probes: list[StrictStr] = Field(default_factory=list)
+    include: list[dict[str, Any]] = Field(default_factory=list)
+    exclude: list[dict[str, Any]] = Field(default_factory=list)
+    compare_within: list[StrictStr] = Field(default_factory=list)
+    tune: TuneSpec | None = None
+    adaptive: AdaptiveSpec | None = None
     variants: dict[str, dict[str, Any]] = Field(default_factory=dict)
     variant: StrictStr | None = None  # set by load_spec, not read from the file
 
@@ -155,16 +197,36 @@ def _runnable_problem(config: RunConfig) -> str | None:
     return None
 
 
-def _check_cells(spec: StudySpec) -> None:
-    """Every grid cell must be runnable: blame the grid value (or base key) the error names."""
+def _matches(cell: dict[str, Any], partial: dict[str, Any]) -> bool:
+    return all(cell.get(k) == v for k, v in partial.items())
+
+
+def grid_cells(spec: StudySpec) -> list[tuple[dict[str, Any], tuple[str | int, ...]]]:
+    """Every cell (axis -> value) with where it comes from: the product of the axes in file order, less the
+    cells an `exclude` entry matches, then the `include` cells in file order."""
     import itertools
 
     axes = list(spec.grid)
-    for combo in itertools.product(*(list(enumerate(spec.grid[a])) for a in axes)):
-        cell = {a: v for a, (_, v) in zip(axes, combo)}
+    out: list[tuple[dict[str, Any], tuple[str | int, ...]]] = []
+    for values in itertools.product(*(spec.grid[a] for a in axes)):
+        cell = dict(zip(axes, values))
+        if not any(_matches(cell, e) for e in spec.exclude):
+            out.append((cell, ("grid",)))
+    for i, extra in enumerate(spec.include):
+        out.append(({a: extra[a] for a in axes}, ("include", i)))
+    return out
+
+
+def _check_cells(spec: StudySpec) -> None:
+    """Every cell must be runnable: blame the grid value (or base key, or include entry) the error names."""
+    axes = list(spec.grid)
+    for cell, origin in grid_cells(spec):
         problem = _runnable_problem(RunConfig(**spec.base, **cell))
         if problem is None:
             continue
+        if origin[0] == "include":
+            raise SpecError(origin, problem)
+        combo = [(spec.grid[a].index(cell[a]), cell[a]) for a in axes]
         grid_hits = [(("grid", a, i), v) for a, (i, v) in zip(axes, combo) if isinstance(v, str)]
         base_hits = [(("base", k), v) for k, v in spec.base.items() if isinstance(v, str)]
         for quoted in (True, False):  # 'lnn' (quoted, exact) before lnn (a substring)
@@ -176,6 +238,79 @@ def _check_cells(spec: StudySpec) -> None:
                 raise SpecError(("grid", a, i), problem)
         label = ", ".join(f"{a}={v}" for a, v in cell.items())
         raise SpecError(("grid",), f"cell {label}: {problem}")
+
+
+def _check_include_exclude(spec: StudySpec) -> None:
+    axes = list(spec.grid)
+    for i, partial in enumerate(spec.exclude):
+        if not partial:
+            raise SpecError(("exclude", i), "is empty: name the axis values of the cells to drop")
+        for key, value in partial.items():
+            if key not in spec.grid:
+                raise SpecError(("exclude", i, key), f"'{key}' is not a grid axis{did_you_mean(key, axes)}")
+            if value not in spec.grid[key]:
+                raise SpecError(("exclude", i, key), f"{value!r} is not among grid.{key} = {spec.grid[key]!r}")
+    product = [c for c, origin in grid_cells(spec) if origin == ("grid",)]
+    seen: list[dict[str, Any]] = list(product)
+    for i, extra in enumerate(spec.include):
+        missing = [a for a in axes if a not in extra]
+        unknown = [k for k in extra if k not in spec.grid]
+        if unknown:
+            k = unknown[0]
+            raise SpecError(("include", i, k), f"'{k}' is not a grid axis{did_you_mean(k, axes)} (axes: {', '.join(axes)})")
+        if missing:
+            raise SpecError(("include", i), f"must give a value for every grid axis; missing: {', '.join(missing)}")
+        for key, value in extra.items():
+            _run_config({**spec.base, key: value}, {key: ("include", i, key)})
+        if extra in seen:
+            raise SpecError(("include", i), f"{extra!r} is already a cell of the study: list each cell once")
+        seen.append(dict(extra))
+
+
+def _check_comparisons(spec: StudySpec) -> None:
+    """baseline names every grid axis except the compare_within ones; each stratum has its baseline cell."""
+    within = spec.compare_within
+    for i, axis in enumerate(within):
+        if axis not in spec.grid:
+            raise SpecError(("compare_within", i), f"'{axis}' is not a grid axis{did_you_mean(axis, spec.grid)}")
+    if spec.baseline is None:
+        if within:
+            raise SpecError(("compare_within",), "needs a baseline = { ... } to compare with")
+        if spec.adaptive is not None:
+            raise SpecError(("adaptive",), "adds seeds until each comparison with the baseline is resolved: set baseline = { ... }")
+        return
+    for key, value in spec.baseline.items():
+        if key in within:
+            raise SpecError(("baseline", key), f"'{key}' is a compare_within axis: every value of it has its own baseline; remove it here")
+        if key not in spec.grid:
+            raise SpecError(
+                ("baseline", key),
+                f"'{key}' is not a grid axis{did_you_mean(key, spec.grid)} (axes: {', '.join(spec.grid)})",
+            )
+        if value not in spec.grid[key]:
+            raise SpecError(("baseline", key), f"{value!r} is not among grid.{key} = {spec.grid[key]!r}")
+    missing = [a for a in spec.grid if a not in spec.baseline and a not in within]
+    if missing:
+        raise SpecError(("baseline",), f"must name a value for every grid axis; missing: {', '.join(missing)}")
+    cells = [c for c, _ in grid_cells(spec)]
+    for cell in cells:
+        base = {**cell, **spec.baseline}
+        if base not in cells:
+            label = ", ".join(f"{a}={cell[a]}" for a in within)
+            raise SpecError(("baseline",), f"the baseline cell for {label or 'the study'} is excluded or missing: keep it in the grid")
+
+
+def _check_tune(spec: StudySpec) -> None:
+    if spec.tune is None:
+        return
+    if "lr" in spec.grid:
+        raise SpecError(("tune", "lr"), "lr is a grid axis: either tune it or list it under [grid], not both")
+    for i, lr in enumerate(spec.tune.lr):
+        _run_config({**spec.base, "lr": lr, "holdout": spec.tune.holdout}, {"lr": ("tune", "lr", i)})
+    if len(set(spec.tune.lr)) != len(spec.tune.lr):
+        raise SpecError(("tune", "lr"), f"has duplicates {spec.tune.lr}: list each rate once")
+    if set(spec.tune.seeds) & set(spec.seeds):
+        raise SpecError(("tune", "seeds"), "shares seeds with the study's seeds: tuning seeds must differ (e.g. [1000])")
 
 
 def _known_probes() -> tuple[str, ...] | None:
@@ -198,7 +333,9 @@ def _apply_variant(raw: dict[str, Any], variant: str) -> dict[str, Any]:
     out["grid"] = dict(raw.get("grid") or {})
     where = ("variants", variant)
     for key, value in variants[variant].items():
-        if key in ("seeds", "probes"):
+        if key in ("tune", "adaptive") and value is False:
+            out[key] = None  # `tune = false` in a variant: this variant does without it
+        elif key in REPLACED_BY_VARIANT:
             out[key] = value
         elif key in ("base", "grid"):
             if not isinstance(value, dict):
@@ -273,22 +410,13 @@ def validate_spec(raw: dict[str, Any], variant: str | None = None) -> StudySpec:
         for i, v in enumerate(values):
             where = {axis: ("grid", axis, i)} | {k: ("base", k) for k in spec.base}
             _run_config({**spec.base, axis: v}, where)
-    _check_cells(spec)
 
-    if spec.baseline is not None:
-        for key, value in spec.baseline.items():
-            if key not in spec.grid:
-                raise SpecError(
-                    ("baseline", key),
-                    f"'{key}' is not a grid axis{did_you_mean(key, spec.grid)} (axes: {', '.join(spec.grid)})",
-                )
-            if value not in spec.grid[key]:
-                raise SpecError(("baseline", key), f"{value!r} is not among grid.{key} = {spec.grid[key]!r}")
-        missing = [a for a in spec.grid if a not in spec.baseline]
-        if missing:
-            raise SpecError(
-                ("baseline",), f"must name a value for every grid axis; missing: {', '.join(missing)}"
-            )
+    _check_include_exclude(spec)
+    _check_cells(spec)
+    _check_comparisons(spec)
+    _check_tune(spec)
+    if spec.adaptive is not None and spec.adaptive.max_seeds < len(spec.seeds):
+        raise SpecError(("adaptive", "max_seeds"), f"is below the {len(spec.seeds)} seeds listed in seeds")
 
     if spec.probes and not RunConfig(**spec.base).checkpoint:
         raise SpecError(("base", "checkpoint"), "probes load each run's checkpoint: set checkpoint = true")

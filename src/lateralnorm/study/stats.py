@@ -5,7 +5,8 @@ a `status` column and the metric. Only runs with status `done` and a finite metr
 `n_diverged` / `n_failed` report the rest.
 
     cell_summary(runs)          per cell: n, mean, std, 95% CI (t-based, or percentile bootstrap)
-    paired_vs_baseline(runs, b) per cell vs the baseline cell, paired on seed:
+    paired_vs_baseline(runs, b) per cell vs the baseline cell (or each cell's own, b = {cell: baseline}),
+                                paired on seed:
                                 mean difference d̄ = mean(x_cell − x_base) with its t CI,
                                 paired t-test (t = d̄ / (s_d/√n), n−1 dof), Wilcoxon signed-rank,
                                 both Holm-corrected across cells, effect size Cohen's d_z = d̄ / s_d
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -148,37 +149,57 @@ def _effect(d: np.ndarray) -> dict[str, float]:
     return {"mean_diff": mean, "cohens_dz": dz}
 
 
+Baseline = str | Mapping[str, str]
+
+
+def baseline_map(runs: pd.DataFrame, baseline: Baseline, by: str = CELL) -> dict[str, str]:
+    """cell -> the cell it is compared with. A string is one baseline for every cell (KeyError when no run
+    has it); a mapping gives each cell its own (a stratified study: the baseline at the cell's batch size)."""
+    if isinstance(baseline, str):
+        if baseline not in set(runs[by]):
+            raise KeyError(f"baseline cell {baseline!r} is not in the runs table")
+        return {str(c): baseline for c in pd.unique(runs[by])}
+    return {str(c): str(b) for c, b in baseline.items()}
+
+
+def is_baseline(cell: str, mapping: Mapping[str, str]) -> bool:
+    return mapping.get(cell) == cell
+
+
 def paired_vs_baseline(
     runs: pd.DataFrame,
-    baseline: str,
+    baseline: Baseline,
     metric: str = "test_acc",
     by: str = CELL,
     pair_on: str = "seed",
     confidence: float = 0.95,
 ) -> pd.DataFrame:
-    """Each cell against `baseline`, paired on `pair_on` (runs sharing a seed share data order and init).
+    """Each cell against its baseline, paired on `pair_on` (runs sharing a seed share data order and init).
 
-    Columns: by, n_pairs, mean_diff, diff_ci_low, diff_ci_high, t, p_t, p_wilcoxon, p_t_holm,
-    p_wilcoxon_holm, cohens_dz. Holm's correction runs over the compared cells (the baseline excluded).
-    Raises KeyError when the baseline cell has no row."""
-    if baseline not in set(runs[by]):
-        raise KeyError(f"baseline cell {baseline!r} is not in the runs table")
+    Columns: by, baseline, n_pairs, mean_diff, diff_ci_low, diff_ci_high, t, p_t, p_wilcoxon, p_t_holm,
+    p_wilcoxon_holm, cohens_dz. Holm's correction runs over all compared cells (baselines excluded).
+    `confidence` sets the CI level (a sequential design spends its α over several looks: see
+    lateralnorm.study.adaptive). Raises KeyError when a single baseline cell has no row."""
+    mapping = baseline_map(runs, baseline, by)
     samples = _samples(runs, metric)
     wide = samples.pivot_table(index=pair_on, columns=by, values=metric, aggfunc="mean")  # (seeds, cells)
     rows = []
     for cell in pd.unique(runs[by]):
-        if cell == baseline:
+        base = mapping.get(str(cell))
+        if base is None or cell == base:
             continue
-        if cell in wide.columns and baseline in wide.columns:
-            pair = wide[[cell, baseline]].dropna()
-            d = (pair[cell] - pair[baseline]).to_numpy(dtype=float)  # (n_pairs,)
+        if cell in wide.columns and base in wide.columns:
+            pair = wide[[cell, base]].dropna()
+            d = (pair[cell] - pair[base]).to_numpy(dtype=float)  # (n_pairs,)
         else:
             d = np.array([], dtype=float)
         t, p_t, p_w = _paired_tests(d)
         lo, hi = t_interval(d, confidence)
-        rows.append({by: cell, "n_pairs": int(d.size), **_effect(d), "diff_ci_low": lo, "diff_ci_high": hi})
+        rows.append({by: cell, "baseline": base, "n_pairs": int(d.size), **_effect(d), "diff_ci_low": lo,
+                     "diff_ci_high": hi})  # fmt: skip
         rows[-1].update({"t": t, "p_t": p_t, "p_wilcoxon": p_w})
-    cols = [by, "n_pairs", "mean_diff", "diff_ci_low", "diff_ci_high", "t", "p_t", "p_wilcoxon", "cohens_dz"]
+    cols = [by, "baseline", "n_pairs", "mean_diff", "diff_ci_low", "diff_ci_high", "t", "p_t", "p_wilcoxon",
+            "cohens_dz"]  # fmt: skip
     out = pd.DataFrame(rows, columns=cols)
     out.insert(out.columns.get_loc("p_wilcoxon") + 1, "p_t_holm", holm(out["p_t"].to_numpy()))
     out.insert(out.columns.get_loc("p_t_holm") + 1, "p_wilcoxon_holm", holm(out["p_wilcoxon"].to_numpy()))
@@ -187,13 +208,15 @@ def paired_vs_baseline(
 
 def summary_table(
     runs: pd.DataFrame,
-    baseline: str | None = None,
+    baseline: Baseline | None = None,
     metric: str = "test_acc",
     by: str = CELL,
     method: str = "t",
+    confidence: float = 0.95,
 ) -> pd.DataFrame:
-    """cell_summary joined with paired_vs_baseline (when a baseline is given): the `study summary` table."""
-    table = cell_summary(runs, metric, by, method=method)
-    if baseline is None or baseline not in set(runs[by]):
+    """cell_summary joined with paired_vs_baseline (when a baseline is given): the `study summary` table.
+    A single baseline missing from the runs gives the cell summary alone."""
+    table = cell_summary(runs, metric, by, confidence=confidence, method=method)
+    if baseline is None or (isinstance(baseline, str) and baseline not in set(runs[by])):
         return table
-    return table.merge(paired_vs_baseline(runs, baseline, metric, by), on=by, how="left")
+    return table.merge(paired_vs_baseline(runs, baseline, metric, by, confidence=confidence), on=by, how="left")

@@ -148,6 +148,14 @@ class Store:
         self.conn.execute("COMMIT")
 
     def close(self) -> None:
+        """A writer folds the WAL into the database file and leaves it in rollback-journal mode, so a closed
+        study is one self-contained file: safe to commit or copy, and readable on read-only storage."""
+        if not self.readonly:
+            try:
+                self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                self.conn.execute("PRAGMA journal_mode=DELETE")
+            except sqlite3.Error:  # a reader still has it open: it stays in WAL mode, still consistent
+                pass
         self.conn.close()
 
     def __enter__(self) -> Store:
