@@ -6,7 +6,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.stamp-setup
 APT_PKGS := chromium chromium-driver dataset-fashion-mnist g++ python3-dev
 
-.PHONY: setup system-deps test test-all bench lint format demo clean
+.PHONY: setup system-deps test test-all bench lint format demo results clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -62,6 +62,12 @@ demo: setup
 	done
 	$(BIN)/lateralnorm report $(addprefix $(DEMO_DIR)/,$(DEMO_STUDIES)) -o $(DEMO_DIR)/report.html
 	@echo "open $(abspath $(DEMO_DIR))/report.html"
+
+# The answer set: every question's full study on MNIST-1D and Fashion-MNIST (studies/results.toml), then the
+# report, runs.csv, figures and a stamp in results/. Resumable: a cut run continues from the stores.
+RESULTS_DIR ?= results
+results: setup
+	$(BIN)/lateralnorm results studies/results.toml --out $(RESULTS_DIR) --workers $(DEMO_WORKERS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

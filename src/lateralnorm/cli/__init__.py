@@ -15,6 +15,7 @@ COMMAND_MODULES = [
     "lateralnorm.cli.viz_cmd",
     "lateralnorm.cli.probe_cmd",
     "lateralnorm.cli.report_cmd",
+    "lateralnorm.cli.results_cmd",
 ]
 
 

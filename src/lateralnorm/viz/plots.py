@@ -226,40 +226,75 @@ def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 110) -> Pa
 
 
 def plot_frames(runs: pd.DataFrame, epochs: pd.DataFrame, probes: pd.DataFrame, out_dir: str | os.PathLike[str],
-                baseline: str | None = None, metric: str = "test_acc", dpi: int = 110) -> list[Path]:  # fmt: skip
-    """Every plot the frames allow (as Study.runs()/.epochs()/.probes() return them) into out_dir."""
+                baseline: str | dict[str, str] | None = None, metric: str = "test_acc", dpi: int = 110,
+                formats: tuple[str, ...] = ("png",)) -> list[Path]:  # fmt: skip
+    """Every plot the frames allow (as Study.runs()/.epochs()/.probes() return them) into out_dir, once per
+    file format. `baseline` is one cell label or a map cell -> its baseline (a compare_within study)."""
     from lateralnorm.study import stats
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
+    figures: list[tuple[str, Figure]] = []
     if len(epochs) and metric in epochs.columns:
-        written.append(save_figure(learning_curves(epochs, metric), out / "learning_curves.png", dpi))
+        figures.append(("learning_curves", learning_curves(epochs, metric)))
         if "test_loss" in epochs.columns and epochs["test_loss"].notna().any():
-            written.append(
-                save_figure(learning_curves(epochs, "test_loss"), out / "learning_curves_loss.png", dpi)
-            )
+            figures.append(("learning_curves_loss", learning_curves(epochs, "test_loss")))
+        if "grad_norm_max" in epochs.columns and epochs["grad_norm_max"].notna().any():
+            figures.append(("grad_norm", learning_curves(epochs, "grad_norm_max")))
     if baseline is not None and len(runs):
-        if baseline not in set(runs["cell"]):
+        if isinstance(baseline, str) and baseline not in set(runs["cell"]):
             cells = ", ".join(map(repr, pd.unique(runs["cell"])))
             raise UsageError(f"baseline {baseline!r} is not a cell of this study; cells: {cells}")
         diffs = stats.paired_vs_baseline(runs, baseline, metric)
-        written.append(save_figure(forest_plot(diffs, baseline, metric), out / "forest.png", dpi))
+        label = baseline if isinstance(baseline, str) else "each cell's own baseline"
+        figures.append(("forest", forest_plot(diffs, label, metric)))
     ct = crosstalk_frame(probes)
     if len(ct):
-        written.append(save_figure(crosstalk_curves(ct), out / "crosstalk.png", dpi))
+        figures.append(("crosstalk", crosstalk_curves(ct)))
     sp = layer_stat_frame(probes, "sparsity", "hoyer")
     if len(sp):
-        fig = metric_bars(sp, title="Sparsity of the norm outputs\n(Hoyer: 0 dense, 1 one-hot; mean over layers)",
-                          ylabel="Hoyer sparsity")  # fmt: skip
-        written.append(save_figure(fig, out / "sparsity.png", dpi))
-    for stat, what, name in (("scale_change_max", "scaling", "invariance_scale.png"),
-                             ("shift_change_max", "shifting", "invariance_shift.png")):  # fmt: skip
+        figures.append(("sparsity", metric_bars(sp, title="Sparsity of the norm outputs\n(Hoyer: 0 dense, 1 one-hot; mean over layers)",
+                                                ylabel="Hoyer sparsity")))  # fmt: skip
+    folds = layer_stat_frame(probes, "folds", "folds_per_unit")
+    if len(folds):
+        figures.append(("folds", metric_bars(folds, title="Folds: direction changes per unit along lines\n(0 for a linear map; mean over layers)",
+                                             ylabel="folds per unit")))  # fmt: skip
+    for stat, what, name in (("scale_change_max", "scaling", "invariance_scale"),
+                             ("shift_change_max", "shifting", "invariance_shift")):  # fmt: skip
         inv = layer_stat_frame(probes, "invariance", stat)
         if len(inv):
             fig = metric_bars(inv, title=f"Invariance to {what} the input\nlargest relative output change (0 = invariant)", ylabel=f"max relative change ({what})")  # fmt: skip
-            written.append(save_figure(fig, out / name, dpi))
-    return written
+            figures.append((name, fig))
+    return [save_figure(fig, out / f"{name}.{ext}", dpi) for name, fig in figures for ext in formats]
+
+
+def capacity_bars(records: list[dict[str, Any]]) -> Figure:
+    """Training accuracy on random labels (memorization) per norm and depth: mean over seeds, dots are seeds."""
+    frame = pd.DataFrame(records)
+    _need(frame, ("norm", "depth", "train_acc"), "capacity plot")
+    depths = sorted(frame["depth"].unique())
+    norms = list(pd.unique(frame["norm"]))
+    fig = Figure(figsize=(7.5, 4.4), layout="constrained")
+    ax = fig.subplots()
+    width = 0.8 / max(len(norms), 1)
+    for j, norm in enumerate(norms):
+        for k, depth in enumerate(depths):
+            v = frame[(frame["norm"] == norm) & (frame["depth"] == depth)]["train_acc"].to_numpy(dtype=float) * 100
+            x = k + (j - (len(norms) - 1) / 2) * width
+            ax.bar(x, v.mean() if v.size else math.nan, width=width * 0.9, color=_color(j), alpha=0.6,
+                   label=str(norm) if k == 0 else None)  # fmt: skip
+            ax.scatter(np.full(v.size, x), v, s=10, color=_color(j), edgecolor="white", zorder=3)
+    if "chance" in frame.columns:
+        ax.axhline(float(frame["chance"].iloc[0]) * 100, color="#5b6475", ls="--", lw=1, label="chance")
+    ax.set_xticks(range(len(depths)), [f"depth {d}" for d in depths])
+    ax.set_ylabel("training accuracy on random labels (%)")
+    w = int(frame["width"].iloc[0]) if "width" in frame.columns else None
+    n = int(frame["samples"].iloc[0]) if "samples" in frame.columns else None
+    ax.set_title(f"Memorization capacity: {n} random labels, width {w}\n[Linear → norm] × depth → Linear, full-batch Adam", fontsize=11)
+    ax.grid(True, axis="y", color="#e7ebf1")
+    ax.set_axisbelow(True)
+    ax.legend(fontsize=8)
+    return fig
 
 
 def plot_study(study_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None,
