@@ -180,7 +180,7 @@ def _param_groups(config: RunConfig, model: nn.Module) -> list[dict[str, Any]]:
     """One group, or two when `kappa_decay` gives the divisive norms' κ parameters their own decay."""
     if config.kappa_decay is None:
         return [{"params": list(model.parameters())}]
-    kappa = [p for n, p in model.named_parameters() if "kappa" in n.rsplit(".", 1)[-1]]
+    kappa = [p for n, p in model.named_parameters() if any(part.startswith("kappa") for part in n.split("."))]
     ids = {id(p) for p in kappa}
     rest = [p for p in model.parameters() if id(p) not in ids]
     return [{"params": rest}, {"params": kappa, "weight_decay": config.kappa_decay}]

@@ -34,6 +34,13 @@ class Context:
     verdicts: list[Verdict]
     baseline: str | None
     metric: str = "test_acc"
+    grad_norms: pd.Series | None = None  # cell -> mean over runs of the largest per-epoch gradient norm
+    baselines: dict[str, str] | None = None  # cell -> its own baseline (compare_within studies)
+    confidence: float = 0.95  # interval level; 1 − α/K in a sequential (adaptive) study
+
+    @property
+    def alpha(self) -> float:
+        return 1 - self.confidence
 
 
 @dataclass
@@ -59,26 +66,29 @@ def cell_means(runs: pd.DataFrame, metric: str) -> pd.Series:
     return stats.cell_summary(runs, metric).set_index("cell")["mean"]
 
 
-def compare(runs: pd.DataFrame, pairs: list[tuple[str, str]], metric: str) -> list[dict[str, Any]]:
+def compare(
+    runs: pd.DataFrame, pairs: list[tuple[str, str]], metric: str, confidence: float = 0.95
+) -> list[dict[str, Any]]:
     """Paired comparisons a − b for each (a, b), Holm-corrected across the list. Each dict: a, b, n,
-    diff, lo, hi, p, p_holm, kind (better/worse/no_difference/not_comparable under the verdict rules)."""
+    diff, lo, hi (interval at `confidence`), p, p_holm, kind (better/worse/no_difference/not_comparable
+    under the verdict rules at α = 1 − confidence)."""
     out = []
     for a, b in pairs:
         sub = runs[runs["cell"].isin([a, b])]
-        row = stats.paired_vs_baseline(sub, b, metric).iloc[0]
+        row = stats.paired_vs_baseline(sub, b, metric, confidence=confidence).iloc[0]
         out.append({"a": a, "b": b, "n": int(row["n_pairs"]), "diff": row["mean_diff"], "lo": row["diff_ci_low"],
                     "hi": row["diff_ci_high"], "p": row["p_t"]})  # fmt: skip
     adjusted = stats.holm([c["p"] for c in out])
     for c, p in zip(out, adjusted):
         c["p_holm"] = p
-        c["kind"] = _kind(c, p, metric)
+        c["kind"] = _kind(c, p, metric, 1 - confidence)
     return out
 
 
-def _kind(c: dict[str, Any], p_holm: float, metric: str) -> str:
+def _kind(c: dict[str, Any], p_holm: float, metric: str, alpha: float = ALPHA) -> str:
     if c["n"] < 2:
         return "not_comparable"
-    if not (math.isfinite(p_holm) and p_holm < ALPHA) or not (c["lo"] > 0 or c["hi"] < 0):
+    if not (math.isfinite(p_holm) and p_holm < alpha) or not (c["lo"] > 0 or c["hi"] < 0):
         return "no_difference"
     up = c["lo"] > 0
     return "better" if up != lower_is_better(metric) else "worse"
@@ -147,7 +157,8 @@ def generic(ctx: Context) -> Answer:
     line = f"Best cell: {best['cell']} ({_value(best['mean'], ctx.metric)} {ctx.metric})"
     if ctx.baseline is not None:
         t = tally(ctx.verdicts)
-        line += (f"; against the baseline {ctx.baseline}: {t['better']} better, {t['worse']} worse, "
+        against = "its own baseline" if _stratified(ctx) else f"the baseline {ctx.baseline}"
+        line += (f"; each cell against {against}: {t['better']} better, {t['worse']} worse, "
                  f"{t['no_difference']} with no detectable difference")  # fmt: skip
         if t["not_comparable"]:
             line += f", {t['not_comparable']} not comparable"
@@ -156,6 +167,27 @@ def generic(ctx: Context) -> Answer:
     if lost:
         paragraphs.append(f"{lost} run(s) diverged or failed (flagged in the table below).")
     return Answer(line + ".", paragraphs)
+
+
+def _stratified(ctx: Context) -> bool:
+    return bool(ctx.baselines) and len(set(ctx.baselines.values())) > 1
+
+
+def _cmp(ctx: Context, pairs: list[tuple[str, str]], metric: str | None = None) -> list[dict[str, Any]]:
+    """compare() at the study's interval level, dropping pairs whose cells are missing."""
+    pairs = [(a, b) for a, b in pairs if a and b]
+    return compare(ctx.runs, pairs, metric or ctx.metric, ctx.confidence) if pairs else []
+
+
+def _short(cell: str) -> str:
+    """'norm=dn:kappa=full,alpha=1, width=32' → 'dn:kappa=full,alpha=1 (width=32)'."""
+    head, _, rest = cell.partition(", ")
+    head = head.removeprefix("norm=")
+    return f"{head} ({rest})" if rest else head
+
+
+def _level(ctx: Context) -> str:
+    return "" if abs(ctx.confidence - 0.95) < 1e-9 else f" ({ctx.confidence:.1%} intervals: a sequential design)"
 
 
 # --------------------------------------------------------------------------------------------------- Q1
@@ -170,7 +202,7 @@ def q1(ctx: Context) -> Answer:
             pairs.append((pre, post))
     if not pairs:
         return generic(ctx)
-    acc = compare(runs, pairs, m)
+    acc = compare(runs, pairs, m, ctx.confidence)
     names = [str(runs.loc[runs["cell"] == c["a"], "activation"].iloc[0]) for c in acc]
     k, unit = scale_of(m)
     clear = [f"{c['kind']} for {n} ({_signed(c['diff'] * k)}{unit})" for c, n in zip(acc, names)
@@ -180,7 +212,7 @@ def q1(ctx: Context) -> Answer:
         clear + ([f"no detectable difference for {', '.join(unclear)}"] if unclear else []))  # fmt: skip
     paragraphs = [
         "Accuracy, Linear→act→LN (pre) minus Linear→LN→act (post), paired on seed, Holm over the "
-        f"{len(acc)} activations: " + "; ".join(f"{n}: {said(c, m)}" for c, n in zip(acc, names)) + "."
+        f"{len(acc)} activations{_level(ctx)}: " + "; ".join(f"{n}: {said(c, m)}" for c, n in zip(acc, names)) + "."
     ]
     # no-norm reference: does LN help at all here?
     ref = []
@@ -189,7 +221,7 @@ def q1(ctx: Context) -> Answer:
         if post and none:
             ref.append((post, none))
     if ref:
-        r = compare(runs, ref, m)
+        r = compare(runs, ref, m, ctx.confidence)
         paragraphs.append(
             "For scale, LN→act minus the same MLP without any norm: "
             + "; ".join(
@@ -231,151 +263,204 @@ def q1(ctx: Context) -> Answer:
         paragraphs.append(
             "Hoyer sparsity of the norm outputs (0 dense, 1 one-hot): " + "; ".join(parts) + "."
         )
+    folds = probe_means(ctx.probes, "folds", "folds_per_unit")
+    if len(folds):
+        parts = [f"{a}: pre {fmt_num(folds.get(p, math.nan))}, post {fmt_num(folds.get(q, math.nan))}"
+                 for a, (p, q) in zip(names, pairs)]  # fmt: skip
+        only = find_cell(runs, norm="ln", placement="only")
+        extra = f"; LN alone (no activation) {fmt_num(folds[only])}" if only in folds else ""
+        paragraphs.append(
+            "Folding: direction changes per unit of the norm layers' outputs along straight lines between test "
+            "inputs (0 for a linear map): " + "; ".join(parts) + extra + "."
+        )
     return Answer(f"Accuracy: {acc_line} (n = {acc[0]['n']} seeds){ct_line}.", paragraphs)
 
 
 # --------------------------------------------------------------------------------------------------- Q2
 def q2(ctx: Context) -> Answer:
-    """Per-pixel LN across channels vs the other CNN norms."""
+    """Per-pixel LN across channels (and act→LN) vs the other CNN norms, per batch size."""
     runs, m = ctx.runs, ctx.metric
-    ln = find_cell(runs, norm="ln")
-    v = verdict_of(ctx, ln)
-    means = cell_means(runs, m).dropna().sort_values(ascending=lower_is_better(m))
+    sizes = sorted(pd.unique(runs["batch_size"])) if "batch_size" in runs.columns else [None]
+    means = cell_means(runs, m)
     speed = cell_means(runs, "samples_per_s")
-    base = ctx.baseline
-    ranking = ", ".join(f"{c.removeprefix('norm=')} {_value(x, m)}" for c, x in means.items())
-    paragraphs = [f"Cells ranked by mean {m}: {ranking}."]
-    if base in speed and pd.notna(speed[base]):
-        paragraphs.append("Throughput relative to the baseline " + base + " (samples/s ratio): " + ", ".join(
-            f"{c.removeprefix('norm=')} {fmt_num(s / speed[base])}×" for c, s in speed.items() if pd.notna(s)) + ".")  # fmt: skip
-    if v is None:
+    paragraphs, heads = [], []
+    for bs in sizes:
+        where = {"batch_size": bs} if bs is not None else {}
+        bn = find_cell(runs, norm="bn", placement="post", **where)
+        ln = find_cell(runs, norm="ln", placement="post", **where)
+        pre = find_cell(runs, norm="ln", placement="pre", **where)
+        cells = [c for c in pd.unique(runs["cell"]) if bs is None or (runs.loc[runs["cell"] == c, "batch_size"] == bs).all()]
+        ranked = sorted((c for c in cells if pd.notna(means.get(c))), key=lambda c: means[c], reverse=not lower_is_better(m))
+        label = f"batch size {bs}" if bs is not None else "all cells"
+        paragraphs.append(f"{label}, ranked by mean {m}: " + ", ".join(
+            f"{_short(c).split(' (')[0]}{' (act→LN)' if c == pre else ''} {_value(means[c], m)}" for c in ranked) + ".")  # fmt: skip
+        vl, vp = verdict_of(ctx, ln), verdict_of(ctx, pre)
+        if vl:
+            paragraphs.append(f"{label}: per-pixel LN vs BatchNorm: {vl.text}" + (f"; ReLU→LN vs BatchNorm: {vp.text}" if vp else "") + ".")
+        r = _cmp(ctx, [(pre, ln)])
+        if r:
+            paragraphs.append(f"{label}: act→LN minus LN→act (the thread's idea in a CNN): {said(r[0], m)}.")
+        if bn in speed and pd.notna(speed[bn]):
+            paragraphs.append(f"{label}: throughput relative to BatchNorm (samples/s ratio): " + ", ".join(
+                f"{_short(c).split(' (')[0]} {fmt_num(speed[c] / speed[bn])}×" for c in cells if pd.notna(speed.get(c))) + ".")  # fmt: skip
+        if vl:
+            heads.append(f"at batch size {bs}: per-pixel LN {vl.kind.replace('_', ' ')} vs BN ({_value(means.get(ln, math.nan), m)} vs {_value(means.get(bn, math.nan), m)})")
+    if not heads:
         return Answer(generic(ctx).one_line, paragraphs)
-    t = tally(ctx.verdicts)
-    line = (f"Per-pixel LayerNorm across channels vs {base}: {v.text}; best cell "
-            f"{means.index[0].removeprefix('norm=')} ({_value(means.iloc[0], m)}); {t['better']} cells better, "
-            f"{t['worse']} worse than {base}")  # fmt: skip
-    return Answer(line + ".", paragraphs)
+    return Answer("; ".join(heads) + f"{_level(ctx)}.", paragraphs)
 
 
 # --------------------------------------------------------------------------------------------------- Q3
 def q3(ctx: Context) -> Answer:
-    """Divisive norm with full κ vs structured κ; gap and cost; vs Softmax, LN, RMSNorm."""
+    """Divisive norms (κ structures × α) vs LN, RMSNorm, Softmax; full vs structured κ; cost."""
     runs, m = ctx.runs, ctx.metric
-    full = find_cell(runs, norm="dn:kappa=full")
-    structured = [c for c in (find_cell(runs, norm=n) for n in ("dn", "dn:kappa=self", "dn:kappa=band:3",
-                                                                 "dn:kappa=lowrank:8")) if c]  # fmt: skip
-    if not full or not structured:
+    means, speed, params = cell_means(runs, m), cell_means(runs, "samples_per_s"), cell_means(runs, "num_params")
+    dn = [c for c in pd.unique(runs["cell"]) if "dn" in c]
+    if not dn:
         return generic(ctx)
-    acc = compare(runs, [(full, s) for s in structured], m)
-    paragraphs = ["Test accuracy, κ = full minus each structured κ (paired, Holm over the comparisons): "
-                  + "; ".join(f"vs {c['b'].removeprefix('norm=')}: {said(c, m)}" for c in acc) + "."]  # fmt: skip
-    gap_runs = runs.assign(gap=runs["train_acc"] - runs["test_acc"])
-    gaps = compare(gap_runs, [(full, s) for s in structured], "gap")
-    gmean = cell_means(gap_runs, "gap")
-    paragraphs.append(
-        "Generalization gap (train − test accuracy), a sign of over-fitting: full κ "
-        f"{fmt_num(gmean.get(full, math.nan) * 100)} pts; "
-        + "; ".join(
-            f"{c['b'].removeprefix('norm=')} {fmt_num(gmean.get(c['b'], math.nan) * 100)} pts "
-            f"(difference {fmt_num(c['diff'] * 100)} [{fmt_num(c['lo'] * 100)}, {fmt_num(c['hi'] * 100)}], "
-            f"p_Holm = {fmt_p(c['p_holm'])})"
-            for c in gaps
-        )
-        + "."  # fmt: skip
-    )
-    speed, params = cell_means(runs, "samples_per_s"), cell_means(runs, "num_params")
-    uniform = find_cell(runs, norm="dn")
-    cost = ""
-    if uniform and pd.notna(speed.get(full)) and pd.notna(speed.get(uniform)):
-        ratio = speed[full] / speed[uniform]
-        cost = f"; full κ runs at {fmt_num(ratio)}× the samples/s of uniform κ"
-        paragraphs.append(
-            f"Cost: full κ {speed[full]:,.0f} samples/s and {params.get(full, math.nan):,.0f} parameters; uniform κ "
-            f"{speed[uniform]:,.0f} samples/s and {params.get(uniform, math.nan):,.0f} parameters; "
-            + ", ".join(f"{c.removeprefix('norm=')} {s:,.0f}" for c, s in speed.items() if pd.notna(s))
-            + " samples/s."
-        )
-    others = [verdict_of(ctx, find_cell(runs, norm=n)) for n in ("softmax", "rms")]
-    others_txt = "; ".join(f"{v.cell.removeprefix('norm=')} vs {ctx.baseline}: {v.text}" for v in others if v)
-    if others_txt:
-        paragraphs.append(others_txt + ".")
+    vs = {c: verdict_of(ctx, c) for c in dn}
+    kinds = [v.kind for v in vs.values() if v]
+    best = max(dn, key=lambda c: means.get(c, -math.inf)) if not lower_is_better(m) else min(dn, key=lambda c: means.get(c, math.inf))
+    paragraphs = [f"Divisive variants against {ctx.baseline}: {kinds.count('better')} better, {kinds.count('worse')} worse, "
+                  f"{kinds.count('no_difference')} with no detectable difference{_level(ctx)}. Best divisive cell: "
+                  f"{_short(best)} ({_value(means[best], m)}; {vs[best].text if vs.get(best) else '–'})."]  # fmt: skip
+    for name in ("softmax", "rms"):
+        v = verdict_of(ctx, find_cell(runs, norm=name))
+        if v:
+            paragraphs.append(f"{name} vs {ctx.baseline}: {v.text}.")
+    pairs = []
+    for c in dn:
+        if "kappa=full" in c:
+            u = c.replace("kappa=full", "kappa=uniform")
+            if u in means.index:
+                pairs.append((c, u))
+    r = _cmp(ctx, pairs)
+    if r:
+        paragraphs.append("Full κ (N² learned weights) minus uniform κ (one pooled sum), same α: "
+                          + "; ".join(f"{_short(c['a']).replace('dn:kappa=full,', '')}: {said(c, m)}" for c in r) + ".")  # fmt: skip
+        c0 = r[0]
+        if pd.notna(speed.get(c0["a"])) and pd.notna(speed.get(c0["b"])):
+            paragraphs.append(f"Cost: full κ {speed[c0['a']]:,.0f} samples/s and {params.get(c0['a'], math.nan):,.0f} parameters, "
+                              f"uniform κ {speed[c0['b']]:,.0f} samples/s and {params.get(c0['b'], math.nan):,.0f} parameters; "
+                              f"{ctx.baseline} {speed.get(ctx.baseline, math.nan):,.0f} samples/s.")  # fmt: skip
+    alphas = {"α = 1": [c for c in dn if "alpha=1" in c and "learn_alpha" not in c],
+              "α = 2": [c for c in dn if "alpha=2" in c], "learned α": [c for c in dn if "learn_alpha=true" in c]}
+    fam = [f"{k} {_value(np.nanmean([means.get(c, math.nan) for c in v]), m)}" for k, v in alphas.items() if v]
+    if fam:
+        paragraphs.append("Mean over κ structures: " + ", ".join(fam) + ".")
     hoyer = probe_means(ctx.probes, "sparsity", "hoyer")
     if len(hoyer):
         paragraphs.append("Hoyer sparsity of the norm outputs: " + ", ".join(
-            f"{c.removeprefix('norm=')} {fmt_num(x)}" for c, x in hoyer.items()) + ".")  # fmt: skip
-    worse = [c for c in acc if c["kind"] == "worse"]
-    better = [c for c in acc if c["kind"] == "better"]
-    verdict = ("full κ is worse than " + ", ".join(c["b"].removeprefix("norm=") for c in worse) if worse
-               else "full κ is better than " + ", ".join(c["b"].removeprefix("norm=") for c in better) if better
-               else "no detectable accuracy difference between full and structured κ")  # fmt: skip
-    return Answer(f"Is learning every κ_ij too much? {verdict} (n = {acc[0]['n']} seeds){cost}.", paragraphs)
+            f"{_short(c)} {fmt_num(x)}" for c, x in hoyer.items()) + ".")  # fmt: skip
+    full_word = ""
+    if r:
+        worse = sum(c["kind"] == "worse" for c in r)
+        better = sum(c["kind"] == "better" for c in r)
+        full_word = f"; full κ vs uniform κ: {better} better, {worse} worse, {len(r) - better - worse} no detectable difference"
+    line = (f"Divisive norms vs {ctx.baseline}: {kinds.count('better')} better, {kinds.count('worse')} worse, "
+            f"{kinds.count('no_difference')} not detectably different; best {_short(best)} {_value(means[best], m)} "
+            f"vs {ctx.baseline} {_value(means.get(ctx.baseline, math.nan), m)}{full_word}")  # fmt: skip
+    return Answer(line + ".", paragraphs)
+
+
+def q3b(ctx: Context) -> Answer:
+    """Full vs structured κ at two widths, with and without weight decay on κ; the train–test gap."""
+    runs, m = ctx.runs, ctx.metric
+    if not ctx.baselines:
+        return generic(ctx)
+    means = cell_means(runs, m)
+    gap_runs = runs.assign(gap=runs["train_acc"] - runs["test_acc"])
+    gmean = cell_means(gap_runs, "gap")
+    full = [c for c in pd.unique(runs["cell"]) if "kappa=full" in c]
+    pairs = [(c, ctx.baselines[c]) for c in full if c in ctx.baselines]
+    acc = _cmp(ctx, pairs)
+    gap = compare(gap_runs, [(c["a"], c["b"]) for c in acc], "gap", ctx.confidence) if acc else []
+    paragraphs = []
+    for a, g in zip(acc, gap):
+        where = a["a"].split(", ", 1)[1] if ", " in a["a"] else ""
+        paragraphs.append(
+            f"{where}: full minus uniform κ, accuracy {said(a, m)}; train–test gap full {fmt_num(gmean.get(a['a'], math.nan) * 100)} "
+            f"vs uniform {fmt_num(gmean.get(a['b'], math.nan) * 100)} pts (difference {said(g, 'gap_acc')})."
+        )  # fmt: skip
+    if not acc:
+        return generic(ctx)
+    worse, better = sum(c["kind"] == "worse" for c in acc), sum(c["kind"] == "better" for c in acc)
+    gap_up = sum(g["kind"] == "better" for g in gap)  # "better" on the gap metric: significantly larger
+    line = (f"Full κ vs uniform κ over {len(acc)} (width, κ decay) settings: {better} better, {worse} worse, "
+            f"{len(acc) - better - worse} no detectable difference; a larger train–test gap in {gap_up}{_level(ctx)}")
+    return Answer(line + ".", paragraphs)
 
 
 # --------------------------------------------------------------------------------------------------- Q4
 def q4(ctx: Context) -> Answer:
-    """Divisive normalization in the recurrence vs none and LayerNorm."""
+    """Norms in the recurrence (per cell type) vs none; gradient-norm statistics."""
     runs, m = ctx.runs, ctx.metric
-    dn = [c for c in pd.unique(runs["cell"]) if "dn:" in c or c.endswith("=dn")]
-    ln = find_cell(runs, norm="ln")
-    model = str(runs["model"].iloc[0]).upper()
-    vs = [verdict_of(ctx, c) for c in dn]
-    paragraphs = [f"{c.removeprefix('norm=')} vs {ctx.baseline}: {v.text}." for c, v in zip(dn, vs) if v]
-    if ln and dn:
-        r = compare(runs, [(c, ln) for c in dn], m)
-        paragraphs.append("Against LayerNorm in the recurrence (paired, Holm): " + "; ".join(
-            f"{c['a'].removeprefix('norm=')}: {said(c, m)}" for c in r) + ".")  # fmt: skip
+    models = list(pd.unique(runs["model"])) if "model" in runs.columns else []
+    means = cell_means(runs, m)
+    paragraphs, heads = [], []
+    for model in models:
+        cells = [c for c in pd.unique(runs["cell"]) if (runs.loc[runs["cell"] == c, "model"] == model).all()]
+        none = find_cell(runs, norm="none", model=model)
+        parts = []
+        for c in cells:
+            v = verdict_of(ctx, c)
+            if c != none and v:
+                parts.append(f"{_short(c).split(' (')[0]} {_value(means.get(c, math.nan), m)}: {v.text}")
+        paragraphs.append(f"{model.upper()} (no norm {_value(means.get(none, math.nan), m)}): " + "; ".join(parts) + ".")
+        dn = [c for c in cells if "dn:" in c]
+        ln = find_cell(runs, norm="ln", model=model)
+        r = _cmp(ctx, [(c, ln) for c in dn])
+        if r:
+            paragraphs.append(f"{model.upper()}, divisive minus LayerNorm in the recurrence: " + "; ".join(
+                f"{_short(c['a']).split(' (')[0]}: {said(c, m)}" for c in r) + ".")  # fmt: skip
+        kinds = [verdict_of(ctx, c).kind for c in dn if verdict_of(ctx, c)]
+        heads.append(f"{model.upper()}: divisive better than no norm in {kinds.count('better')} of {len(kinds)}, worse in {kinds.count('worse')}")
     lost = runs[runs["status"].isin(["diverged", "failed"])]
     if len(lost):
-        paragraphs.append("Unstable cells: " + ", ".join(
-            f"{c} ({n} runs)" for c, n in lost.groupby("cell").size().items()) + ".")  # fmt: skip
-    if not vs:
+        paragraphs.append("Unstable cells: " + ", ".join(f"{c} ({n} runs)" for c, n in lost.groupby("cell").size().items()) + ".")
+    g = ctx.grad_norms
+    if g is not None and len(g):
+        paragraphs.append("Gradient norm (largest per epoch, mean over epochs and seeds; stability): " + ", ".join(
+            f"{_short(c)} {x:.3g}" for c, x in g.items()) + ".")  # fmt: skip
+    if not heads:
         return generic(ctx)
-    kinds = [v.kind for v in vs if v]
-    helped = kinds.count("better")
-    means = cell_means(runs, m).dropna()
-    if len(means) and scale_of(m)[0] == 100:  # how far training got: a near-chance net answers nothing
-        epochs = pd.unique(runs["epochs"]) if "epochs" in runs.columns else []
-        after = f" after {epochs[0]} epochs" if len(epochs) == 1 else ""
-        paragraphs.insert(0, f"All cells reach {_value(means.min(), m)} to {_value(means.max(), m)} {m}{after}; "
-                             "read the comparisons with that in mind.")  # fmt: skip
-    line = (f"{model}: a scaled-down divisive norm in the recurrence is better than {ctx.baseline} in {helped} of "
-            f"{len(kinds)} variants, worse in {kinds.count('worse')}, no detectable difference in "
-            f"{kinds.count('no_difference')}")  # fmt: skip
-    reach = f"; cells reach {_value(means.min(), m)}–{_value(means.max(), m)}" if len(means) else ""
-    return Answer(line + f" (n = {len(pd.unique(runs['seed']))} seeds{reach}).", paragraphs)
+    return Answer("; ".join(heads) + f"{_level(ctx)}.", paragraphs)
 
 
 # --------------------------------------------------------------------------------------------------- Q5
 def q5(ctx: Context) -> Answer:
-    """LayerNorm as the only nonlinearity vs the linear net."""
+    """LayerNorm as the only nonlinearity vs the linear net of the same depth."""
     runs, m = ctx.runs, ctx.metric
-    ln, lin, relu = (find_cell(runs, norm=n) for n in ("ln", "none", "relu"))
-    if not ln or not lin:
-        return generic(ctx)
+    depths = sorted(pd.unique(runs["depth"])) if "depth" in runs.columns else []
     means = cell_means(runs, m)
-    v = verdict_of(ctx, ln)
-    paragraphs = [f"LN-only ({_value(means[ln], m)}) vs the linear net ({_value(means[lin], m)}): "
-                  f"{v.text if v else '–'}."]  # fmt: skip
-    for c in pd.unique(runs["cell"]):
-        vc = verdict_of(ctx, c)
-        if c not in (ln, lin) and vc:
-            paragraphs.append(f"{c.removeprefix('norm=')} ({_value(means[c], m)}): {vc.text}.")
-    if relu:
-        r = compare(runs, [(ln, relu)], m)[0]
-        paragraphs.append(f"LN-only minus the ReLU MLP: {said(r, m)}.")
+    paragraphs, heads = [], []
     folds = probe_means(ctx.probes, "folds", "folds_per_unit")
-    if len(folds):
-        paragraphs.append("Folds (direction changes per unit along lines between test inputs; 0 for a linear "
-                          "map): " + ", ".join(f"{c.removeprefix('norm=')} {fmt_num(x)}" for c, x in folds.items()) + ".")  # fmt: skip
-    kind = v.kind if v else "not_comparable"
-    word = {"better": "beats", "worse": "is worse than", "no_difference": "is not detectably different from",
-            "not_comparable": "cannot be compared with"}.get(kind, kind)  # fmt: skip
-    line = (f"LayerNorm as the only nonlinearity {word} the linear net: {_value(means[ln], m)} vs "
-            f"{_value(means[lin], m)}")  # fmt: skip
-    return Answer(line + ".", paragraphs)
+    for d in depths:
+        ln, lin, relu = (find_cell(runs, norm=n, depth=d) for n in ("ln", "none", "relu"))
+        if not ln or not lin:
+            continue
+        v = verdict_of(ctx, ln)
+        gain = means[ln] - means[lin]
+        k, unit = scale_of(m)
+        parts = [f"LN-only {_value(means[ln], m)} vs linear {_value(means[lin], m)} ({_signed(gain * k)}{unit}): {v.text if v else '–'}"]
+        for c in pd.unique(runs["cell"]):
+            vc = verdict_of(ctx, c)
+            if c not in (ln, lin) and vc and (runs.loc[runs["cell"] == c, "depth"] == d).all():
+                parts.append(f"{_short(c).split(' (')[0]} {_value(means[c], m)}: {vc.text}")
+        r = _cmp(ctx, [(ln, relu)]) if relu else []
+        if r:
+            parts.append(f"LN-only minus ReLU: {said(r[0], m)}")
+        if len(folds):
+            parts.append("folds per unit " + ", ".join(
+                f"{_short(c).split(' (')[0]} {fmt_num(folds[c])}" for c in (ln, lin, relu) if c in folds))  # fmt: skip
+        paragraphs.append(f"Depth {d}: " + "; ".join(parts) + ".")
+        heads.append(f"depth {d}: {_signed(gain * k)}{unit} ({v.kind.replace('_', ' ') if v else '?'})")
+    if not heads:
+        return generic(ctx)
+    return Answer("LN-only MLP minus the linear net of the same depth: " + "; ".join(heads) + f"{_level(ctx)}.", paragraphs)
 
 
-ANSWERS: dict[str, Callable[[Context], Answer]] = {"q1": q1, "q2": q2, "q3": q3, "q4": q4, "q5": q5}
+ANSWERS: dict[str, Callable[[Context], Answer]] = {"q1": q1, "q2": q2, "q3": q3, "q3b": q3b, "q4": q4, "q5": q5}
 
 
 def answer(ctx: Context) -> Answer:

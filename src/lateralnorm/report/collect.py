@@ -246,6 +246,14 @@ def _figures(runs: pd.DataFrame, epochs: pd.DataFrame, probes: pd.DataFrame, tab
     return figs
 
 
+def _grad_norms(epochs: pd.DataFrame) -> pd.Series | None:
+    """cell -> mean over runs of (mean over epochs of the largest gradient norm of the epoch)."""
+    if epochs.empty or "grad_norm_max" not in epochs.columns or epochs["grad_norm_max"].isna().all():
+        return None
+    per_run = epochs.groupby(["cell", "run_id"], sort=False)["grad_norm_max"].mean()
+    return per_run.groupby(level=0, sort=False).mean()
+
+
 def _raw(runs: pd.DataFrame) -> list[dict[str, Any]]:
     cols = [c for c in RAW_COLUMNS if c in runs.columns]
     out = []
@@ -327,7 +335,9 @@ def collect(study_dir: str | Path, metric: str = "test_acc", anchor: str | None 
     design, base = _design(meta, runs, last_finish)
     spec = meta.get("spec") or {}
     ctx = answers.Context(name=name, runs=runs, probes=probes, table=table, verdicts=vs, baseline=baseline,
-                          metric=metric)  # fmt: skip
+                          metric=metric, grad_norms=_grad_norms(epochs),
+                          baselines=baselines if isinstance(baselines, dict) else None,
+                          confidence=confidence)  # fmt: skip
     return StudyView(
         name=name, path=path, anchor=anchor or name, description=spec.get("description") or "",
         header=spec_header(meta, path), design=design, base=base, metric=metric, baseline=baseline,

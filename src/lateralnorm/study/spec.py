@@ -29,7 +29,8 @@ Beyond the plain grid:
     max_seeds = 15                                       #   cap per cell
     min_effect = 0.005                                   #   smallest effect of interest (metric units)
 
-A variant may set `seeds`, `probes`, `include`, `exclude`, `tune`, `adaptive` (`false` drops it), a `[variants.x.base]` or
+A variant may set `seeds`, `probes`, `include`, `exclude`, `compare_within`, `baseline`, `description`, `tune`,
+`adaptive` (`false` drops either), a `[variants.x.base]` or
 `[variants.x.grid]` table, or any RunConfig field directly: a field that is a grid axis replaces that axis (a
 scalar becomes a one-value axis), any other field overrides `base`.
 
@@ -52,8 +53,9 @@ RUN_FIELDS: tuple[str, ...] = tuple(RunConfig.model_fields)
 # fields a study sets itself: one seed per run from `seeds`, one folder per run under the study folder
 RESERVED_FIELDS = {"seed": "list seeds at the top level: seeds = [0, 1, 2]", "out_dir": "the study sets it"}
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-VARIANT_KEYS = ("seeds", "probes", "base", "grid", "include", "exclude", "tune", "adaptive", "description")
-REPLACED_BY_VARIANT = ("seeds", "probes", "include", "exclude", "tune", "adaptive", "description")
+REPLACED_BY_VARIANT = ("seeds", "probes", "include", "exclude", "compare_within", "baseline", "tune", "adaptive",
+                       "description")  # fmt: skip
+VARIANT_KEYS = ("base", "grid", *REPLACED_BY_VARIANT)
 
 
 class TuneSpec(BaseModel):
@@ -201,9 +203,11 @@ def _matches(cell: dict[str, Any], partial: dict[str, Any]) -> bool:
     return all(cell.get(k) == v for k, v in partial.items())
 
 
-def grid_cells(spec: StudySpec) -> list[tuple[dict[str, Any], tuple[str | int, ...]]]:
+def grid_cells(
+    spec: StudySpec, with_include: bool = True
+) -> list[tuple[dict[str, Any], tuple[str | int, ...]]]:
     """Every cell (axis -> value) with where it comes from: the product of the axes in file order, less the
-    cells an `exclude` entry matches, then the `include` cells in file order."""
+    cells an `exclude` entry matches, then (with_include) the `include` cells in file order."""
     import itertools
 
     axes = list(spec.grid)
@@ -212,7 +216,7 @@ def grid_cells(spec: StudySpec) -> list[tuple[dict[str, Any], tuple[str | int, .
         cell = dict(zip(axes, values))
         if not any(_matches(cell, e) for e in spec.exclude):
             out.append((cell, ("grid",)))
-    for i, extra in enumerate(spec.include):
+    for i, extra in enumerate(spec.include if with_include else []):
         out.append(({a: extra[a] for a in axes}, ("include", i)))
     return out
 
@@ -250,7 +254,7 @@ def _check_include_exclude(spec: StudySpec) -> None:
                 raise SpecError(("exclude", i, key), f"'{key}' is not a grid axis{did_you_mean(key, axes)}")
             if value not in spec.grid[key]:
                 raise SpecError(("exclude", i, key), f"{value!r} is not among grid.{key} = {spec.grid[key]!r}")
-    product = [c for c, origin in grid_cells(spec) if origin == ("grid",)]
+    product = [c for c, _ in grid_cells(spec, with_include=False)]
     seen: list[dict[str, Any]] = list(product)
     for i, extra in enumerate(spec.include):
         missing = [a for a in axes if a not in extra]
