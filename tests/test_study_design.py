@@ -280,3 +280,24 @@ def test_a_closed_store_is_one_file_readable_from_read_only_storage(tmp_path):
 
 def fake_noisy_ln(config: RunConfig) -> RunResult:
     return fake_noisy(config.model_copy(update={"norm": "base"}))
+
+
+def test_report_shows_the_tuning_grid_the_looks_and_the_sequential_level(tmp_path):
+    from lateralnorm.report import build_report
+
+    raw = {
+        "name": "seqrep", "seeds": [0, 1, 2], "baseline": {"norm": "ln"}, "base": {"epochs": 1},
+        "grid": {"norm": ["ln", "rms", "none"]}, "tune": {"lr": [0.001, 0.01]},
+        "adaptive": {"batch": 2, "max_seeds": 5, "min_effect": 0.001},
+    }  # fmt: skip
+
+    def trainer(config: RunConfig) -> RunResult:
+        return fake_noisy(config.model_copy(update={"norm": {"ln": "base", "rms": "good", "none": "noisy"}[config.norm]}))
+
+    run_study(validate_spec(raw), tmp_path / "s", executor=InlineExecutor(trainer), echo=lambda s: None)
+    html, _ = build_report([tmp_path / "s"], tmp_path / "report.html")
+    text = html.read_text()
+    assert "Learning rate: chosen per cell" in text and "<b>" in text.split("Learning rate: chosen")[1]
+    assert "Seeds until resolved" in text and "K = 2" in text and "Look 2" in text
+    assert "difference [97.5% CI]" in text  # 1 − 0.05/2
+    assert "seeds for the target width" in text  # the capped noisy cell says how many seeds it would need

@@ -20,9 +20,9 @@ from matplotlib.figure import Figure
 from lateralnorm.errors import UsageError
 from lateralnorm.report import answers
 from lateralnorm.report.verdict import Verdict, fmt_diff, fmt_num, fmt_p, scale_of, verdicts
-from lateralnorm.study import Study, stats
+from lateralnorm.study import Study, adaptive, stats, tuning
 from lateralnorm.study.plan import plan
-from lateralnorm.study.spec import StudySpec
+from lateralnorm.study.spec import AdaptiveSpec, StudySpec
 from lateralnorm.viz import plots
 
 # columns of the runs table shown inline (the CSV next to the report has every column)
@@ -58,6 +58,10 @@ class StudyView:
     paired: list[dict[str, Any]]  # one row per compared cell
     answer: answers.Answer
     figures: list[FigureView] = field(default_factory=list)
+    level: str = "95%"  # interval level of every CI in the section (higher in a sequential study)
+    sequential: list[str] = field(default_factory=list)  # the stopping rule and what each look decided
+    tuning: list[dict[str, Any]] = field(default_factory=list)  # per cell: chosen rate, accuracy per rate
+    tune_rates: list[float] = field(default_factory=list)
     raw: list[dict[str, Any]] = field(default_factory=list)
     runs: pd.DataFrame = field(default_factory=pd.DataFrame)  # every column, for the CSV
     verdicts: list[Verdict] = field(default_factory=list)
@@ -164,13 +168,22 @@ def _cells(runs: pd.DataFrame, table: pd.DataFrame, vs: list[Verdict], metric: s
     return out
 
 
-def _paired(table: pd.DataFrame, baseline: str | None, metric: str) -> list[dict[str, Any]]:
+def _paired(table: pd.DataFrame, baseline: str | None, metric: str,
+            min_effect: float | None = None) -> list[dict[str, Any]]:  # fmt: skip
     if baseline is None or "mean_diff" not in table.columns:
         return []
     rows = []
-    for _, r in table[table["cell"] != baseline].iterrows():
+    compared = table[table["baseline"].notna()] if "baseline" in table.columns else table[table["cell"] != baseline]
+    for _, r in compared.iterrows():
+        n = int(r["n_pairs"]) if pd.notna(r["n_pairs"]) else 0
+        half = (float(r["diff_ci_high"]) - float(r["diff_ci_low"])) / 2 if n >= 2 else math.nan
+        need = ""
+        if min_effect and math.isfinite(half) and half > min_effect:
+            est = adaptive.seeds_needed(half, n, min_effect)
+            need = f"≈{est}" if est else ""
         rows.append({
-            "cell": r["cell"], "n_pairs": int(r["n_pairs"]) if pd.notna(r["n_pairs"]) else 0,
+            "baseline": str(r["baseline"]) if "baseline" in r.index else str(baseline), "need": need,
+            "cell": r["cell"], "n_pairs": n,
             "diff": fmt_diff(r, metric) if pd.notna(r["mean_diff"]) else "–",
             "p_t": fmt_p(r["p_t"]), "p_t_holm": fmt_p(r["p_t_holm"]),
             "p_w_holm": fmt_p(r["p_wilcoxon_holm"]), "dz": fmt_num(r["cohens_dz"]),
@@ -214,7 +227,7 @@ def _figures(runs: pd.DataFrame, epochs: pd.DataFrame, probes: pd.DataFrame, tab
         diffs = table[table["cell"] != baseline]
         figs.append(FigureView(
             "Forest plot: each cell minus the baseline",
-            "Squares: mean paired difference; bars: 95% CI. Green/red: the CI excludes 0 (read the verdict "
+            "Squares: mean paired difference; bars: CI at the level of the tables above. Green/red: the CI excludes 0 (read the verdict "
             "for the Holm-corrected test); grey: it does not.",
             figure_uri(plots.forest_plot(diffs, baseline, metric))))  # fmt: skip
     ct = plots.crosstalk_frame(probes)
@@ -244,6 +257,55 @@ def _figures(runs: pd.DataFrame, epochs: pd.DataFrame, probes: pd.DataFrame, tab
             fig = plots.metric_bars(frame, title=title, ylabel=ylabel)
             figs.append(FigureView(title, caption, figure_uri(fig), wide=fig.get_figwidth() > 9))
     return figs
+
+
+def _sequential(meta: dict[str, Any], metric: str) -> list[str]:
+    """The stopping rule of an adaptive study and what each look decided."""
+    spec = meta.get("spec") or {}
+    if not spec.get("adaptive"):
+        return []
+    a = AdaptiveSpec(**spec["adaptive"])
+    k, unit = scale_of(metric)
+    lines = [adaptive.rule_text(a, len(spec.get("seeds") or []), k, unit)]
+    for look in meta.get("looks") or []:
+        kinds = list((look.get("resolved") or {}).values())
+        added = sum(len(v) for v in (look.get("added") or {}).values())
+        text = (f"Look {look['look']} ({look['runs']} runs): {len(kinds)} resolved ({kinds.count('difference')} "
+                f"with a difference, {kinds.count('small')} with any difference below {a.min_effect * k:g}{unit}), "
+                f"{len(look.get('unresolved') or [])} unresolved")  # fmt: skip
+        text += f" → {added} more runs." if added else "."
+        if look.get("capped"):
+            text += f" Unresolved at the cap of {a.max_seeds} seeds: {', '.join(look['capped'])} (the table gives the seeds each would need)."
+        lines.append(text)
+    return lines
+
+
+def _tuning(path: Path, meta: dict[str, Any], metric: str) -> tuple[list[dict[str, Any]], list[float]]:
+    """Per cell: the validation accuracy at every rate of the tuning grid and the rate chosen."""
+    spec_raw = meta.get("spec") or {}
+    tdir = path / tuning.TUNE_DIR
+    if not spec_raw.get("tune") or not (tdir / "study.db").is_file():
+        return [], []
+    spec = StudySpec(**spec_raw)
+    with Study(tdir) as t:
+        table = tuning.grid_table(spec, t.runs())
+    k, _ = scale_of(metric)
+    rates = list(spec.tune.lr)  # type: ignore[union-attr]
+    rows = []
+    for cell, g in table.groupby("cell", sort=False):
+        by_lr = {float(r["lr"]): r for _, r in g.iterrows()}
+        vals = []
+        for lr in rates:
+            r = by_lr.get(lr)
+            text = "–" if r is None or not math.isfinite(float(r["val_mean"])) else fmt_num(float(r["val_mean"]) * k)
+            if r is not None and r["lost"]:
+                text += f" ({int(r['lost'])} lost)"
+            vals.append({"text": text, "chosen": bool(r is not None and r["chosen"])})
+        finite = [float(r["val_mean"]) for r in by_lr.values() if math.isfinite(float(r["val_mean"]))]
+        spread = fmt_num((max(finite) - min(finite)) * k) if len(finite) > 1 else "–"
+        chosen = next((lr for lr in rates if by_lr.get(lr) is not None and by_lr[lr]["chosen"]), None)
+        rows.append({"cell": str(cell), "values": vals, "chosen": f"{chosen:g}" if chosen else "–", "spread": spread})
+    return rows, rates
 
 
 def _grad_norms(epochs: pd.DataFrame) -> pd.Series | None:
@@ -334,6 +396,7 @@ def collect(study_dir: str | Path, metric: str = "test_acc", anchor: str | None 
                         "they are left out of the statistics and flagged per cell.")  # fmt: skip
     design, base = _design(meta, runs, last_finish)
     spec = meta.get("spec") or {}
+    tune_rows, tune_rates = _tuning(path, meta, metric)
     ctx = answers.Context(name=name, runs=runs, probes=probes, table=table, verdicts=vs, baseline=baseline,
                           metric=metric, grad_norms=_grad_norms(epochs),
                           baselines=baselines if isinstance(baselines, dict) else None,
@@ -343,6 +406,8 @@ def collect(study_dir: str | Path, metric: str = "test_acc", anchor: str | None 
         header=spec_header(meta, path), design=design, base=base, metric=metric, baseline=baseline,
         axes=list(meta.get("axes") or []),
         counts=counts, warnings=warnings, cells=_cells(runs, table, vs, metric),
-        paired=_paired(table, baseline, metric), answer=answers.answer(ctx),
+        paired=_paired(table, baseline, metric, (spec.get("adaptive") or {}).get("min_effect")),
+        answer=answers.answer(ctx), level=f"{confidence:.1%}".replace(".0%", "%"),
+        sequential=_sequential(meta, metric), tuning=tune_rows, tune_rates=tune_rates,
         figures=_figures(runs, epochs, probes, table, baseline, metric), raw=_raw(runs), runs=runs, verdicts=vs,
     )  # fmt: skip

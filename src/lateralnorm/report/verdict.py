@@ -44,6 +44,10 @@ RULES: tuple[str, ...] = (
     "A flagged cell's verdict describes only its surviving runs; instability is itself a result.",
     "For losses (lower is better) better means a negative difference. Accuracy differences are in "
     "percentage points (pts).",
+    "Studies with <b>seeds until resolved</b> looked at their data more than once. They spend α = 0.05 "
+    "evenly over the K looks they could take (Bonferroni), so there every interval is at level 1 − 0.05/K "
+    "and every test at 0.05/K instead of 95% and 0.05; the section states its level and its looks. "
+    "Learning rates were chosen per cell on a validation split of the training set, never on the test set.",
 )
 
 
