@@ -33,47 +33,81 @@ class DataFileError(UsageError):
     """A data file is missing, corrupt or truncated; the message names the file and what to do."""
 
 
-def _read_bytes(path: Path) -> bytes:
-    """The file's content, decompressed when it starts with the gzip magic (whatever its name)."""
+MAX_DATA_BYTES = 8 * 2**30  # a declared size above this is refused before anything is allocated
+CHUNK = 1 << 20
+
+
+def _open(path: Path) -> tuple[object, bool]:
+    """A binary stream of the file's content (gzip-decompressing when it starts with the gzip magic)."""
     try:
-        raw = path.read_bytes()
+        f = open(path, "rb")  # noqa: SIM115 - closed by the caller
+        gz = f.read(2) == GZIP_MAGIC
+        f.seek(0)
     except OSError as e:
         raise DataFileError(f"cannot read {path}: {e.strerror or e}") from e
-    if raw[:2] != GZIP_MAGIC:
-        return raw
+    return (gzip.GzipFile(fileobj=f, mode="rb") if gz else f), gz
+
+
+def _read(stream: object, n: int, path: Path, gz: bool) -> bytes:
+    """Up to n bytes; a broken gzip stream is a one-line DataFileError."""
     try:
-        return gzip.decompress(raw)
+        return stream.read(n)  # type: ignore[attr-defined]
     except (OSError, EOFError, zlib.error) as e:
-        raise DataFileError(f"{path} is a corrupt or truncated gzip file ({e}); download it again") from e
+        if gz:
+            raise DataFileError(f"{path} is a corrupt or truncated gzip file ({e}); download it again") from e
+        raise DataFileError(f"cannot read {path}: {e}") from e
 
 
-def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
+def read_idx(path: str | os.PathLike[str], max_bytes: int = MAX_DATA_BYTES) -> np.ndarray:
     """Read one IDX file into an array of its declared shape and dtype (native byte order).
 
-    Raises DataFileError naming the file when the magic, the dimensions or the length is wrong.
+    The header is read first; the data are then read (and decompressed) as a stream into a buffer of the
+    declared size, and reading stops as soon as the file holds more than that: a gzip bomb or a header that
+    lies costs at most the declared size (itself capped at `max_bytes`). Raises DataFileError naming the
+    file when the magic, the dimensions, the declared size or the length is wrong.
     """
     path = Path(path)
-    data = _read_bytes(path)
-    if len(data) < 4 or data[0] != 0 or data[1] != 0:
-        raise DataFileError(f"{path} is not an IDX file (bad magic number); download it again")
-    type_code, ndim = data[2], data[3]
-    if type_code not in IDX_DTYPES:
-        raise DataFileError(f"{path}: unknown IDX element type 0x{type_code:02x}; download it again")
-    if ndim == 0:
-        raise DataFileError(f"{path}: IDX header declares zero dimensions; download it again")
-    header_len = 4 + 4 * ndim
-    if len(data) < header_len:
-        raise DataFileError(f"{path} is truncated inside its header; download it again")
-    dims = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
-    dtype = np.dtype(IDX_DTYPES[type_code])
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
-    actual = len(data) - header_len
-    if actual != expected:
-        what = "truncated" if actual < expected else "longer than its header says"
+    stream, gz = _open(path)
+    try:
+        head = _read(stream, 4, path, gz)
+        if len(head) < 4 or head[0] != 0 or head[1] != 0:
+            raise DataFileError(f"{path} is not an IDX file (bad magic number); download it again")
+        type_code, ndim = head[2], head[3]
+        if type_code not in IDX_DTYPES:
+            raise DataFileError(f"{path}: unknown IDX element type 0x{type_code:02x}; download it again")
+        if ndim == 0:
+            raise DataFileError(f"{path}: IDX header declares zero dimensions; download it again")
+        raw_dims = _read(stream, 4 * ndim, path, gz)
+        if len(raw_dims) < 4 * ndim:
+            raise DataFileError(f"{path} is truncated inside its header; download it again")
+        dims = tuple(int.from_bytes(raw_dims[4 * i : 4 * i + 4], "big") for i in range(ndim))
+        dtype = np.dtype(IDX_DTYPES[type_code])
+        expected = dtype.itemsize
+        for d in dims:  # Python integers: no overflow whatever the header says
+            expected *= d
+        if expected > max_bytes:
+            raise DataFileError(
+                f"{path}: header {dims} declares {expected:,} data bytes, more than the {max_bytes:,} allowed; "
+                "the file is corrupt or not a data set"
+            )
+        buf = bytearray(expected)
+        view, got = memoryview(buf), 0
+        while got < expected:
+            chunk = _read(stream, min(CHUNK, expected - got), path, gz)
+            if not chunk:
+                break
+            view[got : got + len(chunk)] = chunk
+            got += len(chunk)
+        extra = _read(stream, 1, path, gz) if got == expected else b""
+    finally:
+        stream.close()  # type: ignore[attr-defined]
+    if got != expected or extra:
+        what = "truncated" if got < expected else "longer than its header says"
+        found = f"{got}" if got < expected else f"more than {expected}"
         raise DataFileError(
-            f"{path} is {what}: header {dims} needs {expected} data bytes, found {actual}; download it again"
+            f"{path} is {what}: header {dims} needs {expected} data bytes, found {found}; download it again"
         )
-    arr = np.frombuffer(data, dtype=dtype, offset=header_len).reshape(dims)
+    arr = np.frombuffer(buf, dtype=dtype).reshape(dims)
     return arr.astype(dtype.newbyteorder("="))
 
 
