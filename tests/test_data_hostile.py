@@ -70,3 +70,54 @@ def test_true_length_is_still_checked_and_good_files_still_load(tmp_path):
     (tmp_path / "broken.gz").write_bytes(blob[:-12])
     with pytest.raises(DataFileError, match="corrupt or truncated gzip"):
         read_idx(tmp_path / "broken.gz")
+
+
+def test_a_refused_checkpoint_is_one_line_that_never_suggests_unsafe_loading(tmp_path, capsys):
+    import os
+
+    import torch
+
+    from lateralnorm.cli import main
+    from lateralnorm.errors import UsageError
+    from lateralnorm.runconfig import RunConfig
+    from lateralnorm.train import load_run, run
+
+    out = tmp_path / "run"
+    run(RunConfig(dataset="digits", model="mlp", width=8, epochs=1, out_dir=str(out)), progress=False)
+    assert load_run(out).model is not None
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    torch.save({"x": Evil()}, out / "checkpoint.pt")
+    for content in (None, b"garbage"):
+        if content is not None:
+            (out / "checkpoint.pt").write_bytes(content)
+        with pytest.raises(UsageError) as e:
+            load_run(out)
+        text = str(e.value)
+        assert "tampered" in text and "weights_only" not in text and "\n" not in text
+    assert main(["probe", str(out), "--probe", "sparsity"]) == 2
+    assert "pwned" not in capsys.readouterr().out
+
+
+def test_report_never_reads_a_file_the_database_names(tmp_path):
+    from lateralnorm.report import build_report
+    from lateralnorm.study import InlineExecutor, Store, run_study, validate_spec
+    from lateralnorm.runconfig import EpochMetrics, RunConfig, RunResult
+
+    def fake_noisy_ln(config: RunConfig) -> RunResult:
+        m = EpochMetrics(epoch=1, train_loss=1, train_acc=0.5, test_loss=1, test_acc=0.5, lr=config.lr, wall_s=0.0,
+                         samples_per_s=1.0)  # fmt: skip
+        return RunResult(run_id=config.run_id(), config=config.model_dump(mode="json"), status="done",
+                         test_acc=0.5, history=[m], out_dir=config.out_dir)  # fmt: skip
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("# TOPSECRET-LINE\n")
+    spec = validate_spec({"name": "s", "seeds": [0], "base": {"epochs": 1}, "grid": {"norm": ["ln"]}})
+    run_study(spec, tmp_path / "s", executor=InlineExecutor(fake_noisy_ln), echo=lambda s: None)
+    with Store(tmp_path / "s") as store:
+        store.set_meta(spec_path=str(secret), spec_header=None)
+    html, _ = build_report([tmp_path / "s"], tmp_path / "r.html")
+    assert "TOPSECRET" not in html.read_text()

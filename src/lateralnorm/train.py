@@ -416,8 +416,14 @@ def load_run(run_dir: str | os.PathLike[str], *, device: str = "cpu") -> LoadedR
         raise UsageError(f"{cfg_path} is unreadable ({e}); rerun the training") from e
     data = dataset_for(config)
     model = build_model(config, data.meta.input_shape, data.meta.num_classes)
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)
-    model.load_state_dict(state)
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+    except Exception as e:  # refused by the safe unpickler, truncated, or weights of another model
+        raise UsageError(  # torch's own text suggests weights_only=False, the unsafe way: not repeated here
+            f"{ckpt} is not a lateralnorm checkpoint of this run, or it was damaged or tampered with "
+            f"({type(e).__name__}); retrain the run rather than loading it unsafely"
+        ) from None
     model.to(resolve_device(device)).eval()
     res_path = run_dir / "result.json"
     result = RunResult.model_validate_json(res_path.read_text()) if res_path.is_file() else None

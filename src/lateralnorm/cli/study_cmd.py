@@ -81,6 +81,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         for p in runs:
             print(f"{p.run_id}  seed={p.seed}  {p.cell_label}")
         print(f"{len(runs)} runs -> {study_dir} (dry run: nothing written)")
+        if spec.tune is not None:
+            from lateralnorm.study.tuning import tune_spec
+
+            n = len(plan(tune_spec(spec), study_dir / "tune"))
+            print(f"first {n} tuning runs -> {study_dir / 'tune'}: each cell's lr is chosen there from {spec.tune.lr}")
+        if spec.adaptive is not None:
+            print(f"then seeds are added to unresolved cells, up to {spec.adaptive.max_seeds} per cell")
         return 0
     try:
         report = run_study(
@@ -90,7 +97,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         )  # fmt: skip
     except KeyboardInterrupt:
         again = " ".join(
-            ["lateralnorm study run", args.spec] + (["--variant", args.variant] if args.variant else [])
+            ["lateralnorm study run", args.spec]
+            + (["--variant", args.variant] if args.variant else [])
+            + (["--out", args.out] if args.out else [])
         )
         print(f"stopped: finished runs are kept, the others are pending; `{again}` resumes", file=sys.stderr)
         raise

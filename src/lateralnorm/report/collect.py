@@ -68,21 +68,11 @@ class StudyView:
 
 
 def spec_header(meta: dict[str, Any], study_dir: Path) -> list[str]:
-    """The spec file's leading comment as paragraphs: from meta["spec_header"] when the runner stored it,
-    else read from meta["spec_path"] (as given, or relative to the study folder's parents). [] if neither."""
+    """The spec file's leading comment as paragraphs, from the copy the runner stored in the database
+    (meta["spec_header"]); a file named in the database is never read. [] when there is none."""
     text = meta.get("spec_header")
     if not isinstance(text, str):
         text = ""
-        given = meta.get("spec_path")
-        if given:
-            candidates = [Path(given)] + [p / given for p in (study_dir, *study_dir.resolve().parents)]
-            for path in candidates:
-                if path.is_file():
-                    try:
-                        text = path.read_text(encoding="utf-8")
-                    except (OSError, UnicodeDecodeError):
-                        continue
-                    break
     lines = []
     for line in text.splitlines():
         if not line.startswith("#"):

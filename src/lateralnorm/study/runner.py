@@ -142,7 +142,7 @@ def run_study(
         now = time.time()
         store.set_meta(
             name=spec.name, variant=spec.variant, spec=spec.model_dump(mode="json"), spec_path=spec_path,
-            axes=spec.axes(), baseline=baseline_label(spec), baselines=baselines, tuned_lr=lr_of,
+            spec_header=leading_comment(spec_path), axes=spec.axes(), baseline=baseline_label(spec), baselines=baselines, tuned_lr=lr_of,
             confidence=confidence, executor=ex.name, workers=ex.workers,
             created=meta.get("created", now), updated=now,
         )  # fmt: skip
@@ -265,6 +265,23 @@ def _execute(
         store.requeue_running(ex.inflight_ids())
         ex.inflight.clear()
     return started
+
+
+def leading_comment(spec_path: str | None) -> str | None:
+    """The spec file's leading comment lines (the question it asks), stored with the study so a report
+    never reads files a database names."""
+    if not spec_path:
+        return None
+    try:
+        text = Path(spec_path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    lines = []
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def format_duration(seconds: float) -> str:
