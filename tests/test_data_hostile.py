@@ -121,3 +121,57 @@ def test_report_never_reads_a_file_the_database_names(tmp_path):
         store.set_meta(spec_path=str(secret), spec_header=None)
     html, _ = build_report([tmp_path / "s"], tmp_path / "r.html")
     assert "TOPSECRET" not in html.read_text()
+
+
+@pytest.mark.parametrize(
+    "exc, words",
+    [
+        ("enospc", "the disk is full"),
+        ("erofs", "read-only"),
+        ("sqlite_full", "the disk is full"),
+        ("sqlite_ro", "cannot be written"),
+    ],
+)
+def test_full_or_read_only_disks_end_in_one_line_with_exit_2(exc, words, monkeypatch, capsys, tmp_path):
+    import errno
+    import sqlite3
+
+    import lateralnorm.study
+
+    from lateralnorm.cli import main
+
+    errors = {
+        "enospc": OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x")),
+        "erofs": OSError(errno.EROFS, "Read-only file system", str(tmp_path / "x")),
+        "sqlite_full": sqlite3.OperationalError("database or disk is full"),
+        "sqlite_ro": sqlite3.OperationalError("attempt to write a readonly database"),
+    }
+
+    def fail(*a, **k):
+        raise errors[exc]
+
+    monkeypatch.setattr(lateralnorm.study, "run_study", fail)
+    spec = tmp_path / "s.toml"
+    spec.write_text('name = "s"\n[grid]\nnorm = ["ln"]\n')
+    assert main(["study", "run", str(spec), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert words in err and "run the same command again" in err and "\n" not in err and "Traceback" not in err
+
+
+def test_zero_byte_and_garbage_stores_are_refused_and_left_alone(tmp_path, capsys):
+    from lateralnorm.cli import main
+
+    spec = tmp_path / "s.toml"
+    spec.write_text('name = "s"\nseeds = [0]\n[base]\nepochs = 1\n[grid]\nnorm = ["ln"]\n')
+    for content, words in ((b"", "is empty (0 bytes)"), (b"garbage" * 300, "corrupt or truncated")):
+        folder = tmp_path / f"s{len(content)}"
+        folder.mkdir()
+        (folder / "study.db").write_bytes(content)
+        for argv in (["study", "status", str(folder)], ["study", "summary", str(folder)],
+                     ["report", str(folder), "-o", str(tmp_path / "r.html")],
+                     ["study", "run", str(spec), "--out", str(folder), "--executor", "inline"]):  # fmt: skip
+            assert main(argv) == 2
+            err = capsys.readouterr().err.strip()
+            assert words in err and "\n" not in err, argv
+        assert (folder / "study.db").read_bytes() == content  # never overwritten
+        assert not (folder / "artifacts").exists()

@@ -303,6 +303,8 @@ def _run(config: RunConfig, progress: bool | None) -> RunResult:
     out.mkdir(parents=True, exist_ok=True)
     for stale in ("metrics.jsonl", "result.json", "checkpoint.pt"):
         (out / stale).unlink(missing_ok=True)
+    for tmp in out.glob(".*.tmp.*"):  # half-written files of a run killed while writing (atomic.atomic_path)
+        tmp.unlink(missing_ok=True)
     header = {
         "run_id": run_id,
         "config": config.model_dump(),

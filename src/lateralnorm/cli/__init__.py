@@ -4,7 +4,9 @@ handlers parse, call the library and print. User errors end as one line on stder
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import sqlite3
 import sys
 
 # one module per command group; each defines register(subparsers) and sets args.func
@@ -56,6 +58,37 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except (OSError, sqlite3.OperationalError) as e:
+        message = storage_problem(e)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+
+
+DISK_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+               errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
+               errno.EFBIG: "the file is larger than this process may write"}  # fmt: skip
+
+
+def storage_problem(e: BaseException) -> str | None:
+    """One line for a full, read-only or forbidden disk (finished results are kept: every writer is atomic
+    and the store commits each run in one transaction), else None."""
+    what = None
+    if isinstance(e, OSError) and e.errno in DISK_ERRNOS:
+        what = f"{DISK_ERRNOS[e.errno]} ({e.filename or e.strerror})"
+    elif isinstance(e, sqlite3.OperationalError):
+        text = str(e)
+        if "full" in text:
+            what = f"the disk is full ({text})"
+        elif "readonly" in text or "read-only" in text:
+            what = f"the study database cannot be written ({text})"
+        elif "disk I/O error" in text or "unable to open" in text:
+            what = f"the study database cannot be written ({text}): the disk may be full or read-only"
+    if what is None:
+        return None
+    return (f"{what}: nothing finished was lost; free space (or choose a writable folder with --out) "
+            "and run the same command again to resume")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ transaction together with all its results, so a reader or a killed driver never 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
@@ -83,6 +84,18 @@ def db_path(study_dir: str | Path) -> Path:
     return Path(study_dir) / DB_NAME
 
 
+def _db_problem(path: Path, e: sqlite3.DatabaseError, readonly: bool) -> str:
+    """One line for an unusable database file."""
+    text = str(e)
+    if "full" in text:
+        return f"{path}: the disk is full ({text}); free space and run again (finished runs are kept)"
+    if "readonly" in text or "read-only" in text or "unable to open" in text:
+        where = "read" if readonly else "write"
+        return f"cannot {where} {path} ({text}): check permissions, or pass --out to use a writable folder"
+    return (f"{path} is not a readable study database ({text}): it is corrupt or truncated; restore it from a "
+            "copy (nothing was changed), or `lateralnorm study check` it")  # fmt: skip
+
+
 def _num(x: Any) -> Any:
     """NaN and inf do not survive SQLite REAL round trips portably: store them as NULL."""
     if isinstance(x, float) and (x != x or x in (float("inf"), float("-inf"))):
@@ -98,21 +111,42 @@ class Store:
         self.study_dir = Path(study_dir)
         self.path = db_path(study_dir)
         self.readonly = readonly
-        if readonly:
-            if not self.path.exists():
-                raise UsageError(
-                    f"{self.study_dir} is not a study folder (no {DB_NAME}): "
-                    "give the folder `lateralnorm study run` wrote, e.g. runs/q1"
-                )
-            self.conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None)
-        else:
-            self.study_dir.mkdir(parents=True, exist_ok=True)
-            self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=NORMAL")  # durable across a killed process in WAL mode
-        self.conn.row_factory = sqlite3.Row
-        self.conn.execute("PRAGMA foreign_keys=ON")
-        self._check_schema()
+        if self.path.exists() and self.path.is_file() and self.path.stat().st_size == 0:
+            raise UsageError(
+                f"{self.path} is empty (0 bytes), not a study database: restore it from a copy, or move it away "
+                "to start the study over (nothing was changed)"
+            )
+        try:
+            if readonly:
+                if not self.path.exists():
+                    raise UsageError(
+                        f"{self.study_dir} is not a study folder (no {DB_NAME}): "
+                        "give the folder `lateralnorm study run` wrote, e.g. runs/q1"
+                    )
+                self.conn = self._open_readonly()
+            else:
+                self.study_dir.mkdir(parents=True, exist_ok=True)
+                self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA synchronous=NORMAL")  # durable across a killed process in WAL mode
+            self.conn.row_factory = sqlite3.Row
+            self.conn.execute("PRAGMA foreign_keys=ON")
+            self._check_schema()
+        except sqlite3.DatabaseError as e:
+            raise UsageError(_db_problem(self.path, e, readonly)) from None
+
+    def _open_readonly(self) -> sqlite3.Connection:
+        """Read-only; a database left in WAL mode on read-only storage (no -shm can be made) opens as
+        immutable, which is safe there because nothing can write it."""
+        conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None)
+        try:
+            conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+            return conn
+        except sqlite3.OperationalError:
+            conn.close()
+            if os.access(self.path.parent, os.W_OK):
+                raise
+        return sqlite3.connect(f"file:{self.path}?mode=ro&immutable=1", uri=True, isolation_level=None)
 
     # ------------------------------------------------------------------------------------ schema
     def _check_schema(self) -> None:
