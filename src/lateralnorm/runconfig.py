@@ -16,6 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from lateralnorm.models.common import Placement  # the block orders the models build
 
 Status = Literal["pending", "running", "done", "failed", "diverged"]
+# upper limits of the sizes a run may ask for: beyond them a typo, not an experiment (checked for the CLI and
+# specs alike, since both build a RunConfig); `train.check_memory` also refuses a model that cannot fit
+MAX: dict[str, int] = {"depth": 256, "width": 65_536, "samples": 10_000_000, "epochs": 100_000, "threads": 1024}
 # fields added after run ids were first published, with their defaults (see RunConfig.key)
 ADDED_FIELDS: dict[str, Any] = {"holdout": 0.0, "kappa_decay": None}
 
@@ -30,12 +33,12 @@ class RunConfig(BaseModel):
     model: str = "mlp"
     norm: str = "ln"  # a norm spec, e.g. "gelu>ln" or "dn:kappa=band:5,alpha=2"
     placement: Placement = "post"  # post: Linear→norm→act, pre: Linear→act→norm, only: Linear→norm
-    depth: int = Field(2, ge=0, description="hidden layers (mlp), conv blocks (cnn), stacked cells (rnn)")
-    width: int = Field(128, ge=1, description="hidden units / channels / recurrent state size")
+    depth: int = Field(2, ge=0, le=MAX["depth"], description="hidden layers (mlp), conv blocks (cnn), stacked cells (rnn)")
+    width: int = Field(128, ge=1, le=MAX["width"], description="hidden units / channels / recurrent state size")
     activation: str = "relu"
     # data views
-    subset: int | None = Field(None, ge=1, description="use only the first N training samples")
-    samples: int | None = Field(None, ge=1, description="size of generated data sets (toys, mnist1d)")
+    subset: int | None = Field(None, ge=1, le=MAX["samples"], description="use only the first N training samples")
+    samples: int | None = Field(None, ge=1, le=MAX["samples"], description="size of generated data sets (toys, mnist1d)")
     random_labels: bool = False
     data_dir: str | None = None
     holdout: float = Field(
@@ -43,20 +46,20 @@ class RunConfig(BaseModel):
         "evaluate on it instead of the test set (learning-rate tuning never sees the test set)"
     )
     # optimisation
-    seed: int = 0
-    epochs: int = Field(20, ge=0)
-    batch_size: int = Field(128, ge=1)
-    lr: float = Field(1e-3, gt=0)
+    seed: int = Field(0, ge=-(2**63), le=2**63 - 1)
+    epochs: int = Field(20, ge=0, le=MAX["epochs"])
+    batch_size: int = Field(128, ge=1, le=MAX["samples"])
+    lr: float = Field(1e-3, gt=0, allow_inf_nan=False)
     optimizer: str = "adamw"  # adamw | sgd
     momentum: float = Field(0.9, ge=0, lt=1)
-    weight_decay: float = Field(0.0, ge=0)
+    weight_decay: float = Field(0.0, ge=0, allow_inf_nan=False)
     kappa_decay: float | None = Field(
-        None, ge=0, description="weight decay of the divisive norms' κ parameters (default: weight_decay)"
+        None, ge=0, allow_inf_nan=False, description="weight decay of the divisive norms' κ parameters (default: weight_decay)"
     )
     schedule: str = "constant"  # constant | cosine | onecycle
     # execution
     device: str = "cpu"  # auto | cpu | cuda
-    threads: int | None = Field(None, ge=1)
+    threads: int | None = Field(None, ge=1, le=MAX["threads"])
     out_dir: str | None = None  # defaults to runs/<run_id>
     checkpoint: bool = True
 

@@ -131,9 +131,38 @@ def validate_config(config: RunConfig) -> tuple[Dataset, torch.device]:
         )
     device = resolve_device(config.device)
     check_model(config)  # names first: fail fast before loading data
+    check_memory(config, (40,) if config.dataset == "mnist1d" else (1, 28, 28))
     data = dataset_for(config)
     check_model(config, data.meta.input_shape, dataset=repr(config.dataset))
     return data, device
+
+
+def _param_estimate(config: RunConfig, input_shape: tuple[int, ...]) -> int:
+    """An upper-end count of the model's parameters from its sizes alone (nothing is built)."""
+    w, d = config.width, max(config.depth, 1)
+    n_in = int(math.prod(input_shape))
+    per_norm = w * w if "full" in config.norm or "gdn" in config.norm else 4 * w
+    if config.model in ("mlp", "linear"):
+        return n_in * w + (d - 1) * w * w + 10 * w + d * per_norm + n_in * 10
+    if config.model in ("cnn", "cnn1d"):
+        return 9 * w * w * d + 9 * w * input_shape[0] + d * per_norm + 10 * w
+    if config.model in ("rnn", "gru", "lstm"):
+        return 4 * d * (w * w + max(input_shape[-1], w) * w) + d * per_norm + 10 * w
+    return 12 * d * w * w + d * per_norm + n_in * w + 10 * w  # transformer
+
+
+def check_memory(config: RunConfig, input_shape: tuple[int, ...]) -> None:
+    """UsageError when the model's weights, gradients and optimizer state alone cannot fit in memory."""
+    need = _param_estimate(config, input_shape) * 4 * 4  # float32 × (weights, grads, two Adam moments)
+    try:
+        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        return
+    if need > 0.8 * have:
+        raise UsageError(
+            f"width {config.width} × depth {config.depth} needs about {need / 2**30:.1f} GiB for the {config.model}'s "
+            f"weights and optimizer state alone, more than this machine's {have / 2**30:.1f} GiB: choose a smaller width or depth"
+        )
 
 
 def seed_everything(seed: int) -> None:

@@ -182,12 +182,13 @@ def _runnable_problem(config: RunConfig) -> str | None:
     try:
         from lateralnorm.data import check_dataset_name
         from lateralnorm.models import check_model
-        from lateralnorm.train import OPTIMIZERS, SCHEDULES
+        from lateralnorm.train import OPTIMIZERS, SCHEDULES, check_memory
     except ImportError:  # pragma: no cover - the trainer always ships with the package
         return None
     try:
         check_dataset_name(config.dataset)
         check_model(config)
+        check_memory(config, (40,) if config.dataset == "mnist1d" else (1, 28, 28))
         for field, known in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES)):
             value = getattr(config, field)
             if value not in known:

@@ -1,4 +1,4 @@
-"""Hostile data files: gzip bombs, lying headers and size overflows end as one-line errors in bounded memory
+"""Hostile input and failing disks: gzip bombs, lying headers, size overflows, refused checkpoints, full or
 (issue: hostile input). Each test fails if its protection is removed."""
 
 from __future__ import annotations
@@ -175,3 +175,37 @@ def test_zero_byte_and_garbage_stores_are_refused_and_left_alone(tmp_path, capsy
             assert words in err and "\n" not in err, argv
         assert (folder / "study.db").read_bytes() == content  # never overwritten
         assert not (folder / "artifacts").exists()
+
+
+@pytest.mark.parametrize(
+    "flag, value, words",
+    [
+        ("--epochs", "99999999999999999999", "less than or equal to 100000"),
+        ("--depth", "1000000", "less than or equal to 256"),
+        ("--samples", "99999999999", "less than or equal to 10000000"),
+        ("--width", "1000000000", "less than or equal to 65536"),
+        ("--seed", "100000000000000000000", "less than or equal to 9223372036854775807"),
+        ("--threads", "100000", "less than or equal to 1024"),
+        ("--lr", "inf", "finite"),
+        ("--weight-decay", "inf", "finite"),
+        ("--width", "60000", "GiB for the mlp's weights"),
+    ],
+)
+def test_unbounded_sizes_are_refused_before_anything_is_written(flag, value, words, tmp_path, capsys):
+    from lateralnorm.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "mnist1d", flag, value, "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert words in err and "\n" not in err
+    assert not out.exists()
+
+
+def test_specs_get_the_same_limits(tmp_path):
+    from lateralnorm.errors import UsageError
+    from lateralnorm.study import validate_spec
+
+    with pytest.raises(UsageError, match="less than or equal to 100000"):
+        validate_spec({"name": "x", "base": {"epochs": 10**9}, "grid": {"norm": ["ln"]}})
+    with pytest.raises(UsageError, match="GiB"):
+        validate_spec({"name": "x", "grid": {"width": [8, 60000]}})
