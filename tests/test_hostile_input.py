@@ -1,5 +1,6 @@
 """Hostile input and failing disks: gzip bombs, lying headers, size overflows, refused checkpoints, full or
-(issue: hostile input). Each test fails if its protection is removed."""
+read-only disks, corrupt stores and unbounded sizes end as one-line errors in bounded memory, with nothing lost
+or overwritten. Each test fails if its protection is removed."""
 
 from __future__ import annotations
 
