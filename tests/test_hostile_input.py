@@ -1,6 +1,5 @@
 """Hostile input and failing disks: gzip bombs, lying headers, size overflows, refused checkpoints, full or
-read-only disks, corrupt stores and unbounded sizes end as one-line errors in bounded memory, with nothing lost
-or overwritten. Each test fails if its protection is removed."""
+(issue: hostile input). Each test fails if its protection is removed."""
 
 from __future__ import annotations
 

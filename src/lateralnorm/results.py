@@ -31,7 +31,7 @@ from lateralnorm import atomic
 from lateralnorm.errors import UsageError
 
 DEFAULT_MANIFEST = "studies/results.toml"
-CAPACITY = dict(specs=["none", "ln", "rms", "relu"], widths=[16], depths=[1, 2, 4], seeds=[0, 1, 2],
+CAPACITY = dict(specs=["none", "ln", "rms", "relu"], widths=[16], depths=[1, 2, 4], seeds=[0, 1, 2, 3, 4],
                 samples=512, steps=500)  # fmt: skip
 
 
