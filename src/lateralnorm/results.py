@@ -108,12 +108,13 @@ def run_all(
             echo(f"=== [{i}/{len(specs)}] {folder.name}  (elapsed {_fmt(time.perf_counter() - t_all)}, "
                  f"estimated left {_fmt(left * 60 * ratio)})")  # fmt: skip
             t0 = time.perf_counter()
-            run_study(spec, folder, workers=workers, spec_path=str(entry.spec), echo=echo)
+            report = run_study(spec, folder, workers=workers, spec_path=str(entry.spec), echo=echo)
             took = time.perf_counter() - t0
             walls[folder.name] = walls.get(folder.name, 0.0) + took
-            spent += took
-            spent_est += entry.minutes * 60
-            ratio = max(0.05, spent / spent_est) if spent_est else 1.0
+            if report.skipped == 0 and report.done + report.diverged > 0:  # a fresh study: it calibrates the estimate
+                spent += took
+                spent_est += entry.minutes * 60
+                ratio = max(0.2, spent / spent_est)
     present = [f for f in folders if (f / "study.db").is_file()]
     if not present:
         raise UsageError(f"no study in {out / 'studies'} has run yet: run `lateralnorm results` without --report-only")
