@@ -104,8 +104,8 @@ def test_a_refused_checkpoint_is_one_line_that_never_suggests_unsafe_loading(tmp
 
 def test_report_never_reads_a_file_the_database_names(tmp_path):
     from lateralnorm.report import build_report
-    from lateralnorm.study import InlineExecutor, Store, run_study, validate_spec
     from lateralnorm.runconfig import EpochMetrics, RunConfig, RunResult
+    from lateralnorm.study import InlineExecutor, Store, run_study, validate_spec
 
     def fake_noisy_ln(config: RunConfig) -> RunResult:
         m = EpochMetrics(epoch=1, train_loss=1, train_acc=0.5, test_loss=1, test_acc=0.5, lr=config.lr, wall_s=0.0,
@@ -137,7 +137,6 @@ def test_full_or_read_only_disks_end_in_one_line_with_exit_2(exc, words, monkeyp
     import sqlite3
 
     import lateralnorm.study
-
     from lateralnorm.cli import main
 
     errors = {

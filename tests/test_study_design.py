@@ -14,7 +14,18 @@ import pytest
 from lateralnorm.data import load_dataset
 from lateralnorm.errors import UsageError
 from lateralnorm.runconfig import EpochMetrics, RunConfig, RunResult
-from lateralnorm.study import InlineExecutor, Store, Study, adaptive, load_spec, plan, run_study, stats, tuning, validate_spec
+from lateralnorm.study import (
+    InlineExecutor,
+    Store,
+    Study,
+    adaptive,
+    load_spec,
+    plan,
+    run_study,
+    stats,
+    tuning,
+    validate_spec,
+)
 from lateralnorm.study.plan import baseline_map, cells
 from lateralnorm.study.spec import AdaptiveSpec
 
@@ -76,7 +87,9 @@ def test_adaptive_needs_a_baseline_and_tune_cannot_share_the_lr_axis():
     with pytest.raises(UsageError, match="set baseline"):
         validate_spec({**raw, "adaptive": {"max_seeds": 4, "min_effect": 0.01}})
     with pytest.raises(UsageError, match="either tune it or list it"):
-        validate_spec({**raw, "exclude": [], "include": [], "grid": {"lr": [0.1, 0.2]}, "tune": {"lr": [0.01, 0.1]}})
+        validate_spec(
+            {**raw, "exclude": [], "include": [], "grid": {"lr": [0.1, 0.2]}, "tune": {"lr": [0.01, 0.1]}}
+        )
 
 
 @pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.stem)
@@ -103,7 +116,14 @@ def test_stratified_baselines_pair_each_cell_with_its_own():
     rows = []
     for seed in range(4):
         for cell, acc in (("a@8", 0.5), ("b@8", 0.6), ("a@128", 0.7), ("b@128", 0.7)):
-            rows.append({"cell": cell, "seed": seed, "status": "done", "test_acc": acc + 0.01 * seed + 0.001 * seed**2 * (cell == "b@8")})
+            rows.append(
+                {
+                    "cell": cell,
+                    "seed": seed,
+                    "status": "done",
+                    "test_acc": acc + 0.01 * seed + 0.001 * seed**2 * (cell == "b@8"),
+                }
+            )
     runs = pd.DataFrame(rows)
     out = stats.paired_vs_baseline(runs, {"a@8": "a@8", "b@8": "a@8", "a@128": "a@128", "b@128": "a@128"})
     out = out.set_index("cell")
@@ -180,7 +200,10 @@ def test_kappa_decay_reaches_every_kappa_parameter_and_nothing_else():
 def test_trainer_records_gradient_norms(tmp_path):
     from lateralnorm.train import run
 
-    r = run(RunConfig(dataset="digits", model="mlp", width=8, epochs=2, out_dir=str(tmp_path), checkpoint=False), progress=False)
+    r = run(
+        RunConfig(dataset="digits", model="mlp", width=8, epochs=2, out_dir=str(tmp_path), checkpoint=False),
+        progress=False,
+    )
     for m in r.history:
         assert 0 < m.grad_norm_mean <= m.grad_norm_max and math.isfinite(m.grad_norm_max)
 
@@ -254,7 +277,9 @@ def test_runner_tunes_then_adds_seeds_until_resolved_and_resumes_without_rerunni
     assert meta["looks"][-1]["capped"] == ["norm=none"]
     assert meta["confidence"] == pytest.approx(1 - 0.05 / 3)
     n = len(runs)
-    report = run_study(spec, tmp_path, executor=InlineExecutor(trainer), echo=lines.append)  # resume: nothing new
+    report = run_study(
+        spec, tmp_path, executor=InlineExecutor(trainer), echo=lines.append
+    )  # resume: nothing new
     assert report.done == 0
     with Study(tmp_path) as s:
         assert len(s.runs()) == n
@@ -292,7 +317,9 @@ def test_report_shows_the_tuning_grid_the_looks_and_the_sequential_level(tmp_pat
     }  # fmt: skip
 
     def trainer(config: RunConfig) -> RunResult:
-        return fake_noisy(config.model_copy(update={"norm": {"ln": "base", "rms": "good", "none": "noisy"}[config.norm]}))
+        return fake_noisy(
+            config.model_copy(update={"norm": {"ln": "base", "rms": "good", "none": "noisy"}[config.norm]})
+        )
 
     run_study(validate_spec(raw), tmp_path / "s", executor=InlineExecutor(trainer), echo=lambda s: None)
     html, _ = build_report([tmp_path / "s"], tmp_path / "report.html")

@@ -51,17 +51,23 @@ def load_manifest(path: str | os.PathLike[str]) -> list[Entry]:
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise UsageError(f"manifest {path} not found: give the answer set's list (default {DEFAULT_MANIFEST})") from None
+        raise UsageError(
+            f"manifest {path} not found: give the answer set's list (default {DEFAULT_MANIFEST})"
+        ) from None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
         raise UsageError(f"cannot read manifest {path}: {e}") from None
     entries = []
     for i, item in enumerate(raw.get("study") or []):
         if not isinstance(item, dict) or "spec" not in item:
-            raise UsageError(f"{path}: study[{i}] needs spec = \"FILE.toml\"")
+            raise UsageError(f'{path}: study[{i}] needs spec = "FILE.toml"')
         unknown = set(item) - {"spec", "variant", "minutes"}
         if unknown:
-            raise UsageError(f"{path}: study[{i}]: unknown key(s) {', '.join(sorted(unknown))} (spec, variant, minutes)")
-        entries.append(Entry(path.parent / item["spec"], item.get("variant") or None, float(item.get("minutes", 10))))
+            raise UsageError(
+                f"{path}: study[{i}]: unknown key(s) {', '.join(sorted(unknown))} (spec, variant, minutes)"
+            )
+        entries.append(
+            Entry(path.parent / item["spec"], item.get("variant") or None, float(item.get("minutes", 10)))
+        )
     if not entries:
         raise UsageError(f"{path} lists no [[study]] entries")
     return entries
@@ -93,7 +99,9 @@ def run_all(
         known = {f.name for f in folders}
         missing = [o for o in only if o not in known]
         if missing:
-            raise UsageError(f"--only {', '.join(missing)}: not in the manifest (studies: {', '.join(sorted(known))})")
+            raise UsageError(
+                f"--only {', '.join(missing)}: not in the manifest (studies: {', '.join(sorted(known))})"
+            )
     stamp_path = out / "STAMP.json"
     previous = json.loads(stamp_path.read_text()) if stamp_path.is_file() else {}
     walls: dict[str, float] = dict(previous.get("wall_s") or {})
@@ -104,20 +112,26 @@ def run_all(
         for i, ((entry, spec), folder) in enumerate(zip(specs, folders), 1):
             if only and folder.name not in only:
                 continue
-            left = sum(e.minutes for (e, _), f in zip(specs[i - 1 :], folders[i - 1 :]) if not only or f.name in only)
+            left = sum(
+                e.minutes for (e, _), f in zip(specs[i - 1 :], folders[i - 1 :]) if not only or f.name in only
+            )
             echo(f"=== [{i}/{len(specs)}] {folder.name}  (elapsed {_fmt(time.perf_counter() - t_all)}, "
                  f"estimated left {_fmt(left * 60 * ratio)})")  # fmt: skip
             t0 = time.perf_counter()
             report = run_study(spec, folder, workers=workers, spec_path=str(entry.spec), echo=echo)
             took = time.perf_counter() - t0
             walls[folder.name] = walls.get(folder.name, 0.0) + took
-            if report.skipped == 0 and report.done + report.diverged > 0:  # a fresh study: it calibrates the estimate
+            if (
+                report.skipped == 0 and report.done + report.diverged > 0
+            ):  # a fresh study: it calibrates the estimate
                 spent += took
                 spent_est += entry.minutes * 60
                 ratio = max(0.2, spent / spent_est)
     present = [f for f in folders if (f / "study.db").is_file()]
     if not present:
-        raise UsageError(f"no study in {out / 'studies'} has run yet: run `lateralnorm results` without --report-only")
+        raise UsageError(
+            f"no study in {out / 'studies'} has run yet: run `lateralnorm results` without --report-only"
+        )
     echo("=== capacity (random labels, per depth)")
     capacity = _capacity(out)
     echo("=== report, table, figures")
@@ -172,7 +186,9 @@ def _figures(folders: list[Path], out: Path, capacity: list[dict[str, Any]]) -> 
     return written
 
 
-def _stamp(folders: list[Path], walls: dict[str, float], total: float, previous: dict[str, Any]) -> dict[str, Any]:
+def _stamp(
+    folders: list[Path], walls: dict[str, float], total: float, previous: dict[str, Any]
+) -> dict[str, Any]:
     import torch
 
     from lateralnorm.report.build import git_revision

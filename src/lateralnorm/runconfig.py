@@ -18,7 +18,13 @@ from lateralnorm.models.common import Placement  # the block orders the models b
 Status = Literal["pending", "running", "done", "failed", "diverged"]
 # upper limits of the sizes a run may ask for: beyond them a typo, not an experiment (checked for the CLI and
 # specs alike, since both build a RunConfig); `train.check_memory` also refuses a model that cannot fit
-MAX: dict[str, int] = {"depth": 256, "width": 65_536, "samples": 10_000_000, "epochs": 100_000, "threads": 1024}
+MAX: dict[str, int] = {
+    "depth": 256,
+    "width": 65_536,
+    "samples": 10_000_000,
+    "epochs": 100_000,
+    "threads": 1024,
+}
 # fields added after run ids were first published, with their defaults (see RunConfig.key)
 ADDED_FIELDS: dict[str, Any] = {"holdout": 0.0, "kappa_decay": None}
 
@@ -33,17 +39,28 @@ class RunConfig(BaseModel):
     model: str = "mlp"
     norm: str = "ln"  # a norm spec, e.g. "gelu>ln" or "dn:kappa=band:5,alpha=2"
     placement: Placement = "post"  # post: Linear→norm→act, pre: Linear→act→norm, only: Linear→norm
-    depth: int = Field(2, ge=0, le=MAX["depth"], description="hidden layers (mlp), conv blocks (cnn), stacked cells (rnn)")
-    width: int = Field(128, ge=1, le=MAX["width"], description="hidden units / channels / recurrent state size")
+    depth: int = Field(
+        2, ge=0, le=MAX["depth"], description="hidden layers (mlp), conv blocks (cnn), stacked cells (rnn)"
+    )
+    width: int = Field(
+        128, ge=1, le=MAX["width"], description="hidden units / channels / recurrent state size"
+    )
     activation: str = "relu"
     # data views
-    subset: int | None = Field(None, ge=1, le=MAX["samples"], description="use only the first N training samples")
-    samples: int | None = Field(None, ge=1, le=MAX["samples"], description="size of generated data sets (toys, mnist1d)")
+    subset: int | None = Field(
+        None, ge=1, le=MAX["samples"], description="use only the first N training samples"
+    )
+    samples: int | None = Field(
+        None, ge=1, le=MAX["samples"], description="size of generated data sets (toys, mnist1d)"
+    )
     random_labels: bool = False
     data_dir: str | None = None
     holdout: float = Field(
-        0.0, ge=0, lt=1, description="validation split: hold out this fraction of the training set and "
-        "evaluate on it instead of the test set (learning-rate tuning never sees the test set)"
+        0.0,
+        ge=0,
+        lt=1,
+        description="validation split: hold out this fraction of the training set and "
+        "evaluate on it instead of the test set (learning-rate tuning never sees the test set)",
     )
     # optimisation
     seed: int = Field(0, ge=-(2**63), le=2**63 - 1)
@@ -54,7 +71,10 @@ class RunConfig(BaseModel):
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0, allow_inf_nan=False)
     kappa_decay: float | None = Field(
-        None, ge=0, allow_inf_nan=False, description="weight decay of the divisive norms' κ parameters (default: weight_decay)"
+        None,
+        ge=0,
+        allow_inf_nan=False,
+        description="weight decay of the divisive norms' κ parameters (default: weight_decay)",
     )
     schedule: str = "constant"  # constant | cosine | onecycle
     # execution

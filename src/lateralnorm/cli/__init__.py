@@ -87,8 +87,10 @@ def storage_problem(e: BaseException) -> str | None:
             what = f"the study database cannot be written ({text}): the disk may be full or read-only"
     if what is None:
         return None
-    return (f"{what}: nothing finished was lost; free space (or choose a writable folder with --out) "
-            "and run the same command again to resume")
+    return (
+        f"{what}: nothing finished was lost; free space (or choose a writable folder with --out) "
+        "and run the same command again to resume"
+    )
 
 
 if __name__ == "__main__":

@@ -28,7 +28,9 @@ def _results(args: argparse.Namespace) -> int:
         from lateralnorm.errors import UsageError
 
         raise UsageError(f"--workers must be at least 1 (got {args.workers})")
-    stamp = run_all(args.manifest, args.out, workers=args.workers, only=args.only, report_only=args.report_only)
+    stamp = run_all(
+        args.manifest, args.out, workers=args.workers, only=args.only, report_only=args.report_only
+    )
     total = stamp["wall_total_s"]
     print(f"answer set: {sum(sum(c.values()) for c in stamp['runs'].values())} runs, "
           f"{total / 60:.0f} min of study time in all -> {args.out}")  # fmt: skip

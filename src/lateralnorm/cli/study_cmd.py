@@ -85,7 +85,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             from lateralnorm.study.tuning import tune_spec
 
             n = len(plan(tune_spec(spec), study_dir / "tune"))
-            print(f"first {n} tuning runs -> {study_dir / 'tune'}: each cell's lr is chosen there from {spec.tune.lr}")
+            print(
+                f"first {n} tuning runs -> {study_dir / 'tune'}: each cell's lr is chosen there from {spec.tune.lr}"
+            )
         if spec.adaptive is not None:
             print(f"then seeds are added to unresolved cells, up to {spec.adaptive.max_seeds} per cell")
         return 0

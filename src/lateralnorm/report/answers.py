@@ -187,7 +187,9 @@ def _short(cell: str) -> str:
 
 
 def _level(ctx: Context) -> str:
-    return "" if abs(ctx.confidence - 0.95) < 1e-9 else f" ({ctx.confidence:.1%} intervals: a sequential design)"
+    return (
+        "" if abs(ctx.confidence - 0.95) < 1e-9 else f" ({ctx.confidence:.1%} intervals: a sequential design)"
+    )
 
 
 # --------------------------------------------------------------------------------------------------- Q1
@@ -212,7 +214,9 @@ def q1(ctx: Context) -> Answer:
         clear + ([f"no detectable difference for {', '.join(unclear)}"] if unclear else []))  # fmt: skip
     paragraphs = [
         "Accuracy, Linear→act→LN (pre) minus Linear→LN→act (post), paired on seed, Holm over the "
-        f"{len(acc)} activations{_level(ctx)}: " + "; ".join(f"{n}: {said(c, m)}" for c, n in zip(acc, names)) + "."
+        f"{len(acc)} activations{_level(ctx)}: "
+        + "; ".join(f"{n}: {said(c, m)}" for c, n in zip(acc, names))
+        + "."
     ]
     # no-norm reference: does LN help at all here?
     ref = []
@@ -289,14 +293,26 @@ def q2(ctx: Context) -> Answer:
         bn = find_cell(runs, norm="bn", placement="post", **where)
         ln = find_cell(runs, norm="ln", placement="post", **where)
         pre = find_cell(runs, norm="ln", placement="pre", **where)
-        cells = [c for c in pd.unique(runs["cell"]) if bs is None or (runs.loc[runs["cell"] == c, "batch_size"] == bs).all()]
-        ranked = sorted((c for c in cells if pd.notna(means.get(c))), key=lambda c: means[c], reverse=not lower_is_better(m))
+        cells = [
+            c
+            for c in pd.unique(runs["cell"])
+            if bs is None or (runs.loc[runs["cell"] == c, "batch_size"] == bs).all()
+        ]
+        ranked = sorted(
+            (c for c in cells if pd.notna(means.get(c))),
+            key=lambda c: means[c],
+            reverse=not lower_is_better(m),
+        )
         label = f"batch size {bs}" if bs is not None else "all cells"
         paragraphs.append(f"{label}, ranked by mean {m}: " + ", ".join(
             f"{_short(c).split(' (')[0]}{' (act→LN)' if c == pre else ''} {_value(means[c], m)}" for c in ranked) + ".")  # fmt: skip
         vl, vp = verdict_of(ctx, ln), verdict_of(ctx, pre)
         if vl:
-            paragraphs.append(f"{label}: per-pixel LN vs BatchNorm: {vl.text}" + (f"; ReLU→LN vs BatchNorm: {vp.text}" if vp else "") + ".")
+            paragraphs.append(
+                f"{label}: per-pixel LN vs BatchNorm: {vl.text}"
+                + (f"; ReLU→LN vs BatchNorm: {vp.text}" if vp else "")
+                + "."
+            )
         r = _cmp(ctx, [(pre, ln)])
         if r:
             paragraphs.append(f"{label}: act→LN minus LN→act (the thread's idea in a CNN): {said(r[0], m)}.")
@@ -304,7 +320,9 @@ def q2(ctx: Context) -> Answer:
             paragraphs.append(f"{label}: throughput relative to BatchNorm (samples/s ratio): " + ", ".join(
                 f"{_short(c).split(' (')[0]} {fmt_num(speed[c] / speed[bn])}×" for c in cells if pd.notna(speed.get(c))) + ".")  # fmt: skip
         if vl:
-            heads.append(f"at batch size {bs}: per-pixel LN {vl.kind.replace('_', ' ')} vs BN ({_value(means.get(ln, math.nan), m)} vs {_value(means.get(bn, math.nan), m)})")
+            heads.append(
+                f"at batch size {bs}: per-pixel LN {vl.kind.replace('_', ' ')} vs BN ({_value(means.get(ln, math.nan), m)} vs {_value(means.get(bn, math.nan), m)})"
+            )
     if not heads:
         return Answer(generic(ctx).one_line, paragraphs)
     return Answer("; ".join(heads) + f"{_level(ctx)}.", paragraphs)
@@ -314,13 +332,21 @@ def q2(ctx: Context) -> Answer:
 def q3(ctx: Context) -> Answer:
     """Divisive norms (κ structures × α) vs LN, RMSNorm, Softmax; full vs structured κ; cost."""
     runs, m = ctx.runs, ctx.metric
-    means, speed, params = cell_means(runs, m), cell_means(runs, "samples_per_s"), cell_means(runs, "num_params")
+    means, speed, params = (
+        cell_means(runs, m),
+        cell_means(runs, "samples_per_s"),
+        cell_means(runs, "num_params"),
+    )
     dn = [c for c in pd.unique(runs["cell"]) if "dn" in c]
     if not dn:
         return generic(ctx)
     vs = {c: verdict_of(ctx, c) for c in dn}
     kinds = [v.kind for v in vs.values() if v]
-    best = max(dn, key=lambda c: means.get(c, -math.inf)) if not lower_is_better(m) else min(dn, key=lambda c: means.get(c, math.inf))
+    best = (
+        max(dn, key=lambda c: means.get(c, -math.inf))
+        if not lower_is_better(m)
+        else min(dn, key=lambda c: means.get(c, math.inf))
+    )
     paragraphs = [f"Divisive variants against {ctx.baseline}: {kinds.count('better')} better, {kinds.count('worse')} worse, "
                   f"{kinds.count('no_difference')} with no detectable difference{_level(ctx)}. Best divisive cell: "
                   f"{_short(best)} ({_value(means[best], m)}; {vs[best].text if vs.get(best) else '–'})."]  # fmt: skip
@@ -343,9 +369,14 @@ def q3(ctx: Context) -> Answer:
             paragraphs.append(f"Cost: full κ {speed[c0['a']]:,.0f} samples/s and {params.get(c0['a'], math.nan):,.0f} parameters, "
                               f"uniform κ {speed[c0['b']]:,.0f} samples/s and {params.get(c0['b'], math.nan):,.0f} parameters; "
                               f"{ctx.baseline} {speed.get(ctx.baseline, math.nan):,.0f} samples/s.")  # fmt: skip
-    alphas = {"α = 1": [c for c in dn if "alpha=1" in c and "learn_alpha" not in c],
-              "α = 2": [c for c in dn if "alpha=2" in c], "learned α": [c for c in dn if "learn_alpha=true" in c]}
-    fam = [f"{k} {_value(np.nanmean([means.get(c, math.nan) for c in v]), m)}" for k, v in alphas.items() if v]
+    alphas = {
+        "α = 1": [c for c in dn if "alpha=1" in c and "learn_alpha" not in c],
+        "α = 2": [c for c in dn if "alpha=2" in c],
+        "learned α": [c for c in dn if "learn_alpha=true" in c],
+    }
+    fam = [
+        f"{k} {_value(np.nanmean([means.get(c, math.nan) for c in v]), m)}" for k, v in alphas.items() if v
+    ]
     if fam:
         paragraphs.append("Mean over κ structures: " + ", ".join(fam) + ".")
     hoyer = probe_means(ctx.probes, "sparsity", "hoyer")
@@ -368,7 +399,6 @@ def q3b(ctx: Context) -> Answer:
     runs, m = ctx.runs, ctx.metric
     if not ctx.baselines:
         return generic(ctx)
-    means = cell_means(runs, m)
     gap_runs = runs.assign(gap=runs["train_acc"] - runs["test_acc"])
     gmean = cell_means(gap_runs, "gap")
     full = [c for c in pd.unique(runs["cell"]) if "kappa=full" in c]
@@ -386,8 +416,10 @@ def q3b(ctx: Context) -> Answer:
         return generic(ctx)
     worse, better = sum(c["kind"] == "worse" for c in acc), sum(c["kind"] == "better" for c in acc)
     gap_up = sum(g["kind"] == "better" for g in gap)  # "better" on the gap metric: significantly larger
-    line = (f"Full κ vs uniform κ over {len(acc)} (width, κ decay) settings: {better} better, {worse} worse, "
-            f"{len(acc) - better - worse} no detectable difference; a larger train–test gap in {gap_up}{_level(ctx)}")
+    line = (
+        f"Full κ vs uniform κ over {len(acc)} (width, κ decay) settings: {better} better, {worse} worse, "
+        f"{len(acc) - better - worse} no detectable difference; a larger train–test gap in {gap_up}{_level(ctx)}"
+    )
     return Answer(line + ".", paragraphs)
 
 
@@ -406,7 +438,9 @@ def q4(ctx: Context) -> Answer:
             v = verdict_of(ctx, c)
             if c != none and v:
                 parts.append(f"{_short(c).split(' (')[0]} {_value(means.get(c, math.nan), m)}: {v.text}")
-        paragraphs.append(f"{model.upper()} (no norm {_value(means.get(none, math.nan), m)}): " + "; ".join(parts) + ".")
+        paragraphs.append(
+            f"{model.upper()} (no norm {_value(means.get(none, math.nan), m)}): " + "; ".join(parts) + "."
+        )
         dn = [c for c in cells if "dn:" in c]
         ln = find_cell(runs, norm="ln", model=model)
         r = _cmp(ctx, [(c, ln) for c in dn])
@@ -414,10 +448,16 @@ def q4(ctx: Context) -> Answer:
             paragraphs.append(f"{model.upper()}, divisive minus LayerNorm in the recurrence: " + "; ".join(
                 f"{_short(c['a']).split(' (')[0]}: {said(c, m)}" for c in r) + ".")  # fmt: skip
         kinds = [verdict_of(ctx, c).kind for c in dn if verdict_of(ctx, c)]
-        heads.append(f"{model.upper()}: divisive better than no norm in {kinds.count('better')} of {len(kinds)}, worse in {kinds.count('worse')}")
+        heads.append(
+            f"{model.upper()}: divisive better than no norm in {kinds.count('better')} of {len(kinds)}, worse in {kinds.count('worse')}"
+        )
     lost = runs[runs["status"].isin(["diverged", "failed"])]
     if len(lost):
-        paragraphs.append("Unstable cells: " + ", ".join(f"{c} ({n} runs)" for c, n in lost.groupby("cell").size().items()) + ".")
+        paragraphs.append(
+            "Unstable cells: "
+            + ", ".join(f"{c} ({n} runs)" for c, n in lost.groupby("cell").size().items())
+            + "."
+        )
     g = ctx.grad_norms
     if g is not None and len(g):
         paragraphs.append("Gradient norm (largest per epoch, mean over epochs and seeds; stability): " + ", ".join(
@@ -442,7 +482,9 @@ def q5(ctx: Context) -> Answer:
         v = verdict_of(ctx, ln)
         gain = means[ln] - means[lin]
         k, unit = scale_of(m)
-        parts = [f"LN-only {_value(means[ln], m)} vs linear {_value(means[lin], m)} ({_signed(gain * k)}{unit}): {v.text if v else '–'}"]
+        parts = [
+            f"LN-only {_value(means[ln], m)} vs linear {_value(means[lin], m)} ({_signed(gain * k)}{unit}): {v.text if v else '–'}"
+        ]
         for c in pd.unique(runs["cell"]):
             vc = verdict_of(ctx, c)
             if c not in (ln, lin) and vc and (runs.loc[runs["cell"] == c, "depth"] == d).all():
@@ -457,10 +499,20 @@ def q5(ctx: Context) -> Answer:
         heads.append(f"depth {d}: {_signed(gain * k)}{unit} ({v.kind.replace('_', ' ') if v else '?'})")
     if not heads:
         return generic(ctx)
-    return Answer("LN-only MLP minus the linear net of the same depth: " + "; ".join(heads) + f"{_level(ctx)}.", paragraphs)
+    return Answer(
+        "LN-only MLP minus the linear net of the same depth: " + "; ".join(heads) + f"{_level(ctx)}.",
+        paragraphs,
+    )
 
 
-ANSWERS: dict[str, Callable[[Context], Answer]] = {"q1": q1, "q2": q2, "q3": q3, "q3b": q3b, "q4": q4, "q5": q5}
+ANSWERS: dict[str, Callable[[Context], Answer]] = {
+    "q1": q1,
+    "q2": q2,
+    "q3": q3,
+    "q3b": q3b,
+    "q4": q4,
+    "q5": q5,
+}
 
 
 def answer(ctx: Context) -> Answer:

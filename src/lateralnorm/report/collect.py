@@ -163,7 +163,9 @@ def _paired(table: pd.DataFrame, baseline: str | None, metric: str,
     if baseline is None or "mean_diff" not in table.columns:
         return []
     rows = []
-    compared = table[table["baseline"].notna()] if "baseline" in table.columns else table[table["cell"] != baseline]
+    compared = (
+        table[table["baseline"].notna()] if "baseline" in table.columns else table[table["cell"] != baseline]
+    )
     for _, r in compared.iterrows():
         n = int(r["n_pairs"]) if pd.notna(r["n_pairs"]) else 0
         half = (float(r["diff_ci_high"]) - float(r["diff_ci_low"])) / 2 if n >= 2 else math.nan
@@ -287,14 +289,20 @@ def _tuning(path: Path, meta: dict[str, Any], metric: str) -> tuple[list[dict[st
         vals = []
         for lr in rates:
             r = by_lr.get(lr)
-            text = "–" if r is None or not math.isfinite(float(r["val_mean"])) else fmt_num(float(r["val_mean"]) * k)
+            text = (
+                "–"
+                if r is None or not math.isfinite(float(r["val_mean"]))
+                else fmt_num(float(r["val_mean"]) * k)
+            )
             if r is not None and r["lost"]:
                 text += f" ({int(r['lost'])} lost)"
             vals.append({"text": text, "chosen": bool(r is not None and r["chosen"])})
         finite = [float(r["val_mean"]) for r in by_lr.values() if math.isfinite(float(r["val_mean"]))]
         spread = fmt_num((max(finite) - min(finite)) * k) if len(finite) > 1 else "–"
         chosen = next((lr for lr in rates if by_lr.get(lr) is not None and by_lr[lr]["chosen"]), None)
-        rows.append({"cell": str(cell), "values": vals, "chosen": f"{chosen:g}" if chosen else "–", "spread": spread})
+        rows.append(
+            {"cell": str(cell), "values": vals, "chosen": f"{chosen:g}" if chosen else "–", "spread": spread}
+        )
     return rows, rates
 
 
@@ -325,7 +333,10 @@ def _current_plan_mask(meta: dict[str, Any], path: Path, runs: pd.DataFrame) -> 
     plans. All False when the spec cannot be re-planned (then every run is kept)."""
     try:
         spec = StudySpec(**meta["spec"])
-        ids = {p.run_id for p in plan(spec, path, lr_of=meta.get("tuned_lr"), extra_seeds=meta.get("extra_seeds"))}
+        ids = {
+            p.run_id
+            for p in plan(spec, path, lr_of=meta.get("tuned_lr"), extra_seeds=meta.get("extra_seeds"))
+        }
     except Exception:  # an older or foreign meta: keep everything rather than guess
         return pd.Series(False, index=runs.index)
     return ~runs["run_id"].isin(ids)
@@ -370,7 +381,9 @@ def collect(study_dir: str | Path, metric: str = "test_acc", anchor: str | None 
         baseline = None
     baselines = meta.get("baselines") or baseline
     confidence = float(meta.get("confidence") or 0.95)
-    table = stats.summary_table(runs, baselines if baseline is not None else None, metric, confidence=confidence)
+    table = stats.summary_table(
+        runs, baselines if baseline is not None else None, metric, confidence=confidence
+    )
     vs = verdicts(table, baselines if baseline is not None else None, metric, alpha=1 - confidence)
     warnings = []
     left = counts.get("pending", 0) + counts.get("running", 0)

@@ -171,7 +171,9 @@ class Study:
         """Per cell mean ± CI and, with a baseline, the paired comparison (see lateralnorm.study.stats)."""
         from lateralnorm.study import stats
 
-        return stats.summary_table(self.runs(), self.baselines, metric, method=method, confidence=self.confidence)
+        return stats.summary_table(
+            self.runs(), self.baselines, metric, method=method, confidence=self.confidence
+        )
 
     def eta_s(self) -> float | None:
         """Seconds left: unfinished runs × mean run time of finished runs / workers (None if unknown)."""

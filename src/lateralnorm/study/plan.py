@@ -78,7 +78,9 @@ def plan(
     grid = [(cell, cell_label(cell)) for cell in cells(spec)]
     pairs = [(seed, cell, label) for seed in spec.seeds for cell, label in grid]
     extra = sorted({s for seeds in extra_seeds.values() for s in seeds} - set(spec.seeds))
-    pairs += [(seed, cell, label) for seed in extra for cell, label in grid if seed in extra_seeds.get(label, ())]
+    pairs += [
+        (seed, cell, label) for seed in extra for cell, label in grid if seed in extra_seeds.get(label, ())
+    ]
     runs: list[PlannedRun] = []
     seen: dict[str, str] = {}
     for seed, cell, label in pairs:

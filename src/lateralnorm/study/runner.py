@@ -17,8 +17,8 @@ from pathlib import Path
 
 from lateralnorm.errors import UsageError
 from lateralnorm.runconfig import RunResult
-from lateralnorm.study.executors import Executor, Outcome, RunFn, Task, make_executor
 from lateralnorm.study import adaptive, tuning
+from lateralnorm.study.executors import Executor, Outcome, RunFn, Task, make_executor
 from lateralnorm.study.plan import baseline_label, baseline_map, plan
 from lateralnorm.study.spec import StudySpec
 from lateralnorm.study.store import Store

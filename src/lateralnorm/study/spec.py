@@ -75,7 +75,9 @@ class AdaptiveSpec(BaseModel):
 
     batch: StrictInt = Field(2, ge=1)
     max_seeds: StrictInt = Field(ge=2)
-    min_effect: float = Field(gt=0, description="smallest effect of interest, in metric units (0.005 = 0.5 pts)")
+    min_effect: float = Field(
+        gt=0, description="smallest effect of interest, in metric units (0.005 = 0.5 pts)"
+    )
     alpha: float = Field(0.05, gt=0, lt=0.5)
 
 
@@ -254,7 +256,9 @@ def _check_include_exclude(spec: StudySpec) -> None:
             if key not in spec.grid:
                 raise SpecError(("exclude", i, key), f"'{key}' is not a grid axis{did_you_mean(key, axes)}")
             if value not in spec.grid[key]:
-                raise SpecError(("exclude", i, key), f"{value!r} is not among grid.{key} = {spec.grid[key]!r}")
+                raise SpecError(
+                    ("exclude", i, key), f"{value!r} is not among grid.{key} = {spec.grid[key]!r}"
+                )
     product = [c for c, _ in grid_cells(spec, with_include=False)]
     seen: list[dict[str, Any]] = list(product)
     for i, extra in enumerate(spec.include):
@@ -262,9 +266,14 @@ def _check_include_exclude(spec: StudySpec) -> None:
         unknown = [k for k in extra if k not in spec.grid]
         if unknown:
             k = unknown[0]
-            raise SpecError(("include", i, k), f"'{k}' is not a grid axis{did_you_mean(k, axes)} (axes: {', '.join(axes)})")
+            raise SpecError(
+                ("include", i, k),
+                f"'{k}' is not a grid axis{did_you_mean(k, axes)} (axes: {', '.join(axes)})",
+            )
         if missing:
-            raise SpecError(("include", i), f"must give a value for every grid axis; missing: {', '.join(missing)}")
+            raise SpecError(
+                ("include", i), f"must give a value for every grid axis; missing: {', '.join(missing)}"
+            )
         for key, value in extra.items():
             _run_config({**spec.base, key: value}, {key: ("include", i, key)})
         if extra in seen:
@@ -277,16 +286,24 @@ def _check_comparisons(spec: StudySpec) -> None:
     within = spec.compare_within
     for i, axis in enumerate(within):
         if axis not in spec.grid:
-            raise SpecError(("compare_within", i), f"'{axis}' is not a grid axis{did_you_mean(axis, spec.grid)}")
+            raise SpecError(
+                ("compare_within", i), f"'{axis}' is not a grid axis{did_you_mean(axis, spec.grid)}"
+            )
     if spec.baseline is None:
         if within:
             raise SpecError(("compare_within",), "needs a baseline = { ... } to compare with")
         if spec.adaptive is not None:
-            raise SpecError(("adaptive",), "adds seeds until each comparison with the baseline is resolved: set baseline = { ... }")
+            raise SpecError(
+                ("adaptive",),
+                "adds seeds until each comparison with the baseline is resolved: set baseline = { ... }",
+            )
         return
     for key, value in spec.baseline.items():
         if key in within:
-            raise SpecError(("baseline", key), f"'{key}' is a compare_within axis: every value of it has its own baseline; remove it here")
+            raise SpecError(
+                ("baseline", key),
+                f"'{key}' is a compare_within axis: every value of it has its own baseline; remove it here",
+            )
         if key not in spec.grid:
             raise SpecError(
                 ("baseline", key),
@@ -296,13 +313,18 @@ def _check_comparisons(spec: StudySpec) -> None:
             raise SpecError(("baseline", key), f"{value!r} is not among grid.{key} = {spec.grid[key]!r}")
     missing = [a for a in spec.grid if a not in spec.baseline and a not in within]
     if missing:
-        raise SpecError(("baseline",), f"must name a value for every grid axis; missing: {', '.join(missing)}")
+        raise SpecError(
+            ("baseline",), f"must name a value for every grid axis; missing: {', '.join(missing)}"
+        )
     cells = [c for c, _ in grid_cells(spec)]
     for cell in cells:
         base = {**cell, **spec.baseline}
         if base not in cells:
             label = ", ".join(f"{a}={cell[a]}" for a in within)
-            raise SpecError(("baseline",), f"the baseline cell for {label or 'the study'} is excluded or missing: keep it in the grid")
+            raise SpecError(
+                ("baseline",),
+                f"the baseline cell for {label or 'the study'} is excluded or missing: keep it in the grid",
+            )
 
 
 def _check_tune(spec: StudySpec) -> None:
@@ -315,7 +337,9 @@ def _check_tune(spec: StudySpec) -> None:
     if len(set(spec.tune.lr)) != len(spec.tune.lr):
         raise SpecError(("tune", "lr"), f"has duplicates {spec.tune.lr}: list each rate once")
     if set(spec.tune.seeds) & set(spec.seeds):
-        raise SpecError(("tune", "seeds"), "shares seeds with the study's seeds: tuning seeds must differ (e.g. [1000])")
+        raise SpecError(
+            ("tune", "seeds"), "shares seeds with the study's seeds: tuning seeds must differ (e.g. [1000])"
+        )
 
 
 def _known_probes() -> tuple[str, ...] | None:

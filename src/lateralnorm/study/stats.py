@@ -219,4 +219,6 @@ def summary_table(
     table = cell_summary(runs, metric, by, confidence=confidence, method=method)
     if baseline is None or (isinstance(baseline, str) and baseline not in set(runs[by])):
         return table
-    return table.merge(paired_vs_baseline(runs, baseline, metric, by, confidence=confidence), on=by, how="left")
+    return table.merge(
+        paired_vs_baseline(runs, baseline, metric, by, confidence=confidence), on=by, how="left"
+    )

@@ -35,7 +35,11 @@ def tune_spec(spec: StudySpec) -> StudySpec:
         name=f"{spec.name}-tune",
         description=f"learning-rate tuning of {spec.name} on a validation split ({spec.tune.holdout:g} of the training set)",
         seeds=list(spec.tune.seeds),
-        base={**{k: v for k, v in spec.base.items() if k != "lr"}, "holdout": spec.tune.holdout, "checkpoint": False},
+        base={
+            **{k: v for k, v in spec.base.items() if k != "lr"},
+            "holdout": spec.tune.holdout,
+            "checkpoint": False,
+        },
         grid={**spec.grid, "lr": rates},
         include=[{**c, "lr": lr} for c in spec.include for lr in rates],
         exclude=list(spec.exclude),

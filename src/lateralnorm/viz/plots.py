@@ -279,7 +279,10 @@ def capacity_bars(records: list[dict[str, Any]]) -> Figure:
     width = 0.8 / max(len(norms), 1)
     for j, norm in enumerate(norms):
         for k, depth in enumerate(depths):
-            v = frame[(frame["norm"] == norm) & (frame["depth"] == depth)]["train_acc"].to_numpy(dtype=float) * 100
+            v = (
+                frame[(frame["norm"] == norm) & (frame["depth"] == depth)]["train_acc"].to_numpy(dtype=float)
+                * 100
+            )
             x = k + (j - (len(norms) - 1) / 2) * width
             ax.bar(x, v.mean() if v.size else math.nan, width=width * 0.9, color=_color(j), alpha=0.6,
                    label=str(norm) if k == 0 else None)  # fmt: skip
@@ -290,7 +293,10 @@ def capacity_bars(records: list[dict[str, Any]]) -> Figure:
     ax.set_ylabel("training accuracy on random labels (%)")
     w = int(frame["width"].iloc[0]) if "width" in frame.columns else None
     n = int(frame["samples"].iloc[0]) if "samples" in frame.columns else None
-    ax.set_title(f"Memorization capacity: {n} random labels, width {w}\n[Linear → norm] × depth → Linear, full-batch Adam", fontsize=11)
+    ax.set_title(
+        f"Memorization capacity: {n} random labels, width {w}\n[Linear → norm] × depth → Linear, full-batch Adam",
+        fontsize=11,
+    )
     ax.grid(True, axis="y", color="#e7ebf1")
     ax.set_axisbelow(True)
     ax.legend(fontsize=8)
