@@ -9,6 +9,8 @@ import zlib
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from lateralnorm.data import DataFileError, read_idx, write_idx
 
@@ -208,3 +210,148 @@ def test_specs_get_the_same_limits(tmp_path):
         validate_spec({"name": "x", "base": {"epochs": 10**9}, "grid": {"norm": ["ln"]}})
     with pytest.raises(UsageError, match="GiB"):
         validate_spec({"name": "x", "grid": {"width": [8, 60000]}})
+
+
+def test_train_and_test_images_of_different_shapes_are_refused_before_a_run_folder(tmp_path, capsys):
+    from lateralnorm.cli import main
+
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    write_idx(data / "train-images-idx3-ubyte", rng.integers(0, 255, (20, 5, 7), dtype=np.uint8))
+    write_idx(data / "train-labels-idx1-ubyte", rng.integers(0, 10, 20).astype(np.uint8))
+    write_idx(data / "t10k-images-idx3-ubyte", rng.integers(0, 255, (10, 28, 28), dtype=np.uint8))
+    write_idx(data / "t10k-labels-idx1-ubyte", rng.integers(0, 10, 10).astype(np.uint8))
+    out = tmp_path / "run"
+    argv = [
+        "train",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        str(data),
+        "--model",
+        "mlp",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "5×7 images but" in err and "28×28" in err and "\n" not in err
+    assert not out.exists()
+    write_idx(data / "t10k-labels-idx1-ubyte", np.full(10, 12, dtype=np.uint8))  # labels out of range
+    write_idx(data / "t10k-images-idx3-ubyte", rng.integers(0, 255, (10, 5, 7), dtype=np.uint8))
+    assert main(argv) == 2
+    assert "labels outside 0..9" in capsys.readouterr().err and not out.exists()
+
+
+def _small_study(path):
+    from lateralnorm.runconfig import EpochMetrics, RunConfig, RunResult
+    from lateralnorm.study import InlineExecutor, run_study, validate_spec
+
+    def fake(config: RunConfig) -> RunResult:
+        m = EpochMetrics(epoch=1, train_loss=1, train_acc=0.5, test_loss=1, test_acc=0.5 + 0.01 * config.seed,
+                         lr=config.lr, wall_s=0.0, samples_per_s=1.0)  # fmt: skip
+        return RunResult(run_id=config.run_id(), config=config.model_dump(mode="json"), status="done",
+                         test_acc=m.test_acc, history=[m], out_dir=config.out_dir)  # fmt: skip
+
+    spec = validate_spec(
+        {"name": "s", "seeds": [0, 1, 2], "base": {"epochs": 1}, "grid": {"norm": ["ln", "rms"]}}
+    )
+    run_study(spec, path, executor=InlineExecutor(fake), echo=lambda s: None)
+
+
+def test_study_check_finds_inconsistent_records(tmp_path, capsys):
+    import sqlite3
+
+    from lateralnorm.cli import main
+
+    _small_study(tmp_path / "s")
+    assert main(["study", "check", str(tmp_path / "s")]) == 0
+    assert capsys.readouterr().out.strip().endswith(str(tmp_path / "s"))
+    with sqlite3.connect(tmp_path / "s" / "study.db") as c:
+        c.execute("INSERT INTO probe_results VALUES ('ghost', 'x', '{}')")
+        c.execute("UPDATE runs SET status='pending' WHERE rowid=1")
+    assert main(["study", "check", str(tmp_path / "s")]) == 1
+    out = capsys.readouterr().out
+    assert "belong to no run" in out and "not finished" in out
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(data=st.binary(max_size=300), head=st.sampled_from([b"", b"\x00\x00\x08\x01", b"\x00\x00\x0d\x03"]),
+       gz=st.booleans())  # fmt: skip
+def test_fuzzed_idx_files_load_or_fail_in_one_line(tmp_path, data, head, gz):
+    path = tmp_path / "f"
+    blob = head + data
+    path.write_bytes(gzip.compress(blob) if gz else blob)
+    try:
+        arr = read_idx(path)
+    except DataFileError as e:
+        assert "\n" not in str(e) and str(path) in str(e)
+    else:
+        assert arr.size * arr.itemsize == len(blob) - 4 - 4 * blob[3]
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    offsets=st.lists(st.integers(min_value=0, max_value=10**6), min_size=1, max_size=30),
+    byte=st.integers(0, 255),
+)
+def test_fuzzed_study_databases_read_or_fail_in_one_line(tmp_path_factory, offsets, byte):
+    import shutil
+
+    from lateralnorm.errors import UsageError
+    from lateralnorm.study import Study
+
+    base = tmp_path_factory.getbasetemp() / "fuzz-base"
+    if not (base / "study.db").exists():
+        _small_study(base)
+    work = tmp_path_factory.mktemp("fz")
+    shutil.copy(base / "study.db", work / "study.db")
+    blob = bytearray((work / "study.db").read_bytes())
+    for o in offsets:
+        blob[o % len(blob)] = byte
+    (work / "study.db").write_bytes(bytes(blob))
+    try:
+        with Study(work) as s:
+            s.runs()
+            s.epochs()
+            s.summary()
+    except UsageError as e:
+        assert "\n" not in str(e)
+
+
+@settings(
+    max_examples=20,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(data=st.binary(max_size=400))
+def test_fuzzed_checkpoints_are_refused_in_one_line(tmp_path_factory, data):
+    import shutil
+
+    from lateralnorm.errors import UsageError
+    from lateralnorm.runconfig import RunConfig
+    from lateralnorm.train import load_run, run
+
+    base = tmp_path_factory.getbasetemp() / "ck-base"
+    if not (base / "config.json").exists():
+        run(RunConfig(dataset="digits", model="mlp", width=4, epochs=1, out_dir=str(base)), progress=False)
+    work = tmp_path_factory.mktemp("ck")
+    for f in ("config.json", "result.json"):
+        shutil.copy(base / f, work / f)
+    (work / "checkpoint.pt").write_bytes(data)
+    with pytest.raises(UsageError) as e:
+        load_run(work)
+    assert "\n" not in str(e.value)

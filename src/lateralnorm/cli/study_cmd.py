@@ -56,6 +56,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", "-o", help="file to write (default <study>/<table>.<format>)")
     p.set_defaults(func=cmd_export)
 
+    p = ssub.add_parser("check", help="check a study's database (SQLite integrity) and its runs' records")
+    p.add_argument("study_dir", help="study folder, e.g. runs/q1")
+    p.set_defaults(func=cmd_check)
+
 
 def _need_action(parser: argparse.ArgumentParser) -> int:
     parser.print_help()
@@ -108,6 +112,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     for line in summary_lines(report):
         print(line)
     return 0 if report.ok else 1
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """0 when the store (and its tuning store) is sound, 1 with one line per problem."""
+    from lateralnorm.study import Store
+
+    folders = [Path(args.study_dir)]
+    if (folders[0] / "tune" / "study.db").is_file():
+        folders.append(folders[0] / "tune")
+    problems, notes = [], []
+    for folder in folders:
+        with Store(folder, readonly=True) as store:
+            found, noted = store.check()
+        problems += [f"{folder}: {p}" for p in found]
+        notes += [f"{folder}: {n}" for n in noted]
+    for line in problems:
+        print(f"problem: {line}")
+    for line in notes:
+        print(f"note: {line}")
+    print(f"{'ok' if not problems else f'{len(problems)} problem(s)'}: {', '.join(map(str, folders))}")
+    return 1 if problems else 0
 
 
 def _duration(seconds: float | None) -> str:

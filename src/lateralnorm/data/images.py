@@ -78,6 +78,15 @@ def _load_idx_set(paths: tuple[tuple[str, str, float], ...]) -> dict[str, np.nda
             raise DataFileError(f"{ypath}: {y.shape[0]} labels for {len(x)} images in {xpath}")
         if y.size and (y.min() < 0 or y.max() > 9):
             raise DataFileError(f"{ypath}: labels outside 0..9; download it again")
+    files = {k: p for k, p, _ in paths}
+    if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
+        raise DataFileError(
+            f"{files['x_train']} holds {arrays['x_train'].shape[1]}×{arrays['x_train'].shape[2]} images but "
+            f"{files['x_test']} holds {arrays['x_test'].shape[1]}×{arrays['x_test'].shape[2]}: the four files must "
+            "come from one data set"
+        )
+    if 0 in arrays["x_train"].shape or 0 in arrays["x_test"].shape:
+        raise DataFileError(f"{files['x_train']} or {files['x_test']} holds no images; download them again")
     return arrays
 
 

@@ -57,6 +57,18 @@ class Study:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _loads(self, text: Any) -> Any:
+        """A stored JSON record; a damaged one is a one-line UsageError."""
+        try:
+            return json.loads(text)
+        except (TypeError, ValueError):
+            from lateralnorm.errors import UsageError
+
+            raise UsageError(
+                f"{self.store.path}: a stored record is not valid JSON: the database is damaged; restore it from "
+                "a copy (`lateralnorm study check` lists what is wrong)"
+            ) from None
+
     # --------------------------------------------------------------------------------- metadata
     @property
     def meta(self) -> dict[str, Any]:
@@ -101,7 +113,7 @@ class Study:
         )
         records = []
         for r in rows:
-            config = json.loads(r["config"])
+            config = self._loads(r["config"])
             rec: dict[str, Any] = {"run_id": r["run_id"], "cell": r["cell_label"], "seed": r["seed"]}
             rec.update(
                 status=r["status"], attempts=r["attempts"], error=r["error"], task_wall_s=r["task_wall_s"]
@@ -128,7 +140,7 @@ class Study:
         records = []
         for r in rows:
             rec = {k: r[k] for k in ("run_id", "cell", "seed", "epoch", *EPOCH_FIELDS)}
-            rec.update(json.loads(r["extra"] or "{}"))
+            rec.update(self._loads(r["extra"] or "{}"))
             records.append(rec)
         return pd.DataFrame.from_records(
             records, columns=None if records else ["run_id", "cell", "seed", "epoch", *EPOCH_FIELDS]
@@ -145,7 +157,7 @@ class Study:
         )
         records = []
         for r in rows:
-            result = json.loads(r["json"])
+            result = self._loads(r["json"])
             rec = {
                 "run_id": r["run_id"],
                 "cell": r["cell"],

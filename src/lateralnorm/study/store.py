@@ -84,7 +84,7 @@ def db_path(study_dir: str | Path) -> Path:
     return Path(study_dir) / DB_NAME
 
 
-def _db_problem(path: Path, e: sqlite3.DatabaseError, readonly: bool) -> str:
+def _db_problem(path: Path, e: Exception, readonly: bool) -> str:
     """One line for an unusable database file."""
     text = str(e)
     if "full" in text:
@@ -129,10 +129,16 @@ class Store:
                 self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
                 self.conn.execute("PRAGMA journal_mode=WAL")
                 self.conn.execute("PRAGMA synchronous=NORMAL")  # durable across a killed process in WAL mode
+                (quick,) = self.conn.execute("PRAGMA quick_check").fetchone()
+                if quick != "ok":
+                    raise sqlite3.DatabaseError(f"quick_check: {quick}")
             self.conn.row_factory = sqlite3.Row
             self.conn.execute("PRAGMA foreign_keys=ON")
             self._check_schema()
-        except sqlite3.DatabaseError as e:
+        except (
+            sqlite3.DatabaseError,
+            UnicodeDecodeError,
+        ) as e:  # a damaged file can garble SQLite's own text
             raise UsageError(_db_problem(self.path, e, readonly)) from None
 
     def _open_readonly(self) -> sqlite3.Connection:
@@ -201,6 +207,33 @@ class Store:
     def integrity_check(self) -> str:
         return self.conn.execute("PRAGMA integrity_check").fetchone()[0]
 
+    def check(self) -> tuple[list[str], list[str]]:
+        """(problems, notes): SQLite's integrity check, then the records' consistency: every finished run
+        has its final metrics, no metrics belong to an unknown or unfinished run, statuses are known. Notes
+        name finished runs whose artifacts folder is missing (normal for committed results)."""
+        problems = [] if (r := self.integrity_check()) == "ok" else [f"SQLite integrity check: {r}"]
+        if problems:
+            return problems, []
+        q = self.conn.execute
+        for (rid,) in q("SELECT run_id FROM runs WHERE status IN ('done','diverged') AND run_id NOT IN "
+                        "(SELECT run_id FROM final_metrics)"):  # fmt: skip
+            problems.append(f"run {rid} is finished but has no final metrics")
+        for table in ("final_metrics", "epoch_metrics", "probe_results"):
+            (n,) = q(f"SELECT COUNT(*) FROM {table} WHERE run_id NOT IN (SELECT run_id FROM runs)").fetchone()
+            if n:
+                problems.append(f"{n} row(s) of {table} belong to no run")
+        (n,) = q("SELECT COUNT(*) FROM final_metrics f JOIN runs r USING (run_id) "
+                 "WHERE r.status NOT IN ('done','diverged')").fetchone()  # fmt: skip
+        if n:
+            problems.append(f"{n} run(s) have final metrics but are not finished")
+        notes = []
+        missing = [r["run_id"] for r in q("SELECT run_id FROM runs WHERE status='done'")
+                   if not (self.study_dir / "artifacts" / r["run_id"]).is_dir()]  # fmt: skip
+        if missing:
+            notes.append(f"{len(missing)} finished run(s) have no artifacts folder (checkpoints are not kept "
+                         "with committed results; probes on them need a rerun)")  # fmt: skip
+        return problems, notes
+
     # -------------------------------------------------------------------------------------- meta
     def set_meta(self, **items: Any) -> None:
         with self.transaction() as c:
@@ -208,7 +241,12 @@ class Store:
                 c.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
 
     def meta(self) -> dict[str, Any]:
-        return {r["key"]: json.loads(r["value"]) for r in self.conn.execute("SELECT key, value FROM meta")}
+        try:
+            return {
+                r["key"]: json.loads(r["value"]) for r in self.conn.execute("SELECT key, value FROM meta")
+            }
+        except (sqlite3.DatabaseError, ValueError) as e:  # UnicodeDecodeError is a ValueError
+            raise UsageError(_db_problem(self.path, e, self.readonly)) from None
 
     # -------------------------------------------------------------------------------------- runs
     def add_runs(self, planned: Iterable[Any]) -> int:
@@ -313,10 +351,18 @@ class Store:
 
     # ----------------------------------------------------------------------------------- reading
     def counts(self) -> dict[str, int]:
-        rows = self.conn.execute("SELECT status, COUNT(*) AS n FROM runs GROUP BY status").fetchall()
+        rows = self.rows("SELECT status, COUNT(*) AS n FROM runs GROUP BY status")
         out = dict.fromkeys(STATUSES, 0)
         out.update({r["status"]: r["n"] for r in rows})
         return out
 
     def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-        return self.conn.execute(sql, params).fetchall()
+        """A query's rows; a damaged database is a one-line UsageError."""
+        try:
+            return self.conn.execute(sql, params).fetchall()
+        except UnicodeDecodeError as e:
+            raise UsageError(_db_problem(self.path, e, self.readonly)) from None
+        except sqlite3.DatabaseError as e:
+            if any(w in str(e) for w in ("locked", "full", "readonly", "disk I/O", "unable to open")):
+                raise  # storage, not content: the caller's (and the CLI's) to handle
+            raise UsageError(_db_problem(self.path, e, self.readonly)) from None
