@@ -27,6 +27,9 @@ def fake_run(config: RunConfig) -> RunResult:
     if log := os.environ.get("FAKE_RUN_LOG"):
         with open(log, "a") as f:
             f.write(f"{config.run_id()} {os.getpid()}\n")
+    if config.lr == float(os.environ.get("FAKE_RUN_EXIT_LR", "-1")):
+        time.sleep(0.3)
+        os._exit(9)  # the worker process dies, as on an out-of-memory kill
     time.sleep(float(os.environ.get("FAKE_RUN_DELAY", "0")))
     if config.lr >= float(os.environ.get("FAKE_RUN_MAX_LR", "0.5")):
         raise ValueError(f"lr={config.lr} is too large for the fake trainer")
@@ -160,3 +163,20 @@ def test_real_trainer_then_status_summary_export(tmp_cwd, capsys):
         assert main(["study", "export", str(study_dir), "--format", fmt]) == 0
         assert (study_dir / f"runs.{fmt}").stat().st_size > 0
     assert not list(study_dir.glob(".runs.*"))  # no temp files left
+
+
+def test_a_dead_worker_does_not_fail_its_siblings_run(tmp_path, monkeypatch):
+    """One run kills its worker process: that run fails (after one retry), the run beside it in the other
+    worker, caught in the broken pool, is run again and finishes."""
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    monkeypatch.setenv("FAKE_RUN_DELAY", "1.0")
+    monkeypatch.setenv("FAKE_RUN_EXIT_LR", "0.5")
+    spec = validate_spec({**RAW, "seeds": [0], "baseline": None, "grid": {"lr": [0.5, 0.01]}})
+    lines: list[str] = []
+    report = run_study(spec, tmp_path, executor=ex_mod.LocalExecutor(2, "test_study_run:fake_run", threads=1),
+                       echo=lines.append)  # fmt: skip
+    assert report.done == 1 and len(report.failed) == 1
+    assert "worker process died (twice)" in report.failed[0][1]
+    with Study.load(tmp_path) as study:
+        runs = study.runs().set_index("lr")
+    assert runs.loc[0.01, "status"] == "done" and runs.loc[0.5, "status"] == "failed"

@@ -21,6 +21,7 @@ import importlib
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 import traceback as tb
@@ -32,6 +33,7 @@ from lateralnorm.errors import UsageError
 from lateralnorm.runconfig import RunConfig, RunResult
 
 DEFAULT_RUN_FN = "lateralnorm.study.executors:train_quietly"
+TRACKER_QUIET = "ignore::UserWarning:multiprocessing.resource_tracker"
 RunFn = Callable[[RunConfig], RunResult] | str
 
 
@@ -254,8 +256,14 @@ class LocalExecutor(Executor):
         self.threads = threads or max(1, cpu_count() // self.workers)
         self.context = context
         self.pool: cf.ProcessPoolExecutor | None = None
+        self.crashes: dict[str, int] = {}  # run id -> pool crashes it was in flight for
 
     def start(self) -> None:
+        # after a kill -9 of the driver, multiprocessing's resource tracker (a process of its own) cleans up the
+        # pool's semaphores and warns about each "leak"; the cleanup is the expected path there, so the tracker,
+        # which takes its -W flags from this list when it starts, is told not to warn
+        if TRACKER_QUIET not in sys.warnoptions:
+            sys.warnoptions.append(TRACKER_QUIET)
         self.pool = cf.ProcessPoolExecutor(
             max_workers=self.workers,
             mp_context=multiprocessing.get_context(self.context),
@@ -274,6 +282,9 @@ class LocalExecutor(Executor):
             return self.pool.submit(execute, task, self.run_fn, self.threads)
 
     def wait(self, handles: list[cf.Future]) -> list[tuple[cf.Future, Outcome]]:
+        """Finished handles with their outcomes. When a worker process dies, the pool breaks and every run in
+        flight fails with it, though only one caused it: each such run is run again once in a fresh pool,
+        and only a run caught in two crashes is recorded as failed."""
         done, _ = cf.wait(handles, return_when=cf.FIRST_COMPLETED)
         out = []
         for fut in done:
@@ -281,9 +292,13 @@ class LocalExecutor(Executor):
             try:
                 out.append((fut, fut.result()))
             except Exception as e:  # the worker process itself died (killed, out of memory, segfault)
-                out.append(
-                    (fut, Outcome(task.run_id, None, f"worker process died: {one_line(e)}", tb.format_exc()))
-                )
+                self.crashes[task.run_id] = self.crashes.get(task.run_id, 0) + 1
+                if self.crashes[task.run_id] < 2:
+                    del self.inflight[fut]
+                    self.inflight[self.submit(task)] = task  # a fresh pool if this one is broken
+                    continue
+                out.append((fut, Outcome(task.run_id, None, f"worker process died (twice): {one_line(e)}",
+                                         tb.format_exc())))  # fmt: skip
         return out
 
     def shutdown(self, cancel: bool = False) -> None:
