@@ -11,7 +11,7 @@ APT_PKGS := chromium chromium-driver dataset-fashion-mnist g++ python3-dev
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,ray,browser,parquet]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,ray,browser,parquet,hf]'
 	touch $(STAMP)
 
 # The compiled CPU kernel of dn is built once per machine (about a minute); without a compiler dn runs on

@@ -168,7 +168,9 @@ def test_real_trainer_then_status_summary_export(tmp_cwd, capsys):
 def test_a_dead_worker_does_not_fail_its_siblings_run(tmp_path, monkeypatch):
     """One run kills its worker process: that run fails (after one retry), the run beside it in the other
     worker, caught in the broken pool, is run again and finishes."""
-    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    monkeypatch.setenv(
+        "PYTHONPATH", str(Path(__file__).parent) + os.pathsep + os.environ.get("PYTHONPATH", "")
+    )
     monkeypatch.setenv("FAKE_RUN_DELAY", "1.0")
     monkeypatch.setenv("FAKE_RUN_EXIT_LR", "0.5")
     spec = validate_spec({**RAW, "seeds": [0], "baseline": None, "grid": {"lr": [0.5, 0.01]}})

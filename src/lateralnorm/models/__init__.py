@@ -26,6 +26,7 @@ from lateralnorm.models.mlp import MLP, LinearClassifier
 from lateralnorm.models.rnn import RecurrentClassifier
 from lateralnorm.models.transformer import Transformer, token_shape
 from lateralnorm.norms import create_norm
+from lateralnorm.norms.slots import norm_slots
 
 MODELS: tuple[str, ...] = ("linear", "mlp", "cnn", "cnn1d", "rnn", "gru", "lstm", "transformer")
 
@@ -96,13 +97,9 @@ def build_model(config: ModelConfig, input_shape: tuple[int, ...], num_classes: 
 
 
 def norm_modules(model: nn.Module) -> dict[str, nn.Module]:
-    """name → module of every norm slot (top-level slots only, not the parts of a chain)."""
-    out: dict[str, nn.Module] = {}
-    for name, module in model.named_modules():
-        leaf = name.rsplit(".", 1)[-1]
-        if "norm" in leaf and not any(name.startswith(p + ".") for p in out):
-            out[name] = module
-    return out
+    """name → module of every norm slot (top-level slots only, not the parts of a chain): the one rule of
+    `lateralnorm.norms.slots`."""
+    return norm_slots(model)
 
 
 def num_params(model: nn.Module) -> int:

@@ -62,15 +62,11 @@ def pool_indices(sample_shape: tuple[int, ...], axis: int) -> torch.Tensor:
 
 
 def norm_module_names(model: nn.Module) -> list[str]:
-    """Names of the outermost modules whose name contains "norm" (a composition counts once)."""
-    names: list[str] = []
-    for name, module in model.named_modules():
-        if "norm" not in name.lower() or isinstance(module, nn.ModuleList | nn.ModuleDict):
-            continue
-        if any(name.startswith(p + ".") for p in names):
-            continue
-        names.append(name)
-    return names
+    """Names of the model's outermost norm slots (the rule of `lateralnorm.norms.slots`, shared with the
+    models): a module named "...norm..." or a normalization layer by type, e.g. a Hugging Face GPT-2's ln_1."""
+    from lateralnorm.norms.slots import norm_slots
+
+    return list(norm_slots(model))
 
 
 def capture_norm_layers(
@@ -84,7 +80,7 @@ def capture_norm_layers(
     names = norm_module_names(model) if names is None else names
     if not names:
         raise UsageError(
-            "the model has no module with 'norm' in its name, so there is no norm layer to probe; "
+            "the model has no norm layer (no module named '...norm...' and no LayerNorm, RMSNorm, ... by type) to probe; "
             "probe a bare layer instead (lateralnorm probe --norm SPEC --width N)"
         )
     modules = dict(model.named_modules())
