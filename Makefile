@@ -4,7 +4,7 @@ PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.stamp-setup
-APT_PKGS := chromium chromium-driver dataset-fashion-mnist g++ python3-dev
+APT_PKGS := chromium chromium-driver dataset-fashion-mnist fortunes g++ python3-dev
 
 .PHONY: setup system-deps test test-all bench lint format demo results clean
 

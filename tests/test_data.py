@@ -130,7 +130,9 @@ def test_fashion_mnist_real_files():
 # ---------------------------------------------------------------- every data set
 
 
-@pytest.mark.parametrize("name", [n for n in DATASETS if n not in ("fashion-mnist", "mnist")])
+@pytest.mark.parametrize(
+    "name", [n for n in DATASETS if n not in ("fashion-mnist", "mnist", "fortunes")]
+)  # text: test_text_lm
 def test_every_generated_dataset(name):
     d = load_dataset(name, samples=200 if name != "digits" else None)
     assert d.x_train.dtype == torch.float32 and d.y_train.dtype == torch.int64

@@ -20,6 +20,7 @@ SHAPES = {
     "gru": (12, 3),
     "lstm": (12, 3),
     "transformer": (1, 8, 8),
+    "gpt": (12,),  # token windows
 }
 NORMS = ["ln", "relu>ln", "rms", "dn", "none"]
 
@@ -30,9 +31,9 @@ def test_every_model_with_norms(model, norm):
     torch.manual_seed(0)
     cfg = RunConfig(model=model, norm=norm, width=8, depth=2)
     net = build_model(cfg, SHAPES[model], 5)
-    x = torch.randn(4, *SHAPES[model])
+    x = torch.randint(0, 5, (4, *SHAPES[model])) if model == "gpt" else torch.randn(4, *SHAPES[model])
     out = net(x)
-    assert out.shape == (4, 5) and torch.isfinite(out).all()
+    assert out.shape == ((4, 12, 5) if model == "gpt" else (4, 5)) and torch.isfinite(out).all()
     out.square().sum().backward()
     assert all(p.grad is not None for p in net.parameters() if p.requires_grad)
     slots = norm_modules(net)

@@ -30,7 +30,9 @@ from lateralnorm.study.plan import baseline_map, cells
 from lateralnorm.study.spec import AdaptiveSpec
 
 ROOT = Path(__file__).resolve().parent.parent
-STUDIES = sorted((ROOT / "studies").glob("q*.toml"))
+STUDIES = sorted(
+    p for p in (ROOT / "studies").glob("q*.toml") if not p.stem.startswith("qt")
+)  # image/signal sets
 
 
 # ------------------------------------------------------------------------------------------------ spec
@@ -328,3 +330,16 @@ def test_report_shows_the_tuning_grid_the_looks_and_the_sequential_level(tmp_pat
     assert "Seeds until resolved" in text and "K = 2" in text and "Look 2" in text
     assert "difference [97.5% CI]" in text  # 1 − 0.05/2
     assert "seeds for the target width" in text  # the capped noisy cell says how many seeds it would need
+
+
+def test_the_transformer_study_is_judged_on_the_loss_and_tunes_for_the_lowest():
+    spec = load_spec(ROOT / "studies" / "qt_transformer_norms.toml")
+    assert spec.metric == "test_loss" and spec.base["model"] == "gpt" and spec.base["dataset"] == "fortunes"
+    quick = load_spec(ROOT / "studies" / "qt_transformer_norms.toml", "quick")
+    assert quick.tune is None and quick.adaptive is None
+    table = pd.DataFrame(
+        {"cell": ["a", "a"], "lr": [0.01, 0.1], "n": [1, 1], "lost": [0, 0], "val_mean": [2.0, 1.5]}
+    )
+    assert tuning.choose(table, lower_is_better=True) == {"a": 0.1} and tuning.choose(table) == {"a": 0.01}
+    with pytest.raises(UsageError, match="unknown metric 'test_los'; did you mean 'test_loss'"):
+        validate_spec({**RAW, "metric": "test_los"})

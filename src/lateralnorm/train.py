@@ -41,7 +41,7 @@ from torch import nn
 from lateralnorm import atomic
 from lateralnorm.data import Dataset, check_dataset_name, load_dataset
 from lateralnorm.errors import UsageError, did_you_mean
-from lateralnorm.models import build_model, check_model, num_params
+from lateralnorm.models import LM_MODELS, build_model, check_model, num_params
 from lateralnorm.runconfig import EpochMetrics, RunConfig, RunResult
 
 __all__ = [
@@ -134,6 +134,13 @@ def validate_config(config: RunConfig) -> tuple[Dataset, torch.device]:
     check_memory(config, (40,) if config.dataset == "mnist1d" else (1, 28, 28))
     data = dataset_for(config)
     check_model(config, data.meta.input_shape, dataset=repr(config.dataset))
+    lm_model, lm_data = config.model in LM_MODELS, data.meta.task == "lm"
+    if lm_model != lm_data:
+        raise UsageError(
+            f"model {config.model!r} {'is a language model' if lm_model else 'classifies samples'} but dataset "
+            f"{config.dataset!r} {'is a text corpus' if lm_data else 'has one label per sample'}: use "
+            f"{'--dataset fortunes' if lm_model else '--model gpt'}"
+        )
     return data, device
 
 
@@ -251,10 +258,11 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float,
     model.eval()
     loss, correct = torch.zeros((), device=x.device), torch.zeros((), device=x.device, dtype=torch.long)
     for i in range(0, len(y), EVAL_BATCH):
-        out = model(x[i : i + EVAL_BATCH])  # (b, classes)
-        loss += F.cross_entropy(out.float(), y[i : i + EVAL_BATCH], reduction="sum")
-        correct += (out.argmax(1) == y[i : i + EVAL_BATCH]).sum()
-    n = max(1, len(y))
+        out = model(x[i : i + EVAL_BATCH])  # (b, classes), or (b, T, vocab) for a language model
+        yb = y[i : i + EVAL_BATCH]
+        loss += F.cross_entropy(out.float().reshape(-1, out.shape[-1]), yb.reshape(-1), reduction="sum")
+        correct += (out.argmax(-1) == yb).sum()
+    n = max(1, y.numel())  # samples, or predicted tokens
     return loss.item() / n, correct.item() / n
 
 
@@ -358,8 +366,8 @@ def _run(config: RunConfig, progress: bool | None) -> RunResult:
                 for i in range(steps_per_epoch):
                     idx = perm[i * bs : (i + 1) * bs]
                     xb, yb = x_tr[idx], y_tr[idx]  # (b, ...), (b,)
-                    logits = model(xb)  # (b, classes)
-                    loss = F.cross_entropy(logits, yb)
+                    logits = model(xb)  # (b, classes), or (b, T, vocab) for a language model
+                    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.reshape(-1))
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     gnorms.append(_grad_norm(params))
@@ -367,7 +375,7 @@ def _run(config: RunConfig, progress: bool | None) -> RunResult:
                     if sched is not None:
                         sched.step()
                     losses.append(loss.detach())
-                    preds.append(logits.detach().argmax(1))
+                    preds.append(logits.detach().argmax(-1))
                 step_losses = torch.stack(losses)  # (steps,)
                 step_gnorms = torch.stack(gnorms)  # (steps,)
                 bad = ~torch.isfinite(step_losses)
@@ -383,7 +391,7 @@ def _run(config: RunConfig, progress: bool | None) -> RunResult:
                 m = EpochMetrics(
                     epoch=epoch,
                     train_loss=(step_losses * batch_sizes).sum().item() / n,
-                    train_acc=(torch.cat(preds) == y_tr[perm]).sum().item() / n,
+                    train_acc=(torch.cat(preds) == y_tr[perm]).sum().item() / y_tr.numel(),
                     test_loss=test_loss,
                     test_acc=test_acc,
                     lr=opt.param_groups[0]["lr"],

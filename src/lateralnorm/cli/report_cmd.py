@@ -14,7 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "study_dirs", nargs="+", metavar="STUDY_DIR", help="study folders (from `lateralnorm study run`)"
     )
     p.add_argument("-o", "--out", default="report.html", help="the HTML file to write (default: report.html)")
-    p.add_argument("--metric", default="test_acc", help="the runs-table column judged (default: test_acc)")
+    p.add_argument("--metric", default=None,
+                   help="the runs-table column judged (default: each study's own, test_acc unless its spec says)")  # fmt: skip
     p.set_defaults(func=_report)
 
 

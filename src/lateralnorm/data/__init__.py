@@ -7,6 +7,7 @@
 | digits | (1, 8, 8) | 10 | scikit-learn's bundled 8×8 digits |
 | moons, circles, xor, spirals | (2,) | 2 | generated (`lateralnorm.data.toys`), `samples` and `seed` |
 | temperature | (1,) | 2 | generated 1-D folding task |
+| fortunes | (64,) bytes | 256 (next byte) | English text of the Debian `fortunes` package (`lateralnorm.data.text`) |
 
 Inputs are float32 and standardized with statistics of the (possibly subset) training split only:
 one scalar mean/std for signals and images, per feature for the toys. Views: `subset` keeps the first N
@@ -27,7 +28,11 @@ from lateralnorm.data.idx import DataFileError, read_idx, write_idx
 from lateralnorm.data.toys import TOYS
 from lateralnorm.errors import UsageError, did_you_mean
 
-DATASETS: tuple[str, ...] = ("mnist1d", "fashion-mnist", "mnist", "digits", *TOYS)
+DATASETS: tuple[str, ...] = ("mnist1d", "fashion-mnist", "mnist", "digits", *TOYS, "fortunes")
+TEXT_DATASETS: tuple[str, ...] = (
+    "fortunes",
+)  # causal language modelling: y holds the next byte of each position
+CONTEXT = 64  # bytes per training window of a text data set
 
 __all__ = ["DATASETS", "DataFileError", "Dataset", "DatasetMeta", "load_dataset", "read_idx", "write_idx"]
 
@@ -41,6 +46,12 @@ class DatasetMeta:
     sequential: bool = False
     standardization: dict[str, Any] = field(default_factory=dict)  # mean/std used (training split)
     evaluation: str = "test"  # "test", or "validation" when `holdout` replaced the test split
+    task: str = (
+        "classify"  # "classify" (y: one label per sample) or "lm" (y: the next token of each position)
+    )
+    reference: dict[str, Any] = field(
+        default_factory=dict
+    )  # e.g. unigram / bigram cross-entropy of a text set
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -135,6 +146,12 @@ def load_dataset(
     samples: size of generated sets (toys default 1000, mnist1d 5000). subset: first N training samples.
     """
     check_dataset_name(name)
+    if name in TEXT_DATASETS:
+        if random_labels or sequential:
+            raise UsageError(
+                f"{name} is a language-model data set: random_labels and sequential do not apply"
+            )
+        return _load_text(name, subset=subset, data_dir=data_dir, holdout=holdout)
     arrays, source, per_feature = _raw_arrays(name, seed=seed, samples=samples, data_dir=data_dir)
     n_train = len(arrays["y_train"])
     if subset is not None:
@@ -164,6 +181,29 @@ def load_dataset(
     return Dataset(
         x_train, torch.from_numpy(arrays["y_train"]), x_test, torch.from_numpy(arrays["y_test"]), meta
     )
+
+
+def _load_text(name: str, *, subset: int | None, data_dir: str | None, holdout: float) -> Dataset:
+    """A text corpus as windows of CONTEXT bytes: x (N, T) and y (N, T) int64, the next byte at each position.
+    `holdout` > 0 evaluates on the validation documents instead of the test documents."""
+    from lateralnorm.data import text
+
+    docs = text.load_documents(data_dir)
+    splits = text.split_documents(docs)
+    train, evaluate = text.join(splits["train"]), text.join(splits["val" if holdout else "test"])
+    x_tr, y_tr = text.windows(train, CONTEXT)
+    x_te, y_te = text.windows(evaluate, CONTEXT)
+    if subset is not None:
+        if subset > len(x_tr):
+            raise UsageError(f"subset {subset} is outside 1..{len(x_tr)} (the training windows of {name})")
+        x_tr, y_tr = x_tr[:subset], y_tr[:subset]
+    meta = DatasetMeta(
+        name=name, input_shape=(CONTEXT,), num_classes=text.VOCAB, source=str(text.corpus_dir(data_dir)),
+        evaluation="validation" if holdout else "test", task="lm",
+        reference={**text.ngram_baselines(train, evaluate), "documents": {k: len(v) for k, v in splits.items()},
+                   "train_bytes": int(len(train)), "eval_bytes": int(len(evaluate))},
+    )  # fmt: skip
+    return Dataset(*(torch.from_numpy(a) for a in (x_tr, y_tr, x_te, y_te)), meta)
 
 
 HOLDOUT_SEED = 0x7A11  # one fixed split for every run, cell and seed: tuning compares like with like

@@ -8,9 +8,10 @@
 | cnn1d | signals (L,) or (C, L) | blocks[i].norm, channels-first |
 | rnn, gru, lstm | signals, sequences, images (rows) | cells[k].norm inside the recurrence |
 | transformer | signals, sequences, images (patches) | blocks[k].norm1/norm2, norm_final |
+| gpt | token windows of a text data set (causal LM) | blocks[k].norm1/norm2, norm_final (pre-LN) |
 
-`placement` shapes the mlp/cnn/cnn1d blocks; the recurrent cells and the pre-norm transformer have a fixed
-place for the norm and ignore it. `activation` is the block nonlinearity (rnn: the cell's, e.g. tanh).
+`placement` shapes the mlp/cnn/cnn1d blocks and the gpt (pre: pre-LN as GPT-2, post: post-LN); the recurrent
+cells and the pre-norm transformer have a fixed place for the norm and ignore it. `activation` is the block nonlinearity (rnn: the cell's, e.g. tanh).
 """
 
 from __future__ import annotations
@@ -22,13 +23,15 @@ from torch import nn
 from lateralnorm.errors import UsageError, did_you_mean
 from lateralnorm.models.cnn import CNN, CNN1d
 from lateralnorm.models.common import PLACEMENTS, Act, NormBlock, Placement, check_activation
+from lateralnorm.models.gpt import CausalLM
 from lateralnorm.models.mlp import MLP, LinearClassifier
 from lateralnorm.models.rnn import RecurrentClassifier
 from lateralnorm.models.transformer import Transformer, token_shape
 from lateralnorm.norms import create_norm
 from lateralnorm.norms.slots import norm_slots
 
-MODELS: tuple[str, ...] = ("linear", "mlp", "cnn", "cnn1d", "rnn", "gru", "lstm", "transformer")
+MODELS: tuple[str, ...] = ("linear", "mlp", "cnn", "cnn1d", "rnn", "gru", "lstm", "transformer", "gpt")
+LM_MODELS: tuple[str, ...] = ("gpt",)  # take token windows and predict the next token at every position
 
 __all__ = [
     "MODELS", "PLACEMENTS", "Act", "ModelConfig", "NormBlock", "Placement", "build_model", "check_model",
@@ -59,7 +62,7 @@ def check_model(
     check_activation(config.activation)
     layout = "channels_first" if name in ("cnn", "cnn1d") else "last"
     create_norm(config.norm, config.width, layout=layout)  # spec and width fit (UsageError otherwise)
-    if name in ("rnn", "gru", "lstm", "transformer", "cnn", "cnn1d") and config.depth < 1:
+    if name in ("rnn", "gru", "lstm", "transformer", "cnn", "cnn1d", "gpt") and config.depth < 1:
         raise UsageError(f"model {name!r} needs depth >= 1 (layers or conv blocks), got {config.depth}")
     if input_shape is None:
         return
@@ -93,6 +96,9 @@ def build_model(config: ModelConfig, input_shape: tuple[int, ...], num_classes: 
         return CNN1d(shape, num_classes, placement=config.placement, **kw)
     if name in ("rnn", "gru", "lstm"):
         return RecurrentClassifier(name, shape, num_classes, **kw)
+    if name == "gpt":
+        return CausalLM(num_classes, shape[0], width=config.width, depth=config.depth, norm=config.norm,
+                        placement=config.placement)  # fmt: skip
     return Transformer(shape, num_classes, **kw)
 
 

@@ -94,7 +94,7 @@ def render(views: Sequence[StudyView], csv_name: str, prov: dict[str, str], metr
 
 
 def build_report(study_dirs: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str] = "report.html",
-                 metric: str = "test_acc", command: str | None = None) -> tuple[Path, Path]:  # fmt: skip
+                 metric: str | None = None, command: str | None = None) -> tuple[Path, Path]:  # fmt: skip
     """Read the studies, write the report and its runs CSV; returns (report path, csv path).
     UsageError (nothing written) for no folders, a folder given twice, a non-study or an empty study."""
     if not study_dirs:
@@ -115,7 +115,7 @@ def build_report(study_dirs: Sequence[str | os.PathLike[str]], out: str | os.Pat
         view.anchor = _anchor(view.name, taken)
         views.append(view)
     csv_path = csv_path_for(out_path)
-    html = render(views, csv_path.name, provenance(command), metric)
+    html = render(views, csv_path.name, provenance(command), metric or "test_acc")
     frames = [v.runs.assign(study=v.name)[["study", *v.runs.columns]] for v in views]
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with atomic.atomic_path(csv_path) as tmp:

@@ -30,6 +30,10 @@ RAW_COLUMNS = ("run_id", "cell", "seed", "status", "test_acc", "train_acc", "tes
                "num_params", "wall_s", "error")  # fmt: skip
 
 
+METRIC_LABELS = {"test_acc": "test accuracy %", "train_acc": "train accuracy %",
+                 "test_loss": "test loss (nats per token)", "train_loss": "train loss (nats per token)"}  # fmt: skip
+
+
 @dataclass
 class FigureView:
     title: str
@@ -58,6 +62,7 @@ class StudyView:
     paired: list[dict[str, Any]]  # one row per compared cell
     answer: answers.Answer
     figures: list[FigureView] = field(default_factory=list)
+    metric_label: str = "test accuracy %"
     level: str = "95%"  # interval level of every CI in the section (higher in a sequential study)
     sequential: list[str] = field(default_factory=list)  # the stopping rule and what each look decided
     tuning: list[dict[str, Any]] = field(default_factory=list)  # per cell: chosen rate, accuracy per rate
@@ -280,7 +285,7 @@ def _tuning(path: Path, meta: dict[str, Any], metric: str) -> tuple[list[dict[st
         return [], []
     spec = StudySpec(**spec_raw)
     with Study(tdir) as t:
-        table = tuning.grid_table(spec, t.runs())
+        table = tuning.grid_table(spec, t.runs(), metric)
     k, _ = scale_of(metric)
     rates = list(spec.tune.lr)  # type: ignore[union-attr]
     rows = []
@@ -342,8 +347,9 @@ def _current_plan_mask(meta: dict[str, Any], path: Path, runs: pd.DataFrame) -> 
     return ~runs["run_id"].isin(ids)
 
 
-def collect(study_dir: str | Path, metric: str = "test_acc", anchor: str | None = None) -> StudyView:
-    """Read a study folder. UsageError (one line) when it is not a study folder or has nothing to report."""
+def collect(study_dir: str | Path, metric: str | None = None, anchor: str | None = None) -> StudyView:
+    """Read a study folder. UsageError (one line) when it is not a study folder or has nothing to report.
+    `metric` defaults to the one the study's spec judges (test_acc unless it says otherwise)."""
     path = Path(study_dir)
     if not path.is_dir():
         raise UsageError(f"'{path}' is not a folder: give study folders written by `lateralnorm study run`")
@@ -357,6 +363,7 @@ def collect(study_dir: str | Path, metric: str = "test_acc", anchor: str | None 
         )
         (last_finish,) = study.store.rows("SELECT MAX(finished_at) FROM runs")[0]
     name = meta.get("name") or path.name
+    metric = metric or (meta.get("spec") or {}).get("metric") or "test_acc"
     stale = _current_plan_mask(meta, path, runs)
     if stale.any():  # runs of an earlier version of the spec (same name): not part of this study any more
         keep = set(runs.loc[~stale, "run_id"])
@@ -410,7 +417,7 @@ def collect(study_dir: str | Path, metric: str = "test_acc", anchor: str | None 
         axes=list(meta.get("axes") or []),
         counts=counts, warnings=warnings, cells=_cells(runs, table, vs, metric),
         paired=_paired(table, baseline, metric, (spec.get("adaptive") or {}).get("min_effect")),
-        answer=answers.answer(ctx), level=f"{confidence:.1%}".replace(".0%", "%"),
+        answer=answers.answer(ctx), metric_label=METRIC_LABELS.get(metric, metric), level=f"{confidence:.1%}".replace(".0%", "%"),
         sequential=_sequential(meta, metric), tuning=tune_rows, tune_rates=tune_rates,
         figures=_figures(runs, epochs, probes, table, baseline, metric), raw=_raw(runs), runs=runs, verdicts=vs,
     )  # fmt: skip

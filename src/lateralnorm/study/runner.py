@@ -171,7 +171,7 @@ def run_study(
                 with Study(study_dir) as reader:
                     runs = reader.runs()
                 runs = runs[runs["run_id"].isin({p.run_id for p in planned})]
-                lk = adaptive.look(runs, baselines, spec.adaptive, n_start, seeds_of)
+                lk = adaptive.look(runs, baselines, spec.adaptive, n_start, seeds_of, spec.metric)
                 record = {"look": len(looks) + 1, "runs": len(planned), "resolved": lk.resolved,
                           "unresolved": lk.unresolved, "capped": lk.capped, "added": lk.add}  # fmt: skip
                 if not looks or looks[-1].get("runs") != len(planned):
@@ -210,8 +210,8 @@ def _tune(
     if sub.stopped_early:
         return None
     with Study(tdir) as reader:
-        table = tuning.grid_table(spec, reader.runs())
-    chosen = tuning.choose(table)
+        table = tuning.grid_table(spec, reader.runs(), spec.metric)
+    chosen = tuning.choose(table, lower_is_better=spec.metric.endswith("loss"))
     echo(f"study {spec.name}: learning rates chosen on the validation split: "
          + ", ".join(f"{c} -> {lr:g}" for c, lr in chosen.items()))  # fmt: skip
     return chosen

@@ -54,8 +54,11 @@ RUN_FIELDS: tuple[str, ...] = tuple(RunConfig.model_fields)
 RESERVED_FIELDS = {"seed": "list seeds at the top level: seeds = [0, 1, 2]", "out_dir": "the study sets it"}
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 REPLACED_BY_VARIANT = ("seeds", "probes", "include", "exclude", "compare_within", "baseline", "tune", "adaptive",
-                       "description")  # fmt: skip
+                       "description", "metric")  # fmt: skip
 VARIANT_KEYS = ("base", "grid", *REPLACED_BY_VARIANT)
+
+
+METRICS = ("test_acc", "test_loss", "train_acc", "train_loss")
 
 
 class TuneSpec(BaseModel):
@@ -98,6 +101,9 @@ class StudySpec(BaseModel):
     compare_within: list[StrictStr] = Field(default_factory=list)
     tune: TuneSpec | None = None
     adaptive: AdaptiveSpec | None = None
+    metric: StrictStr = (
+        "test_acc"  # the final metric judged (test_loss for a language model: lower is better)
+    )
     variants: dict[str, dict[str, Any]] = Field(default_factory=dict)
     variant: StrictStr | None = None  # set by load_spec, not read from the file
 
@@ -444,6 +450,11 @@ def validate_spec(raw: dict[str, Any], variant: str | None = None) -> StudySpec:
     _check_cells(spec)
     _check_comparisons(spec)
     _check_tune(spec)
+    if spec.metric not in METRICS:
+        raise SpecError(
+            ("metric",),
+            f"unknown metric {spec.metric!r}{did_you_mean(spec.metric, METRICS)} (one of {', '.join(METRICS)})",
+        )
     if spec.adaptive is not None and spec.adaptive.max_seeds < len(spec.seeds):
         raise SpecError(("adaptive", "max_seeds"), f"is below the {len(spec.seeds)} seeds listed in seeds")
 

@@ -5,7 +5,8 @@ of its own in `<study>/tune`: every cell × every rate × every tuning seed, wit
 train on (1 − holdout) of the training set and are evaluated on the held-out part. The test set is never
 read while choosing. Same store, executor and resume as any study.
 
-The rate chosen for a cell is the one with the highest mean validation accuracy over the tuning seeds; a
+The rate chosen for a cell is the one with the best mean validation metric over the tuning seeds (highest
+accuracy, or lowest loss for a study judged on `test_loss`); a
 rate at which any tuning run diverged or failed is chosen only if every rate did (ties and that case go to
 the smaller rate). The main runs then train on the whole training set with the chosen rate; the report
 shows the chosen rate and the validation accuracy over the whole grid (robustness to the rate is evidence
@@ -66,13 +67,13 @@ def grid_table(spec: StudySpec, tune_runs: pd.DataFrame, metric: str = "test_acc
                 "val_mean": float(ok[metric].mean()) if len(ok) else math.nan,
             })  # fmt: skip
     table = pd.DataFrame(rows, columns=["cell", "lr", "n", "lost", "val_mean"])
-    chosen = choose(table)
+    chosen = choose(table, lower_is_better=metric.endswith("loss"))
     table["chosen"] = [chosen.get(c) == lr for c, lr in zip(table["cell"], table["lr"])]
     return table
 
 
-def choose(table: pd.DataFrame) -> dict[str, float]:
-    """cell -> chosen rate from a grid_table (see the module docstring for the rule)."""
+def choose(table: pd.DataFrame, lower_is_better: bool = False) -> dict[str, float]:
+    """cell -> chosen rate from a grid_table (see the module docstring for the rule; for a loss, the lowest)."""
     out: dict[str, float] = {}
     for cell, rows in table.groupby("cell", sort=False):
         rows = rows.sort_values("lr")
@@ -81,7 +82,7 @@ def choose(table: pd.DataFrame) -> dict[str, float]:
         if len(pool) == 0:
             out[str(cell)] = float(rows["lr"].iloc[0])
             continue
-        best = pool["val_mean"].max()
+        best = pool["val_mean"].min() if lower_is_better else pool["val_mean"].max()
         out[str(cell)] = float(pool.loc[pool["val_mean"] == best, "lr"].iloc[0])
     return out
 
