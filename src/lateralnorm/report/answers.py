@@ -433,11 +433,14 @@ def q4(ctx: Context) -> Answer:
     for model in models:
         cells = [c for c in pd.unique(runs["cell"]) if (runs.loc[runs["cell"] == c, "model"] == model).all()]
         none = find_cell(runs, norm="none", model=model)
+        def norm_of(c: str) -> str:
+            return str(runs.loc[runs["cell"] == c, "norm"].iloc[0])
+
         parts = []
         for c in cells:
             v = verdict_of(ctx, c)
             if c != none and v:
-                parts.append(f"{_short(c).split(' (')[0]} {_value(means.get(c, math.nan), m)}: {v.text}")
+                parts.append(f"{norm_of(c)} {_value(means.get(c, math.nan), m)}: {v.text}")
         paragraphs.append(
             f"{model.upper()} (no norm {_value(means.get(none, math.nan), m)}): " + "; ".join(parts) + "."
         )
@@ -446,7 +449,7 @@ def q4(ctx: Context) -> Answer:
         r = _cmp(ctx, [(c, ln) for c in dn])
         if r:
             paragraphs.append(f"{model.upper()}, divisive minus LayerNorm in the recurrence: " + "; ".join(
-                f"{_short(c['a']).split(' (')[0]}: {said(c, m)}" for c in r) + ".")  # fmt: skip
+                f"{norm_of(c['a'])}: {said(c, m)}" for c in r) + ".")  # fmt: skip
         kinds = [verdict_of(ctx, c).kind for c in dn if verdict_of(ctx, c)]
         heads.append(
             f"{model.upper()}: divisive better than no norm in {kinds.count('better')} of {len(kinds)}, worse in {kinds.count('worse')}"
