@@ -166,8 +166,8 @@ def test_real_trainer_then_status_summary_export(tmp_cwd, capsys):
 
 
 def test_a_dead_worker_does_not_fail_its_siblings_run(tmp_path, monkeypatch):
-    """One run kills its worker process: that run fails (after one retry), the run beside it in the other
-    worker, caught in the broken pool, is run again and finishes."""
+    """One run kills its worker process: that run fails (after a retry on its own), the run beside it in the
+    other worker, caught in the broken pool, is run again on its own and finishes."""
     monkeypatch.setenv(
         "PYTHONPATH", str(Path(__file__).parent) + os.pathsep + os.environ.get("PYTHONPATH", "")
     )
@@ -178,7 +178,7 @@ def test_a_dead_worker_does_not_fail_its_siblings_run(tmp_path, monkeypatch):
     report = run_study(spec, tmp_path, executor=ex_mod.LocalExecutor(2, "test_study_run:fake_run", threads=1),
                        echo=lines.append)  # fmt: skip
     assert report.done == 1 and len(report.failed) == 1
-    assert "worker process died (twice)" in report.failed[0][1]
+    assert "worker process died (also when run alone)" in report.failed[0][1]
     with Study.load(tmp_path) as study:
         runs = study.runs().set_index("lr")
     assert runs.loc[0.01, "status"] == "done" and runs.loc[0.5, "status"] == "failed"

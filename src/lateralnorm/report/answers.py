@@ -433,6 +433,7 @@ def q4(ctx: Context) -> Answer:
     for model in models:
         cells = [c for c in pd.unique(runs["cell"]) if (runs.loc[runs["cell"] == c, "model"] == model).all()]
         none = find_cell(runs, norm="none", model=model)
+
         def norm_of(c: str) -> str:
             return str(runs.loc[runs["cell"] == c, "norm"].iloc[0])
 

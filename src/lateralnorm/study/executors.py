@@ -256,7 +256,7 @@ class LocalExecutor(Executor):
         self.threads = threads or max(1, cpu_count() // self.workers)
         self.context = context
         self.pool: cf.ProcessPoolExecutor | None = None
-        self.crashes: dict[str, int] = {}  # run id -> pool crashes it was in flight for
+        self.isolated: dict[cf.Future, cf.ProcessPoolExecutor] = {}  # runs retried alone after a pool crash
 
     def start(self) -> None:
         # after a kill -9 of the driver, multiprocessing's resource tracker (a process of its own) cleans up the
@@ -264,8 +264,11 @@ class LocalExecutor(Executor):
         # which takes its -W flags from this list when it starts, is told not to warn
         if TRACKER_QUIET not in sys.warnoptions:
             sys.warnoptions.append(TRACKER_QUIET)
-        self.pool = cf.ProcessPoolExecutor(
-            max_workers=self.workers,
+        self.pool = self._new_pool(self.workers)
+
+    def _new_pool(self, workers: int) -> cf.ProcessPoolExecutor:
+        return cf.ProcessPoolExecutor(
+            max_workers=workers,
             mp_context=multiprocessing.get_context(self.context),
             initializer=_init_worker,
             initargs=(self.threads, os.getpid()),
@@ -283,25 +286,35 @@ class LocalExecutor(Executor):
 
     def wait(self, handles: list[cf.Future]) -> list[tuple[cf.Future, Outcome]]:
         """Finished handles with their outcomes. When a worker process dies, the pool breaks and every run in
-        flight fails with it, though only one caused it: each such run is run again once in a fresh pool,
-        and only a run caught in two crashes is recorded as failed."""
+        flight fails with it, though only one caused it: each such run is run again alone, in a one-worker
+        pool of its own, and only a run whose own pool dies too is recorded as failed."""
         done, _ = cf.wait(handles, return_when=cf.FIRST_COMPLETED)
         out = []
         for fut in done:
             task = self.inflight[fut]
+            alone = self.isolated.pop(fut, None)
+            if alone is not None:
+                alone.shutdown(wait=False, cancel_futures=True)
             try:
                 out.append((fut, fut.result()))
             except Exception as e:  # the worker process itself died (killed, out of memory, segfault)
-                self.crashes[task.run_id] = self.crashes.get(task.run_id, 0) + 1
-                if self.crashes[task.run_id] < 2:
+                if alone is None:  # caught in a shared pool's crash: run it again on its own
                     del self.inflight[fut]
-                    self.inflight[self.submit(task)] = task  # a fresh pool if this one is broken
+                    pool = self._new_pool(1)
+                    retry = pool.submit(execute, task, self.run_fn, self.threads)
+                    self.isolated[retry] = pool
+                    self.inflight[retry] = task
                     continue
-                out.append((fut, Outcome(task.run_id, None, f"worker process died (twice): {one_line(e)}",
+                out.append((fut, Outcome(task.run_id, None, f"worker process died (also when run alone): {one_line(e)}",
                                          tb.format_exc())))  # fmt: skip
         return out
 
     def shutdown(self, cancel: bool = False) -> None:
+        for pool in self.isolated.values():
+            for p in list((getattr(pool, "_processes", None) or {}).values()) if cancel else []:
+                p.terminate()
+            pool.shutdown(wait=not cancel, cancel_futures=True)
+        self.isolated.clear()
         if self.pool is None:
             return
         if cancel:
