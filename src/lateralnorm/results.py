@@ -127,7 +127,10 @@ def run_all(
                 spent += took
                 spent_est += entry.minutes * 60
                 ratio = max(0.2, spent / spent_est)
-    present = [f for f in folders if (f / "study.db").is_file()]
+    present = [f for f in folders if _has_finished_runs(f)]
+    for f in folders:
+        if f not in present:
+            echo(f"note: {f.name} has no finished runs yet: left out of the report (`make results` resumes it)")
     if not present:
         raise UsageError(
             f"no study in {out / 'studies'} has run yet: run `lateralnorm results` without --report-only"
@@ -141,6 +144,15 @@ def run_all(
     atomic.write_json(stamp_path, stamp, indent=2)
     echo(f"wrote {report}, {csv}, {len(figures)} figure files, {stamp_path}")
     return stamp
+
+
+def _has_finished_runs(folder: Path) -> bool:
+    from lateralnorm.study import Study
+
+    if not (folder / "study.db").is_file():
+        return False
+    with Study(folder) as s:
+        return s.counts()["done"] > 0
 
 
 def _capacity(out: Path) -> list[dict[str, Any]]:
