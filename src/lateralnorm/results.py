@@ -130,7 +130,9 @@ def run_all(
     present = [f for f in folders if _has_finished_runs(f)]
     for f in folders:
         if f not in present:
-            echo(f"note: {f.name} has no finished runs yet: left out of the report (`make results` resumes it)")
+            echo(
+                f"note: {f.name} has no finished runs yet: left out of the report (`make results` resumes it)"
+            )
     if not present:
         raise UsageError(
             f"no study in {out / 'studies'} has run yet: run `lateralnorm results` without --report-only"
