@@ -53,7 +53,7 @@ format: setup
 # (exit 1) still goes into the report, which flags them; a usage error (exit 2) stops the demo.
 DEMO_DIR     ?= runs
 DEMO_WORKERS ?= 2
-DEMO_STUDIES := q1_activation_before_ln q2_cnn_channel_norms q3_divisive_vs_softmax_ln q4_recurrent_divisive q5_layernorm_only
+DEMO_STUDIES := q1_activation_before_ln q2_cnn_channel_norms q3_divisive_vs_softmax_ln q4_recurrent_divisive q5_layernorm_only qt_transformer_norms
 
 demo: setup
 	@for s in $(DEMO_STUDIES); do \
