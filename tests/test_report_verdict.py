@@ -121,3 +121,29 @@ def test_family_comparisons_use_holm_and_the_same_rule():
     assert [c["kind"] for c in out] == ["better", "no_difference"]
     assert out[0]["p_holm"] == pytest.approx(min(1.0, 2 * out[0]["p"]))  # Holm over the 2 comparisons
     assert find_cell(runs, norm="b") == "b" and find_cell(runs, norm="zzz") is None
+
+
+def test_transformer_answer_reports_bits_per_character_and_the_known_winner(monkeypatch):
+    """QT: losses in nats per character are shown in bits (÷ ln 2); a norm built 0.1 nats better than LN on
+    every seed is called better, one with noise around LN is not, and the n-gram baselines are compared."""
+    from lateralnorm.report import answers
+
+    ln = [2.20, 2.22, 2.18, 2.21, 2.19]
+    rows = []
+    for norm, losses in {"ln": ln, "relu>ln": [x - 0.1 for x in ln],
+                         "none": [x + d for x, d in zip(ln, [0.02, -0.03, 0.01, -0.02, 0.015])]}.items():  # fmt: skip
+        for seed, v in enumerate(losses):
+            rows.append({"cell": f"norm={norm}", "seed": seed, "status": "done", "test_loss": v, "norm": norm})
+    runs = pd.DataFrame(rows)
+    table = stats.summary_table(runs, "norm=ln", "test_loss")
+    ctx = answers.Context(name="qt_x", runs=runs, probes=pd.DataFrame(), table=table,
+                          verdicts=verdicts(table, "norm=ln", "test_loss"), baseline="norm=ln", metric="test_loss")  # fmt: skip
+    monkeypatch.setattr(answers, "ngram_bits", lambda: {"unigram": 4.8, "bigram": 3.8})
+    a = answers.answer(ctx)
+    assert "relu>ln better" in a.one_line and "none no difference" in a.one_line
+    assert f"relu>ln at {np.mean(ln[:]) / math.log(2) - 0.1 / math.log(2):.3f} bits/char" in a.one_line
+    assert "bigram 3.800" in a.paragraphs[1] and "(below the bigram" in a.paragraphs[1]
+    assert "-0.10 nats (-0.14 bits)" in a.paragraphs[2]
+    # a study without an LN baseline falls back to the generic answer
+    ctx.baseline = None
+    assert answers.answer(ctx).one_line.startswith("Best cell")

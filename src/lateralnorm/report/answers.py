@@ -509,6 +509,90 @@ def q5(ctx: Context) -> Answer:
     )
 
 
+# --------------------------------------------------------------------------------------------------- QT
+LN2 = math.log(2.0)
+
+
+def _bits(x: float) -> str:
+    return fmt_num(x / LN2, 3)
+
+
+def ngram_bits() -> dict[str, float] | None:
+    """Unigram and bigram bits per character of the text task's test split (fitted on its training split),
+    or None when the corpus is not installed on this machine."""
+    from lateralnorm.data import text
+
+    try:
+        parts = text.split_documents(text.load_documents())
+    except text.DataFileError:
+        return None
+    bits = text.ngram_baselines(text.join(parts["train"]), text.join(parts["test"]))
+    return {"unigram": bits["unigram_bits"], "bigram": bits["bigram_bits"]}
+
+
+def qt(ctx: Context) -> Answer:
+    """The questions in a GPT on text: each norm's test loss in bits per character with its interval,
+    paired against LN; the unigram/bigram baselines; cross-talk and sparsity of the norm slots."""
+    runs, m = ctx.runs, ctx.metric
+    if ctx.baseline is None or m != "test_loss" or "norm" not in runs.columns:
+        return generic(ctx)
+    t = ctx.table.dropna(subset=["mean"]).set_index("cell")
+    ln = ctx.baseline
+    per_norm = [
+        f"{_short(c)} {_bits(r['mean'])} [{_bits(r['ci_low'])}, {_bits(r['ci_high'])}] (n = {int(r['n'])})"
+        for c, r in t.iterrows()
+    ]
+    level = f"{ctx.confidence:.1%}".replace(".0%", "%")
+    paragraphs = [f"Test loss in bits per character, mean [{level} interval] over seeds: " + "; ".join(per_norm) + "."]
+    base = ngram_bits()
+    if base is not None:
+        best = t["mean"].min() / LN2
+        paragraphs.append(
+            f"Baselines on the same test split: unigram {fmt_num(base['unigram'], 3)}, bigram "
+            f"{fmt_num(base['bigram'], 3)} bits per character; the best model reaches {fmt_num(best, 3)} "
+            + ("(below the bigram: the models learned context)." if best < base["bigram"]
+               else "(not below the bigram: this budget is too small to learn context).")
+        )
+    groups = {
+        "Q1, activation before LN in every norm slot": ("relu>ln", "gelu>ln", "elu>ln"),
+        "Q3, other normalizations in LN's place": ("rms", "dn", "softmax"),
+        "Q5, the LN-free transformer": ("none", "dyt"),
+    }
+    heads = []
+    for title, names in groups.items():
+        parts = []
+        for n in names:
+            cell = find_cell(runs, norm=n)
+            v = verdict_of(ctx, cell)
+            if cell and v:
+                diff = t.loc[cell, "mean"] - t.loc[ln, "mean"] if cell in t.index and ln in t.index else math.nan
+                shown = f"{_signed(diff)} nats ({_signed(diff / LN2)} bits)" if math.isfinite(diff) else "–"
+                parts.append(f"{n} {shown}: {v.text}")
+                heads.append(f"{n} {v.kind.replace('_', ' ')}")
+        if parts:
+            paragraphs.append(f"{title} (minus LN per character, lower is better; intervals in nats): " + "; ".join(parts) + ".")
+    d_t, hoyer = probe_means(ctx.probes, "crosstalk", "D_at_T"), probe_means(ctx.probes, "sparsity", "hoyer")
+    if len(d_t) or len(hoyer):
+        parts = [
+            f"{_short(c)}: D {fmt_num(d_t.get(c, math.nan), 2)}, Hoyer {fmt_num(hoyer.get(c, math.nan), 2)}"
+            for c in t.index
+            if c in d_t or c in hoyer
+        ]
+        paragraphs.append(
+            "The norm slots of the trained models (mean over slots and seeds): cross-talk D, the disturbance of "
+            "the positive units when one non-positive unit of the slot's input is driven down by 64 RMS (0 = "
+            "none; relu>ln is 0 by construction), and the Hoyer sparsity of the slot's output: " + "; ".join(parts) + "."
+        )
+    if not heads:
+        return generic(ctx)
+    best = t["mean"].idxmin()
+    return Answer(
+        f"Best: {_short(best)} at {_bits(t.loc[best, 'mean'])} bits/char (LN {_bits(t.loc[ln, 'mean'])}); against LN: "
+        + ", ".join(heads) + f"{_level(ctx)}.",
+        paragraphs,
+    )
+
+
 ANSWERS: dict[str, Callable[[Context], Answer]] = {
     "q1": q1,
     "q2": q2,
@@ -516,6 +600,7 @@ ANSWERS: dict[str, Callable[[Context], Answer]] = {
     "q3b": q3b,
     "q4": q4,
     "q5": q5,
+    "qt": qt,
 }
 
 
