@@ -97,6 +97,23 @@ def test_divergence_is_a_status_not_an_exception(tmp_cwd):
     assert len(res.history) == (res.diverged_step - 1) // steps_per_epoch
 
 
+def test_a_finite_blow_up_is_diverged_by_the_documented_rule(tmp_cwd, monkeypatch):
+    """AdamW at lr 1e4 keeps the loss finite (≈1e6 nats and more) while the net learns nothing: by the rule
+    (an epoch's mean training loss above EXPLODE_FACTOR × ln(classes)) the run is diverged, not done, at the
+    first step above the limit; the same run judged with the limit lifted counts as done (so the rule, not a
+    NaN, decided)."""
+    import lateralnorm.train as train_mod
+
+    cfg = _cfg(norm="none", lr=1e4, epochs=2, out_dir="x")
+    res = run(cfg)
+    assert res.status == "diverged" and res.test_acc is None and res.diverged_step is not None
+    assert res.history == []  # it exploded in epoch 1
+    monkeypatch.setattr(train_mod, "EXPLODE_FACTOR", math.inf)
+    lifted = run(cfg.model_copy(update={"out_dir": "y"}))
+    assert lifted.status == "done" and all(math.isfinite(h.train_loss) for h in lifted.history)
+    assert lifted.history[0].train_loss > 10 * math.log(10)
+
+
 def test_schedules_and_sgd(tmp_cwd):
     cos = run(_cfg(schedule="cosine", epochs=4, out_dir="c"))
     assert cos.history[0].lr < 1e-2 and cos.history[-1].lr < 1e-6  # cosine decays to zero

@@ -7,8 +7,11 @@ One run:
      momentum, decoupled weight decay) and the per-step schedule (constant, cosine, one-cycle);
   3. each epoch: a seeded permutation of the training set in mini-batches (plain tensor indexing), then
      evaluation on the test split; one JSON line per epoch appended to metrics.jsonl;
-  4. a non-finite loss ends the run with status "diverged" and the (1-based) optimizer step where it
-     first appeared; the final metrics are then None and the history holds the finished epochs.
+  4. the divergence rule: a non-finite training loss at any step, or an epoch whose mean training loss
+     exceeds EXPLODE_FACTOR × ln(classes) (ten times the loss of a uniform guess: a finite blow-up such as
+     AdamW at loss 1e17), ends the run with status "diverged" and the (1-based) optimizer step where the
+     loss first was non-finite or above that limit; a non-finite test loss does the same. The final metrics
+     are then None (they stay out of the statistics) and the history holds the epochs before.
 
 Run folder (`runs/<run_id>` under the working directory, or `config.out_dir`): config.json (the config,
 run id, data set metadata, parameter count, versions), metrics.jsonl, checkpoint.pt (the state_dict,
@@ -79,6 +82,9 @@ RECIPES: dict[tuple[str, str], dict[str, Any]] = {
 }
 TOY_RECIPE: dict[str, Any] = dict(width=32, depth=2, epochs=50, lr=1e-2, batch_size=64)
 
+
+
+EXPLODE_FACTOR = 10.0  # divergence rule: an epoch's mean training loss above this × ln(classes) has exploded
 
 def default_config(dataset: str = "mnist1d", model: str = "mlp", **overrides: Any) -> RunConfig:
     """RunConfig with the default recipe for (model, dataset) under `overrides` (overrides win).
@@ -380,6 +386,9 @@ def _run(config: RunConfig, progress: bool | None) -> RunResult:
                 step_gnorms = torch.stack(gnorms)  # (steps,)
                 bad = ~torch.isfinite(step_losses)
                 t_train = time.perf_counter() - t0
+                limit = EXPLODE_FACTOR * math.log(max(logits.shape[-1], 2))
+                if not bad.any() and (step_losses * batch_sizes).sum().item() / n > limit:
+                    bad = step_losses > limit  # exploded: the first step above the limit is where it began
                 if bad.any():
                     status = "diverged"
                     diverged_step = (epoch - 1) * steps_per_epoch + int(bad.nonzero()[0]) + 1
