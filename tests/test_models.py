@@ -119,6 +119,35 @@ def test_cells_without_norm_match_torch(kind):
         else:
             h = ref(x[:, t], h)
     assert torch.allclose(mine(x)[:, -1], h, atol=1e-5)
+    assert torch.allclose(mine.step_loop(x)[:, -1], h, atol=1e-5)  # the step loop is the same cell
+
+
+@pytest.mark.parametrize("kind, act", [("rnn", "tanh"), ("rnn", "relu"), ("gru", "tanh"), ("lstm", "tanh")])
+def test_fused_recurrence_equals_the_step_loop_in_values_and_gradients(kind, act):
+    """Norm none runs in torch's fused recurrence; it must be the step loop's function exactly (float64, all
+    hidden states and every parameter's gradient), and a hook on the norm slot must get the step loop."""
+    torch.manual_seed(1)
+    cell = NormRecurrentCell(kind, 3, 8, "none", activation=act).double()
+    with torch.no_grad():
+        cell.bias.normal_()
+    assert cell._fused_applies()
+    x = torch.randn(4, 9, 3, dtype=torch.float64)
+    out = cell(x)
+    out.square().sum().backward()
+    grads = [p.grad.clone() for p in cell.parameters()]
+    cell.zero_grad()
+    ref = cell.step_loop(x)
+    ref.square().sum().backward()
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    for g, r in zip(grads, [p.grad for p in cell.parameters()]):
+        torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-12)
+    seen = []
+    cell.norm.register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    torch.testing.assert_close(cell(x), ref, rtol=1e-12, atol=1e-12)
+    assert len(seen) == 9 * (2 if kind == "gru" else 1)  # hooked: the step loop (a GRU normalizes r,z then n)
+    assert not NormRecurrentCell(kind, 3, 8, "ln", activation=act)._fused_applies()
+    if kind == "rnn":
+        assert not NormRecurrentCell(kind, 3, 8, "none", activation="gelu")._fused_applies()
 
 
 def test_cell_norm_is_per_gate():

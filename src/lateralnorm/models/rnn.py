@@ -10,7 +10,9 @@ units, then a per-gate bias is added, as in layer-normalized RNNs/LSTMs (Ba et a
            c_t = f ⊙ c_{t−1} + i ⊙ g,     h_t = o ⊙ tanh(c_t)
 
 One norm module per cell (`cells[k].norm`, width H) serves all of its gates: it sees (B, G, H) and pools
-over the last axis only. With norm "none" these are the textbook cells. Inputs: a signal (L,) becomes L
+over the last axis only. With norm "none" these are the textbook cells, and they run in torch's own fused
+recurrence (torch.rnn_tanh / rnn_relu / gru / lstm on the same parameters: the same function, gates in the
+same order, tested equal to the step loop) unless a hook watches the norm slot. Inputs: a signal (L,) becomes L
 steps of 1 value, a sequence (T, F) is used as is, an image (C, H, W) becomes H steps of its rows (C·W).
 Layers run one after another over the whole sequence, so each layer's input projection is one matmul.
 The classifier reads the top layer's last hidden state.
@@ -25,6 +27,7 @@ from torch import nn
 
 from lateralnorm.models.common import Act
 from lateralnorm.norms import create_norm
+from lateralnorm.norms.standard import Identity
 
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 
@@ -65,34 +68,75 @@ class NormRecurrentCell(nn.Module):
             with torch.no_grad():
                 self.bias[hidden : 2 * hidden].fill_(1.0)  # forget gate starts open
 
-    def _normed(self, a: torch.Tensor) -> torch.Tensor:
-        """(B, k·H) pre-activations → norm per gate over H → (B, k·H)."""
-        b = a.shape[0]
-        return self.norm(a.view(b, -1, self.hidden)).reshape(b, -1)
+    def _norm_fn(self):  # noqa: ANN202
+        """The per-gate norm as a function of (B, k·H) pre-activations. Without hooks on the slot, a norm of
+        the features-last layout is called past its module wrapper (its shape check and layout dispatch,
+        which cost more than the norm itself at H = 128, once per step and gate); the shape is the cell's."""
+        n, hdim = self.norm, self.hidden
+        plain = not (n._forward_hooks or n._forward_pre_hooks) and getattr(n, "native_layout", None) == "last"
+        call = n._forward if plain else n
+
+        def normed(a: torch.Tensor) -> torch.Tensor:
+            b = a.shape[0]
+            return call(a.view(b, -1, hdim)).reshape(b, -1)
+
+        return normed
+
+    def _fused_applies(self) -> bool:
+        """No norm, a cell torch has, and no hook on the norm slot (probes must see every step)."""
+        n = self.norm
+        return (
+            isinstance(n, Identity)
+            and not (n._forward_hooks or n._forward_pre_hooks)
+            and (self.kind != "rnn" or self.act.name in ("tanh", "relu"))
+        )
+
+    def _fused(self, x: torch.Tensor) -> torch.Tensor:
+        """torch's recurrence with our parameters: b_ih = our bias, b_hh = 0 (the candidate's bias of a GRU
+        then sits outside r ⊙ (U_n h), as in our cell)."""
+        h0 = x.new_zeros(1, x.shape[0], self.hidden)
+        params = [self.w_x.weight, self.w_h.weight, self.bias, torch.zeros_like(self.bias)]
+        args = (params, True, 1, 0.0, self.training, False, True)  # biases, layers, dropout, train, bidir, batch_first
+        if self.kind == "lstm":
+            return torch.lstm(x, (h0, h0), *args)[0]
+        if self.kind == "gru":
+            return torch.gru(x, h0, *args)[0]
+        fn = torch.rnn_tanh if self.act.name == "tanh" else torch.rnn_relu
+        return fn(x, h0, *args)[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, T, F_in) → hidden states (B, T, H)."""
+        if self._fused_applies():
+            return self._fused(x.contiguous())
+        return self.step_loop(x)
+
+    def step_loop(self, x: torch.Tensor) -> torch.Tensor:
+        """The cell written step by step (any norm; the reference the fused path is tested against)."""
         b, steps, _ = x.shape
         hdim = self.hidden
-        xw = self.w_x(x)  # (B, T, G·H), all steps at once
+        # all steps' input projections in one matmul, split into per-step views by unbind: its backward
+        # stacks the T step gradients once (indexing each step would scatter it into a zero (B, T, G·H))
+        xw = self.w_x(x)  # (B, T, G·H)
+        normed, bias = self._norm_fn(), self.bias
         h = x.new_zeros(b, hdim)
         c = x.new_zeros(b, hdim)
         outputs = []
+        if self.kind == "gru":
+            x_rz, x_n = (part.unbind(1) for part in xw.split([2 * hdim, hdim], dim=-1))
+            b_rz, b_n = bias.split([2 * hdim, hdim])
+            for t in range(steps):
+                hw_rz, hw_n = self.w_h(h).split([2 * hdim, hdim], dim=-1)  # (B, 2H), (B, H)
+                r, z = torch.sigmoid(normed(x_rz[t] + hw_rz) + b_rz).split(hdim, dim=-1)
+                n = torch.tanh(normed(x_n[t] + r * hw_n) + b_n)
+                h = (1 - z) * n + z * h
+                outputs.append(h)
+            return torch.stack(outputs, dim=1)
+        xs = xw.unbind(1)
         for t in range(steps):
             if self.kind == "rnn":
-                h = self.act(self._normed(xw[:, t] + self.w_h(h)) + self.bias)
-            elif self.kind == "gru":
-                hw = self.w_h(h)  # (B, 3H)
-                rz = torch.sigmoid(
-                    self._normed(xw[:, t, : 2 * hdim] + hw[:, : 2 * hdim]) + self.bias[: 2 * hdim]
-                )
-                r, z = rz[:, :hdim], rz[:, hdim:]
-                n = torch.tanh(
-                    self._normed(xw[:, t, 2 * hdim :] + r * hw[:, 2 * hdim :]) + self.bias[2 * hdim :]
-                )
-                h = (1 - z) * n + z * h
+                h = self.act(normed(xs[t] + self.w_h(h)) + bias)
             else:  # lstm
-                a = self._normed(xw[:, t] + self.w_h(h)) + self.bias  # (B, 4H): i f g o
+                a = normed(xs[t] + self.w_h(h)) + bias  # (B, 4H): i f g o
                 i, f, g, o = a.chunk(4, dim=1)
                 c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
                 h = torch.sigmoid(o) * torch.tanh(c)

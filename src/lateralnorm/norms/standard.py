@@ -11,7 +11,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from lateralnorm.errors import UsageError
+from lateralnorm.norms import cpu_kernel
 from lateralnorm.norms.base import COMMON, Norm
+from lateralnorm.norms.dn_kernel import pooled_divisive
 from lateralnorm.norms.options import Opt
 
 
@@ -55,8 +57,15 @@ class RMSNorm(Norm):
                  layout: str = "last", **options: Any) -> None:  # fmt: skip
         super().__init__(num_features, eps, affine, layout, **options)
         self.weight = nn.Parameter(torch.ones(num_features)) if self.affine else None
+        # the same function as dn:preset=rms (β = ε, uniform κ = 1/N, α = 2, r = 1/2): on CPU it runs in the
+        # compiled row kernel, 2-3x faster than torch's composite F.rms_norm (benchmarks/norms.py)
+        self.register_buffer("_beta", torch.full((1,), float(self.eps)), persistent=False)
+        self.register_buffer("_c", torch.full((1,), 1.0 / num_features), persistent=False)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == self._beta.dtype and cpu_kernel.applies_to(x):
+            return pooled_divisive(x, (self._beta, None), (self._c, None), self.weight, None, kind="uniform",
+                                   center=False, rect=False, alpha=2.0, p=1.0, r=0.5)  # fmt: skip
         return F.rms_norm(x, (self.num_features,), self.weight, self.eps)
 
 

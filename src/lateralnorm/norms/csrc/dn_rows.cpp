@@ -67,6 +67,14 @@ struct RectSqP1 {  // ψ = relu(t)², φ = relu(t)
 };
 
 template <typename T>
+struct RectLin {  // ψ = φ = relu(t) (rect, α = p = 1: the "α = 1" neural DN of the recurrent study)
+  T psi(T t) const { return t > T(0) ? t : T(0); }
+  T dpsi(T t) const { return t > T(0) ? T(1) : T(0); }
+  T phi(T t) const { return psi(t); }
+  T dphi(T t) const { return dpsi(t); }
+};
+
+template <typename T>
 struct GeneralFn {  // any α, p > 0, signed or rect (std::pow: the slow path)
   bool rect;
   T alpha, p;
@@ -452,9 +460,10 @@ void with_policies(const Cfg& cfg, F&& f) {
     with_r(RectSq<T>{});
   else if (cfg.rect && cfg.alpha == 2.0 && cfg.p == 1.0)
     with_r(RectSqP1<T>{});
+  else if (cfg.rect && cfg.alpha == 1.0 && cfg.p == 1.0)
+    with_r(RectLin<T>{});
   else
-    with_kind(GeneralFn<T>{cfg.rect, static_cast<T>(cfg.alpha), static_cast<T>(cfg.p)},
-              RGeneral<T>{static_cast<T>(-cfg.r)});
+    with_r(GeneralFn<T>{cfg.rect, static_cast<T>(cfg.alpha), static_cast<T>(cfg.p)});
 }
 
 Cfg make_cfg(int64_t kind, bool center, bool rect, double alpha, double p, double r, int64_t before,
