@@ -22,7 +22,13 @@ from lateralnorm.models.rnn import NormRecurrentCell
 
 B, T, F, H = 100, 40, 1, 128
 TORCH = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
-NORMS = ["none", "ln", "rms", "dn:fn=signed,r=0.5,kappa_init=0.1,beta=1", "dn:fn=rect,alpha=1,kappa_init=0.1,beta=1"]
+NORMS = [
+    "none",
+    "ln",
+    "rms",
+    "dn:fn=signed,r=0.5,kappa_init=0.1,beta=1",
+    "dn:fn=rect,alpha=1,kappa_init=0.1,beta=1",
+]
 TARGET = {"none": 1.2}
 
 
@@ -71,7 +77,7 @@ def main() -> None:
             verdict = "" if limit is None else f"<= {limit}x: {'ok' if ratio <= limit else 'MISSED'}"
             rows.append((kind, k, best[k] * 1e3, ratio, verdict))
     if args.markdown:
-        print(f"| cell | norm | ms per batch | × torch module | target |\n|---|---|---|---|---|")
+        print("| cell | norm | ms per batch | × torch module | target |\n|---|---|---|---|---|")
         for kind, k, ms, r, v in rows:
             print(f"| {kind} | {k} | {ms:.2f} | {r:.2f} | {v} |")
     else:

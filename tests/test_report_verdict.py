@@ -133,7 +133,9 @@ def test_transformer_answer_reports_bits_per_character_and_the_known_winner(monk
     for norm, losses in {"ln": ln, "relu>ln": [x - 0.1 for x in ln],
                          "none": [x + d for x, d in zip(ln, [0.02, -0.03, 0.01, -0.02, 0.015])]}.items():  # fmt: skip
         for seed, v in enumerate(losses):
-            rows.append({"cell": f"norm={norm}", "seed": seed, "status": "done", "test_loss": v, "norm": norm})
+            rows.append(
+                {"cell": f"norm={norm}", "seed": seed, "status": "done", "test_loss": v, "norm": norm}
+            )
     runs = pd.DataFrame(rows)
     table = stats.summary_table(runs, "norm=ln", "test_loss")
     ctx = answers.Context(name="qt_x", runs=runs, probes=pd.DataFrame(), table=table,

@@ -83,8 +83,8 @@ RECIPES: dict[tuple[str, str], dict[str, Any]] = {
 TOY_RECIPE: dict[str, Any] = dict(width=32, depth=2, epochs=50, lr=1e-2, batch_size=64)
 
 
-
 EXPLODE_FACTOR = 10.0  # divergence rule: an epoch's mean training loss above this × ln(classes) has exploded
+
 
 def default_config(dataset: str = "mnist1d", model: str = "mlp", **overrides: Any) -> RunConfig:
     """RunConfig with the default recipe for (model, dataset) under `overrides` (overrides win).

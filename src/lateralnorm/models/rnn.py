@@ -96,7 +96,15 @@ class NormRecurrentCell(nn.Module):
         then sits outside r ⊙ (U_n h), as in our cell)."""
         h0 = x.new_zeros(1, x.shape[0], self.hidden)
         params = [self.w_x.weight, self.w_h.weight, self.bias, torch.zeros_like(self.bias)]
-        args = (params, True, 1, 0.0, self.training, False, True)  # biases, layers, dropout, train, bidir, batch_first
+        args = (
+            params,
+            True,
+            1,
+            0.0,
+            self.training,
+            False,
+            True,
+        )  # biases, layers, dropout, train, bidir, batch_first
         if self.kind == "lstm":
             return torch.lstm(x, (h0, h0), *args)[0]
         if self.kind == "gru":

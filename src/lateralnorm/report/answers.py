@@ -543,15 +543,20 @@ def qt(ctx: Context) -> Answer:
         for c, r in t.iterrows()
     ]
     level = f"{ctx.confidence:.1%}".replace(".0%", "%")
-    paragraphs = [f"Test loss in bits per character, mean [{level} interval] over seeds: " + "; ".join(per_norm) + "."]
+    paragraphs = [
+        f"Test loss in bits per character, mean [{level} interval] over seeds: " + "; ".join(per_norm) + "."
+    ]
     base = ngram_bits()
     if base is not None:
         best = t["mean"].min() / LN2
         paragraphs.append(
             f"Baselines on the same test split: unigram {fmt_num(base['unigram'], 3)}, bigram "
             f"{fmt_num(base['bigram'], 3)} bits per character; the best model reaches {fmt_num(best, 3)} "
-            + ("(below the bigram: the models learned context)." if best < base["bigram"]
-               else "(not below the bigram: this budget is too small to learn context).")
+            + (
+                "(below the bigram: the models learned context)."
+                if best < base["bigram"]
+                else "(not below the bigram: this budget is too small to learn context)."
+            )
         )
     groups = {
         "Q1, activation before LN in every norm slot": ("relu>ln", "gelu>ln", "elu>ln"),
@@ -565,12 +570,18 @@ def qt(ctx: Context) -> Answer:
             cell = find_cell(runs, norm=n)
             v = verdict_of(ctx, cell)
             if cell and v:
-                diff = t.loc[cell, "mean"] - t.loc[ln, "mean"] if cell in t.index and ln in t.index else math.nan
+                diff = (
+                    t.loc[cell, "mean"] - t.loc[ln, "mean"] if cell in t.index and ln in t.index else math.nan
+                )
                 shown = f"{_signed(diff)} nats ({_signed(diff / LN2)} bits)" if math.isfinite(diff) else "–"
                 parts.append(f"{n} {shown}: {v.text}")
                 heads.append(f"{n} {v.kind.replace('_', ' ')}")
         if parts:
-            paragraphs.append(f"{title} (minus LN per character, lower is better; intervals in nats): " + "; ".join(parts) + ".")
+            paragraphs.append(
+                f"{title} (minus LN per character, lower is better; intervals in nats): "
+                + "; ".join(parts)
+                + "."
+            )
     d_t, hoyer = probe_means(ctx.probes, "crosstalk", "D_at_T"), probe_means(ctx.probes, "sparsity", "hoyer")
     if len(d_t) or len(hoyer):
         parts = [
@@ -581,14 +592,17 @@ def qt(ctx: Context) -> Answer:
         paragraphs.append(
             "The norm slots of the trained models (mean over slots and seeds): cross-talk D, the disturbance of "
             "the positive units when one non-positive unit of the slot's input is driven down by 64 RMS (0 = "
-            "none; relu>ln is 0 by construction), and the Hoyer sparsity of the slot's output: " + "; ".join(parts) + "."
+            "none; relu>ln is 0 by construction), and the Hoyer sparsity of the slot's output: "
+            + "; ".join(parts)
+            + "."
         )
     if not heads:
         return generic(ctx)
     best = t["mean"].idxmin()
     return Answer(
         f"Best: {_short(best)} at {_bits(t.loc[best, 'mean'])} bits/char (LN {_bits(t.loc[ln, 'mean'])}); against LN: "
-        + ", ".join(heads) + f"{_level(ctx)}.",
+        + ", ".join(heads)
+        + f"{_level(ctx)}.",
         paragraphs,
     )
 
