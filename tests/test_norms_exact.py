@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lateralnorm import create_norm
@@ -221,3 +222,42 @@ def test_learned_alpha_stays_above_floor():
         (m.alpha() * 10 + 0 * m(x).sum()).backward()  # the gradient pushes α down
         opt.step()
     assert float(m.alpha().detach()) >= 0.6 - 1e-7
+
+
+@pytest.mark.parametrize("name", ["rms", "lrn:affine=true"])
+@pytest.mark.parametrize(
+    "layout, shape", [("last", (16, 32)), ("last", (2, 3, 4, 32)), ("channels_first", (2, 32, 3, 3))]
+)
+def test_common_names_take_the_row_kernel_and_compute_torchs_function(name, layout, shape, monkeypatch):
+    """`rms` and `lrn` run in the compiled dn row kernel on CPU (their fastest exact path); in float64 the
+    values and input/parameter gradients equal torch's own F.rms_norm / F.local_response_norm."""
+    from lateralnorm.norms import cpu_kernel, standard
+
+    if not cpu_kernel.available():
+        pytest.skip("the CPU kernel is not built on this machine")
+    calls = []
+    real = standard.pooled_divisive
+    monkeypatch.setattr(standard, "pooled_divisive", lambda *a, **k: calls.append(1) or real(*a, **k))
+    torch.manual_seed(0)
+    m = create_norm(name, 32, layout=layout).double()
+    with torch.no_grad():
+        for p in m.parameters():
+            p.normal_()
+    x = (torch.randn(*shape, dtype=torch.float64) * 5).requires_grad_()
+    out = m(x)
+    assert calls, "the row kernel was not used"
+    last = x if layout == "last" else x.movedim(1, -1)
+    if name == "rms":
+        ref = F.rms_norm(last, (32,), m.weight, m.eps)
+    else:
+        cf = last.movedim(-1, 1) if last.ndim > 2 else last.unsqueeze(-1)
+        z = F.local_response_norm(cf, 5, 1e-4, 0.75, 1.0)
+        z = z.movedim(1, -1) if last.ndim > 2 else z.squeeze(-1)
+        ref = z * m.weight + m.bias
+    ref = ref if layout == "last" else ref.movedim(-1, 1)
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    w = torch.randn_like(out)
+    got = torch.autograd.grad((out * w).sum(), [x, *m.parameters()])
+    want = torch.autograd.grad((ref * w).sum(), [x, *m.parameters()])
+    for g, r in zip(got, want):
+        torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-11)

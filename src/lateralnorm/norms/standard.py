@@ -59,13 +59,15 @@ class RMSNorm(Norm):
         self.weight = nn.Parameter(torch.ones(num_features)) if self.affine else None
         # the same function as dn:preset=rms (β = ε, uniform κ = 1/N, α = 2, r = 1/2): on CPU it runs in the
         # compiled row kernel, 2-3x faster than torch's composite F.rms_norm (benchmarks/norms.py)
-        self.register_buffer("_beta", torch.full((1,), float(self.eps)), persistent=False)
-        self.register_buffer("_c", torch.full((1,), 1.0 / num_features), persistent=False)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dtype == self._beta.dtype and cpu_kernel.applies_to(x):
-            return pooled_divisive(x, (self._beta, None), (self._c, None), self.weight, None, kind="uniform",
-                                   center=False, rect=False, alpha=2.0, p=1.0, r=0.5)  # fmt: skip
+        if cpu_kernel.applies_to(x) and (self.weight is None or self.weight.dtype == x.dtype):
+            beta, c = (
+                x.new_full((1,), self.eps),
+                x.new_full((1,), 1.0 / self.num_features),
+            )  # in x's precision
+            return pooled_divisive(x, (beta, None), (c, None), self.weight, None, kind="uniform", center=False,
+                                   rect=False, alpha=2.0, p=1.0, r=0.5)  # fmt: skip
         return F.rms_norm(x, (self.num_features,), self.weight, self.eps)
 
 
@@ -174,6 +176,26 @@ class LocalResponseNorm(Norm):
                  layout: str = "last", **options: Any) -> None:  # fmt: skip
         super().__init__(num_features, eps, affine, layout, **options)
         self._init_affine()
+        # the same function as dn:preset=lrn (a band pool of `size` channels, β = k, c = α/n, r = β): on CPU
+        # it runs in the compiled row kernel, ~20x faster than torch's avg_pool3d route (benchmarks/norms.py)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check(x)
+        o = self.opts
+        if (
+            o["beta"] > 0
+            and cpu_kernel.applies_to(x)
+            and (self.weight is None or self.weight.dtype == x.dtype)
+        ):
+            # features last for the row kernel: (B, C, ...) → (B, ..., C) and back when channels-first
+            last = x if self.layout == "last" or x.ndim == 2 else x.movedim(1, -1)
+            n = o["size"]
+            k, c = x.new_full((1,), o["k"]), x.new_full((1,), o["alpha"] / n)  # in x's precision
+            z = pooled_divisive(last, (k, None), (c, None), self.weight, self.bias, kind="band",
+                                center=False, rect=False, alpha=2.0, p=1.0, r=o["beta"], before=n // 2,
+                                after=(n - 1) // 2)  # fmt: skip
+            return z if last is x else z.movedim(-1, 1)
+        return super().forward(x)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, ...)
         o = self.opts
