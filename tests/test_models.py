@@ -44,8 +44,27 @@ def test_every_model_with_norms(model, norm):
 @pytest.mark.parametrize("model", ["cnn", "cnn1d"])
 @pytest.mark.parametrize("norm", ["bn", "gn:groups=4", "ln_chw", "lrn"])
 def test_conv_models_channel_norms(model, norm):
+    """Each conv block's norm slot sees (B, C, ...) feature maps and computes the named norm over the channel
+    axis: its output equals torch's own function of its input (so an identity or a wrong axis fails)."""
+    import torch.nn.functional as F
+
     net = build_model(RunConfig(model=model, norm=norm, width=8, depth=2), SHAPES[model], 3)
+    seen = []
+    for slot in norm_modules(net).values():
+        slot.register_forward_hook(lambda m, i, o: seen.append((m, i[0].detach(), o.detach())))
     assert net(torch.randn(4, *SHAPES[model])).shape == (4, 3)
+    assert len(seen) == 2
+    for m, x, out in seen:
+        assert x.shape[1] == 8 and x.ndim == (4 if model == "cnn" else 3)  # channels first
+        w, b = getattr(m, "weight", None), getattr(m, "bias", None)
+        want = {
+            "bn": lambda: F.batch_norm(x, None, None, w, b, True, 0.0, m.eps),
+            "gn:groups=4": lambda: F.group_norm(x, 4, w, b, m.eps),
+            "ln_chw": lambda: F.group_norm(x, 1, w, b, m.eps),
+            "lrn": lambda: F.local_response_norm(x, 5, 1e-4, 0.75, 1.0),
+        }[norm]()
+        torch.testing.assert_close(out, want, rtol=1e-5, atol=1e-5)
+        assert not torch.equal(out, x)  # it did something (LRN with torch's defaults changes little)
 
 
 def test_images_in_recurrent_models_read_rows():

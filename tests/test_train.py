@@ -123,10 +123,17 @@ def test_schedules_and_sgd(tmp_cwd):
     assert sgd.status == "done" and sgd.history[-1].lr == 1e-2
 
 
-def test_threads_set_and_restored(tmp_cwd):
-    before = torch.get_num_threads()
+def test_threads_set_and_restored(tmp_cwd, monkeypatch):
+    """The run trains with config.threads (seen from inside the training loop) and restores the count."""
+    import lateralnorm.train as train_mod
+
+    torch.set_num_threads(1)
+    seen = []
+    real = train_mod.evaluate
+    monkeypatch.setattr(train_mod, "evaluate", lambda *a, **k: seen.append(torch.get_num_threads()) or real(*a, **k))
     run(_cfg(threads=2, epochs=1, out_dir="t"))
-    assert torch.get_num_threads() == before
+    assert seen == [2]  # set while training
+    assert torch.get_num_threads() == 1  # and restored
 
 
 def test_zero_epochs_and_no_checkpoint(tmp_cwd):

@@ -92,5 +92,18 @@ def test_cli_geometry_and_its_errors(tmp_cwd, capsys):
 
 @pytest.mark.slow
 def test_stack_scene_end_to_end(tmp_path):
-    files = ga.render_scenes(["stack"], tmp_path, frames=4, steps=100, dpi=40)
+    """The trained-stack scene: both files, the key frames stacked one per layer (input + 3 layers, a column),
+    an animation whose frames move (not one picture repeated), and the same bytes on a second call."""
+    files = ga.render_scenes(["stack"], tmp_path / "a", frames=4, steps=100, dpi=40)
     assert [p.name for p in files] == ["stack_keyframes.png", "stack.gif"]
+    with Image.open(files[0]) as png:
+        assert png.height > png.width  # 4 key frames (input + 3 layers) in a column of wide rows
+    with Image.open(files[1]) as gif:
+        assert gif.n_frames >= 4
+        frames = []
+        for i in range(gif.n_frames):
+            gif.seek(i)
+            frames.append(np.asarray(gif.convert("L"), dtype=np.int16))
+    assert np.abs(frames[0] - frames[2]).mean() > 1.0  # the points moved between frames
+    again = ga.render_scenes(["stack"], tmp_path / "b", frames=4, steps=100, dpi=40)
+    assert [p.read_bytes() for p in files] == [p.read_bytes() for p in again]

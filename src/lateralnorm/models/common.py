@@ -36,7 +36,7 @@ PLACEMENTS: tuple[str, ...] = get_args(Placement)
 
 # activations a norm spec can hold, so placement "pre" builds one slot "act>norm" (tanh there is the
 # "tanh" norm, γ·tanh + b with affine off by default: plain tanh)
-FOLDABLE = (*ACTIVATIONS, "tanh")
+SLOT_ACTIVATIONS = (*ACTIVATIONS, "tanh")
 
 
 class Act(nn.Module):
@@ -79,7 +79,7 @@ class NormBlock(nn.Module):
             raise UsageError(f"placement must be one of {', '.join(PLACEMENTS)}; got {placement!r}")
         self.placement = placement
         self.layer = layer
-        if placement == "pre" and activation in FOLDABLE:  # one slot: "relu>ln"
+        if placement == "pre" and activation in SLOT_ACTIVATIONS:  # one slot: "relu>ln"
             self.norm = create_norm(f"{activation}>{norm}", width, layout=layout)
             self.act = Act("identity")
         else:

@@ -112,7 +112,11 @@ class Norm(nn.Module):
 
 
 # --------------------------------------------------------------------- non-negative parameters
-PEDESTAL = 2.0**-18  # as in GDN implementations: keeps the square-root map well conditioned near 0
+# The pedestal of the square-root reparametrization v = p² − pedestal. GDN implementations (Ballé's, CompressAI)
+# use a reparametrization *offset* of 2**-18 and a pedestal of offset² = 2**-36; ours is 2**-18 itself, a
+# larger pedestal: p never gets closer to 0 than √(2**-18) = 2**-9 (for a floor of 0), so the map stays well
+# conditioned near 0. Kept (not changed to 2**-36) because stored results and checkpoints were made with it.
+PEDESTAL = 2.0**-18
 
 
 class _LowerBound(torch.autograd.Function):
