@@ -130,7 +130,9 @@ def test_threads_set_and_restored(tmp_cwd, monkeypatch):
     torch.set_num_threads(1)
     seen = []
     real = train_mod.evaluate
-    monkeypatch.setattr(train_mod, "evaluate", lambda *a, **k: seen.append(torch.get_num_threads()) or real(*a, **k))
+    monkeypatch.setattr(
+        train_mod, "evaluate", lambda *a, **k: seen.append(torch.get_num_threads()) or real(*a, **k)
+    )
     run(_cfg(threads=2, epochs=1, out_dir="t"))
     assert seen == [2]  # set while training
     assert torch.get_num_threads() == 1  # and restored
