@@ -182,3 +182,25 @@ def test_a_dead_worker_does_not_fail_its_siblings_run(tmp_path, monkeypatch):
     with Study.load(tmp_path) as study:
         runs = study.runs().set_index("lr")
     assert runs.loc[0.01, "status"] == "done" and runs.loc[0.5, "status"] == "failed"
+
+
+def _env_of_worker(name: str) -> str | None:
+    return os.environ.get(name)
+
+
+def test_pool_workers_start_from_the_fork_server_with_the_drivers_current_environment(monkeypatch):
+    """On Linux the pool forks its workers from a fork server that has torch imported; a variable the driver
+    sets after that server started (by an earlier pool) is still what the next pool's workers see."""
+    assert ex_mod.default_context() == "forkserver"
+    first = ex_mod.LocalExecutor(1, threads=1)
+    first.start()
+    assert first.pool.submit(_env_of_worker, "LATERALNORM_TEST_ENV").result() is None
+    first.shutdown()
+    monkeypatch.setenv("LATERALNORM_TEST_ENV", "set later")
+    second = ex_mod.LocalExecutor(1, threads=1)
+    second.start()
+    try:
+        assert second.pool.submit(_env_of_worker, "LATERALNORM_TEST_ENV").result() == "set later"
+        assert second.pool._mp_context.get_start_method() == "forkserver"  # noqa: SLF001
+    finally:
+        second.shutdown()
