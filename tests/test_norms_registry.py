@@ -126,3 +126,25 @@ def test_torch_compile_fast_subset(spec):
     m = make(spec)
     x = torch.randn(4, N)
     torch.testing.assert_close(torch.compile(m, backend="eager")(x), m(x))
+
+
+@pytest.mark.parametrize(
+    "spec",
+    ["ln", "rms", "dn:preset=ln", "dn:kappa=gaussian", "dn:kappa=lowrank:3", "gdn", "dyt", "bn", "relu>ln"],
+)
+def test_dtype_and_device_go_to_parameter_creation_not_to_process_state(spec, monkeypatch):
+    """create_norm(dtype=…, device=…) builds every parameter and buffer there (float64 constants exact) and
+    never touches the process-wide default dtype (not thread-safe, a surprise to callers)."""
+
+    def forbidden(*a, **k):
+        raise AssertionError("create_norm changed the process-wide default dtype")
+
+    monkeypatch.setattr(torch, "set_default_dtype", forbidden)
+    m = create_norm(spec, 8, dtype=torch.float64)
+    tensors = list(m.parameters()) + list(m.buffers())
+    assert tensors and all(t.dtype == torch.float64 for t in tensors)
+    if spec == "dn:preset=ln":
+        assert m.beta_fixed[0].item() == 1e-5  # exact in float64, not 1e-5 rounded through float32
+    meta = create_norm(spec, 8, device="meta")
+    assert all(t.device.type == "meta" for t in list(meta.parameters()) + list(meta.buffers()))
+    assert torch.get_default_dtype() == torch.float32

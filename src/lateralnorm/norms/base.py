@@ -42,6 +42,12 @@ class Norm(nn.Module):
         **options: Any,
     ) -> None:
         super().__init__()
+        # where and in what dtype parameters and buffers are created (torch's factory_kwargs convention);
+        # taken out of `options` here so every subclass accepts them without naming them
+        self.factory: dict[str, Any] = {
+            "device": options.pop("device", None),
+            "dtype": options.pop("dtype", None),
+        }
         if isinstance(num_features, bool) or not isinstance(num_features, int) or num_features < 1:
             raise UsageError(
                 f"norm '{self.name}': num_features must be a positive integer; got {num_features!r}"
@@ -62,8 +68,8 @@ class Norm(nn.Module):
     # ----------------------------------------------------------------- affine helpers
     def _init_affine(self) -> None:
         if self.affine:
-            self.weight = nn.Parameter(torch.ones(self.num_features))
-            self.bias = nn.Parameter(torch.zeros(self.num_features))  # (N,)
+            self.weight = nn.Parameter(torch.ones(self.num_features, **self.factory))
+            self.bias = nn.Parameter(torch.zeros(self.num_features, **self.factory))  # (N,)
         else:
             self.register_parameter("weight", None)
             self.register_parameter("bias", None)
@@ -147,7 +153,7 @@ class NonNegative(nn.Module):
 
     def __init__(self, init: torch.Tensor, minimum: float = 0.0) -> None:
         super().__init__()
-        if (init < minimum).any():
+        if init.device.type != "meta" and (init < minimum).any():  # (meta tensors have no values)
             raise UsageError(f"initial value {init.min().item():g} is below the floor {minimum:g}")
         self.minimum = float(minimum)
         self.raw = nn.Parameter(torch.sqrt(init + PEDESTAL))

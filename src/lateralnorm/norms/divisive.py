@@ -153,7 +153,7 @@ class DivisiveNorm(Norm):
         if o["learn_alpha"]:
             if o["alpha"] < self.alpha_min:
                 raise UsageError(f"norm 'dn': alpha={o['alpha']} is below alpha_min={self.alpha_min}")
-            self.alpha_raw = nn.Parameter(torch.tensor(float(o["alpha"])))
+            self.alpha_raw = nn.Parameter(torch.tensor(float(o["alpha"]), **self.factory))
             self.alpha_const: float | None = None
         else:
             self.register_parameter("alpha_raw", None)
@@ -188,25 +188,35 @@ class DivisiveNorm(Norm):
             self.pad = (size // 2, (size - 1) // 2)
             shape, value = (n,), 1.0 / size if init is None else init
         elif kind == "gaussian":
-            self.sigma = NonNegative(torch.tensor(float(o["sigma"])), minimum=0.25)
-            offsets = torch.arange(n, dtype=torch.float32)
+            self.sigma = NonNegative(torch.tensor(float(o["sigma"]), **self.factory), minimum=0.25)
+            offsets = torch.arange(
+                n, device=self.factory["device"], dtype=self.factory["dtype"] or torch.get_default_dtype()
+            )
             self.register_buffer("dist2", (offsets[:, None] - offsets[None, :]).square(), persistent=False)
             value = 1.0 / (o["sigma"] * math.sqrt(2 * math.pi)) if init is None else init
             shape = (n,)  # per-unit amplitude a_i
         elif kind == "lowrank":
             k = need_int(None)
             total = 1.0 / n if init is None else init  # each κ_ij = Σ_k u_ik v_jk starts at `total`
-            self.kappa_u = self._nonneg(torch.full((n, k), math.sqrt(total / k)), learn, "kappa_u")
-            self.kappa_v = self._nonneg(torch.full((n, k), math.sqrt(total / k)), learn, "kappa_v")
+            self.kappa_u = self._nonneg(
+                torch.full((n, k), math.sqrt(total / k), **self.factory), learn, "kappa_u"
+            )
+            self.kappa_v = self._nonneg(
+                torch.full((n, k), math.sqrt(total / k), **self.factory), learn, "kappa_v"
+            )
             return
         elif kind == "full":
             value = 1.0 / n if init is None else init
-            full = value * torch.eye(n) if o["kappa_eye"] else torch.full((n, n), value)
+            full = (
+                value * torch.eye(n, **self.factory)
+                if o["kappa_eye"]
+                else torch.full((n, n), value, **self.factory)
+            )
             self.kappa = self._nonneg(full, learn, "kappa")
             return
         else:  # pragma: no cover - guarded by Opt.choices
             raise UsageError(f"norm 'dn': unknown kappa '{kind}'")
-        self.kappa = self._nonneg(torch.full(shape, float(value)), learn, "kappa")
+        self.kappa = self._nonneg(torch.full(shape, float(value), **self.factory), learn, "kappa")
 
     def _nonneg(self, init: torch.Tensor, learn: bool, name: str) -> nn.Module | torch.Tensor:
         if learn:
@@ -217,10 +227,10 @@ class DivisiveNorm(Norm):
     def _init_beta(self, o: dict[str, Any], n: int) -> None:
         if o["learn_beta"]:
             floor = o["eps"]
-            self.beta = NonNegative(torch.full((n,), max(o["beta"], floor)), minimum=floor)
+            self.beta = NonNegative(torch.full((n,), max(o["beta"], floor), **self.factory), minimum=floor)
         else:
             self.beta = None
-            self.register_buffer("beta_fixed", torch.full((n,), float(o["beta"])))
+            self.register_buffer("beta_fixed", torch.full((n,), float(o["beta"]), **self.factory))
 
     def _source(self, name: str) -> tuple[torch.Tensor, float | None]:
         """(raw parameter, its bound) for a learned non-negative parameter, (buffer, None) for a fixed one."""
@@ -231,6 +241,8 @@ class DivisiveNorm(Norm):
 
     def _fixed_and_constant(self, name: str) -> bool:
         fixed = getattr(self, name + "_fixed", None)
+        if fixed is not None and fixed.device.type == "meta":  # no values: fixed buffers are built constant
+            return True
         return fixed is not None and bool((fixed == fixed.flatten()[0]).all())
 
     # ------------------------------------------------------------------ effective values

@@ -121,16 +121,10 @@ def create_norm(
     """Build the norm a spec names, for `num_features` units with the given layout.
 
     `overrides` (e.g. eps=1e-6, affine=False) go to every part that declares the option; a key that no part
-    takes is an error. `dtype` builds the parameters directly in that dtype (so float64 constants such as
-    ε or 1/N are exact, not rounded through float32); `device` moves the result.
+    takes is an error. `dtype` and `device` go to the parameters' creation, as with torch's own modules (so
+    float64 constants such as ε or 1/N are exact, not rounded through float32; nothing process-wide changes);
+    a registered factory that is not a `Norm` gets its module moved afterwards.
     """
-    if dtype is not None:
-        previous = torch.get_default_dtype()
-        torch.set_default_dtype(dtype)
-        try:
-            return create_norm(spec, num_features, layout, device=device, **overrides)
-        finally:
-            torch.set_default_dtype(previous)
     if layout not in LAYOUTS:
         raise UsageError(f"layout must be 'last' or 'channels_first'; got {layout!r}")
     if isinstance(num_features, bool) or not isinstance(num_features, int) or num_features < 1:
@@ -143,12 +137,19 @@ def create_norm(
         declared = getattr(entry.factory, "OPTIONS", None)
         extra = {k: v for k, v in overrides.items() if declared is None or k in declared}
         used |= set(extra)
-        modules.append(entry.factory(num_features, layout=layout, **{**opts, **extra}))
+        if isinstance(entry.factory, type) and issubclass(entry.factory, Norm):
+            modules.append(
+                entry.factory(num_features, layout=layout, device=device, dtype=dtype, **{**opts, **extra})
+            )
+        else:
+            made = entry.factory(num_features, layout=layout, **{**opts, **extra})
+            modules.append(
+                made.to(device=device, dtype=dtype) if device is not None or dtype is not None else made
+            )
     unused = set(overrides) - used
     if unused:
         raise UsageError(f"no part of norm spec {spec!r} takes option(s) {', '.join(sorted(unused))}")
-    module = modules[0] if len(modules) == 1 else NormChain(spec, *modules)
-    return module.to(device) if device is not None else module
+    return modules[0] if len(modules) == 1 else NormChain(spec, *modules)
 
 
 def _register_builtins() -> None:

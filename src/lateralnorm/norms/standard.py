@@ -56,7 +56,7 @@ class RMSNorm(Norm):
     def __init__(self, num_features: int, eps: float | None = None, affine: bool | None = None,
                  layout: str = "last", **options: Any) -> None:  # fmt: skip
         super().__init__(num_features, eps, affine, layout, **options)
-        self.weight = nn.Parameter(torch.ones(num_features)) if self.affine else None
+        self.weight = nn.Parameter(torch.ones(num_features, **self.factory)) if self.affine else None
         # the same function as dn:preset=rms (β = ε, uniform κ = 1/N, α = 2, r = 1/2): on CPU it runs in the
         # compiled row kernel, 2-3x faster than torch's composite F.rms_norm (benchmarks/norms.py)
 
@@ -106,8 +106,8 @@ class BatchNorm(Norm):
                  layout: str = "last", **options: Any) -> None:  # fmt: skip
         super().__init__(num_features, eps, affine, layout, **options)
         self._init_affine()
-        self.register_buffer("running_mean", torch.zeros(num_features))
-        self.register_buffer("running_var", torch.ones(num_features))
+        self.register_buffer("running_mean", torch.zeros(num_features, **self.factory))
+        self.register_buffer("running_var", torch.ones(num_features, **self.factory))
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, ...)
         return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, self.training,
@@ -246,7 +246,7 @@ class DyT(Norm):
     def __init__(self, num_features: int, eps: float | None = None, affine: bool | None = None,
                  layout: str = "last", **options: Any) -> None:  # fmt: skip
         super().__init__(num_features, eps, affine, layout, **options)
-        self.alpha = nn.Parameter(torch.tensor(float(self.opts["alpha_init"])))
+        self.alpha = nn.Parameter(torch.tensor(float(self.opts["alpha_init"]), **self.factory))
         self._init_affine()
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
