@@ -1,4 +1,4 @@
-"""Data flows one way (DESIGN.md, Architecture): `norms` imports torch only and `models` imports norms only.
+"""Data flows one way (docs/architecture.md): `norms` imports torch only and `models` imports norms only.
 Each check imports one package in a fresh interpreter and lists what came in with it."""
 
 from __future__ import annotations
@@ -32,3 +32,32 @@ def test_import_pulls_in_no_upper_layer(module):
     assert module in loaded
     bad = [f for f in FORBIDDEN[module] if any(m == f or m.startswith(f + ".") for m in loaded)]
     assert not bad, f"`import {module}` also imports {bad}; it may depend only on the layers below it"
+
+
+PROBES = ("crosstalk", "sparsity", "invariance", "folds", "capacity")  # named in the doc by what they measure
+
+
+def test_every_module_is_in_the_architecture():
+    """docs/architecture.md names every package and top-level module of src/lateralnorm (and every module of
+    the packages whose files it lists), so the document cannot silently fall behind the code."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    doc = (root / "docs" / "architecture.md").read_text()
+    src = root / "src" / "lateralnorm"
+    missing = []
+    for path in sorted(src.iterdir()):
+        if path.name.startswith("_") or path.name == "__pycache__":
+            continue
+        name = f"`{path.name}/`" if path.is_dir() else f"`{path.name}`"
+        if name not in doc:
+            missing.append(name)
+    for package in ("norms", "study", "report", "viz", "data", "probes"):
+        for module in sorted((src / package).glob("*.py")):
+            if (
+                not module.name.startswith("_")
+                and f"`{module.name}`" not in doc
+                and module.stem not in PROBES
+            ):
+                missing.append(f"{package}/{module.name}")
+    assert not missing, f"docs/architecture.md does not mention {missing}"
