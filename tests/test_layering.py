@@ -61,3 +61,15 @@ def test_every_module_is_in_the_architecture():
             ):
                 missing.append(f"{package}/{module.name}")
     assert not missing, f"docs/architecture.md does not mention {missing}"
+
+
+def test_no_sql_outside_the_store():
+    """SQL lives in study/store.py; the rest of the package asks the store's named queries."""
+    import re
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "src" / "lateralnorm"
+    sql = re.compile(r"\b(SELECT|INSERT INTO|UPDATE \w+ SET|DELETE FROM|PRAGMA)\b")
+    offenders = [str(p.relative_to(src)) for p in sorted(src.rglob("*.py"))
+                 if p.name != "store.py" and sql.search(p.read_text())]  # fmt: skip
+    assert not offenders, f"SQL outside study/store.py: {offenders}"

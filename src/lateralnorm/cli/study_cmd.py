@@ -163,7 +163,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         for _, row in failed.iterrows():
             print(f"  failed {row['run_id']}: {row['error']}")
         if args.errors and len(failed):
-            tracebacks = dict(study.store.rows("SELECT run_id, traceback FROM runs WHERE status='failed'"))
+            tracebacks = study.store.failure_tracebacks()
             for rid in failed["run_id"]:
                 print(f"\n--- {rid}\n{tracebacks.get(rid) or '(no traceback)'}")
     return 0

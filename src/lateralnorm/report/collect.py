@@ -361,7 +361,7 @@ def collect(study_dir: str | Path, metric: str | None = None, anchor: str | None
             study.probes(),
             study.counts(),
         )
-        (last_finish,) = study.store.rows("SELECT MAX(finished_at) FROM runs")[0]
+        last_finish = study.store.last_finished_at()
     name = meta.get("name") or path.name
     metric = metric or (meta.get("spec") or {}).get("metric") or "test_acc"
     stale = _current_plan_mask(meta, path, runs)

@@ -106,11 +106,7 @@ class Study:
         every RunConfig field as a column, then final metrics (test_acc, ..., wall_s, num_params)."""
         import pandas as pd
 
-        rows = self.store.rows(
-            "SELECT r.run_id, r.cell_label, r.seed, r.status, r.attempts, r.error, r.wall_s AS task_wall_s, "
-            "r.config, " + ", ".join(f"f.{c}" for c in FINAL_FIELDS) + " "
-            "FROM runs r LEFT JOIN final_metrics f USING (run_id) ORDER BY r.seq"
-        )
+        rows = self.store.run_rows()
         records = []
         for r in rows:
             config = self._loads(r["config"])
@@ -132,11 +128,7 @@ class Study:
         """One row per (run, epoch): run_id, cell, seed, epoch, the EpochMetrics fields, extra fields."""
         import pandas as pd
 
-        rows = self.store.rows(
-            "SELECT e.run_id, r.cell_label AS cell, r.seed, e.epoch, "
-            + ", ".join(f"e.{c}" for c in EPOCH_FIELDS)
-            + ", e.extra FROM epoch_metrics e JOIN runs r USING (run_id) ORDER BY r.seq, e.epoch"
-        )
+        rows = self.store.epoch_rows()
         records = []
         for r in rows:
             rec = {k: r[k] for k in ("run_id", "cell", "seed", "epoch", *EPOCH_FIELDS)}
@@ -151,10 +143,7 @@ class Study:
         entries of each result are also columns."""
         import pandas as pd
 
-        rows = self.store.rows(
-            "SELECT p.run_id, r.cell_label AS cell, r.seed, p.probe, p.json FROM probe_results p "
-            "JOIN runs r USING (run_id) ORDER BY r.seq, p.probe"
-        )
+        rows = self.store.probe_rows()
         records = []
         for r in rows:
             result = self._loads(r["json"])
@@ -193,9 +182,7 @@ class Study:
         left = counts["pending"] + counts["running"]
         if left == 0:
             return 0.0
-        (mean,) = self.store.rows(
-            "SELECT AVG(wall_s) FROM runs WHERE status IN ('done','diverged','failed')"
-        )[0]
+        mean = self.store.mean_run_wall_s()
         if mean is None:
             return None
         workers = max(1, int(self.meta.get("workers") or 1))

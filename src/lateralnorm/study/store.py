@@ -356,6 +356,42 @@ class Store:
         out.update({r["status"]: r["n"] for r in rows})
         return out
 
+    def run_rows(self) -> list[sqlite3.Row]:
+        """Every run in plan order with its final metrics: run_id, cell_label, seed, status, attempts, error,
+        task_wall_s, config (JSON), then FINAL_FIELDS (NULL until the run finished)."""
+        return self.rows(
+            "SELECT r.run_id, r.cell_label, r.seed, r.status, r.attempts, r.error, r.wall_s AS task_wall_s, "
+            "r.config, " + ", ".join(f"f.{c}" for c in FINAL_FIELDS) + " "
+            "FROM runs r LEFT JOIN final_metrics f USING (run_id) ORDER BY r.seq"
+        )
+
+    def epoch_rows(self) -> list[sqlite3.Row]:
+        """One row per (run, epoch) in plan order: run_id, cell, seed, epoch, EPOCH_FIELDS, extra (JSON)."""
+        return self.rows(
+            "SELECT e.run_id, r.cell_label AS cell, r.seed, e.epoch, "
+            + ", ".join(f"e.{c}" for c in EPOCH_FIELDS)
+            + ", e.extra FROM epoch_metrics e JOIN runs r USING (run_id) ORDER BY r.seq, e.epoch"
+        )
+
+    def probe_rows(self) -> list[sqlite3.Row]:
+        """One row per (run, probe) in plan order: run_id, cell, seed, probe, json."""
+        return self.rows(
+            "SELECT p.run_id, r.cell_label AS cell, r.seed, p.probe, p.json FROM probe_results p "
+            "JOIN runs r USING (run_id) ORDER BY r.seq, p.probe"
+        )
+
+    def mean_run_wall_s(self) -> float | None:
+        """Mean wall time of the runs that ended (done, diverged or failed); None before any did."""
+        return self.rows("SELECT AVG(wall_s) FROM runs WHERE status IN ('done','diverged','failed')")[0][0]
+
+    def last_finished_at(self) -> float | None:
+        """When the last run ended (seconds since the epoch), None before any did."""
+        return self.rows("SELECT MAX(finished_at) FROM runs")[0][0]
+
+    def failure_tracebacks(self) -> dict[str, str]:
+        """run_id → traceback of every failed run."""
+        return dict(self.rows("SELECT run_id, traceback FROM runs WHERE status='failed'"))
+
     def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         """A query's rows; a damaged database is a one-line UsageError."""
         try:
