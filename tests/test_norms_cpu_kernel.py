@@ -252,6 +252,15 @@ def test_build_kernel_command(capsys):
     assert "CPU kernel ready" in capsys.readouterr().out
 
 
+def test_build_kernel_command_failing_is_one_line_and_exit_1(capsys, monkeypatch):
+    from lateralnorm.cli import main
+
+    monkeypatch.setattr(cpu_kernel, "build", _broken_build)
+    assert main(["norms", "--build-kernel"]) == 1
+    out = capsys.readouterr().out.strip()
+    assert out.count("\n") == 0 and "could not be built (no compiler here)" in out
+
+
 def test_a_killed_build_does_not_block_later_ones(tmp_path):
     """torch's tooling waits while a build lock exists; a lock left by a killed build is removed."""
     lock = tmp_path / "lock"

@@ -27,8 +27,16 @@ def run(args: argparse.Namespace) -> int:
     from lateralnorm.norms import cpu_kernel, create_norm, list_norms, options_of
 
     console = Console(width=140)
-    if args.build_kernel:
-        return cpu_kernel.build_now()
+    if args.build_kernel:  # make setup runs this: build the kernel now and say where it is
+        try:
+            module = cpu_kernel.build()
+        except Exception as exc:  # noqa: BLE001 - any build failure: dn falls back to the PyTorch kernel
+            print(
+                f"lateralnorm: the CPU kernel could not be built ({exc!s:.300}); dn will use the PyTorch kernel"
+            )
+            return 1
+        print(f"lateralnorm: CPU kernel ready: {module.__file__}")
+        return 0
     if args.check:
         console.print(create_norm(args.check, args.width, layout=args.layout))
         return 0

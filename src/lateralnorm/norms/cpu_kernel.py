@@ -298,16 +298,3 @@ def status() -> str:
         "dn on CPU: compiled kernel not built yet; it is built on first use (about a minute) or now with "
         "`lateralnorm norms --build-kernel`"
     )
-
-
-def build_now() -> int:
-    """`lateralnorm norms --build-kernel` (make setup runs it): build the kernel now, say where it is."""
-    try:
-        module = build()
-    except Exception as exc:  # noqa: BLE001
-        print(
-            f"lateralnorm: the CPU kernel could not be built ({exc!s:.300}); dn will use the PyTorch kernel"
-        )
-        return 1
-    print(f"lateralnorm: CPU kernel ready: {module.__file__}")
-    return 0
