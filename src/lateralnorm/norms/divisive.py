@@ -28,7 +28,7 @@ from torch import nn
 
 from lateralnorm.errors import UsageError
 from lateralnorm.norms.base import COMMON, NonNegative, Norm, lower_bound
-from lateralnorm.norms.dn_kernel import pooled_divisive, window_sum
+from lateralnorm.norms.dn_kernel import center_rows, pooled_divisive, power, window_sum
 from lateralnorm.norms.options import Opt
 
 KAPPAS = ("self", "uniform", "band", "gaussian", "lowrank", "full")
@@ -50,18 +50,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     "softmax": dict(center=False, fn="exp", alpha=1.0, r=1.0, p=1.0, kappa="uniform", kappa_init=1.0,
                     learn_kappa=False, beta=0.0, learn_beta=False, affine=False),
 }  # fmt: skip
-
-
-def _power(t: torch.Tensor, e: torch.Tensor | float) -> torch.Tensor:
-    """|t|^e with a finite gradient at t = 0 (and for a learned e); exact for e = 1 and e = 2."""
-    if isinstance(e, float) and e == 1.0:
-        return t.abs()
-    if isinstance(e, float) and e == 2.0:
-        return t.square()
-    a = t.abs()
-    nz = a > 0
-    safe = torch.where(nz, a, torch.ones_like(a))
-    return torch.where(nz, safe.pow(e), torch.zeros_like(a))
 
 
 class DivisiveNorm(Norm):
@@ -312,11 +300,7 @@ class DivisiveNorm(Norm):
 
     def _formula(self, x: torch.Tensor) -> torch.Tensor:
         """The plain composite formula through autograd: the reference for the fused kernel."""
-        if self.center:  # two-step centering: the second pass removes the rounding error of the first mean
-            t = x - x.mean(-1, keepdim=True)
-            t = t - t.mean(-1, keepdim=True)
-        else:
-            t = x
+        t = center_rows(x) if self.center else x
         alpha = self.alpha()
         p = self.opts["p"]
         if p is None:
@@ -331,13 +315,13 @@ class DivisiveNorm(Norm):
             beta = torch.exp((log_beta - alpha * s).clamp_max(80.0))
         else:
             t_pos = torch.relu(t) if self.fn == "rect" else t
-            psi = _power(t_pos, alpha)
+            psi = power(t_pos.abs(), alpha)
             if same:
                 num = psi if self.fn == "rect" else psi * torch.sign(t)
             elif isinstance(p, float) and p == 1.0:
                 num = t_pos
             else:
-                num = _power(t_pos, p) * (torch.sign(t) if self.fn == "signed" else 1)
+                num = power(t_pos.abs(), p) * (torch.sign(t) if self.fn == "signed" else 1)
         den = beta + self._pool(psi)
         if isinstance(self.r, float) and self.r == 0.5:
             z = num * torch.rsqrt(den)

@@ -19,6 +19,7 @@ kernels of `triton_kernel.py`; elsewhere, or when the CPU kernel cannot be built
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -28,6 +29,37 @@ from lateralnorm.norms import cpu_kernel
 from lateralnorm.norms.base import PEDESTAL
 
 KIND_CODE = {"self": 0, "uniform": 1, "band": 2}  # the kernel's `Kind`
+
+
+@dataclass(frozen=True)
+class DnConfig:
+    """Everything about one divisive-norm call that is not a tensor: the O(N) pool, the exponents, the band
+    window, and how β and c are stored (the lower bound of a learned `NonNegative`, None for a fixed buffer).
+    Passed whole to every kernel (hashable, so torch.compile treats it as a constant)."""
+
+    kind: str  # "self" | "uniform" | "band"
+    center: bool  # subtract the row mean first
+    rect: bool  # φ, ψ from relu(t) (else signed, from |t|)
+    alpha: float  # ψ = a^α
+    p: float  # φ = a^p (signed: sign(t)·|t|^p)
+    r: float  # D^{−r}
+    before: int = 0  # band window: units before …
+    after: int = 0  # … and after each unit
+    beta_bound: float | None = None
+    c_bound: float | None = None
+
+    def kernel_args(self) -> tuple:
+        """The C++/Triton kernels' positional configuration (kind code, center, rect, α, p, r, before, after)."""
+        return (
+            KIND_CODE[self.kind],
+            self.center,
+            self.rect,
+            self.alpha,
+            self.p,
+            self.r,
+            self.before,
+            self.after,
+        )
 
 
 def window_sum(v: torch.Tensor, before: int, after: int) -> torch.Tensor:
@@ -86,12 +118,16 @@ def _pool_t(kind: str, gw: torch.Tensor, before: int, after: int) -> torch.Tenso
     return window_sum(gw, after, before)
 
 
-def _pow(a: torch.Tensor, e: float) -> torch.Tensor:
-    if e == 1.0:
+def power(a: torch.Tensor, e: torch.Tensor | float) -> torch.Tensor:
+    """a^e for a ≥ 0, exact for e = 1 and e = 2, with finite derivatives of every order at a = 0 (taken as 0
+    there) for other e, a learned (tensor) e included. The one power function of φ and ψ: the reference
+    formula, the PyTorch kernel and DivisiveNorm's composite formula all use it."""
+    if isinstance(e, float) and e == 1.0:
         return a
-    if e == 2.0:
+    if isinstance(e, float) and e == 2.0:
         return a * a
-    return a.pow(e)
+    nz = a > 0
+    return torch.where(nz, torch.where(nz, a, torch.ones_like(a)).pow(e), torch.zeros_like(a))
 
 
 def _dpow(a: torch.Tensor, e: float) -> torch.Tensor:
@@ -127,8 +163,8 @@ def _shaped_like(g: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
 def _kernel_params(y, beta_src, c_src, gamma, bias, cfg, dtype):  # noqa: ANN001, ANN202
     """β, c, γ and b as the row kernels take them: values (through the reparametrization) in `dtype`,
     contiguous; β and c both per unit, or both shared with the uniform pool; γ = 1 and b = 0 when absent."""
-    kind, n = cfg[0], y.shape[-1]
-    beta, c = _value(beta_src, cfg[8]).to(dtype), _value(c_src, cfg[9]).to(dtype)
+    kind, n = cfg.kind, y.shape[-1]
+    beta, c = _value(beta_src, cfg.beta_bound).to(dtype), _value(c_src, cfg.c_bound).to(dtype)
     if beta.numel() != c.numel() or (kind != "uniform" and beta.numel() != n):
         beta, c = beta.expand(n), c.expand(n)
     gam = y.new_ones(n, dtype=dtype) if gamma is None else gamma.to(dtype)
@@ -145,13 +181,21 @@ class CompiledRows(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, y, beta_src, c_src, gamma, bias, cfg):  # noqa: ANN001
-        kind, center, rect, alpha, p, r, before, after, beta_bound, c_bound = cfg
         ext = None if torch.compiler.is_compiling() else cpu_kernel.extension()
-        args = (KIND_CODE[kind], center, rect, alpha, p, r, before, after)
-        save_w = kind == "band" and any(ctx.needs_input_grad[:5])  # recomputing W costs a window pass
+        args = cfg.kernel_args()
+        save_w = cfg.kind == "band" and any(ctx.needs_input_grad[:5])  # recomputing W costs a window pass
         if ext is not None:
             out, stats, w = ext.forward_module(
-                y, beta_src, _bound(beta_bound), c_src, _bound(c_bound), gamma, bias, PEDESTAL, *args, save_w
+                y,
+                beta_src,
+                _bound(cfg.beta_bound),
+                c_src,
+                _bound(cfg.c_bound),
+                gamma,
+                bias,
+                PEDESTAL,
+                *args,
+                save_w,
             )
             ctx.save_for_backward(y, stats, w if save_w else None, beta_src, c_src, gamma, bias)
         else:
@@ -167,7 +211,8 @@ class CompiledRows(torch.autograd.Function):
         need = ctx.needs_input_grad
         if torch.is_grad_enabled():  # create_graph=True: differentiate the plain formula instead
             return _differentiable_backward(g, (y, beta_src, c_src, gamma, bias), need, ctx.cfg) + (None,)
-        r, (beta_bound, c_bound) = ctx.args[5], ctx.cfg[8:10]
+        cfg = ctx.cfg
+        r, beta_bound, c_bound = cfg.r, cfg.beta_bound, cfg.c_bound
         if ctx.ext is not None:
             gy, g_beta, g_c, g_gamma, g_bias = ctx.ext.backward_module(
                 g, y, stats, w, beta_src, _bound(beta_bound), c_src, _bound(c_bound), gamma, bias, PEDESTAL,
@@ -194,7 +239,16 @@ class TritonRows(torch.autograd.Function):
     def forward(ctx: Any, y, beta_src, c_src, gamma, bias, cfg):  # noqa: ANN001
         from lateralnorm.norms import triton_kernel as tk
 
-        kind, center, rect, alpha, p, r, before, after, beta_bound, c_bound = cfg
+        kind, center, rect, alpha, p, r, before, after = (
+            cfg.kind,
+            cfg.center,
+            cfg.rect,
+            cfg.alpha,
+            cfg.p,
+            cfg.r,
+            cfg.before,
+            cfg.after,
+        )
         beta, c, gam, bia = _kernel_params(y, beta_src, c_src, gamma, bias, cfg, torch.float32)
         save_w = kind == "band" and any(ctx.needs_input_grad[:5])
         out_dtype = torch.promote_types(y.dtype, beta_src.dtype)  # as the PyTorch kernel's type promotion
@@ -214,9 +268,24 @@ class TritonRows(torch.autograd.Function):
         need = ctx.needs_input_grad
         if torch.is_grad_enabled():  # create_graph=True: differentiate the plain formula instead
             return _differentiable_backward(g, (y, beta_src, c_src, gamma, bias), need, ctx.cfg) + (None,)
-        kind, center, rect, alpha, p, r, before, after, beta_bound, c_bound = ctx.cfg
+        cfg = ctx.cfg
+        r, beta_bound, c_bound = cfg.r, cfg.beta_bound, cfg.c_bound
         gy, s_gz, s_g, s_q, s_qw = tk.rows_backward(
-            g.contiguous(), y, mean, w, beta, c, gam, kind, center, rect, alpha, p, r, before, after
+            g.contiguous(),
+            y,
+            mean,
+            w,
+            beta,
+            c,
+            gam,
+            cfg.kind,
+            cfg.center,
+            cfg.rect,
+            cfg.alpha,
+            cfg.p,
+            r,
+            cfg.before,
+            cfg.after,
         )
         g_beta = _raw_grad(_shaped_like(s_q * -r, beta_src).to(beta_src.dtype), beta_src, beta_bound)
         g_c = _raw_grad(_shaped_like(s_qw * -r, c_src).to(c_src.dtype), c_src, c_bound)
@@ -252,7 +321,7 @@ def _bound(bound: float | None) -> float:
     return -1.0 if bound is None else float(bound)
 
 
-def _differentiable_backward(g: torch.Tensor, inputs: tuple, need: tuple, cfg: tuple) -> tuple:
+def _differentiable_backward(g: torch.Tensor, inputs: tuple, need: tuple, cfg: DnConfig) -> tuple:
     """The gradients as a graph of PyTorch ops, for double backward (create_graph=True: Hessian-vector and
     Jacobian-vector products by the double-backward trick). The fused backwards treat what the forward saved
     as constants, so their own ops would miss second-order terms; this differentiates the plain formula."""
@@ -266,24 +335,30 @@ def _differentiable_backward(g: torch.Tensor, inputs: tuple, need: tuple, cfg: t
     return tuple(result)
 
 
-def _safe_pow(a: torch.Tensor, e: float) -> torch.Tensor:
-    """a^e for a ≥ 0 with finite derivatives of every order at a = 0 (taken as 0 there for e ∉ {1, 2})."""
-    if e == 1.0:
-        return a
-    if e == 2.0:
-        return a * a
-    nz = a > 0
-    return torch.where(nz, torch.where(nz, a, torch.ones_like(a)).pow(e), torch.zeros_like(a))
+def center_rows(y: torch.Tensor) -> torch.Tensor:
+    """y − mean(y) over the last axis in two passes (the second removes the rounding error of the first
+    mean): the one centering of every Python copy of the formula."""
+    t = y - y.mean(-1, keepdim=True)
+    return t - t.mean(-1, keepdim=True)
 
 
 def formula_rows(y, beta_src, c_src, gamma, bias, cfg):  # noqa: ANN001, ANN201
     """The kernels' formula in plain differentiable ops on (M, N) rows (same inputs as the kernels)."""
-    kind, center, rect, alpha, p, r, before, after, beta_bound, c_bound = cfg
-    beta = beta_src if beta_bound is None else beta_src.clamp_min(beta_bound).square() - PEDESTAL
-    c = c_src if c_bound is None else c_src.clamp_min(c_bound).square() - PEDESTAL
-    t = y - y.mean(-1, keepdim=True) if center else y
+    kind, center, rect, alpha, p, r, before, after = (
+        cfg.kind,
+        cfg.center,
+        cfg.rect,
+        cfg.alpha,
+        cfg.p,
+        cfg.r,
+        cfg.before,
+        cfg.after,
+    )
+    beta = beta_src if cfg.beta_bound is None else beta_src.clamp_min(cfg.beta_bound).square() - PEDESTAL
+    c = c_src if cfg.c_bound is None else c_src.clamp_min(cfg.c_bound).square() - PEDESTAL
+    t = center_rows(y) if center else y
     a = torch.relu(t) if rect else t.abs()
-    psi = t * t if (alpha == 2.0 and not rect) else _safe_pow(a, alpha)
+    psi = t * t if (alpha == 2.0 and not rect) else power(a, alpha)
     if kind == "self":
         w = psi
     elif kind == "uniform":
@@ -294,7 +369,7 @@ def formula_rows(y, beta_src, c_src, gamma, bias, cfg):  # noqa: ANN001, ANN201
     if p == 1.0:
         phi = a if rect else t
     else:
-        phi = _safe_pow(a, p) if rect else _safe_pow(a, p) * torch.sign(t)
+        phi = power(a, p) if rect else power(a, p) * torch.sign(t)
     z = phi * d.pow(-r)
     if gamma is not None:
         z = z * gamma
@@ -305,18 +380,23 @@ class PooledDivisive(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, y, beta_src, c_src, gamma, bias, cfg):  # noqa: ANN001
         # y: (M, N); beta_src, c_src: (N,) per unit or (1,) shared (raw parameters or fixed buffers)
-        kind, center, rect, alpha, p, r, before, after, beta_bound, c_bound = cfg
-        beta, c = _value(beta_src, beta_bound), _value(c_src, c_bound)
-        if center:
-            t = y - y.mean(-1, keepdim=True)
-            t = t - t.mean(-1, keepdim=True)  # second pass removes the rounding error of the first mean
-        else:
-            t = y
+        kind, center, rect, alpha, p, r, before, after = (
+            cfg.kind,
+            cfg.center,
+            cfg.rect,
+            cfg.alpha,
+            cfg.p,
+            cfg.r,
+            cfg.before,
+            cfg.after,
+        )
+        beta, c = _value(beta_src, cfg.beta_bound), _value(c_src, cfg.c_bound)
+        t = center_rows(y) if center else y
         a = torch.relu(t) if rect else (t if alpha == 2.0 and p == 1.0 else t.abs())  # signed α=2: ψ = t·t
         if kind == "uniform" and alpha == 2.0 and not (rect and p == alpha):
             psi, w = None, torch.linalg.vecdot(a, a).unsqueeze(-1)  # Σ ψ without materializing ψ, (M, 1)
         else:
-            psi = _pow(a, alpha)
+            psi = power(a, alpha)
             w = _pool(kind, psi, before, after)  # (M, N), or (M, 1) for uniform
         d = torch.addcmul(beta, w, c)  # β + c ⊙ W: (M, N), or (M, 1) when β and c are shared
         if p == 1.0:
@@ -324,7 +404,7 @@ class PooledDivisive(torch.autograd.Function):
         elif p == alpha and rect:
             phi = psi
         else:
-            phi = _pow(a, p) if rect else _pow(a, p) * t.sign()
+            phi = power(a, p) if rect else power(a, p) * t.sign()
         dr = None if r == 1.0 else (d.rsqrt() if r == 0.5 else d.pow(-r))  # D^{−r}
         z = phi / d if dr is None else phi * dr
         out = z if gamma is None else (z * gamma if bias is None else torch.addcmul(bias, z, gamma))
@@ -336,7 +416,18 @@ class PooledDivisive(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor):  # noqa: ANN205
         t_or_a, d, dr, z, w, c, gamma, beta_src, c_src, y, bias = ctx.saved_tensors
-        kind, center, rect, alpha, p, r, before, after, beta_bound, c_bound = ctx.cfg
+        cfg = ctx.cfg
+        kind, center, rect, alpha, p, r, before, after = (
+            cfg.kind,
+            cfg.center,
+            cfg.rect,
+            cfg.alpha,
+            cfg.p,
+            cfg.r,
+            cfg.before,
+            cfg.after,
+        )
+        beta_bound, c_bound = cfg.beta_bound, cfg.c_bound
         need = ctx.needs_input_grad
         if torch.is_grad_enabled():  # create_graph=True: differentiate the plain formula instead
             return _differentiable_backward(g, (y, beta_src, c_src, gamma, bias), need, ctx.cfg) + (None,)
@@ -416,7 +507,7 @@ def pooled_divisive(
     """Divisive normalization over the last axis of y (any leading shape) with the fused backward.
     `beta` and `c` are (source, bound): a raw `NonNegative` parameter and its bound, or a buffer and None."""
     shape = y.shape
-    cfg = (kind, center, rect, alpha, p, r, before, after, beta[1], c[1])
+    cfg = DnConfig(kind, center, rect, alpha, p, r, before, after, beta[1], c[1])
     rows = y.reshape(-1, shape[-1])
     if cpu_kernel.applies_to(rows):
         out = CompiledRows.apply(rows, beta[0], c[0], gamma, bias, cfg)
