@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lateralnorm import create_norm
+from lateralnorm.errors import UsageError
 from lateralnorm.norms import NonNegative
 
 TOL = {torch.float32: 1e-5, torch.float64: 1e-10}
@@ -261,3 +262,40 @@ def test_common_names_take_the_row_kernel_and_compute_torchs_function(name, layo
     want = torch.autograd.grad((ref * w).sum(), [x, *m.parameters()])
     for g, r in zip(got, want):
         torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-11)
+
+
+def test_a_new_kappa_structure_is_one_class_and_one_registry_line(monkeypatch):
+    """The extension point of divisive normalization: a κ structure written as one Kappa subclass and added
+    to STRUCTURES is usable by spec at once (validation, forward, κ matrix), here an exponential-decay κ
+    κ_ij = c·2^{−|i−j|} checked against its closed form."""
+    from lateralnorm.norms import kappa as kappa_mod
+
+    class Decay(kappa_mod.Kappa):
+        """κ_ij = c_i 2^{−|i − j|}."""
+
+        name = "decay"
+
+        def init(self, norm, arg, o, n):
+            self.per_unit(norm, 1.0 if o["kappa_init"] is None else o["kappa_init"], o, n)
+
+        def pool(self, norm, psi):
+            return F.linear(psi, self.matrix(norm, None).to(psi.dtype))
+
+        def matrix(self, norm, eye):
+            i = torch.arange(norm.num_features, dtype=torch.float64)
+            return norm.value("kappa")[:, None] * torch.pow(2.0, -(i[:, None] - i[None, :]).abs())
+
+    monkeypatch.setitem(kappa_mod.STRUCTURES, "decay", Decay())  # the one registry line
+    m = create_norm(
+        "dn:kappa=decay,kappa_init=0.5,fn=signed,alpha=2,r=0.5,learn_beta=false,beta=1",
+        4,
+        dtype=torch.float64,
+    )
+    x = torch.tensor([[1.0, -2.0, 0.5, 3.0]], dtype=torch.float64)
+    i = torch.arange(4, dtype=torch.float64)
+    kappa = 0.5 * torch.pow(2.0, -(i[:, None] - i[None, :]).abs())
+    want = x / torch.sqrt(1.0 + (x * x) @ kappa.T) * m.weight + m.bias
+    torch.testing.assert_close(m(x), want, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(m.kappa_matrix(), kappa)
+    with pytest.raises(UsageError, match="takes no ':' argument"):
+        create_norm("dn:kappa=decay:3", 4)

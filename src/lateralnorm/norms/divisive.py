@@ -19,19 +19,18 @@ Presets (`dn:preset=ln` etc.) fill the options that reproduce each classic layer
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from lateralnorm.errors import UsageError
 from lateralnorm.norms.base import COMMON, NonNegative, Norm, lower_bound
-from lateralnorm.norms.dn_kernel import center_rows, pooled_divisive, power, window_sum
+from lateralnorm.norms.dn_kernel import center_rows, pooled_divisive, power
+from lateralnorm.norms.kappa import STRUCTURES
 from lateralnorm.norms.options import Opt
 
-KAPPAS = ("self", "uniform", "band", "gaussian", "lowrank", "full")
+KAPPAS = tuple(STRUCTURES)  # the κ structures (norms/kappa.py)
 
 PRESETS: dict[str, dict[str, Any]] = {
     # LayerNorm: centered, t / sqrt(ε + mean t²)
@@ -74,7 +73,7 @@ class DivisiveNorm(Norm):
                  hi=16.0, nullable=True),
         "r": Opt(float, 1.0, "outer exponent of the denominator", lo=0.0, open_lo=True, hi=4.0),
         "kappa": Opt(str, "uniform", "κ structure: self, uniform, band:w, gaussian, lowrank:k, full",
-                     choices=KAPPAS),
+                     choices=STRUCTURES),
         "kappa_init": Opt(float, None, "initial κ value (default: rows sum to 1)", lo=0.0, nullable=True),
         "kappa_eye": Opt(bool, False, "full κ starts as kappa_init·I (GDN) instead of kappa_init everywhere"),
         "learn_kappa": Opt(bool, True, "learn κ (non-negative)"),
@@ -116,16 +115,13 @@ class DivisiveNorm(Norm):
         self.center, self.fn, self.r = o["center"], o["fn"], o["r"]
         kind, _, arg = o["kappa"].partition(":")
         self.kappa_kind = kind
+        self.structure = STRUCTURES[kind]
         self._init_alpha(o)
-        self._init_kappa(kind, arg, o, n)
+        self.structure.check_arg(arg)
+        self.structure.init(self, arg, o, n)
         self._init_beta(o, n)
         self._init_affine()
-        self._fusable = (
-            o["fused"]
-            and self.kappa_kind in ("self", "uniform", "band")
-            and self.fn != "exp"
-            and not o["learn_alpha"]
-        )
+        self._fusable = o["fused"] and self.structure.fused and self.fn != "exp" and not o["learn_alpha"]
         self._row_constant = (
             self.kappa_kind == "uniform"
             and self._fixed_and_constant("kappa")
@@ -147,66 +143,7 @@ class DivisiveNorm(Norm):
             self.register_parameter("alpha_raw", None)
             self.alpha_const = float(o["alpha"])
 
-    def _init_kappa(self, kind: str, arg: str, o: dict[str, Any], n: int) -> None:
-        def need_int(default: int | None) -> int:
-            if not arg:
-                if default is None:
-                    raise UsageError(f"norm 'dn': kappa='{kind}' needs a size, e.g. kappa={kind}:4")
-                return default
-            try:
-                v = int(arg)
-            except ValueError:
-                v = -1
-            if v < 1:
-                raise UsageError(
-                    f"norm 'dn': option 'kappa'='{kind}:{arg}' needs a positive integer after ':'"
-                )
-            return v
-
-        init = o["kappa_init"]
-        learn = o["learn_kappa"]
-        if kind in ("self", "uniform", "gaussian", "full") and arg:
-            raise UsageError(f"norm 'dn': kappa='{kind}' takes no ':' argument; got '{kind}:{arg}'")
-        if kind == "self":
-            shape, value = (n,), 1.0 if init is None else init
-        elif kind == "uniform":
-            shape, value = (n,), 1.0 / n if init is None else init
-        elif kind == "band":  # κ_ij = c_i on the window j ∈ [i − size//2, i + (size−1)//2]
-            size = o["size"] if o["size"] is not None and not arg else 2 * need_int(2) + 1
-            self.pad = (size // 2, (size - 1) // 2)
-            shape, value = (n,), 1.0 / size if init is None else init
-        elif kind == "gaussian":
-            self.sigma = NonNegative(torch.tensor(float(o["sigma"]), **self.factory), minimum=0.25)
-            offsets = torch.arange(
-                n, device=self.factory["device"], dtype=self.factory["dtype"] or torch.get_default_dtype()
-            )
-            self.register_buffer("dist2", (offsets[:, None] - offsets[None, :]).square(), persistent=False)
-            value = 1.0 / (o["sigma"] * math.sqrt(2 * math.pi)) if init is None else init
-            shape = (n,)  # per-unit amplitude a_i
-        elif kind == "lowrank":
-            k = need_int(None)
-            total = 1.0 / n if init is None else init  # each κ_ij = Σ_k u_ik v_jk starts at `total`
-            self.kappa_u = self._nonneg(
-                torch.full((n, k), math.sqrt(total / k), **self.factory), learn, "kappa_u"
-            )
-            self.kappa_v = self._nonneg(
-                torch.full((n, k), math.sqrt(total / k), **self.factory), learn, "kappa_v"
-            )
-            return
-        elif kind == "full":
-            value = 1.0 / n if init is None else init
-            full = (
-                value * torch.eye(n, **self.factory)
-                if o["kappa_eye"]
-                else torch.full((n, n), value, **self.factory)
-            )
-            self.kappa = self._nonneg(full, learn, "kappa")
-            return
-        else:  # pragma: no cover - guarded by Opt.choices
-            raise UsageError(f"norm 'dn': unknown kappa '{kind}'")
-        self.kappa = self._nonneg(torch.full(shape, float(value), **self.factory), learn, "kappa")
-
-    def _nonneg(self, init: torch.Tensor, learn: bool, name: str) -> nn.Module | torch.Tensor:
+    def nonneg(self, init: torch.Tensor, learn: bool, name: str) -> nn.Module | torch.Tensor:
         if learn:
             return NonNegative(init, minimum=0.0)
         self.register_buffer(name + "_fixed", init)
@@ -234,7 +171,8 @@ class DivisiveNorm(Norm):
         return fixed is not None and bool((fixed == fixed.flatten()[0]).all())
 
     # ------------------------------------------------------------------ effective values
-    def _get(self, name: str) -> torch.Tensor:
+    def value(self, name: str) -> torch.Tensor:
+        """The effective value of a non-negative parameter or fixed buffer (κ, β) by name."""
         mod = getattr(self, name, None)
         return mod() if isinstance(mod, NonNegative) else getattr(self, name + "_fixed")
 
@@ -244,46 +182,13 @@ class DivisiveNorm(Norm):
         return lower_bound(self.alpha_raw, self.alpha_min)
 
     def beta_value(self) -> torch.Tensor:
-        return self._get("beta")
+        return self.value("beta")
 
     def kappa_matrix(self) -> torch.Tensor:
         """The effective N×N κ (for inspection, tests and probes; the forward pass never builds it for O(N) κ)."""
-        n = self.num_features
         beta = self.beta_value()  # any parameter-side tensor gives the device and dtype
-        eye = torch.eye(n, device=beta.device, dtype=beta.dtype)
-        if self.kappa_kind == "self":
-            return torch.diag(self._get("kappa"))
-        if self.kappa_kind == "uniform":
-            return self._get("kappa")[:, None].expand(n, n).clone()
-        if self.kappa_kind == "band":
-            return self._pool(eye).T.contiguous()
-        if self.kappa_kind == "gaussian":
-            return self._gaussian()
-        if self.kappa_kind == "lowrank":
-            return self._get("kappa_u") @ self._get("kappa_v").T
-        return self._get("kappa")
-
-    def _gaussian(self) -> torch.Tensor:
-        sigma = self.sigma()
-        return self._get("kappa")[:, None] * torch.exp(-self.dist2.to(sigma.dtype) / (2 * sigma.square()))
-
-    # ------------------------------------------------------------------ the formula
-    def _pool(self, psi: torch.Tensor) -> torch.Tensor:
-        """Σ_j κ_ij ψ_j for ψ of shape (..., N)."""
-        k = self.kappa_kind
-        if k == "self":
-            return psi * self._get("kappa")
-        if k == "uniform":
-            return psi.sum(-1, keepdim=True) * self._get("kappa")
-        if k == "band":
-            return window_sum(psi, *self.pad) * self._get("kappa")
-        if k == "gaussian":
-            return F.linear(psi, self._gaussian().to(psi.dtype))
-        if k == "lowrank":
-            return F.linear(
-                F.linear(psi, self._get("kappa_v").T.to(psi.dtype)), self._get("kappa_u").to(psi.dtype)
-            )
-        return F.linear(psi, self._get("kappa").to(psi.dtype))
+        eye = torch.eye(self.num_features, device=beta.device, dtype=beta.dtype)
+        return self.structure.matrix(self, eye)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (..., N)
         if self._fusable:
@@ -322,7 +227,7 @@ class DivisiveNorm(Norm):
                 num = t_pos
             else:
                 num = power(t_pos.abs(), p) * (torch.sign(t) if self.fn == "signed" else 1)
-        den = beta + self._pool(psi)
+        den = beta + self.structure.pool(self, psi)
         if isinstance(self.r, float) and self.r == 0.5:
             z = num * torch.rsqrt(den)
         elif self.r == 1.0:

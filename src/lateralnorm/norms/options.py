@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,9 @@ class Opt:
     lo: float | None = None
     hi: float | None = None
     open_lo: bool = False
-    choices: tuple[str, ...] | None = None
+    choices: tuple[str, ...] | Mapping[str, Any] | None = (
+        None  # a live mapping (a registry) is read at each check
+    )
     nullable: bool = False
 
     def allowed(self) -> str:
