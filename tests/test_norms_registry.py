@@ -148,3 +148,28 @@ def test_dtype_and_device_go_to_parameter_creation_not_to_process_state(spec, mo
     meta = create_norm(spec, 8, device="meta")
     assert all(t.device.type == "meta" for t in list(meta.parameters()) + list(meta.buffers()))
     assert torch.get_default_dtype() == torch.float32
+
+
+def test_the_readme_recipe_for_a_new_norm_works_end_to_end():
+    """README, "Adding a norm": the class as written there registers, builds by spec (with options, dtype and
+    a composed spec), computes its equation and trains in a model."""
+    import re
+    from pathlib import Path
+
+    from lateralnorm.norms import registry
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    code = re.search(
+        r"```python\n(import torch\nfrom lateralnorm.norms import register_norm\n.*?)```", readme, re.S
+    )
+    assert code, "the README's recipe is gone"
+    try:
+        exec(compile(code.group(1), "README.md", "exec"), {})  # noqa: S102 - our own README
+        m = create_norm("pnorm:p=2", 4, dtype=torch.float64)
+        assert m.weight.dtype == torch.float64 and m.bias.shape == (4,)
+        y = torch.tensor([[3.0, -4.0, 0.0, 0.0]], dtype=torch.float64)
+        torch.testing.assert_close(m(y), y / (2.5 + 1e-5))  # (mean y²)^½ = (25 / 4)^½
+        chain = create_norm("relu>pnorm", 4)
+        assert chain(torch.randn(2, 4)).shape == (2, 4)
+    finally:
+        registry._REGISTRY.pop("pnorm", None)

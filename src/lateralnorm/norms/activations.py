@@ -26,6 +26,9 @@ class Activation(Norm):
     OPTIONS = {}
     fn: Callable[[torch.Tensor], torch.Tensor]
 
+    def build(self) -> None:  # no parameters
+        pass
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return type(self).fn(x)
 

@@ -64,6 +64,13 @@ class Norm(nn.Module):
         self.layout = layout
         self.eps = self.opts.get("eps", 0.0)
         self.affine = self.opts.get("affine", False)
+        self.build()
+
+    def build(self) -> None:
+        """Create the norm's parameters and buffers (in `self.factory`'s device and dtype) from `self.opts`.
+        The default is the per-unit affine γ, b when `affine` is on; a norm with other state overrides this,
+        never the constructor."""
+        self._init_affine()
 
     # ----------------------------------------------------------------- affine helpers
     def _init_affine(self) -> None:

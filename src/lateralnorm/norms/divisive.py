@@ -104,10 +104,13 @@ class DivisiveNorm(Norm):
                 given["affine"] = affine
             eps, affine = given.pop("eps", None), given.pop("affine", None)
             options = given
+        self._beta_given = "beta" in options
         super().__init__(num_features, eps, affine, layout, **options)
-        o, n = self.opts, num_features
+
+    def build(self) -> None:
+        o, n = self.opts, self.num_features
         if o["halfsat"] is not None:
-            if "beta" in options:
+            if self._beta_given:
                 raise UsageError(
                     "norm 'dn': give either beta (the additive term) or halfsat (σ, β = σ^α), not both"
                 )

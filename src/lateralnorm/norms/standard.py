@@ -4,7 +4,6 @@ as the `dn` presets (tests/test_norms_exact.py)."""
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +22,9 @@ class Identity(Norm):
     name = "none"
     summary = "identity: z = y"
 
+    def build(self) -> None:  # no parameters
+        pass
+
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         return x
 
@@ -37,11 +39,6 @@ class LayerNorm(Norm):
         "LayerNorm: (y − mean)/sqrt(var + ε) over the features (per pixel across channels if channels_first)"
     )
 
-    def __init__(self, num_features: int, eps: float | None = None, affine: bool | None = None,
-                 layout: str = "last", **options: Any) -> None:  # fmt: skip
-        super().__init__(num_features, eps, affine, layout, **options)
-        self._init_affine()
-
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.layer_norm(x, (self.num_features,), self.weight, self.bias, self.eps)
 
@@ -53,13 +50,11 @@ class RMSNorm(Norm):
     summary = "RMSNorm: y / sqrt(mean y² + ε), no centering"
     OPTIONS = {**COMMON, "eps": Opt(float, 1e-6, "added to mean y²", lo=0.0)}
 
-    def __init__(self, num_features: int, eps: float | None = None, affine: bool | None = None,
-                 layout: str = "last", **options: Any) -> None:  # fmt: skip
-        super().__init__(num_features, eps, affine, layout, **options)
-        self.weight = nn.Parameter(torch.ones(num_features, **self.factory)) if self.affine else None
-        # the same function as dn:preset=rms (β = ε, uniform κ = 1/N, α = 2, r = 1/2): on CPU it runs in the
-        # compiled row kernel, 2-3x faster than torch's composite F.rms_norm (benchmarks/norms.py)
+    def build(self) -> None:  # γ only: RMSNorm has no bias
+        self.weight = nn.Parameter(torch.ones(self.num_features, **self.factory)) if self.affine else None
 
+    # the same function as dn:preset=rms (β = ε, uniform κ = 1/N, α = 2, r = 1/2): on CPU it runs in the
+    # compiled row kernel, 2-3x faster than torch's composite F.rms_norm (benchmarks/norms.py)
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         if cpu_kernel.applies_to(x) and (self.weight is None or self.weight.dtype == x.dtype):
             beta, c = (
@@ -79,12 +74,10 @@ class GroupedLayerNorm(Norm):
     summary = "grouped LayerNorm (LN-G, Ni et al. 2024): LayerNorm within G groups of features"
     OPTIONS = {**COMMON, "groups": Opt(int, 2, "number of groups G (must divide N)", lo=1)}
 
-    def __init__(self, num_features: int, eps: float | None = None, affine: bool | None = None,
-                 layout: str = "last", **options: Any) -> None:  # fmt: skip
-        super().__init__(num_features, eps, affine, layout, **options)
+    def build(self) -> None:
         self.groups = self.opts["groups"]
-        if num_features % self.groups:
-            raise UsageError(f"norm 'lng': groups={self.groups} must divide num_features={num_features}")
+        if self.num_features % self.groups:
+            raise UsageError(f"norm 'lng': groups={self.groups} must divide num_features={self.num_features}")
         self._init_affine()
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -102,12 +95,10 @@ class BatchNorm(Norm):
     native_layout = "channels_first"
     OPTIONS = {**COMMON, "momentum": Opt(float, 0.1, "running-statistics momentum", lo=0.0, hi=1.0)}
 
-    def __init__(self, num_features: int, eps: float | None = None, affine: bool | None = None,
-                 layout: str = "last", **options: Any) -> None:  # fmt: skip
-        super().__init__(num_features, eps, affine, layout, **options)
+    def build(self) -> None:
         self._init_affine()
-        self.register_buffer("running_mean", torch.zeros(num_features, **self.factory))
-        self.register_buffer("running_var", torch.ones(num_features, **self.factory))
+        self.register_buffer("running_mean", torch.zeros(self.num_features, **self.factory))
+        self.register_buffer("running_var", torch.ones(self.num_features, **self.factory))
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, ...)
         return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, self.training,
@@ -127,9 +118,8 @@ class GroupNorm(Norm):
     native_layout = "channels_first"
     OPTIONS = {**COMMON, "groups": Opt(int, 0, "number of groups (0: gcd(C, 32))", lo=0)}
 
-    def __init__(self, num_features: int, eps: float | None = None, affine: bool | None = None,
-                 layout: str = "last", **options: Any) -> None:  # fmt: skip
-        super().__init__(num_features, eps, affine, layout, **options)
+    def build(self) -> None:
+        num_features = self.num_features
         self.groups = self.opts["groups"] or _auto_groups(num_features)
         if num_features % self.groups:
             raise UsageError(
@@ -149,9 +139,7 @@ class LayerNormCHW(GroupNorm):
     summary = "LayerNorm over C×H×W of each sample, per-channel affine"
     OPTIONS = COMMON
 
-    def __init__(self, num_features: int, eps: float | None = None, affine: bool | None = None,
-                 layout: str = "last", **options: Any) -> None:  # fmt: skip
-        Norm.__init__(self, num_features, eps, affine, layout, **options)
+    def build(self) -> None:
         self.groups = 1
         self._init_affine()
 
@@ -172,12 +160,8 @@ class LocalResponseNorm(Norm):
         "k": Opt(float, 1.0, "additive constant k", lo=0.0),
     }
 
-    def __init__(self, num_features: int, eps: float | None = None, affine: bool | None = None,
-                 layout: str = "last", **options: Any) -> None:  # fmt: skip
-        super().__init__(num_features, eps, affine, layout, **options)
-        self._init_affine()
-        # the same function as dn:preset=lrn (a band pool of `size` channels, β = k, c = α/n, r = β): on CPU
-        # it runs in the compiled row kernel, ~20x faster than torch's avg_pool3d route (benchmarks/norms.py)
+    # the same function as dn:preset=lrn (a band pool of `size` channels, β = k, c = α/n, r = β): on CPU
+    # it runs in the compiled row kernel, ~20x faster than torch's avg_pool3d route (benchmarks/norms.py)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check(x)
@@ -224,9 +208,7 @@ class Softmax(Norm):
         "temperature": Opt(float, 1.0, "temperature τ", lo=0.0, open_lo=True),
     }
 
-    def __init__(self, num_features: int, eps: float | None = None, affine: bool | None = None,
-                 layout: str = "last", **options: Any) -> None:  # fmt: skip
-        super().__init__(num_features, eps, affine, layout, **options)
+    def build(self) -> None:
         self.temperature = self.opts["temperature"]
         self._init_affine()
 
@@ -243,9 +225,7 @@ class DyT(Norm):
     summary = "Dynamic Tanh (Zhu et al. 2025): γ·tanh(a·y) + b, learned scalar a"
     OPTIONS = {**COMMON, "alpha_init": Opt(float, 0.5, "initial a", lo=0.0, open_lo=True)}
 
-    def __init__(self, num_features: int, eps: float | None = None, affine: bool | None = None,
-                 layout: str = "last", **options: Any) -> None:  # fmt: skip
-        super().__init__(num_features, eps, affine, layout, **options)
+    def build(self) -> None:
         self.alpha = nn.Parameter(torch.tensor(float(self.opts["alpha_init"]), **self.factory))
         self._init_affine()
 
@@ -259,11 +239,6 @@ class Tanh(Norm):
     name = "tanh"
     summary = "tanh squashing in the norm slot: γ·tanh(y) + b, no pooling"
     OPTIONS = {**COMMON, "affine": Opt(bool, False, "learned per-unit gain γ and bias b")}
-
-    def __init__(self, num_features: int, eps: float | None = None, affine: bool | None = None,
-                 layout: str = "last", **options: Any) -> None:  # fmt: skip
-        super().__init__(num_features, eps, affine, layout, **options)
-        self._init_affine()
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._apply_affine(torch.tanh(x))
