@@ -73,3 +73,18 @@ def test_no_sql_outside_the_store():
     offenders = [str(p.relative_to(src)) for p in sorted(src.rglob("*.py"))
                  if p.name != "store.py" and sql.search(p.read_text())]  # fmt: skip
     assert not offenders, f"SQL outside study/store.py: {offenders}"
+
+
+def test_checking_a_spec_does_not_import_the_trainer():
+    """Validating a study spec (every cell's names, sizes and memory) needs RunConfig, the data and model
+    name checks, not the trainer."""
+    from pathlib import Path
+
+    spec = Path(__file__).resolve().parents[1] / "studies" / "q1_activation_before_ln.toml"
+    code = (f"import json, sys; from lateralnorm.study.spec import load_spec; load_spec({str(spec)!r}); "
+            "print(json.dumps(sorted(sys.modules)))")  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "lateralnorm.study.spec" in loaded and "lateralnorm.train" not in loaded

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import os
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from lateralnorm.models.common import Placement  # the block orders the models build
+from lateralnorm.choices import Device, Optimizer, Placement, Schedule, choices  # the one table of choices
+from lateralnorm.errors import UsageError, did_you_mean
 
 Status = Literal["pending", "running", "done", "failed", "diverged"]
 # upper limits of the sizes a run may ask for: beyond them a typo, not an experiment (checked for the CLI and
@@ -67,7 +70,7 @@ class RunConfig(BaseModel):
     epochs: int = Field(20, ge=0, le=MAX["epochs"])
     batch_size: int = Field(128, ge=1, le=MAX["samples"])
     lr: float = Field(1e-3, gt=0, allow_inf_nan=False)
-    optimizer: str = "adamw"  # adamw | sgd
+    optimizer: Optimizer = "adamw"
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0, allow_inf_nan=False)
     kappa_decay: float | None = Field(
@@ -76,12 +79,23 @@ class RunConfig(BaseModel):
         allow_inf_nan=False,
         description="weight decay of the divisive norms' κ parameters (default: weight_decay)",
     )
-    schedule: str = "constant"  # constant | cosine | onecycle
+    schedule: Schedule = "constant"
     # execution
-    device: str = "cpu"  # auto | cpu | cuda
+    device: Device = "cpu"
     threads: int | None = Field(None, ge=1, le=MAX["threads"])
     out_dir: str | None = None  # defaults to runs/<run_id>
     checkpoint: bool = True
+
+    @field_validator("optimizer", "schedule", "device", "placement", mode="before")
+    @classmethod
+    def _known(cls, value: Any, info: Any) -> Any:
+        """An unknown name gets the project's message (what was given, the close matches, the list)."""
+        known = choices(info.field_name)
+        if isinstance(value, str) and value not in known:
+            raise ValueError(
+                f"unknown {info.field_name} {value!r}{did_you_mean(value, known)} (known: {', '.join(known)})"
+            )
+        return value
 
     def key(self) -> dict[str, Any]:
         """The fields that change the result (execution details excluded). Fields added after the first
@@ -100,6 +114,34 @@ class RunConfig(BaseModel):
         """Deterministic, readable id: a few key values plus a short config hash."""
         norm = "".join(c if c.isalnum() else "-" for c in self.norm).strip("-")
         return f"{self.model}-{norm}-{self.placement}-s{self.seed}-{self.short_hash()}"
+
+
+def _param_estimate(config: RunConfig, input_shape: tuple[int, ...]) -> int:
+    """An upper-end count of the model's parameters from its sizes alone (nothing is built)."""
+    w, d = config.width, max(config.depth, 1)
+    n_in = int(math.prod(input_shape))
+    per_norm = w * w if "full" in config.norm or "gdn" in config.norm else 4 * w
+    if config.model in ("mlp", "linear"):
+        return n_in * w + (d - 1) * w * w + 10 * w + d * per_norm + n_in * 10
+    if config.model in ("cnn", "cnn1d"):
+        return 9 * w * w * d + 9 * w * input_shape[0] + d * per_norm + 10 * w
+    if config.model in ("rnn", "gru", "lstm"):
+        return 4 * d * (w * w + max(input_shape[-1], w) * w) + d * per_norm + 10 * w
+    return 12 * d * w * w + d * per_norm + n_in * w + 10 * w  # transformer
+
+
+def check_memory(config: RunConfig, input_shape: tuple[int, ...]) -> None:
+    """(For the trainer and the spec check alike; nothing is built.) UsageError when the model's weights, gradients and optimizer state alone cannot fit in memory."""
+    need = _param_estimate(config, input_shape) * 4 * 4  # float32 × (weights, grads, two Adam moments)
+    try:
+        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        return
+    if need > 0.8 * have:
+        raise UsageError(
+            f"width {config.width} × depth {config.depth} needs about {need / 2**30:.1f} GiB for the {config.model}'s "
+            f"weights and optimizer state alone, more than this machine's {have / 2**30:.1f} GiB: choose a smaller width or depth"
+        )
 
 
 class EpochMetrics(BaseModel):

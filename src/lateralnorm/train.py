@@ -45,16 +45,14 @@ from lateralnorm import atomic
 from lateralnorm.data import Dataset, check_dataset_name, load_dataset
 from lateralnorm.errors import UsageError, did_you_mean
 from lateralnorm.models import LM_MODELS, build_model, check_model, num_params
-from lateralnorm.runconfig import EpochMetrics, RunConfig, RunResult
+from lateralnorm.runconfig import EpochMetrics, RunConfig, RunResult, check_memory, choices
 
 __all__ = [
     "OPTIMIZERS", "SCHEDULES", "DEVICES", "RECIPES", "EpochMetrics", "LoadedRun", "RunConfig", "RunResult",
     "default_config", "load_run", "resolve_device", "run", "validate_config",
 ]  # fmt: skip
 
-OPTIMIZERS = ("adamw", "sgd")
-SCHEDULES = ("constant", "cosine", "onecycle")
-DEVICES = ("auto", "cpu", "cuda")
+OPTIMIZERS, SCHEDULES, DEVICES = choices("optimizer"), choices("schedule"), choices("device")  # runconfig.py
 EVAL_BATCH = 1000
 
 # Default recipes per (model, dataset); "*" matches any dataset. Applied by `default_config` (and so by
@@ -124,17 +122,7 @@ def dataset_for(config: RunConfig) -> Dataset:
 
 def validate_config(config: RunConfig) -> tuple[Dataset, torch.device]:
     """Check every name and shape in `config`, load its data; UsageError (nothing written) otherwise."""
-    check_dataset_name(config.dataset)
-    if config.optimizer not in OPTIMIZERS:
-        o = config.optimizer
-        raise UsageError(
-            f"unknown optimizer {o!r}{did_you_mean(o, OPTIMIZERS)} (known: {', '.join(OPTIMIZERS)})"
-        )
-    if config.schedule not in SCHEDULES:
-        s = config.schedule
-        raise UsageError(
-            f"unknown schedule {s!r}{did_you_mean(s, SCHEDULES)} (known: {', '.join(SCHEDULES)})"
-        )
+    check_dataset_name(config.dataset)  # optimizer, schedule, device, placement: RunConfig checked them
     device = resolve_device(config.device)
     check_model(config)  # names first: fail fast before loading data
     check_memory(config, (40,) if config.dataset == "mnist1d" else (1, 28, 28))
@@ -148,34 +136,6 @@ def validate_config(config: RunConfig) -> tuple[Dataset, torch.device]:
             f"{'--dataset fortunes' if lm_model else '--model gpt'}"
         )
     return data, device
-
-
-def _param_estimate(config: RunConfig, input_shape: tuple[int, ...]) -> int:
-    """An upper-end count of the model's parameters from its sizes alone (nothing is built)."""
-    w, d = config.width, max(config.depth, 1)
-    n_in = int(math.prod(input_shape))
-    per_norm = w * w if "full" in config.norm or "gdn" in config.norm else 4 * w
-    if config.model in ("mlp", "linear"):
-        return n_in * w + (d - 1) * w * w + 10 * w + d * per_norm + n_in * 10
-    if config.model in ("cnn", "cnn1d"):
-        return 9 * w * w * d + 9 * w * input_shape[0] + d * per_norm + 10 * w
-    if config.model in ("rnn", "gru", "lstm"):
-        return 4 * d * (w * w + max(input_shape[-1], w) * w) + d * per_norm + 10 * w
-    return 12 * d * w * w + d * per_norm + n_in * w + 10 * w  # transformer
-
-
-def check_memory(config: RunConfig, input_shape: tuple[int, ...]) -> None:
-    """UsageError when the model's weights, gradients and optimizer state alone cannot fit in memory."""
-    need = _param_estimate(config, input_shape) * 4 * 4  # float32 × (weights, grads, two Adam moments)
-    try:
-        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
-        return
-    if need > 0.8 * have:
-        raise UsageError(
-            f"width {config.width} × depth {config.depth} needs about {need / 2**30:.1f} GiB for the {config.model}'s "
-            f"weights and optimizer state alone, more than this machine's {have / 2**30:.1f} GiB: choose a smaller width or depth"
-        )
 
 
 def seed_everything(seed: int) -> None:

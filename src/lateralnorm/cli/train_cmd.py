@@ -10,12 +10,24 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from lateralnorm.choices import choices
+
+
+def _one_of(field: str, default: str) -> str:
+    return ", ".join(f"{c} (default)" if c == default else c for c in choices(field))
+
+
 # flag → (RunConfig field, type, help)
 FLAGS: list[tuple[str, str, Any, str]] = [
     ("--dataset", "dataset", str, "mnist1d (default), fashion-mnist, mnist, digits, moons, xor, ..."),
     ("--model", "model", str, "linear, mlp (default), cnn, cnn1d, rnn, gru, lstm, transformer"),
     ("--norm", "norm", str, "norm spec, e.g. ln, rms, gelu>ln, dn:kappa=band:5,alpha=2, none"),
-    ("--placement", "placement", str, "post (Linear→norm→act), pre (Linear→act→norm), only (Linear→norm)"),
+    (
+        "--placement",
+        "placement",
+        str,
+        _one_of("placement", "post") + ": Linear→norm→act, Linear→act→norm, Linear→norm",
+    ),
     ("--depth", "depth", int, "hidden layers / conv blocks / stacked cells"),
     ("--width", "width", int, "hidden units / channels / state size"),
     ("--activation", "activation", str, "relu, gelu, elu, silu, tanh, ..."),
@@ -26,11 +38,11 @@ FLAGS: list[tuple[str, str, Any, str]] = [
     ("--epochs", "epochs", int, "training epochs"),
     ("--batch-size", "batch_size", int, "mini-batch size"),
     ("--lr", "lr", float, "learning rate (peak rate for cosine/onecycle)"),
-    ("--optimizer", "optimizer", str, "adamw (default) or sgd"),
+    ("--optimizer", "optimizer", str, _one_of("optimizer", "adamw")),
     ("--momentum", "momentum", float, "SGD momentum"),
     ("--weight-decay", "weight_decay", float, "decoupled weight decay"),
-    ("--schedule", "schedule", str, "constant, cosine or onecycle"),
-    ("--device", "device", str, "auto, cpu (default) or cuda"),
+    ("--schedule", "schedule", str, _one_of("schedule", "constant") + " (or the recipe's)"),
+    ("--device", "device", str, _one_of("device", "cpu")),
     ("--threads", "threads", int, "torch CPU threads"),
     ("--out", "out_dir", str, "run folder (default runs/<run-id>)"),
 ]

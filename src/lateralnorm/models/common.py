@@ -13,11 +13,10 @@ the slot's input measures the whole unit the thread proposes (the activation, th
 
 from __future__ import annotations
 
-from typing import Literal, get_args
-
 import torch
 from torch import nn
 
+from lateralnorm.choices import Placement, choices  # noqa: F401 (Placement re-exported)
 from lateralnorm.errors import UsageError, did_you_mean
 from lateralnorm.norms import create_norm
 from lateralnorm.norms.activations import ACTIVATIONS
@@ -30,9 +29,8 @@ ACT_FUNCTIONS = {
     "identity": lambda x: x,
 }
 
-# where the norm sits in a block (module docstring); RunConfig.placement takes its type from here
-Placement = Literal["post", "pre", "only"]
-PLACEMENTS: tuple[str, ...] = get_args(Placement)
+# where the norm sits in a block (module docstring); the choice list lives in lateralnorm.choices
+PLACEMENTS: tuple[str, ...] = choices("placement")
 
 # activations a norm spec can hold, so placement "pre" builds one slot "act>norm" (tanh there is the
 # "tanh" norm, γ·tanh + b with affine off by default: plain tanh)
