@@ -53,7 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()))
-        print(f"error: {where}: {first.get('msg')} (got {first.get('input')!r})", file=sys.stderr)
+        msg = str(first.get("msg", ""))
+        if msg.startswith("Value error, "):  # our own validator's message already names the value
+            print(f"error: {msg.removeprefix('Value error, ')}", file=sys.stderr)
+        else:
+            print(f"error: {where}: {msg} (got {first.get('input')!r})", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -179,9 +179,15 @@ def _run_config(fields: dict[str, Any], where_of: dict[str, tuple[str | int, ...
     except ValidationError as e:
         err = e.errors()[0]
         field = str(err["loc"][0]) if err.get("loc") else ""
-        raise SpecError(
-            where_of.get(field, (field,)), f"{err['msg']} (got {_short(err.get('input'))})"
-        ) from None
+        raise SpecError(where_of.get(field, (field,)), _said(err)) from None
+
+
+def _said(err: dict[str, Any]) -> str:
+    """A pydantic error as one phrase: our validators' messages name the value already."""
+    msg = str(err["msg"])
+    if msg.startswith("Value error, "):
+        return msg.removeprefix("Value error, ")
+    return f"{msg} (got {_short(err.get('input'))})"
 
 
 def _runnable_problem(config: RunConfig) -> str | None:
@@ -398,7 +404,7 @@ def validate_spec(raw: dict[str, Any], variant: str | None = None) -> StudySpec:
             if key in RUN_FIELDS:
                 hint = f"; run settings go under [base] or [grid]: [base] {key} = ..."
             raise SpecError(loc, f"unknown key '{key}'{hint}") from None
-        raise SpecError(loc, f"{err['msg']} (got {_short(err.get('input'))})") from None
+        raise SpecError(loc, _said(err)) from None
     if spec.variant is not None:
         raise SpecError(("variant",), "unknown key 'variant'; choose overrides with --variant NAME")
     for name, overrides in spec.variants.items():
