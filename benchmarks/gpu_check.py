@@ -5,6 +5,10 @@ not this repo's virtual environment.
     python3 benchmarks/gpu_check.py                  # device cuda (default); exits 3 without CUDA
     python3 benchmarks/gpu_check.py --device cpu --quick   # the same checks on CPU, small timings
 
+Sections a and b are also the test suite's `gpu` tests (tests/test_gpu.py, skipped without CUDA;
+`LATERALNORM_TEST_DEVICE=cpu pytest -m gpu` runs them on the CPU); this script is the one-shot runner for a
+machine without this repository's environment, and the home of the timing tables (section c).
+
 Imports lateralnorm from this repo's src/ (no install needed). Needs torch (>= 2.4) and Python >= 3.11;
 lateralnorm.norms needs nothing else. Section b needs more: `lateralnorm.models` and `lateralnorm.train`
 import pydantic (through lateralnorm.runconfig), the data loaders import numpy, and the MNIST-1D run needs
