@@ -237,8 +237,9 @@ def test_common_names_take_the_row_kernel_and_compute_torchs_function(name, layo
     if not cpu_kernel.available():
         pytest.skip("the CPU kernel is not built on this machine")
     calls = []
-    real = standard.pooled_divisive
-    monkeypatch.setattr(standard, "pooled_divisive", lambda *a, **k: calls.append(1) or real(*a, **k))
+    for fn in ("pooled_divisive", "divisive_rows"):
+        real = getattr(standard, fn)
+        monkeypatch.setattr(standard, fn, lambda *a, _real=real, **k: calls.append(1) or _real(*a, **k))
     torch.manual_seed(0)
     m = create_norm(name, 32, layout=layout).double()
     with torch.no_grad():

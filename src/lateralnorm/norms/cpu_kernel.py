@@ -182,6 +182,9 @@ def extension() -> ModuleType | None:
     chosen = mode()
     if chosen == "torch":
         return None
+    ext = _state["ext"]
+    if ext is not None:  # built or loaded already: no lock on the per-call path
+        return ext  # type: ignore[return-value]
     with _lock:
         if not _state["tried"]:
             _state["tried"] = True

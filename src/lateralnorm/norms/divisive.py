@@ -26,7 +26,7 @@ from torch import nn
 
 from lateralnorm.errors import UsageError
 from lateralnorm.norms.base import COMMON, NonNegative, Norm, lower_bound
-from lateralnorm.norms.dn_kernel import center_rows, pooled_divisive, power
+from lateralnorm.norms.dn_kernel import DnConfig, center_rows, divisive_rows, power
 from lateralnorm.norms.kappa import STRUCTURES
 from lateralnorm.norms.options import Opt
 
@@ -200,17 +200,25 @@ class DivisiveNorm(Norm):
         eye = torch.eye(self.num_features, device=beta.device, dtype=beta.dtype)
         return self.structure.matrix(self, eye)
 
+    def _kernel_config(self) -> DnConfig:
+        """The fused kernels' configuration of this layer (built once: every field is fixed at build)."""
+        cfg = self.__dict__.get("_cfg")
+        if cfg is None:
+            before, after = getattr(self, "pad", (0, 0))
+            (_, beta_bound), (_, kappa_bound) = self._source("beta"), self._source("kappa")
+            if self._row_constant:  # LN/RMS presets: D is one number per row, from fixed buffers
+                beta_bound = kappa_bound = None
+            cfg = DnConfig(self.kappa_kind, self.center, self.fn == "rect", self.alpha_const, self._p, self.r,
+                           before, after, beta_bound, kappa_bound)  # fmt: skip
+            self.__dict__["_cfg"] = cfg
+        return cfg
+
     def _forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (..., N)
         if self._fusable:
-            p = self._p
-            before, after = getattr(self, "pad", (0, 0))
-            beta, kappa = self._source("beta"), self._source("kappa")
+            beta, kappa = self._source("beta")[0], self._source("kappa")[0]
             if self._row_constant:  # LN/RMS presets: D is one number per row
-                beta, kappa = (beta[0][:1], None), (kappa[0][:1], None)
-            return pooled_divisive(
-                x, beta, kappa, self.weight, self.bias, kind=self.kappa_kind, center=self.center,
-                rect=self.fn == "rect", alpha=self.alpha_const, p=p, r=self.r, before=before, after=after,
-            )  # fmt: skip
+                beta, kappa = beta[:1], kappa[:1]
+            return divisive_rows(x, beta, kappa, self.weight, self.bias, self._kernel_config())
         return self._formula(x)
 
     def _formula(self, x: torch.Tensor) -> torch.Tensor:

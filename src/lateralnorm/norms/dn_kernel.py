@@ -506,13 +506,26 @@ def pooled_divisive(
 ) -> torch.Tensor:
     """Divisive normalization over the last axis of y (any leading shape) with the fused backward.
     `beta` and `c` are (source, bound): a raw `NonNegative` parameter and its bound, or a buffer and None."""
-    shape = y.shape
     cfg = DnConfig(kind, center, rect, alpha, p, r, before, after, beta[1], c[1])
+    return divisive_rows(y, beta[0], c[0], gamma, bias, cfg)
+
+
+def divisive_rows(
+    y: torch.Tensor,
+    beta_src: torch.Tensor,
+    c_src: torch.Tensor,
+    gamma: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    cfg: DnConfig,
+) -> torch.Tensor:
+    """`pooled_divisive` with its configuration built once by the caller (a layer keeps its DnConfig: the
+    per-call Python work is a visible share of a small layer's time, e.g. in a recurrent cell's steps)."""
+    shape = y.shape
     rows = y.reshape(-1, shape[-1])
     if cpu_kernel.applies_to(rows):
-        out = CompiledRows.apply(rows, beta[0], c[0], gamma, bias, cfg)
-    elif _triton_applies(rows, kind):
-        out = TritonRows.apply(rows, beta[0], c[0], gamma, bias, cfg)
+        out = CompiledRows.apply(rows, beta_src, c_src, gamma, bias, cfg)
+    elif _triton_applies(rows, cfg.kind):
+        out = TritonRows.apply(rows, beta_src, c_src, gamma, bias, cfg)
     else:
-        out = PooledDivisive.apply(rows, beta[0], c[0], gamma, bias, cfg)
+        out = PooledDivisive.apply(rows, beta_src, c_src, gamma, bias, cfg)
     return out.reshape(shape)

@@ -12,7 +12,7 @@ from torch import nn
 from lateralnorm.errors import UsageError
 from lateralnorm.norms import cpu_kernel
 from lateralnorm.norms.base import COMMON, Norm
-from lateralnorm.norms.dn_kernel import pooled_divisive
+from lateralnorm.norms.dn_kernel import DnConfig, divisive_rows, pooled_divisive
 from lateralnorm.norms.options import Opt
 
 
@@ -43,6 +43,9 @@ class LayerNorm(Norm):
         return F.layer_norm(x, (self.num_features,), self.weight, self.bias, self.eps)
 
 
+RMS_AS_DN = DnConfig("uniform", center=False, rect=False, alpha=2.0, p=1.0, r=0.5)  # β = ε, c = 1/N
+
+
 class RMSNorm(Norm):
     """RMSNorm (Zhang & Sennrich 2019) over the feature axis: z = γ y / sqrt(mean y² + ε); no centering, no bias."""
 
@@ -61,8 +64,7 @@ class RMSNorm(Norm):
                 x.new_full((1,), self.eps),
                 x.new_full((1,), 1.0 / self.num_features),
             )  # in x's precision
-            return pooled_divisive(x, (beta, None), (c, None), self.weight, None, kind="uniform", center=False,
-                                   rect=False, alpha=2.0, p=1.0, r=0.5)  # fmt: skip
+            return divisive_rows(x, beta, c, self.weight, None, RMS_AS_DN)
         return F.rms_norm(x, (self.num_features,), self.weight, self.eps)
 
 
