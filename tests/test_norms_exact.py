@@ -230,7 +230,7 @@ def test_learned_alpha_stays_above_floor():
     "layout, shape", [("last", (16, 32)), ("last", (2, 3, 4, 32)), ("channels_first", (2, 32, 3, 3))]
 )
 def test_common_names_take_the_row_kernel_and_compute_torchs_function(name, layout, shape, monkeypatch):
-    """`rms` and `lrn` run in the compiled dn row kernel on CPU (their fastest exact path); in float64 the
+    """`rms` and `lrn` run in a compiled CPU kernel (their fastest exact path); in float64 the
     values and input/parameter gradients equal torch's own F.rms_norm / F.local_response_norm."""
     from lateralnorm.norms import cpu_kernel, standard
 
@@ -240,6 +240,10 @@ def test_common_names_take_the_row_kernel_and_compute_torchs_function(name, layo
     for fn in ("pooled_divisive", "divisive_rows"):
         real = getattr(standard, fn)
         monkeypatch.setattr(standard, fn, lambda *a, _real=real, **k: calls.append(1) or _real(*a, **k))
+    from lateralnorm.norms import channel_kernel  # channels-first rms: the channel kernel (no permutes)
+
+    real_apply = channel_kernel.ChannelRows.apply
+    monkeypatch.setattr(channel_kernel.ChannelRows, "apply", lambda *a: calls.append(1) or real_apply(*a))
     torch.manual_seed(0)
     m = create_norm(name, 32, layout=layout).double()
     with torch.no_grad():
@@ -319,3 +323,34 @@ def test_group_norms_on_rows_take_layernorms_kernel_and_equal_group_norm(spec, g
     for g, r in zip(torch.autograd.grad((out * w).sum(), [x, m.weight, m.bias]),
                     torch.autograd.grad((ref * w).sum(), [x, m.weight, m.bias])):  # fmt: skip
         torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-11)
+
+
+@pytest.mark.parametrize("name", ["ln", "rms"])
+@pytest.mark.parametrize("shape", [(3, 16, 5, 7), (2, 16, 9), (2, 16, 3, 4, 2)])
+def test_channels_first_ln_and_rms_take_the_channel_kernel_and_equal_the_permute_route(name, shape):
+    """Per position across C without permute copies (norms/channel_kernel.py): in float64 the values and the
+    gradients of x, γ and b equal torch's layer on the permuted input; double backward equals it too."""
+    from lateralnorm.norms import channel_kernel, cpu_kernel
+
+    if not cpu_kernel.available():
+        pytest.skip("the CPU kernel is not built on this machine")
+    torch.manual_seed(0)
+    m = create_norm(name, 16, layout="channels_first", dtype=torch.float64)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.normal_()
+    x = (torch.randn(*shape, dtype=torch.float64) * 4 + 2).requires_grad_()
+    assert channel_kernel.applies(x, m.weight)
+    out = m(x)
+    assert out.grad_fn is not None and "ChannelRows" in type(out.grad_fn).__name__
+    ref = channel_kernel.reference(x, m.weight, getattr(m, "bias", None), m.eps, center=name == "ln")
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    w = torch.randn_like(out)
+    params = list(m.parameters())
+    got = torch.autograd.grad((out * w).sum(), [x, *params], create_graph=True)
+    want = torch.autograd.grad((ref * w).sum(), [x, *params], create_graph=True)
+    for g, r in zip(got, want):
+        torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-11)
+    (gg,) = torch.autograd.grad(got[0].square().sum(), [x])
+    (gr,) = torch.autograd.grad(want[0].square().sum(), [x])
+    torch.testing.assert_close(gg, gr, rtol=1e-9, atol=1e-10)

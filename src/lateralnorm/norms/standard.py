@@ -12,6 +12,7 @@ from torch import nn
 from lateralnorm.errors import UsageError
 from lateralnorm.norms import cpu_kernel
 from lateralnorm.norms.base import COMMON, Norm
+from lateralnorm.norms.channel_kernel import channel_norm
 from lateralnorm.norms.dn_kernel import DnConfig, divisive_rows, pooled_divisive
 from lateralnorm.norms.options import Opt
 
@@ -39,6 +40,12 @@ class LayerNorm(Norm):
         "LayerNorm: (y − mean)/sqrt(var + ε) over the features (per pixel across channels if channels_first)"
     )
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.layout == "channels_first" and x.ndim > 2:  # per position across C, without permute copies
+            self._check(x)
+            return channel_norm(x, self.weight, self.bias, self.eps, center=True)
+        return super().forward(x)
+
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.layer_norm(x, (self.num_features,), self.weight, self.bias, self.eps)
 
@@ -55,6 +62,12 @@ class RMSNorm(Norm):
 
     def build(self) -> None:  # γ only: RMSNorm has no bias
         self.weight = nn.Parameter(torch.ones(self.num_features, **self.factory)) if self.affine else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.layout == "channels_first" and x.ndim > 2:  # per position across C, without permute copies
+            self._check(x)
+            return channel_norm(x, self.weight, None, self.eps, center=False)
+        return super().forward(x)
 
     # the same function as dn:preset=rms (β = ε, uniform κ = 1/N, α = 2, r = 1/2): on CPU it runs in the
     # compiled row kernel, 2-3x faster than torch's composite F.rms_norm (benchmarks/norms.py)

@@ -718,6 +718,130 @@ bool built_with_openmp() {
 
 }  // namespace
 
+// ------------------------------------------------------------------------------------ channels-first LN / RMS
+// x (B, C, P) contiguous, normalized over C at each of the P positions, per-channel affine:
+//   t = x − m (m = mean over C when centered, else 0),  r = 1/sqrt(mean_C t² + ε),  out = w_c t r + b_c
+// Sweeps run along P (contiguous) for each channel, so no permute copies; sums in double per position.
+// Backward: ĝ = g w_c,  x̂ = t r,  gx = r (ĝ − mean_C ĝ [centered] − x̂ mean_C(ĝ x̂));  gw_c = Σ g x̂,  gb_c = Σ g.
+template <typename T>
+void chan_forward_impl(const T* x, const T* w, const T* bias, T* out, T* mean, T* rstd, int64_t B, int64_t C,
+                       int64_t P, double eps, bool center) {
+  at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+    std::vector<double> s(P), q(P);
+    for (int64_t b = b0; b < b1; ++b) {
+      const T* xb = x + b * C * P;
+      std::fill(s.begin(), s.end(), 0.0);
+      std::fill(q.begin(), q.end(), 0.0);
+      if (center) {
+        for (int64_t c = 0; c < C; ++c) {
+          const T* row = xb + c * P;
+          for (int64_t i = 0; i < P; ++i) s[i] += static_cast<double>(row[i]);
+        }
+        for (int64_t i = 0; i < P; ++i) s[i] /= static_cast<double>(C);
+      }
+      for (int64_t c = 0; c < C; ++c) {
+        const T* row = xb + c * P;
+        for (int64_t i = 0; i < P; ++i) {
+          const double t = static_cast<double>(row[i]) - s[i];
+          q[i] += t * t;
+        }
+      }
+      T* mb = mean + b * P;
+      T* rb = rstd + b * P;
+      for (int64_t i = 0; i < P; ++i) {
+        mb[i] = static_cast<T>(s[i]);
+        rb[i] = static_cast<T>(1.0 / std::sqrt(q[i] / static_cast<double>(C) + eps));
+      }
+      T* ob = out + b * C * P;
+      for (int64_t c = 0; c < C; ++c) {
+        const T* row = xb + c * P;
+        T* orow = ob + c * P;
+        const T wc = w ? w[c] : T(1), bc = bias ? bias[c] : T(0);
+        for (int64_t i = 0; i < P; ++i) orow[i] = (row[i] - mb[i]) * rb[i] * wc + bc;
+      }
+    }
+  });
+}
+
+template <typename T>
+void chan_backward_impl(const T* g, const T* x, const T* mean, const T* rstd, const T* w, T* gx, double* gw_part,
+                        double* gb_part, int64_t B, int64_t C, int64_t P, bool center) {
+  at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+    std::vector<double> m1(P), m2(P);
+    for (int64_t b = b0; b < b1; ++b) {
+      const T* gb = g + b * C * P;
+      const T* xb = x + b * C * P;
+      const T* mb = mean + b * P;
+      const T* rb = rstd + b * P;
+      std::fill(m1.begin(), m1.end(), 0.0);
+      std::fill(m2.begin(), m2.end(), 0.0);
+      double* gwb = gw_part + b * C;
+      double* gbb = gb_part + b * C;
+      for (int64_t c = 0; c < C; ++c) {
+        const T* grow = gb + c * P;
+        const T* xrow = xb + c * P;
+        const T wc = w ? w[c] : T(1);
+        double sw = 0.0, sb = 0.0;
+        for (int64_t i = 0; i < P; ++i) {
+          const T xh = (xrow[i] - mb[i]) * rb[i];
+          const T gh = grow[i] * wc;
+          m1[i] += static_cast<double>(gh);
+          m2[i] += static_cast<double>(gh * xh);
+          sw += static_cast<double>(grow[i] * xh);
+          sb += static_cast<double>(grow[i]);
+        }
+        gwb[c] = sw;
+        gbb[c] = sb;
+      }
+      const double inv_c = 1.0 / static_cast<double>(C);
+      T* gxb = gx + b * C * P;
+      for (int64_t c = 0; c < C; ++c) {
+        const T* grow = gb + c * P;
+        const T* xrow = xb + c * P;
+        T* orow = gxb + c * P;
+        const T wc = w ? w[c] : T(1);
+        for (int64_t i = 0; i < P; ++i) {
+          const T xh = (xrow[i] - mb[i]) * rb[i];
+          const T a = center ? static_cast<T>(m1[i] * inv_c) : T(0);
+          orow[i] = rb[i] * (grow[i] * wc - a - xh * static_cast<T>(m2[i] * inv_c));
+        }
+      }
+    }
+  });
+}
+
+std::vector<at::Tensor> chan_forward(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias, double eps,
+                                     bool center) {
+  TORCH_CHECK(x.dim() == 3 && x.is_contiguous(), "channel norm: x must be contiguous (B, C, P)");
+  const int64_t B = x.size(0), C = x.size(1), P = x.size(2);
+  auto out = at::empty_like(x);
+  auto mean = at::zeros({B, P}, x.options());
+  auto rstd = at::empty({B, P}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "chan_forward", [&] {
+    chan_forward_impl<scalar_t>(x.data_ptr<scalar_t>(), w.numel() ? w.data_ptr<scalar_t>() : nullptr,
+                                bias.numel() ? bias.data_ptr<scalar_t>() : nullptr, out.data_ptr<scalar_t>(),
+                                mean.data_ptr<scalar_t>(), rstd.data_ptr<scalar_t>(), B, C, P, eps, center);
+  });
+  return {out, mean, rstd};
+}
+
+std::vector<at::Tensor> chan_backward(const at::Tensor& g, const at::Tensor& x, const at::Tensor& mean,
+                                      const at::Tensor& rstd, const at::Tensor& w, bool center) {
+  TORCH_CHECK(g.is_contiguous() && x.is_contiguous(), "channel norm: g and x must be contiguous (B, C, P)");
+  const int64_t B = x.size(0), C = x.size(1), P = x.size(2);
+  auto gx = at::empty_like(x);
+  auto gw_part = at::empty({B, C}, x.options().dtype(at::kDouble));
+  auto gb_part = at::empty({B, C}, x.options().dtype(at::kDouble));
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "chan_backward", [&] {
+    chan_backward_impl<scalar_t>(g.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), mean.data_ptr<scalar_t>(),
+                                 rstd.data_ptr<scalar_t>(), w.numel() ? w.data_ptr<scalar_t>() : nullptr,
+                                 gx.data_ptr<scalar_t>(), gw_part.data_ptr<double>(), gb_part.data_ptr<double>(), B,
+                                 C, P, center);
+  });
+  // per-sample partials summed over B in order: the result does not depend on the thread count
+  return {gx, gw_part.sum(0).to(x.scalar_type()), gb_part.sum(0).to(x.scalar_type())};
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "lateralnorm: fused CPU rows for divisive normalization with an O(N) pool";
   m.def("forward", &forward, "(out, stats, w): out = γ φ(t) (β + c pool ψ(t))^(−r) + b, row by row");
@@ -727,4 +851,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("nonneg_value", &nonneg_value, "max(raw, bound)² − pedestal");
   m.def("built_with_openmp", &built_with_openmp, "whether the rows run on torch's intra-op threads");
   m.def("nonneg_grad", &nonneg_grad, "the gradient of nonneg_value with the lower bound's rule");
+  m.def("chan_forward", &chan_forward, "channels-first LN/RMS over C: (out, mean, rstd)");
+  m.def("chan_backward", &chan_backward, "channels-first LN/RMS backward: (gx, gw, gb)");
 }
