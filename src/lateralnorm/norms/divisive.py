@@ -138,6 +138,13 @@ class DivisiveNorm(Norm):
             and self._fixed_and_constant("beta")
         )
         self._p = o["p"] if o["p"] is not None else o["alpha"] * self.r
+        if self._fusable:  # the fused kernels' configuration: every field is fixed here
+            before, after = getattr(self, "pad", (0, 0))
+            (_, beta_bound), (_, kappa_bound) = self._source("beta"), self._source("kappa")
+            if self._row_constant:  # LN/RMS presets: D is one number per row, from fixed buffers
+                beta_bound = kappa_bound = None
+            self._cfg = DnConfig(self.kappa_kind, self.center, self.fn == "rect", self.alpha_const, self._p,
+                                 self.r, before, after, beta_bound, kappa_bound)  # fmt: skip
         if self.weight is not None and not o["bias"]:
             self.register_parameter("bias", None)
 
@@ -200,25 +207,12 @@ class DivisiveNorm(Norm):
         eye = torch.eye(self.num_features, device=beta.device, dtype=beta.dtype)
         return self.structure.matrix(self, eye)
 
-    def _kernel_config(self) -> DnConfig:
-        """The fused kernels' configuration of this layer (built once: every field is fixed at build)."""
-        cfg = self.__dict__.get("_cfg")
-        if cfg is None:
-            before, after = getattr(self, "pad", (0, 0))
-            (_, beta_bound), (_, kappa_bound) = self._source("beta"), self._source("kappa")
-            if self._row_constant:  # LN/RMS presets: D is one number per row, from fixed buffers
-                beta_bound = kappa_bound = None
-            cfg = DnConfig(self.kappa_kind, self.center, self.fn == "rect", self.alpha_const, self._p, self.r,
-                           before, after, beta_bound, kappa_bound)  # fmt: skip
-            self.__dict__["_cfg"] = cfg
-        return cfg
-
     def _forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (..., N)
         if self._fusable:
             beta, kappa = self._source("beta")[0], self._source("kappa")[0]
             if self._row_constant:  # LN/RMS presets: D is one number per row
                 beta, kappa = beta[:1], kappa[:1]
-            return divisive_rows(x, beta, kappa, self.weight, self.bias, self._kernel_config())
+            return divisive_rows(x, beta, kappa, self.weight, self.bias, self._cfg)
         return self._formula(x)
 
     def _formula(self, x: torch.Tensor) -> torch.Tensor:

@@ -48,6 +48,10 @@ class DnConfig:
     beta_bound: float | None = None
     c_bound: float | None = None
 
+    def formula(self) -> tuple[str, bool, bool, float, float, float, int, int]:
+        """(kind, center, rect, alpha, p, r, before, after): the fields the formula reads, for unpacking."""
+        return (self.kind, self.center, self.rect, self.alpha, self.p, self.r, self.before, self.after)
+
     def kernel_args(self) -> tuple:
         """The C++/Triton kernels' positional configuration (kind code, center, rect, α, p, r, before, after)."""
         return (
@@ -239,16 +243,7 @@ class TritonRows(torch.autograd.Function):
     def forward(ctx: Any, y, beta_src, c_src, gamma, bias, cfg):  # noqa: ANN001
         from lateralnorm.norms import triton_kernel as tk
 
-        kind, center, rect, alpha, p, r, before, after = (
-            cfg.kind,
-            cfg.center,
-            cfg.rect,
-            cfg.alpha,
-            cfg.p,
-            cfg.r,
-            cfg.before,
-            cfg.after,
-        )
+        kind, center, rect, alpha, p, r, before, after = cfg.formula()
         beta, c, gam, bia = _kernel_params(y, beta_src, c_src, gamma, bias, cfg, torch.float32)
         save_w = kind == "band" and any(ctx.needs_input_grad[:5])
         out_dtype = torch.promote_types(y.dtype, beta_src.dtype)  # as the PyTorch kernel's type promotion
@@ -270,23 +265,7 @@ class TritonRows(torch.autograd.Function):
             return _differentiable_backward(g, (y, beta_src, c_src, gamma, bias), need, ctx.cfg) + (None,)
         cfg = ctx.cfg
         r, beta_bound, c_bound = cfg.r, cfg.beta_bound, cfg.c_bound
-        gy, s_gz, s_g, s_q, s_qw = tk.rows_backward(
-            g.contiguous(),
-            y,
-            mean,
-            w,
-            beta,
-            c,
-            gam,
-            cfg.kind,
-            cfg.center,
-            cfg.rect,
-            cfg.alpha,
-            cfg.p,
-            r,
-            cfg.before,
-            cfg.after,
-        )
+        gy, s_gz, s_g, s_q, s_qw = tk.rows_backward(g.contiguous(), y, mean, w, beta, c, gam, *cfg.formula())
         g_beta = _raw_grad(_shaped_like(s_q * -r, beta_src).to(beta_src.dtype), beta_src, beta_bound)
         g_c = _raw_grad(_shaped_like(s_qw * -r, c_src).to(c_src.dtype), c_src, c_bound)
         return (
@@ -344,16 +323,7 @@ def center_rows(y: torch.Tensor) -> torch.Tensor:
 
 def formula_rows(y, beta_src, c_src, gamma, bias, cfg):  # noqa: ANN001, ANN201
     """The kernels' formula in plain differentiable ops on (M, N) rows (same inputs as the kernels)."""
-    kind, center, rect, alpha, p, r, before, after = (
-        cfg.kind,
-        cfg.center,
-        cfg.rect,
-        cfg.alpha,
-        cfg.p,
-        cfg.r,
-        cfg.before,
-        cfg.after,
-    )
+    kind, center, rect, alpha, p, r, before, after = cfg.formula()
     beta = beta_src if cfg.beta_bound is None else beta_src.clamp_min(cfg.beta_bound).square() - PEDESTAL
     c = c_src if cfg.c_bound is None else c_src.clamp_min(cfg.c_bound).square() - PEDESTAL
     t = center_rows(y) if center else y
@@ -380,16 +350,7 @@ class PooledDivisive(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, y, beta_src, c_src, gamma, bias, cfg):  # noqa: ANN001
         # y: (M, N); beta_src, c_src: (N,) per unit or (1,) shared (raw parameters or fixed buffers)
-        kind, center, rect, alpha, p, r, before, after = (
-            cfg.kind,
-            cfg.center,
-            cfg.rect,
-            cfg.alpha,
-            cfg.p,
-            cfg.r,
-            cfg.before,
-            cfg.after,
-        )
+        kind, center, rect, alpha, p, r, before, after = cfg.formula()
         beta, c = _value(beta_src, cfg.beta_bound), _value(c_src, cfg.c_bound)
         t = center_rows(y) if center else y
         a = torch.relu(t) if rect else (t if alpha == 2.0 and p == 1.0 else t.abs())  # signed α=2: ψ = t·t
@@ -417,16 +378,7 @@ class PooledDivisive(torch.autograd.Function):
     def backward(ctx: Any, g: torch.Tensor):  # noqa: ANN205
         t_or_a, d, dr, z, w, c, gamma, beta_src, c_src, y, bias = ctx.saved_tensors
         cfg = ctx.cfg
-        kind, center, rect, alpha, p, r, before, after = (
-            cfg.kind,
-            cfg.center,
-            cfg.rect,
-            cfg.alpha,
-            cfg.p,
-            cfg.r,
-            cfg.before,
-            cfg.after,
-        )
+        kind, center, rect, alpha, p, r, before, after = cfg.formula()
         beta_bound, c_bound = cfg.beta_bound, cfg.c_bound
         need = ctx.needs_input_grad
         if torch.is_grad_enabled():  # create_graph=True: differentiate the plain formula instead
