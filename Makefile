@@ -6,7 +6,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.stamp-setup
 APT_PKGS := chromium chromium-driver dataset-fashion-mnist fortunes g++ python3-dev
 
-.PHONY: setup system-deps test test-all bench lint format demo results clean
+.PHONY: setup system-deps test test-all bench lint format demo results reproduce clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -68,6 +68,12 @@ demo: setup
 RESULTS_DIR ?= results
 results: setup
 	$(BIN)/lateralnorm results studies/results.toml --out $(RESULTS_DIR) --workers $(DEMO_WORKERS)
+
+# Re-run the whole answer set from scratch into REPRO_DIR and compare it with the committed results/:
+# verdicts the same, differences inside the committed intervals (REPRO_DIR/comparison.md). Resumable too.
+REPRO_DIR ?= reproduction
+reproduce: setup
+	$(BIN)/lateralnorm results studies/results.toml --out $(REPRO_DIR) --workers $(DEMO_WORKERS) --compare results
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -18,20 +18,39 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--only", action="append", metavar="FOLDER",
                    help="run only this study folder name, e.g. q1_activation_before_ln-fashion (repeatable)")  # fmt: skip
     p.add_argument("--report-only", action="store_true", help="run nothing: rebuild report, table, figures")
+    p.add_argument("--compare", metavar="REFERENCE",
+                   help="then compare with another answer set (e.g. the committed results/): verdicts the same, "
+                        "differences inside its intervals; written to OUT/comparison.md")  # fmt: skip
     p.set_defaults(func=_results)
 
 
 def _results(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from lateralnorm.errors import UsageError
     from lateralnorm.results import run_all
 
     if args.workers is not None and args.workers < 1:
-        from lateralnorm.errors import UsageError
-
         raise UsageError(f"--workers must be at least 1 (got {args.workers})")
+    if args.compare is not None:
+        from lateralnorm.report.compare import study_folders
+
+        study_folders(args.compare)  # a wrong reference fails now, not after hours of training
+        if Path(args.compare).resolve() == Path(args.out).resolve():
+            raise UsageError(f"--compare {args.compare} is the output folder itself: give another answer set")
     stamp = run_all(
         args.manifest, args.out, workers=args.workers, only=args.only, report_only=args.report_only
     )
     total = stamp["wall_total_s"]
     print(f"answer set: {sum(sum(c.values()) for c in stamp['runs'].values())} runs, "
           f"{total / 60:.0f} min of study time in all -> {args.out}")  # fmt: skip
+    if args.compare is not None:
+        from lateralnorm import atomic
+        from lateralnorm.report.compare import compare_sets, render_markdown
+
+        text = render_markdown(
+            compare_sets(args.compare, args.out), reference=args.compare, candidate=args.out
+        )
+        atomic.write_text(Path(args.out) / "comparison.md", f"# {args.out} against {args.compare}\n\n{text}")
+        print(text, end="")
     return 0

@@ -347,9 +347,31 @@ def _current_plan_mask(meta: dict[str, Any], path: Path, runs: pd.DataFrame) -> 
     return ~runs["run_id"].isin(ids)
 
 
-def collect(study_dir: str | Path, metric: str | None = None, anchor: str | None = None) -> StudyView:
-    """Read a study folder. UsageError (one line) when it is not a study folder or has nothing to report.
-    `metric` defaults to the one the study's spec judges (test_acc unless it says otherwise)."""
+@dataclass
+class StudyStats:
+    """A study folder's records and statistics, before anything is formatted: what the report section and
+    `lateralnorm.report.compare` read. Runs of an earlier version of the spec are already left out."""
+
+    path: Path
+    name: str
+    meta: dict[str, Any]
+    runs: pd.DataFrame
+    epochs: pd.DataFrame
+    probes: pd.DataFrame
+    counts: dict[str, int]
+    stale: int  # runs left out: they belong to an earlier version of the spec
+    last_finish: Any
+    metric: str
+    baseline: str | None  # the study's baseline cell, None when it has no runs
+    baselines: str | dict[str, str] | None  # one cell, or cell -> its baseline (compare_within)
+    confidence: float
+    table: pd.DataFrame  # stats.summary_table
+    verdicts: list[Verdict]
+
+
+def study_stats(study_dir: str | Path, metric: str | None = None) -> StudyStats:
+    """Read a study folder's records and compute its statistics and verdicts. UsageError (one line) when it
+    is not a study folder or has nothing to report. `metric` defaults to the one the study's spec judges."""
     path = Path(study_dir)
     if not path.is_dir():
         raise UsageError(f"'{path}' is not a folder: give study folders written by `lateralnorm study run`")
@@ -388,36 +410,53 @@ def collect(study_dir: str | Path, metric: str | None = None, anchor: str | None
         baseline = None
     baselines = meta.get("baselines") or baseline
     confidence = float(meta.get("confidence") or 0.95)
-    table = stats.summary_table(
-        runs, baselines if baseline is not None else None, metric, confidence=confidence
+    compared = baselines if baseline is not None else None
+    table = stats.summary_table(runs, compared, metric, confidence=confidence)
+    vs = verdicts(table, compared, metric, alpha=1 - confidence)
+    return StudyStats(path=path, name=name, meta=meta, runs=runs, epochs=epochs, probes=probes, counts=counts,
+                      stale=int(stale.sum()), last_finish=last_finish, metric=metric, baseline=baseline,
+                      baselines=baselines, confidence=confidence, table=table, verdicts=vs)  # fmt: skip
+
+
+def collect(study_dir: str | Path, metric: str | None = None, anchor: str | None = None) -> StudyView:
+    """Read a study folder into a report section. UsageError (one line) when it is not a study folder or has
+    nothing to report. `metric` defaults to the one the study's spec judges (test_acc unless it says
+    otherwise)."""
+    st = study_stats(study_dir, metric)
+    path, meta, runs, counts, metric = st.path, st.meta, st.runs, st.counts, st.metric
+    baseline, baselines, confidence, table, vs = (
+        st.baseline,
+        st.baselines,
+        st.confidence,
+        st.table,
+        st.verdicts,
     )
-    vs = verdicts(table, baselines if baseline is not None else None, metric, alpha=1 - confidence)
     warnings = []
     left = counts.get("pending", 0) + counts.get("running", 0)
     if left:
         warnings.append(f"{left} of {len(runs)} runs are not finished yet: every number here is provisional "
                         f"(resume with lateralnorm study run SPEC --out {path}).")  # fmt: skip
-    if stale.any():
-        warnings.append(f"{int(stale.sum())} run(s) in this folder belong to an earlier version of the spec "
+    if st.stale:
+        warnings.append(f"{st.stale} run(s) in this folder belong to an earlier version of the spec "
                         "(their settings are not in its grid any more) and are left out.")  # fmt: skip
     lost = counts.get("failed", 0) + counts.get("diverged", 0)
     if lost:
         warnings.append(f"{counts.get('diverged', 0)} run(s) diverged and {counts.get('failed', 0)} failed; "
                         "they are left out of the statistics and flagged per cell.")  # fmt: skip
-    design, base = _design(meta, runs, last_finish)
+    design, base = _design(meta, runs, st.last_finish)
     spec = meta.get("spec") or {}
     tune_rows, tune_rates = _tuning(path, meta, metric)
-    ctx = answers.Context(name=name, runs=runs, probes=probes, table=table, verdicts=vs, baseline=baseline,
-                          metric=metric, grad_norms=_grad_norms(epochs),
+    ctx = answers.Context(name=st.name, runs=runs, probes=st.probes, table=table, verdicts=vs, baseline=baseline,
+                          metric=metric, grad_norms=_grad_norms(st.epochs),
                           baselines=baselines if isinstance(baselines, dict) else None,
                           confidence=confidence)  # fmt: skip
     return StudyView(
-        name=name, path=path, anchor=anchor or name, description=spec.get("description") or "",
+        name=st.name, path=path, anchor=anchor or st.name, description=spec.get("description") or "",
         header=spec_header(meta, path), design=design, base=base, metric=metric, baseline=baseline,
         axes=list(meta.get("axes") or []),
         counts=counts, warnings=warnings, cells=_cells(runs, table, vs, metric),
         paired=_paired(table, baseline, metric, (spec.get("adaptive") or {}).get("min_effect")),
         answer=answers.answer(ctx), metric_label=METRIC_LABELS.get(metric, metric), level=f"{confidence:.1%}".replace(".0%", "%"),
         sequential=_sequential(meta, metric), tuning=tune_rows, tune_rates=tune_rates,
-        figures=_figures(runs, epochs, probes, table, baseline, metric), raw=_raw(runs), runs=runs, verdicts=vs,
+        figures=_figures(runs, st.epochs, st.probes, table, baseline, metric), raw=_raw(runs), runs=runs, verdicts=vs,
     )  # fmt: skip
