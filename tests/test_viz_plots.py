@@ -165,3 +165,45 @@ def test_viz_study_reads_a_study_folder(tmp_cwd, capsys):
     assert all((tmp_cwd / "pics" / n).stat().st_size > 5000 for n in names)
     assert main(["viz", "study", "s", "--baseline", "norm=bn"]) == 2
     assert "is not a cell" in capsys.readouterr().err
+
+
+def test_the_forest_plot_draws_and_names_the_studys_interval_level(tmp_path, monkeypatch):
+    """A sequential study's intervals are wider than 95%: the figure must draw them at the study's level and
+    say so (the report's tables and the figures in results/ then show the same intervals)."""
+    runs = pd.DataFrame({"cell": ["base", "a"] * 4, "seed": [0, 0, 1, 1, 2, 2, 3, 3], "status": "done",
+                         "test_acc": [0.50, 0.52, 0.50, 0.53, 0.50, 0.515, 0.50, 0.535]})  # fmt: skip
+    drawn = []
+    real = plots.forest_plot
+    monkeypatch.setattr(
+        plots, "forest_plot", lambda d, *a, **k: drawn.append((d, k["level"])) or real(d, *a, **k)
+    )
+    for confidence in (0.95, 0.99):
+        plots.plot_frames(runs, pd.DataFrame(), pd.DataFrame(), tmp_path / str(confidence), "base",
+                          confidence=confidence)  # fmt: skip
+        assert (tmp_path / str(confidence) / "forest.png").is_file()
+    (d95, level95), (d99, level99) = drawn
+    assert (level95, level99) == ("95%", "99%")
+    span = {
+        k: float(d["diff_ci_high"].iloc[0] - d["diff_ci_low"].iloc[0]) for k, d in (("95", d95), ("99", d99))
+    }
+    assert span["99"] > span["95"] * 1.5  # t quantiles at 3 degrees of freedom: 5.84 vs 3.18
+    assert "99% CI" in real(d99, "base", level="99%").axes[0].get_title()
+    assert plots.level_label(1 - 0.05 / 3) == "98.3%"
+
+
+def test_study_figures_use_the_metric_the_study_judges(tmp_path, monkeypatch):
+    """A study judged on test loss (the transformer study) gets a forest plot of test loss, both from
+    `lateralnorm viz study` and in the answer set's figures/."""
+    from lateralnorm import results
+    from lateralnorm.study import run_study, validate_spec
+
+    raw = {"name": "lossy", "metric": "test_loss", "seeds": [0, 1, 2], "baseline": {"norm": "ln"},
+           "base": {"epochs": 2, "checkpoint": False}, "grid": {"norm": ["ln", "relu>ln"]}}  # fmt: skip
+    run_study(validate_spec(raw), tmp_path / "s", executor="inline", run_fn=_fake_run, echo=lambda _: None)
+    metrics = []
+    real = plots.forest_plot
+    monkeypatch.setattr(plots, "forest_plot", lambda d, b, m, **k: metrics.append(m) or real(d, b, m, **k))
+    plots.plot_study(tmp_path / "s", tmp_path / "pics")
+    results._figures([tmp_path / "s"], tmp_path / "answer", capacity=[])
+    assert metrics == ["test_loss", "test_loss"]
+    assert (tmp_path / "answer" / "figures" / "s" / "forest.svg").is_file()

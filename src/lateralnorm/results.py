@@ -181,18 +181,17 @@ def _report(folders: list[Path], out: Path) -> tuple[Path, Path]:
 
 
 def _figures(folders: list[Path], out: Path, capacity: list[dict[str, Any]]) -> list[Path]:
-    from lateralnorm.study import Study
+    """Each study's figures as the report draws them: its runs of the current spec, the metric it judges,
+    its intervals' level (a sequential study's are wider than 95%)."""
+    from lateralnorm.report.collect import study_stats
     from lateralnorm.viz import plots
 
     written: list[Path] = []
     for folder in folders:
-        with Study(folder) as s:
-            runs, epochs, probes, baselines = s.runs(), s.epochs(), s.probes(), s.baselines
-        done = runs[runs["status"] == "done"]
-        if done.empty:
-            continue
-        written += plots.plot_frames(runs, epochs, probes, out / "figures" / folder.name, baselines,
-                                     formats=("png", "svg"))  # fmt: skip
+        st = study_stats(folder)
+        written += plots.plot_frames(st.runs, st.epochs, st.probes,
+                                     out / "figures" / folder.name, st.baselines if st.baseline else None,
+                                     metric=st.metric, formats=("png", "svg"), confidence=st.confidence)  # fmt: skip
     if capacity:
         fig = plots.capacity_bars(capacity)
         for ext in ("png", "svg"):

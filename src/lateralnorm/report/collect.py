@@ -211,7 +211,7 @@ def _relabel(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _figures(runs: pd.DataFrame, epochs: pd.DataFrame, probes: pd.DataFrame, table: pd.DataFrame,
-             baseline: str | None, metric: str) -> list[FigureView]:  # fmt: skip
+             baseline: str | None, metric: str, level: str = "95%") -> list[FigureView]:  # fmt: skip
     """The study plots of lateralnorm.viz.plots, drawn in memory, with a caption saying how to read each.
     Cells are shown with short labels (`short_label`); the tables keep the full ones."""
     figs: list[FigureView] = []
@@ -226,7 +226,7 @@ def _figures(runs: pd.DataFrame, epochs: pd.DataFrame, probes: pd.DataFrame, tab
             "Forest plot: each cell minus the baseline",
             "Squares: mean paired difference; bars: CI at the level of the tables above. Green/red: the CI excludes 0 (read the verdict "
             "for the Holm-corrected test); grey: it does not.",
-            figure_uri(plots.forest_plot(diffs, baseline, metric))))  # fmt: skip
+            figure_uri(plots.forest_plot(diffs, baseline, metric, level=level))))  # fmt: skip
     ct = plots.crosstalk_frame(probes)
     if len(ct):
         figs.append(FigureView(
@@ -456,7 +456,7 @@ def collect(study_dir: str | Path, metric: str | None = None, anchor: str | None
         axes=list(meta.get("axes") or []),
         counts=counts, warnings=warnings, cells=_cells(runs, table, vs, metric),
         paired=_paired(table, baseline, metric, (spec.get("adaptive") or {}).get("min_effect")),
-        answer=answers.answer(ctx), metric_label=METRIC_LABELS.get(metric, metric), level=f"{confidence:.1%}".replace(".0%", "%"),
+        answer=answers.answer(ctx), metric_label=METRIC_LABELS.get(metric, metric), level=plots.level_label(confidence),
         sequential=_sequential(meta, metric), tuning=tune_rows, tune_rates=tune_rates,
-        figures=_figures(runs, st.epochs, st.probes, table, baseline, metric), raw=_raw(runs), runs=runs, verdicts=vs,
+        figures=_figures(runs, st.epochs, st.probes, table, baseline, metric, plots.level_label(confidence)), raw=_raw(runs), runs=runs, verdicts=vs,
     )  # fmt: skip

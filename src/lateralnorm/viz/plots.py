@@ -81,8 +81,16 @@ def learning_curves(
 
 
 # ---------------------------------------------------------------------------------------------- forest plot
-def forest_plot(diffs: pd.DataFrame, baseline: str, metric: str = "test_acc", by: str = "cell") -> Figure:
-    """Each cell's mean paired difference to the baseline with its 95% confidence interval.
+def level_label(confidence: float) -> str:
+    """0.95 → '95%', 0.98333 → '98.3%': how an interval's level is written everywhere."""
+    return f"{confidence:.1%}".replace(".0%", "%")
+
+
+def forest_plot(
+    diffs: pd.DataFrame, baseline: str, metric: str = "test_acc", by: str = "cell", level: str = "95%"
+) -> Figure:
+    """Each cell's mean paired difference to the baseline with its confidence interval (at `level`, the level
+    the intervals in `diffs` were computed at: a sequential study's are wider than 95%).
 
     diffs: columns `by`, mean_diff, diff_ci_low, diff_ci_high, and optionally n_pairs and p_t_holm
     (the output of lateralnorm.study.stats.paired_vs_baseline). Intervals that exclude 0 are drawn solid.
@@ -112,7 +120,7 @@ def forest_plot(diffs: pd.DataFrame, baseline: str, metric: str = "test_acc", by
     ax.set_ylim(-0.7, max(len(d), 1) - 0.3)
     ax.set_xlabel(f"difference in {_pretty(metric)} vs baseline (cell − baseline, paired on seed)")
     ax.grid(True, axis="x", color="#e7ebf1")
-    ax.set_title(f"Each cell against the baseline\n'{baseline}': mean difference and 95% CI", fontsize=11)
+    ax.set_title(f"Each cell against the baseline\n'{baseline}': mean difference and {level} CI", fontsize=11)
     if d.empty:
         ax.text(0.5, 0.5, "no comparable cells", transform=ax.transAxes, ha="center")
     return fig
@@ -227,9 +235,10 @@ def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 110) -> Pa
 
 def plot_frames(runs: pd.DataFrame, epochs: pd.DataFrame, probes: pd.DataFrame, out_dir: str | os.PathLike[str],
                 baseline: str | dict[str, str] | None = None, metric: str = "test_acc", dpi: int = 110,
-                formats: tuple[str, ...] = ("png",)) -> list[Path]:  # fmt: skip
+                formats: tuple[str, ...] = ("png",), confidence: float = 0.95) -> list[Path]:  # fmt: skip
     """Every plot the frames allow (as Study.runs()/.epochs()/.probes() return them) into out_dir, once per
-    file format. `baseline` is one cell label or a map cell -> its baseline (a compare_within study)."""
+    file format. `baseline` is one cell label or a map cell -> its baseline (a compare_within study);
+    `metric` the one the study judges; `confidence` the level of the forest plot's intervals (the study's)."""
     from lateralnorm.study import stats
 
     out = Path(out_dir)
@@ -245,9 +254,9 @@ def plot_frames(runs: pd.DataFrame, epochs: pd.DataFrame, probes: pd.DataFrame, 
         if isinstance(baseline, str) and baseline not in set(runs["cell"]):
             cells = ", ".join(map(repr, pd.unique(runs["cell"])))
             raise UsageError(f"baseline {baseline!r} is not a cell of this study; cells: {cells}")
-        diffs = stats.paired_vs_baseline(runs, baseline, metric)
+        diffs = stats.paired_vs_baseline(runs, baseline, metric, confidence=confidence)
         label = baseline if isinstance(baseline, str) else "each cell's own baseline"
-        figures.append(("forest", forest_plot(diffs, label, metric)))
+        figures.append(("forest", forest_plot(diffs, label, metric, level=level_label(confidence))))
     ct = crosstalk_frame(probes)
     if len(ct):
         figures.append(("crosstalk", crosstalk_curves(ct)))
@@ -304,8 +313,10 @@ def capacity_bars(records: list[dict[str, Any]]) -> Figure:
 
 
 def plot_study(study_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None,
-               baseline: str | None = None, metric: str = "test_acc") -> list[Path]:  # fmt: skip
-    """Read a study folder (lateralnorm.study.Study) and write its plots; returns the files written."""
+               baseline: str | None = None, metric: str | None = None) -> list[Path]:  # fmt: skip
+    """Read a study folder (lateralnorm.study.Study) and write its plots; returns the files written. The
+    metric defaults to the one the study's spec judges, the baseline to the study's (per cell for a
+    compare_within study), and the forest plot's intervals take the study's level."""
     from lateralnorm.study import Study
 
     path = Path(study_dir)
@@ -315,15 +326,18 @@ def plot_study(study_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str
         )
     study = Study.load(path)
     try:
-        runs, epochs, probes = study.runs(), study.epochs(), study.probes()
-        base = baseline if baseline is not None else study.baseline
+        runs, epochs, probes, meta = study.runs(), study.epochs(), study.probes(), study.meta
+        base = baseline if baseline is not None else study.baselines
+        confidence = study.confidence
     finally:
         study.close()
     if runs.empty:
         raise UsageError(f"study '{path}' has no runs yet; run it first (lateralnorm study run)")
+    metric = metric or (meta.get("spec") or {}).get("metric") or "test_acc"
     written = plot_frames(
-        runs, epochs, probes, out_dir if out_dir is not None else path / "plots", base, metric
-    )
+        runs, epochs, probes, out_dir if out_dir is not None else path / "plots", base, metric,
+        confidence=confidence,
+    )  # fmt: skip
     if not written:
         raise UsageError(f"study '{path}' has no finished runs with metrics to plot yet")
     return written
