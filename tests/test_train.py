@@ -193,3 +193,34 @@ def test_mnist1d_recipes_learn(tmp_cwd, model):
     res = run(default_config("mnist1d", model, norm="ln", epochs=10, out_dir="r"))
     assert res.status == "done" and res.history[-1].train_loss < res.history[0].train_loss
     assert res.test_acc > (0.12 if model == "rnn" else 0.25)  # vanilla RNNs barely learn MNIST-1D
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(norm="ln", optimizer="adamw", weight_decay=0.01),
+        dict(norm="dn:kappa=full,learn_alpha=true,alpha=1.5", optimizer="adamw", kappa_decay=0.1),
+        dict(norm="rms", optimizer="sgd", weight_decay=0.01),
+        dict(dataset="digits", model="gru", norm="ln", subset=128, width=6),
+    ],
+)
+def test_the_batched_optimizer_trains_bitwise_like_the_per_tensor_loop(tmp_cwd, monkeypatch, kw):
+    """The trainer's optimizers update all tensors in one call per op (foreach): committed results were
+    made with torch's per-tensor loop, so the parameters after training must be bitwise the same."""
+    import lateralnorm.train as train_mod
+
+    made = train_mod._optimizer
+    run(_cfg(**kw, out_dir="batched"))
+    with monkeypatch.context() as m:  # the same optimizer with torch's per-tensor loop
+
+        def per_tensor(config, model):  # noqa: ANN001, ANN202
+            opt = made(config, model)
+            assert all(g["foreach"] for g in opt.param_groups)
+            for g in opt.param_groups:
+                g["foreach"] = False
+            return opt
+
+        m.setattr(train_mod, "_optimizer", per_tensor)
+        run(_cfg(**kw, out_dir="loop"))
+    a, b = (torch.load(f"{d}/checkpoint.pt", weights_only=True) for d in ("batched", "loop"))
+    assert len(a) >= 4 and all(torch.equal(a[k], b[k]) for k in a)

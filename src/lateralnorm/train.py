@@ -189,12 +189,15 @@ def _param_groups(config: RunConfig, model: nn.Module) -> list[dict[str, Any]]:
 
 
 def _optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """AdamW or SGD over all parameters. `foreach`: one call per update op for all tensors together instead
+    of a Python loop over them (torch's CPU default): the same arithmetic, bitwise the same parameters (tested),
+    and less per-step overhead for models of many small tensors."""
     params = _param_groups(config, model)
     if config.optimizer == "sgd":
         return torch.optim.SGD(
-            params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+            params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, foreach=True
         )
-    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, foreach=True)
 
 
 def _scheduler(config: RunConfig, opt: torch.optim.Optimizer, total_steps: int) -> Any:
