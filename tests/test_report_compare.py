@@ -79,7 +79,7 @@ def test_a_set_compared_with_itself_agrees_everywhere(sets):
 def test_the_markdown_names_every_moved_cell_and_the_totals(sets):
     text = render_markdown(compare_sets(*sets), "ref", "new")
     assert "| cmp-mnist1d | 1 of 3 |" in text and "| **all** | **1 of 3** |" in text
-    assert "only-in-ref | only in the reference set" in text
+    assert "only-in-ref | not in new |" in text
     assert "- norm=rms: worse" in text and "→ no detectable difference" in text
     assert "- norm=gelu: better +5.00" in text and "**reversal**" in text
     assert "norm=relu:" not in text  # kept verdicts are only counted
@@ -96,3 +96,13 @@ def test_results_compare_writes_the_comparison_and_refuses_a_bad_reference(sets,
     assert main(["results", str(manifest), "--out", str(new), "--compare", str(new)]) == 2
     assert "is the output folder itself" in capsys.readouterr().err
     assert not (new / "comparison.md").exists()  # nothing written before the checks
+
+
+def test_the_compare_command_prints_and_writes_the_table(sets, tmp_path, capsys):
+    ref, new = sets
+    out = tmp_path / "cmp.md"
+    assert main(["compare", str(ref), str(new), "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| cmp-mnist1d | 1 of 3 |" in printed and out.read_text().startswith(f"# {new} against {ref}")
+    assert main(["compare", str(ref), str(tmp_path / "nowhere")]) == 2
+    assert "is not a folder" in capsys.readouterr().err

@@ -23,6 +23,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "differences inside its intervals; written to OUT/comparison.md")  # fmt: skip
     p.set_defaults(func=_results)
 
+    c = sub.add_parser(
+        "compare",
+        help="compare two answer sets verdict by verdict (did a re-run reproduce the committed results?)",
+    )
+    c.add_argument("reference", help="the answer set compared with, e.g. results")
+    c.add_argument("candidate", help="the re-run: an answer set, or a folder of study folders")
+    c.add_argument("-o", "--out", help="also write the comparison (Markdown) to this file")
+    c.set_defaults(func=_compare)
+
 
 def _results(args: argparse.Namespace) -> int:
     from pathlib import Path
@@ -45,12 +54,23 @@ def _results(args: argparse.Namespace) -> int:
     print(f"answer set: {sum(sum(c.values()) for c in stamp['runs'].values())} runs, "
           f"{total / 60:.0f} min of study time in all -> {args.out}")  # fmt: skip
     if args.compare is not None:
-        from lateralnorm import atomic
-        from lateralnorm.report.compare import compare_sets, render_markdown
+        _write_comparison(args.compare, args.out, Path(args.out) / "comparison.md")
+    return 0
 
-        text = render_markdown(
-            compare_sets(args.compare, args.out), reference=args.compare, candidate=args.out
-        )
-        atomic.write_text(Path(args.out) / "comparison.md", f"# {args.out} against {args.compare}\n\n{text}")
-        print(text, end="")
+
+def _write_comparison(reference: str, candidate: str, out: object | None) -> None:
+    from lateralnorm import atomic
+    from lateralnorm.report.compare import compare_sets, render_markdown
+
+    text = render_markdown(compare_sets(reference, candidate), reference=reference, candidate=candidate)
+    if out is not None:
+        atomic.write_text(out, f"# {candidate} against {reference}\n\n{text}")  # type: ignore[arg-type]
+    print(text, end="")
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from lateralnorm.report.compare import study_folders
+
+    study_folders(args.reference), study_folders(args.candidate)  # both readable before any work
+    _write_comparison(args.reference, args.candidate, args.out)
     return 0

@@ -144,7 +144,7 @@ def render_markdown(
     for s in studies:
         if s.missing:
             lines.append(
-                f"| {s.folder} | only in the {'reference' if s.missing == 'candidate' else candidate} set | | |"
+                f"| {s.folder} | {'not in ' + candidate if s.missing == 'candidate' else 'not in ' + reference} | | |"
             )
             continue
         n = len(s.cells)
