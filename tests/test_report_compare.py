@@ -106,3 +106,14 @@ def test_the_compare_command_prints_and_writes_the_table(sets, tmp_path, capsys)
     assert "| cmp-mnist1d | 1 of 3 |" in printed and out.read_text().startswith(f"# {new} against {ref}")
     assert main(["compare", str(ref), str(tmp_path / "nowhere")]) == 2
     assert "is not a folder" in capsys.readouterr().err
+
+
+def test_several_re_runs_list_the_cells_whose_verdict_is_not_stable(sets, capsys):
+    ref, new = sets
+    assert main(["compare", str(ref), str(new), str(ref)]) == 0  # two re-runs: the changed one and a copy
+    text = capsys.readouterr().out
+    across = text[text.index("## Across") :]
+    assert "| cmp-mnist1d | 3 | 1 of 3 |" in across  # relu is better in all three sets
+    assert "- norm=rms: worse -4.97; no detectable difference -0.48; worse -4.97" in across
+    assert "- norm=gelu: better +5.00; worse -5.00; better +5.00" in across
+    assert "norm=relu:" not in across

@@ -28,7 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="compare two answer sets verdict by verdict (did a re-run reproduce the committed results?)",
     )
     c.add_argument("reference", help="the answer set compared with, e.g. results")
-    c.add_argument("candidate", help="the re-run: an answer set, or a folder of study folders")
+    c.add_argument("candidate", nargs="+",
+                   help="the re-run(s): answer sets, or folders of study folders; with several, also a table of "
+                        "the cells whose verdict is not the same in every set")  # fmt: skip
     c.add_argument("-o", "--out", help="also write the comparison (Markdown) to this file")
     c.set_defaults(func=_compare)
 
@@ -58,19 +60,27 @@ def _results(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_comparison(reference: str, candidate: str, out: object | None) -> None:
+def _write_comparison(reference: str, candidates: str | list[str], out: object | None) -> None:
     from lateralnorm import atomic
-    from lateralnorm.report.compare import compare_sets, render_markdown
+    from lateralnorm.report.compare import compare_sets, render_markdown, render_stability
 
-    text = render_markdown(compare_sets(reference, candidate), reference=reference, candidate=candidate)
+    names = [candidates] if isinstance(candidates, str) else list(candidates)
+    runs = [(name, compare_sets(reference, name)) for name in names]
+    parts = [render_markdown(studies, reference=reference, candidate=name) for name, studies in runs]
+    if len(runs) > 1:
+        parts.append(
+            f"## Across {reference} and the {len(runs)} re-runs\n\n" + render_stability(reference, runs)
+        )
+    text = "\n".join(parts)
     if out is not None:
-        atomic.write_text(out, f"# {candidate} against {reference}\n\n{text}")  # type: ignore[arg-type]
+        atomic.write_text(out, f"# {', '.join(names)} against {reference}\n\n{text}")  # type: ignore[arg-type]
     print(text, end="")
 
 
 def _compare(args: argparse.Namespace) -> int:
     from lateralnorm.report.compare import study_folders
 
-    study_folders(args.reference), study_folders(args.candidate)  # both readable before any work
+    for folder in (args.reference, *args.candidate):  # every set readable before any work
+        study_folders(folder)
     _write_comparison(args.reference, args.candidate, args.out)
     return 0

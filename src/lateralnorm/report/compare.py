@@ -169,3 +169,44 @@ def render_markdown(
                 f"{KIND_LABEL[c.candidate]} {_fmt_diff(c.cand_diff, k)}{tag}"
             )
     return "\n".join(lines) + "\n"
+
+
+def render_stability(reference: str, candidates: list[tuple[str, list[StudyComparison]]]) -> str:
+    """Several re-runs of one reference: per study, how many cells got one verdict in every set that ran the
+    study, and a table of the cells that did not (verdict and difference per set)."""
+    names = [reference] + [name for name, _ in candidates]
+    by_study: dict[str, list[StudyComparison | None]] = {}
+    for i, (_, studies) in enumerate(candidates):
+        for s in studies:
+            by_study.setdefault(s.folder, [None] * len(candidates))[i] = None if s.missing else s
+    lines = ["| study | sets that ran it | cells with one verdict in every set |", "|---|---|---|"]
+    detail: list[str] = []
+    for folder, runs in by_study.items():
+        present = [(names[i + 1], s) for i, s in enumerate(runs) if s is not None]
+        if not present:
+            continue
+        cells = [c.cell for c in present[0][1].cells]
+        k, unit = scale_of(present[0][1].metric)
+        unstable = []
+        for j, cell in enumerate(cells):
+            per = [(reference, present[0][1].cells[j].reference, present[0][1].cells[j].ref_diff)]
+            for name, s in present:
+                match = [c for c in s.cells if c.cell == cell]
+                per.append(
+                    (name, match[0].candidate, match[0].cand_diff)
+                    if match
+                    else (name, "missing", (math.nan,) * 3)
+                )
+            if len({kind for _, kind, _ in per}) > 1:
+                unstable.append((cell, per))
+        lines.append(f"| {folder} | {1 + len(present)} | {len(cells) - len(unstable)} of {len(cells)} |")
+        if unstable:
+            detail += [
+                "",
+                f"**{folder}** (difference{unit} per set: {', '.join(n for n, _ in [(reference, 0), *present])})",
+                "",
+            ]
+            for cell, per in unstable:
+                cols = "; ".join(f"{KIND_LABEL[kind]} {fmt_signed(d[0] * k)}" for _, kind, d in per)
+                detail.append(f"- {cell}: {cols}")
+    return "\n".join(lines + detail) + "\n"
