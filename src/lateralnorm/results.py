@@ -142,7 +142,7 @@ def run_all(
     echo("=== report, table, figures")
     report, csv = _report(present, out)
     figures = _figures(present, out, capacity)
-    stamp = _stamp(present, walls, time.perf_counter() - t_all, previous)
+    stamp = _stamp(present, walls, time.perf_counter() - t_all, previous, report_only)
     atomic.write_json(stamp_path, stamp, indent=2)
     echo(f"wrote {report}, {csv}, {len(figures)} figure files, {stamp_path}")
     return stamp
@@ -200,8 +200,15 @@ def _figures(folders: list[Path], out: Path, capacity: list[dict[str, Any]]) -> 
 
 
 def _stamp(
-    folders: list[Path], walls: dict[str, float], total: float, previous: dict[str, Any]
+    folders: list[Path],
+    walls: dict[str, float],
+    total: float,
+    previous: dict[str, Any],
+    report_only: bool = False,
 ) -> dict[str, Any]:
+    """Where and when the runs were made (machine, date, commit, versions, wall time per study) and how many
+    runs each study holds. A --report-only call trains nothing: it keeps the previous stamp's machine, date,
+    commit and versions (the runs' provenance) and records itself under `report_rebuilt`."""
     import torch
 
     from lateralnorm.report.build import git_revision
@@ -211,10 +218,16 @@ def _stamp(
     for f in folders:
         with Study(f) as s:
             counts[f.name] = s.counts()
-    return {
+    now = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
         "commit": git_revision(),
         "machine": {"platform": platform.platform(), "processor": _cpu_model(), "cores": os.cpu_count()},
+    }
+    if report_only and previous.get("machine"):
+        keep = ("date", "commit", "machine", "versions", "wall_s", "wall_total_s", "this_call_s")
+        return {**{k: previous[k] for k in keep if k in previous}, "runs": counts, "report_rebuilt": now}
+    return {
+        **now,
         "versions": {"python": platform.python_version(), "torch": torch.__version__},
         "wall_s": {k: round(v, 1) for k, v in walls.items()},
         "wall_total_s": round(sum(walls.values()), 1),
