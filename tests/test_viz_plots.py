@@ -207,3 +207,16 @@ def test_study_figures_use_the_metric_the_study_judges(tmp_path, monkeypatch):
     results._figures([tmp_path / "s"], tmp_path / "answer", capacity=[])
     assert metrics == ["test_loss", "test_loss"]
     assert (tmp_path / "answer" / "figures" / "s" / "forest.svg").is_file()
+
+
+def test_a_loss_that_goes_up_is_drawn_as_worse():
+    diffs = pd.DataFrame({"cell": ["up", "down"], "mean_diff": [0.5, -0.5], "diff_ci_low": [0.4, -0.6],
+                          "diff_ci_high": [0.6, -0.4]})  # fmt: skip
+    for metric, up_color in (("test_loss", "#e4572e"), ("test_acc", "#2e9d5b")):
+        ax = plots.forest_plot(diffs, "base", metric).axes[0]
+        colors = {
+            tuple(np.round(ln.get_xdata(), 2)): ln.get_color()
+            for ln in ax.get_lines()
+            if len(ln.get_xdata()) == 2
+        }
+        assert colors[(0.4, 0.6)] == up_color and colors[(-0.6, -0.4)] != up_color

@@ -25,6 +25,8 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from lateralnorm.study.stats import lower_is_better
+
 ALPHA = 0.05
 Kind = Literal["baseline", "better", "worse", "no_difference", "not_comparable"]
 
@@ -59,10 +61,6 @@ class Verdict:
     kind: Kind
     text: str
     flags: tuple[str, ...] = field(default_factory=tuple)
-
-
-def lower_is_better(metric: str) -> bool:
-    return "loss" in metric or metric.endswith("_err") or metric.endswith("error")
 
 
 def scale_of(metric: str) -> tuple[float, str]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from lateralnorm.errors import UsageError
 from lateralnorm.runconfig import RunResult
-from lateralnorm.study import adaptive, tuning
+from lateralnorm.study import adaptive, stats, tuning
 from lateralnorm.study.executors import Executor, Outcome, RunFn, Task, make_executor
 from lateralnorm.study.plan import baseline_label, baseline_map, plan
 from lateralnorm.study.spec import StudySpec
@@ -211,7 +211,7 @@ def _tune(
         return None
     with Study(tdir) as reader:
         table = tuning.grid_table(spec, reader.runs(), spec.metric)
-    chosen = tuning.choose(table, lower_is_better=spec.metric.endswith("loss"))
+    chosen = tuning.choose(table, lower_is_better=stats.lower_is_better(spec.metric))
     echo(f"study {spec.name}: learning rates chosen on the validation split: "
          + ", ".join(f"{c} -> {lr:g}" for c, lr in chosen.items()))  # fmt: skip
     return chosen

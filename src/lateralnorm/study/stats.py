@@ -26,6 +26,11 @@ from scipy import stats as sps
 CELL = "cell"
 
 
+def lower_is_better(metric: str) -> bool:
+    """Losses and error rates: a negative difference is the better one."""
+    return "loss" in metric or metric.endswith("_err") or metric.endswith("error")
+
+
 def _samples(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
     if metric not in runs.columns:
         raise KeyError(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+from lateralnorm.study import stats
 from lateralnorm.study.plan import cell_label, cells
 from lateralnorm.study.spec import StudySpec
 
@@ -67,7 +68,7 @@ def grid_table(spec: StudySpec, tune_runs: pd.DataFrame, metric: str = "test_acc
                 "val_mean": float(ok[metric].mean()) if len(ok) else math.nan,
             })  # fmt: skip
     table = pd.DataFrame(rows, columns=["cell", "lr", "n", "lost", "val_mean"])
-    chosen = choose(table, lower_is_better=metric.endswith("loss"))
+    chosen = choose(table, lower_is_better=stats.lower_is_better(metric))
     table["chosen"] = [chosen.get(c) == lr for c, lr in zip(table["cell"], table["lr"])]
     return table
 

@@ -95,7 +95,10 @@ def forest_plot(
     diffs: columns `by`, mean_diff, diff_ci_low, diff_ci_high, and optionally n_pairs and p_t_holm
     (the output of lateralnorm.study.stats.paired_vs_baseline). Intervals that exclude 0 are drawn solid.
     """
+    from lateralnorm.study.stats import lower_is_better
+
     _need(diffs, (by, "mean_diff", "diff_ci_low", "diff_ci_high"), "forest plot")
+    good_sign = -1.0 if lower_is_better(metric) else 1.0  # a loss that goes down is the better one
     d = diffs.dropna(subset=["mean_diff"]).sort_values("mean_diff").reset_index(drop=True)
     fig = Figure(figsize=(7.5, 1.2 + 0.42 * max(len(d), 1)), layout="constrained")
     ax = fig.subplots()
@@ -104,7 +107,7 @@ def forest_plot(
         lo, hi = row["diff_ci_low"], row["diff_ci_high"]
         has_ci = np.isfinite(lo) and np.isfinite(hi)
         clear = has_ci and (lo > 0 or hi < 0)
-        color = ("#2e9d5b" if row["mean_diff"] > 0 else "#e4572e") if clear else "#5b6475"
+        color = ("#2e9d5b" if row["mean_diff"] * good_sign > 0 else "#e4572e") if clear else "#5b6475"
         if has_ci:
             ax.plot([lo, hi], [i, i], color=color, lw=2.2, alpha=1.0 if clear else 0.6)
         ax.plot(row["mean_diff"], i, "s", color=color, ms=7)
