@@ -9,6 +9,7 @@ from matplotlib.figure import Figure
 
 from lateralnorm.cli import main
 from lateralnorm.errors import UsageError
+from lateralnorm.study import stats
 from lateralnorm.viz import plots
 
 CELLS = ["norm=ln", "norm=relu>ln", "norm=dn"]
@@ -188,7 +189,7 @@ def test_the_forest_plot_draws_and_names_the_studys_interval_level(tmp_path, mon
     }
     assert span["99"] > span["95"] * 1.5  # t quantiles at 3 degrees of freedom: 5.84 vs 3.18
     assert "99% CI" in real(d99, "base", level="99%").axes[0].get_title()
-    assert plots.level_label(1 - 0.05 / 3) == "98.3%"
+    assert stats.level_label(1 - 0.05 / 3) == "98.3%"
 
 
 def test_study_figures_use_the_metric_the_study_judges(tmp_path, monkeypatch):

@@ -542,7 +542,7 @@ def qt(ctx: Context) -> Answer:
         f"{_short(c)} {_bits(r['mean'])} [{_bits(r['ci_low'])}, {_bits(r['ci_high'])}] (n = {int(r['n'])})"
         for c, r in t.iterrows()
     ]
-    level = f"{ctx.confidence:.1%}".replace(".0%", "%")
+    level = stats.level_label(ctx.confidence)
     paragraphs = [
         f"Test loss in bits per character, mean [{level} interval] over seeds: " + "; ".join(per_norm) + "."
     ]

@@ -456,7 +456,7 @@ def collect(study_dir: str | Path, metric: str | None = None, anchor: str | None
         axes=list(meta.get("axes") or []),
         counts=counts, warnings=warnings, cells=_cells(runs, table, vs, metric),
         paired=_paired(table, baseline, metric, (spec.get("adaptive") or {}).get("min_effect")),
-        answer=answers.answer(ctx), metric_label=METRIC_LABELS.get(metric, metric), level=plots.level_label(confidence),
+        answer=answers.answer(ctx), metric_label=METRIC_LABELS.get(metric, metric), level=stats.level_label(confidence),
         sequential=_sequential(meta, metric), tuning=tune_rows, tune_rates=tune_rates,
-        figures=_figures(runs, st.epochs, st.probes, table, baseline, metric, plots.level_label(confidence)), raw=_raw(runs), runs=runs, verdicts=vs,
+        figures=_figures(runs, st.epochs, st.probes, table, baseline, metric, stats.level_label(confidence)), raw=_raw(runs), runs=runs, verdicts=vs,
     )  # fmt: skip

@@ -26,6 +26,11 @@ from scipy import stats as sps
 CELL = "cell"
 
 
+def level_label(confidence: float) -> str:
+    """0.95 → '95%', 0.98333 → '98.3%': how an interval's level is written everywhere."""
+    return f"{confidence:.1%}".replace(".0%", "%")
+
+
 def lower_is_better(metric: str) -> bool:
     """Losses and error rates: a negative difference is the better one."""
     return "loss" in metric or metric.endswith("_err") or metric.endswith("error")

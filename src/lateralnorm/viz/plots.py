@@ -20,7 +20,7 @@ from matplotlib.ticker import MaxNLocator
 
 from lateralnorm.atomic import atomic_path
 from lateralnorm.errors import UsageError
-from lateralnorm.study.stats import t_interval
+from lateralnorm.study.stats import lower_is_better, t_interval
 
 PALETTE = ("#2a6fdb", "#e4572e", "#2e9d5b", "#8a5cc7", "#f2a541", "#17a2b8", "#7f7f7f", "#c2185b", "#5d4037")
 LABELS = {"test_acc": "test accuracy", "train_acc": "train accuracy", "test_loss": "test loss",
@@ -81,11 +81,6 @@ def learning_curves(
 
 
 # ---------------------------------------------------------------------------------------------- forest plot
-def level_label(confidence: float) -> str:
-    """0.95 → '95%', 0.98333 → '98.3%': how an interval's level is written everywhere."""
-    return f"{confidence:.1%}".replace(".0%", "%")
-
-
 def forest_plot(
     diffs: pd.DataFrame, baseline: str, metric: str = "test_acc", by: str = "cell", level: str = "95%"
 ) -> Figure:
@@ -95,8 +90,6 @@ def forest_plot(
     diffs: columns `by`, mean_diff, diff_ci_low, diff_ci_high, and optionally n_pairs and p_t_holm
     (the output of lateralnorm.study.stats.paired_vs_baseline). Intervals that exclude 0 are drawn solid.
     """
-    from lateralnorm.study.stats import lower_is_better
-
     _need(diffs, (by, "mean_diff", "diff_ci_low", "diff_ci_high"), "forest plot")
     good_sign = -1.0 if lower_is_better(metric) else 1.0  # a loss that goes down is the better one
     d = diffs.dropna(subset=["mean_diff"]).sort_values("mean_diff").reset_index(drop=True)
@@ -259,7 +252,7 @@ def plot_frames(runs: pd.DataFrame, epochs: pd.DataFrame, probes: pd.DataFrame, 
             raise UsageError(f"baseline {baseline!r} is not a cell of this study; cells: {cells}")
         diffs = stats.paired_vs_baseline(runs, baseline, metric, confidence=confidence)
         label = baseline if isinstance(baseline, str) else "each cell's own baseline"
-        figures.append(("forest", forest_plot(diffs, label, metric, level=level_label(confidence))))
+        figures.append(("forest", forest_plot(diffs, label, metric, level=stats.level_label(confidence))))
     ct = crosstalk_frame(probes)
     if len(ct):
         figures.append(("crosstalk", crosstalk_curves(ct)))
