@@ -284,3 +284,77 @@ def test_run_records_name_the_kernel(monkeypatch):
 def test_kernel_is_built_with_openmp():
     """Without OpenMP at::parallel_for runs the rows on one thread whatever torch.set_num_threads says."""
     assert cpu_kernel.extension().built_with_openmp()
+
+
+RECURRENT_NORMS = ["none", "ln", "dn:fn=rect,alpha=1,kappa_init=0.1,beta=1", "dn:fn=signed,r=0.5"]
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("norm", RECURRENT_NORMS)
+def test_compiled_recurrent_gates_equal_the_torch_ops(kind, norm):
+    """The LSTM/GRU gate steps of `csrc/recurrent_gates.cpp` are the torch-op step loop's function: every
+    hidden state and every parameter's and the input's gradient agree in float64 (random biases, a loss that
+    weights every step differently, so each gate's and the cell state's backward path is exercised)."""
+    from lateralnorm.models.rnn import NormRecurrentCell
+
+    torch.manual_seed(3)
+    cell = NormRecurrentCell(kind, 3, 8, norm).double()
+    with torch.no_grad():
+        cell.bias.normal_()
+    x = torch.randn(5, 7, 3, dtype=torch.float64)
+    weights = torch.randn(5, 7, 8, dtype=torch.float64)
+    results = []
+    for compiled in (True, False):
+        cell.zero_grad()
+        xi = x.clone().requires_grad_(True)
+        out = cell.step_loop(xi, compiled_gates=compiled)
+        (out * weights).sum().backward()
+        results.append(
+            (out.detach(), xi.grad, [p.grad.clone() for p in cell.parameters() if p.grad is not None])
+        )
+    (out_c, gx_c, gp_c), (out_t, gx_t, gp_t) = results
+    torch.testing.assert_close(out_c, out_t, rtol=1e-12, atol=1e-13)
+    torch.testing.assert_close(gx_c, gx_t, rtol=1e-10, atol=1e-12)
+    assert len(gp_c) == len(gp_t) == len(list(cell.parameters()))
+    for a, b in zip(gp_c, gp_t):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_compiled_recurrent_gates_run_in_training(monkeypatch):
+    """The cell's step loop uses the compiled gates when the kernel is there (float32 on CPU), and the torch
+    ops when LATERALNORM_CPU_KERNEL=torch; both give the same hidden states to float32 rounding."""
+    from lateralnorm.models.rnn import NormRecurrentCell
+
+    torch.manual_seed(0)
+    cell = NormRecurrentCell("lstm", 1, 16, "ln")
+    x = torch.randn(4, 6, 1)
+    calls = []
+    ext = cpu_kernel.extension()
+    real = ext.lstm_gates
+
+    class Spy:  # the pybind module's attributes cannot be patched; stand in for it
+        def __getattr__(self, name):  # noqa: ANN001, ANN204
+            return getattr(ext, name)
+
+        def lstm_gates(self, *args):  # noqa: ANN002, ANN201
+            calls.append(1)
+            return real(*args)
+
+    monkeypatch.setattr(cpu_kernel, "extension", lambda: Spy())
+    compiled = cell.step_loop(x)
+    assert len(calls) == 6  # one per step
+    monkeypatch.undo()  # the real extension() again
+    monkeypatch.setenv("LATERALNORM_CPU_KERNEL", "torch")
+    monkeypatch.setattr(cpu_kernel, "_state", {"tried": False, "ext": None})
+    assert not cpu_kernel.applies_to(x)
+    torch.testing.assert_close(cell.step_loop(x), compiled, rtol=1e-5, atol=1e-6)
+
+
+def test_compiled_recurrent_gates_refuse_double_backward():
+    """The gates' backward is hand-written: create_graph through it is a clear error, not silent zeros."""
+    from lateralnorm.models.rnn import NormRecurrentCell
+
+    cell = NormRecurrentCell("gru", 2, 4, "ln")
+    out = cell.step_loop(torch.randn(3, 5, 2))
+    with pytest.raises(RuntimeError, match="LATERALNORM_CPU_KERNEL=torch"):
+        torch.autograd.grad(out.sum(), list(cell.parameters()), create_graph=True)

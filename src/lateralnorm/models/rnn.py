@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from lateralnorm.models.common import Act
-from lateralnorm.norms import create_norm
+from lateralnorm.norms import cpu_kernel, create_norm
 from lateralnorm.norms.standard import Identity
 
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
@@ -118,14 +118,19 @@ class NormRecurrentCell(nn.Module):
             return self._fused(x.contiguous())
         return self.step_loop(x)
 
-    def step_loop(self, x: torch.Tensor) -> torch.Tensor:
-        """The cell written step by step (any norm; the reference the fused path is tested against)."""
+    def step_loop(self, x: torch.Tensor, compiled_gates: bool = True) -> torch.Tensor:
+        """The cell written step by step (any norm; the reference the fused path is tested against). An LSTM's
+        or GRU's gate arithmetic after the norm runs in the compiled kernel (`csrc/recurrent_gates.cpp`: one
+        autograd node per step and part instead of about a dozen) when it is available and `compiled_gates`;
+        else in torch ops, the same formulas (tested equal)."""
         b, steps, _ = x.shape
         hdim = self.hidden
         # all steps' input projections in one matmul, split into per-step views by unbind: its backward
         # stacks the T step gradients once (indexing each step would scatter it into a zero (B, T, G·H))
         xw = self.w_x(x)  # (B, T, G·H)
         normed, bias = self._norm_fn(), self.bias
+        fusable = compiled_gates and not torch.compiler.is_compiling() and cpu_kernel.applies_to(xw)
+        kernel = cpu_kernel.extension() if fusable else None
         h = x.new_zeros(b, hdim)
         c = x.new_zeros(b, hdim)
         outputs = []
@@ -134,15 +139,22 @@ class NormRecurrentCell(nn.Module):
             b_rz, b_n = bias.split([2 * hdim, hdim])
             for t in range(steps):
                 hw_rz, hw_n = self.w_h(h).split([2 * hdim, hdim], dim=-1)  # (B, 2H), (B, H)
-                r, z = torch.sigmoid(normed(x_rz[t] + hw_rz) + b_rz).split(hdim, dim=-1)
-                n = torch.tanh(normed(x_n[t] + r * hw_n) + b_n)
-                h = (1 - z) * n + z * h
+                a_rz = normed(x_rz[t] + hw_rz)
+                if kernel is not None:
+                    z, pre_n = kernel.gru_reset(a_rz, b_rz, hw_n, x_n[t])
+                    h = kernel.gru_update(normed(pre_n), b_n, z, h)
+                else:
+                    r, z = torch.sigmoid(a_rz + b_rz).split(hdim, dim=-1)
+                    n = torch.tanh(normed(x_n[t] + r * hw_n) + b_n)
+                    h = (1 - z) * n + z * h
                 outputs.append(h)
             return torch.stack(outputs, dim=1)
         xs = xw.unbind(1)
         for t in range(steps):
             if self.kind == "rnn":
                 h = self.act(normed(xs[t] + self.w_h(h)) + bias)
+            elif kernel is not None:  # lstm
+                h, c = kernel.lstm_gates(normed(xs[t] + self.w_h(h)), bias, c)
             else:  # lstm
                 a = normed(xs[t] + self.w_h(h)) + bias  # (B, 4H): i f g o
                 i, f, g, o = a.chunk(4, dim=1)

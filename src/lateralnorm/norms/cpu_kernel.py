@@ -1,8 +1,10 @@
-"""The compiled CPU kernel for divisive normalization with an O(N) pool (`csrc/dn_rows.cpp`).
+"""The compiled CPU kernel for divisive normalization with an O(N) pool (`csrc/dn_rows.cpp`), which also
+carries the channels-first LN/RMS sweeps and the LSTM/GRU gate steps of `models/rnn.py`
+(`csrc/recurrent_gates.cpp`).
 
 It is built once per machine, on first use, with torch's C++ extension tooling (a C++ compiler and ninja),
 into `<cache>/ext/dn_rows-<key>/` (cache: $LATERALNORM_KERNEL_CACHE, else $LATERALNORM_CACHE, else
-~/.cache/lateralnorm; the key covers the source, torch, Python and the CPU). Later processes load the built
+~/.cache/lateralnorm; the key covers the sources, torch, Python and the CPU). Later processes load the built
 library directly; `make setup` builds it ahead (`lateralnorm norms --build-kernel`).
 
 LATERALNORM_CPU_KERNEL chooses: `auto` (default: the compiled kernel when it builds, else the PyTorch
@@ -31,7 +33,9 @@ import torch
 from lateralnorm.cache_root import cache_dir
 from lateralnorm.errors import UsageError
 
-SOURCE = Path(__file__).parent / "csrc" / "dn_rows.cpp"
+CSRC = Path(__file__).parent / "csrc"
+# dn_rows.cpp holds the module's bindings; recurrent_gates.cpp the LSTM/GRU gate steps (models/rnn.py)
+SOURCES = (CSRC / "dn_rows.cpp", CSRC / "recurrent_gates.cpp")
 MODES = ("auto", "cpp", "torch")
 # -fno-trapping-math lets GCC vectorize the branchy element loops (relu, sign, a > 0 ? …); without it the
 # row loops run an order of magnitude slower. -fno-math-errno lets sqrt vectorize.
@@ -84,7 +88,12 @@ def _cpu_id() -> str:
 @functools.cache
 def build_key() -> str:
     h = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), torch.__version__.encode(), sys.version.encode(), _cpu_id().encode()):
+    for part in (
+        *(src.read_bytes() for src in SOURCES),
+        torch.__version__.encode(),
+        sys.version.encode(),
+        _cpu_id().encode(),
+    ):
         h.update(part)
     h.update(" ".join(CFLAGS + _arch_flags()).encode())
     return h.hexdigest()[:16]
@@ -165,11 +174,12 @@ def build(verbose: bool = False) -> ModuleType:
     folder.mkdir(parents=True, exist_ok=True)
     _with_ninja_on_path()
     print(
-        f"lateralnorm: compiling the CPU kernel for dn once, into {folder} (about a minute)", file=sys.stderr
+        f"lateralnorm: compiling the CPU kernels (dn, channel LN, recurrent gates) once, into {folder}",
+        file=sys.stderr,
     )
     return cpp_extension.load(
         name=name,
-        sources=[str(SOURCE)],
+        sources=[str(src) for src in SOURCES],
         extra_cflags=CFLAGS + _arch_flags(),
         extra_ldflags=["-fopenmp"] if _is_gcc() else [],
         build_directory=str(folder),

@@ -842,8 +842,11 @@ std::vector<at::Tensor> chan_backward(const at::Tensor& g, const at::Tensor& x, 
   return {gx, gw_part.sum(0).to(x.scalar_type()), gb_part.sum(0).to(x.scalar_type())};
 }
 
+void register_recurrent_gates(pybind11::module_& m);  // recurrent_gates.cpp
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.doc() = "lateralnorm: fused CPU rows for divisive normalization with an O(N) pool";
+  m.doc() = "lateralnorm: fused CPU rows for divisive normalization with an O(N) pool, channels-first LN, "
+            "and recurrent gates";
   m.def("forward", &forward, "(out, stats, w): out = γ φ(t) (β + c pool ψ(t))^(−r) + b, row by row");
   m.def("backward", &backward, "(gy, Σ g z, Σ g, Σ q, Σ q W)");
   m.def("forward_module", &forward_module, "the layer's eager forward: (out, stats, w)");
@@ -853,4 +856,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("nonneg_grad", &nonneg_grad, "the gradient of nonneg_value with the lower bound's rule");
   m.def("chan_forward", &chan_forward, "channels-first LN/RMS over C: (out, mean, rstd)");
   m.def("chan_backward", &chan_backward, "channels-first LN/RMS backward: (gx, gw, gb)");
+  register_recurrent_gates(m);
 }
