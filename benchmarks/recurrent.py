@@ -7,7 +7,8 @@ Shape: B=100 sequences of T=40 steps, 1 input feature (MNIST-1D read as a sequen
 the recurrent layer alone (lateralnorm.models.rnn.NormRecurrentCell vs the torch module); the loss is the
 sum of the last hidden state. Best of `rounds` interleaved rounds of 5 steps (noise only adds time).
 Targets (issue 13): norm none ≤ 1.2× the torch module; ln or a dn preset in the recurrence ≤ 2× the torch
-module without norm.
+module without norm. `--torch-gates` adds, for each GRU/LSTM norm, the same cell with its gate arithmetic in
+torch ops instead of the compiled kernel (`csrc/recurrent_gates.cpp`): the before/after of that kernel.
 """
 
 from __future__ import annotations
@@ -30,6 +31,17 @@ NORMS = [
     "dn:fn=rect,alpha=1,kappa_init=0.1,beta=1",
 ]
 TARGET = {"none": 1.2}
+
+
+class TorchOpGates(nn.Module):
+    """Our cell with the gate arithmetic in torch ops (the step loop before the compiled gates)."""
+
+    def __init__(self, cell: NormRecurrentCell) -> None:
+        super().__init__()
+        self.cell = cell
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.cell.step_loop(x, compiled_gates=False)
 
 
 class TorchLayer(nn.Module):
@@ -55,6 +67,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--kinds", default="rnn,gru,lstm")
+    ap.add_argument("--torch-gates", action="store_true", help="also time the gates in torch ops")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -64,6 +77,8 @@ def main() -> None:
         models = {"torch": TorchLayer(kind)}
         for norm in NORMS:
             models[norm] = NormRecurrentCell(kind, F, H, norm)
+            if args.torch_gates and kind != "rnn" and norm != "none":
+                models[f"{norm} (torch-op gates)"] = TorchOpGates(models[norm])
         best = {k: float("inf") for k in models}
         for m in models.values():
             batch_time(m, x, 1)  # warm up
