@@ -204,3 +204,25 @@ def test_pool_workers_start_from_the_fork_server_with_the_drivers_current_enviro
         assert second.pool._mp_context.get_start_method() == "forkserver"  # noqa: SLF001
     finally:
         second.shutdown()
+
+
+def test_summary_marks_every_stratum_baseline(tmp_path, capsys):
+    """A compare_within study pairs each cell with its stratum's baseline: the summary marks each of them
+    as a baseline (not as a cell with no comparison) and says so in its title."""
+    spec = validate_spec(
+        {
+            "name": "strata",
+            "seeds": [0, 1, 2],
+            "baseline": {"lr": 0.01},
+            "compare_within": ["epochs"],
+            "grid": {"lr": [0.01, 0.1], "epochs": [1, 2]},
+        }
+    )
+    out = tmp_path / "study"
+    run_study(spec, out, executor=InlineExecutor(fake_run), echo=lambda s: None)
+    assert main(["study", "summary", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "each cell vs its stratum's baseline" in text
+    assert text.count("baseline ") >= 2  # one per stratum (epochs 1 and 2), each marked
+    lines = [ln for ln in text.splitlines() if "lr=0.01" in ln]
+    assert len(lines) == 2 and all("*" in ln and "baseline" in ln for ln in lines)

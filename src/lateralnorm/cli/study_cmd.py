@@ -190,11 +190,14 @@ def cmd_summary(args: argparse.Namespace) -> int:
         if args.metric not in runs.columns:
             raise UsageError(f"unknown metric {args.metric!r}: use a column of the runs table, e.g. test_acc")
         table = study.summary(args.metric, method="bootstrap" if args.bootstrap else "t")
-        baseline, name = study.baseline, study.name
+        baseline, baselines, name = study.baseline, study.baselines, study.name
     ci = "bootstrap" if args.bootstrap else "t"
-    out = Table(
-        title=f"{name}: {args.metric}, mean ± 95% CI ({ci})" + (f", vs {baseline}" if baseline else "")
-    )
+    # a compare_within study pairs each cell with its stratum's baseline: mark every one of them
+    bases = set(baselines.values()) if isinstance(baselines, dict) else {baseline}
+    against = f", vs {baseline}" if len(bases) == 1 and baseline else ""
+    if len(bases) > 1:
+        against = ", each cell vs its stratum's baseline (*)"
+    out = Table(title=f"{name}: {args.metric}, mean ± 95% CI ({ci}){against}")
     for col in ("cell", "n", "mean ± CI"):
         out.add_column(col, justify="left" if col == "cell" else "right")
     paired = "mean_diff" in table.columns
@@ -206,12 +209,12 @@ def cmd_summary(args: argparse.Namespace) -> int:
         extra = f"  ({r['n_diverged']} diverged)" if r["n_diverged"] else ""
         extra += f"  ({r['n_failed']} failed)" if r["n_failed"] else ""
         row = [
-            str(r["cell"]) + (" *" if r["cell"] == baseline else ""),
+            str(r["cell"]) + (" *" if r["cell"] in bases else ""),
             f"{r['n']}",
             f"{_fmt(r['mean'])} ± {_fmt(half)}{extra}",
         ]
         if paired:
-            if r["cell"] == baseline:
+            if r["cell"] in bases:
                 row += ["baseline", "", "", ""]
             else:
                 diff = f"{_fmt(r['mean_diff'])} [{_fmt(r['diff_ci_low'])}, {_fmt(r['diff_ci_high'])}]"
