@@ -194,9 +194,10 @@ def cmd_summary(args: argparse.Namespace) -> int:
     ci = "bootstrap" if args.bootstrap else "t"
     # a compare_within study pairs each cell with its stratum's baseline: mark every one of them
     bases = set(baselines.values()) if isinstance(baselines, dict) else {baseline}
-    against = f", vs {baseline}" if len(bases) == 1 and baseline else ""
     if len(bases) > 1:
         against = ", each cell vs its stratum's baseline (*)"
+    else:
+        against = f", vs {baseline}" if baseline else ""
     out = Table(title=f"{name}: {args.metric}, mean ± 95% CI ({ci}){against}")
     for col in ("cell", "n", "mean ± CI"):
         out.add_column(col, justify="left" if col == "cell" else "right")
