@@ -26,13 +26,22 @@ LAST_SPECS = [
     "none", "ln", "rms", "lng:groups=8", "bn", "gn", "ln_chw", "lrn", "softmax", "dyt", "tanh",
     "dn:preset=ln", "dn:preset=rms", "dn:preset=softmax", "dn:preset=lrn",
     "dn", "dn:kappa=self", "dn:kappa=band:5", "dn:kappa=gaussian", "dn:kappa=lowrank:16", "dn:kappa=full",
-    "gdn", "relu>ln", "gelu>ln", "dn:learn_alpha=true,alpha=1.5",
+    "gdn", "relu>ln", "gelu>ln", "dn:learn_alpha=true,alpha=1.5", "dn:alpha=1.5",
 ]  # fmt: skip
 CF_SPECS = [
     "ln", "rms", "bn", "gn", "ln_chw", "lrn", "softmax", "dn:preset=ln", "dn", "dn:kappa=self", "dn:kappa=band:5",
     "dn:kappa=full", "gdn", "gelu>ln",
 ]  # fmt: skip
-O_N = {"dn", "dn:kappa=self", "dn:kappa=band:5", "dn:preset=ln", "dn:preset=rms", "dn:preset=lrn"}
+O_N = {
+    "dn",
+    "dn:kappa=self",
+    "dn:kappa=band:5",
+    "dn:preset=ln",
+    "dn:preset=rms",
+    "dn:preset=lrn",
+    "dn:learn_alpha=true,alpha=1.5",
+    "dn:alpha=1.5",
+}
 
 
 class PermuteLN(nn.Module):
@@ -136,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer rounds (for a smoke run)")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--only", default="", help="comma-separated specs to keep (the references always run)")
+    ap.add_argument("--only", default="", help="specs to keep, separated by ';' (the references always run)")
     ap.add_argument(
         "--small", action="store_true",
         help="also time features-last at (B=100, N=100), the size of the studies' MLPs (informational)",
@@ -150,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     rounds, iters = (3, 3) if args.quick else (9, 10)
     if args.only:
-        keep = set(args.only.split(","))
+        keep = set(args.only.split(";"))
         LAST_SPECS[:] = [s for s in LAST_SPECS if s in keep]
         CF_SPECS[:] = [s for s in CF_SPECS if s in keep]
     failures = []

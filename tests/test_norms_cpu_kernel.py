@@ -31,6 +31,11 @@ CONFIGS = [
     "dn:preset=lrn",
     "dn:kappa=uniform,learn_kappa=false,learn_beta=false,affine=false",
     "dn:kappa=band:3,learn_kappa=false,learn_beta=true",
+    # a learned α (the kernel at α's value, plus ∂L/∂α; the torch kernel differentiates the formula)
+    "dn:learn_alpha=true,alpha=1.5",
+    "dn:learn_alpha=true,alpha=0.7,kappa=band:2,fn=signed,center=true",
+    "dn:learn_alpha=true,alpha=1.3,p=1,r=0.5,fn=signed,kappa=self",
+    "dn:learn_alpha=true,alpha=1.2,r=0.7,learn_kappa=false,learn_beta=false",
 ]
 
 
@@ -153,6 +158,38 @@ def test_result_does_not_depend_on_the_thread_count():
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("spec", ["dn:learn_alpha=true,alpha=2", "dn:learn_alpha=true,alpha=1,kappa=self"])
+def test_learned_alpha_at_a_special_value(spec, monkeypatch):
+    """A learned α that sits exactly at 2 or 1 (where it starts) runs the kernel's exact a², a policies and
+    still gets its gradient ∂L/∂α = Σ ln(a)(gψ ψ + r gz z)."""
+    torch.manual_seed(1)
+    compiled = create_norm(spec, 24, dtype=torch.float64)
+    plain = create_norm(spec, 24, dtype=torch.float64)
+    plain.load_state_dict(compiled.state_dict())
+    x = torch.randn(40, 24, dtype=torch.float64) * 2
+    g = torch.randn_like(x)
+    got = _grads(compiled, x, g)
+    ref = _with_torch_kernel(monkeypatch, lambda: _grads(plain, x, g))
+    assert compiled.alpha_raw.grad is not None and compiled.alpha_raw.grad.abs() > 0
+    for i, (a, b) in enumerate(zip(got, ref)):
+        torch.testing.assert_close(a, b, atol=1e-11, rtol=1e-9, msg=lambda m, i=i: f"{spec} output #{i}: {m}")
+
+
+def test_learned_alpha_runs_the_kernel(monkeypatch):
+    """The learned-α layer calls the compiled kernel (not the composite formula) on CPU, and the formula
+    under LATERALNORM_CPU_KERNEL=torch."""
+    from lateralnorm.norms import dn_kernel
+
+    calls = []
+    real = dn_kernel.CompiledRowsAlpha.apply
+    monkeypatch.setattr(dn_kernel.CompiledRowsAlpha, "apply", lambda *a: calls.append(1) or real(*a))
+    m = create_norm("dn:learn_alpha=true,alpha=1.5", 8)
+    m(torch.randn(3, 8)).sum().backward()
+    assert calls == [1] and m.alpha_raw.grad is not None
+    _with_torch_kernel(monkeypatch, lambda: m(torch.randn(3, 8)))
+    assert calls == [1]
+
+
 @pytest.mark.parametrize("kernel", ["cpp", "torch"])
 @pytest.mark.parametrize("spec", ["dn:kappa=band:1", "dn:preset=ln", "dn:kappa=self", "dn:alpha=1.5,r=0.7"])
 def test_double_backward(spec, kernel, monkeypatch):
@@ -162,6 +199,20 @@ def test_double_backward(spec, kernel, monkeypatch):
     m = create_norm(spec, 6, dtype=torch.float64)
     x = torch.randn(3, 6, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradgradcheck(lambda v: m(v), (x,))
+
+
+def test_learned_alpha_second_derivatives():
+    """create_graph=True through the learned-α kernel differentiates the formula with α as a tensor: the
+    gradient and second derivatives in x and α are right (gradcheck / gradgradcheck in float64)."""
+    m = create_norm("dn:learn_alpha=true,alpha=1.4,kappa=band:1", 6, dtype=torch.float64)
+    x = torch.randn(3, 6, dtype=torch.float64, requires_grad=True)
+    a = m.alpha_raw.detach().clone().requires_grad_()
+
+    def f(v, alpha):  # noqa: ANN001, ANN202
+        return torch.func.functional_call(m, {"alpha_raw": alpha}, (v,))
+
+    assert torch.autograd.gradcheck(f, (x, a))
+    assert torch.autograd.gradgradcheck(f, (x, a))
 
 
 def test_gradcheck_float64():

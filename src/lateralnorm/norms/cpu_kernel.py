@@ -72,7 +72,31 @@ def _is_gcc() -> bool:
 @functools.cache
 def _arch_flags() -> list[str]:
     flags = ["-march=native"] if platform.machine() in ("x86_64", "AMD64") else []
-    return flags + (GCC_CFLAGS if _is_gcc() else [])
+    if _is_gcc():
+        flags += GCC_CFLAGS + (["-DLATERALNORM_LIBMVEC"] if _libmvec() else [])
+    return flags
+
+
+@functools.cache
+def _libmvec() -> bool:
+    """Whether glibc's vector math library can be linked (GCC on x86-64 Linux with libmvec.so): then the
+    general exponents (a^e = exp(e·ln a)) call its vectorized exp/log instead of one std::pow per element."""
+    if sys.platform != "linux" or platform.machine() not in ("x86_64", "AMD64"):
+        return False
+    compiler = os.environ.get("CXX", "c++")
+    try:
+        out = subprocess.run(
+            [compiler, "-print-file-name=libmvec.so"], capture_output=True, text=True, timeout=30
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return os.path.isabs(out) and Path(out).exists()
+
+
+def _ldflags() -> list[str]:
+    if not _is_gcc():
+        return []
+    return ["-fopenmp"] + (["-lmvec"] if _libmvec() else [])
 
 
 def _cpu_id() -> str:
@@ -181,7 +205,7 @@ def build(verbose: bool = False) -> ModuleType:
         name=name,
         sources=[str(src) for src in SOURCES],
         extra_cflags=CFLAGS + _arch_flags(),
-        extra_ldflags=["-fopenmp"] if _is_gcc() else [],
+        extra_ldflags=_ldflags(),
         build_directory=str(folder),
         verbose=verbose,
     )
@@ -277,9 +301,9 @@ def rows_backward(
         raise RuntimeError("lateralnorm: the compiled CPU kernel is not available")
     res = ext.backward(
         g, y, stats, w if w.numel() else None, beta, c, gamma, kind, center, rect, alpha, p, r, before,
-        after, need_y, need_gamma, need_bias, need_beta, need_c,
+        after, need_y, need_gamma, need_bias, need_beta, need_c, False, 0.0,
     )  # fmt: skip
-    return tuple(t if t is not None else y.new_empty(0) for t in res)  # type: ignore[return-value]
+    return tuple(t if t is not None else y.new_empty(0) for t in res[:5])  # type: ignore[return-value]
 
 
 @rows_backward.register_fake

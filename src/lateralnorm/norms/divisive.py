@@ -26,7 +26,7 @@ from torch import nn
 
 from lateralnorm.errors import UsageError
 from lateralnorm.norms.base import COMMON, NonNegative, Norm, lower_bound
-from lateralnorm.norms.dn_kernel import DnConfig, center_rows, divisive_rows, power
+from lateralnorm.norms.dn_kernel import DnConfig, center_rows, divisive_rows, learned_alpha_rows, power
 from lateralnorm.norms.kappa import STRUCTURES
 from lateralnorm.norms.options import Opt
 
@@ -131,19 +131,21 @@ class DivisiveNorm(Norm):
         self.structure.init(self, arg, o, n)
         self._init_beta(o, n)
         self._init_affine()
-        self._fusable = o["fused"] and self.structure.fused and self.fn != "exp" and not o["learn_alpha"]
+        fused_form = o["fused"] and self.structure.fused and self.fn != "exp"
+        self._fusable = fused_form and not o["learn_alpha"]
+        self._fused_alpha = fused_form and o["learn_alpha"]  # the CPU kernel at α's current value
         self._row_constant = (
             self.kappa_kind == "uniform"
             and self._fixed_and_constant("kappa")
             and self._fixed_and_constant("beta")
         )
         self._p = o["p"] if o["p"] is not None else o["alpha"] * self.r
-        if self._fusable:  # the fused kernels' configuration: every field is fixed here
+        if self._fusable or self._fused_alpha:  # the fused kernels' configuration (α, p: a learned α's start)
             before, after = getattr(self, "pad", (0, 0))
             (_, beta_bound), (_, kappa_bound) = self._source("beta"), self._source("kappa")
             if self._row_constant:  # LN/RMS presets: D is one number per row, from fixed buffers
                 beta_bound = kappa_bound = None
-            self._cfg = DnConfig(self.kappa_kind, self.center, self.fn == "rect", self.alpha_const, self._p,
+            self._cfg = DnConfig(self.kappa_kind, self.center, self.fn == "rect", float(o["alpha"]), self._p,
                                  self.r, before, after, beta_bound, kappa_bound)  # fmt: skip
         if self.weight is not None and not o["bias"]:
             self.register_parameter("bias", None)
@@ -208,11 +210,16 @@ class DivisiveNorm(Norm):
         return self.structure.matrix(self, eye)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (..., N)
-        if self._fusable:
+        if self._fusable or self._fused_alpha:
             beta, kappa = self._source("beta")[0], self._source("kappa")[0]
             if self._row_constant:  # LN/RMS presets: D is one number per row
                 beta, kappa = beta[:1], kappa[:1]
-            return divisive_rows(x, beta, kappa, self.weight, self.bias, self._cfg)
+            if self._fusable:
+                return divisive_rows(x, beta, kappa, self.weight, self.bias, self._cfg)
+            tied = self.opts["p"] is None  # p = α·r follows the learned α
+            out = learned_alpha_rows(x, beta, kappa, self.weight, self.bias, self.alpha(), self._cfg, tied)
+            if out is not None:
+                return out
         return self._formula(x)
 
     def _formula(self, x: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,7 @@ kernels of `triton_kernel.py`; elsewhere, or when the CPU kernel cannot be built
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -218,9 +219,9 @@ class CompiledRows(torch.autograd.Function):
         cfg = ctx.cfg
         r, beta_bound, c_bound = cfg.r, cfg.beta_bound, cfg.c_bound
         if ctx.ext is not None:
-            gy, g_beta, g_c, g_gamma, g_bias = ctx.ext.backward_module(
+            gy, g_beta, g_c, g_gamma, g_bias, _ = ctx.ext.backward_module(
                 g, y, stats, w, beta_src, _bound(beta_bound), c_src, _bound(c_bound), gamma, bias, PEDESTAL,
-                *ctx.args, need[0], need[1], need[2], need[3], need[4],
+                *ctx.args, need[0], need[1], need[2], need[3], need[4], False, 0.0,
             )  # fmt: skip
             return gy, g_beta, g_c, g_gamma, g_bias, None
         beta, c, gam = values
@@ -233,6 +234,60 @@ class CompiledRows(torch.autograd.Function):
         g_gamma = s_gz if gamma is not None and need[3] else None
         g_bias = s_g if bias is not None and need[4] else None
         return (gy if need[0] else None), g_beta, g_c, g_gamma, g_bias, None
+
+
+class CompiledRowsAlpha(torch.autograd.Function):
+    """`CompiledRows` with a learned α (a 0-d tensor): the kernel runs at α's current value (p = α·r when
+    `tied`), and its backward adds ∂L/∂α = Σ ln(a) (gψ ψ + ∂p/∂α · gz z), a = |t| or relu(t), in one more
+    sweep per row. Eager CPU only (`learned_alpha_rows` decides)."""
+
+    @staticmethod
+    def forward(ctx: Any, y, beta_src, c_src, gamma, bias, alpha, cfg, tied):  # noqa: ANN001
+        a = float(alpha)
+        cfg = dataclasses.replace(cfg, alpha=a, p=a * cfg.r if tied else cfg.p)
+        save_w = cfg.kind == "band" and any(ctx.needs_input_grad[:6])
+        out, stats, w = cpu_kernel.extension().forward_module(
+            y, beta_src, _bound(cfg.beta_bound), c_src, _bound(cfg.c_bound), gamma, bias, PEDESTAL,
+            *cfg.kernel_args(), save_w,
+        )  # fmt: skip
+        ctx.save_for_backward(y, stats, w if save_w else None, beta_src, c_src, gamma, bias, alpha)
+        ctx.cfg, ctx.tied = cfg, tied
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor):  # noqa: ANN205
+        y, stats, w, beta_src, c_src, gamma, bias, alpha = ctx.saved_tensors
+        need, cfg = ctx.needs_input_grad, ctx.cfg
+        if torch.is_grad_enabled():  # create_graph=True: differentiate the plain formula instead
+            inputs = (y, beta_src, c_src, gamma, bias, alpha)
+            return _differentiable_backward(g, inputs, need, cfg, tied=ctx.tied) + (None, None)
+        gy, g_beta, g_c, g_gamma, g_bias, g_alpha = cpu_kernel.extension().backward_module(
+            g, y, stats, w, beta_src, _bound(cfg.beta_bound), c_src, _bound(cfg.c_bound), gamma, bias, PEDESTAL,
+            *cfg.kernel_args(), need[0], need[1], need[2], need[3], need[4], need[5],
+            cfg.r if ctx.tied else 0.0,
+        )  # fmt: skip
+        g_alpha = g_alpha.to(alpha.dtype).reshape(alpha.shape) if need[5] else None
+        return gy, g_beta, g_c, g_gamma, g_bias, g_alpha, None, None
+
+
+def learned_alpha_rows(
+    y: torch.Tensor,
+    beta_src: torch.Tensor,
+    c_src: torch.Tensor,
+    gamma: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    alpha: torch.Tensor,
+    cfg: DnConfig,
+    tied: bool,
+) -> torch.Tensor | None:
+    """Divisive normalization with a learned α (0-d tensor; p = α·r when `tied`, else cfg.p) in the compiled
+    CPU kernel, or None where that kernel does not run (not CPU float, not built, or under torch.compile):
+    the caller then differentiates its composite formula."""
+    shape = y.shape
+    rows = y.reshape(-1, shape[-1])
+    if torch.compiler.is_compiling() or not cpu_kernel.applies_to(rows):
+        return None
+    return CompiledRowsAlpha.apply(rows, beta_src, c_src, gamma, bias, alpha, cfg, tied).reshape(shape)
 
 
 class TritonRows(torch.autograd.Function):
@@ -300,12 +355,16 @@ def _bound(bound: float | None) -> float:
     return -1.0 if bound is None else float(bound)
 
 
-def _differentiable_backward(g: torch.Tensor, inputs: tuple, need: tuple, cfg: DnConfig) -> tuple:
+def _differentiable_backward(
+    g: torch.Tensor, inputs: tuple, need: tuple, cfg: DnConfig, tied: bool = False
+) -> tuple:
     """The gradients as a graph of PyTorch ops, for double backward (create_graph=True: Hessian-vector and
     Jacobian-vector products by the double-backward trick). The fused backwards treat what the forward saved
-    as constants, so their own ops would miss second-order terms; this differentiates the plain formula."""
+    as constants, so their own ops would miss second-order terms; this differentiates the plain formula.
+    inputs: (y, β source, c source, γ, b) and, for a learned α, α last."""
     with torch.enable_grad():
-        out = formula_rows(*inputs, cfg)
+        alpha = inputs[5] if len(inputs) > 5 else None
+        out = formula_rows(*inputs[:5], cfg, alpha=alpha, tied=tied)
     wanted = [i for i, t in enumerate(inputs) if need[i] and t is not None]
     grads = torch.autograd.grad(out, [inputs[i] for i in wanted], g, create_graph=True, allow_unused=True)
     result: list = [None] * len(inputs)
@@ -321,14 +380,19 @@ def center_rows(y: torch.Tensor) -> torch.Tensor:
     return t - t.mean(-1, keepdim=True)
 
 
-def formula_rows(y, beta_src, c_src, gamma, bias, cfg):  # noqa: ANN001, ANN201
-    """The kernels' formula in plain differentiable ops on (M, N) rows (same inputs as the kernels)."""
-    kind, center, rect, alpha, p, r, before, after = cfg.formula()
+def formula_rows(y, beta_src, c_src, gamma, bias, cfg, alpha=None, tied=False):  # noqa: ANN001, ANN201
+    """The kernels' formula in plain differentiable ops on (M, N) rows (same inputs as the kernels); a learned
+    α comes as a tensor (`alpha`; p = α·r when `tied`)."""
+    kind, center, rect, alpha_c, p, r, before, after = cfg.formula()
+    if alpha is None:
+        alpha = alpha_c
+    elif tied:
+        p = alpha * r
     beta = beta_src if cfg.beta_bound is None else beta_src.clamp_min(cfg.beta_bound).square() - PEDESTAL
     c = c_src if cfg.c_bound is None else c_src.clamp_min(cfg.c_bound).square() - PEDESTAL
     t = center_rows(y) if center else y
     a = torch.relu(t) if rect else t.abs()
-    psi = t * t if (alpha == 2.0 and not rect) else power(a, alpha)
+    psi = t * t if (isinstance(alpha, float) and alpha == 2.0 and not rect) else power(a, alpha)
     if kind == "self":
         w = psi
     elif kind == "uniform":
@@ -336,7 +400,7 @@ def formula_rows(y, beta_src, c_src, gamma, bias, cfg):  # noqa: ANN001, ANN201
     else:
         w = F.pad(psi, (before, after)).unfold(-1, before + 1 + after, 1).sum(-1)
     d = beta + c * w
-    if p == 1.0:
+    if isinstance(p, float) and p == 1.0:
         phi = a if rect else t
     else:
         phi = power(a, p) if rect else power(a, p) * torch.sign(t)

@@ -23,7 +23,24 @@
 #include <cstring>
 #include <vector>
 
+// exp and log for the general exponents (a^e = exp(e·ln a)). With LATERALNORM_LIBMVEC (GCC on x86-64 Linux,
+// where glibc's vector math library is linked: `cpu_kernel.py`), they are declared SIMD-enabled, so the row
+// loops call glibc's vectorized exp/log (≤ 4 ulp) instead of one std::pow per element.
+#ifdef LATERALNORM_LIBMVEC
+extern "C" {
+__attribute__((simd("notinbranch"))) double exp(double) noexcept;
+__attribute__((simd("notinbranch"))) double log(double) noexcept;
+__attribute__((simd("notinbranch"))) float expf(float) noexcept;
+__attribute__((simd("notinbranch"))) float logf(float) noexcept;
+}
+#endif
+
 namespace {
+
+inline double vexp(double x) { return exp(x); }
+inline float vexp(float x) { return expf(x); }
+inline double vlog(double x) { return log(x); }
+inline float vlog(float x) { return logf(x); }
 
 enum Kind : int64_t { SELF = 0, UNIFORM = 1, BAND = 2 };
 constexpr int64_t BLOCK = 64;  // rows per block of column partial sums (fixed: results ignore thread count)
@@ -75,7 +92,7 @@ struct RectLin {  // ψ = φ = relu(t) (rect, α = p = 1: the "α = 1" neural DN
 };
 
 template <typename T>
-struct GeneralFn {  // any α, p > 0, signed or rect (std::pow: the slow path)
+struct GeneralFn {  // any α, p > 0, signed or rect (std::pow per element: the exact fallback)
   bool rect;
   T alpha, p;
   T mag(T t) const { return rect ? (t > T(0) ? t : T(0)) : std::abs(t); }
@@ -89,6 +106,42 @@ struct GeneralFn {  // any α, p > 0, signed or rect (std::pow: the slow path)
   T phi(T t) const { return sgn(t) * pw(mag(t), p); }
   T dphi(T t) const {
     if (!rect && p == T(1)) return T(1);
+    return dpw(mag(t), p);
+  }
+};
+
+// ln a where a > 0, else 0. The log is taken of a + 1 = 1 where a = 0: written as a sum, not as
+// `a > 0 ? a : 1`, which GCC turns into ln a for every lane, and ln 0 = −∞ sends the whole vector down
+// libmvec's slow special-value path (10× slower with relu's zeros).
+template <typename T>
+inline T ln_pos(T a) { return vlog(a + T(a <= T(0))); }
+
+// a^e = exp(e·ln a) for the general exponents (α ∉ {1, 2}; p = 1 when P1, else p ∉ {1, 2}): with the
+// vector exp/log of LATERALNORM_LIBMVEC each sweep is one vector loop. Every call is unconditional and the
+// exponent's kind a template parameter: a call under a condition, or a branch on e that GCC can hoist, is
+// control flow, and the loop stays scalar.
+template <typename T, bool P1>
+struct VecPowFn {
+  bool rect;
+  T alpha, p;
+  // relu(t) as (t + |t|)/2, not `t > 0 ? t : 0`: from the comparison GCC would again take the log of t
+  // itself in every lane (NaN for t < 0: the slow path). Exact for every normal t.
+  static T relu(T t) { return T(0.5) * t + T(0.5) * std::abs(t); }
+  T mag(T t) const { return rect ? relu(t) : std::abs(t); }
+  T sgn(T t) const { return rect ? T(1) : (t < T(0) ? T(-1) : T(1)); }
+  static T pw(T a, T e) {
+    const T g = vexp(e * ln_pos(a));
+    return a > T(0) ? g : T(0);
+  }
+  static T dpw(T a, T e) {  // e·a^(e−1), 0 at a = 0
+    const T g = e * vexp((e - T(1)) * ln_pos(a));
+    return a > T(0) ? g : T(0);
+  }
+  T psi(T t) const { return pw(mag(t), alpha); }
+  T dpsi(T t) const { return sgn(t) * dpw(mag(t), alpha); }  // signed: sign(t)·α|t|^(α−1)
+  T phi(T t) const { return P1 ? (rect ? mag(t) : t) : sgn(t) * pw(mag(t), p); }
+  T dphi(T t) const {
+    if (P1) return rect ? (t > T(0) ? T(1) : T(0)) : T(1);
     return dpw(mag(t), p);
   }
 };
@@ -127,10 +180,10 @@ struct RThreeQuarters {  // LRN's default β = 0.75
   }
 };
 template <typename T>
-struct RGeneral {
+struct RGeneral {  // D^{−r} = exp(−r ln D) (D > 0: β > 0 or a positive pool)
   T mr;
-  T operator()(T d) const { return std::pow(d, mr); }
-  Both<T> both(T d) const { return {std::pow(d, mr), T(1) / d}; }
+  T operator()(T d) const { return vexp(mr * vlog(d)); }
+  Both<T> both(T d) const { return {vexp(mr * vlog(d)), T(1) / d}; }
 };
 
 // ---------------------------------------------------------------------------------------------- helpers
@@ -144,6 +197,7 @@ struct Params {
   int64_t n, before, after;
   T r;
   bool center;
+  bool rect;  // a = relu(t) (else |t|): read by the learned α's gradient
 };
 
 // w_i = Σ_{j=i−lo}^{i+hi} v_j, where padded[lo + j] = v_j and the lo / hi margins are zero.
@@ -215,6 +269,22 @@ __attribute__((noinline)) void input_grad(const T* __restrict__ v, const T* __re
                                           const T* __restrict__ y, T m, T dl, int64_t n, T* __restrict__ gy,
                                           const Fn fn) {
   for (int64_t i = 0; i < n; ++i) gy[i] = v[i] + gpsi[i] * fn.dpsi((y[i] - m) - dl);
+}
+
+// The row's terms of ∂L/∂α for a learned α: ln(a_i) (gψ_i ψ_i + dp gz_i z_i), a = |t| or relu(t), with
+// ψ = a^α, z = φ D^{−r}, gz = g γ, and dp = ∂p/∂α (r when p = α·r, else 0); 0 where a = 0 (ψ = φ = 0 there).
+// ROWGP: gψ is one number for the row (uniform pool).
+template <typename T, bool ROWGP, typename Fn>
+__attribute__((noinline)) void alpha_terms(const T* __restrict__ y, T m, T dl, const T* __restrict__ gpsi, T gp,
+                                           const T* __restrict__ g, const T* __restrict__ gamma,
+                                           const T* __restrict__ z, T dp, int64_t n, T* __restrict__ out,
+                                           const Fn fn, bool rect) {
+  for (int64_t i = 0; i < n; ++i) {
+    const T t = (y[i] - m) - dl;
+    const T a = rect ? VecPowFn<T, false>::relu(t) : std::abs(t);
+    const T L = ln_pos(a);
+    out[i] = L * ((ROWGP ? gp : gpsi[i]) * fn.psi(t) + dp * (g[i] * gamma[i]) * z[i]);
+  }
 }
 
 // The row mean as m_T + δ (m_T the mean rounded to T, δ the rest), so t = (y − m_T) − δ loses nothing.
@@ -339,11 +409,13 @@ __attribute__((noinline)) void sweep_units(const T* __restrict__ y, const T* __r
 }
 
 // gy rows [r0, r1) (gy_all may be null: parameters only); col: 4 × N partial column sums of this block;
-// w_all (band, may be null: then recomputed): the forward's window sums
+// w_all (band, may be null: then recomputed): the forward's window sums; ga_all (may be null): each row's
+// share of ∂L/∂α (a learned α; dp = ∂p/∂α)
 template <typename T, int64_t KIND, typename Fn, typename R>
 void backward_rows(const T* __restrict__ g_all, const T* __restrict__ y_all, const double* __restrict__ stats,
-                   const T* __restrict__ w_all, T* __restrict__ gy_all, T* __restrict__ col, int64_t r0,
-                   int64_t r1, const Params<T>& P, const Fn fn, const R dr) {
+                   const T* __restrict__ w_all, T* __restrict__ gy_all, T* __restrict__ col,
+                   double* __restrict__ ga_all, T dp, int64_t r0, int64_t r1, const Params<T>& P, const Fn fn,
+                   const R dr) {
   const int64_t n = P.n, size = P.before + 1 + P.after;
   Scratch<T> s(n, size - 1);
   const T* __restrict__ beta = P.beta;
@@ -354,7 +426,7 @@ void backward_rows(const T* __restrict__ g_all, const T* __restrict__ y_all, con
   T* __restrict__ zb = s.a.data();  // z
   T* __restrict__ qb = s.b.data();  // q
   T* __restrict__ vb = s.c.data();  // v = gz D^{−r} φ'(t)
-  std::vector<T> wbuf(KIND == BAND ? n : 0), gpsi(KIND == UNIFORM ? 0 : n);
+  std::vector<T> wbuf(KIND == BAND ? n : 0), gpsi(KIND == UNIFORM ? 0 : n), abuf(ga_all != nullptr ? n : 0);
   for (int64_t row = r0; row < r1; ++row) {
     const T* __restrict__ y = y_all + row * n;
     const T* __restrict__ g = g_all + row * n;
@@ -390,11 +462,16 @@ void backward_rows(const T* __restrict__ g_all, const T* __restrict__ y_all, con
     } else {
       col != nullptr ? sweep(no{}, yes{}) : sweep(no{}, no{});
     }
-    if (gy_all == nullptr) continue;
-    T* __restrict__ gy = gy_all + row * n;
+    if (gy_all == nullptr && ga_all == nullptr) continue;
+    T* __restrict__ gy = gy_all == nullptr ? nullptr : gy_all + row * n;
     if (KIND == UNIFORM) {  // gψ is one number for the row; mean(gt) = (Σ v + gψ Σ ψ') / N
       const double sq = bv ? lane_dot(c, qb, n) : static_cast<double>(c[0]) * lane_sum(qb, n);
       const T gp = static_cast<T>(static_cast<double>(mr) * sq);
+      if (ga_all != nullptr) {
+        alpha_terms<T, true>(y, m, dl, nullptr, gp, g, gamma, zb, dp, n, abuf.data(), fn, P.rect);
+        ga_all[row] = lane_sum(abuf.data(), n);
+      }
+      if (gy == nullptr) continue;
       T mean = T(0);
       if (P.center) {
         double ad[8] = {0, 0, 0, 0, 0, 0, 0, 0}, sd = 0;
@@ -417,6 +494,11 @@ void backward_rows(const T* __restrict__ g_all, const T* __restrict__ y_all, con
       window_sum(s.pad2.data(), gpsi.data(), n, size);
       gp = gpsi.data();
     }
+    if (ga_all != nullptr) {
+      alpha_terms<T, false>(y, m, dl, gp, T(0), g, gamma, zb, dp, n, abuf.data(), fn, P.rect);
+      ga_all[row] = lane_sum(abuf.data(), n);
+    }
+    if (gy == nullptr) continue;
     input_grad(vb, gp, y, m, dl, n, gy, fn);
     if (P.center) {
       const T mean = static_cast<T>(lane_sum(gy, n) / static_cast<double>(n));
@@ -462,6 +544,10 @@ void with_policies(const Cfg& cfg, F&& f) {
     with_r(RectSqP1<T>{});
   else if (cfg.rect && cfg.alpha == 1.0 && cfg.p == 1.0)
     with_r(RectLin<T>{});
+  else if (cfg.alpha != 1.0 && cfg.alpha != 2.0 && cfg.p == 1.0)
+    with_r(VecPowFn<T, true>{cfg.rect, static_cast<T>(cfg.alpha), static_cast<T>(cfg.p)});
+  else if (cfg.alpha != 1.0 && cfg.alpha != 2.0 && cfg.p != 2.0)
+    with_r(VecPowFn<T, false>{cfg.rect, static_cast<T>(cfg.alpha), static_cast<T>(cfg.p)});
   else
     with_r(GeneralFn<T>{cfg.rect, static_cast<T>(cfg.alpha), static_cast<T>(cfg.p)});
 }
@@ -488,7 +574,7 @@ Params<T> make_params(const at::Tensor& beta, const at::Tensor& c, const at::Ten
   TORCH_CHECK(beta.size(0) == c.size(0), "dn kernel: beta and c must both be per unit or both shared");
   TORCH_CHECK(beta.size(0) == n || cfg.kind == UNIFORM, "dn kernel: shared beta and c need the uniform pool");
   return Params<T>{beta.data_ptr<T>(), c.data_ptr<T>(), beta.size(0) > 1, gamma.data_ptr<T>(),
-                   bias.data_ptr<T>(), n, cfg.before, cfg.after, static_cast<T>(cfg.r), cfg.center};
+                   bias.data_ptr<T>(), n, cfg.before, cfg.after, static_cast<T>(cfg.r), cfg.center, cfg.rect};
 }
 
 // Returns (out, stats, w): stats (M, 3) float64 = (row mean rounded to T, the rest δ, uniform pool's Σψ);
@@ -527,12 +613,13 @@ std::vector<at::Tensor> forward(const at::Tensor& y, const at::Tensor& beta, con
   return {out, stats, w};
 }
 
-// Returns (gy, Σ g z, Σ g, Σ q, Σ q W): the sums are (N,), filled only when asked (else empty tensors).
+// Returns (gy, Σ g z, Σ g, Σ q, Σ q W, ∂L/∂α): the sums are (N,), ∂L/∂α a (1,) float64 tensor (a learned α;
+// dp = ∂p/∂α), each filled only when asked (else empty tensors).
 std::vector<at::Tensor> backward(const at::Tensor& g_in, const at::Tensor& y, const at::Tensor& stats,
                                  const c10::optional<at::Tensor>& w_saved, const at::Tensor& beta, const at::Tensor& c, const at::Tensor& gamma,
                                  int64_t kind, bool center, bool rect, double alpha, double p, double r,
                                  int64_t before, int64_t after, bool need_y, bool need_gamma, bool need_bias,
-                                 bool need_beta, bool need_c) {
+                                 bool need_beta, bool need_c, bool need_alpha, double dp) {
   TORCH_CHECK(y.dim() == 2 && y.device().is_cpu() && y.is_contiguous(),
               "dn kernel: y must be a contiguous 2-D CPU tensor");
   TORCH_CHECK(g_in.sizes() == y.sizes(), "dn kernel: grad and input shapes differ");
@@ -554,10 +641,12 @@ std::vector<at::Tensor> backward(const at::Tensor& g_in, const at::Tensor& y, co
   const bool any_col = need_gamma || need_bias || need_beta || need_c;
   const int64_t blocks = (m + BLOCK - 1) / BLOCK;
   at::Tensor part = any_col ? at::zeros({std::max<int64_t>(blocks, 1), 4, n}, y.options()) : at::Tensor();  // (blocks, 4, N)
-  std::vector<at::Tensor> res(5);
+  at::Tensor ga_rows = need_alpha ? at::zeros({m}, y.options().dtype(at::kDouble)) : at::Tensor();  // (M,)
+  std::vector<at::Tensor> res(6);
   res[0] = gy;
   if (m == 0 || n == 0) {
     for (int w = 0; w < 4; ++w) res[w + 1] = need_col[w] ? at::zeros({n}, y.options()) : at::Tensor();
+    if (need_alpha) res[5] = at::zeros({1}, y.options().dtype(at::kDouble));
     return res;
   }
   AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "dn_rows_backward", [&] {
@@ -569,15 +658,22 @@ std::vector<at::Tensor> backward(const at::Tensor& g_in, const at::Tensor& y, co
     T* gyp = need_y ? gy.data_ptr<T>() : nullptr;
     T* pp = any_col ? part.data_ptr<T>() : nullptr;
     const T* wp = has_w ? w_saved->data_ptr<T>() : nullptr;
+    double* gap = need_alpha ? ga_rows.data_ptr<double>() : nullptr;
     with_policies<T>(cfg, [&](auto kind_tag, auto fn, auto dr) {
       constexpr int64_t K = decltype(kind_tag)::value;
       at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
         for (int64_t b = b0; b < b1; ++b)
-          backward_rows<T, K>(gp, yp, sp, wp, gyp, pp == nullptr ? nullptr : pp + b * 4 * n, b * BLOCK,
-                              std::min<int64_t>(m, (b + 1) * BLOCK), P, fn, dr);
+          backward_rows<T, K>(gp, yp, sp, wp, gyp, pp == nullptr ? nullptr : pp + b * 4 * n, gap,
+                              static_cast<T>(dp), b * BLOCK, std::min<int64_t>(m, (b + 1) * BLOCK), P, fn, dr);
       });
     });
   });
+  if (need_alpha) {  // the rows' shares added in row order, in double (no dependence on threads)
+    const double* ga = ga_rows.data_ptr<double>();
+    double total = 0;
+    for (int64_t i = 0; i < m; ++i) total += ga[i];
+    res[5] = at::full({1}, total, y.options().dtype(at::kDouble));
+  }
   if (any_col) {  // add the blocks' partial sums in block order, in double (no dependence on threads)
     AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "dn_rows_colsum", [&] {
       using T = scalar_t;
@@ -678,7 +774,7 @@ std::vector<at::Tensor> forward_module(const at::Tensor& y_in, const at::Tensor&
   return forward(y, P.beta, P.c, P.gamma, P.bias, kind, center, rect, alpha, p, r, before, after, save_w);
 }
 
-// (gy, g_beta_src, g_c_src, g_gamma, g_bias), each undefined (None) when not asked for.
+// (gy, g_beta_src, g_c_src, g_gamma, g_bias, g_alpha (1,) float64), each undefined (None) when not asked for.
 std::vector<at::Tensor> backward_module(const at::Tensor& g, const at::Tensor& y_in, const at::Tensor& stats,
                                         const c10::optional<at::Tensor>& w, const at::Tensor& beta_src,
                                         double beta_bound, const at::Tensor& c_src, double c_bound,
@@ -686,20 +782,22 @@ std::vector<at::Tensor> backward_module(const at::Tensor& g, const at::Tensor& y
                                         const c10::optional<at::Tensor>& bias, double pedestal, int64_t kind,
                                         bool center, bool rect, double alpha, double p, double r,
                                         int64_t before, int64_t after, bool need_y, bool need_beta,
-                                        bool need_c, bool need_gamma, bool need_bias) {
+                                        bool need_c, bool need_gamma, bool need_bias, bool need_alpha,
+                                        double dp) {
   at::Tensor y = y_in.contiguous();
   const Prepared P = prepare(y, beta_src, beta_bound, c_src, c_bound, gamma, c10::nullopt, pedestal, kind);
   const bool ng = need_gamma && gamma.has_value(), nb = need_bias && bias.has_value();
   std::vector<at::Tensor> res = backward(g, y, stats, w, P.beta, P.c, P.gamma, kind, center, rect, alpha, p,
-                                         r, before, after, need_y, ng, nb, need_beta, need_c);
+                                         r, before, after, need_y, ng, nb, need_beta, need_c, need_alpha, dp);
   auto source_grad = [&](const at::Tensor& colsum, const at::Tensor& src, double bound) {
     at::Tensor gv = colsum * (-r);
     gv = (src.numel() == gv.numel() ? gv.reshape(src.sizes()) : gv.sum().reshape(src.sizes()));
     gv = gv.to(src.scalar_type());
     return bound < 0 ? gv : nonneg_grad(gv, src, bound).reshape(src.sizes());
   };
-  std::vector<at::Tensor> out(5);
+  std::vector<at::Tensor> out(6);
   out[0] = res[0];
+  out[5] = res[5];
   if (need_beta) out[1] = source_grad(res[3], beta_src, beta_bound);
   if (need_c) out[2] = source_grad(res[4], c_src, c_bound);
   if (ng) out[3] = res[1].to(gamma->scalar_type());
@@ -848,9 +946,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "lateralnorm: fused CPU rows for divisive normalization with an O(N) pool, channels-first LN, "
             "and recurrent gates";
   m.def("forward", &forward, "(out, stats, w): out = γ φ(t) (β + c pool ψ(t))^(−r) + b, row by row");
-  m.def("backward", &backward, "(gy, Σ g z, Σ g, Σ q, Σ q W)");
+  m.def("backward", &backward, "(gy, Σ g z, Σ g, Σ q, Σ q W, ∂L/∂α)");
   m.def("forward_module", &forward_module, "the layer's eager forward: (out, stats, w)");
-  m.def("backward_module", &backward_module, "the layer's eager backward: (gy, g_beta, g_c, g_gamma, g_bias)");
+  m.def("backward_module", &backward_module, "the layer's eager backward: (gy, g_beta, g_c, g_gamma, g_bias, g_alpha)");
   m.def("nonneg_value", &nonneg_value, "max(raw, bound)² − pedestal");
   m.def("built_with_openmp", &built_with_openmp, "whether the rows run on torch's intra-op threads");
   m.def("nonneg_grad", &nonneg_grad, "the gradient of nonneg_value with the lower bound's rule");
