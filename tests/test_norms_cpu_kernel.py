@@ -26,6 +26,11 @@ CONFIGS = [
     "dn:alpha=0.8,r=1.3,p=0.6",
     "dn:alpha=2,p=1,r=0.5",
     "dn:fn=signed,alpha=1,r=1,p=1,kappa=self",
+    # p = α > 1: everything from a^(α−1), which the forward keeps for the backward (not with the band pool)
+    "dn:alpha=1.5",
+    "dn:alpha=1.7,kappa=self,fn=signed",
+    "dn:alpha=2.5,kappa=band:2",
+    "dn:alpha=0.6,kappa=self",  # p = α < 1: the general path
     "dn:preset=ln",
     "dn:preset=rms",
     "dn:preset=lrn",
@@ -97,7 +102,7 @@ def test_compiled_equals_pytorch_kernel(spec, dtype, monkeypatch):
         torch.testing.assert_close(a, b, **tol, msg=lambda m, i=i: f"{spec} output #{i}: {m}")
 
 
-@pytest.mark.parametrize("spec", ["dn", "dn:kappa=band:5", "dn:preset=ln", "dn:kappa=self"])
+@pytest.mark.parametrize("spec", ["dn", "dn:kappa=band:5", "dn:preset=ln", "dn:kappa=self", "dn:alpha=1.5"])
 def test_wide_rows_and_many_rows(spec, monkeypatch):
     """N = 512 (the vector loops' main path) and 300 rows (several blocks)."""
     compiled, plain = _pair(spec, 512, torch.float64)
@@ -109,7 +114,7 @@ def test_wide_rows_and_many_rows(spec, monkeypatch):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-8)
 
 
-@pytest.mark.parametrize("spec", ["dn:kappa=band:2", "dn", "dn:preset=ln"])
+@pytest.mark.parametrize("spec", ["dn:kappa=band:2", "dn", "dn:preset=ln", "dn:alpha=1.5,kappa=self"])
 def test_partial_gradients_and_no_grad(spec, monkeypatch):
     """Only the parameters need a gradient (input without grad); only the input does; no gradient at all."""
     compiled, plain = _pair(spec, 16, torch.float64)
@@ -215,14 +220,57 @@ def test_learned_alpha_second_derivatives():
     assert torch.autograd.gradgradcheck(f, (x, a))
 
 
+def test_kept_tensor_rule_agrees_with_the_kernel():
+    """Python's `keeps_rowwise` (which sizes the kept tensor for torch.compile and decides what autograd
+    saves) and the kernel's own rule agree: the forward returns an (M, N) tensor exactly when both say so."""
+    ext = cpu_kernel.extension()
+    y = torch.randn(4, 6, dtype=torch.float64)
+    one = torch.ones(6, dtype=torch.float64)
+    for kind in (0, 1, 2):
+        for alpha, p in [
+            (2.0, 2.0),
+            (2.0, 1.0),
+            (1.0, 1.0),
+            (1.5, 1.5),
+            (1.5, 1.0),
+            (1.5, 0.9),
+            (0.7, 0.7),
+            (3.0, 3.0),
+        ]:
+            for save in (False, True):
+                _, _, w = ext.forward(
+                    y, one * 0.5, one * 0.1, one, one * 0, kind, False, True, alpha, p, 1.0, 1, 1, save
+                )
+                kept = w is not None and w.numel() > 0
+                assert kept == (save and cpu_kernel.keeps_rowwise(kind, alpha, p)), (kind, alpha, p, save)
+
+
+@pytest.mark.parametrize("fn", ["rect", "signed"])
+def test_general_exponents_at_tiny_zero_and_huge_values(fn, monkeypatch):
+    """p = α > 1 computes ψ = a·a^(α−1): finite, and equal to the float64 formula, where a is 0, subnormal,
+    tiny or large in float32 (no 0·∞ or overflow that a^α itself would not have)."""
+    torch.manual_seed(0)
+    spec = f"dn:alpha=1.5,kappa=self,fn={fn},beta=1"
+    m32 = create_norm(spec, 8)
+    m64 = create_norm(spec, 8, dtype=torch.float64)
+    m64.load_state_dict(m32.state_dict())
+    x = torch.tensor([[0.0, 1e-41, -1e-41, 1e-30, -1e-30, 3e3, -7e2, 0.5]] * 3)
+    g = torch.randn_like(x)
+    got = _grads(m32, x, g)
+    ref = _with_torch_kernel(monkeypatch, lambda: _grads(m64, x.double(), g.double()))  # the formula
+    for a, b in zip(got, ref):
+        assert torch.isfinite(a).all()
+        torch.testing.assert_close(a.double(), b, atol=1e-6, rtol=1e-4)
+
+
 def test_gradcheck_float64():
-    for spec in ["dn", "dn:kappa=band:2", "dn:preset=lrn", "dn:fn=signed,alpha=1.5,r=0.7"]:
+    for spec in ["dn", "dn:kappa=band:2", "dn:preset=lrn", "dn:fn=signed,alpha=1.5,r=0.7", "dn:alpha=1.5"]:
         m = create_norm(spec, 7, dtype=torch.float64)
         x = torch.randn(4, 7, dtype=torch.float64, requires_grad=True)
         assert torch.autograd.gradcheck(lambda v, m=m: m(v), (x,))
 
 
-@pytest.mark.parametrize("spec", ["dn:kappa=band:2", "dn:preset=ln", "dn"])
+@pytest.mark.parametrize("spec", ["dn:kappa=band:2", "dn:preset=ln", "dn", "dn:alpha=1.5"])
 def test_torch_compile_sees_an_operator(spec):
     """Forward and backward traced through the registered operators (no graph break at the kernel)."""
     torch._dynamo.reset()  # earlier compile tests may have used up the recompile limit of Norm.forward

@@ -266,13 +266,20 @@ def applies_to(y: torch.Tensor) -> bool:
 # (a raw pybind call would break the graph). Unused outputs are empty tensors (an op cannot return None).
 
 
+def keeps_rowwise(kind: int, alpha: float, p: float) -> bool:
+    """Whether the kernel's forward keeps a second (M, N) tensor for the backward when asked (save_w): the
+    band pool's window sums (kind 2), or with p = α > 1, α ≠ 2, the elements' a^(α−1) (then the backward
+    takes no exp or log). The same rule as `keeps_rowwise` in csrc/dn_rows.cpp (tested to agree)."""
+    return kind == 2 or (alpha > 1.0 and alpha != 2.0 and p == alpha)
+
+
 @torch.library.custom_op("lateralnorm::dn_rows_forward", mutates_args=())
 def rows_forward(
     y: torch.Tensor, beta: torch.Tensor, c: torch.Tensor, gamma: torch.Tensor, bias: torch.Tensor,
     kind: int, center: bool, rect: bool, alpha: float, p: float, r: float, before: int, after: int,
     save_w: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
-    """(out, stats (M, 3) float64, w (M, N) for the band pool when save_w, else empty)."""
+    """(out, stats (M, 3) float64, w (M, N) when save_w and the kernel keeps one (`keeps_rowwise`), else empty)."""
     ext = extension()
     if ext is None:
         raise RuntimeError("lateralnorm: the compiled CPU kernel is not available")
@@ -284,7 +291,7 @@ def rows_forward(
 
 @rows_forward.register_fake
 def _(y, beta, c, gamma, bias, kind, center, rect, alpha, p, r, before, after, save_w):  # noqa: ANN001, ANN202
-    w = torch.empty_like(y) if save_w and kind == 2 else y.new_empty(0)
+    w = torch.empty_like(y) if save_w and keeps_rowwise(kind, alpha, p) else y.new_empty(0)
     return torch.empty_like(y), y.new_empty((y.shape[0], 3), dtype=torch.float64), w
 
 

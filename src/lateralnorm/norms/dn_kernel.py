@@ -53,6 +53,12 @@ class DnConfig:
         """(kind, center, rect, alpha, p, r, before, after): the fields the formula reads, for unpacking."""
         return (self.kind, self.center, self.rect, self.alpha, self.p, self.r, self.before, self.after)
 
+    def keeps_rowwise(self) -> bool:
+        """Whether the CPU kernel's forward keeps a second (M, N) tensor for the backward when asked: the
+        band pool's window sums, or with p = α > 1 (α ≠ 2) the elements' a^(α−1), so that the backward
+        takes no exp or log (`keeps_rowwise` in csrc/dn_rows.cpp; tested to agree)."""
+        return cpu_kernel.keeps_rowwise(KIND_CODE[self.kind], self.alpha, self.p)
+
     def kernel_args(self) -> tuple:
         """The C++/Triton kernels' positional configuration (kind code, center, rect, α, p, r, before, after)."""
         return (
@@ -188,7 +194,7 @@ class CompiledRows(torch.autograd.Function):
     def forward(ctx: Any, y, beta_src, c_src, gamma, bias, cfg):  # noqa: ANN001
         ext = None if torch.compiler.is_compiling() else cpu_kernel.extension()
         args = cfg.kernel_args()
-        save_w = cfg.kind == "band" and any(ctx.needs_input_grad[:5])  # recomputing W costs a window pass
+        save_w = cfg.keeps_rowwise() and any(ctx.needs_input_grad[:5])  # a recompute costs a pass or exp/log
         if ext is not None:
             out, stats, w = ext.forward_module(
                 y,
@@ -245,7 +251,7 @@ class CompiledRowsAlpha(torch.autograd.Function):
     def forward(ctx: Any, y, beta_src, c_src, gamma, bias, alpha, cfg, tied):  # noqa: ANN001
         a = float(alpha)
         cfg = dataclasses.replace(cfg, alpha=a, p=a * cfg.r if tied else cfg.p)
-        save_w = cfg.kind == "band" and any(ctx.needs_input_grad[:6])
+        save_w = cfg.keeps_rowwise() and any(ctx.needs_input_grad[:6])
         out, stats, w = cpu_kernel.extension().forward_module(
             y, beta_src, _bound(cfg.beta_bound), c_src, _bound(cfg.c_bound), gamma, bias, PEDESTAL,
             *cfg.kernel_args(), save_w,

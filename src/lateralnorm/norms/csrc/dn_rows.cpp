@@ -116,19 +116,40 @@ struct GeneralFn {  // any α, p > 0, signed or rect (std::pow per element: the 
 template <typename T>
 inline T ln_pos(T a) { return vlog(a + T(a <= T(0))); }
 
-// a^e = exp(e·ln a) for the general exponents (α ∉ {1, 2}; p = 1 when P1, else p ∉ {1, 2}): with the
-// vector exp/log of LATERALNORM_LIBMVEC each sweep is one vector loop. Every call is unconditional and the
-// exponent's kind a template parameter: a call under a condition, or a branch on e that GCC can hoist, is
-// control flow, and the loop stays scalar.
-template <typename T, bool P1>
+// The values of one element that the sweeps use: ψ, φ and their derivatives, and L = ln a (a = |t| or
+// relu(t); 0 where a = 0), which a learned α's gradient needs. The simple policies evaluate each on its own
+// (the compiler drops what a loop does not read); the general exponents share one log among them.
+template <typename T>
+struct Elem {
+  T psi, phi, dpsi, dphi, L;
+};
+
+// How p relates to α for the general exponents: p = 1, p = α > 1 (the default p = α·r with r = 1), or else.
+enum PKind : int { P_GENERAL = 0, P_ONE = 1, P_SAME = 2 };
+
+// a^e = exp(e·ln a) for the general exponents (α ∉ {1, 2}; p by PK): with the vector exp/log of
+// LATERALNORM_LIBMVEC each sweep is one vector loop. Every call is unconditional and the exponent's kind a
+// template parameter: a call under a condition, or a branch on e that GCC can hoist, is control flow, and
+// the loop stays scalar. eval() takes ln a once per element, and with p = α > 1 one exp in all:
+// a^(α−1) = exp((α−1) ln a) gives the derivatives, and ψ = φ = a·a^(α−1) (safe from overflow and
+// underflow where a^α is: for α > 1, a^(α−1) lies between 1 and a^α). Otherwise the same formulas as
+// psi() … dphi().
+template <typename T, int PK>
 struct VecPowFn {
   bool rect;
   T alpha, p;
+  // Signed or rectified enters the element functions only through loop-invariant numbers, never as a
+  // condition on `rect`: GCC cannot vectorize a select on a scalar bool, and the whole loop would stay scalar.
+  T ka, kb;  // a = ka·t + kb·|t|: relu(t) = (t + |t|)/2 (rect), |t| (signed)
+  T sneg;    // sign(t) where t < 0: 1 (rect: a = 0 there anyway), −1 (signed)
+  T dneg;    // φ'(t) where t ≤ 0 when p = 1: 0 (rect), 1 (signed)
+  VecPowFn(bool rect_, T alpha_, T p_)
+      : rect(rect_), alpha(alpha_), p(p_), ka(rect_ ? T(0.5) : T(0)), kb(rect_ ? T(0.5) : T(1)),
+        sneg(rect_ ? T(1) : T(-1)), dneg(rect_ ? T(0) : T(1)) {}
   // relu(t) as (t + |t|)/2, not `t > 0 ? t : 0`: from the comparison GCC would again take the log of t
-  // itself in every lane (NaN for t < 0: the slow path). Exact for every normal t.
-  static T relu(T t) { return T(0.5) * t + T(0.5) * std::abs(t); }
-  T mag(T t) const { return rect ? relu(t) : std::abs(t); }
-  T sgn(T t) const { return rect ? T(1) : (t < T(0) ? T(-1) : T(1)); }
+  // itself in every lane (NaN for t < 0: the slow path). Exact for every finite t.
+  T mag(T t) const { return ka * t + kb * std::abs(t); }
+  T sgn(T t) const { return t < T(0) ? sneg : T(1); }
   static T pw(T a, T e) {
     const T g = vexp(e * ln_pos(a));
     return a > T(0) ? g : T(0);
@@ -137,14 +158,117 @@ struct VecPowFn {
     const T g = e * vexp((e - T(1)) * ln_pos(a));
     return a > T(0) ? g : T(0);
   }
-  T psi(T t) const { return pw(mag(t), alpha); }
+  // p = α > 1: everything from a^(α−1) (see eval); the forward may keep it for the backward (`keeps_powers`)
+  T pm(T t) const {
+    const T a = mag(t), g = vexp((alpha - T(1)) * ln_pos(a));
+    return a > T(0) ? g : T(0);
+  }
+  Elem<T> from_pm(T t, T pmv) const {  // (ψ, φ, ψ', φ') from a^(α−1); L is ln a, dropped where unused
+    const T a = mag(t), s = sgn(t), psi_v = a * pmv, dpa = alpha * pmv;
+    return {psi_v, s * psi_v, s * dpa, dpa, ln_pos(a)};
+  }
+  T psi(T t) const { return PK == P_SAME ? mag(t) * pm(t) : pw(mag(t), alpha); }
   T dpsi(T t) const { return sgn(t) * dpw(mag(t), alpha); }  // signed: sign(t)·α|t|^(α−1)
-  T phi(T t) const { return P1 ? (rect ? mag(t) : t) : sgn(t) * pw(mag(t), p); }
+  // p = 1: φ = relu(t) (rect) or t (signed), as t·(t > 0 ? 1 : dneg)
+  T phi(T t) const {
+    if (PK == P_ONE) return t * (t > T(0) ? T(1) : dneg);
+    return PK == P_SAME ? sgn(t) * psi(t) : sgn(t) * pw(mag(t), p);
+  }
   T dphi(T t) const {
-    if (P1) return rect ? (t > T(0) ? T(1) : T(0)) : T(1);
+    if (PK == P_ONE) return t > T(0) ? T(1) : dneg;
     return dpw(mag(t), p);
   }
+  Elem<T> eval(T t) const {
+    if (PK == P_SAME) return from_pm(t, pm(t));
+    const T a = mag(t), L = ln_pos(a), s = sgn(t);
+    const bool pos = a > T(0);
+    const T ea = vexp(alpha * L), da = alpha * vexp((alpha - T(1)) * L);
+    const T psi_v = pos ? ea : T(0), dpa = pos ? da : T(0);
+    Elem<T> e{psi_v, T(0), s * dpa, T(0), L};
+    if (PK == P_ONE) {
+      e.phi = t * (t > T(0) ? T(1) : dneg);
+      e.dphi = t > T(0) ? T(1) : dneg;
+    } else {
+      const T ep = vexp(p * L), dp = p * vexp((p - T(1)) * L);
+      e.phi = s * (pos ? ep : T(0));
+      e.dphi = pos ? dp : T(0);
+    }
+    return e;
+  }
 };
+
+// One element's values through the policy: eval() where the policy shares work among them, else one by one.
+template <typename T, typename Fn>
+inline Elem<T> eval(const Fn& fn, T t) {
+  return {fn.psi(t), fn.phi(t), fn.dpsi(t), fn.dphi(t), T(0)};
+}
+template <typename T, int PK>
+inline Elem<T> eval(const VecPowFn<T, PK>& fn, T t) {
+  return fn.eval(t);
+}
+// Policies whose elements cost transcendental calls: their sweeps keep ψ' (and a learned α's ln a and ψ)
+// in scratch rather than computing them again; for the others a recompute is cheaper than the memory.
+template <typename Fn>
+constexpr bool kCostly = false;
+template <typename T, int PK>
+constexpr bool kCostly<VecPowFn<T, PK>> = true;
+
+// φ(t) where ψ(t) is at hand: with p = α, φ = sign(t)·ψ (one exp fewer per element), else φ(t) itself.
+template <typename T, typename Fn>
+inline T phi_from_psi(const Fn& fn, T t, T) {
+  return fn.phi(t);
+}
+template <typename T>
+inline T phi_from_psi(const VecPowFn<T, P_SAME>& fn, T t, T psi) {
+  return fn.sgn(t) * psi;
+}
+
+// A row's element values in scratch (the costly policies): one loop that does only the vector exp/log
+// calls and stores, then the sweeps read the table. Fused into the sweeps instead, the calls (which clobber
+// every vector register) cost about a quarter more there.
+template <typename T>
+struct Tab {
+  T *psi, *phi, *dpsi, *dphi, *L;  // L may be null (no learned α)
+};
+template <typename T, bool WITH_L, typename Fn>
+__attribute__((noinline)) void tabulate(const T* __restrict__ y, T m, T dl, int64_t n, T* __restrict__ psi,
+                                        T* __restrict__ phi, T* __restrict__ dpsi, T* __restrict__ dphi,
+                                        T* __restrict__ L, const Fn fn) {
+  for (int64_t i = 0; i < n; ++i) {
+    const Elem<T> e = eval(fn, (y[i] - m) - dl);
+    psi[i] = e.psi;
+    phi[i] = e.phi;
+    dpsi[i] = e.dpsi;
+    dphi[i] = e.dphi;
+    if (WITH_L) L[i] = e.L;
+  }
+}
+
+// p = α > 1: a^(α−1) of a row (the forward keeps it when asked), and the table from it (no exp or log;
+// one log per element only for a learned α's L).
+template <typename T, typename Fn>
+__attribute__((noinline)) void pm_of_row(const T* __restrict__ y, T m, T dl, int64_t n, T* __restrict__ pm,
+                                         const Fn fn) {
+  for (int64_t i = 0; i < n; ++i) pm[i] = fn.pm((y[i] - m) - dl);
+}
+template <typename T, bool WITH_L, typename Fn>
+__attribute__((noinline)) void tabulate_from_pm(const T* __restrict__ y, T m, T dl, const T* __restrict__ pm,
+                                                int64_t n, T* __restrict__ psi, T* __restrict__ phi,
+                                                T* __restrict__ dpsi, T* __restrict__ dphi, T* __restrict__ L,
+                                                const Fn fn) {
+  for (int64_t i = 0; i < n; ++i) {
+    const Elem<T> e = fn.from_pm((y[i] - m) - dl, pm[i]);
+    psi[i] = e.psi;
+    phi[i] = e.phi;
+    dpsi[i] = e.dpsi;
+    dphi[i] = e.dphi;
+    if (WITH_L) L[i] = e.L;
+  }
+}
+template <typename Fn>
+constexpr bool kKeepsPowers = false;
+template <typename T>
+constexpr bool kKeepsPowers<VecPowFn<T, P_SAME>> = true;
 
 // D^{−r} (operator()), and both(D) = (D^{−r}, 1/D) with one division: sqrt and division are the costly
 // vector instructions here, so the backward asks for both at once.
@@ -257,6 +381,12 @@ __attribute__((noinline)) void psi_of_row(const T* __restrict__ y, T m, T dl, in
   for (int64_t i = 0; i < n; ++i) out[i] = fn.psi((y[i] - m) - dl);
 }
 
+template <typename T, typename Fn>
+__attribute__((noinline)) void dpsi_of_row(const T* __restrict__ y, T m, T dl, int64_t n, T* __restrict__ out,
+                                           const Fn fn) {
+  for (int64_t i = 0; i < n; ++i) out[i] = fn.dpsi((y[i] - m) - dl);
+}
+
 template <typename T>
 __attribute__((noinline)) void scaled_product(const T* __restrict__ a, const T* __restrict__ b, T k, int64_t n,
                                               T* __restrict__ out) {
@@ -279,9 +409,10 @@ __attribute__((noinline)) void alpha_terms(const T* __restrict__ y, T m, T dl, c
                                            const T* __restrict__ g, const T* __restrict__ gamma,
                                            const T* __restrict__ z, T dp, int64_t n, T* __restrict__ out,
                                            const Fn fn, bool rect) {
+  const T ka = rect ? T(0.5) : T(0), kb = rect ? T(0.5) : T(1);  // a = ka·t + kb·|t| (no select on `rect`)
   for (int64_t i = 0; i < n; ++i) {
     const T t = (y[i] - m) - dl;
-    const T a = rect ? VecPowFn<T, false>::relu(t) : std::abs(t);
+    const T a = ka * t + kb * std::abs(t);
     const T L = ln_pos(a);
     out[i] = L * ((ROWGP ? gp : gpsi[i]) * fn.psi(t) + dp * (g[i] * gamma[i]) * z[i]);
   }
@@ -319,8 +450,8 @@ struct Scratch {
 };
 
 // ---------------------------------------------------------------------------------------------- forward
-// out rows [r0, r1); stats: (m_T, δ, S) per row in double (S: the uniform pool's Σψ, else 0); w_all (band,
-// may be null): the window sums W, kept for the backward
+// out rows [r0, r1); stats: (m_T, δ, S) per row in double (S: the uniform pool's Σψ, else 0); w_all (see
+// `keeps_rowwise`; may be null): the band pool's window sums or the elements' a^(α−1), kept for the backward
 template <typename T, int64_t KIND, typename Fn, typename R>
 void forward_rows(const T* __restrict__ y_all, T* __restrict__ out_all, double* __restrict__ stats,
                   T* __restrict__ w_all, int64_t r0, int64_t r1, const Params<T>& P, const Fn fn, const R dr) {
@@ -338,26 +469,46 @@ void forward_rows(const T* __restrict__ y_all, T* __restrict__ out_all, double* 
     const T m = mu.m, dl = mu.delta;
     double S = 0;
     if (KIND == UNIFORM) {
-      double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-      int64_t i = 0;
-      for (; i + 8 <= n; i += 8)
-        for (int k = 0; k < 8; ++k) acc[k] += static_cast<double>(fn.psi((y[i + k] - m) - dl));
-      for (; i < n; ++i) S += static_cast<double>(fn.psi((y[i] - m) - dl));
-      for (int k = 0; k < 8; ++k) S += acc[k];
+      // ψ into scratch, then summed (the same order of additions): the element loop vectorizes on its own,
+      // where inside the 8-lane double accumulation it stayed scalar for the general exponents
+      if constexpr (kKeepsPowers<Fn>) {  // ψ = a·a^(α−1), a^(α−1) kept for the backward when asked
+        T* __restrict__ pmr = w_all != nullptr ? w_all + row * n : s.b.data();
+        pm_of_row(y, m, dl, n, pmr, fn);
+        T* __restrict__ ps = s.a.data();
+        for (int64_t i = 0; i < n; ++i) ps[i] = fn.mag((y[i] - m) - dl) * pmr[i];
+      } else {
+        psi_of_row(y, m, dl, n, s.a.data(), fn);
+      }
+      S = lane_sum(s.a.data(), n);
       const T St = static_cast<T>(S);
+      const T* __restrict__ ps = s.a.data();
       if (!bv) {
         const T k = dr(beta[0] + c[0] * St);
-        for (int64_t i = 0; i < n; ++i) out[i] = gamma[i] * (fn.phi((y[i] - m) - dl) * k) + bias[i];
+        for (int64_t i = 0; i < n; ++i) out[i] = gamma[i] * (phi_from_psi(fn, (y[i] - m) - dl, ps[i]) * k) + bias[i];
       } else {
         for (int64_t i = 0; i < n; ++i) {
           const T t = (y[i] - m) - dl;
-          out[i] = gamma[i] * (fn.phi(t) * dr(beta[i] + c[i] * St)) + bias[i];
+          out[i] = gamma[i] * (phi_from_psi(fn, t, ps[i]) * dr(beta[i] + c[i] * St)) + bias[i];
         }
       }
     } else if (KIND == SELF) {
-      for (int64_t i = 0; i < n; ++i) {
-        const T t = (y[i] - m) - dl;
-        out[i] = gamma[i] * (fn.phi(t) * dr(beta[i] + c[i] * fn.psi(t))) + bias[i];
+      if constexpr (kKeepsPowers<Fn>) {  // from a^(α−1), kept for the backward when asked
+        T* __restrict__ pmr = w_all != nullptr ? w_all + row * n : s.c.data();
+        pm_of_row(y, m, dl, n, pmr, fn);
+        for (int64_t i = 0; i < n; ++i) {
+          const Elem<T> e = fn.from_pm((y[i] - m) - dl, pmr[i]);
+          out[i] = gamma[i] * (e.phi * dr(beta[i] + c[i] * e.psi)) + bias[i];
+        }
+      } else if constexpr (kCostly<Fn>) {  // ψ and φ tabulated first (see Tab)
+        T* __restrict__ tp = s.a.data();
+        T* __restrict__ tf = s.b.data();
+        tabulate<T, false>(y, m, dl, n, tp, tf, s.c.data(), s.pad.data(), static_cast<T*>(nullptr), fn);
+        for (int64_t i = 0; i < n; ++i) out[i] = gamma[i] * (tf[i] * dr(beta[i] + c[i] * tp[i])) + bias[i];
+      } else {
+        for (int64_t i = 0; i < n; ++i) {
+          const Elem<T> e = eval(fn, (y[i] - m) - dl);
+          out[i] = gamma[i] * (e.phi * dr(beta[i] + c[i] * e.psi)) + bias[i];
+        }
       }
     } else {
       T* __restrict__ pad = s.pad.data();
@@ -366,7 +517,7 @@ void forward_rows(const T* __restrict__ y_all, T* __restrict__ out_all, double* 
       window_sum(pad, w, n, size);
       for (int64_t i = 0; i < n; ++i) {
         const T t = (y[i] - m) - dl;
-        out[i] = gamma[i] * (fn.phi(t) * dr(beta[i] + c[i] * w[i])) + bias[i];
+        out[i] = gamma[i] * (phi_from_psi(fn, t, pad[P.before + i]) * dr(beta[i] + c[i] * w[i])) + bias[i];
       }
     }
     stats[3 * row] = static_cast<double>(m);
@@ -377,28 +528,31 @@ void forward_rows(const T* __restrict__ y_all, T* __restrict__ out_all, double* 
 
 // ---------------------------------------------------------------------------------------------- backward
 // One row's z, q = gz z / D and v = gz D^{−r} φ'(t) (gz = g γ), and (COLS) its share of the column sums
-// Σ g z, Σ g, Σ q and Σ q W. Out of line with restrict arguments, so GCC vectorizes it without alias checks.
-template <typename T, int64_t KIND, bool ROWCONST, bool COLS, typename Fn, typename R>
+// Σ g z, Σ g, Σ q and Σ q W; TAB: the element values from the row's table (the costly policies) instead of
+// the policy. Out of line with restrict arguments, so GCC vectorizes it without alias checks.
+template <typename T, int64_t KIND, bool ROWCONST, bool COLS, bool TAB, typename Fn, typename R>
 __attribute__((noinline)) void sweep_units(const T* __restrict__ y, const T* __restrict__ g,
                                            const T* __restrict__ beta, const T* __restrict__ c,
                                            const T* __restrict__ gamma, const T* __restrict__ wrow, T St, T m,
                                            T dl, int64_t n, T* __restrict__ zb, T* __restrict__ qb,
                                            T* __restrict__ vb, T* __restrict__ cg, T* __restrict__ cb,
-                                           T* __restrict__ cq, T* __restrict__ cw, const Fn fn, const R dr) {
+                                           T* __restrict__ cq, T* __restrict__ cw, const T* __restrict__ tpsi,
+                                           const T* __restrict__ tphi, const T* __restrict__ tdphi, const Fn fn,
+                                           const R dr) {
   const T D0 = beta[0] + c[0] * St;
   const T k0 = dr(D0), inv0 = T(1) / D0;
   for (int64_t i = 0; i < n; ++i) {
-    const T t = (y[i] - m) - dl;
-    const T W = KIND == UNIFORM ? St : (KIND == SELF ? fn.psi(t) : wrow[i]);
+    const Elem<T> e = TAB ? Elem<T>{tpsi[i], tphi[i], T(0), tdphi[i], T(0)} : eval(fn, (y[i] - m) - dl);
+    const T W = KIND == UNIFORM ? St : (KIND == SELF ? e.psi : wrow[i]);
     const T D = ROWCONST ? D0 : beta[i] + c[i] * W;
     const Both<T> kd = ROWCONST ? Both<T>{k0, inv0} : dr.both(D);
     const T k = kd.dr;
-    const T z = fn.phi(t) * k;
+    const T z = e.phi * k;
     const T gz = g[i] * gamma[i];
     const T q = gz * z * kd.inv;
     zb[i] = z;
     qb[i] = q;
-    vb[i] = gz * k * fn.dphi(t);
+    vb[i] = gz * k * e.dphi;
     if (COLS) {
       cg[i] += g[i] * z;
       cb[i] += g[i];
@@ -408,8 +562,24 @@ __attribute__((noinline)) void sweep_units(const T* __restrict__ y, const T* __r
   }
 }
 
+// gy = v + gψ ψ' with ψ' kept by the sweep
+template <typename T>
+__attribute__((noinline)) void input_grad_kept(const T* __restrict__ v, const T* __restrict__ gpsi,
+                                               const T* __restrict__ dps, int64_t n, T* __restrict__ gy) {
+  for (int64_t i = 0; i < n; ++i) gy[i] = v[i] + gpsi[i] * dps[i];
+}
+
+// A learned α's row terms (as alpha_terms) from the ln a and ψ kept by the sweep.
+template <typename T, bool ROWGP>
+__attribute__((noinline)) void alpha_terms_kept(const T* __restrict__ lb, const T* __restrict__ pb,
+                                                const T* __restrict__ gpsi, T gp, const T* __restrict__ g,
+                                                const T* __restrict__ gamma, const T* __restrict__ z, T dp,
+                                                int64_t n, T* __restrict__ out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = lb[i] * ((ROWGP ? gp : gpsi[i]) * pb[i] + dp * (g[i] * gamma[i]) * z[i]);
+}
+
 // gy rows [r0, r1) (gy_all may be null: parameters only); col: 4 × N partial column sums of this block;
-// w_all (band, may be null: then recomputed): the forward's window sums; ga_all (may be null): each row's
+// w_all (may be null: then recomputed): the forward's window sums or a^(α−1); ga_all (may be null): each row's
 // share of ∂L/∂α (a learned α; dp = ∂p/∂α)
 template <typename T, int64_t KIND, typename Fn, typename R>
 void backward_rows(const T* __restrict__ g_all, const T* __restrict__ y_all, const double* __restrict__ stats,
@@ -427,6 +597,10 @@ void backward_rows(const T* __restrict__ g_all, const T* __restrict__ y_all, con
   T* __restrict__ qb = s.b.data();  // q
   T* __restrict__ vb = s.c.data();  // v = gz D^{−r} φ'(t)
   std::vector<T> wbuf(KIND == BAND ? n : 0), gpsi(KIND == UNIFORM ? 0 : n), abuf(ga_all != nullptr ? n : 0);
+  constexpr bool keep = kCostly<Fn>;  // tabulate each row's element values first
+  const bool alpha_kept = keep && ga_all != nullptr;
+  std::vector<T> tb(keep ? 5 * n : 0);
+  const Tab<T> tab{tb.data(), tb.data() + n, tb.data() + 2 * n, tb.data() + 3 * n, tb.data() + 4 * n};
   for (int64_t row = r0; row < r1; ++row) {
     const T* __restrict__ y = y_all + row * n;
     const T* __restrict__ g = g_all + row * n;
@@ -447,9 +621,27 @@ void backward_rows(const T* __restrict__ g_all, const T* __restrict__ y_all, con
     T* cb = col == nullptr ? nullptr : col + n;
     T* cq = col == nullptr ? nullptr : col + 2 * n;
     T* cw = col == nullptr ? nullptr : col + 3 * n;
+    if constexpr (keep) {
+      bool done = false;
+      if constexpr (kKeepsPowers<Fn>) {
+        if (KIND != BAND && w_all != nullptr) {  // from the forward's a^(α−1): no exp, no log
+          const T* pmr = w_all + row * n;
+          if (alpha_kept)
+            tabulate_from_pm<T, true>(y, m, dl, pmr, n, tab.psi, tab.phi, tab.dpsi, tab.dphi, tab.L, fn);
+          else
+            tabulate_from_pm<T, false>(y, m, dl, pmr, n, tab.psi, tab.phi, tab.dpsi, tab.dphi, nullptr, fn);
+          done = true;
+        }
+      }
+      if (!done && alpha_kept)
+        tabulate<T, true>(y, m, dl, n, tab.psi, tab.phi, tab.dpsi, tab.dphi, tab.L, fn);
+      else if (!done)
+        tabulate<T, false>(y, m, dl, n, tab.psi, tab.phi, tab.dpsi, tab.dphi, nullptr, fn);
+    }
     auto sweep = [&](auto rowconst, auto cols) {
-      sweep_units<T, KIND, decltype(rowconst)::value, decltype(cols)::value>(
-          y, g, beta, c, gamma, wrow, St, m, dl, n, zb, qb, vb, cg, cb, cq, cw, fn, dr);
+      sweep_units<T, KIND, decltype(rowconst)::value, decltype(cols)::value, keep>(
+          y, g, beta, c, gamma, wrow, St, m, dl, n, zb, qb, vb, cg, cb, cq, cw, tab.psi, tab.phi, tab.dphi, fn,
+          dr);
     };
     using yes = std::true_type;
     using no = std::false_type;
@@ -468,21 +660,21 @@ void backward_rows(const T* __restrict__ g_all, const T* __restrict__ y_all, con
       const double sq = bv ? lane_dot(c, qb, n) : static_cast<double>(c[0]) * lane_sum(qb, n);
       const T gp = static_cast<T>(static_cast<double>(mr) * sq);
       if (ga_all != nullptr) {
-        alpha_terms<T, true>(y, m, dl, nullptr, gp, g, gamma, zb, dp, n, abuf.data(), fn, P.rect);
+        if (alpha_kept)
+          alpha_terms_kept<T, true>(tab.L, tab.psi, nullptr, gp, g, gamma, zb, dp, n, abuf.data());
+        else
+          alpha_terms<T, true>(y, m, dl, nullptr, gp, g, gamma, zb, dp, n, abuf.data(), fn, P.rect);
         ga_all[row] = lane_sum(abuf.data(), n);
       }
       if (gy == nullptr) continue;
       T mean = T(0);
+      T* __restrict__ dpsr = keep ? tab.dpsi : s.pad2.data();  // ψ'(t), once for the mean and for gy
+      if (!keep) dpsi_of_row(y, m, dl, n, dpsr, fn);
       if (P.center) {
-        double ad[8] = {0, 0, 0, 0, 0, 0, 0, 0}, sd = 0;
-        int64_t i = 0;
-        for (; i + 8 <= n; i += 8)
-          for (int k = 0; k < 8; ++k) ad[k] += static_cast<double>(fn.dpsi((y[i + k] - m) - dl));
-        for (; i < n; ++i) sd += static_cast<double>(fn.dpsi((y[i] - m) - dl));
-        for (int k = 0; k < 8; ++k) sd += ad[k];
+        const double sd = lane_sum(dpsr, n);
         mean = static_cast<T>((lane_sum(vb, n) + static_cast<double>(gp) * sd) / static_cast<double>(n));
       }
-      for (int64_t i = 0; i < n; ++i) gy[i] = (vb[i] + gp * fn.dpsi((y[i] - m) - dl)) - mean;
+      for (int64_t i = 0; i < n; ++i) gy[i] = (vb[i] + gp * dpsr[i]) - mean;
       continue;
     }
     const T* gp;
@@ -495,11 +687,17 @@ void backward_rows(const T* __restrict__ g_all, const T* __restrict__ y_all, con
       gp = gpsi.data();
     }
     if (ga_all != nullptr) {
-      alpha_terms<T, false>(y, m, dl, gp, T(0), g, gamma, zb, dp, n, abuf.data(), fn, P.rect);
+      if (alpha_kept)
+        alpha_terms_kept<T, false>(tab.L, tab.psi, gp, T(0), g, gamma, zb, dp, n, abuf.data());
+      else
+        alpha_terms<T, false>(y, m, dl, gp, T(0), g, gamma, zb, dp, n, abuf.data(), fn, P.rect);
       ga_all[row] = lane_sum(abuf.data(), n);
     }
     if (gy == nullptr) continue;
-    input_grad(vb, gp, y, m, dl, n, gy, fn);
+    if (keep)
+      input_grad_kept(vb, gp, tab.dpsi, n, gy);
+    else
+      input_grad(vb, gp, y, m, dl, n, gy, fn);
     if (P.center) {
       const T mean = static_cast<T>(lane_sum(gy, n) / static_cast<double>(n));
       for (int64_t i = 0; i < n; ++i) gy[i] -= mean;
@@ -514,6 +712,13 @@ struct Cfg {
   double alpha, p, r;
   int64_t before, after;
 };
+
+// p = α > 1 with α ≠ 2: the policy that computes everything from a^(α−1) (VecPowFn<T, P_SAME>)
+bool p_same(const Cfg& cfg) { return cfg.alpha > 1.0 && cfg.alpha != 2.0 && cfg.p == cfg.alpha; }
+
+// Whether the forward keeps a second (M, N) tensor for the backward when asked (save_w): the band pool's
+// window sums, or with p = α > 1 the elements' a^(α−1) (the backward then needs no exp or log).
+bool keeps_rowwise(const Cfg& cfg) { return cfg.kind == BAND || p_same(cfg); }
 
 // Calls f(kind_tag, fn, dr) with the policies that fit cfg.
 template <typename T, typename F>
@@ -545,9 +750,11 @@ void with_policies(const Cfg& cfg, F&& f) {
   else if (cfg.rect && cfg.alpha == 1.0 && cfg.p == 1.0)
     with_r(RectLin<T>{});
   else if (cfg.alpha != 1.0 && cfg.alpha != 2.0 && cfg.p == 1.0)
-    with_r(VecPowFn<T, true>{cfg.rect, static_cast<T>(cfg.alpha), static_cast<T>(cfg.p)});
+    with_r(VecPowFn<T, P_ONE>{cfg.rect, static_cast<T>(cfg.alpha), static_cast<T>(cfg.p)});
+  else if (p_same(cfg))
+    with_r(VecPowFn<T, P_SAME>{cfg.rect, static_cast<T>(cfg.alpha), static_cast<T>(cfg.p)});
   else if (cfg.alpha != 1.0 && cfg.alpha != 2.0 && cfg.p != 2.0)
-    with_r(VecPowFn<T, false>{cfg.rect, static_cast<T>(cfg.alpha), static_cast<T>(cfg.p)});
+    with_r(VecPowFn<T, P_GENERAL>{cfg.rect, static_cast<T>(cfg.alpha), static_cast<T>(cfg.p)});
   else
     with_r(GeneralFn<T>{cfg.rect, static_cast<T>(cfg.alpha), static_cast<T>(cfg.p)});
 }
@@ -578,7 +785,8 @@ Params<T> make_params(const at::Tensor& beta, const at::Tensor& c, const at::Ten
 }
 
 // Returns (out, stats, w): stats (M, 3) float64 = (row mean rounded to T, the rest δ, uniform pool's Σψ);
-// w: the band pool's window sums (M, N) when save_w (they cost a full recompute in the backward), else empty.
+// w (M, N) when save_w and `keeps_rowwise`: the band pool's window sums (they cost a full recompute in the
+// backward), or with p = α > 1 the elements' a^(α−1) (the backward then needs no exp or log); else empty.
 std::vector<at::Tensor> forward(const at::Tensor& y, const at::Tensor& beta, const at::Tensor& c,
                                 const at::Tensor& gamma, const at::Tensor& bias, int64_t kind, bool center,
                                 bool rect, double alpha, double p, double r, int64_t before, int64_t after,
@@ -593,7 +801,7 @@ std::vector<at::Tensor> forward(const at::Tensor& y, const at::Tensor& beta, con
   check_vec(bias, y, n, "bias", false);
   at::Tensor out = at::empty_like(y);
   at::Tensor stats = at::zeros({m, 3}, y.options().dtype(at::kDouble));
-  at::Tensor w = save_w && kind == BAND ? at::empty_like(y) : at::Tensor();
+  at::Tensor w = save_w && keeps_rowwise(cfg) ? at::empty_like(y) : at::Tensor();
   if (m == 0 || n == 0) return {out, stats, w};
   AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "dn_rows_forward", [&] {
     using T = scalar_t;
