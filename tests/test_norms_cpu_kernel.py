@@ -457,3 +457,83 @@ def test_compiled_recurrent_gates_refuse_double_backward():
     out = cell.step_loop(torch.randn(3, 5, 2))
     with pytest.raises(RuntimeError, match="LATERALNORM_CPU_KERNEL=torch"):
         torch.autograd.grad(out.sum(), list(cell.parameters()), create_graph=True)
+
+
+# ------------------------------------------------------------------------------------------- matrix κ
+# κ gaussian, low-rank and full: the pool is a matmul (torch's, with κ's own autograd), the element work on
+# either side runs in the kernel (`PsiRows`, `GivenPool`); fused=false is the composite formula.
+MATRIX_CONFIGS = [
+    "dn:kappa=lowrank:4",
+    "dn:kappa=full",
+    "dn:kappa=gaussian",
+    "gdn",
+    "dn:kappa=full,fn=signed,center=true,alpha=1.5,r=0.7",
+    "dn:kappa=lowrank:3,alpha=1.5,beta=0.3",
+    "dn:kappa=gaussian,alpha=0.7,r=0.5,affine=false",
+]
+
+
+def _unfused(spec: str) -> str:
+    return spec + (",fused=false" if ":" in spec else ":fused=false")
+
+
+@pytest.mark.parametrize("spec", MATRIX_CONFIGS)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_matrix_kappa_in_the_kernel_equals_the_formula(spec, dtype, monkeypatch):
+    torch.manual_seed(0)
+    n = 37
+    kernel = create_norm(spec, n, dtype=dtype)
+    plain = create_norm(_unfused(spec), n, dtype=dtype)
+    with torch.no_grad():
+        for p in kernel.parameters():
+            p.add_(0.1 * torch.rand_like(p))
+    plain.load_state_dict(kernel.state_dict())
+    assert kernel._matrix and not plain._matrix
+    calls = []
+    real = cpu_kernel.extension()
+
+    class Spy:
+        def __getattr__(self, name):  # noqa: ANN001, ANN204
+            calls.append(name)
+            return getattr(real, name)
+
+    monkeypatch.setattr(cpu_kernel, "extension", lambda: Spy())
+    x = torch.randn(70, n, dtype=dtype) * 2
+    x[3] = 0.0
+    x[5] = 3.0 + 0.01 * torch.randn(n, dtype=dtype)
+    g = torch.randn_like(x)
+    got = _grads(kernel, x, g)
+    assert {"psi_rows", "given_pool_forward", "given_pool_backward", "psi_rows_backward"} <= set(calls)
+    ref = _grads(plain, x, g)
+    tol = dict(atol=1e-11, rtol=1e-9) if dtype == torch.float64 else dict(atol=2e-5, rtol=2e-4)
+    for i, (a, b) in enumerate(zip(got, ref)):
+        torch.testing.assert_close(a, b, **tol, msg=lambda m, i=i: f"{spec} output #{i}: {m}")
+
+
+@pytest.mark.parametrize("spec", ["dn:kappa=lowrank:2", "gdn", "dn:kappa=gaussian,fn=signed,alpha=1.5"])
+def test_matrix_kappa_gradcheck_and_double_backward(spec):
+    m = create_norm(spec, 6, dtype=torch.float64)
+    x = torch.randn(4, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda v: m(v), (x,))
+    assert torch.autograd.gradgradcheck(lambda v: m(v), (x,))
+
+
+def test_matrix_kappa_partial_gradients_and_channels_first():
+    """Parameters only, input only, and GDN over the channels of a (B, C, H, W) map, against the formula."""
+    torch.manual_seed(1)
+    kernel = create_norm("gdn", 5, "channels_first", dtype=torch.float64)
+    plain = create_norm("gdn:fused=false", 5, "channels_first", dtype=torch.float64)
+    plain.load_state_dict(kernel.state_dict())
+    x = torch.randn(2, 5, 3, 4, dtype=torch.float64)
+    g = torch.randn_like(x)
+    kernel(x).backward(g)  # the input needs no gradient
+    plain(x).backward(g)
+    for a, b in zip(kernel.parameters(), plain.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, atol=1e-11, rtol=1e-9)
+    for m in (kernel, plain):
+        for p in m.parameters():
+            p.requires_grad_(False)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    kernel(xa).backward(g)
+    plain(xb).backward(g)
+    torch.testing.assert_close(xa.grad, xb.grad, atol=1e-11, rtol=1e-9)

@@ -19,6 +19,7 @@ Presets (`dn:preset=ln` etc.) fill the options that reproduce each classic layer
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -26,7 +27,14 @@ from torch import nn
 
 from lateralnorm.errors import UsageError
 from lateralnorm.norms.base import COMMON, NonNegative, Norm, lower_bound
-from lateralnorm.norms.dn_kernel import DnConfig, center_rows, divisive_rows, learned_alpha_rows, power
+from lateralnorm.norms.dn_kernel import (
+    DnConfig,
+    center_rows,
+    divisive_rows,
+    learned_alpha_rows,
+    matrix_pooled_rows,
+    power,
+)
 from lateralnorm.norms.kappa import STRUCTURES
 from lateralnorm.norms.options import Opt
 
@@ -86,7 +94,7 @@ class DivisiveNorm(Norm):
         "learn_kappa": Opt(bool, True, "learn κ (non-negative)"),
         "size": Opt(int, None, "band window size (LRN's window: n//2 before, (n−1)//2 after)", lo=1,
                     nullable=True),
-        "fused": Opt(bool, True, "use the hand-written backward for O(N) κ (self, uniform, band)"),
+        "fused": Opt(bool, True, "compiled element work with hand-written backwards (every κ; else autograd)"),
         "sigma": Opt(float, 2.0, "initial width of the gaussian κ (in units)", lo=0.0, open_lo=True),
         "beta": Opt(float, 1.0, "additive constant β of the denominator (σ^α in neural DN)", lo=0.0),
         "learn_beta": Opt(bool, True, "learn β per unit (kept above eps)"),
@@ -140,6 +148,12 @@ class DivisiveNorm(Norm):
             and self._fixed_and_constant("beta")
         )
         self._p = o["p"] if o["p"] is not None else o["alpha"] * self.r
+        # a matrix κ (gaussian, low-rank, full): the element work in the CPU kernel around the pool's matmuls
+        self._matrix = o["fused"] and not self.structure.fused and self.fn != "exp" and not o["learn_alpha"]
+        if self._matrix:
+            self._mcfg = DnConfig(
+                "uniform", self.center, self.fn == "rect", float(o["alpha"]), self._p, self.r
+            )
         if self._fusable or self._fused_alpha:  # the fused kernels' configuration (α, p: a learned α's start)
             before, after = getattr(self, "pad", (0, 0))
             (_, beta_bound), (_, kappa_bound) = self._source("beta"), self._source("kappa")
@@ -218,6 +232,11 @@ class DivisiveNorm(Norm):
                 return divisive_rows(x, beta, kappa, self.weight, self.bias, self._cfg)
             tied = self.opts["p"] is None  # p = α·r follows the learned α
             out = learned_alpha_rows(x, beta, kappa, self.weight, self.bias, self.alpha(), self._cfg, tied)
+            if out is not None:
+                return out
+        if self._matrix:
+            pool = functools.partial(self.structure.pool, self)
+            out = matrix_pooled_rows(x, pool, self.beta_value(), self.weight, self.bias, self._mcfg)
             if out is not None:
                 return out
         return self._formula(x)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -414,6 +415,121 @@ def formula_rows(y, beta_src, c_src, gamma, bias, cfg, alpha=None, tied=False): 
     if gamma is not None:
         z = z * gamma
     return z if bias is None else z + bias
+
+
+def _psi_formula(y: torch.Tensor, cfg: DnConfig) -> torch.Tensor:
+    """ψ(t) of `formula_rows` (t centered when cfg.center)."""
+    t = center_rows(y) if cfg.center else y
+    a = torch.relu(t) if cfg.rect else t.abs()
+    return t * t if (cfg.alpha == 2.0 and not cfg.rect) else power(a, cfg.alpha)
+
+
+def _given_pool_formula(y, w, beta, gamma, bias, cfg):  # noqa: ANN001, ANN201
+    """γ φ(t) (β + W)^(−r) + b of `formula_rows` for a given pool W."""
+    t = center_rows(y) if cfg.center else y
+    a = torch.relu(t) if cfg.rect else t.abs()
+    if cfg.p == 1.0:
+        phi = a if cfg.rect else t
+    else:
+        phi = power(a, cfg.p) if cfg.rect else power(a, cfg.p) * torch.sign(t)
+    z = phi * (beta + w).pow(-cfg.r)
+    if gamma is not None:
+        z = z * gamma
+    return z if bias is None else z + bias
+
+
+def _formula_grads(out: torch.Tensor, inputs: tuple, need: tuple, g: torch.Tensor) -> list:
+    """∂out/∂inputs · g as a differentiable graph (create_graph: double backward), None where not needed."""
+    wanted = [i for i, t in enumerate(inputs) if need[i] and t is not None]
+    grads = torch.autograd.grad(out, [inputs[i] for i in wanted], g, create_graph=True, allow_unused=True)
+    result: list = [None] * len(inputs)
+    for i, gr in zip(wanted, grads):
+        result[i] = gr
+    return result
+
+
+class PsiRows(torch.autograd.Function):
+    """ψ(t) of each row in the compiled kernel, before a matrix pool (κ gaussian, low-rank, full): returns
+    (ψ, stats), stats the rows' means for `GivenPool` (not differentiable). Saves only the input."""
+
+    @staticmethod
+    def forward(ctx: Any, y: torch.Tensor, cfg: DnConfig):  # noqa: ANN205
+        psi, stats = cpu_kernel.extension().psi_rows(y, cfg.center, cfg.rect, cfg.alpha, cfg.p)
+        ctx.mark_non_differentiable(stats)
+        ctx.save_for_backward(y, stats)
+        ctx.cfg = cfg
+        return psi, stats
+
+    @staticmethod
+    def backward(ctx: Any, g_psi: torch.Tensor, _g_stats: Any):  # noqa: ANN205
+        y, stats = ctx.saved_tensors
+        cfg = ctx.cfg
+        if torch.is_grad_enabled():  # create_graph=True: differentiate the plain formula
+            with torch.enable_grad():
+                return _formula_grads(_psi_formula(y, cfg), (y,), (True,), g_psi)[0], None
+        gy = cpu_kernel.extension().psi_rows_backward(g_psi, y, stats, cfg.center, cfg.rect, cfg.alpha, cfg.p)
+        return gy, None
+
+
+class GivenPool(torch.autograd.Function):
+    """out = γ φ(t) (β + W)^(−r) + b in the compiled kernel for a pool W computed outside (the matmuls of a
+    matrix κ); its backward gives the pool's gradient −r q, the input's direct share and β, γ, b's."""
+
+    @staticmethod
+    def forward(ctx: Any, y, stats, w, beta, gamma, bias, cfg):  # noqa: ANN001, ANN205
+        out = cpu_kernel.extension().given_pool_forward(
+            y, stats, w, beta, gamma, bias, cfg.center, cfg.rect, cfg.alpha, cfg.p, cfg.r
+        )
+        ctx.save_for_backward(y, stats, w, beta, gamma, bias)
+        ctx.cfg = cfg
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor):  # noqa: ANN205
+        y, stats, w, beta, gamma, bias = ctx.saved_tensors
+        cfg, need = ctx.cfg, ctx.needs_input_grad
+        if torch.is_grad_enabled():  # create_graph=True: differentiate the plain formula
+            with torch.enable_grad():
+                out = _given_pool_formula(y, w, beta, gamma, bias, cfg)
+                gy, gw, gb, gg, gbias = _formula_grads(
+                    out, (y, w, beta, gamma, bias), (need[0], need[2], need[3], need[4], need[5]), g
+                )
+            return gy, None, gw, gb, gg, gbias, None
+        gy, gw, g_gamma, g_bias, g_beta = cpu_kernel.extension().given_pool_backward(
+            g, y, stats, w, beta, gamma, cfg.center, cfg.rect, cfg.alpha, cfg.p, cfg.r,
+            need[0], gamma is not None and need[4], bias is not None and need[5], need[3],
+        )  # fmt: skip
+        return (
+            gy if need[0] else None,
+            None,
+            gw if need[2] else None,
+            g_beta if need[3] else None,
+            g_gamma.to(gamma.dtype) if gamma is not None and need[4] else None,
+            g_bias.to(bias.dtype) if bias is not None and need[5] else None,
+            None,
+        )
+
+
+def matrix_pooled_rows(
+    y: torch.Tensor,
+    pool: Callable[[torch.Tensor], torch.Tensor],
+    beta: torch.Tensor,
+    gamma: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    cfg: DnConfig,
+) -> torch.Tensor | None:
+    """Divisive normalization whose pool is a matrix product (`pool`: ψ (M, N) → W (M, N), the κ structure's
+    own differentiable ops) with the element work in the compiled CPU kernel: ψ rows, then the pool, then the
+    output from W. None where that kernel does not run (not CPU float, not built, under torch.compile): the
+    caller then differentiates its composite formula. cfg: center, rect, α, p, r (its kind is not read)."""
+    shape = y.shape
+    rows = y.reshape(-1, shape[-1])
+    if torch.compiler.is_compiling() or not cpu_kernel.applies_to(rows):
+        return None
+    rows = rows.contiguous()
+    psi, stats = PsiRows.apply(rows, cfg)
+    w = pool(psi)
+    return GivenPool.apply(rows, stats, w, beta, gamma, bias, cfg).reshape(shape)
 
 
 class PooledDivisive(torch.autograd.Function):

@@ -720,43 +720,53 @@ bool p_same(const Cfg& cfg) { return cfg.alpha > 1.0 && cfg.alpha != 2.0 && cfg.
 // window sums, or with p = α > 1 the elements' a^(α−1) (the backward then needs no exp or log).
 bool keeps_rowwise(const Cfg& cfg) { return cfg.kind == BAND || p_same(cfg); }
 
-// Calls f(kind_tag, fn, dr) with the policies that fit cfg.
+// Calls f(fn) with the element policy that fits cfg (φ, ψ from the exponents).
+template <typename T, typename F>
+void with_fn(const Cfg& cfg, F&& f) {
+  if (!cfg.rect && cfg.alpha == 2.0 && cfg.p == 1.0)
+    f(SignedSq<T>{});
+  else if (cfg.rect && cfg.alpha == 2.0 && cfg.p == 2.0)
+    f(RectSq<T>{});
+  else if (cfg.rect && cfg.alpha == 2.0 && cfg.p == 1.0)
+    f(RectSqP1<T>{});
+  else if (cfg.rect && cfg.alpha == 1.0 && cfg.p == 1.0)
+    f(RectLin<T>{});
+  else if (cfg.alpha != 1.0 && cfg.alpha != 2.0 && cfg.p == 1.0)
+    f(VecPowFn<T, P_ONE>{cfg.rect, static_cast<T>(cfg.alpha), static_cast<T>(cfg.p)});
+  else if (p_same(cfg))
+    f(VecPowFn<T, P_SAME>{cfg.rect, static_cast<T>(cfg.alpha), static_cast<T>(cfg.p)});
+  else if (cfg.alpha != 1.0 && cfg.alpha != 2.0 && cfg.p != 2.0)
+    f(VecPowFn<T, P_GENERAL>{cfg.rect, static_cast<T>(cfg.alpha), static_cast<T>(cfg.p)});
+  else
+    f(GeneralFn<T>{cfg.rect, static_cast<T>(cfg.alpha), static_cast<T>(cfg.p)});
+}
+
+// Calls f(fn, dr) with the element and D^{−r} policies that fit cfg.
+template <typename T, typename F>
+void with_fn_r(const Cfg& cfg, F&& f) {
+  with_fn<T>(cfg, [&](auto fn) {
+    if (cfg.r == 0.5)
+      f(fn, RHalf<T>{});
+    else if (cfg.r == 1.0)
+      f(fn, ROne<T>{});
+    else if (cfg.r == 0.75)
+      f(fn, RThreeQuarters<T>{});
+    else
+      f(fn, RGeneral<T>{static_cast<T>(-cfg.r)});
+  });
+}
+
+// Calls f(kind_tag, fn, dr) with the pool kind and the policies that fit cfg.
 template <typename T, typename F>
 void with_policies(const Cfg& cfg, F&& f) {
-  auto with_kind = [&](auto fn, auto dr) {
+  with_fn_r<T>(cfg, [&](auto fn, auto dr) {
     if (cfg.kind == SELF)
       f(std::integral_constant<int64_t, SELF>{}, fn, dr);
     else if (cfg.kind == UNIFORM)
       f(std::integral_constant<int64_t, UNIFORM>{}, fn, dr);
     else
       f(std::integral_constant<int64_t, BAND>{}, fn, dr);
-  };
-  auto with_r = [&](auto fn) {
-    if (cfg.r == 0.5)
-      with_kind(fn, RHalf<T>{});
-    else if (cfg.r == 1.0)
-      with_kind(fn, ROne<T>{});
-    else if (cfg.r == 0.75)
-      with_kind(fn, RThreeQuarters<T>{});
-    else
-      with_kind(fn, RGeneral<T>{static_cast<T>(-cfg.r)});
-  };
-  if (!cfg.rect && cfg.alpha == 2.0 && cfg.p == 1.0)
-    with_r(SignedSq<T>{});
-  else if (cfg.rect && cfg.alpha == 2.0 && cfg.p == 2.0)
-    with_r(RectSq<T>{});
-  else if (cfg.rect && cfg.alpha == 2.0 && cfg.p == 1.0)
-    with_r(RectSqP1<T>{});
-  else if (cfg.rect && cfg.alpha == 1.0 && cfg.p == 1.0)
-    with_r(RectLin<T>{});
-  else if (cfg.alpha != 1.0 && cfg.alpha != 2.0 && cfg.p == 1.0)
-    with_r(VecPowFn<T, P_ONE>{cfg.rect, static_cast<T>(cfg.alpha), static_cast<T>(cfg.p)});
-  else if (p_same(cfg))
-    with_r(VecPowFn<T, P_SAME>{cfg.rect, static_cast<T>(cfg.alpha), static_cast<T>(cfg.p)});
-  else if (cfg.alpha != 1.0 && cfg.alpha != 2.0 && cfg.p != 2.0)
-    with_r(VecPowFn<T, P_GENERAL>{cfg.rect, static_cast<T>(cfg.alpha), static_cast<T>(cfg.p)});
-  else
-    with_r(GeneralFn<T>{cfg.rect, static_cast<T>(cfg.alpha), static_cast<T>(cfg.p)});
+  });
 }
 
 Cfg make_cfg(int64_t kind, bool center, bool rect, double alpha, double p, double r, int64_t before,
@@ -902,6 +912,175 @@ std::vector<at::Tensor> backward(const at::Tensor& g_in, const at::Tensor& y, co
     });
   }
   return res;
+}
+
+// ------------------------------------------------------------------------------ a pool given as a matrix
+// κ gaussian, low-rank or full: the pool W = κ ψ is a matrix product, which torch's GEMM does best, so the
+// kernel does the element work on either side of it (no autograd temporaries for the dozen element ops):
+//   psi_rows:           ψ = ψ(t) and the rows' means            (backward: gy = gψ ψ'(t), centered)
+//   given_pool_forward: out = γ φ(t) (β + W)^{−r} + b         (backward: v (centered), gW = −r q, Σ g z, Σ g, Σ q)
+// Autograd joins them through the pool's own ops (its matmuls and κ's parametrization).
+std::vector<at::Tensor> psi_rows(const at::Tensor& y_in, bool center, bool rect, double alpha, double p) {
+  at::Tensor y = y_in.contiguous();
+  TORCH_CHECK(y.dim() == 2 && y.device().is_cpu(), "dn kernel: y must be a 2-D CPU tensor");
+  const Cfg cfg = make_cfg(UNIFORM, center, rect, alpha, p, 1.0, 0, 0);
+  const int64_t m = y.size(0), n = y.size(1);
+  at::Tensor psi = at::empty_like(y);
+  at::Tensor stats = at::zeros({m, 3}, y.options().dtype(at::kDouble));
+  if (m == 0 || n == 0) return {psi, stats};
+  AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "dn_psi_rows", [&] {
+    using T = scalar_t;
+    const T* yp = y.data_ptr<T>();
+    T* pp = psi.data_ptr<T>();
+    double* sp = stats.data_ptr<double>();
+    with_fn<T>(cfg, [&](auto fn) {
+      at::parallel_for(0, m, std::max<int64_t>(1, 16384 / n), [&](int64_t r0, int64_t r1) {
+        for (int64_t row = r0; row < r1; ++row) {
+          const Mean<T> mu = row_mean(yp + row * n, n, center);
+          psi_of_row(yp + row * n, mu.m, mu.delta, n, pp + row * n, fn);
+          sp[3 * row] = static_cast<double>(mu.m);
+          sp[3 * row + 1] = static_cast<double>(mu.delta);
+        }
+      });
+    });
+  });
+  return {psi, stats};
+}
+
+at::Tensor psi_rows_backward(const at::Tensor& gpsi_in, const at::Tensor& y_in, const at::Tensor& stats,
+                             bool center, bool rect, double alpha, double p) {
+  at::Tensor y = y_in.contiguous();
+  at::Tensor gpsi = gpsi_in.contiguous().to(y.scalar_type());
+  TORCH_CHECK(gpsi.sizes() == y.sizes(), "dn kernel: grad and input shapes differ");
+  const Cfg cfg = make_cfg(UNIFORM, center, rect, alpha, p, 1.0, 0, 0);
+  const int64_t m = y.size(0), n = y.size(1);
+  at::Tensor gy = at::empty_like(y);
+  if (m == 0 || n == 0) return gy;
+  AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "dn_psi_rows_backward", [&] {
+    using T = scalar_t;
+    const T* yp = y.data_ptr<T>();
+    const T* gp = gpsi.data_ptr<T>();
+    const double* sp = stats.data_ptr<double>();
+    T* op = gy.data_ptr<T>();
+    with_fn<T>(cfg, [&](auto fn) {
+      at::parallel_for(0, m, std::max<int64_t>(1, 16384 / n), [&](int64_t r0, int64_t r1) {
+        std::vector<T> zero(static_cast<size_t>(n), T(0));
+        for (int64_t row = r0; row < r1; ++row) {
+          const T mm = static_cast<T>(sp[3 * row]), dl = static_cast<T>(sp[3 * row + 1]);
+          T* gy = op + row * n;
+          input_grad(zero.data(), gp + row * n, yp + row * n, mm, dl, n, gy, fn);
+          if (center) {
+            const T mean = static_cast<T>(lane_sum(gy, n) / static_cast<double>(n));
+            for (int64_t i = 0; i < n; ++i) gy[i] -= mean;
+          }
+        }
+      });
+    });
+  });
+  return gy;
+}
+
+// out = γ φ(t) (β + W)^{−r} + b with t from y and psi_rows' stats; β (N) or (1)
+at::Tensor given_pool_forward(const at::Tensor& y_in, const at::Tensor& stats, const at::Tensor& w_in,
+                              const at::Tensor& beta_in, const c10::optional<at::Tensor>& gamma,
+                              const c10::optional<at::Tensor>& bias, bool center, bool rect, double alpha,
+                              double p, double r) {
+  at::Tensor y = y_in.contiguous();
+  const at::ScalarType dt = y.scalar_type();
+  at::Tensor w = w_in.contiguous().to(dt);
+  TORCH_CHECK(w.sizes() == y.sizes(), "dn kernel: the pool must have the input's shape");
+  const Cfg cfg = make_cfg(BAND, center, rect, alpha, p, r, 0, 0);
+  const int64_t m = y.size(0), n = y.size(1);
+  at::Tensor beta = beta_in.reshape({-1}).to(dt).expand({n}).contiguous();
+  at::Tensor gam = gamma.has_value() ? gamma->to(dt).contiguous() : at::ones({n}, y.options());
+  at::Tensor bia = bias.has_value() ? bias->to(dt).contiguous() : at::zeros({n}, y.options());
+  at::Tensor out = at::empty_like(y);
+  if (m == 0 || n == 0) return out;
+  AT_DISPATCH_FLOATING_TYPES(dt, "dn_given_pool_forward", [&] {
+    using T = scalar_t;
+    const T *yp = y.data_ptr<T>(), *wp = w.data_ptr<T>(), *bp = beta.data_ptr<T>(), *gp = gam.data_ptr<T>(),
+            *bb = bia.data_ptr<T>();
+    const double* sp = stats.data_ptr<double>();
+    T* op = out.data_ptr<T>();
+    with_fn_r<T>(cfg, [&](auto fn, auto dr) {
+      at::parallel_for(0, m, std::max<int64_t>(1, 16384 / n), [&](int64_t r0, int64_t r1) {
+        for (int64_t row = r0; row < r1; ++row) {
+          const T mm = static_cast<T>(sp[3 * row]), dl = static_cast<T>(sp[3 * row + 1]);
+          const T* __restrict__ yr = yp + row * n;
+          const T* __restrict__ wr = wp + row * n;
+          T* __restrict__ o = op + row * n;
+          for (int64_t i = 0; i < n; ++i) o[i] = gp[i] * (fn.phi((yr[i] - mm) - dl) * dr(bp[i] + wr[i])) + bb[i];
+        }
+      });
+    });
+  });
+  return out;
+}
+
+// (gy: v centered, gW = −r q, Σ g z (γ), Σ g (b), −r Σ q (β, summed to one number when β is shared))
+std::vector<at::Tensor> given_pool_backward(const at::Tensor& g_in, const at::Tensor& y_in,
+                                            const at::Tensor& stats, const at::Tensor& w_in,
+                                            const at::Tensor& beta_in, const c10::optional<at::Tensor>& gamma,
+                                            bool center, bool rect, double alpha, double p, double r,
+                                            bool need_y, bool need_gamma, bool need_bias, bool need_beta) {
+  at::Tensor y = y_in.contiguous();
+  const at::ScalarType dt = y.scalar_type();
+  at::Tensor g = g_in.contiguous().to(dt);
+  at::Tensor w = w_in.contiguous().to(dt);
+  const Cfg cfg = make_cfg(BAND, center, rect, alpha, p, r, 0, 0);
+  const int64_t m = y.size(0), n = y.size(1);
+  at::Tensor beta = beta_in.reshape({-1}).to(dt).expand({n}).contiguous();
+  at::Tensor gam = gamma.has_value() ? gamma->to(dt).contiguous() : at::ones({n}, y.options());
+  at::Tensor one = at::ones({n}, y.options());
+  at::Tensor gy = need_y ? at::empty_like(y) : at::Tensor();
+  at::Tensor gw = at::empty_like(y);
+  const int64_t blocks = std::max<int64_t>((m + BLOCK - 1) / BLOCK, 1);
+  at::Tensor part = at::zeros({blocks, 4, n}, y.options());
+  if (m > 0 && n > 0) {
+    AT_DISPATCH_FLOATING_TYPES(dt, "dn_given_pool_backward", [&] {
+      using T = scalar_t;
+      const T *yp = y.data_ptr<T>(), *gp = g.data_ptr<T>(), *wp = w.data_ptr<T>(), *bp = beta.data_ptr<T>(),
+              *ga = gam.data_ptr<T>(), *op = one.data_ptr<T>();
+      const double* sp = stats.data_ptr<double>();
+      T* gyp = need_y ? gy.data_ptr<T>() : nullptr;
+      T* gwp = gw.data_ptr<T>();
+      T* pp = part.data_ptr<T>();
+      const T mr = static_cast<T>(-r);
+      with_fn_r<T>(cfg, [&](auto fn, auto dr) {
+        at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
+          std::vector<T> zb(n), qb(n), vb(n);
+          for (int64_t b = b0; b < b1; ++b) {
+            T* col = pp + b * 4 * n;
+            for (int64_t row = b * BLOCK; row < std::min<int64_t>(m, (b + 1) * BLOCK); ++row) {
+              const T mm = static_cast<T>(sp[3 * row]), dl = static_cast<T>(sp[3 * row + 1]);
+              sweep_units<T, BAND, false, true, false>(yp + row * n, gp + row * n, bp, op, ga, wp + row * n, T(0),
+                                                     mm, dl, n, zb.data(), qb.data(), vb.data(), col, col + n,
+                                                     col + 2 * n, col + 3 * n, nullptr, nullptr, nullptr, fn, dr);
+              scaled_product(op, qb.data(), mr, n, gwp + row * n);
+              if (gyp != nullptr) {
+                T* gr = gyp + row * n;
+                std::memcpy(gr, vb.data(), sizeof(T) * static_cast<size_t>(n));
+                if (center) {
+                  const T mean = static_cast<T>(lane_sum(gr, n) / static_cast<double>(n));
+                  for (int64_t i = 0; i < n; ++i) gr[i] -= mean;
+                }
+              }
+            }
+          }
+        });
+      });
+    });
+  }
+  // the blocks' partial column sums in block order, in double (no dependence on threads)
+  at::Tensor sums = part.to(at::kDouble).sum(0).to(dt);  // (4, N): Σ g z, Σ g, Σ q, Σ q W
+  at::Tensor g_beta;
+  if (need_beta) {
+    g_beta = sums[2] * (-r);
+    if (beta_in.numel() == 1) g_beta = g_beta.sum().reshape(beta_in.sizes());
+    else g_beta = g_beta.reshape(beta_in.sizes());
+    g_beta = g_beta.to(beta_in.scalar_type());
+  }
+  return {gy, gw, need_gamma ? sums[0].clone() : at::Tensor(), need_bias ? sums[1].clone() : at::Tensor(), g_beta};
 }
 
 // The non-negative reparametrization of β and c (`NonNegative`: value = max(raw, bound)² − pedestal) and
@@ -1160,6 +1339,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("nonneg_value", &nonneg_value, "max(raw, bound)² − pedestal");
   m.def("built_with_openmp", &built_with_openmp, "whether the rows run on torch's intra-op threads");
   m.def("nonneg_grad", &nonneg_grad, "the gradient of nonneg_value with the lower bound's rule");
+  m.def("psi_rows", &psi_rows, "(ψ(t), stats): the element work before a matrix pool");
+  m.def("psi_rows_backward", &psi_rows_backward, "gψ ψ'(t), centered");
+  m.def("given_pool_forward", &given_pool_forward, "γ φ(t) (β + W)^(−r) + b for a given pool W");
+  m.def("given_pool_backward", &given_pool_backward, "(gy, gW, Σ g z, Σ g, gβ) for a given pool W");
   m.def("chan_forward", &chan_forward, "channels-first LN/RMS over C: (out, mean, rstd)");
   m.def("chan_backward", &chan_backward, "channels-first LN/RMS backward: (gx, gw, gb)");
   register_recurrent_gates(m);
