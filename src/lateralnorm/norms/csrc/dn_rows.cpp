@@ -381,12 +381,6 @@ __attribute__((noinline)) void psi_of_row(const T* __restrict__ y, T m, T dl, in
   for (int64_t i = 0; i < n; ++i) out[i] = fn.psi((y[i] - m) - dl);
 }
 
-template <typename T, typename Fn>
-__attribute__((noinline)) void dpsi_of_row(const T* __restrict__ y, T m, T dl, int64_t n, T* __restrict__ out,
-                                           const Fn fn) {
-  for (int64_t i = 0; i < n; ++i) out[i] = fn.dpsi((y[i] - m) - dl);
-}
-
 template <typename T>
 __attribute__((noinline)) void scaled_product(const T* __restrict__ a, const T* __restrict__ b, T k, int64_t n,
                                               T* __restrict__ out) {
@@ -476,10 +470,19 @@ void forward_rows(const T* __restrict__ y_all, T* __restrict__ out_all, double* 
         pm_of_row(y, m, dl, n, pmr, fn);
         T* __restrict__ ps = s.a.data();
         for (int64_t i = 0; i < n; ++i) ps[i] = fn.mag((y[i] - m) - dl) * pmr[i];
-      } else {
+        S = lane_sum(ps, n);
+      } else if constexpr (kCostly<Fn>) {  // ψ into scratch, then summed in the same order as below: the
+        // element loop vectorizes on its own, where inside the 8-lane double accumulation it stays scalar
         psi_of_row(y, m, dl, n, s.a.data(), fn);
+        S = lane_sum(s.a.data(), n);
+      } else {  // the cheap policies: summed as they are computed (no scratch traffic)
+        double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        int64_t i = 0;
+        for (; i + 8 <= n; i += 8)
+          for (int k = 0; k < 8; ++k) acc[k] += static_cast<double>(fn.psi((y[i + k] - m) - dl));
+        for (; i < n; ++i) S += static_cast<double>(fn.psi((y[i] - m) - dl));
+        for (int k = 0; k < 8; ++k) S += acc[k];
       }
-      S = lane_sum(s.a.data(), n);
       const T St = static_cast<T>(S);
       const T* __restrict__ ps = s.a.data();
       if (!bv) {
@@ -668,13 +671,25 @@ void backward_rows(const T* __restrict__ g_all, const T* __restrict__ y_all, con
       }
       if (gy == nullptr) continue;
       T mean = T(0);
-      T* __restrict__ dpsr = keep ? tab.dpsi : s.pad2.data();  // ψ'(t), once for the mean and for gy
-      if (!keep) dpsi_of_row(y, m, dl, n, dpsr, fn);
-      if (P.center) {
-        const double sd = lane_sum(dpsr, n);
-        mean = static_cast<T>((lane_sum(vb, n) + static_cast<double>(gp) * sd) / static_cast<double>(n));
+      if constexpr (keep) {  // ψ'(t) from the row's table, for the mean and for gy
+        const T* __restrict__ dpsr = tab.dpsi;
+        if (P.center) {
+          const double sd = lane_sum(dpsr, n);
+          mean = static_cast<T>((lane_sum(vb, n) + static_cast<double>(gp) * sd) / static_cast<double>(n));
+        }
+        for (int64_t i = 0; i < n; ++i) gy[i] = (vb[i] + gp * dpsr[i]) - mean;
+      } else {  // the cheap policies: ψ'(t) computed where it is used (no scratch traffic), same sums
+        if (P.center) {
+          double ad[8] = {0, 0, 0, 0, 0, 0, 0, 0}, sd = 0;
+          int64_t i = 0;
+          for (; i + 8 <= n; i += 8)
+            for (int k = 0; k < 8; ++k) ad[k] += static_cast<double>(fn.dpsi((y[i + k] - m) - dl));
+          for (; i < n; ++i) sd += static_cast<double>(fn.dpsi((y[i] - m) - dl));
+          for (int k = 0; k < 8; ++k) sd += ad[k];
+          mean = static_cast<T>((lane_sum(vb, n) + static_cast<double>(gp) * sd) / static_cast<double>(n));
+        }
+        for (int64_t i = 0; i < n; ++i) gy[i] = (vb[i] + gp * fn.dpsi((y[i] - m) - dl)) - mean;
       }
-      for (int64_t i = 0; i < n; ++i) gy[i] = (vb[i] + gp * dpsr[i]) - mean;
       continue;
     }
     const T* gp;
