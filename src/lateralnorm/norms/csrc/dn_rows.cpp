@@ -603,7 +603,8 @@ void backward_rows(const T* __restrict__ g_all, const T* __restrict__ y_all, con
   constexpr bool keep = kCostly<Fn>;  // tabulate each row's element values first
   const bool alpha_kept = keep && ga_all != nullptr;
   std::vector<T> tb(keep ? 5 * n : 0);
-  const Tab<T> tab{tb.data(), tb.data() + n, tb.data() + 2 * n, tb.data() + 3 * n, tb.data() + 4 * n};
+  T* const t0 = tb.data();
+  const Tab<T> tab = keep ? Tab<T>{t0, t0 + n, t0 + 2 * n, t0 + 3 * n, t0 + 4 * n} : Tab<T>{};
   for (int64_t row = r0; row < r1; ++row) {
     const T* __restrict__ y = y_all + row * n;
     const T* __restrict__ g = g_all + row * n;
