@@ -362,6 +362,16 @@ def _bound(bound: float | None) -> float:
     return -1.0 if bound is None else float(bound)
 
 
+def _formula_grads(out: torch.Tensor, inputs: tuple, need: tuple, g: torch.Tensor) -> list:
+    """∂out/∂inputs · g as a differentiable graph (create_graph: double backward), None where not needed."""
+    wanted = [i for i, t in enumerate(inputs) if need[i] and t is not None]
+    grads = torch.autograd.grad(out, [inputs[i] for i in wanted], g, create_graph=True, allow_unused=True)
+    result: list = [None] * len(inputs)
+    for i, gr in zip(wanted, grads):
+        result[i] = gr
+    return result
+
+
 def _differentiable_backward(
     g: torch.Tensor, inputs: tuple, need: tuple, cfg: DnConfig, tied: bool = False
 ) -> tuple:
@@ -372,12 +382,7 @@ def _differentiable_backward(
     with torch.enable_grad():
         alpha = inputs[5] if len(inputs) > 5 else None
         out = formula_rows(*inputs[:5], cfg, alpha=alpha, tied=tied)
-    wanted = [i for i, t in enumerate(inputs) if need[i] and t is not None]
-    grads = torch.autograd.grad(out, [inputs[i] for i in wanted], g, create_graph=True, allow_unused=True)
-    result: list = [None] * len(inputs)
-    for i, gr in zip(wanted, grads):
-        result[i] = gr
-    return tuple(result)
+    return tuple(_formula_grads(out, inputs, need, g))
 
 
 def center_rows(y: torch.Tensor) -> torch.Tensor:
@@ -399,14 +404,23 @@ def formula_rows(y, beta_src, c_src, gamma, bias, cfg, alpha=None, tied=False): 
     c = c_src if cfg.c_bound is None else c_src.clamp_min(cfg.c_bound).square() - PEDESTAL
     t = center_rows(y) if center else y
     a = torch.relu(t) if rect else t.abs()
-    psi = t * t if (isinstance(alpha, float) and alpha == 2.0 and not rect) else power(a, alpha)
+    psi = _psi_of(t, a, alpha, rect)
     if kind == "self":
         w = psi
     elif kind == "uniform":
         w = psi.sum(-1, keepdim=True)
     else:
         w = F.pad(psi, (before, after)).unfold(-1, before + 1 + after, 1).sum(-1)
-    d = beta + c * w
+    return _output_of(t, a, beta + c * w, p, r, rect, gamma, bias)
+
+
+def _psi_of(t: torch.Tensor, a: torch.Tensor, alpha, rect: bool) -> torch.Tensor:  # noqa: ANN001
+    """ψ = a^α (a = relu(t) or |t|; signed α = 2: t·t), α a float or a tensor."""
+    return t * t if (isinstance(alpha, float) and alpha == 2.0 and not rect) else power(a, alpha)
+
+
+def _output_of(t, a, d, p, r, rect, gamma, bias):  # noqa: ANN001, ANN201
+    """γ φ(t) D^(−r) + b, φ = a^p (signed: sign(t)·|t|^p), for the denominator D."""
     if isinstance(p, float) and p == 1.0:
         phi = a if rect else t
     else:
@@ -420,32 +434,14 @@ def formula_rows(y, beta_src, c_src, gamma, bias, cfg, alpha=None, tied=False): 
 def _psi_formula(y: torch.Tensor, cfg: DnConfig) -> torch.Tensor:
     """ψ(t) of `formula_rows` (t centered when cfg.center)."""
     t = center_rows(y) if cfg.center else y
-    a = torch.relu(t) if cfg.rect else t.abs()
-    return t * t if (cfg.alpha == 2.0 and not cfg.rect) else power(a, cfg.alpha)
+    return _psi_of(t, torch.relu(t) if cfg.rect else t.abs(), cfg.alpha, cfg.rect)
 
 
 def _given_pool_formula(y, w, beta, gamma, bias, cfg):  # noqa: ANN001, ANN201
     """γ φ(t) (β + W)^(−r) + b of `formula_rows` for a given pool W."""
     t = center_rows(y) if cfg.center else y
     a = torch.relu(t) if cfg.rect else t.abs()
-    if cfg.p == 1.0:
-        phi = a if cfg.rect else t
-    else:
-        phi = power(a, cfg.p) if cfg.rect else power(a, cfg.p) * torch.sign(t)
-    z = phi * (beta + w).pow(-cfg.r)
-    if gamma is not None:
-        z = z * gamma
-    return z if bias is None else z + bias
-
-
-def _formula_grads(out: torch.Tensor, inputs: tuple, need: tuple, g: torch.Tensor) -> list:
-    """∂out/∂inputs · g as a differentiable graph (create_graph: double backward), None where not needed."""
-    wanted = [i for i, t in enumerate(inputs) if need[i] and t is not None]
-    grads = torch.autograd.grad(out, [inputs[i] for i in wanted], g, create_graph=True, allow_unused=True)
-    result: list = [None] * len(inputs)
-    for i, gr in zip(wanted, grads):
-        result[i] = gr
-    return result
+    return _output_of(t, a, beta + w, cfg.p, cfg.r, cfg.rect, gamma, bias)
 
 
 class PsiRows(torch.autograd.Function):

@@ -230,12 +230,18 @@ template <typename T>
 struct Tab {
   T *psi, *phi, *dpsi, *dphi, *L;  // L may be null (no learned α)
 };
-template <typename T, bool WITH_L, typename Fn>
-__attribute__((noinline)) void tabulate(const T* __restrict__ y, T m, T dl, int64_t n, T* __restrict__ psi,
-                                        T* __restrict__ phi, T* __restrict__ dpsi, T* __restrict__ dphi,
-                                        T* __restrict__ L, const Fn fn) {
+// FROM_PM (p = α > 1 only): from the a^(α−1) the forward kept (no exp or log; one log per element only for a
+// learned α's L, WITH_L).
+template <typename T, bool WITH_L, bool FROM_PM, typename Fn>
+__attribute__((noinline)) void tabulate(const T* __restrict__ y, T m, T dl, const T* __restrict__ pm, int64_t n,
+                                        T* __restrict__ psi, T* __restrict__ phi, T* __restrict__ dpsi,
+                                        T* __restrict__ dphi, T* __restrict__ L, const Fn fn) {
   for (int64_t i = 0; i < n; ++i) {
-    const Elem<T> e = eval(fn, (y[i] - m) - dl);
+    Elem<T> e;
+    if constexpr (FROM_PM)
+      e = fn.from_pm((y[i] - m) - dl, pm[i]);
+    else
+      e = eval(fn, (y[i] - m) - dl);
     psi[i] = e.psi;
     phi[i] = e.phi;
     dpsi[i] = e.dpsi;
@@ -244,26 +250,11 @@ __attribute__((noinline)) void tabulate(const T* __restrict__ y, T m, T dl, int6
   }
 }
 
-// p = α > 1: a^(α−1) of a row (the forward keeps it when asked), and the table from it (no exp or log;
-// one log per element only for a learned α's L).
+// p = α > 1: a^(α−1) of a row (the forward keeps it for the backward when asked)
 template <typename T, typename Fn>
 __attribute__((noinline)) void pm_of_row(const T* __restrict__ y, T m, T dl, int64_t n, T* __restrict__ pm,
                                          const Fn fn) {
   for (int64_t i = 0; i < n; ++i) pm[i] = fn.pm((y[i] - m) - dl);
-}
-template <typename T, bool WITH_L, typename Fn>
-__attribute__((noinline)) void tabulate_from_pm(const T* __restrict__ y, T m, T dl, const T* __restrict__ pm,
-                                                int64_t n, T* __restrict__ psi, T* __restrict__ phi,
-                                                T* __restrict__ dpsi, T* __restrict__ dphi, T* __restrict__ L,
-                                                const Fn fn) {
-  for (int64_t i = 0; i < n; ++i) {
-    const Elem<T> e = fn.from_pm((y[i] - m) - dl, pm[i]);
-    psi[i] = e.psi;
-    phi[i] = e.phi;
-    dpsi[i] = e.dpsi;
-    dphi[i] = e.dphi;
-    if (WITH_L) L[i] = e.L;
-  }
 }
 template <typename Fn>
 constexpr bool kKeepsPowers = false;
@@ -395,6 +386,13 @@ __attribute__((noinline)) void input_grad(const T* __restrict__ v, const T* __re
   for (int64_t i = 0; i < n; ++i) gy[i] = v[i] + gpsi[i] * fn.dpsi((y[i] - m) - dl);
 }
 
+// gy = gψ ψ'(t) (a matrix pool's ψ rows)
+template <typename T, typename Fn>
+__attribute__((noinline)) void psi_grad_of_row(const T* __restrict__ gpsi, const T* __restrict__ y, T m, T dl,
+                                               int64_t n, T* __restrict__ gy, const Fn fn) {
+  for (int64_t i = 0; i < n; ++i) gy[i] = gpsi[i] * fn.dpsi((y[i] - m) - dl);
+}
+
 // The row's terms of ∂L/∂α for a learned α: ln(a_i) (gψ_i ψ_i + dp gz_i z_i), a = |t| or relu(t), with
 // ψ = a^α, z = φ D^{−r}, gz = g γ, and dp = ∂p/∂α (r when p = α·r, else 0); 0 where a = 0 (ψ = φ = 0 there).
 // ROWGP: gψ is one number for the row (uniform pool).
@@ -463,8 +461,6 @@ void forward_rows(const T* __restrict__ y_all, T* __restrict__ out_all, double* 
     const T m = mu.m, dl = mu.delta;
     double S = 0;
     if (KIND == UNIFORM) {
-      // ψ into scratch, then summed (the same order of additions): the element loop vectorizes on its own,
-      // where inside the 8-lane double accumulation it stayed scalar for the general exponents
       if constexpr (kKeepsPowers<Fn>) {  // ψ = a·a^(α−1), a^(α−1) kept for the backward when asked
         T* __restrict__ pmr = w_all != nullptr ? w_all + row * n : s.b.data();
         pm_of_row(y, m, dl, n, pmr, fn);
@@ -505,7 +501,8 @@ void forward_rows(const T* __restrict__ y_all, T* __restrict__ out_all, double* 
       } else if constexpr (kCostly<Fn>) {  // ψ and φ tabulated first (see Tab)
         T* __restrict__ tp = s.a.data();
         T* __restrict__ tf = s.b.data();
-        tabulate<T, false>(y, m, dl, n, tp, tf, s.c.data(), s.pad.data(), static_cast<T*>(nullptr), fn);
+        tabulate<T, false, false>(y, m, dl, static_cast<const T*>(nullptr), n, tp, tf, s.c.data(), s.pad.data(),
+                                  static_cast<T*>(nullptr), fn);
         for (int64_t i = 0; i < n; ++i) out[i] = gamma[i] * (tf[i] * dr(beta[i] + c[i] * tp[i])) + bias[i];
       } else {
         for (int64_t i = 0; i < n; ++i) {
@@ -625,22 +622,22 @@ void backward_rows(const T* __restrict__ g_all, const T* __restrict__ y_all, con
     T* cb = col == nullptr ? nullptr : col + n;
     T* cq = col == nullptr ? nullptr : col + 2 * n;
     T* cw = col == nullptr ? nullptr : col + 3 * n;
-    if constexpr (keep) {
-      bool done = false;
+    if constexpr (keep) {  // the row's table: from the forward's a^(α−1) where it kept them, else computed
+      auto fill = [&](auto from_pm, const T* pmr) {
+        constexpr bool F = decltype(from_pm)::value;
+        if (alpha_kept)
+          tabulate<T, true, F>(y, m, dl, pmr, n, tab.psi, tab.phi, tab.dpsi, tab.dphi, tab.L, fn);
+        else
+          tabulate<T, false, F>(y, m, dl, pmr, n, tab.psi, tab.phi, tab.dpsi, tab.dphi, nullptr, fn);
+      };
       if constexpr (kKeepsPowers<Fn>) {
-        if (KIND != BAND && w_all != nullptr) {  // from the forward's a^(α−1): no exp, no log
-          const T* pmr = w_all + row * n;
-          if (alpha_kept)
-            tabulate_from_pm<T, true>(y, m, dl, pmr, n, tab.psi, tab.phi, tab.dpsi, tab.dphi, tab.L, fn);
-          else
-            tabulate_from_pm<T, false>(y, m, dl, pmr, n, tab.psi, tab.phi, tab.dpsi, tab.dphi, nullptr, fn);
-          done = true;
-        }
+        if (KIND != BAND && w_all != nullptr)
+          fill(std::true_type{}, w_all + row * n);
+        else
+          fill(std::false_type{}, nullptr);
+      } else {
+        fill(std::false_type{}, nullptr);
       }
-      if (!done && alpha_kept)
-        tabulate<T, true>(y, m, dl, n, tab.psi, tab.phi, tab.dpsi, tab.dphi, tab.L, fn);
-      else if (!done)
-        tabulate<T, false>(y, m, dl, n, tab.psi, tab.phi, tab.dpsi, tab.dphi, nullptr, fn);
     }
     auto sweep = [&](auto rowconst, auto cols) {
       sweep_units<T, KIND, decltype(rowconst)::value, decltype(cols)::value, keep>(
@@ -980,11 +977,10 @@ at::Tensor psi_rows_backward(const at::Tensor& gpsi_in, const at::Tensor& y_in, 
     T* op = gy.data_ptr<T>();
     with_fn<T>(cfg, [&](auto fn) {
       at::parallel_for(0, m, std::max<int64_t>(1, 16384 / n), [&](int64_t r0, int64_t r1) {
-        std::vector<T> zero(static_cast<size_t>(n), T(0));
         for (int64_t row = r0; row < r1; ++row) {
           const T mm = static_cast<T>(sp[3 * row]), dl = static_cast<T>(sp[3 * row + 1]);
           T* gy = op + row * n;
-          input_grad(zero.data(), gp + row * n, yp + row * n, mm, dl, n, gy, fn);
+          psi_grad_of_row(gp + row * n, yp + row * n, mm, dl, n, gy, fn);
           if (center) {
             const T mean = static_cast<T>(lane_sum(gy, n) / static_cast<double>(n));
             for (int64_t i = 0; i < n; ++i) gy[i] -= mean;
