@@ -191,3 +191,22 @@ def test_runs_of_an_earlier_spec_version_are_left_out(tmp_path):
     assert "15 run(s) in this folder belong to an earlier version of the spec" in text
     rows = list(csv.DictReader((tmp_path / "runs.csv").open()))
     assert len(rows) == 15 and {r["epochs"] for r in rows} == {"2"}
+
+
+def test_navigation_names_a_study_by_its_folder_only_when_that_extends_its_name(built, study, tmp_path):
+    """The answer set's folders (q1_…-mnist1d) tell the datasets apart; a folder named freely ("fake") does not
+    replace the study's name."""
+    import re
+    import shutil
+
+    out, _, _ = built
+    nav = re.search(r'<nav class="toc">(.*?)</nav>', out.read_text(encoding="utf-8")).group(1)
+    assert re.findall(r">([^<]+)</a>", nav)[0] == "fake_report"
+    folder = tmp_path / "fake_report-mnist1d"
+    shutil.copytree(study, folder)
+    page = tmp_path / "r.html"
+    assert main(["report", str(folder), "-o", str(page)]) == 0
+    html = page.read_text(encoding="utf-8")
+    nav = re.search(r'<nav class="toc">(.*?)</nav>', html).group(1)
+    assert re.findall(r">([^<]+)</a>", nav)[0] == "fake_report-mnist1d"
+    assert "<h2>fake_report <small>(fake_report-mnist1d)</small></h2>" in html
