@@ -41,6 +41,7 @@ CONFIGS = [
     "dn:learn_alpha=true,alpha=0.7,kappa=band:2,fn=signed,center=true",
     "dn:learn_alpha=true,alpha=1.3,p=1,r=0.5,fn=signed,kappa=self",
     "dn:learn_alpha=true,alpha=1.2,r=0.7,learn_kappa=false,learn_beta=false",
+    "dn:learn_alpha=true,alpha=1.6,kappa=self,fn=signed",  # p = α > 1 with the self pool: ln a kept too
 ]
 
 
@@ -238,11 +239,65 @@ def test_kept_tensor_rule_agrees_with_the_kernel():
             (3.0, 3.0),
         ]:
             for save in (False, True):
-                _, _, w = ext.forward(
-                    y, one * 0.5, one * 0.1, one, one * 0, kind, False, True, alpha, p, 1.0, 1, 1, save
-                )
-                kept = w is not None and w.numel() > 0
-                assert kept == (save and cpu_kernel.keeps_rowwise(kind, alpha, p)), (kind, alpha, p, save)
+                for save_log in (False, True):
+                    _, _, w = ext.forward(
+                        y, one * 0.5, one * 0.1, one, one * 0, kind, False, True, alpha, p, 1.0, 1, 1, save,
+                        save_log,
+                    )  # fmt: skip
+                    kept = w is not None and w.numel() > 0
+                    assert kept == (save and cpu_kernel.keeps_rowwise(kind, alpha, p)), (kind, alpha, p, save)
+                    # a learned α's ln a rides along with a^(α−1) (self and uniform pools; band keeps window sums)
+                    with_log = kept and save_log and kind != 2
+                    assert not kept or tuple(w.shape) == ((2, 4, 6) if with_log else (4, 6)), (kind, alpha, p)
+
+
+@pytest.mark.parametrize("kind", [0, 1])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_kept_logs_give_the_same_bits_as_taking_them_again(kind, dtype):
+    """A learned α's backward reads the ln a its forward kept (no log per element) and its ψ, ψ' from the kept
+    a^(α−1): every output equals, to the bit, the backward that tabulates them again."""
+    torch.manual_seed(3)
+    ext = cpu_kernel.extension()
+    n = 37
+    y = torch.randn(70, n, dtype=dtype) * 2
+    y[3] = 0.0
+    g = torch.randn_like(y)
+    beta, c = torch.rand(n, dtype=dtype) + 0.5, torch.rand(n, dtype=dtype)
+    gamma = torch.rand(n, dtype=dtype) + 0.5
+    args = (kind, True, True, 1.6, 1.6, 1.0, 0, 0)
+    res = []
+    for save_log in (False, True):
+        _, stats, w = ext.forward(y, beta, c, gamma, gamma * 0, *args, True, save_log)
+        assert w.dim() == (3 if save_log else 2)
+        res.append(ext.backward(g, y, stats, w, beta, c, gamma, *args, True, True, True, True, True, True, 1.0))
+    for a, b in zip(*res):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("center", [False, True])
+def test_matrix_pool_input_shares_added_in_place_give_the_same_bits(center):
+    """psi_rows_backward adding its share into the given pool's (one tensor) equals the two shares computed
+    apart and added, to the bit; and the layer's gradients survive a second backward through the graph."""
+    torch.manual_seed(4)
+    ext = cpu_kernel.extension()
+    y = torch.randn(70, 37)
+    gpsi, direct = torch.randn_like(y), torch.randn_like(y)
+    _, stats = ext.psi_rows(y, center, True, 1.5, 1.5)
+    apart = ext.psi_rows_backward(gpsi, y, stats, center, True, 1.5, 1.5, None)
+    acc = direct.clone()
+    fused = ext.psi_rows_backward(gpsi, y, stats, center, True, 1.5, 1.5, acc)
+    assert fused.data_ptr() == acc.data_ptr()
+    assert torch.equal(fused, direct + apart)
+    m = create_norm("dn:kappa=lowrank:4", 37)
+    x = y.clone().requires_grad_()
+    out = m(x)
+    first = torch.autograd.grad(out, (x, *m.parameters()), torch.ones_like(out), retain_graph=True)
+    second = torch.autograd.grad(out, (x, *m.parameters()), torch.ones_like(out))
+    for a, b in zip(first, second):
+        assert torch.equal(a, b)
+    only_params = torch.autograd.grad(m(x), tuple(m.parameters()), torch.ones_like(out))
+    for a, b in zip(only_params, first[1:]):
+        assert torch.equal(a, b)
 
 
 @pytest.mark.parametrize("fn", ["rect", "signed"])

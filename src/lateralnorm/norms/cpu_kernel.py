@@ -284,7 +284,7 @@ def rows_forward(
     if ext is None:
         raise RuntimeError("lateralnorm: the compiled CPU kernel is not available")
     out, stats, w = ext.forward(
-        y, beta, c, gamma, bias, kind, center, rect, alpha, p, r, before, after, save_w
+        y, beta, c, gamma, bias, kind, center, rect, alpha, p, r, before, after, save_w, False
     )
     return out, stats, (w if w is not None else y.new_empty(0))
 

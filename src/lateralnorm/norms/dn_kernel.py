@@ -208,6 +208,7 @@ class CompiledRows(torch.autograd.Function):
                 PEDESTAL,
                 *args,
                 save_w,
+                False,  # no ln a: α is fixed
             )
             ctx.save_for_backward(y, stats, w if save_w else None, beta_src, c_src, gamma, bias)
         else:
@@ -253,9 +254,10 @@ class CompiledRowsAlpha(torch.autograd.Function):
         a = float(alpha)
         cfg = dataclasses.replace(cfg, alpha=a, p=a * cfg.r if tied else cfg.p)
         save_w = cfg.keeps_rowwise() and any(ctx.needs_input_grad[:6])
+        # with a^(α−1) kept, the kernel also keeps ln a when α's gradient is wanted: then α's backward takes no log
         out, stats, w = cpu_kernel.extension().forward_module(
             y, beta_src, _bound(cfg.beta_bound), c_src, _bound(cfg.c_bound), gamma, bias, PEDESTAL,
-            *cfg.kernel_args(), save_w,
+            *cfg.kernel_args(), save_w, bool(ctx.needs_input_grad[5]),
         )  # fmt: skip
         ctx.save_for_backward(y, stats, w if save_w else None, beta_src, c_src, gamma, bias, alpha)
         ctx.cfg, ctx.tied = cfg, tied
@@ -444,16 +446,28 @@ def _given_pool_formula(y, w, beta, gamma, bias, cfg):  # noqa: ANN001, ANN201
     return _output_of(t, a, beta + w, cfg.p, cfg.r, cfg.rect, gamma, bias)
 
 
+class _InputShare:
+    """The input's direct share of the gradient, handed from `GivenPool`'s backward to `PsiRows`'s, which adds
+    its own share to it in place: one (M, N) tensor and no separate add instead of two tensors that autograd
+    adds. `PsiRows`'s backward always runs after `GivenPool`'s (its gradient comes through the pool from
+    GivenPool's); each addition is the same one rounding as autograd's, so the result is the same to the bit."""
+
+    __slots__ = ("gy",)
+
+    def __init__(self) -> None:
+        self.gy: torch.Tensor | None = None
+
+
 class PsiRows(torch.autograd.Function):
     """ψ(t) of each row in the compiled kernel, before a matrix pool (κ gaussian, low-rank, full): returns
     (ψ, stats), stats the rows' means for `GivenPool` (not differentiable). Saves only the input."""
 
     @staticmethod
-    def forward(ctx: Any, y: torch.Tensor, cfg: DnConfig):  # noqa: ANN205
+    def forward(ctx: Any, y: torch.Tensor, cfg: DnConfig, share: _InputShare):  # noqa: ANN205
         psi, stats = cpu_kernel.extension().psi_rows(y, cfg.center, cfg.rect, cfg.alpha, cfg.p)
         ctx.mark_non_differentiable(stats)
         ctx.save_for_backward(y, stats)
-        ctx.cfg = cfg
+        ctx.cfg, ctx.share = cfg, share
         return psi, stats
 
     @staticmethod
@@ -462,9 +476,12 @@ class PsiRows(torch.autograd.Function):
         cfg = ctx.cfg
         if torch.is_grad_enabled():  # create_graph=True: differentiate the plain formula
             with torch.enable_grad():
-                return _formula_grads(_psi_formula(y, cfg), (y,), (True,), g_psi)[0], None
-        gy = cpu_kernel.extension().psi_rows_backward(g_psi, y, stats, cfg.center, cfg.rect, cfg.alpha, cfg.p)
-        return gy, None
+                return _formula_grads(_psi_formula(y, cfg), (y,), (True,), g_psi)[0], None, None
+        acc, ctx.share.gy = ctx.share.gy, None
+        gy = cpu_kernel.extension().psi_rows_backward(
+            g_psi, y, stats, cfg.center, cfg.rect, cfg.alpha, cfg.p, acc
+        )
+        return gy, None, None
 
 
 class GivenPool(torch.autograd.Function):
@@ -472,12 +489,12 @@ class GivenPool(torch.autograd.Function):
     matrix κ); its backward gives the pool's gradient −r q, the input's direct share and β, γ, b's."""
 
     @staticmethod
-    def forward(ctx: Any, y, stats, w, beta, gamma, bias, cfg):  # noqa: ANN001, ANN205
+    def forward(ctx: Any, y, stats, w, beta, gamma, bias, cfg, share):  # noqa: ANN001, ANN205
         out = cpu_kernel.extension().given_pool_forward(
             y, stats, w, beta, gamma, bias, cfg.center, cfg.rect, cfg.alpha, cfg.p, cfg.r
         )
         ctx.save_for_backward(y, stats, w, beta, gamma, bias)
-        ctx.cfg = cfg
+        ctx.cfg, ctx.share = cfg, share
         return out
 
     @staticmethod
@@ -490,11 +507,13 @@ class GivenPool(torch.autograd.Function):
                 gy, gw, gb, gg, gbias = _formula_grads(
                     out, (y, w, beta, gamma, bias), (need[0], need[2], need[3], need[4], need[5]), g
                 )
-            return gy, None, gw, gb, gg, gbias, None
+            return gy, None, gw, gb, gg, gbias, None, None
         gy, gw, g_gamma, g_bias, g_beta = cpu_kernel.extension().given_pool_backward(
             g, y, stats, w, beta, gamma, cfg.center, cfg.rect, cfg.alpha, cfg.p, cfg.r,
             need[0], gamma is not None and need[4], bias is not None and need[5], need[3],
         )  # fmt: skip
+        if need[0] and need[2]:  # PsiRows adds its share to this one (see _InputShare)
+            ctx.share.gy, gy = gy, None
         return (
             gy if need[0] else None,
             None,
@@ -502,6 +521,7 @@ class GivenPool(torch.autograd.Function):
             g_beta if need[3] else None,
             g_gamma.to(gamma.dtype) if gamma is not None and need[4] else None,
             g_bias.to(bias.dtype) if bias is not None and need[5] else None,
+            None,
             None,
         )
 
@@ -523,9 +543,10 @@ def matrix_pooled_rows(
     if torch.compiler.is_compiling() or not cpu_kernel.applies_to(rows):
         return None
     rows = rows.contiguous()
-    psi, stats = PsiRows.apply(rows, cfg)
+    share = _InputShare()
+    psi, stats = PsiRows.apply(rows, cfg, share)
     w = pool(psi)
-    return GivenPool.apply(rows, stats, w, beta, gamma, bias, cfg).reshape(shape)
+    return GivenPool.apply(rows, stats, w, beta, gamma, bias, cfg, share).reshape(shape)
 
 
 class PooledDivisive(torch.autograd.Function):

@@ -167,6 +167,8 @@ struct VecPowFn {
     const T a = mag(t), s = sgn(t), psi_v = a * pmv, dpa = alpha * pmv;
     return {psi_v, s * psi_v, s * dpa, dpa, ln_pos(a)};
   }
+  T psi_from_pm(T t, T pmv) const { return mag(t) * pmv; }          // ψ = a·a^(α−1), as from_pm
+  T dpsi_from_pm(T t, T pmv) const { return sgn(t) * (alpha * pmv); }  // ψ' = sign·α·a^(α−1), as from_pm
   T psi(T t) const { return PK == P_SAME ? mag(t) * pm(t) : pw(mag(t), alpha); }
   T dpsi(T t) const { return sgn(t) * dpw(mag(t), alpha); }  // signed: sign(t)·α|t|^(α−1)
   // p = 1: φ = relu(t) (rect) or t (signed), as t·(t > 0 ? 1 : dneg)
@@ -250,11 +252,18 @@ __attribute__((noinline)) void tabulate(const T* __restrict__ y, T m, T dl, cons
   }
 }
 
-// p = α > 1: a^(α−1) of a row (the forward keeps it for the backward when asked)
-template <typename T, typename Fn>
+// p = α > 1: a^(α−1) of a row (the forward keeps it for the backward when asked), and with WITH_PSI
+// ψ = a·a^(α−1) in the same loop, with WITH_L ln a (a learned α's backward reads it: no log there)
+template <typename T, bool WITH_PSI, bool WITH_L, typename Fn>
 __attribute__((noinline)) void pm_of_row(const T* __restrict__ y, T m, T dl, int64_t n, T* __restrict__ pm,
-                                         const Fn fn) {
-  for (int64_t i = 0; i < n; ++i) pm[i] = fn.pm((y[i] - m) - dl);
+                                         T* __restrict__ psi, T* __restrict__ L, const Fn fn) {
+  for (int64_t i = 0; i < n; ++i) {
+    const T t = (y[i] - m) - dl, a = fn.mag(t), l = ln_pos(a), g = vexp((fn.alpha - T(1)) * l);
+    const T v = a > T(0) ? g : T(0);
+    pm[i] = v;
+    if (WITH_PSI) psi[i] = fn.psi_from_pm(t, v);
+    if (WITH_L) L[i] = l;
+  }
 }
 template <typename Fn>
 constexpr bool kKeepsPowers = false;
@@ -386,6 +395,15 @@ __attribute__((noinline)) void input_grad(const T* __restrict__ v, const T* __re
   for (int64_t i = 0; i < n; ++i) gy[i] = v[i] + gpsi[i] * fn.dpsi((y[i] - m) - dl);
 }
 
+// acc += x − mean (the share x − mean rounded on its own, as if it were a tensor added to acc afterwards)
+template <typename T>
+__attribute__((noinline)) void add_centered(const T* __restrict__ x, T mean, int64_t n, T* __restrict__ acc) {
+  for (int64_t i = 0; i < n; ++i) {
+    const T share = x[i] - mean;
+    acc[i] += share;
+  }
+}
+
 // gy = gψ ψ'(t) (a matrix pool's ψ rows)
 template <typename T, typename Fn>
 __attribute__((noinline)) void psi_grad_of_row(const T* __restrict__ gpsi, const T* __restrict__ y, T m, T dl,
@@ -443,10 +461,12 @@ struct Scratch {
 
 // ---------------------------------------------------------------------------------------------- forward
 // out rows [r0, r1); stats: (m_T, δ, S) per row in double (S: the uniform pool's Σψ, else 0); w_all (see
-// `keeps_rowwise`; may be null): the band pool's window sums or the elements' a^(α−1), kept for the backward
+// `keeps_rowwise`; may be null): the band pool's window sums or the elements' a^(α−1), kept for the backward;
+// l_all (may be null; only with a^(α−1), self or uniform pool): the elements' ln a, for a learned α's gradient
 template <typename T, int64_t KIND, typename Fn, typename R>
 void forward_rows(const T* __restrict__ y_all, T* __restrict__ out_all, double* __restrict__ stats,
-                  T* __restrict__ w_all, int64_t r0, int64_t r1, const Params<T>& P, const Fn fn, const R dr) {
+                  T* __restrict__ w_all, T* __restrict__ l_all, int64_t r0, int64_t r1, const Params<T>& P,
+                  const Fn fn, const R dr) {
   const int64_t n = P.n, size = P.before + 1 + P.after;
   Scratch<T> s(n, size - 1);
   const T* __restrict__ beta = P.beta;
@@ -461,12 +481,13 @@ void forward_rows(const T* __restrict__ y_all, T* __restrict__ out_all, double* 
     const T m = mu.m, dl = mu.delta;
     double S = 0;
     if (KIND == UNIFORM) {
-      if constexpr (kKeepsPowers<Fn>) {  // ψ = a·a^(α−1), a^(α−1) kept for the backward when asked
+      if constexpr (kKeepsPowers<Fn>) {  // ψ = a·a^(α−1), a^(α−1) (and ln a) kept for the backward when asked
         T* __restrict__ pmr = w_all != nullptr ? w_all + row * n : s.b.data();
-        pm_of_row(y, m, dl, n, pmr, fn);
-        T* __restrict__ ps = s.a.data();
-        for (int64_t i = 0; i < n; ++i) ps[i] = fn.mag((y[i] - m) - dl) * pmr[i];
-        S = lane_sum(ps, n);
+        if (l_all != nullptr)
+          pm_of_row<T, true, true>(y, m, dl, n, pmr, s.a.data(), l_all + row * n, fn);
+        else
+          pm_of_row<T, true, false>(y, m, dl, n, pmr, s.a.data(), static_cast<T*>(nullptr), fn);
+        S = lane_sum(s.a.data(), n);
       } else if constexpr (kCostly<Fn>) {  // ψ into scratch, then summed in the same order as below: the
         // element loop vectorizes on its own, where inside the 8-lane double accumulation it stays scalar
         psi_of_row(y, m, dl, n, s.a.data(), fn);
@@ -493,7 +514,10 @@ void forward_rows(const T* __restrict__ y_all, T* __restrict__ out_all, double* 
     } else if (KIND == SELF) {
       if constexpr (kKeepsPowers<Fn>) {  // from a^(α−1), kept for the backward when asked
         T* __restrict__ pmr = w_all != nullptr ? w_all + row * n : s.c.data();
-        pm_of_row(y, m, dl, n, pmr, fn);
+        if (l_all != nullptr)
+          pm_of_row<T, false, true>(y, m, dl, n, pmr, static_cast<T*>(nullptr), l_all + row * n, fn);
+        else
+          pm_of_row<T, false, false>(y, m, dl, n, pmr, static_cast<T*>(nullptr), static_cast<T*>(nullptr), fn);
         for (int64_t i = 0; i < n; ++i) {
           const Elem<T> e = fn.from_pm((y[i] - m) - dl, pmr[i]);
           out[i] = gamma[i] * (e.phi * dr(beta[i] + c[i] * e.psi)) + bias[i];
@@ -527,10 +551,14 @@ void forward_rows(const T* __restrict__ y_all, T* __restrict__ out_all, double* 
 }
 
 // ---------------------------------------------------------------------------------------------- backward
+// Where a sweep takes each element's ψ, φ, φ': from the policy, from the row's table (the costly policies),
+// or from the forward's a^(α−1) (p = α > 1: each is a product with it, so no table is written).
+enum Src : int { SRC_EVAL = 0, SRC_TAB = 1, SRC_PM = 2 };
+
 // One row's z, q = gz z / D and v = gz D^{−r} φ'(t) (gz = g γ), and (COLS) its share of the column sums
-// Σ g z, Σ g, Σ q and Σ q W; TAB: the element values from the row's table (the costly policies) instead of
-// the policy. Out of line with restrict arguments, so GCC vectorizes it without alias checks.
-template <typename T, int64_t KIND, bool ROWCONST, bool COLS, bool TAB, typename Fn, typename R>
+// Σ g z, Σ g, Σ q and Σ q W; elements by SRC (SRC_PM: tpsi is the row's a^(α−1)). Out of line with restrict
+// arguments, so GCC vectorizes it without alias checks.
+template <typename T, int64_t KIND, bool ROWCONST, bool COLS, int SRC, typename Fn, typename R>
 __attribute__((noinline)) void sweep_units(const T* __restrict__ y, const T* __restrict__ g,
                                            const T* __restrict__ beta, const T* __restrict__ c,
                                            const T* __restrict__ gamma, const T* __restrict__ wrow, T St, T m,
@@ -542,7 +570,15 @@ __attribute__((noinline)) void sweep_units(const T* __restrict__ y, const T* __r
   const T D0 = beta[0] + c[0] * St;
   const T k0 = dr(D0), inv0 = T(1) / D0;
   for (int64_t i = 0; i < n; ++i) {
-    const Elem<T> e = TAB ? Elem<T>{tpsi[i], tphi[i], T(0), tdphi[i], T(0)} : eval(fn, (y[i] - m) - dl);
+    Elem<T> e;
+    if constexpr (SRC == SRC_PM) {
+      const T t = (y[i] - m) - dl, psi_v = fn.psi_from_pm(t, tpsi[i]);
+      e = Elem<T>{psi_v, fn.sgn(t) * psi_v, T(0), fn.alpha * tpsi[i], T(0)};  // as from_pm
+    } else if constexpr (SRC == SRC_TAB) {
+      e = Elem<T>{tpsi[i], tphi[i], T(0), tdphi[i], T(0)};
+    } else {
+      e = eval(fn, (y[i] - m) - dl);
+    }
     const T W = KIND == UNIFORM ? St : (KIND == SELF ? e.psi : wrow[i]);
     const T D = ROWCONST ? D0 : beta[i] + c[i] * W;
     const Both<T> kd = ROWCONST ? Both<T>{k0, inv0} : dr.both(D);
@@ -562,11 +598,63 @@ __attribute__((noinline)) void sweep_units(const T* __restrict__ y, const T* __r
   }
 }
 
+// One row of a given pool's backward (D = β + W): the values of sweep_units (c = 1) written straight to the
+// outputs, gW = −r q and (WITH_GY) gy = v, with the column sums Σ g z, Σ g and Σ q (no Σ q W: no c here).
+template <typename T, bool WITH_GY, typename Fn, typename R>
+__attribute__((noinline)) void given_pool_row(const T* __restrict__ y, const T* __restrict__ g,
+                                              const T* __restrict__ beta, const T* __restrict__ gamma,
+                                              const T* __restrict__ w, T m, T dl, int64_t n, T mr,
+                                              T* __restrict__ gw, T* __restrict__ gy, T* __restrict__ cg,
+                                              T* __restrict__ cb, T* __restrict__ cq, const Fn fn, const R dr) {
+  for (int64_t i = 0; i < n; ++i) {
+    const Elem<T> e = eval(fn, (y[i] - m) - dl);
+    const Both<T> kd = dr.both(beta[i] + w[i]);
+    const T k = kd.dr;
+    const T z = e.phi * k;
+    const T gz = g[i] * gamma[i];
+    const T q = gz * z * kd.inv;
+    gw[i] = mr * q;
+    if (WITH_GY) gy[i] = gz * k * e.dphi;
+    cg[i] += g[i] * z;
+    cb[i] += g[i];
+    cq[i] += q;
+  }
+}
+
 // gy = v + gψ ψ' with ψ' kept by the sweep
 template <typename T>
 __attribute__((noinline)) void input_grad_kept(const T* __restrict__ v, const T* __restrict__ gpsi,
                                                const T* __restrict__ dps, int64_t n, T* __restrict__ gy) {
   for (int64_t i = 0; i < n; ++i) gy[i] = v[i] + gpsi[i] * dps[i];
+}
+
+// From the forward's a^(α−1) (ψ = a·a^(α−1), ψ' = sign·α·a^(α−1)) and, for a learned α, its ln a, in one loop:
+// (WITH_GY) gy = (v + gψ ψ') − mean, and (WITH_A) α's row terms as alpha_terms. ROWGP: gψ one number (gp).
+template <typename T, bool ROWGP, bool WITH_GY, bool WITH_A, typename Fn>
+__attribute__((noinline)) void grads_from_pm(const T* __restrict__ v, const T* __restrict__ gpsi, T gp,
+                                             const T* __restrict__ y, T m, T dl, const T* __restrict__ pm,
+                                             const T* __restrict__ lb, const T* __restrict__ g,
+                                             const T* __restrict__ gamma, const T* __restrict__ z, T dp, T mean,
+                                             int64_t n, T* __restrict__ gy, T* __restrict__ out, const Fn fn) {
+  for (int64_t i = 0; i < n; ++i) {
+    const T t = (y[i] - m) - dl, gpi = ROWGP ? gp : gpsi[i];
+    if (WITH_GY) gy[i] = (v[i] + gpi * fn.dpsi_from_pm(t, pm[i])) - mean;
+    if (WITH_A) out[i] = lb[i] * (gpi * fn.psi_from_pm(t, pm[i]) + dp * (g[i] * gamma[i]) * z[i]);
+  }
+}
+
+// Σ ψ' over a row in the order of lane_sum, ψ' from the forward's a^(α−1)
+template <typename T, typename Fn>
+__attribute__((noinline)) double dpsi_sum_pm(const T* __restrict__ y, T m, T dl, const T* __restrict__ pm,
+                                             int64_t n, const Fn fn) {
+  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; ++k) acc[k] += static_cast<double>(fn.dpsi_from_pm((y[i + k] - m) - dl, pm[i + k]));
+  double s = 0;
+  for (; i < n; ++i) s += static_cast<double>(fn.dpsi_from_pm((y[i] - m) - dl, pm[i]));
+  for (int k = 0; k < 8; ++k) s += acc[k];
+  return s;
 }
 
 // A learned α's row terms (as alpha_terms) from the ln a and ψ kept by the sweep.
@@ -579,13 +667,13 @@ __attribute__((noinline)) void alpha_terms_kept(const T* __restrict__ lb, const 
 }
 
 // gy rows [r0, r1) (gy_all may be null: parameters only); col: 4 × N partial column sums of this block;
-// w_all (may be null: then recomputed): the forward's window sums or a^(α−1); ga_all (may be null): each row's
-// share of ∂L/∂α (a learned α; dp = ∂p/∂α)
+// w_all (may be null: then recomputed): the forward's window sums or a^(α−1); l_all (may be null): the
+// forward's ln a (with a^(α−1)); ga_all (may be null): each row's share of ∂L/∂α (a learned α; dp = ∂p/∂α)
 template <typename T, int64_t KIND, typename Fn, typename R>
 void backward_rows(const T* __restrict__ g_all, const T* __restrict__ y_all, const double* __restrict__ stats,
-                   const T* __restrict__ w_all, T* __restrict__ gy_all, T* __restrict__ col,
-                   double* __restrict__ ga_all, T dp, int64_t r0, int64_t r1, const Params<T>& P, const Fn fn,
-                   const R dr) {
+                   const T* __restrict__ w_all, const T* __restrict__ l_all, T* __restrict__ gy_all,
+                   T* __restrict__ col, double* __restrict__ ga_all, T dp, int64_t r0, int64_t r1,
+                   const Params<T>& P, const Fn fn, const R dr) {
   const int64_t n = P.n, size = P.before + 1 + P.after;
   Scratch<T> s(n, size - 1);
   const T* __restrict__ beta = P.beta;
@@ -597,17 +685,21 @@ void backward_rows(const T* __restrict__ g_all, const T* __restrict__ y_all, con
   T* __restrict__ qb = s.b.data();  // q
   T* __restrict__ vb = s.c.data();  // v = gz D^{−r} φ'(t)
   std::vector<T> wbuf(KIND == BAND ? n : 0), gpsi(KIND == UNIFORM ? 0 : n), abuf(ga_all != nullptr ? n : 0);
-  constexpr bool keep = kCostly<Fn>;  // tabulate each row's element values first
-  const bool alpha_kept = keep && ga_all != nullptr;
-  std::vector<T> tb(keep ? 5 * n : 0);
+  // p = α > 1 with the forward's a^(α−1) (and a learned α's ln a): the sweeps read them (SRC_PM), no table
+  const bool from_pm = kKeepsPowers<Fn> && KIND != BAND && w_all != nullptr && (ga_all == nullptr || l_all != nullptr);
+  constexpr bool costly = kCostly<Fn>;  // else: tabulate each row's element values first
+  const bool alpha_kept = costly && ga_all != nullptr;
+  std::vector<T> tb(costly && !from_pm ? 5 * n : 0);
   T* const t0 = tb.data();
-  const Tab<T> tab = keep ? Tab<T>{t0, t0 + n, t0 + 2 * n, t0 + 3 * n, t0 + 4 * n} : Tab<T>{};
+  const Tab<T> tab = costly && !from_pm ? Tab<T>{t0, t0 + n, t0 + 2 * n, t0 + 3 * n, t0 + 4 * n} : Tab<T>{};
   for (int64_t row = r0; row < r1; ++row) {
     const T* __restrict__ y = y_all + row * n;
     const T* __restrict__ g = g_all + row * n;
     const T m = static_cast<T>(stats[3 * row]), dl = static_cast<T>(stats[3 * row + 1]);
     const T St = static_cast<T>(stats[3 * row + 2]);
     const T* wrow = nullptr;  // W per unit (band); uniform: St; self: ψ
+    const T* __restrict__ pmr = from_pm ? w_all + row * n : nullptr;
+    const T* __restrict__ lrow = from_pm && l_all != nullptr ? l_all + row * n : nullptr;
     if (KIND == BAND) {
       if (w_all != nullptr) {
         wrow = w_all + row * n;
@@ -622,27 +714,36 @@ void backward_rows(const T* __restrict__ g_all, const T* __restrict__ y_all, con
     T* cb = col == nullptr ? nullptr : col + n;
     T* cq = col == nullptr ? nullptr : col + 2 * n;
     T* cw = col == nullptr ? nullptr : col + 3 * n;
-    if constexpr (keep) {  // the row's table: from the forward's a^(α−1) where it kept them, else computed
-      auto fill = [&](auto from_pm, const T* pmr) {
-        constexpr bool F = decltype(from_pm)::value;
+    if (costly && !from_pm) {  // the row's table: from the forward's a^(α−1) where it kept them (a learned α
+      // without its ln a), else computed
+      auto fill = [&](auto from_kept, const T* pmk) {
+        constexpr bool F = decltype(from_kept)::value;
         if (alpha_kept)
-          tabulate<T, true, F>(y, m, dl, pmr, n, tab.psi, tab.phi, tab.dpsi, tab.dphi, tab.L, fn);
+          tabulate<T, true, F>(y, m, dl, pmk, n, tab.psi, tab.phi, tab.dpsi, tab.dphi, tab.L, fn);
         else
-          tabulate<T, false, F>(y, m, dl, pmr, n, tab.psi, tab.phi, tab.dpsi, tab.dphi, nullptr, fn);
+          tabulate<T, false, F>(y, m, dl, pmk, n, tab.psi, tab.phi, tab.dpsi, tab.dphi, nullptr, fn);
       };
       if constexpr (kKeepsPowers<Fn>) {
         if (KIND != BAND && w_all != nullptr)
           fill(std::true_type{}, w_all + row * n);
         else
           fill(std::false_type{}, nullptr);
-      } else {
+      } else if constexpr (costly) {
         fill(std::false_type{}, nullptr);
       }
     }
     auto sweep = [&](auto rowconst, auto cols) {
-      sweep_units<T, KIND, decltype(rowconst)::value, decltype(cols)::value, keep>(
-          y, g, beta, c, gamma, wrow, St, m, dl, n, zb, qb, vb, cg, cb, cq, cw, tab.psi, tab.phi, tab.dphi, fn,
-          dr);
+      constexpr bool RC = decltype(rowconst)::value, CO = decltype(cols)::value;
+      if constexpr (kKeepsPowers<Fn>) {
+        if (from_pm) {
+          sweep_units<T, KIND, RC, CO, SRC_PM>(y, g, beta, c, gamma, wrow, St, m, dl, n, zb, qb, vb, cg, cb, cq,
+                                               cw, pmr, nullptr, nullptr, fn, dr);
+          return;
+        }
+      }
+      sweep_units<T, KIND, RC, CO, costly ? SRC_TAB : SRC_EVAL>(y, g, beta, c, gamma, wrow, St, m, dl, n, zb, qb,
+                                                                vb, cg, cb, cq, cw, tab.psi, tab.phi, tab.dphi,
+                                                                fn, dr);
     };
     using yes = std::true_type;
     using no = std::false_type;
@@ -657,25 +758,61 @@ void backward_rows(const T* __restrict__ g_all, const T* __restrict__ y_all, con
     }
     if (gy_all == nullptr && ga_all == nullptr) continue;
     T* __restrict__ gy = gy_all == nullptr ? nullptr : gy_all + row * n;
-    if (KIND == UNIFORM) {  // gψ is one number for the row; mean(gt) = (Σ v + gψ Σ ψ') / N
+    // gψ: one number for the row (uniform pool), else per unit
+    T gp_row = T(0);
+    const T* gp = nullptr;
+    if (KIND == UNIFORM) {
       const double sq = bv ? lane_dot(c, qb, n) : static_cast<double>(c[0]) * lane_sum(qb, n);
-      const T gp = static_cast<T>(static_cast<double>(mr) * sq);
-      if (ga_all != nullptr) {
-        if (alpha_kept)
-          alpha_terms_kept<T, true>(tab.L, tab.psi, nullptr, gp, g, gamma, zb, dp, n, abuf.data());
+      gp_row = static_cast<T>(static_cast<double>(mr) * sq);
+    } else if (KIND == SELF) {  // gψ = −r c q
+      scaled_product(c, qb, mr, n, gpsi.data());
+      gp = gpsi.data();
+    } else {  // gψ = the mirrored window over gW = −r c q
+      scaled_product(c, qb, mr, n, s.pad2.data() + P.after);
+      window_sum(s.pad2.data(), gpsi.data(), n, size);
+      gp = gpsi.data();
+    }
+    constexpr bool ROWGP = KIND == UNIFORM;
+    if constexpr (kKeepsPowers<Fn>) {
+      if (from_pm) {  // ψ' and ψ from the forward's a^(α−1): gy and α's terms in one loop
+        // uniform pool: mean(gt) = (Σ v + gψ Σ ψ') / N before the loop; else the mean of gy after it
+        T mean = T(0);
+        if (ROWGP && gy != nullptr && P.center) {
+          const double sd = dpsi_sum_pm(y, m, dl, pmr, n, fn);
+          mean = static_cast<T>((lane_sum(vb, n) + static_cast<double>(gp_row) * sd) / static_cast<double>(n));
+        }
+        T* ab = ga_all != nullptr ? abuf.data() : nullptr;
+        if (gy != nullptr && ab != nullptr)
+          grads_from_pm<T, ROWGP, true, true>(vb, gp, gp_row, y, m, dl, pmr, lrow, g, gamma, zb, dp, mean, n, gy, ab, fn);
+        else if (gy != nullptr)
+          grads_from_pm<T, ROWGP, true, false>(vb, gp, gp_row, y, m, dl, pmr, lrow, g, gamma, zb, dp, mean, n, gy, ab, fn);
         else
-          alpha_terms<T, true>(y, m, dl, nullptr, gp, g, gamma, zb, dp, n, abuf.data(), fn, P.rect);
-        ga_all[row] = lane_sum(abuf.data(), n);
+          grads_from_pm<T, ROWGP, false, true>(vb, gp, gp_row, y, m, dl, pmr, lrow, g, gamma, zb, dp, mean, n, gy, ab, fn);
+        if (ab != nullptr) ga_all[row] = lane_sum(ab, n);
+        if (!ROWGP && gy != nullptr && P.center) {
+          const T mg = static_cast<T>(lane_sum(gy, n) / static_cast<double>(n));
+          for (int64_t i = 0; i < n; ++i) gy[i] -= mg;
+        }
+        continue;
       }
-      if (gy == nullptr) continue;
+    }
+    if (ga_all != nullptr) {
+      if (alpha_kept)
+        alpha_terms_kept<T, ROWGP>(tab.L, tab.psi, gp, gp_row, g, gamma, zb, dp, n, abuf.data());
+      else
+        alpha_terms<T, ROWGP>(y, m, dl, gp, gp_row, g, gamma, zb, dp, n, abuf.data(), fn, P.rect);
+      ga_all[row] = lane_sum(abuf.data(), n);
+    }
+    if (gy == nullptr) continue;
+    if (KIND == UNIFORM) {  // mean(gt) = (Σ v + gψ Σ ψ') / N
       T mean = T(0);
-      if constexpr (keep) {  // ψ'(t) from the row's table, for the mean and for gy
+      if constexpr (costly) {  // ψ'(t) from the row's table, for the mean and for gy
         const T* __restrict__ dpsr = tab.dpsi;
         if (P.center) {
           const double sd = lane_sum(dpsr, n);
-          mean = static_cast<T>((lane_sum(vb, n) + static_cast<double>(gp) * sd) / static_cast<double>(n));
+          mean = static_cast<T>((lane_sum(vb, n) + static_cast<double>(gp_row) * sd) / static_cast<double>(n));
         }
-        for (int64_t i = 0; i < n; ++i) gy[i] = (vb[i] + gp * dpsr[i]) - mean;
+        for (int64_t i = 0; i < n; ++i) gy[i] = (vb[i] + gp_row * dpsr[i]) - mean;
       } else {  // the cheap policies: ψ'(t) computed where it is used (no scratch traffic), same sums
         if (P.center) {
           double ad[8] = {0, 0, 0, 0, 0, 0, 0, 0}, sd = 0;
@@ -684,30 +821,13 @@ void backward_rows(const T* __restrict__ g_all, const T* __restrict__ y_all, con
             for (int k = 0; k < 8; ++k) ad[k] += static_cast<double>(fn.dpsi((y[i + k] - m) - dl));
           for (; i < n; ++i) sd += static_cast<double>(fn.dpsi((y[i] - m) - dl));
           for (int k = 0; k < 8; ++k) sd += ad[k];
-          mean = static_cast<T>((lane_sum(vb, n) + static_cast<double>(gp) * sd) / static_cast<double>(n));
+          mean = static_cast<T>((lane_sum(vb, n) + static_cast<double>(gp_row) * sd) / static_cast<double>(n));
         }
-        for (int64_t i = 0; i < n; ++i) gy[i] = (vb[i] + gp * fn.dpsi((y[i] - m) - dl)) - mean;
+        for (int64_t i = 0; i < n; ++i) gy[i] = (vb[i] + gp_row * fn.dpsi((y[i] - m) - dl)) - mean;
       }
       continue;
     }
-    const T* gp;
-    if (KIND == SELF) {  // gψ = −r c q
-      scaled_product(c, qb, mr, n, gpsi.data());
-      gp = gpsi.data();
-    } else {  // gψ = the mirrored window over gW = −r c q
-      scaled_product(c, qb, mr, n, s.pad2.data() + P.after);
-      window_sum(s.pad2.data(), gpsi.data(), n, size);
-      gp = gpsi.data();
-    }
-    if (ga_all != nullptr) {
-      if (alpha_kept)
-        alpha_terms_kept<T, false>(tab.L, tab.psi, gp, T(0), g, gamma, zb, dp, n, abuf.data());
-      else
-        alpha_terms<T, false>(y, m, dl, gp, T(0), g, gamma, zb, dp, n, abuf.data(), fn, P.rect);
-      ga_all[row] = lane_sum(abuf.data(), n);
-    }
-    if (gy == nullptr) continue;
-    if (keep)
+    if (costly)
       input_grad_kept(vb, gp, tab.dpsi, n, gy);
     else
       input_grad(vb, gp, y, m, dl, n, gy, fn);
@@ -716,6 +836,28 @@ void backward_rows(const T* __restrict__ g_all, const T* __restrict__ y_all, con
       for (int64_t i = 0; i < n; ++i) gy[i] -= mean;
     }
   }
+}
+
+// The blocks' partial column sums, part (blocks, 4, N), added in block order in double (no dependence on
+// threads, and no (blocks, 4, N) double temporary): (4, N) in part's dtype.
+at::Tensor block_column_sums(const at::Tensor& part) {
+  const int64_t blocks = part.size(0), n = part.size(2);
+  at::Tensor sums = at::empty({4, n}, part.options());
+  AT_DISPATCH_FLOATING_TYPES(part.scalar_type(), "dn_block_column_sums", [&] {
+    using T = scalar_t;
+    const T* pp = part.data_ptr<T>();
+    T* o = sums.data_ptr<T>();
+    std::vector<double> acc(static_cast<size_t>(n));
+    for (int64_t w = 0; w < 4; ++w) {
+      std::fill(acc.begin(), acc.end(), 0.0);
+      for (int64_t b = 0; b < blocks; ++b) {
+        const T* row = pp + (b * 4 + w) * n;
+        for (int64_t i = 0; i < n; ++i) acc[i] += static_cast<double>(row[i]);
+      }
+      for (int64_t i = 0; i < n; ++i) o[w * n + i] = static_cast<T>(acc[i]);
+    }
+  });
+  return sums;
 }
 
 // ---------------------------------------------------------------------------------------------- dispatch
@@ -732,6 +874,10 @@ bool p_same(const Cfg& cfg) { return cfg.alpha > 1.0 && cfg.alpha != 2.0 && cfg.
 // Whether the forward keeps a second (M, N) tensor for the backward when asked (save_w): the band pool's
 // window sums, or with p = α > 1 the elements' a^(α−1) (the backward then needs no exp or log).
 bool keeps_rowwise(const Cfg& cfg) { return cfg.kind == BAND || p_same(cfg); }
+
+// Whether that tensor also holds the elements' ln a, as (2, M, N) = (a^(α−1), ln a), when asked (save_log: a
+// learned α, whose gradient needs ln a): with a^(α−1) kept (self or uniform pool), so the backward takes no log.
+bool keeps_log(const Cfg& cfg, bool save_log) { return save_log && cfg.kind != BAND && p_same(cfg); }
 
 // Calls f(fn) with the element policy that fits cfg (φ, ψ from the exponents).
 template <typename T, typename F>
@@ -813,7 +959,7 @@ Params<T> make_params(const at::Tensor& beta, const at::Tensor& c, const at::Ten
 std::vector<at::Tensor> forward(const at::Tensor& y, const at::Tensor& beta, const at::Tensor& c,
                                 const at::Tensor& gamma, const at::Tensor& bias, int64_t kind, bool center,
                                 bool rect, double alpha, double p, double r, int64_t before, int64_t after,
-                                bool save_w) {
+                                bool save_w, bool save_log) {
   TORCH_CHECK(y.dim() == 2 && y.device().is_cpu() && y.is_contiguous(),
               "dn kernel: y must be a contiguous 2-D CPU tensor");
   const Cfg cfg = make_cfg(kind, center, rect, alpha, p, r, before, after);
@@ -824,7 +970,9 @@ std::vector<at::Tensor> forward(const at::Tensor& y, const at::Tensor& beta, con
   check_vec(bias, y, n, "bias", false);
   at::Tensor out = at::empty_like(y);
   at::Tensor stats = at::zeros({m, 3}, y.options().dtype(at::kDouble));
-  at::Tensor w = save_w && keeps_rowwise(cfg) ? at::empty_like(y) : at::Tensor();
+  at::Tensor w = !(save_w && keeps_rowwise(cfg)) ? at::Tensor()
+                 : keeps_log(cfg, save_log)       ? at::empty({2, m, n}, y.options())
+                                                  : at::empty_like(y);
   if (m == 0 || n == 0) return {out, stats, w};
   AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "dn_rows_forward", [&] {
     using T = scalar_t;
@@ -833,11 +981,12 @@ std::vector<at::Tensor> forward(const at::Tensor& y, const at::Tensor& beta, con
     T* op = out.data_ptr<T>();
     double* sp = stats.data_ptr<double>();
     T* wp = w.defined() ? w.data_ptr<T>() : nullptr;
+    T* lp = w.defined() && w.dim() == 3 ? wp + m * n : nullptr;
     const int64_t grain = std::max<int64_t>(1, 16384 / n);
     with_policies<T>(cfg, [&](auto kind_tag, auto fn, auto dr) {
       constexpr int64_t K = decltype(kind_tag)::value;
       at::parallel_for(0, m, grain, [&](int64_t r0, int64_t r1) {
-        forward_rows<T, K>(yp, op, sp, wp, r0, r1, P, fn, dr);
+        forward_rows<T, K>(yp, op, sp, wp, lp, r0, r1, P, fn, dr);
       });
     });
   });
@@ -861,9 +1010,13 @@ std::vector<at::Tensor> backward(const at::Tensor& g_in, const at::Tensor& y, co
               "dn kernel: stats must be the forward's (M, 3) float64 tensor");
   at::Tensor g = g_in.contiguous().to(y.scalar_type());
   const bool has_w = w_saved.has_value() && w_saved->defined() && w_saved->numel() > 0;
-  TORCH_CHECK(!has_w || (w_saved->sizes() == y.sizes() && w_saved->is_contiguous() &&
-                         w_saved->scalar_type() == y.scalar_type()),
-              "dn kernel: w must be the forward's window sums");
+  const bool has_log = has_w && w_saved->dim() == 3;  // (a^(α−1), ln a)
+  TORCH_CHECK(!has_w || ((has_log ? w_saved->numel() == 2 * y.numel() && w_saved->size(0) == 2 &&
+                                        w_saved->size(1) == y.size(0) && w_saved->size(2) == y.size(1) &&
+                                        keeps_log(cfg, true)
+                                  : w_saved->sizes() == y.sizes()) &&
+                         w_saved->is_contiguous() && w_saved->scalar_type() == y.scalar_type()),
+              "dn kernel: w must be the forward's kept tensor for this configuration");
   check_vec(beta, y, n, "beta", true);
   check_vec(c, y, n, "c", true);
   check_vec(gamma, y, n, "gamma", false);
@@ -889,12 +1042,13 @@ std::vector<at::Tensor> backward(const at::Tensor& g_in, const at::Tensor& y, co
     T* gyp = need_y ? gy.data_ptr<T>() : nullptr;
     T* pp = any_col ? part.data_ptr<T>() : nullptr;
     const T* wp = has_w ? w_saved->data_ptr<T>() : nullptr;
+    const T* lp = has_log ? wp + m * n : nullptr;
     double* gap = need_alpha ? ga_rows.data_ptr<double>() : nullptr;
     with_policies<T>(cfg, [&](auto kind_tag, auto fn, auto dr) {
       constexpr int64_t K = decltype(kind_tag)::value;
       at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
         for (int64_t b = b0; b < b1; ++b)
-          backward_rows<T, K>(gp, yp, sp, wp, gyp, pp == nullptr ? nullptr : pp + b * 4 * n, gap,
+          backward_rows<T, K>(gp, yp, sp, wp, lp, gyp, pp == nullptr ? nullptr : pp + b * 4 * n, gap,
                               static_cast<T>(dp), b * BLOCK, std::min<int64_t>(m, (b + 1) * BLOCK), P, fn, dr);
       });
     });
@@ -905,24 +1059,10 @@ std::vector<at::Tensor> backward(const at::Tensor& g_in, const at::Tensor& y, co
     for (int64_t i = 0; i < m; ++i) total += ga[i];
     res[5] = at::full({1}, total, y.options().dtype(at::kDouble));
   }
-  if (any_col) {  // add the blocks' partial sums in block order, in double (no dependence on threads)
-    AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "dn_rows_colsum", [&] {
-      using T = scalar_t;
-      const T* pp = part.data_ptr<T>();
-      std::vector<double> acc(static_cast<size_t>(n));
-      for (int w = 0; w < 4; ++w) {
-        if (!need_col[w]) continue;
-        std::fill(acc.begin(), acc.end(), 0.0);
-        for (int64_t b = 0; b < blocks; ++b) {
-          const T* row = pp + (b * 4 + w) * n;
-          for (int64_t i = 0; i < n; ++i) acc[i] += static_cast<double>(row[i]);
-        }
-        at::Tensor outc = at::empty({n}, y.options());
-        T* o = outc.data_ptr<T>();
-        for (int64_t i = 0; i < n; ++i) o[i] = static_cast<T>(acc[i]);
-        res[w + 1] = outc;
-      }
-    });
+  if (any_col) {
+    const at::Tensor sums = block_column_sums(part);
+    for (int w = 0; w < 4; ++w)
+      if (need_col[w]) res[w + 1] = sums[w].clone();
   }
   return res;
 }
@@ -961,13 +1101,17 @@ std::vector<at::Tensor> psi_rows(const at::Tensor& y_in, bool center, bool rect,
 }
 
 at::Tensor psi_rows_backward(const at::Tensor& gpsi_in, const at::Tensor& y_in, const at::Tensor& stats,
-                             bool center, bool rect, double alpha, double p) {
+                             bool center, bool rect, double alpha, double p,
+                             const c10::optional<at::Tensor>& acc) {
   at::Tensor y = y_in.contiguous();
   at::Tensor gpsi = gpsi_in.contiguous().to(y.scalar_type());
   TORCH_CHECK(gpsi.sizes() == y.sizes(), "dn kernel: grad and input shapes differ");
+  const bool into = acc.has_value() && acc->defined();
+  TORCH_CHECK(!into || (acc->sizes() == y.sizes() && acc->is_contiguous() && acc->scalar_type() == y.scalar_type()),
+              "dn kernel: acc must be a contiguous tensor like the input");
   const Cfg cfg = make_cfg(UNIFORM, center, rect, alpha, p, 1.0, 0, 0);
   const int64_t m = y.size(0), n = y.size(1);
-  at::Tensor gy = at::empty_like(y);
+  at::Tensor gy = into ? *acc : at::empty_like(y);
   if (m == 0 || n == 0) return gy;
   AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "dn_psi_rows_backward", [&] {
     using T = scalar_t;
@@ -977,14 +1121,17 @@ at::Tensor psi_rows_backward(const at::Tensor& gpsi_in, const at::Tensor& y_in, 
     T* op = gy.data_ptr<T>();
     with_fn<T>(cfg, [&](auto fn) {
       at::parallel_for(0, m, std::max<int64_t>(1, 16384 / n), [&](int64_t r0, int64_t r1) {
+        std::vector<T> tmp(into ? n : 0);
         for (int64_t row = r0; row < r1; ++row) {
           const T mm = static_cast<T>(sp[3 * row]), dl = static_cast<T>(sp[3 * row + 1]);
-          T* gy = op + row * n;
-          psi_grad_of_row(gp + row * n, yp + row * n, mm, dl, n, gy, fn);
-          if (center) {
-            const T mean = static_cast<T>(lane_sum(gy, n) / static_cast<double>(n));
-            for (int64_t i = 0; i < n; ++i) gy[i] -= mean;
-          }
+          T* out = op + row * n;
+          T* gr = into ? tmp.data() : out;  // this share: in place, or in scratch and then added to acc
+          psi_grad_of_row(gp + row * n, yp + row * n, mm, dl, n, gr, fn);
+          const T mean = center ? static_cast<T>(lane_sum(gr, n) / static_cast<double>(n)) : T(0);
+          if (into)
+            add_centered(gr, mean, n, out);
+          else if (center)
+            for (int64_t i = 0; i < n; ++i) gr[i] -= mean;
         }
       });
     });
@@ -1043,7 +1190,6 @@ std::vector<at::Tensor> given_pool_backward(const at::Tensor& g_in, const at::Te
   const int64_t m = y.size(0), n = y.size(1);
   at::Tensor beta = beta_in.reshape({-1}).to(dt).expand({n}).contiguous();
   at::Tensor gam = gamma.has_value() ? gamma->to(dt).contiguous() : at::ones({n}, y.options());
-  at::Tensor one = at::ones({n}, y.options());
   at::Tensor gy = need_y ? at::empty_like(y) : at::Tensor();
   at::Tensor gw = at::empty_like(y);
   const int64_t blocks = std::max<int64_t>((m + BLOCK - 1) / BLOCK, 1);
@@ -1052,7 +1198,7 @@ std::vector<at::Tensor> given_pool_backward(const at::Tensor& g_in, const at::Te
     AT_DISPATCH_FLOATING_TYPES(dt, "dn_given_pool_backward", [&] {
       using T = scalar_t;
       const T *yp = y.data_ptr<T>(), *gp = g.data_ptr<T>(), *wp = w.data_ptr<T>(), *bp = beta.data_ptr<T>(),
-              *ga = gam.data_ptr<T>(), *op = one.data_ptr<T>();
+              *ga = gam.data_ptr<T>();
       const double* sp = stats.data_ptr<double>();
       T* gyp = need_y ? gy.data_ptr<T>() : nullptr;
       T* gwp = gw.data_ptr<T>();
@@ -1060,18 +1206,18 @@ std::vector<at::Tensor> given_pool_backward(const at::Tensor& g_in, const at::Te
       const T mr = static_cast<T>(-r);
       with_fn_r<T>(cfg, [&](auto fn, auto dr) {
         at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
-          std::vector<T> zb(n), qb(n), vb(n);
           for (int64_t b = b0; b < b1; ++b) {
             T* col = pp + b * 4 * n;
             for (int64_t row = b * BLOCK; row < std::min<int64_t>(m, (b + 1) * BLOCK); ++row) {
               const T mm = static_cast<T>(sp[3 * row]), dl = static_cast<T>(sp[3 * row + 1]);
-              sweep_units<T, BAND, false, true, false>(yp + row * n, gp + row * n, bp, op, ga, wp + row * n, T(0),
-                                                     mm, dl, n, zb.data(), qb.data(), vb.data(), col, col + n,
-                                                     col + 2 * n, col + 3 * n, nullptr, nullptr, nullptr, fn, dr);
-              scaled_product(op, qb.data(), mr, n, gwp + row * n);
-              if (gyp != nullptr) {
-                T* gr = gyp + row * n;
-                std::memcpy(gr, vb.data(), sizeof(T) * static_cast<size_t>(n));
+              T* gr = gyp != nullptr ? gyp + row * n : nullptr;
+              if (gr != nullptr)
+                given_pool_row<T, true>(yp + row * n, gp + row * n, bp, ga, wp + row * n, mm, dl, n, mr,
+                                        gwp + row * n, gr, col, col + n, col + 2 * n, fn, dr);
+              else
+                given_pool_row<T, false>(yp + row * n, gp + row * n, bp, ga, wp + row * n, mm, dl, n, mr,
+                                         gwp + row * n, gr, col, col + n, col + 2 * n, fn, dr);
+              if (gr != nullptr) {
                 if (center) {
                   const T mean = static_cast<T>(lane_sum(gr, n) / static_cast<double>(n));
                   for (int64_t i = 0; i < n; ++i) gr[i] -= mean;
@@ -1083,8 +1229,7 @@ std::vector<at::Tensor> given_pool_backward(const at::Tensor& g_in, const at::Te
       });
     });
   }
-  // the blocks' partial column sums in block order, in double (no dependence on threads)
-  at::Tensor sums = part.to(at::kDouble).sum(0).to(dt);  // (4, N): Σ g z, Σ g, Σ q, Σ q W
+  const at::Tensor sums = block_column_sums(part);  // (4, N): Σ g z, Σ g, Σ q, Σ q W
   at::Tensor g_beta;
   if (need_beta) {
     g_beta = sums[2] * (-r);
@@ -1166,11 +1311,12 @@ std::vector<at::Tensor> forward_module(const at::Tensor& y_in, const at::Tensor&
                                        const c10::optional<at::Tensor>& gamma,
                                        const c10::optional<at::Tensor>& bias, double pedestal, int64_t kind,
                                        bool center, bool rect, double alpha, double p, double r,
-                                       int64_t before, int64_t after, bool save_w) {
+                                       int64_t before, int64_t after, bool save_w, bool save_log) {
   at::Tensor y = y_in.contiguous();
   TORCH_CHECK(y.dim() == 2, "dn kernel: y must be 2-D");
   const Prepared P = prepare(y, beta_src, beta_bound, c_src, c_bound, gamma, bias, pedestal, kind);
-  return forward(y, P.beta, P.c, P.gamma, P.bias, kind, center, rect, alpha, p, r, before, after, save_w);
+  return forward(y, P.beta, P.c, P.gamma, P.bias, kind, center, rect, alpha, p, r, before, after, save_w,
+                 save_log);
 }
 
 // (gy, g_beta_src, g_c_src, g_gamma, g_bias, g_alpha (1,) float64), each undefined (None) when not asked for.
@@ -1352,7 +1498,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("built_with_openmp", &built_with_openmp, "whether the rows run on torch's intra-op threads");
   m.def("nonneg_grad", &nonneg_grad, "the gradient of nonneg_value with the lower bound's rule");
   m.def("psi_rows", &psi_rows, "(ψ(t), stats): the element work before a matrix pool");
-  m.def("psi_rows_backward", &psi_rows_backward, "gψ ψ'(t), centered");
+  m.def("psi_rows_backward", &psi_rows_backward, "gψ ψ'(t), centered; added to acc in place when given");
   m.def("given_pool_forward", &given_pool_forward, "γ φ(t) (β + W)^(−r) + b for a given pool W");
   m.def("given_pool_backward", &given_pool_backward, "(gy, gW, Σ g z, Σ g, gβ) for a given pool W");
   m.def("chan_forward", &chan_forward, "channels-first LN/RMS over C: (out, mean, rstd)");
