@@ -269,7 +269,9 @@ def test_kept_logs_give_the_same_bits_as_taking_them_again(kind, dtype):
     for save_log in (False, True):
         _, stats, w = ext.forward(y, beta, c, gamma, gamma * 0, *args, True, save_log)
         assert w.dim() == (3 if save_log else 2)
-        res.append(ext.backward(g, y, stats, w, beta, c, gamma, *args, True, True, True, True, True, True, 1.0))
+        res.append(
+            ext.backward(g, y, stats, w, beta, c, gamma, *args, True, True, True, True, True, True, 1.0)
+        )
     for a, b in zip(*res):
         assert torch.equal(a, b)
 
