@@ -246,8 +246,10 @@ class CompiledRows(torch.autograd.Function):
 
 class CompiledRowsAlpha(torch.autograd.Function):
     """`CompiledRows` with a learned α (a 0-d tensor): the kernel runs at α's current value (p = α·r when
-    `tied`), and its backward adds ∂L/∂α = Σ ln(a) (gψ ψ + ∂p/∂α · gz z), a = |t| or relu(t), in one more
-    sweep per row. Eager CPU only (`learned_alpha_rows` decides)."""
+    `tied`), and its backward adds ∂L/∂α = Σ ln(a) (gψ ψ + ∂p/∂α · gz z), a = |t| or relu(t), in the same
+    loop as the input's gradient. Where the forward keeps a^(α−1) (p = α > 1, self or uniform pool) it keeps
+    ln a with it, (2, M, N), so the backward takes no exp or log (three times LayerNorm's activation memory,
+    instead of a log per element). Eager CPU only (`learned_alpha_rows` decides)."""
 
     @staticmethod
     def forward(ctx: Any, y, beta_src, c_src, gamma, bias, alpha, cfg, tied):  # noqa: ANN001

@@ -4,7 +4,9 @@
 //   ψ = ψ(t),  W = pool(ψ),  D = β + c ⊙ W,  z = φ(t) D^{−r},  out = γ z + b
 // pool: self W_i = ψ_i;  uniform W_i = S = Σ_j ψ_j;  band W_i = Σ_{j=i−before}^{i+after} ψ_j.
 // φ, ψ: signed  φ = sign(t)|t|^p, ψ = |t|^α;  rect  φ = relu(t)^p, ψ = relu(t)^α.
-// Backward (t, ψ, W, D recomputed from y; the forward keeps only m and S per row):
+// Backward (t, ψ, W, D recomputed from y; the forward keeps m and S per row, and when asked one (M, N) tensor
+// where a recompute costs most: the band pool's window sums, or with p = α > 1 the elements' a^(α−1), with
+// ln a beside it for a learned α — see keeps_rowwise, keeps_log):
 //   gz = g γ;  v = gz D^{−r} φ'(t);  q = gz z / D;  gψ = poolᵀ(−r c q);  gt = v + gψ ψ'(t);
 //   gy = gt − mean(gt) when centered.  Column sums for the parameters: Σ g z (γ), Σ g (b), Σ q (β),
 //   Σ q W (c); the caller multiplies by −r and applies the reparametrization's chain rule.
