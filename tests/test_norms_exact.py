@@ -214,6 +214,33 @@ def test_nonnegative_reparametrization_never_clamps_data():
     assert (p.raw.detach() < 0).any()  # the raw parameter went below the bound; only the value is bounded
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_nonnegative_value_is_the_lower_bound_chain_to_the_bit(dtype):
+    """NonNegative's one-node value equals lower_bound(p).square() − pedestal in values, in the gradient (the
+    bound's rule included: blocked below the bound unless it pushes p up) and in second derivatives."""
+    from lateralnorm.norms.base import PEDESTAL, lower_bound
+
+    torch.manual_seed(0)
+    p = NonNegative(torch.rand(300, dtype=dtype) * 3 + 0.25, minimum=0.25)
+    with torch.no_grad():
+        p.raw[:100] = 0.1  # below the bound √(0.25 + pedestal)
+    g = torch.randn(300, dtype=dtype)
+    g[:50] = -g[:50].abs()  # below the bound, a gradient that pushes p up passes …
+    g[50:100] = g[50:100].abs()  # … and one that pushes it down does not
+    raw = p.raw.detach().clone().requires_grad_()
+    chain = lower_bound(raw, p.bound()).square() - PEDESTAL
+    chain.backward(g)
+    value = p()
+    value.backward(g)
+    assert torch.equal(value.detach(), chain.detach())
+    assert torch.equal(p.raw.grad, raw.grad)
+    assert (p.raw.grad[50:100] == 0).all() and (p.raw.grad[:50] != 0).all()
+    h1 = torch.autograd.grad(p(), p.raw, g, create_graph=True)[0]
+    h2 = torch.autograd.grad(lower_bound(raw, p.bound()).square() - PEDESTAL, raw, g, create_graph=True)[0]
+    w = torch.randn_like(g)
+    assert torch.equal(torch.autograd.grad(h1, p.raw, w)[0], torch.autograd.grad(h2, raw, w)[0])
+
+
 def test_learned_alpha_stays_above_floor():
     m = create_norm("dn:learn_alpha=true,alpha=1.0,alpha_min=0.6", 8)
     opt = torch.optim.SGD(m.parameters(), lr=5.0)

@@ -152,6 +152,29 @@ def lower_bound(x: torch.Tensor, bound: float) -> torch.Tensor:
     return _LowerBound.apply(x, bound)
 
 
+class _NonNegativeValue(torch.autograd.Function):
+    """v = max(p, bound)² − pedestal with `_LowerBound`'s gradient rule, as one autograd node: the same float
+    operations as lower_bound(p, bound).square() − pedestal and its three backward nodes (∂v/∂p =
+    g·(2·max(p, bound)), passed where p ≥ bound or it pushes p up), so the same bits, at about half the
+    per-step overhead (these parameters are small: their cost is autograd's, not arithmetic)."""
+
+    @staticmethod
+    def forward(ctx: Any, p: torch.Tensor, bound: float, pedestal: float) -> torch.Tensor:
+        ctx.save_for_backward(p)
+        ctx.bound = bound
+        return p.clamp_min(bound).square().sub_(pedestal)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None, None]:
+        (p,) = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: the differentiable chain
+            with torch.enable_grad():
+                v = lower_bound(p, ctx.bound).square()
+                return torch.autograd.grad(v, p, grad, create_graph=True)[0], None, None
+        g = grad * (2 * p.clamp_min(ctx.bound))
+        return g * ((p >= ctx.bound) | (g < 0)).to(g.dtype), None, None
+
+
 class NonNegative(nn.Module):
     """A parameter v ≥ minimum stored as p = √(v + pedestal); v = max(p, √(minimum + pedestal))² − pedestal.
 
@@ -169,4 +192,4 @@ class NonNegative(nn.Module):
         return math.sqrt(self.minimum + PEDESTAL)
 
     def forward(self) -> torch.Tensor:
-        return lower_bound(self.raw, self.bound()).square() - PEDESTAL
+        return _NonNegativeValue.apply(self.raw, self.bound(), PEDESTAL)
