@@ -45,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from lateralnorm.allocator import keep_freed_memory
+
+    keep_freed_memory()  # the command's own process trains (train, in-process studies): see allocator.py
     try:
         return int(args.func(args) or 0)
     except UsageError as e:

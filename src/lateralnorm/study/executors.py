@@ -140,6 +140,14 @@ def execute(task: Task, run_fn: RunFn | None = None, threads: int | None = None)
         )
 
 
+def _execute_in_ray_worker(task: Task, run_fn: RunFn | None = None, threads: int | None = None) -> Outcome:
+    """`execute` in a Ray worker process, which then keeps its freed memory as the local pool's workers do."""
+    from lateralnorm.allocator import keep_freed_memory
+
+    keep_freed_memory()
+    return execute(task, run_fn, threads)
+
+
 class Executor:
     """Runs tasks with at most `workers` in flight; subclasses provide start/submit/wait/shutdown."""
 
@@ -241,7 +249,10 @@ def _init_worker(threads: int, driver_pid: int, env: dict[str, str] | None = Non
                 sys.path.insert(0, folder)
     import torch
 
+    from lateralnorm.allocator import keep_freed_memory
+
     torch.set_num_threads(threads)
+    keep_freed_memory()  # a worker only trains: glibc keeps its freed pages for the next step (allocator.py)
     parent = os.getppid()  # the driver (spawn) or the fork server, which exits when the driver does
 
     def driver_alive() -> bool:
@@ -406,7 +417,7 @@ class RayExecutor(Executor):
         if not self._workers_given:
             cpus = int(ray.cluster_resources().get("CPU", 1))
             self.workers = max(1, cpus // self.threads)
-        self._remote = ray.remote(num_cpus=self.threads, max_retries=0)(execute)
+        self._remote = ray.remote(num_cpus=self.threads, max_retries=0)(_execute_in_ray_worker)
 
     def submit(self, task: Task) -> Any:
         if self._remote is None:
