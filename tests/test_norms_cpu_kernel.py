@@ -594,3 +594,47 @@ def test_matrix_kappa_partial_gradients_and_channels_first():
     kernel(xa).backward(g)
     plain(xb).backward(g)
     torch.testing.assert_close(xa.grad, xb.grad, atol=1e-11, rtol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", [(300,), (512, 16), (300, 200)])  # one chunk, a κ factor, several chunks
+def test_nonnegative_compiled_equals_torch_to_the_bit(shape, dtype, monkeypatch):
+    """NonNegative's value and gradient through the compiled kernel (once it is loaded) give the bits of the
+    PyTorch ops: the square and the − pedestal stay two roundings (no fused multiply-add), NaN passes through
+    as clamp_min passes it, and the bound's gradient rule (blocked below it unless it pushes p up) holds."""
+    from lateralnorm.norms.base import NonNegative
+
+    torch.manual_seed(0)
+    p = NonNegative(torch.rand(shape, dtype=dtype) * 3, minimum=0.0)
+    flat = p.raw.data.view(-1)
+    third = flat.numel() // 3
+    flat[:third] = 0.001  # below the bound √pedestal = 2**-9
+    flat[third : 2 * third] = 0.002 + 0.01 * torch.rand(third, dtype=dtype)  # p² near the pedestal
+    flat[7] = float("nan")
+    g = torch.randn(shape, dtype=dtype)
+    g.view(-1)[: flat.numel() // 6] *= -g.view(-1)[
+        : flat.numel() // 6
+    ].sign()  # below the bound: half push up
+    cpu_kernel.extension()
+    assert cpu_kernel.loaded_extension() is not None  # the compiled path is the one under test
+
+    def value_and_grad() -> tuple[torch.Tensor, torch.Tensor]:
+        p.raw.grad = None
+        v = p()
+        v.backward(g)
+        return v.detach(), p.raw.grad.clone()
+
+    v_cpp, g_cpp = value_and_grad()
+    v_torch, g_torch = _with_torch_kernel(monkeypatch, value_and_grad)
+    assert torch.equal(v_cpp.isnan(), v_torch.isnan()) and v_cpp.isnan().sum() == 1
+    assert torch.equal(v_cpp.nan_to_num(), v_torch.nan_to_num())
+    assert torch.equal(g_cpp.isnan(), g_torch.isnan())
+    assert torch.equal(g_cpp.nan_to_num(), g_torch.nan_to_num())
+    below = flat.detach() < p.bound()
+    assert (g_cpp.view(-1)[below & (g.view(-1) > 0)] == 0).all()
+    assert (g_cpp.view(-1)[below & (g.view(-1) < 0)] != 0).all()
+    if dtype == torch.float32:  # not the trivially equal case: a fused multiply-add (one rounding; exact in
+        # float64 for float32 inputs) would give other bits for some elements
+        v = p.raw.detach().clamp_min(p.bound()).double()
+        fused = (v * v - 2.0**-18).float()
+        assert not torch.equal(fused.nan_to_num(), v_torch.nan_to_num())

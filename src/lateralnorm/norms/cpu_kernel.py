@@ -244,6 +244,15 @@ def extension() -> ModuleType | None:
     return _state["ext"]  # type: ignore[return-value]
 
 
+def loaded_extension() -> ModuleType | None:
+    """The compiled kernel if this process has it loaded already (and the mode allows it), else None; never
+    builds or loads. For small helpers (NonNegative's value) that are worth the kernel only when it is here."""
+    ext = _state["ext"]
+    if ext is None or mode() == "torch":
+        return None
+    return ext  # type: ignore[return-value]
+
+
 def available() -> bool:
     """Whether the compiled kernel is (or can be) loaded; a constant to torch.compile."""
     return extension() is not None

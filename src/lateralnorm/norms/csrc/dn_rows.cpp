@@ -1242,20 +1242,56 @@ std::vector<at::Tensor> given_pool_backward(const at::Tensor& g_in, const at::Te
   return {gy, gw, need_gamma ? sums[0].clone() : at::Tensor(), need_bias ? sums[1].clone() : at::Tensor(), g_beta};
 }
 
-// The non-negative reparametrization of β and c (`NonNegative`: value = max(raw, bound)² − pedestal) and
-// its gradient with the lower bound's rule (the gradient passes where raw ≥ bound, or where it pushes raw up):
-// one call each instead of a handful of small PyTorch ops per step.
+// The non-negative reparametrization (`NonNegative`: value = max(raw, bound)² − pedestal) and its gradient
+// with the lower bound's rule (the gradient passes where raw ≥ bound, or where it pushes raw up): one call
+// each instead of a handful of small PyTorch ops per step. They give torch's bits, element for element: the
+// same IEEE operations in the same order (max with NaN passed through as clamp_min does, x·x, then − pedestal;
+// g·(2·v), then × 1 or × 0 as torch's mask multiply), so the square and the subtraction must stay two
+// roundings: no fused multiply-add here (the rest of the file lets GCC contract freely).
+#if defined(__clang__)
+#define LN_NO_CONTRACT
+#elif defined(__GNUC__)
+#define LN_NO_CONTRACT __attribute__((optimize("fp-contract=off")))
+#else
+#define LN_NO_CONTRACT
+#endif
+constexpr int64_t NONNEG_GRAIN = 32768;
+
+template <typename T>
+LN_NO_CONTRACT void nonneg_value_impl(const T* __restrict__ r, T* __restrict__ o, int64_t n, T b, T ped) {
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#endif
+  for (int64_t i = 0; i < n; ++i) {
+    const T v = r[i] < b ? b : r[i];  // NaN stays NaN (clamp_min's rule)
+    const T sq = v * v;
+    o[i] = sq - ped;
+  }
+}
+
+template <typename T>
+LN_NO_CONTRACT void nonneg_grad_impl(const T* __restrict__ r, const T* __restrict__ g, T* __restrict__ o,
+                                     int64_t n, T b) {
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#endif
+  for (int64_t i = 0; i < n; ++i) {
+    const T v = r[i] < b ? b : r[i];
+    const T gr = g[i] * (T(2) * v);
+    o[i] = gr * ((r[i] >= b || gr < T(0)) ? T(1) : T(0));
+  }
+}
+
 at::Tensor nonneg_value(const at::Tensor& raw_in, double bound, double pedestal) {
   at::Tensor raw = raw_in.contiguous();
-  at::Tensor out = at::empty_like(raw);
+  at::Tensor out = at::empty_like(raw, at::MemoryFormat::Contiguous);
   AT_DISPATCH_FLOATING_TYPES(raw.scalar_type(), "nonneg_value", [&] {
     const scalar_t* r = raw.data_ptr<scalar_t>();
     scalar_t* o = out.data_ptr<scalar_t>();
     const scalar_t b = static_cast<scalar_t>(bound), ped = static_cast<scalar_t>(pedestal);
-    for (int64_t i = 0; i < raw.numel(); ++i) {
-      const scalar_t v = r[i] > b ? r[i] : b;
-      o[i] = v * v - ped;
-    }
+    at::parallel_for(0, raw.numel(), NONNEG_GRAIN, [&](int64_t i0, int64_t i1) {
+      nonneg_value_impl<scalar_t>(r + i0, o + i0, i1 - i0, b, ped);
+    });
   });
   return out;
 }
@@ -1264,16 +1300,15 @@ at::Tensor nonneg_grad(const at::Tensor& g_in, const at::Tensor& raw_in, double 
   at::Tensor raw = raw_in.contiguous();
   at::Tensor g = g_in.to(raw.scalar_type()).contiguous();
   TORCH_CHECK(g.numel() == raw.numel(), "nonneg_grad: gradient and parameter sizes differ");
-  at::Tensor out = at::empty_like(raw);
+  at::Tensor out = at::empty_like(raw, at::MemoryFormat::Contiguous);
   AT_DISPATCH_FLOATING_TYPES(raw.scalar_type(), "nonneg_grad", [&] {
     const scalar_t* r = raw.data_ptr<scalar_t>();
     const scalar_t* gv = g.data_ptr<scalar_t>();
     scalar_t* o = out.data_ptr<scalar_t>();
     const scalar_t b = static_cast<scalar_t>(bound);
-    for (int64_t i = 0; i < raw.numel(); ++i) {
-      const scalar_t gr = gv[i] * scalar_t(2) * (r[i] > b ? r[i] : b);
-      o[i] = (r[i] >= b || gr < scalar_t(0)) ? gr : scalar_t(0);
-    }
+    at::parallel_for(0, raw.numel(), NONNEG_GRAIN, [&](int64_t i0, int64_t i1) {
+      nonneg_grad_impl<scalar_t>(r + i0, gv + i0, o + i0, i1 - i0, b);
+    });
   });
   return out;
 }
