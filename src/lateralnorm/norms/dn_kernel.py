@@ -167,6 +167,17 @@ def _raw_grad(g_value: torch.Tensor, src: torch.Tensor, bound: float | None) -> 
     return g * ((src >= bound) | (g < 0)).to(g.dtype)
 
 
+def _rows_of(y: torch.Tensor) -> torch.Tensor:
+    """y as (M, N) rows: (B, N) as it is, else reshaped. A 2-D input takes no reshape, so each step's graph has
+    no view nodes around the kernel (at the studies' widths the per-node work is a visible share of a step)."""
+    return y if y.dim() == 2 else y.reshape(-1, y.shape[-1])
+
+
+def _unrows(out: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """The kernel's (M, N) rows back in the input's shape (see `_rows_of`)."""
+    return out if len(shape) == 2 else out.reshape(shape)
+
+
 def _shaped_like(g: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
     """A per-unit (N,) gradient for a parameter of shape (N,) or a shared (1,) one."""
     return g.reshape(src.shape) if src.numel() == g.numel() else g.sum().reshape(src.shape)
@@ -294,11 +305,10 @@ def learned_alpha_rows(
     """Divisive normalization with a learned α (0-d tensor; p = α·r when `tied`, else cfg.p) in the compiled
     CPU kernel, or None where that kernel does not run (not CPU float, not built, or under torch.compile):
     the caller then differentiates its composite formula."""
-    shape = y.shape
-    rows = y.reshape(-1, shape[-1])
+    rows = _rows_of(y)
     if torch.compiler.is_compiling() or not cpu_kernel.applies_to(rows):
         return None
-    return CompiledRowsAlpha.apply(rows, beta_src, c_src, gamma, bias, alpha, cfg, tied).reshape(shape)
+    return _unrows(CompiledRowsAlpha.apply(rows, beta_src, c_src, gamma, bias, alpha, cfg, tied), y.shape)
 
 
 class TritonRows(torch.autograd.Function):
@@ -540,15 +550,14 @@ def matrix_pooled_rows(
     own differentiable ops) with the element work in the compiled CPU kernel: ψ rows, then the pool, then the
     output from W. None where that kernel does not run (not CPU float, not built, under torch.compile): the
     caller then differentiates its composite formula. cfg: center, rect, α, p, r (its kind is not read)."""
-    shape = y.shape
-    rows = y.reshape(-1, shape[-1])
+    rows = _rows_of(y)
     if torch.compiler.is_compiling() or not cpu_kernel.applies_to(rows):
         return None
     rows = rows.contiguous()
     share = _InputShare()
     psi, stats = PsiRows.apply(rows, cfg, share)
     w = pool(psi)
-    return GivenPool.apply(rows, stats, w, beta, gamma, bias, cfg, share).reshape(shape)
+    return _unrows(GivenPool.apply(rows, stats, w, beta, gamma, bias, cfg, share), y.shape)
 
 
 class PooledDivisive(torch.autograd.Function):
@@ -677,12 +686,11 @@ def divisive_rows(
 ) -> torch.Tensor:
     """`pooled_divisive` with its configuration built once by the caller (a layer keeps its DnConfig: the
     per-call Python work is a visible share of a small layer's time, e.g. in a recurrent cell's steps)."""
-    shape = y.shape
-    rows = y.reshape(-1, shape[-1])
+    rows = _rows_of(y)
     if cpu_kernel.applies_to(rows):
         out = CompiledRows.apply(rows, beta_src, c_src, gamma, bias, cfg)
     elif _triton_applies(rows, cfg.kind):
         out = TritonRows.apply(rows, beta_src, c_src, gamma, bias, cfg)
     else:
         out = PooledDivisive.apply(rows, beta_src, c_src, gamma, bias, cfg)
-    return out.reshape(shape)
+    return _unrows(out, y.shape)
