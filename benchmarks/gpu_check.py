@@ -449,7 +449,9 @@ def section_a(res: Results, device: torch.device) -> None:
 
 # --------------------------------------------------------------------------------- b. models, trainer
 MODEL_NORMS = ["ln", "dn:kappa=band:2"]
-MODEL_SHAPES = {"cnn": (1, 28, 28), "transformer": (1, 28, 28)}  # the others take MNIST-1D signals (40,)
+# input shape per model family; the others take MNIST-1D signals (40,)
+MODEL_SHAPES = {"cnn": (1, 28, 28), "transformer": (1, 28, 28), "gpt": (16,)}
+LM_MODELS = {"gpt"}  # language models: tokens (B, T) in, next-token logits (B, T, vocab) out
 
 
 def skipped(reason: str) -> tuple[bool, str]:
@@ -472,9 +474,13 @@ def check_model_step(name: str, norm: str, device: torch.device) -> tuple:
     torch.manual_seed(0)
     model = build_model(RunConfig(model=name, norm=norm, width=32, depth=2), shape, 10).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    x, y = torch.randn(64, *shape, device=device), torch.randint(0, 10, (64,), device=device)
+    if name in LM_MODELS:  # byte tokens (vocabulary 10 here) and a next-token target per position
+        x, y = (torch.randint(0, 10, (64, *shape), device=device) for _ in range(2))
+    else:
+        x, y = torch.randn(64, *shape, device=device), torch.randint(0, 10, (64,), device=device)
     before = [p.detach().clone() for p in model.parameters()]
-    loss = nn.functional.cross_entropy(model(x), y)
+    out = model(x)
+    loss = nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
     opt.zero_grad(set_to_none=True)
     loss.backward()
     grads_ok = all_finite(*[p.grad for p in model.parameters()])

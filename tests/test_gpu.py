@@ -25,6 +25,7 @@ gc = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(gc)
 
 from lateralnorm import create_norm, list_norms  # noqa: E402
+from lateralnorm.models import MODELS  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +72,7 @@ def test_every_registered_norm_in_low_precision(spec, device):
 
 
 @pytest.mark.parametrize("norm", gc.MODEL_NORMS)
-@pytest.mark.parametrize("model", ["linear", "mlp", "cnn", "cnn1d", "rnn", "gru", "lstm", "transformer"])
+@pytest.mark.parametrize("model", MODELS)
 def test_model_step(model, norm, device):
     _passes(gc.check_model_step, model, norm, device)
 
