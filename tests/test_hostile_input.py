@@ -51,6 +51,25 @@ def test_a_huge_declared_size_is_refused_before_allocating(tmp_path):
         read_idx(path)
 
 
+@pytest.mark.parametrize("gz", [False, True])
+def test_a_header_that_lies_costs_what_the_file_holds_not_what_it_declares(tmp_path, gz):
+    """A few hundred bytes whose header declares 4 GB (under the 8 GiB cap): a one-line 'truncated' error,
+    without allocating the declared size first (which is a MemoryError on a small machine)."""
+    path = tmp_path / "liar"
+    blob = _header((1000, 1000, 4000)) + bytes(300)
+    path.write_bytes(gzip.compress(blob) if gz else blob)
+    tracemalloc.start()
+    try:
+        with pytest.raises(
+            DataFileError, match=r"is truncated: header \(1000, 1000, 4000\) needs 4000000000"
+        ):
+            read_idx(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20
+
+
 def test_dimensions_that_overflow_64_bits_are_not_wrapped(tmp_path):
     path = tmp_path / "wrap"
     dims = (2**32 - 1, 2**32 - 1, 2**32 - 1)  # the product wraps in int64

@@ -61,9 +61,10 @@ def _read(stream: object, n: int, path: Path, gz: bool) -> bytes:
 def read_idx(path: str | os.PathLike[str], max_bytes: int = MAX_DATA_BYTES) -> np.ndarray:
     """Read one IDX file into an array of its declared shape and dtype (native byte order).
 
-    The header is read first; the data are then read (and decompressed) as a stream into a buffer of the
-    declared size, and reading stops as soon as the file holds more than that: a gzip bomb or a header that
-    lies costs at most the declared size (itself capped at `max_bytes`). Raises DataFileError naming the
+    The header is read first; the data are then read (and decompressed) as a stream into a buffer that grows
+    with what the file holds, and reading stops as soon as it holds more than the declared size: a gzip bomb
+    costs at most the declared size (itself capped at `max_bytes`), and a header that declares more than the
+    file holds costs only what it holds. Raises DataFileError naming the
     file when the magic, the dimensions, the declared size or the length is wrong.
     """
     path = Path(path)
@@ -90,14 +91,15 @@ def read_idx(path: str | os.PathLike[str], max_bytes: int = MAX_DATA_BYTES) -> n
                 f"{path}: header {dims} declares {expected:,} data bytes, more than the {max_bytes:,} allowed; "
                 "the file is corrupt or not a data set"
             )
-        buf = bytearray(expected)
-        view, got = memoryview(buf), 0
-        while got < expected:
-            chunk = _read(stream, min(CHUNK, expected - got), path, gz)
+        # the buffer grows with what the file holds, never to the declared size first: a header that lies (a
+        # few hundred bytes declaring gigabytes) costs what the file holds, not a MemoryError or gigabytes
+        buf = bytearray()
+        while len(buf) < expected:
+            chunk = _read(stream, min(CHUNK, expected - len(buf)), path, gz)
             if not chunk:
                 break
-            view[got : got + len(chunk)] = chunk
-            got += len(chunk)
+            buf += chunk
+        got = len(buf)
         extra = _read(stream, 1, path, gz) if got == expected else b""
     finally:
         stream.close()  # type: ignore[attr-defined]
