@@ -302,6 +302,24 @@ def test_matrix_pool_input_shares_added_in_place_give_the_same_bits(center):
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("spec", ["dn", "dn:learn_alpha=true,alpha=1.5", "dn:kappa=lowrank:4"])
+def test_a_2d_input_meets_the_kernel_without_view_nodes(spec):
+    """(B, N) goes to the kernel as it is: the output's node is the kernel's own (no reshape views around it,
+    which cost a visible share of a small layer's step), and a (B, T, N) input, which is reshaped, gives the
+    same rows to the bit."""
+    torch.manual_seed(5)
+    m = create_norm(spec, 24)
+    x = torch.randn(30, 24, requires_grad=True)
+    out = m(x)
+    assert "View" not in type(out.grad_fn).__name__, type(out.grad_fn).__name__
+    assert not any("View" in type(f).__name__ for f, _ in out.grad_fn.next_functions if f is not None)
+    (gx,) = torch.autograd.grad(out, x, torch.ones_like(out))
+    x3 = x.detach().reshape(5, 6, 24).requires_grad_()
+    out3 = m(x3)
+    (gx3,) = torch.autograd.grad(out3, x3, torch.ones_like(out3))
+    assert torch.equal(out3.reshape(30, 24), out) and torch.equal(gx3.reshape(30, 24), gx)
+
+
 @pytest.mark.parametrize("fn", ["rect", "signed"])
 def test_general_exponents_at_tiny_zero_and_huge_values(fn, monkeypatch):
     """p = α > 1 computes ψ = a·a^(α−1): finite, and equal to the float64 formula, where a is 0, subnormal,
