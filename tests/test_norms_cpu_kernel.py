@@ -302,6 +302,37 @@ def test_matrix_pool_input_shares_added_in_place_give_the_same_bits(center):
         assert torch.equal(a, b)
 
 
+def test_the_module_path_keeps_its_one_rounding_nonnegative_values():
+    """The layers on `CompiledRows` take β and c from forward_module, whose NonNegative value is
+    max(raw, bound)² − pedestal in one rounding (a fused multiply-add): the arithmetic the committed answer
+    set ran with. Torch's ops (and `nonneg_value`, the matrix pools' path) round twice. Unifying the two
+    once changed every O(N) dn run of Q3 (caught by re-running it against results/runs.csv). Here the module
+    path must equal the kernel given one-rounding values, and the two arithmetics must differ on these raws
+    (so the test can tell them apart)."""
+    from lateralnorm.norms.base import PEDESTAL
+
+    ext = cpu_kernel.extension()
+    torch.manual_seed(6)
+    n, bound = 256, PEDESTAL**0.5  # the floor of a parameter whose minimum is 0 (κ's)
+    # values far below the pedestal (κ shrinking toward 0): v² − pedestal cancels, and the rounding of v² that
+    # torch's ops make first shows (elsewhere subtracting the pedestal is mostly exact and the two agree)
+    raw_b, raw_c = ((PEDESTAL * (1.0 + torch.rand(2, n, dtype=torch.float64) * 0.01)) ** 0.5).float()
+    # one rounding: exact in float64 (v² has 48 bits), then rounded once
+    one = {k: (v.double().square() - PEDESTAL).float() for k, v in (("b", raw_b), ("c", raw_c))}
+    two = {k: v.square() - PEDESTAL for k, v in (("b", raw_b), ("c", raw_c))}  # torch: two roundings
+    assert not torch.equal(one["b"], two["b"]) and not torch.equal(one["c"], two["c"])
+    assert torch.equal(ext.nonneg_value(raw_b, bound, PEDESTAL), two["b"])
+    y, gamma, bias = torch.randn(8, n), torch.rand(n) + 0.5, torch.randn(n)
+    args = (1, False, True, 2.0, 2.0, 1.0, 0, 0)  # uniform pool, rect, α = 2, r = 1
+    module, _, _ = ext.forward_module(
+        y, raw_b, bound, raw_c, bound, gamma, bias, PEDESTAL, *args, False, False
+    )
+    given, _, _ = ext.forward(y, one["b"], one["c"], gamma, bias, *args, False, False)
+    other, _, _ = ext.forward(y, two["b"], two["c"], gamma, bias, *args, False, False)
+    assert torch.equal(module, given)
+    assert not torch.equal(module, other)
+
+
 @pytest.mark.parametrize("spec", ["dn", "dn:learn_alpha=true,alpha=1.5", "dn:kappa=lowrank:4"])
 def test_a_2d_input_meets_the_kernel_without_view_nodes(spec):
     """(B, N) goes to the kernel as it is: the output's node is the kernel's own (no reshape views around it,

@@ -1322,8 +1322,49 @@ struct Prepared {
   at::Tensor beta, c, gamma, bias;
 };
 
+// The module path's own NonNegative arithmetic, kept as it was when the committed answer set ran: the value
+// max(raw, bound)² − pedestal in one rounding (a fused multiply-add: std::fma, what GCC made of `v * v − ped`
+// here), NaN replaced by the bound; the gradient (g·2)·max(raw, bound) under the bound's rule. One rounding
+// fewer than torch's ops (nonneg_value above), so β and c can differ from the torch path's in the last bit;
+// the layers built on `CompiledRows` have always used these, and their committed runs depend on it.
+template <typename T>
+void nonneg_value_module_impl(const T* __restrict__ r, T* __restrict__ o, int64_t n, T b, T ped) {
+  for (int64_t i = 0; i < n; ++i) {
+    const T v = r[i] > b ? r[i] : b;
+    o[i] = std::fma(v, v, -ped);
+  }
+}
+
+at::Tensor nonneg_value_module(const at::Tensor& raw_in, double bound, double pedestal) {
+  at::Tensor raw = raw_in.contiguous();
+  at::Tensor out = at::empty_like(raw, at::MemoryFormat::Contiguous);
+  AT_DISPATCH_FLOATING_TYPES(raw.scalar_type(), "nonneg_value_module", [&] {
+    nonneg_value_module_impl<scalar_t>(raw.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), raw.numel(),
+                                       static_cast<scalar_t>(bound), static_cast<scalar_t>(pedestal));
+  });
+  return out;
+}
+
+at::Tensor nonneg_grad_module(const at::Tensor& g_in, const at::Tensor& raw_in, double bound) {
+  at::Tensor raw = raw_in.contiguous();
+  at::Tensor g = g_in.to(raw.scalar_type()).contiguous();
+  TORCH_CHECK(g.numel() == raw.numel(), "nonneg_grad: gradient and parameter sizes differ");
+  at::Tensor out = at::empty_like(raw, at::MemoryFormat::Contiguous);
+  AT_DISPATCH_FLOATING_TYPES(raw.scalar_type(), "nonneg_grad_module", [&] {
+    const scalar_t* r = raw.data_ptr<scalar_t>();
+    const scalar_t* gv = g.data_ptr<scalar_t>();
+    scalar_t* o = out.data_ptr<scalar_t>();
+    const scalar_t b = static_cast<scalar_t>(bound);
+    for (int64_t i = 0; i < raw.numel(); ++i) {
+      const scalar_t gr = gv[i] * scalar_t(2) * (r[i] > b ? r[i] : b);
+      o[i] = (r[i] >= b || gr < scalar_t(0)) ? gr : scalar_t(0);
+    }
+  });
+  return out;
+}
+
 at::Tensor param_value(const at::Tensor& src, double bound, double pedestal, at::ScalarType dt) {
-  at::Tensor v = bound < 0 ? src : nonneg_value(src, bound, pedestal);
+  at::Tensor v = bound < 0 ? src : nonneg_value_module(src, bound, pedestal);
   return (v.scalar_type() == dt ? v : v.to(dt)).contiguous();
 }
 
@@ -1375,7 +1416,7 @@ std::vector<at::Tensor> backward_module(const at::Tensor& g, const at::Tensor& y
     at::Tensor gv = colsum * (-r);
     gv = (src.numel() == gv.numel() ? gv.reshape(src.sizes()) : gv.sum().reshape(src.sizes()));
     gv = gv.to(src.scalar_type());
-    return bound < 0 ? gv : nonneg_grad(gv, src, bound).reshape(src.sizes());
+    return bound < 0 ? gv : nonneg_grad_module(gv, src, bound).reshape(src.sizes());
   };
   std::vector<at::Tensor> out(6);
   out[0] = res[0];
