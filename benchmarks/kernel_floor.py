@@ -44,6 +44,14 @@ def build(folder: Path) -> Path | None:
     return exe
 
 
+def table(v: dict[str, float], title: str, ref_name: str, rows: list[tuple[str, str]]) -> None:
+    """One markdown table of `rows` (key, label), each as µs and as a ratio to the first row."""
+    ref = v[rows[0][0]]
+    print(f"| {title} | µs | ratio |\n|---|---|---|")
+    for key, label in rows:
+        print(f"| {label} | {v[key]:.1f} | {v[key] / ref:.2f} × {ref_name} |")
+
+
 def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         exe = build(Path(tmp))
@@ -53,26 +61,20 @@ def main() -> int:
         out = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout
     v = {k: float(x) for k, x in (line.split() for line in out.splitlines())}
     print("# dn kernel floors (one thread, best of 30; times in µs at 1024 × 512 elements)\n")
-    print("| loop | µs | ratio |\n|---|---|---|")
-    ref = v["exp_log_libmvec"]
-    for key, label in (
+    table(v, "loop", "libmvec", [
         ("exp_log_libmvec", "a^(α−1) and ln a, glibc libmvec (the kernel)"),
         ("exp_log_poly", "the same, inline polynomial exp/log"),
         ("exp_log_none", "the same loop without exp/log (memory floor)"),
-    ):
-        print(f"| {label} | {v[key]:.1f} | {v[key] / ref:.2f} × libmvec |")
+    ])  # fmt: skip
     print(
         f"\npolynomial worst error: log {v['poly_log_worst_ulp']:.2f} ulp, exp {v['poly_exp_worst_ulp']:.2f} ulp "
         "(float32, against double)\n"
     )
-    print("| row sums in double, 1024 rows of 512 (L1-resident) | µs | ratio |\n|---|---|---|")
-    one = v["sum_one"]
-    for key, label in (
+    table(v, "row sums in double, 1024 rows of 512 (L1-resident)", "one sum", [
         ("sum_one", "one sum"),
         ("sum_two_loops", "two sums, two loops"),
         ("sum_two_fused", "two sums, one loop (same bits)"),
-    ):
-        print(f"| {label} | {v[key]:.1f} | {v[key] / one:.2f} × one sum |")
+    ])  # fmt: skip
     same = bool(v["sum_fused_same_bits"])
     print(f"\nfused sums equal to the separate ones to the bit: {same}")
     return 0 if same else 1

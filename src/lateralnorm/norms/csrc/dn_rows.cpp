@@ -1348,7 +1348,7 @@ at::Tensor nonneg_value_module(const at::Tensor& raw_in, double bound, double pe
 at::Tensor nonneg_grad_module(const at::Tensor& g_in, const at::Tensor& raw_in, double bound) {
   at::Tensor raw = raw_in.contiguous();
   at::Tensor g = g_in.to(raw.scalar_type()).contiguous();
-  TORCH_CHECK(g.numel() == raw.numel(), "nonneg_grad: gradient and parameter sizes differ");
+  TORCH_CHECK(g.numel() == raw.numel(), "nonneg_grad_module: gradient and parameter sizes differ");
   at::Tensor out = at::empty_like(raw, at::MemoryFormat::Contiguous);
   AT_DISPATCH_FLOATING_TYPES(raw.scalar_type(), "nonneg_grad_module", [&] {
     const scalar_t* r = raw.data_ptr<scalar_t>();
