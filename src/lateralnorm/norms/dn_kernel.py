@@ -12,13 +12,14 @@ gt = gz D^{−r} φ'(t) + gψ ψ'(t);  gy = gt − mean(gt) when centered.
 Tested against autograd through the plain formula (tests/test_norms_kernel.py).
 
 On CPU (float32/float64) the same formula runs in the compiled row kernel of `csrc/dn_rows.cpp` (a few
-sweeps per row; see `cpu_kernel.py`); with LATERALNORM_CUDA_KERNEL=triton, CUDA rows run in the Triton
-kernels of `triton_kernel.py`; elsewhere, or when the CPU kernel cannot be built, in the PyTorch ops below.
+sweeps per row; see `cpu_kernel.py`): eager calls through the kernel's own C++ autograd node (`dn_rows_node`:
+no Python on the per-call path but the layer's call), torch.compile through its registered ops. With
+LATERALNORM_CUDA_KERNEL=triton, CUDA rows run in the Triton kernels of `triton_kernel.py`; elsewhere, or
+when the CPU kernel cannot be built, in the PyTorch ops below.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from lateralnorm.norms import cpu_kernel
 from lateralnorm.norms.base import PEDESTAL
 
 KIND_CODE = {"self": 0, "uniform": 1, "band": 2}  # the kernel's `Kind`
+KIND_NAME = {code: name for name, code in KIND_CODE.items()}
 
 
 @dataclass(frozen=True)
@@ -196,54 +198,30 @@ def _kernel_params(y, beta_src, c_src, gamma, bias, cfg, dtype):  # noqa: ANN001
 
 
 class CompiledRows(torch.autograd.Function):
-    """The formula of `PooledDivisive` in the compiled CPU row kernel (`csrc/dn_rows.cpp`). Saves the input,
-    three numbers per row (the mean and the uniform pool's Σψ) and, for the band pool, the window sums; the
-    backward recomputes the rest. Eager calls make one extension call each way (parameter values, kernel and
-    the parameters' gradients in C++: at the widths of the studies the per-call Python work is most of the
-    cost); under torch.compile the same work goes through the registered operators and PyTorch ops."""
+    """The formula of `PooledDivisive` in the compiled CPU row kernel under torch.compile: the kernel's
+    registered operators (`cpu_kernel.rows_forward`/`rows_backward`), which torch.compile sees as ops, with the
+    parameter values in PyTorch ops. Eager calls take the kernel's own C++ autograd node instead
+    (`dn_rows_node`, see `divisive_rows`). Saves the input, three numbers per row (the mean and the uniform
+    pool's Σψ) and, for the band pool, the window sums; the backward recomputes the rest."""
 
     @staticmethod
     def forward(ctx: Any, y, beta_src, c_src, gamma, bias, cfg):  # noqa: ANN001
-        ext = None if torch.compiler.is_compiling() else cpu_kernel.extension()
         args = cfg.kernel_args()
         save_w = cfg.keeps_rowwise() and any(ctx.needs_input_grad[:5])  # a recompute costs a pass or exp/log
-        if ext is not None:
-            out, stats, w = ext.forward_module(
-                y,
-                beta_src,
-                _bound(cfg.beta_bound),
-                c_src,
-                _bound(cfg.c_bound),
-                gamma,
-                bias,
-                PEDESTAL,
-                *args,
-                save_w,
-                False,  # no ln a: α is fixed
-            )
-            ctx.save_for_backward(y, stats, w if save_w else None, beta_src, c_src, gamma, bias)
-        else:
-            beta, c, gam, bia = _kernel_params(y, beta_src, c_src, gamma, bias, cfg, y.dtype)
-            out, stats, w = cpu_kernel.rows_forward(y.contiguous(), beta, c, gam, bia, *args, save_w)
-            ctx.save_for_backward(y, stats, w if save_w else None, beta_src, c_src, gamma, bias, beta, c, gam)
-        ctx.args, ctx.cfg, ctx.ext = args, cfg, ext
+        beta, c, gam, bia = _kernel_params(y, beta_src, c_src, gamma, bias, cfg, y.dtype)
+        out, stats, w = cpu_kernel.rows_forward(y.contiguous(), beta, c, gam, bia, *args, save_w)
+        ctx.save_for_backward(y, stats, w if save_w else None, beta_src, c_src, gamma, bias, beta, c, gam)
+        ctx.args, ctx.cfg = args, cfg
         return out
 
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor):  # noqa: ANN205
-        y, stats, w, beta_src, c_src, gamma, bias, *values = ctx.saved_tensors
+        y, stats, w, beta_src, c_src, gamma, bias, beta, c, gam = ctx.saved_tensors
         need = ctx.needs_input_grad
         if torch.is_grad_enabled():  # create_graph=True: differentiate the plain formula instead
             return _differentiable_backward(g, (y, beta_src, c_src, gamma, bias), need, ctx.cfg) + (None,)
         cfg = ctx.cfg
         r, beta_bound, c_bound = cfg.r, cfg.beta_bound, cfg.c_bound
-        if ctx.ext is not None:
-            gy, g_beta, g_c, g_gamma, g_bias, _ = ctx.ext.backward_module(
-                g, y, stats, w, beta_src, _bound(beta_bound), c_src, _bound(c_bound), gamma, bias, PEDESTAL,
-                *ctx.args, need[0], need[1], need[2], need[3], need[4], False, 0.0,
-            )  # fmt: skip
-            return gy, g_beta, g_c, g_gamma, g_bias, None
-        beta, c, gam = values
         gy, s_gz, s_g, s_q, s_qw = cpu_kernel.rows_backward(
             g.contiguous(), y.contiguous(), stats, stats.new_empty(0) if w is None else w, beta, c, gam, *ctx.args,
             need[0], gamma is not None and need[3], bias is not None and need[4], need[1], need[2],
@@ -255,41 +233,26 @@ class CompiledRows(torch.autograd.Function):
         return (gy if need[0] else None), g_beta, g_c, g_gamma, g_bias, None
 
 
-class CompiledRowsAlpha(torch.autograd.Function):
-    """`CompiledRows` with a learned α (a 0-d tensor): the kernel runs at α's current value (p = α·r when
-    `tied`), and its backward adds ∂L/∂α = Σ ln(a) (gψ ψ + ∂p/∂α · gz z), a = |t| or relu(t), in the same
-    loop as the input's gradient. Where the forward keeps a^(α−1) (p = α > 1, self or uniform pool) it keeps
-    ln a with it, (2, M, N), so the backward takes no exp or log (three times LayerNorm's activation memory,
-    instead of a log per element). Eager CPU only (`learned_alpha_rows` decides)."""
+def _node(ext, rows, beta_src, c_src, gamma, bias, alpha, cfg, tied):  # noqa: ANN001, ANN202
+    """The layer's output through the kernel's C++ autograd node (eager CPU): β and c's values, the kernel
+    and their gradients all in C++, one node in the graph. alpha: a learned α tensor or None (cfg.alpha)."""
+    return ext.dn_rows_node(
+        rows, beta_src, c_src, gamma, bias, alpha, _bound(cfg.beta_bound), _bound(cfg.c_bound), PEDESTAL,
+        *cfg.kernel_args(), tied,
+    )  # fmt: skip
 
-    @staticmethod
-    def forward(ctx: Any, y, beta_src, c_src, gamma, bias, alpha, cfg, tied):  # noqa: ANN001
-        a = float(alpha)
-        cfg = dataclasses.replace(cfg, alpha=a, p=a * cfg.r if tied else cfg.p)
-        save_w = cfg.keeps_rowwise() and any(ctx.needs_input_grad[:6])
-        # with a^(α−1) kept, the kernel also keeps ln a when α's gradient is wanted: then α's backward takes no log
-        out, stats, w = cpu_kernel.extension().forward_module(
-            y, beta_src, _bound(cfg.beta_bound), c_src, _bound(cfg.c_bound), gamma, bias, PEDESTAL,
-            *cfg.kernel_args(), save_w, bool(ctx.needs_input_grad[5]),
-        )  # fmt: skip
-        ctx.save_for_backward(y, stats, w if save_w else None, beta_src, c_src, gamma, bias, alpha)
-        ctx.cfg, ctx.tied = cfg, tied
-        return out
 
-    @staticmethod
-    def backward(ctx: Any, g: torch.Tensor):  # noqa: ANN205
-        y, stats, w, beta_src, c_src, gamma, bias, alpha = ctx.saved_tensors
-        need, cfg = ctx.needs_input_grad, ctx.cfg
-        if torch.is_grad_enabled():  # create_graph=True: differentiate the plain formula instead
-            inputs = (y, beta_src, c_src, gamma, bias, alpha)
-            return _differentiable_backward(g, inputs, need, cfg, tied=ctx.tied) + (None, None)
-        gy, g_beta, g_c, g_gamma, g_bias, g_alpha = cpu_kernel.extension().backward_module(
-            g, y, stats, w, beta_src, _bound(cfg.beta_bound), c_src, _bound(cfg.c_bound), gamma, bias, PEDESTAL,
-            *cfg.kernel_args(), need[0], need[1], need[2], need[3], need[4], need[5],
-            cfg.r if ctx.tied else 0.0,
-        )  # fmt: skip
-        g_alpha = g_alpha.to(alpha.dtype).reshape(alpha.shape) if need[5] else None
-        return gy, g_beta, g_c, g_gamma, g_bias, g_alpha, None, None
+def _node_formula_backward(g, y, beta_src, c_src, gamma, bias, alpha, numbers, need, tied):  # noqa: ANN001, ANN202
+    """The C++ node's double backward (create_graph=True): the gradients as a graph of PyTorch ops through
+    the plain formula, as `_differentiable_backward`. numbers: (kind code, center, rect, α, p, r, before, after,
+    β bound, c bound) as the node ran them (a bound < 0: a fixed buffer); alpha: the learned α tensor or None."""
+    kind, center, rect, a, p, r, before, after, beta_bound, c_bound = numbers
+    cfg = DnConfig(
+        KIND_NAME[int(kind)], center, rect, a, p, r, int(before), int(after),
+        None if beta_bound < 0 else beta_bound, None if c_bound < 0 else c_bound,
+    )  # fmt: skip
+    inputs = (y, beta_src, c_src, gamma, bias) + (() if alpha is None else (alpha,))
+    return _differentiable_backward(g, inputs, need[: len(inputs)], cfg, tied=tied)
 
 
 def learned_alpha_rows(
@@ -304,11 +267,16 @@ def learned_alpha_rows(
 ) -> torch.Tensor | None:
     """Divisive normalization with a learned α (0-d tensor; p = α·r when `tied`, else cfg.p) in the compiled
     CPU kernel, or None where that kernel does not run (not CPU float, not built, or under torch.compile):
-    the caller then differentiates its composite formula."""
+    the caller then differentiates its composite formula. The kernel runs at α's current value, and its
+    backward adds ∂L/∂α = Σ ln(a) (gψ ψ + ∂p/∂α · gz z), a = |t| or relu(t), in the same loop as the input's
+    gradient. Where the forward keeps a^(α−1) (p = α > 1, self or uniform pool) it keeps ln a with it,
+    (2, M, N), so the backward takes no exp or log (three times LayerNorm's activation memory, instead of a
+    log per element)."""
     rows = _rows_of(y)
     if torch.compiler.is_compiling() or not cpu_kernel.applies_to(rows):
         return None
-    return _unrows(CompiledRowsAlpha.apply(rows, beta_src, c_src, gamma, bias, alpha, cfg, tied), y.shape)
+    out = _node(cpu_kernel.extension(), rows, beta_src, c_src, gamma, bias, alpha, cfg, tied)
+    return _unrows(out, y.shape)
 
 
 class TritonRows(torch.autograd.Function):
@@ -688,7 +656,10 @@ def divisive_rows(
     per-call Python work is a visible share of a small layer's time, e.g. in a recurrent cell's steps)."""
     rows = _rows_of(y)
     if cpu_kernel.applies_to(rows):
-        out = CompiledRows.apply(rows, beta_src, c_src, gamma, bias, cfg)
+        if torch.compiler.is_compiling():
+            out = CompiledRows.apply(rows, beta_src, c_src, gamma, bias, cfg)
+        else:
+            out = _node(cpu_kernel.extension(), rows, beta_src, c_src, gamma, bias, None, cfg, False)
     elif _triton_applies(rows, cfg.kind):
         out = TritonRows.apply(rows, beta_src, c_src, gamma, bias, cfg)
     else:

@@ -1428,6 +1428,105 @@ std::vector<at::Tensor> backward_module(const at::Tensor& g, const at::Tensor& y
   return out;
 }
 
+// ------------------------------------------------------------------------------- the layer's autograd node
+// forward_module and backward_module as one C++ autograd node: the eager CPU path of a `dn` layer with an O(N)
+// pool, fixed or learned α. At the studies' widths (100 × 100) a Python autograd.Function's own work per call
+// (its context, saved tensors, the backward run in Python under the GIL) was a third of the layer's time; here
+// it is C++, and the arithmetic is the same calls, so the bits are the same. A double backward (create_graph)
+// differentiates the plain formula in Python (`dn_kernel._node_formula_backward`), as the Python path did.
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+struct NodeCfg {
+  double beta_bound, c_bound, pedestal;  // a bound < 0: the source is a fixed buffer (no reparametrization)
+  int64_t kind;
+  bool center, rect;
+  double alpha, p, r;  // with a learned α: α's value is read at the forward (and p = α r when tied)
+  int64_t before, after;
+  bool tied, save_w, save_log;
+};
+
+at::Tensor or_undefined(const c10::optional<at::Tensor>& t) { return t.has_value() ? *t : at::Tensor(); }
+c10::optional<at::Tensor> optional_of(const at::Tensor& t) {
+  return t.defined() ? c10::optional<at::Tensor>(t) : c10::nullopt;
+}
+
+struct DnRowsNode : public torch::autograd::Function<DnRowsNode> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& y, const at::Tensor& beta_src,
+                            const at::Tensor& c_src, const c10::optional<at::Tensor>& gamma,
+                            const c10::optional<at::Tensor>& bias, const c10::optional<at::Tensor>& alpha,
+                            NodeCfg k) {
+    std::vector<at::Tensor> res =
+        forward_module(y, beta_src, k.beta_bound, c_src, k.c_bound, gamma, bias, k.pedestal, k.kind, k.center,
+                       k.rect, k.alpha, k.p, k.r, k.before, k.after, k.save_w, k.save_log);
+    ctx->save_for_backward({y, res[1], k.save_w ? res[2] : at::Tensor(), beta_src, c_src, or_undefined(gamma),
+                            or_undefined(bias), or_undefined(alpha)});
+    ctx->saved_data["cfg"] = std::vector<double>{k.beta_bound, k.c_bound, k.pedestal, static_cast<double>(k.kind),
+                                                 double(k.center), double(k.rect), k.alpha, k.p, k.r,
+                                                 static_cast<double>(k.before), static_cast<double>(k.after),
+                                                 double(k.tied)};
+    return res[0];
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const variable_list s = ctx->get_saved_variables();
+    const at::Tensor &y = s[0], &stats = s[1], &w = s[2], &beta_src = s[3], &c_src = s[4], &gamma = s[5],
+                     &bias = s[6], &alpha = s[7];
+    const std::vector<double> v = ctx->saved_data["cfg"].toDoubleVector();
+    const bool tied = v[11] != 0.0;
+    // the variable inputs' edges in order: y, β, c, then γ, b and α where given
+    bool need[6] = {false, false, false, false, false, false};
+    const bool given[6] = {true, true, true, gamma.defined(), bias.defined(), alpha.defined()};
+    for (size_t i = 0, edge = 0; i < 6; ++i)
+      if (given[i]) need[i] = ctx->needs_input_grad(edge++);
+    variable_list out(7);  // one per forward argument (the configuration last, never a gradient)
+    if (at::GradMode::is_enabled()) {  // create_graph=True: differentiate the plain formula in Python
+      pybind11::gil_scoped_acquire gil;
+      pybind11::object fb =
+          pybind11::module_::import("lateralnorm.norms.dn_kernel").attr("_node_formula_backward");
+      pybind11::tuple numbers = pybind11::make_tuple(v[3], v[4] != 0.0, v[5] != 0.0, v[6], v[7], v[8], v[9],
+                                                     v[10], v[0], v[1]);
+      pybind11::tuple wanted = pybind11::make_tuple(need[0], need[1], need[2], need[3], need[4], need[5]);
+      pybind11::sequence got = fb(grads[0], y, beta_src, c_src, optional_of(gamma), optional_of(bias),
+                                  optional_of(alpha), numbers, wanted, tied);
+      for (size_t i = 0; i < 6 && i < got.size(); ++i)
+        if (!got[i].is_none()) out[i] = got[i].cast<at::Tensor>();
+      return out;
+    }
+    std::vector<at::Tensor> res = backward_module(
+        grads[0], y, stats, optional_of(w), beta_src, v[0], c_src, v[1], optional_of(gamma), optional_of(bias),
+        v[2], static_cast<int64_t>(v[3]), v[4] != 0.0, v[5] != 0.0, v[6], v[7], v[8], static_cast<int64_t>(v[9]),
+        static_cast<int64_t>(v[10]), need[0], need[1], need[2], need[3], need[4], need[5], tied ? v[8] : 0.0);
+    for (size_t i = 0; i < 5; ++i)
+      if (need[i]) out[i] = res[i];
+    if (need[5]) out[5] = res[5].to(alpha.scalar_type()).reshape(alpha.sizes());
+    return out;
+  }
+};
+
+// The layer's output through the node. alpha: a learned α (0-d tensor; its value is read here, p = α r when
+// tied), or None for the fixed alpha_v. The forward keeps what the backward reads only when a gradient can be
+// asked for (grad mode on and an input that requires it), as a Python autograd.Function's needs_input_grad.
+at::Tensor dn_rows_node(const at::Tensor& y, const at::Tensor& beta_src, const at::Tensor& c_src,
+                        const c10::optional<at::Tensor>& gamma, const c10::optional<at::Tensor>& bias,
+                        const c10::optional<at::Tensor>& alpha, double beta_bound, double c_bound,
+                        double pedestal, int64_t kind, bool center, bool rect, double alpha_v, double p, double r,
+                        int64_t before, int64_t after, bool tied) {
+  auto wants = [](const c10::optional<at::Tensor>& t) { return t.has_value() && t->requires_grad(); };
+  const bool grad = at::GradMode::is_enabled() && (y.requires_grad() || beta_src.requires_grad() ||
+                                                   c_src.requires_grad() || wants(gamma) || wants(bias) ||
+                                                   wants(alpha));
+  NodeCfg k{beta_bound, c_bound, pedestal, kind, center, rect, alpha_v, p, r, before, after, tied, false, false};
+  if (alpha.has_value()) {
+    TORCH_CHECK(alpha->numel() == 1, "dn kernel: a learned alpha must be one number");
+    k.alpha = alpha->item<double>();
+    if (tied) k.p = k.alpha * r;
+  }
+  k.save_w = grad && keeps_rowwise(make_cfg(kind, center, rect, k.alpha, k.p, r, before, after));
+  k.save_log = grad && wants(alpha);
+  return DnRowsNode::apply(y, beta_src, c_src, gamma, bias, alpha, k);
+}
+
 // Whether at::parallel_for can use threads here (it runs serially in an extension built without OpenMP).
 bool built_with_openmp() {
 #ifdef _OPENMP
@@ -1572,6 +1671,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("backward", &backward, "(gy, Σ g z, Σ g, Σ q, Σ q W, ∂L/∂α)");
   m.def("forward_module", &forward_module, "the layer's eager forward: (out, stats, w)");
   m.def("backward_module", &backward_module, "the layer's eager backward: (gy, g_beta, g_c, g_gamma, g_bias, g_alpha)");
+  m.def("dn_rows_node", &dn_rows_node, "the layer's eager output through one C++ autograd node (fixed or learned α)");
   m.def("nonneg_value", &nonneg_value, "max(raw, bound)² − pedestal");
   m.def("built_with_openmp", &built_with_openmp, "whether the rows run on torch's intra-op threads");
   m.def("nonneg_grad", &nonneg_grad, "the gradient of nonneg_value with the lower bound's rule");
