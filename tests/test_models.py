@@ -10,6 +10,7 @@ from lateralnorm.errors import UsageError
 from lateralnorm.models import MODELS, build_model, norm_modules
 from lateralnorm.models.rnn import NormRecurrentCell
 from lateralnorm.runconfig import RunConfig
+from lateralnorm.train import default_config
 
 SHAPES = {
     "linear": (40,),
@@ -194,3 +195,19 @@ def test_cell_norm_is_per_gate():
 def test_bad_models(kwargs, shape, words):
     with pytest.raises(UsageError, match=words):
         build_model(RunConfig(**kwargs), shape, 10)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+def test_jit_trace_of_a_recurrent_model_computes_new_inputs(kind):
+    """torch.jit.trace records the cells' torch-op gates (an extension call is invisible to it, and the
+    compiled gates' in-place kernels fail under it): the trace gives the model's output on a new input."""
+    import warnings
+
+    torch.manual_seed(2)
+    cfg = default_config("mnist1d", kind, norm="dn:fn=signed,r=0.5,kappa_init=0.1,beta=1", width=8, depth=1)
+    m = build_model(cfg, (10, 1), 3).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # jit.trace is deprecated; it still runs
+        traced = torch.jit.trace(m, torch.randn(4, 10, 1))
+    x = torch.randn(4, 10, 1) * 3
+    torch.testing.assert_close(traced(x), m(x), atol=1e-5, rtol=1e-4)

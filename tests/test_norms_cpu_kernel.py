@@ -794,3 +794,20 @@ def test_the_cpp_node_records_nothing_without_grad():
         out = m(x)
     assert out.grad_fn is None and not out.requires_grad
     assert torch.equal(out, m(x).detach())
+
+
+@pytest.mark.parametrize(
+    "spec", ["dn", "dn:kappa=band:2", "dn:learn_alpha=true,alpha=1.5", "dn:kappa=lowrank:3"]
+)
+def test_jit_trace_records_the_kernel_as_operators(spec):
+    """torch.jit.trace cannot see inside an extension call: a traced layer must record the kernel's registered
+    operators (or the formula), so the trace computes the layer on a new input, not the traced input's output."""
+    import warnings
+
+    torch.manual_seed(4)
+    m = create_norm(spec, 16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # jit.trace is deprecated; it still runs
+        traced = torch.jit.trace(m, torch.randn(5, 16))
+    x = torch.randn(5, 16) * 3
+    torch.testing.assert_close(traced(x), m(x), atol=1e-5, rtol=1e-4)

@@ -129,7 +129,9 @@ class NormRecurrentCell(nn.Module):
         # stacks the T step gradients once (indexing each step would scatter it into a zero (B, T, G·H))
         xw = self.w_x(x)  # (B, T, G·H)
         normed, bias = self._norm_fn(), self.bias
-        fusable = compiled_gates and not torch.compiler.is_compiling() and cpu_kernel.applies_to(xw)
+        # graph capture (torch.compile, jit.trace) sees torch ops only: no extension calls then
+        capturing = torch.compiler.is_compiling() or torch.jit.is_tracing()
+        fusable = compiled_gates and not capturing and cpu_kernel.applies_to(xw)
         kernel = cpu_kernel.extension() if fusable else None
         h = x.new_zeros(b, hdim)
         c = x.new_zeros(b, hdim)

@@ -198,9 +198,9 @@ def _kernel_params(y, beta_src, c_src, gamma, bias, cfg, dtype):  # noqa: ANN001
 
 
 class CompiledRows(torch.autograd.Function):
-    """The formula of `PooledDivisive` in the compiled CPU row kernel under torch.compile: the kernel's
-    registered operators (`cpu_kernel.rows_forward`/`rows_backward`), which torch.compile sees as ops, with the
-    parameter values in PyTorch ops. Eager calls take the kernel's own C++ autograd node instead
+    """The formula of `PooledDivisive` in the compiled CPU row kernel under torch.compile or torch.jit.trace:
+    the kernel's registered operators (`cpu_kernel.rows_forward`/`rows_backward`), which graph capture sees as
+    ops (a raw extension call would be invisible to it), with the parameter values in PyTorch ops. Eager calls take the kernel's own C++ autograd node instead
     (`dn_rows_node`, see `divisive_rows`). Saves the input, three numbers per row (the mean and the uniform
     pool's Σψ) and, for the band pool, the window sums; the backward recomputes the rest."""
 
@@ -266,14 +266,14 @@ def learned_alpha_rows(
     tied: bool,
 ) -> torch.Tensor | None:
     """Divisive normalization with a learned α (0-d tensor; p = α·r when `tied`, else cfg.p) in the compiled
-    CPU kernel, or None where that kernel does not run (not CPU float, not built, or under torch.compile):
-    the caller then differentiates its composite formula. The kernel runs at α's current value, and its
-    backward adds ∂L/∂α = Σ ln(a) (gψ ψ + ∂p/∂α · gz z), a = |t| or relu(t), in the same loop as the input's
-    gradient. Where the forward keeps a^(α−1) (p = α > 1, self or uniform pool) it keeps ln a with it,
+    CPU kernel, or None where that kernel does not run (not CPU float, not built, or under torch.compile or
+    torch.jit.trace): the caller then differentiates its composite formula. The kernel runs at α's current
+    value, and its backward adds ∂L/∂α = Σ ln(a) (gψ ψ + ∂p/∂α · gz z), a = |t| or relu(t), in the same loop
+    as the input's gradient. Where the forward keeps a^(α−1) (p = α > 1, self or uniform pool) it keeps ln a with it,
     (2, M, N), so the backward takes no exp or log (three times LayerNorm's activation memory, instead of a
     log per element)."""
     rows = _rows_of(y)
-    if torch.compiler.is_compiling() or not cpu_kernel.applies_to(rows):
+    if torch.compiler.is_compiling() or torch.jit.is_tracing() or not cpu_kernel.applies_to(rows):
         return None
     out = _node(cpu_kernel.extension(), rows, beta_src, c_src, gamma, bias, alpha, cfg, tied)
     return _unrows(out, y.shape)
@@ -516,10 +516,11 @@ def matrix_pooled_rows(
 ) -> torch.Tensor | None:
     """Divisive normalization whose pool is a matrix product (`pool`: ψ (M, N) → W (M, N), the κ structure's
     own differentiable ops) with the element work in the compiled CPU kernel: ψ rows, then the pool, then the
-    output from W. None where that kernel does not run (not CPU float, not built, under torch.compile): the
-    caller then differentiates its composite formula. cfg: center, rect, α, p, r (its kind is not read)."""
+    output from W. None where that kernel does not run (not CPU float, not built, under torch.compile or
+    torch.jit.trace): the caller then differentiates its composite formula. cfg: center, rect, α, p, r (its
+    kind is not read)."""
     rows = _rows_of(y)
-    if torch.compiler.is_compiling() or not cpu_kernel.applies_to(rows):
+    if torch.compiler.is_compiling() or torch.jit.is_tracing() or not cpu_kernel.applies_to(rows):
         return None
     rows = rows.contiguous()
     share = _InputShare()
@@ -656,7 +657,7 @@ def divisive_rows(
     per-call Python work is a visible share of a small layer's time, e.g. in a recurrent cell's steps)."""
     rows = _rows_of(y)
     if cpu_kernel.applies_to(rows):
-        if torch.compiler.is_compiling():
+        if torch.compiler.is_compiling() or torch.jit.is_tracing():  # graph capture: the kernel as operators
             out = CompiledRows.apply(rows, beta_src, c_src, gamma, bias, cfg)
         else:
             out = _node(cpu_kernel.extension(), rows, beta_src, c_src, gamma, bias, None, cfg, False)
