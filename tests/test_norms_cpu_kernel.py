@@ -568,7 +568,7 @@ def test_compiled_recurrent_gates_refuse_double_backward():
 
 # ------------------------------------------------------------------------------------------- matrix κ
 # κ gaussian, low-rank and full: the pool is a matmul (torch's, with κ's own autograd), the element work on
-# either side runs in the kernel (`PsiRows`, `GivenPool`); fused=false is the composite formula.
+# either side runs in the kernel (`psi_rows_node`, `given_pool_node`); fused=false is the composite formula.
 MATRIX_CONFIGS = [
     "dn:kappa=lowrank:4",
     "dn:kappa=full",
@@ -610,7 +610,7 @@ def test_matrix_kappa_in_the_kernel_equals_the_formula(spec, dtype, monkeypatch)
     x[5] = 3.0 + 0.01 * torch.randn(n, dtype=dtype)
     g = torch.randn_like(x)
     got = _grads(kernel, x, g)
-    assert {"psi_rows", "given_pool_forward", "given_pool_backward", "psi_rows_backward"} <= set(calls)
+    assert {"psi_rows_node", "given_pool_node"} <= set(calls)  # the element work's two kernel nodes
     ref = _grads(plain, x, g)
     tol = dict(atol=1e-11, rtol=1e-9) if dtype == torch.float64 else dict(atol=2e-5, rtol=2e-4)
     for i, (a, b) in enumerate(zip(got, ref)):
@@ -737,6 +737,8 @@ NODE_SPECS = [
     "dn:learn_alpha=true,alpha=1.2,p=1",
     "dn:learn_alpha=true,alpha=1.5,kappa=band:1",
     "dn:affine=false",
+    "dn:bias=false",  # γ given, b not: the node's edges shift
+    "dn:learn_alpha=true,alpha=1.5,affine=false",  # α on the fourth edge
     "dn:learn_beta=false,learn_kappa=false",
 ]
 
@@ -811,3 +813,138 @@ def test_jit_trace_records_the_kernel_as_operators(spec):
         traced = torch.jit.trace(m, torch.randn(5, 16))
     x = torch.randn(5, 16) * 3
     torch.testing.assert_close(traced(x), m(x), atol=1e-5, rtol=1e-4)
+
+
+class _PythonShare:
+    gy = None
+
+
+class _PythonPsi(torch.autograd.Function):
+    """The matrix pools' ψ rows as a Python autograd.Function (the path before the C++ nodes: the reference)."""
+
+    @staticmethod
+    def forward(ctx, y, cfg, share):  # noqa: ANN001, ANN205
+        psi, stats = cpu_kernel.extension().psi_rows(y, cfg.center, cfg.rect, cfg.alpha, cfg.p)
+        ctx.mark_non_differentiable(stats)
+        ctx.save_for_backward(y, stats)
+        ctx.cfg, ctx.share = cfg, share
+        return psi, stats
+
+    @staticmethod
+    def backward(ctx, g_psi, _g_stats):  # noqa: ANN001, ANN205
+        y, stats = ctx.saved_tensors
+        c, (acc, ctx.share.gy) = ctx.cfg, (ctx.share.gy, None)
+        gy = cpu_kernel.extension().psi_rows_backward(g_psi, y, stats, c.center, c.rect, c.alpha, c.p, acc)
+        return gy, None, None
+
+
+class _PythonGiven(torch.autograd.Function):
+    """The output from a given pool as a Python autograd.Function (the reference, as `_PythonPsi`)."""
+
+    @staticmethod
+    def forward(ctx, y, stats, w, beta, gamma, bias, cfg, share):  # noqa: ANN001, ANN205
+        c = cfg
+        out = cpu_kernel.extension().given_pool_forward(
+            y, stats, w, beta, gamma, bias, c.center, c.rect, c.alpha, c.p, c.r
+        )
+        ctx.save_for_backward(y, stats, w, beta, gamma, bias)
+        ctx.cfg, ctx.share = cfg, share
+        return out
+
+    @staticmethod
+    def backward(ctx, g):  # noqa: ANN001, ANN205
+        y, stats, w, beta, gamma, bias = ctx.saved_tensors
+        c, need = ctx.cfg, ctx.needs_input_grad
+        gy, gw, g_gamma, g_bias, g_beta = cpu_kernel.extension().given_pool_backward(
+            g, y, stats, w, beta, gamma, c.center, c.rect, c.alpha, c.p, c.r,
+            need[0], gamma is not None and need[4], bias is not None and need[5], need[3],
+        )  # fmt: skip
+        if need[0] and need[2]:
+            ctx.share.gy, gy = gy, None
+        return (
+            gy if need[0] else None, None, gw if need[2] else None, g_beta if need[3] else None,
+            g_gamma.to(gamma.dtype) if gamma is not None and need[4] else None,
+            g_bias.to(bias.dtype) if bias is not None and need[5] else None, None, None,
+        )  # fmt: skip
+
+
+def _python_matrix_rows(y, pool, beta, gamma, bias, cfg):  # noqa: ANN001, ANN202
+    from lateralnorm.norms import dn_kernel
+
+    rows = dn_kernel._rows_of(y).contiguous()
+    share = _PythonShare()
+    psi, stats = _PythonPsi.apply(rows, cfg, share)
+    return dn_kernel._unrows(
+        _PythonGiven.apply(rows, stats, pool(psi), beta, gamma, bias, cfg, share), y.shape
+    )
+
+
+@pytest.mark.parametrize(
+    "spec",
+    ["dn:kappa=lowrank:4", "dn:kappa=full", "dn:kappa=gaussian", "gdn", "dn:kappa=full,affine=false",
+     "dn:kappa=lowrank:3,bias=false,fn=signed,alpha=1.5", "dn:kappa=full,learn_kappa=false"],
+)  # fmt: skip
+@pytest.mark.parametrize("frozen", ["none", "input"])
+def test_the_matrix_and_nonnegative_nodes_give_the_python_functions_bits(spec, frozen, monkeypatch):
+    """The matrix pools' element work (`psi_rows_node`, `given_pool_node`, handing the input gradient through
+    their shared box) and NonNegative's value (`nonneg_node`) as C++ nodes: the same output and gradients, to
+    the bit, as the Python autograd.Functions they replaced (same kernel calls)."""
+    from lateralnorm.norms import base, dn_kernel
+
+    torch.manual_seed(12)
+    m = create_norm(spec, 21)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.mul_(1.0 + 0.2 * torch.rand_like(p))
+    x = (torch.randn(9, 21) * 1.5).requires_grad_(frozen != "input")
+    params = [p for p in m.parameters() if p.requires_grad]
+    g = torch.randn(9, 21)
+
+    def run():  # noqa: ANN202
+        out = m(x)
+        wrt = ([x] if x.requires_grad else []) + params
+        return (out, *torch.autograd.grad(out, wrt, g))
+
+    got = run()
+    names = {type(fn).__name__ + fn.name() for fn in _graph_nodes(m(x).grad_fn)}
+    assert any("GivenPoolNode" in n for n in names), names
+    assert any("PsiRowsNode" in n for n in names) == x.requires_grad, names  # ψ's node: only with x's gradient
+    assert spec.startswith("dn:kappa=full,learn") or any("NonNegNode" in n for n in names), names
+    monkeypatch.setattr(dn_kernel, "matrix_pooled_rows", _python_matrix_rows)
+    monkeypatch.setattr(base.NonNegative, "forward", lambda self: base._NonNegativeValue.apply(
+        self.raw, self.bound(), base.PEDESTAL))  # fmt: skip
+    from lateralnorm.norms import divisive
+
+    monkeypatch.setattr(divisive, "matrix_pooled_rows", _python_matrix_rows)
+    want = run()
+    reference = {type(fn).__name__ for fn in _graph_nodes(m(x).grad_fn)}
+    assert "_PythonGivenBackward" in reference, reference  # the reference ran the Python Functions
+    assert len(got) == len(want) > 1
+    for i, (a, b) in enumerate(zip(got, want)):
+        assert torch.equal(a, b), f"{spec} ({frozen} frozen) output #{i} differs"
+
+
+def _graph_nodes(fn):  # noqa: ANN001, ANN202
+    seen, todo = [], [fn]
+    while todo:
+        f = todo.pop()
+        if f is None or any(f is s for s in seen):
+            continue
+        seen.append(f)
+        todo.extend(nxt for nxt, _ in f.next_functions)
+    return seen
+
+
+def test_the_matrix_nodes_second_derivatives():
+    """create_graph=True through the matrix pools' and NonNegative's C++ nodes differentiates the formula in
+    Python: gradgradcheck in float64 over the input and every parameter."""
+    m = create_norm("dn:kappa=lowrank:2,fn=signed", 5, dtype=torch.float64)
+    x = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
+    params = tuple(m.parameters())
+
+    def f(v, *ps):  # noqa: ANN001, ANN202
+        return torch.func.functional_call(m, dict(zip([n for n, _ in m.named_parameters()], ps)), (v,))
+
+    inputs = (x, *[p.detach().clone().requires_grad_() for p in params])
+    assert torch.autograd.gradcheck(f, inputs)
+    assert torch.autograd.gradgradcheck(f, inputs)

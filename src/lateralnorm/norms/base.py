@@ -172,15 +172,22 @@ class _NonNegativeValue(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None, None]:
         (p,) = ctx.saved_tensors
-        if torch.is_grad_enabled():  # create_graph=True: the differentiable chain
-            with torch.enable_grad():
-                v = lower_bound(p, ctx.bound).square()
-                return torch.autograd.grad(v, p, grad, create_graph=True)[0], None, None
         ext = _compiled_for(p)
-        if ext is not None and grad.dtype == p.dtype:
+        if ext is not None and grad.dtype == p.dtype and not torch.is_grad_enabled():
             return ext.nonneg_grad(grad, p, ctx.bound).view_as(p), None, None
-        g = grad * (2 * p.clamp_min(ctx.bound))
-        return g * ((p >= ctx.bound) | (g < 0)).to(g.dtype), None, None
+        return _nonneg_backward_in_torch(grad, p, ctx.bound), None, None
+
+
+def _nonneg_backward_in_torch(grad: torch.Tensor, p: torch.Tensor, bound: float) -> torch.Tensor:
+    """∂v/∂p · grad for v = max(p, bound)² − pedestal in torch ops: under create_graph=True the differentiable
+    chain (lower_bound, square), else g·(2·max(p, bound)) passed where p ≥ bound or it pushes p up. Also the
+    compiled node's double backward (`nonneg_node` in csrc/dn_rows.cpp calls it)."""
+    if torch.is_grad_enabled():
+        with torch.enable_grad():
+            v = lower_bound(p, bound).square()
+            return torch.autograd.grad(v, p, grad, create_graph=True)[0]
+    g = grad * (2 * p.clamp_min(bound))
+    return g * ((p >= bound) | (g < 0)).to(g.dtype)
 
 
 def _compiled_for(p: torch.Tensor) -> Any:
@@ -211,4 +218,7 @@ class NonNegative(nn.Module):
         return math.sqrt(self.minimum + PEDESTAL)
 
     def forward(self) -> torch.Tensor:
+        ext = _compiled_for(self.raw)
+        if ext is not None and not torch.jit.is_tracing():  # the compiled kernel's own node: no Python per call
+            return ext.nonneg_node(self.raw, self.bound(), PEDESTAL)
         return _NonNegativeValue.apply(self.raw, self.bound(), PEDESTAL)

@@ -200,9 +200,10 @@ def _kernel_params(y, beta_src, c_src, gamma, bias, cfg, dtype):  # noqa: ANN001
 class CompiledRows(torch.autograd.Function):
     """The formula of `PooledDivisive` in the compiled CPU row kernel under torch.compile or torch.jit.trace:
     the kernel's registered operators (`cpu_kernel.rows_forward`/`rows_backward`), which graph capture sees as
-    ops (a raw extension call would be invisible to it), with the parameter values in PyTorch ops. Eager calls take the kernel's own C++ autograd node instead
-    (`dn_rows_node`, see `divisive_rows`). Saves the input, three numbers per row (the mean and the uniform
-    pool's Σψ) and, for the band pool, the window sums; the backward recomputes the rest."""
+    ops (a raw extension call would be invisible to it), with the parameter values in PyTorch ops. Eager calls
+    take the kernel's own C++ autograd node instead (`dn_rows_node`, see `divisive_rows`). Saves the input,
+    three numbers per row (the mean and the uniform pool's Σψ) and, for the band pool, the window sums; the
+    backward recomputes the rest."""
 
     @staticmethod
     def forward(ctx: Any, y, beta_src, c_src, gamma, bias, cfg):  # noqa: ANN001
@@ -426,84 +427,25 @@ def _given_pool_formula(y, w, beta, gamma, bias, cfg):  # noqa: ANN001, ANN201
     return _output_of(t, a, beta + w, cfg.p, cfg.r, cfg.rect, gamma, bias)
 
 
-class _InputShare:
-    """The input's direct share of the gradient, handed from `GivenPool`'s backward to `PsiRows`'s, which adds
-    its own share to it in place: one (M, N) tensor and no separate add instead of two tensors that autograd
-    adds. `PsiRows`'s backward always runs after `GivenPool`'s (its gradient comes through the pool from
-    GivenPool's); each addition is the same one rounding as autograd's, so the result is the same to the bit."""
-
-    __slots__ = ("gy",)
-
-    def __init__(self) -> None:
-        self.gy: torch.Tensor | None = None
+def _matrix_cfg(numbers: tuple) -> DnConfig:
+    """The DnConfig of a matrix pool's element work from the compiled nodes' (center, rect, α, p[, r])."""
+    center, rect, alpha, p, *r = numbers
+    return DnConfig("uniform", center, rect, alpha, p, r[0] if r else 1.0)  # the kind is not read
 
 
-class PsiRows(torch.autograd.Function):
-    """ψ(t) of each row in the compiled kernel, before a matrix pool (κ gaussian, low-rank, full): returns
-    (ψ, stats), stats the rows' means for `GivenPool` (not differentiable). Saves only the input."""
-
-    @staticmethod
-    def forward(ctx: Any, y: torch.Tensor, cfg: DnConfig, share: _InputShare):  # noqa: ANN205
-        psi, stats = cpu_kernel.extension().psi_rows(y, cfg.center, cfg.rect, cfg.alpha, cfg.p)
-        ctx.mark_non_differentiable(stats)
-        ctx.save_for_backward(y, stats)
-        ctx.cfg, ctx.share = cfg, share
-        return psi, stats
-
-    @staticmethod
-    def backward(ctx: Any, g_psi: torch.Tensor, _g_stats: Any):  # noqa: ANN205
-        y, stats = ctx.saved_tensors
-        cfg = ctx.cfg
-        if torch.is_grad_enabled():  # create_graph=True: differentiate the plain formula
-            with torch.enable_grad():
-                return _formula_grads(_psi_formula(y, cfg), (y,), (True,), g_psi)[0], None, None
-        acc, ctx.share.gy = ctx.share.gy, None
-        gy = cpu_kernel.extension().psi_rows_backward(
-            g_psi, y, stats, cfg.center, cfg.rect, cfg.alpha, cfg.p, acc
-        )
-        return gy, None, None
+def _psi_formula_backward(g_psi: torch.Tensor, y: torch.Tensor, numbers: tuple) -> torch.Tensor:
+    """`psi_rows_node`'s double backward (create_graph=True): ψ(t)'s gradient as a graph of PyTorch ops through
+    the plain formula (the kernel's backward treats saved values as constants). numbers: (center, rect, α, p)."""
+    with torch.enable_grad():
+        return _formula_grads(_psi_formula(y, _matrix_cfg(numbers)), (y,), (True,), g_psi)[0]
 
 
-class GivenPool(torch.autograd.Function):
-    """out = γ φ(t) (β + W)^(−r) + b in the compiled kernel for a pool W computed outside (the matmuls of a
-    matrix κ); its backward gives the pool's gradient −r q, the input's direct share and β, γ, b's."""
-
-    @staticmethod
-    def forward(ctx: Any, y, stats, w, beta, gamma, bias, cfg, share):  # noqa: ANN001, ANN205
-        out = cpu_kernel.extension().given_pool_forward(
-            y, stats, w, beta, gamma, bias, cfg.center, cfg.rect, cfg.alpha, cfg.p, cfg.r
-        )
-        ctx.save_for_backward(y, stats, w, beta, gamma, bias)
-        ctx.cfg, ctx.share = cfg, share
-        return out
-
-    @staticmethod
-    def backward(ctx: Any, g: torch.Tensor):  # noqa: ANN205
-        y, stats, w, beta, gamma, bias = ctx.saved_tensors
-        cfg, need = ctx.cfg, ctx.needs_input_grad
-        if torch.is_grad_enabled():  # create_graph=True: differentiate the plain formula
-            with torch.enable_grad():
-                out = _given_pool_formula(y, w, beta, gamma, bias, cfg)
-                gy, gw, gb, gg, gbias = _formula_grads(
-                    out, (y, w, beta, gamma, bias), (need[0], need[2], need[3], need[4], need[5]), g
-                )
-            return gy, None, gw, gb, gg, gbias, None, None
-        gy, gw, g_gamma, g_bias, g_beta = cpu_kernel.extension().given_pool_backward(
-            g, y, stats, w, beta, gamma, cfg.center, cfg.rect, cfg.alpha, cfg.p, cfg.r,
-            need[0], gamma is not None and need[4], bias is not None and need[5], need[3],
-        )  # fmt: skip
-        if need[0] and need[2]:  # PsiRows adds its share to this one (see _InputShare)
-            ctx.share.gy, gy = gy, None
-        return (
-            gy if need[0] else None,
-            None,
-            gw if need[2] else None,
-            g_beta if need[3] else None,
-            g_gamma.to(gamma.dtype) if gamma is not None and need[4] else None,
-            g_bias.to(bias.dtype) if bias is not None and need[5] else None,
-            None,
-            None,
-        )
+def _given_pool_formula_backward(g, y, w, beta, gamma, bias, numbers, need):  # noqa: ANN001, ANN202
+    """`given_pool_node`'s double backward: the gradients of (y, W, β, γ, b) as a graph of PyTorch ops through
+    the plain formula, None where `need` says no. numbers: (center, rect, α, p, r)."""
+    with torch.enable_grad():
+        out = _given_pool_formula(y, w, beta, gamma, bias, _matrix_cfg(numbers))
+        return tuple(_formula_grads(out, (y, w, beta, gamma, bias), need, g))
 
 
 def matrix_pooled_rows(
@@ -523,10 +465,15 @@ def matrix_pooled_rows(
     if torch.compiler.is_compiling() or torch.jit.is_tracing() or not cpu_kernel.applies_to(rows):
         return None
     rows = rows.contiguous()
-    share = _InputShare()
-    psi, stats = PsiRows.apply(rows, cfg, share)
+    ext = cpu_kernel.extension()
+    # both nodes hold this empty tensor: the output node's backward hands its share of the input gradient to ψ's
+    # through it, and ψ's adds its own in place (one (M, N) tensor instead of two that autograd adds; the same
+    # one rounding, so the same bits)
+    box = rows.new_empty(0)
+    element = (cfg.center, cfg.rect, cfg.alpha, cfg.p)
+    psi, stats = ext.psi_rows_node(rows, box, *element)
     w = pool(psi)
-    return _unrows(GivenPool.apply(rows, stats, w, beta, gamma, bias, cfg, share), y.shape)
+    return _unrows(ext.given_pool_node(rows, stats, w, beta, gamma, bias, box, *element, cfg.r), y.shape)
 
 
 class PooledDivisive(torch.autograd.Function):

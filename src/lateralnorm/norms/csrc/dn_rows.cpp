@@ -1527,6 +1527,144 @@ at::Tensor dn_rows_node(const at::Tensor& y, const at::Tensor& beta_src, const a
   return DnRowsNode::apply(y, beta_src, c_src, gamma, bias, alpha, k);
 }
 
+// The matrix pools' element work (ψ rows before the pool, the output from it after) and NonNegative's value as
+// autograd nodes too, for the same reason: at the studies' widths each Python autograd.Function cost about as
+// much as its kernel. Same calls as the Python Functions they replace, so the same bits.
+//
+// `box`: an empty tensor shared by a layer's two nodes. GivenPool's backward hands its share of the input
+// gradient to ψ's by pointing the box at it; ψ's backward adds its own share in place (the same one rounding
+// autograd's sum of the two would make) instead of autograd adding two (M, N) tensors.
+pybind11::object python_fallback(const char* module, const char* name) {
+  return pybind11::module_::import(module).attr(name);
+}
+
+at::Tensor tensor_or_undefined(const pybind11::handle& h) {
+  return h.is_none() ? at::Tensor() : h.cast<at::Tensor>();
+}
+
+struct PsiRowsNode : public torch::autograd::Function<PsiRowsNode> {
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& y, const at::Tensor& box, bool center,
+                               bool rect, double alpha, double p) {
+    std::vector<at::Tensor> res = psi_rows(y, center, rect, alpha, p);
+    ctx->mark_non_differentiable({res[1]});
+    ctx->save_for_backward({y, res[1]});
+    ctx->saved_data["box"] = box;
+    ctx->saved_data["cfg"] = std::vector<double>{double(center), double(rect), alpha, p};
+    return {res[0], res[1]};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const variable_list s = ctx->get_saved_variables();
+    const std::vector<double> v = ctx->saved_data["cfg"].toDoubleVector();
+    variable_list out(6);  // y, box, then the four numbers
+    if (at::GradMode::is_enabled()) {  // create_graph=True: differentiate the plain formula in Python
+      pybind11::gil_scoped_acquire gil;
+      out[0] = python_fallback("lateralnorm.norms.dn_kernel", "_psi_formula_backward")(
+                   grads[0], s[0], pybind11::make_tuple(v[0] != 0.0, v[1] != 0.0, v[2], v[3]))
+                   .cast<at::Tensor>();
+      return out;
+    }
+    at::Tensor box = ctx->saved_data["box"].toTensor();
+    const c10::optional<at::Tensor> acc = box.numel() > 0 ? c10::optional<at::Tensor>(box) : c10::nullopt;
+    const at::Tensor gy = psi_rows_backward(grads[0], s[0], s[1], v[0] != 0.0, v[1] != 0.0, v[2], v[3], acc);
+    if (acc.has_value()) {  // gy is the box itself: return its storage under a handle of its own, empty the box
+      out[0] = gy.detach();
+      box.set_();
+    } else {
+      out[0] = gy;
+    }
+    return out;
+  }
+};
+
+struct GivenPoolNode : public torch::autograd::Function<GivenPoolNode> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& y, const at::Tensor& stats, const at::Tensor& w,
+                            const at::Tensor& beta, const c10::optional<at::Tensor>& gamma,
+                            const c10::optional<at::Tensor>& bias, const at::Tensor& box, bool center, bool rect,
+                            double alpha, double p, double r) {
+    at::Tensor out = given_pool_forward(y, stats, w, beta, gamma, bias, center, rect, alpha, p, r);
+    ctx->save_for_backward({y, stats, w, beta, or_undefined(gamma), or_undefined(bias)});
+    ctx->saved_data["box"] = box;
+    ctx->saved_data["cfg"] = std::vector<double>{double(center), double(rect), alpha, p, r};
+    return out;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const variable_list s = ctx->get_saved_variables();
+    const at::Tensor &y = s[0], &stats = s[1], &w = s[2], &beta = s[3], &gamma = s[4], &bias = s[5];
+    const std::vector<double> v = ctx->saved_data["cfg"].toDoubleVector();
+    // the variable inputs' edges in order: y, stats, w, β, then γ and b where given, then the box
+    bool need[6] = {false, false, false, false, false, false};
+    const bool given[6] = {true, true, true, true, gamma.defined(), bias.defined()};
+    for (size_t i = 0, edge = 0; i < 6; ++i)
+      if (given[i]) need[i] = ctx->needs_input_grad(edge++);
+    variable_list out(12);  // y, stats, w, β, γ, b, box, then the five numbers
+    if (at::GradMode::is_enabled()) {  // create_graph=True: differentiate the plain formula in Python
+      pybind11::gil_scoped_acquire gil;
+      pybind11::sequence got = python_fallback("lateralnorm.norms.dn_kernel", "_given_pool_formula_backward")(
+          grads[0], y, w, beta, optional_of(gamma), optional_of(bias),
+          pybind11::make_tuple(v[0] != 0.0, v[1] != 0.0, v[2], v[3], v[4]),
+          pybind11::make_tuple(need[0], need[2], need[3], need[4], need[5]));
+      const size_t slot[5] = {0, 2, 3, 4, 5};  // (y, w, β, γ, b)
+      for (size_t i = 0; i < 5; ++i) out[slot[i]] = tensor_or_undefined(got[i]);
+      return out;
+    }
+    std::vector<at::Tensor> res =
+        given_pool_backward(grads[0], y, stats, w, beta, optional_of(gamma), v[0] != 0.0, v[1] != 0.0, v[2], v[3],
+                            v[4], need[0], need[4], need[5], need[3]);  // (gy, gW, Σ g z, Σ g, gβ)
+    if (need[0] && need[2]) {  // ψ's backward adds its share to this one (see the box above)
+      ctx->saved_data["box"].toTensor().set_(res[0]);
+    } else if (need[0]) {
+      out[0] = res[0];
+    }
+    if (need[2]) out[2] = res[1];
+    if (need[3]) out[3] = res[4];
+    if (need[4]) out[4] = res[2].to(gamma.scalar_type());
+    if (need[5]) out[5] = res[3].to(bias.scalar_type());
+    return out;
+  }
+};
+
+// max(raw, bound)² − pedestal with the lower bound's gradient rule (`base._NonNegativeValue`), one node.
+struct NonNegNode : public torch::autograd::Function<NonNegNode> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& raw, double bound, double pedestal) {
+    ctx->save_for_backward({raw});
+    ctx->saved_data["bound"] = bound;
+    return nonneg_value(raw, bound, pedestal);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const at::Tensor raw = ctx->get_saved_variables()[0];
+    const double bound = ctx->saved_data["bound"].toDouble();
+    variable_list out(3);
+    if (at::GradMode::is_enabled() || grads[0].scalar_type() != raw.scalar_type()) {
+      // create_graph=True (the differentiable chain) or a gradient of another dtype (torch's ops): in Python
+      pybind11::gil_scoped_acquire gil;
+      out[0] = python_fallback("lateralnorm.norms.base", "_nonneg_backward_in_torch")(grads[0], raw, bound)
+                   .cast<at::Tensor>();
+      return out;
+    }
+    out[0] = nonneg_grad(grads[0], raw, bound).view_as(raw);
+    return out;
+  }
+};
+
+variable_list psi_rows_node(const at::Tensor& y, const at::Tensor& box, bool center, bool rect, double alpha,
+                            double p) {
+  return PsiRowsNode::apply(y, box, center, rect, alpha, p);
+}
+
+at::Tensor given_pool_node(const at::Tensor& y, const at::Tensor& stats, const at::Tensor& w,
+                           const at::Tensor& beta, const c10::optional<at::Tensor>& gamma,
+                           const c10::optional<at::Tensor>& bias, const at::Tensor& box, bool center, bool rect,
+                           double alpha, double p, double r) {
+  return GivenPoolNode::apply(y, stats, w, beta, gamma, bias, box, center, rect, alpha, p, r);
+}
+
+at::Tensor nonneg_node(const at::Tensor& raw, double bound, double pedestal) {
+  return NonNegNode::apply(raw, bound, pedestal);
+}
+
 // Whether at::parallel_for can use threads here (it runs serially in an extension built without OpenMP).
 bool built_with_openmp() {
 #ifdef _OPENMP
@@ -1672,6 +1810,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward_module", &forward_module, "the layer's eager forward: (out, stats, w)");
   m.def("backward_module", &backward_module, "the layer's eager backward: (gy, g_beta, g_c, g_gamma, g_bias, g_alpha)");
   m.def("dn_rows_node", &dn_rows_node, "the layer's eager output through one C++ autograd node (fixed or learned α)");
+  m.def("psi_rows_node", &psi_rows_node, "psi_rows as an autograd node: (ψ, stats)");
+  m.def("given_pool_node", &given_pool_node, "given_pool_forward as an autograd node");
+  m.def("nonneg_node", &nonneg_node, "nonneg_value as an autograd node (the lower bound's gradient rule)");
   m.def("nonneg_value", &nonneg_value, "max(raw, bound)² − pedestal");
   m.def("built_with_openmp", &built_with_openmp, "whether the rows run on torch's intra-op threads");
   m.def("nonneg_grad", &nonneg_grad, "the gradient of nonneg_value with the lower bound's rule");
