@@ -908,7 +908,8 @@ def test_the_matrix_and_nonnegative_nodes_give_the_python_functions_bits(spec, f
     got = run()
     names = {type(fn).__name__ + fn.name() for fn in _graph_nodes(m(x).grad_fn)}
     assert any("GivenPoolNode" in n for n in names), names
-    assert any("PsiRowsNode" in n for n in names) == x.requires_grad, names  # ψ's node: only with x's gradient
+    # ψ's node is recorded only when x asks for a gradient
+    assert any("PsiRowsNode" in n for n in names) == x.requires_grad, names
     assert spec.startswith("dn:kappa=full,learn") or any("NonNegNode" in n for n in names), names
     monkeypatch.setattr(dn_kernel, "matrix_pooled_rows", _python_matrix_rows)
     monkeypatch.setattr(base.NonNegative, "forward", lambda self: base._NonNegativeValue.apply(

@@ -219,6 +219,6 @@ class NonNegative(nn.Module):
 
     def forward(self) -> torch.Tensor:
         ext = _compiled_for(self.raw)
-        if ext is not None and not torch.jit.is_tracing():  # the compiled kernel's own node: no Python per call
+        if ext is not None and not torch.jit.is_tracing():  # the kernel's own node: no Python per call
             return ext.nonneg_node(self.raw, self.bound(), PEDESTAL)
         return _NonNegativeValue.apply(self.raw, self.bound(), PEDESTAL)
