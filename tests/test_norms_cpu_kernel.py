@@ -772,19 +772,26 @@ def test_the_cpp_node_gives_the_python_functions_bits(spec, frozen, monkeypatch)
     params = [p for p in m.parameters() if p.requires_grad]
     g = torch.randn(19, 37)
 
-    def run():  # noqa: ANN202
-        out = m(x)
-        wrt = ([x] if x.requires_grad else []) + params
-        return (out, *torch.autograd.grad(out, wrt, g))
-
-    got = run()
+    got = _output_and_grads(m, x, params, g)
     assert "DnRowsNode" in m(x).grad_fn.name()
     monkeypatch.setattr(dn_kernel, "_node", python_node)
-    want = run()
+    want = _output_and_grads(m, x, params, g)
     monkeypatch.setattr(dn_kernel, "_node", real)
-    assert seen and len(got) == len(want) > 1
+    assert seen
+    _assert_bit_equal(got, want, f"{spec} ({frozen} frozen)")
+
+
+def _output_and_grads(m, x, params, g):  # noqa: ANN001, ANN202
+    """(m(x), the gradients of x — where it asks for one — and of params) for the output gradient g."""
+    out = m(x)
+    wrt = ([x] if x.requires_grad else []) + params
+    return (out, *torch.autograd.grad(out, wrt, g))
+
+
+def _assert_bit_equal(got, want, what):  # noqa: ANN001, ANN202
+    assert len(got) == len(want) > 1
     for i, (a, b) in enumerate(zip(got, want)):
-        assert torch.equal(a, b), f"{spec} ({frozen} frozen) output #{i} differs"
+        assert torch.equal(a, b), f"{what}: output #{i} differs"
 
 
 def test_the_cpp_node_records_nothing_without_grad():
@@ -900,12 +907,7 @@ def test_the_matrix_and_nonnegative_nodes_give_the_python_functions_bits(spec, f
     params = [p for p in m.parameters() if p.requires_grad]
     g = torch.randn(9, 21)
 
-    def run():  # noqa: ANN202
-        out = m(x)
-        wrt = ([x] if x.requires_grad else []) + params
-        return (out, *torch.autograd.grad(out, wrt, g))
-
-    got = run()
+    got = _output_and_grads(m, x, params, g)
     names = {type(fn).__name__ + fn.name() for fn in _graph_nodes(m(x).grad_fn)}
     assert any("GivenPoolNode" in n for n in names), names
     # ψ's node is recorded only when x asks for a gradient
@@ -917,12 +919,10 @@ def test_the_matrix_and_nonnegative_nodes_give_the_python_functions_bits(spec, f
     from lateralnorm.norms import divisive
 
     monkeypatch.setattr(divisive, "matrix_pooled_rows", _python_matrix_rows)
-    want = run()
+    want = _output_and_grads(m, x, params, g)
     reference = {type(fn).__name__ for fn in _graph_nodes(m(x).grad_fn)}
     assert "_PythonGivenBackward" in reference, reference  # the reference ran the Python Functions
-    assert len(got) == len(want) > 1
-    for i, (a, b) in enumerate(zip(got, want)):
-        assert torch.equal(a, b), f"{spec} ({frozen} frozen) output #{i} differs"
+    _assert_bit_equal(got, want, f"{spec} ({frozen} frozen)")
 
 
 def _graph_nodes(fn):  # noqa: ANN001, ANN202
