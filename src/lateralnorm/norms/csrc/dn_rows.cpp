@@ -1326,7 +1326,7 @@ struct Prepared {
 // max(raw, bound)² − pedestal in one rounding (a fused multiply-add: std::fma, what GCC made of `v * v − ped`
 // here), NaN replaced by the bound; the gradient (g·2)·max(raw, bound) under the bound's rule. One rounding
 // fewer than torch's ops (nonneg_value above), so β and c can differ from the torch path's in the last bit;
-// the layers built on `CompiledRows` have always used these, and their committed runs depend on it.
+// the O(N) layers' eager path (`dn_rows_node`) has always used these, and their committed runs depend on it.
 template <typename T>
 void nonneg_value_module_impl(const T* __restrict__ r, T* __restrict__ o, int64_t n, T b, T ped) {
   for (int64_t i = 0; i < n; ++i) {
@@ -1437,6 +1437,11 @@ std::vector<at::Tensor> backward_module(const at::Tensor& g, const at::Tensor& y
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
+// A Python function a node's double backward calls (under the GIL).
+pybind11::object python_fallback(const char* module, const char* name) {
+  return pybind11::module_::import(module).attr(name);
+}
+
 struct NodeCfg {
   double beta_bound, c_bound, pedestal;  // a bound < 0: the source is a fixed buffer (no reparametrization)
   int64_t kind;
@@ -1482,8 +1487,7 @@ struct DnRowsNode : public torch::autograd::Function<DnRowsNode> {
     variable_list out(7);  // one per forward argument (the configuration last, never a gradient)
     if (at::GradMode::is_enabled()) {  // create_graph=True: differentiate the plain formula in Python
       pybind11::gil_scoped_acquire gil;
-      pybind11::object fb =
-          pybind11::module_::import("lateralnorm.norms.dn_kernel").attr("_node_formula_backward");
+      pybind11::object fb = python_fallback("lateralnorm.norms.dn_kernel", "_node_formula_backward");
       pybind11::tuple numbers = pybind11::make_tuple(v[3], v[4] != 0.0, v[5] != 0.0, v[6], v[7], v[8], v[9],
                                                      v[10], v[0], v[1]);
       pybind11::tuple wanted = pybind11::make_tuple(need[0], need[1], need[2], need[3], need[4], need[5]);
@@ -1531,13 +1535,9 @@ at::Tensor dn_rows_node(const at::Tensor& y, const at::Tensor& beta_src, const a
 // autograd nodes too, for the same reason: at the studies' widths each Python autograd.Function cost about as
 // much as its kernel. Same calls as the Python Functions they replace, so the same bits.
 //
-// `box`: an empty tensor shared by a layer's two nodes. GivenPool's backward hands its share of the input
+// `box`: an empty tensor shared by a layer's two nodes. given_pool_node's backward hands its share of the input
 // gradient to ψ's by pointing the box at it; ψ's backward adds its own share in place (the same one rounding
 // autograd's sum of the two would make) instead of autograd adding two (M, N) tensors.
-pybind11::object python_fallback(const char* module, const char* name) {
-  return pybind11::module_::import(module).attr(name);
-}
-
 at::Tensor tensor_or_undefined(const pybind11::handle& h) {
   return h.is_none() ? at::Tensor() : h.cast<at::Tensor>();
 }
