@@ -925,6 +925,34 @@ def test_the_matrix_and_nonnegative_nodes_give_the_python_functions_bits(spec, f
     _assert_bit_equal(got, want, f"{spec} ({frozen} frozen)")
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_lower_bound_node_gives_the_python_functions_bits(dtype):
+    """`lower_bound_node` (a learned α's floor in C++) against `base._LowerBound`, its oracle: the same value,
+    the same gradient to the bit where x is below, at and above the bound and the gradient pushes either way
+    (blocked only below the bound when it pushes x further down), and the same second derivative through
+    create_graph=True; and a layer with a learned α records the C++ node, not the Python Function."""
+    from lateralnorm.norms import base
+
+    cpu_kernel.extension()  # lower_bound takes the node once the kernel is loaded
+    x = torch.tensor([0.1, 0.1, 0.5, 0.5, 0.25, 0.25, 2.0], dtype=dtype, requires_grad=True)
+    g = torch.tensor([1.0, -1.0, 1.0, -1.0, 1.0, -1.5, 0.3], dtype=dtype, requires_grad=True)
+    got = base.lower_bound(x, 0.25)
+    want = base._LowerBound.apply(x, 0.25)
+    assert type(got.grad_fn).__name__ != type(want.grad_fn).__name__  # the two paths really differ
+    assert torch.equal(got, want)
+    (ga,) = torch.autograd.grad(got, x, g, create_graph=True)
+    (gb,) = torch.autograd.grad(want, x, g, create_graph=True)
+    assert torch.equal(ga, gb)
+    assert torch.equal(ga.detach(), torch.tensor([0.0, -1.0, 1.0, -1.0, 1.0, -1.5, 0.3], dtype=dtype))
+    (hh_a,) = torch.autograd.grad(ga.square().sum(), g)  # ∂/∂g of (g · mask)²: 2 g · mask
+    (hh_b,) = torch.autograd.grad(gb.square().sum(), g)
+    assert torch.equal(hh_a, hh_b)
+
+    m = create_norm("dn:learn_alpha=true,alpha=1.5", 8, dtype=dtype)
+    names = {type(fn).__name__ + fn.name() for fn in _graph_nodes(m(torch.randn(3, 8, dtype=dtype)).grad_fn)}
+    assert any("LowerBoundNode" in n for n in names) and "_LowerBoundBackward" not in names, names
+
+
 def _graph_nodes(fn):  # noqa: ANN001, ANN202
     seen, todo = [], [fn]
     while todo:

@@ -1649,6 +1649,26 @@ struct NonNegNode : public torch::autograd::Function<NonNegNode> {
   }
 };
 
+// max(x, bound) whose gradient flows where x ≥ bound or where it pushes x back up (`base._LowerBound`: a
+// learned α's floor), one node: the same ATen calls as the Python Function in both directions, so the same bits
+// and, under create_graph=True, the same differentiable backward (the mask is a constant; the product is
+// recorded), without a Python call each way.
+struct LowerBoundNode : public torch::autograd::Function<LowerBoundNode> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, double bound) {
+    ctx->save_for_backward({x});
+    ctx->saved_data["bound"] = bound;
+    return x.clamp_min(bound);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const at::Tensor x = ctx->get_saved_variables()[0];
+    const double bound = ctx->saved_data["bound"].toDouble();
+    const at::Tensor& g = grads[0];
+    const at::Tensor passes = x.ge(bound).bitwise_or(g.lt(0));
+    return {g * passes.to(g.scalar_type()), at::Tensor()};
+  }
+};
+
 variable_list psi_rows_node(const at::Tensor& y, const at::Tensor& box, bool center, bool rect, double alpha,
                             double p) {
   return PsiRowsNode::apply(y, box, center, rect, alpha, p);
@@ -1664,6 +1684,8 @@ at::Tensor given_pool_node(const at::Tensor& y, const at::Tensor& stats, const a
 at::Tensor nonneg_node(const at::Tensor& raw, double bound, double pedestal) {
   return NonNegNode::apply(raw, bound, pedestal);
 }
+
+at::Tensor lower_bound_node(const at::Tensor& x, double bound) { return LowerBoundNode::apply(x, bound); }
 
 // Whether at::parallel_for can use threads here (it runs serially in an extension built without OpenMP).
 bool built_with_openmp() {
@@ -1813,6 +1835,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("psi_rows_node", &psi_rows_node, "psi_rows as an autograd node: (ψ, stats)");
   m.def("given_pool_node", &given_pool_node, "given_pool_forward as an autograd node");
   m.def("nonneg_node", &nonneg_node, "nonneg_value as an autograd node (the lower bound's gradient rule)");
+  m.def("lower_bound_node", &lower_bound_node, "max(x, bound) as an autograd node (the lower bound's gradient rule)");
   m.def("nonneg_value", &nonneg_value, "max(raw, bound)² − pedestal");
   m.def("built_with_openmp", &built_with_openmp, "whether the rows run on torch's intra-op threads");
   m.def("nonneg_grad", &nonneg_grad, "the gradient of nonneg_value with the lower bound's rule");
