@@ -27,7 +27,8 @@ LAST_SPECS = [
     "none", "ln", "rms", "lng:groups=8", "bn", "gn", "ln_chw", "lrn", "softmax", "dyt", "tanh",
     "dn:preset=ln", "dn:preset=rms", "dn:preset=softmax", "dn:preset=lrn",
     "dn", "dn:kappa=self", "dn:kappa=band:5", "dn:kappa=gaussian", "dn:kappa=lowrank:16", "dn:kappa=full",
-    "gdn", "relu>ln", "gelu>ln", "dn:learn_alpha=true,alpha=1.5", "dn:alpha=1.5",
+    "gdn", "relu>ln", "gelu>ln", "dn:learn_alpha=true,alpha=1.5", "dn:alpha=1.5", "dn:fn=signed",
+    "dn:fn=signed,alpha=1,p=1", "dn:r=0.75",
 ]  # fmt: skip
 CF_SPECS = [
     "ln", "rms", "bn", "gn", "ln_chw", "lrn", "softmax", "dn:preset=ln", "dn", "dn:kappa=self", "dn:kappa=band:5",
@@ -42,6 +43,9 @@ O_N = {
     "dn:preset=lrn",
     "dn:learn_alpha=true,alpha=1.5",
     "dn:alpha=1.5",
+    "dn:fn=signed",  # α = p = 2 with a signed ψ
+    "dn:fn=signed,alpha=1,p=1",
+    "dn:r=0.75",  # α = 2, p = 1.5
 }
 
 

@@ -43,6 +43,15 @@ CONFIGS = [
     "dn:learn_alpha=true,alpha=1.3,p=1,r=0.5,fn=signed,kappa=self",
     "dn:learn_alpha=true,alpha=1.2,r=0.7,learn_kappa=false,learn_beta=false",
     "dn:learn_alpha=true,alpha=1.6,kappa=self,fn=signed",  # p = α > 1 with the self pool: ln a kept too
+    # exponents 1 or 2 outside the named policies: GeneralFn's formulas with the exponents compiled in
+    "dn:fn=signed",  # α = p = 2
+    "dn:fn=signed,alpha=1,p=2,kappa=band:3",
+    "dn:alpha=1,p=2,center=true",
+    "dn:learn_alpha=true,fn=signed,kappa=self",  # a learned α at 2: its first step runs (2, 2)
+    # an integer exponent with a general one: the vector exp/log policy
+    "dn:r=0.75",  # α = 2, p = 1.5
+    "dn:alpha=1,r=0.5,fn=signed,kappa=band:2",  # α = 1, p = 0.5
+    "dn:alpha=3,p=2,kappa=self",
 ]
 
 
