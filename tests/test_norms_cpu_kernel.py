@@ -586,6 +586,8 @@ MATRIX_CONFIGS = [
     "dn:kappa=full,fn=signed,center=true,alpha=1.5,r=0.7",
     "dn:kappa=lowrank:3,alpha=1.5,beta=0.3",
     "dn:kappa=gaussian,alpha=0.7,r=0.5,affine=false",
+    "dn:kappa=lowrank:3,fn=signed",  # α = p = 2 signed: the integer-pair policy in the matrix path
+    "dn:kappa=full,r=0.75",  # α = 2, p = 1.5: the vector exp/log policy
 ]
 
 
