@@ -152,8 +152,9 @@ class _LowerBound(torch.autograd.Function):
 def lower_bound(x: torch.Tensor, bound: float) -> torch.Tensor:
     """max(x, bound) with `_LowerBound`'s gradient rule. On CPU, once the compiled kernel is loaded, through its
     own node (`lower_bound_node`: the same ATen calls each way, so the same bits, without a Python call each
-    way: at the studies' widths a learned α's floor cost about a quarter of the layer's step through the Python
-    Function); `_LowerBound` otherwise (other devices, no kernel, torch.compile, jit tracing) and as the oracle."""
+    way; at the studies' widths the Python Function cost a learned-α layer about a tenth of its step:
+    `benchmarks/lower_bound_ab.py`). `_LowerBound` otherwise (other devices, no kernel, torch.compile, jit
+    tracing), and as the oracle."""
     ext = _compiled_for(x)
     if ext is not None and not torch.jit.is_tracing():
         return ext.lower_bound_node(x, bound)
