@@ -48,9 +48,10 @@ CONFIGS = [
     "dn:fn=signed,alpha=1,p=2,kappa=band:3",
     "dn:alpha=1,p=2,center=true",
     "dn:learn_alpha=true,fn=signed,kappa=self",  # a learned α at 2: its first step runs (2, 2)
-    # an integer exponent with a general one: the vector exp/log policy
+    # α = 1 or 2 with a general p: ψ exact, φ by exp/log; and p = 2 with a general α: the general policy
     "dn:r=0.75",  # α = 2, p = 1.5
     "dn:alpha=1,r=0.5,fn=signed,kappa=band:2",  # α = 1, p = 0.5
+    "dn:learn_alpha=true,p=1.5,kappa=self,fn=signed",  # a learned α at 2 with its own p: ∂L/∂α from ln a
     "dn:alpha=3,p=2,kappa=self",
 ]
 

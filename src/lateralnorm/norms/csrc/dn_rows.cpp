@@ -134,7 +134,9 @@ struct Elem {
 };
 
 // How p relates to α for the general exponents: p = 1, p = α > 1 (the default p = α·r with r = 1), or else.
-enum PKind : int { P_GENERAL = 0, P_ONE = 1, P_SAME = 2 };
+// P_A1, P_A2: α = 1 or 2 exactly with a general p (`dn:r=0.75` is α = 2, p = 1.5): ψ and ψ' are IntPowFn's
+// exact products, only φ and φ' go through exp/log (one log and two exps an element instead of four exps).
+enum PKind : int { P_GENERAL = 0, P_ONE = 1, P_SAME = 2, P_A1 = 3, P_A2 = 4 };
 
 // a^e = exp(e·ln a) for the general exponents (any pair but the integer ones above; p by PK): with the
 // vector exp/log of LATERALNORM_LIBMVEC each sweep is one vector loop. Every call is unconditional and the exponent's kind a
@@ -178,8 +180,17 @@ struct VecPowFn {
   }
   T psi_from_pm(T t, T pmv) const { return mag(t) * pmv; }          // ψ = a·a^(α−1), as from_pm
   T dpsi_from_pm(T t, T pmv) const { return sgn(t) * (alpha * pmv); }  // ψ' = sign·α·a^(α−1), as from_pm
-  T psi(T t) const { return PK == P_SAME ? mag(t) * pm(t) : pw(mag(t), alpha); }
-  T dpsi(T t) const { return sgn(t) * dpw(mag(t), alpha); }  // signed: sign(t)·α|t|^(α−1)
+  static constexpr bool kIntAlpha = PK == P_A1 || PK == P_A2;
+  static T int_pw(T a) { return a > T(0) ? (PK == P_A2 ? a * a : a) : T(0); }           // a^α, α = 1 or 2
+  static T int_dpw(T a) { return a > T(0) ? (PK == P_A2 ? T(2) * a : T(1)) : T(0); }  // α·a^(α−1)
+  T psi(T t) const {
+    if (kIntAlpha) return int_pw(mag(t));
+    return PK == P_SAME ? mag(t) * pm(t) : pw(mag(t), alpha);
+  }
+  T dpsi(T t) const {  // signed: sign(t)·α|t|^(α−1)
+    if (kIntAlpha) return sgn(t) * int_dpw(mag(t));
+    return sgn(t) * dpw(mag(t), alpha);
+  }
   // p = 1: φ = relu(t) (rect) or t (signed), as t·(t > 0 ? 1 : dneg)
   T phi(T t) const {
     if (PK == P_ONE) return t * (t > T(0) ? T(1) : dneg);
@@ -191,6 +202,12 @@ struct VecPowFn {
   }
   Elem<T> eval(T t) const {
     if (PK == P_SAME) return from_pm(t, pm(t));
+    if (kIntAlpha) {
+      const T a = mag(t), L = ln_pos(a), s = sgn(t);
+      const bool pos = a > T(0);
+      const T ep = vexp(p * L), dp = p * vexp((p - T(1)) * L);
+      return {int_pw(a), s * (pos ? ep : T(0)), s * int_dpw(a), pos ? dp : T(0), L};
+    }
     const T a = mag(t), L = ln_pos(a), s = sgn(t);
     const bool pos = a > T(0);
     const T ea = vexp(alpha * L), da = alpha * vexp((alpha - T(1)) * L);
@@ -911,7 +928,11 @@ void with_fn(const Cfg& cfg, F&& f) {
     f(IntPowFn<T, false, 2, 2>{});
   else if (cfg.rect && cfg.alpha == 1.0 && cfg.p == 2.0)
     f(IntPowFn<T, true, 1, 2>{});
-  else  // every other pair, an integer exponent with a general one included (`dn:r=0.75`: α = 2, p = 1.5)
+  else if (cfg.alpha == 2.0)  // p ∉ {1, 2} here
+    f(VecPowFn<T, P_A2>{cfg.rect, static_cast<T>(cfg.alpha), static_cast<T>(cfg.p)});
+  else if (cfg.alpha == 1.0)
+    f(VecPowFn<T, P_A1>{cfg.rect, static_cast<T>(cfg.alpha), static_cast<T>(cfg.p)});
+  else  // every other pair (p = 2 with a general α included)
     f(VecPowFn<T, P_GENERAL>{cfg.rect, static_cast<T>(cfg.alpha), static_cast<T>(cfg.p)});
 }
 
