@@ -43,7 +43,7 @@ CONFIGS = [
     "dn:learn_alpha=true,alpha=1.3,p=1,r=0.5,fn=signed,kappa=self",
     "dn:learn_alpha=true,alpha=1.2,r=0.7,learn_kappa=false,learn_beta=false",
     "dn:learn_alpha=true,alpha=1.6,kappa=self,fn=signed",  # p = α > 1 with the self pool: ln a kept too
-    # exponents 1 or 2 outside the named policies: GeneralFn's formulas with the exponents compiled in
+    # exponents 1 or 2 outside the named policies: exact products with the exponents compiled in (IntPowFn)
     "dn:fn=signed",  # α = p = 2
     "dn:fn=signed,alpha=1,p=2,kappa=band:3",
     "dn:alpha=1,p=2,center=true",

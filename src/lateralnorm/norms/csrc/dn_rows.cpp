@@ -93,6 +93,18 @@ struct RectLin {  // ψ = φ = relu(t) (rect, α = p = 1: the "α = 1" neural DN
   T dphi(T t) const { return dpsi(t); }
 };
 
+// a^E and E·a^(E−1) for E = 1 or 2 (0 where a ≤ 0): also VecPowFn's ψ, ψ' for α = 1 or 2 with a general p.
+template <int E, typename T>
+inline T int_pw(T a) {
+  static_assert(E == 1 || E == 2, "int_pw: exponent 1 or 2");
+  return a > T(0) ? (E == 1 ? a : a * a) : T(0);
+}
+template <int E, typename T>
+inline T int_dpw(T a) {
+  static_assert(E == 1 || E == 2, "int_dpw: exponent 1 or 2");
+  return a > T(0) ? (E == 1 ? T(1) : T(2) * a) : T(0);
+}
+
 // Exponents 1 or 2 outside the named policies above (signed (1, 1), (1, 2), (2, 2) — `dn:fn=signed` is
 // (2, 2) — and rect (1, 2)): exact products, no exp or log, the exponents fixed at compile time. These pairs
 // used to share a scalar fallback that branched on the exponents and on `rect` per element and called
@@ -103,19 +115,14 @@ struct RectLin {  // ψ = φ = relu(t) (rect, α = p = 1: the "α = 1" neural DN
 // < 0.7 ε of the gradient's largest element, in a quarter of the elements); no stored study uses these pairs.
 template <typename T, bool RECT, int A, int P>
 struct IntPowFn {
-  static_assert((A == 1 || A == 2) && (P == 1 || P == 2), "IntPowFn: exponents 1 or 2");
   static T mag(T t) { return RECT ? (t > T(0) ? t : T(0)) : std::abs(t); }
   static T sgn(T t) { return RECT ? T(1) : (t < T(0) ? T(-1) : T(1)); }
-  template <int E>
-  static T pw(T a) { return a > T(0) ? (E == 1 ? a : a * a) : T(0); }
-  template <int E>
-  static T dpw(T a) { return a > T(0) ? (E == 1 ? T(1) : T(2) * a) : T(0); }
-  T psi(T t) const { return pw<A>(mag(t)); }
-  T dpsi(T t) const { return RECT ? dpw<A>(mag(t)) : (t < T(0) ? -dpw<A>(-t) : dpw<A>(t)); }
-  T phi(T t) const { return sgn(t) * pw<P>(mag(t)); }
+  T psi(T t) const { return int_pw<A>(mag(t)); }
+  T dpsi(T t) const { return RECT ? int_dpw<A>(mag(t)) : (t < T(0) ? -int_dpw<A>(-t) : int_dpw<A>(t)); }
+  T phi(T t) const { return sgn(t) * int_pw<P>(mag(t)); }
   T dphi(T t) const {
     if (!RECT && P == 1) return T(1);
-    return dpw<P>(mag(t));
+    return int_dpw<P>(mag(t));
   }
 };
 
@@ -135,12 +142,12 @@ struct Elem {
 
 // How p relates to α for the general exponents: p = 1, p = α > 1 (the default p = α·r with r = 1), or else.
 // P_A1, P_A2: α = 1 or 2 exactly with a general p (`dn:r=0.75` is α = 2, p = 1.5): ψ and ψ' are IntPowFn's
-// exact products, only φ and φ' go through exp/log (one log and two exps an element instead of four exps).
+// exact products (int_pw), only φ and φ' go through exp/log (one log and two exps an element instead of four exps).
 enum PKind : int { P_GENERAL = 0, P_ONE = 1, P_SAME = 2, P_A1 = 3, P_A2 = 4 };
 
 // a^e = exp(e·ln a) for the general exponents (any pair but the integer ones above; p by PK): with the
-// vector exp/log of LATERALNORM_LIBMVEC each sweep is one vector loop. Every call is unconditional and the exponent's kind a
-// template parameter: a call under a condition, or a branch on e that GCC can hoist, is control flow, and
+// vector exp/log of LATERALNORM_LIBMVEC each sweep is one vector loop. Every call is unconditional and the
+// exponent's kind a template parameter: a call under a condition, or a branch on e that GCC can hoist, is control flow, and
 // the loop stays scalar. eval() takes ln a once per element, and with p = α > 1 one exp in all:
 // a^(α−1) = exp((α−1) ln a) gives the derivatives, and ψ = φ = a·a^(α−1) (safe from overflow and
 // underflow where a^α is: for α > 1, a^(α−1) lies between 1 and a^α). Otherwise the same formulas as
@@ -181,14 +188,13 @@ struct VecPowFn {
   T psi_from_pm(T t, T pmv) const { return mag(t) * pmv; }          // ψ = a·a^(α−1), as from_pm
   T dpsi_from_pm(T t, T pmv) const { return sgn(t) * (alpha * pmv); }  // ψ' = sign·α·a^(α−1), as from_pm
   static constexpr bool kIntAlpha = PK == P_A1 || PK == P_A2;
-  static T int_pw(T a) { return a > T(0) ? (PK == P_A2 ? a * a : a) : T(0); }           // a^α, α = 1 or 2
-  static T int_dpw(T a) { return a > T(0) ? (PK == P_A2 ? T(2) * a : T(1)) : T(0); }  // α·a^(α−1)
+  static constexpr int kA = PK == P_A2 ? 2 : 1;  // α when kIntAlpha
   T psi(T t) const {
-    if (kIntAlpha) return int_pw(mag(t));
+    if (kIntAlpha) return int_pw<kA>(mag(t));
     return PK == P_SAME ? mag(t) * pm(t) : pw(mag(t), alpha);
   }
   T dpsi(T t) const {  // signed: sign(t)·α|t|^(α−1)
-    if (kIntAlpha) return sgn(t) * int_dpw(mag(t));
+    if (kIntAlpha) return sgn(t) * int_dpw<kA>(mag(t));
     return sgn(t) * dpw(mag(t), alpha);
   }
   // p = 1: φ = relu(t) (rect) or t (signed), as t·(t > 0 ? 1 : dneg)
@@ -206,7 +212,7 @@ struct VecPowFn {
       const T a = mag(t), L = ln_pos(a), s = sgn(t);
       const bool pos = a > T(0);
       const T ep = vexp(p * L), dp = p * vexp((p - T(1)) * L);
-      return {int_pw(a), s * (pos ? ep : T(0)), s * int_dpw(a), pos ? dp : T(0), L};
+      return {int_pw<kA>(a), s * (pos ? ep : T(0)), s * int_dpw<kA>(a), pos ? dp : T(0), L};
     }
     const T a = mag(t), L = ln_pos(a), s = sgn(t);
     const bool pos = a > T(0);
