@@ -48,8 +48,14 @@ CONFIGS = [
     "dn:fn=signed,alpha=1,p=2,kappa=band:3",
     "dn:alpha=1,p=2,center=true",
     "dn:learn_alpha=true,fn=signed,kappa=self",  # a learned α at 2: its first step runs (2, 2)
-    # α = 1 or 2 with a general p: ψ exact, φ by exp/log; and p = 2 with a general α: the general policy
+    # α = 1 or 2 with p > 1: ψ exact, φ and φ' from a^(p−1), which the forward keeps (not with the band pool);
+    # with p < 1 and p = 2 with a general α: the general policy
     "dn:r=0.75",  # α = 2, p = 1.5
+    "dn:r=0.75,kappa=self,fn=signed,center=true",
+    "dn:r=0.75,kappa=band:2",
+    "dn:alpha=1,p=1.5,kappa=self",
+    "dn:alpha=1,p=1.5,fn=signed,center=true",
+    "dn:learn_alpha=true,r=0.75,fn=signed",  # a learned α at 2 with p = 1.5 tied: a^(p−1) and ln a kept
     "dn:alpha=1,r=0.5,fn=signed,kappa=band:2",  # α = 1, p = 0.5
     "dn:learn_alpha=true,p=1.5,kappa=self,fn=signed",  # a learned α at 2 with its own p: ∂L/∂α from ln a
     "dn:alpha=3,p=2,kappa=self",
@@ -248,6 +254,10 @@ def test_kept_tensor_rule_agrees_with_the_kernel():
             (1.5, 0.9),
             (0.7, 0.7),
             (3.0, 3.0),
+            (2.0, 1.5),  # α = 1 or 2 with p > 1, p ≠ 2: a^(p−1) kept
+            (1.0, 1.5),
+            (2.0, 0.5),  # p < 1: nothing kept (the general policy)
+            (1.0, 0.5),
         ]:
             for save in (False, True):
                 for save_log in (False, True):
@@ -588,7 +598,9 @@ MATRIX_CONFIGS = [
     "dn:kappa=lowrank:3,alpha=1.5,beta=0.3",
     "dn:kappa=gaussian,alpha=0.7,r=0.5,affine=false",
     "dn:kappa=lowrank:3,fn=signed",  # α = p = 2 signed: the integer-pair policy in the matrix path
-    "dn:kappa=full,r=0.75",  # α = 2, p = 1.5: the vector exp/log policy
+    "dn:kappa=full,r=0.75",  # α = 2, p = 1.5: ψ exact, φ from a^(p−1)
+    "dn:kappa=lowrank:3,alpha=1,p=1.5,fn=signed",
+    "dn:kappa=full,alpha=2,p=0.5",  # α = 2 with p < 1: the general policy
 ]
 
 

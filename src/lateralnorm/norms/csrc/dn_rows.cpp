@@ -5,8 +5,8 @@
 // pool: self W_i = ψ_i;  uniform W_i = S = Σ_j ψ_j;  band W_i = Σ_{j=i−before}^{i+after} ψ_j.
 // φ, ψ: signed  φ = sign(t)|t|^p, ψ = |t|^α;  rect  φ = relu(t)^p, ψ = relu(t)^α.
 // Backward (t, ψ, W, D recomputed from y; the forward keeps m and S per row, and when asked one (M, N) tensor
-// where a recompute costs most: the band pool's window sums, or with p = α > 1 the elements' a^(α−1), with
-// ln a beside it for a learned α — see keeps_rowwise, keeps_log):
+// where a recompute costs most: the band pool's window sums, or with p = α > 1 the elements' a^(α−1) (with
+// α = 1 or 2 and p > 1: a^(p−1)), with ln a beside it for a learned α — see keeps_rowwise, keeps_log):
 //   gz = g γ;  v = gz D^{−r} φ'(t);  q = gz z / D;  gψ = poolᵀ(−r c q);  gt = v + gψ ψ'(t);
 //   gy = gt − mean(gt) when centered.  Column sums for the parameters: Σ g z (γ), Σ g (b), Σ q (β),
 //   Σ q W (c); the caller multiplies by −r and applies the reparametrization's chain rule.
@@ -141,8 +141,10 @@ struct Elem {
 };
 
 // How p relates to α for the general exponents: p = 1, p = α > 1 (the default p = α·r with r = 1), or else.
-// P_A1, P_A2: α = 1 or 2 exactly with a general p (`dn:r=0.75` is α = 2, p = 1.5): ψ and ψ' are IntPowFn's
-// exact products (int_pw), only φ and φ' go through exp/log (one log and two exps an element instead of four exps).
+// P_A1, P_A2: α = 1 or 2 exactly with p > 1, p ≠ 2 (`dn:r=0.75` is α = 2, p = 1.5): ψ and ψ' are IntPowFn's
+// exact products (int_pw); φ = sign·a·a^(p−1) and φ' = p·a^(p−1) from one log and one exp an element, and the
+// forward keeps a^(p−1) for the backward as P_SAME keeps a^(α−1). (α = 1 or 2 with p < 1 takes P_GENERAL:
+// there a^(p−1) grows without bound as a → 0.)
 enum PKind : int { P_GENERAL = 0, P_ONE = 1, P_SAME = 2, P_A1 = 3, P_A2 = 4 };
 
 // a^e = exp(e·ln a) for the general exponents (any pair but the integer ones above; p by PK): with the
@@ -176,19 +178,32 @@ struct VecPowFn {
     const T g = e * vexp((e - T(1)) * ln_pos(a));
     return a > T(0) ? g : T(0);
   }
-  // p = α > 1: everything from a^(α−1) (see eval); the forward may keep it for the backward (`keeps_powers`)
-  T pm(T t) const {
-    const T a = mag(t), g = vexp((alpha - T(1)) * ln_pos(a));
-    return a > T(0) ? g : T(0);
-  }
-  Elem<T> from_pm(T t, T pmv) const {  // (ψ, φ, ψ', φ') from a^(α−1); L is ln a, dropped where unused
-    const T a = mag(t), s = sgn(t), psi_v = a * pmv, dpa = alpha * pmv;
-    return {psi_v, s * psi_v, s * dpa, dpa, ln_pos(a)};
-  }
-  T psi_from_pm(T t, T pmv) const { return mag(t) * pmv; }          // ψ = a·a^(α−1), as from_pm
-  T dpsi_from_pm(T t, T pmv) const { return sgn(t) * (alpha * pmv); }  // ψ' = sign·α·a^(α−1), as from_pm
   static constexpr bool kIntAlpha = PK == P_A1 || PK == P_A2;
   static constexpr int kA = PK == P_A2 ? 2 : 1;  // α when kIntAlpha
+  // The power the forward may keep for the backward (`keeps_rowwise`): a^(e−1) with e = α (P_SAME: p = α > 1)
+  // or e = p (kIntAlpha: p > 1); everything else of the element is a product with it (see eval).
+  T kept_exponent() const { return kIntAlpha ? p : alpha; }
+  T pm(T t) const {
+    const T a = mag(t), g = vexp((kept_exponent() - T(1)) * ln_pos(a));
+    return a > T(0) ? g : T(0);
+  }
+  T psi_from_pm(T t, T pmv) const {  // ψ: a·a^(α−1) (P_SAME), else the exact a or a² (kIntAlpha)
+    if (kIntAlpha) return int_pw<kA>(mag(t));
+    return mag(t) * pmv;
+  }
+  T dpsi_from_pm(T t, T pmv) const {  // ψ' = sign·α·a^(α−1) (P_SAME), sign·int_dpw (kIntAlpha)
+    if (kIntAlpha) return sgn(t) * int_dpw<kA>(mag(t));
+    return sgn(t) * (alpha * pmv);
+  }
+  T phi_from_pm(T t, T psi_v, T pmv) const {  // φ = sign·ψ (P_SAME: p = α), sign·a·a^(p−1) (kIntAlpha)
+    if (kIntAlpha) return sgn(t) * (mag(t) * pmv);
+    return sgn(t) * psi_v;
+  }
+  T dphi_from_pm(T pmv) const { return kept_exponent() * pmv; }  // φ' = e·a^(e−1)
+  Elem<T> from_pm(T t, T pmv) const {  // (ψ, φ, ψ', φ') from the kept power; L is ln a, dropped where unused
+    const T psi_v = psi_from_pm(t, pmv);
+    return {psi_v, phi_from_pm(t, psi_v, pmv), dpsi_from_pm(t, pmv), dphi_from_pm(pmv), ln_pos(mag(t))};
+  }
   T psi(T t) const {
     if (kIntAlpha) return int_pw<kA>(mag(t));
     return PK == P_SAME ? mag(t) * pm(t) : pw(mag(t), alpha);
@@ -200,20 +215,16 @@ struct VecPowFn {
   // p = 1: φ = relu(t) (rect) or t (signed), as t·(t > 0 ? 1 : dneg)
   T phi(T t) const {
     if (PK == P_ONE) return t * (t > T(0) ? T(1) : dneg);
+    if (kIntAlpha) return sgn(t) * (mag(t) * pm(t));  // as from_pm
     return PK == P_SAME ? sgn(t) * psi(t) : sgn(t) * pw(mag(t), p);
   }
   T dphi(T t) const {
     if (PK == P_ONE) return t > T(0) ? T(1) : dneg;
+    if (kIntAlpha) return p * pm(t);  // as from_pm
     return dpw(mag(t), p);
   }
   Elem<T> eval(T t) const {
-    if (PK == P_SAME) return from_pm(t, pm(t));
-    if (kIntAlpha) {
-      const T a = mag(t), L = ln_pos(a), s = sgn(t);
-      const bool pos = a > T(0);
-      const T ep = vexp(p * L), dp = p * vexp((p - T(1)) * L);
-      return {int_pw<kA>(a), s * (pos ? ep : T(0)), s * int_dpw<kA>(a), pos ? dp : T(0), L};
-    }
+    if (PK == P_SAME || kIntAlpha) return from_pm(t, pm(t));
     const T a = mag(t), L = ln_pos(a), s = sgn(t);
     const bool pos = a > T(0);
     const T ea = vexp(alpha * L), da = alpha * vexp((alpha - T(1)) * L);
@@ -264,7 +275,7 @@ template <typename T>
 struct Tab {
   T *psi, *phi, *dpsi, *dphi, *L;  // L may be null (no learned α)
 };
-// FROM_PM (p = α > 1 only): from the a^(α−1) the forward kept (no exp or log; one log per element only for a
+// FROM_PM (kKeepsPowers only): from the a^(α−1) (or a^(p−1)) the forward kept (no exp or log; one log per element only for a
 // learned α's L, WITH_L).
 template <typename T, bool WITH_L, bool FROM_PM, typename Fn>
 __attribute__((noinline)) void tabulate(const T* __restrict__ y, T m, T dl, const T* __restrict__ pm, int64_t n,
@@ -284,13 +295,13 @@ __attribute__((noinline)) void tabulate(const T* __restrict__ y, T m, T dl, cons
   }
 }
 
-// p = α > 1: a^(α−1) of a row (the forward keeps it for the backward when asked), and with WITH_PSI
-// ψ = a·a^(α−1) in the same loop, with WITH_L ln a (a learned α's backward reads it: no log there)
+// The kept power of a row, a^(α−1) (p = α > 1) or a^(p−1) (α = 1 or 2, p > 1), which the forward keeps for
+// the backward when asked, and with WITH_PSI ψ (a·a^(α−1), or a or a²) in the same loop, with WITH_L ln a (a learned α's backward reads it: no log there)
 template <typename T, bool WITH_PSI, bool WITH_L, typename Fn>
 __attribute__((noinline)) void pm_of_row(const T* __restrict__ y, T m, T dl, int64_t n, T* __restrict__ pm,
                                          T* __restrict__ psi, T* __restrict__ L, const Fn fn) {
   for (int64_t i = 0; i < n; ++i) {
-    const T t = (y[i] - m) - dl, a = fn.mag(t), l = ln_pos(a), g = vexp((fn.alpha - T(1)) * l);
+    const T t = (y[i] - m) - dl, a = fn.mag(t), l = ln_pos(a), g = vexp((fn.kept_exponent() - T(1)) * l);
     const T v = a > T(0) ? g : T(0);
     pm[i] = v;
     if (WITH_PSI) psi[i] = fn.psi_from_pm(t, v);
@@ -301,6 +312,19 @@ template <typename Fn>
 constexpr bool kKeepsPowers = false;
 template <typename T>
 constexpr bool kKeepsPowers<VecPowFn<T, P_SAME>> = true;
+template <typename T>
+constexpr bool kKeepsPowers<VecPowFn<T, P_A1>> = true;
+template <typename T>
+constexpr bool kKeepsPowers<VecPowFn<T, P_A2>> = true;
+
+// φ(t) where ψ(t) is at hand and, for a policy that keeps a power, that power (kept[i]; else unread)
+template <typename T, typename Fn>
+inline T phi_out(const Fn& fn, T t, T psi, const T* __restrict__ kept, int64_t i) {
+  if constexpr (kKeepsPowers<Fn>)
+    return fn.phi_from_pm(t, psi, kept[i]);
+  else
+    return phi_from_psi(fn, t, psi);
+}
 
 // D^{−r} (operator()), and both(D) = (D^{−r}, 1/D) with one division: sqrt and division are the costly
 // vector instructions here, so the backward asks for both at once.
@@ -513,8 +537,10 @@ void forward_rows(const T* __restrict__ y_all, T* __restrict__ out_all, double* 
     const T m = mu.m, dl = mu.delta;
     double S = 0;
     if (KIND == UNIFORM) {
-      if constexpr (kKeepsPowers<Fn>) {  // ψ = a·a^(α−1), a^(α−1) (and ln a) kept for the backward when asked
+      const T* kept = nullptr;  // the kept power's row (kKeepsPowers)
+      if constexpr (kKeepsPowers<Fn>) {  // ψ, the kept power (and ln a) kept for the backward when asked
         T* __restrict__ pmr = w_all != nullptr ? w_all + row * n : s.b.data();
+        kept = pmr;
         if (l_all != nullptr)
           pm_of_row<T, true, true>(y, m, dl, n, pmr, s.a.data(), l_all + row * n, fn);
         else
@@ -536,11 +562,11 @@ void forward_rows(const T* __restrict__ y_all, T* __restrict__ out_all, double* 
       const T* __restrict__ ps = s.a.data();
       if (!bv) {
         const T k = dr(beta[0] + c[0] * St);
-        for (int64_t i = 0; i < n; ++i) out[i] = gamma[i] * (phi_from_psi(fn, (y[i] - m) - dl, ps[i]) * k) + bias[i];
+        for (int64_t i = 0; i < n; ++i) out[i] = gamma[i] * (phi_out(fn, (y[i] - m) - dl, ps[i], kept, i) * k) + bias[i];
       } else {
         for (int64_t i = 0; i < n; ++i) {
           const T t = (y[i] - m) - dl;
-          out[i] = gamma[i] * (phi_from_psi(fn, t, ps[i]) * dr(beta[i] + c[i] * St)) + bias[i];
+          out[i] = gamma[i] * (phi_out(fn, t, ps[i], kept, i) * dr(beta[i] + c[i] * St)) + bias[i];
         }
       }
     } else if (KIND == SELF) {
@@ -605,7 +631,7 @@ __attribute__((noinline)) void sweep_units(const T* __restrict__ y, const T* __r
     Elem<T> e;
     if constexpr (SRC == SRC_PM) {
       const T t = (y[i] - m) - dl, psi_v = fn.psi_from_pm(t, tpsi[i]);
-      e = Elem<T>{psi_v, fn.sgn(t) * psi_v, T(0), fn.alpha * tpsi[i], T(0)};  // as from_pm
+      e = Elem<T>{psi_v, fn.phi_from_pm(t, psi_v, tpsi[i]), T(0), fn.dphi_from_pm(tpsi[i]), T(0)};  // as from_pm
     } else if constexpr (SRC == SRC_TAB) {
       e = Elem<T>{tpsi[i], tphi[i], T(0), tdphi[i], T(0)};
     } else {
@@ -903,13 +929,21 @@ struct Cfg {
 // p = α > 1 with α ≠ 2: the policy that computes everything from a^(α−1) (VecPowFn<T, P_SAME>)
 bool p_same(const Cfg& cfg) { return cfg.alpha > 1.0 && cfg.alpha != 2.0 && cfg.p == cfg.alpha; }
 
+// α = 1 or 2 with p > 1, p ≠ 2: ψ exact, φ and φ' from a^(p−1) (VecPowFn<T, P_A1 / P_A2>)
+bool int_alpha_p_above_one(const Cfg& cfg) {
+  return (cfg.alpha == 1.0 || cfg.alpha == 2.0) && cfg.p > 1.0 && cfg.p != 2.0;
+}
+
+// The policies whose forward can keep a power of the elements (kKeepsPowers)
+bool keeps_powers(const Cfg& cfg) { return p_same(cfg) || int_alpha_p_above_one(cfg); }
+
 // Whether the forward keeps a second (M, N) tensor for the backward when asked (save_w): the band pool's
 // window sums, or with p = α > 1 the elements' a^(α−1) (the backward then needs no exp or log).
-bool keeps_rowwise(const Cfg& cfg) { return cfg.kind == BAND || p_same(cfg); }
+bool keeps_rowwise(const Cfg& cfg) { return cfg.kind == BAND || keeps_powers(cfg); }
 
 // Whether that tensor also holds the elements' ln a, as (2, M, N) = (a^(α−1), ln a), when asked (save_log: a
 // learned α, whose gradient needs ln a): with a^(α−1) kept (self or uniform pool), so the backward takes no log.
-bool keeps_log(const Cfg& cfg, bool save_log) { return save_log && cfg.kind != BAND && p_same(cfg); }
+bool keeps_log(const Cfg& cfg, bool save_log) { return save_log && cfg.kind != BAND && keeps_powers(cfg); }
 
 // Calls f(fn) with the element policy that fits cfg (φ, ψ from the exponents).
 template <typename T, typename F>
@@ -934,11 +968,11 @@ void with_fn(const Cfg& cfg, F&& f) {
     f(IntPowFn<T, false, 2, 2>{});
   else if (cfg.rect && cfg.alpha == 1.0 && cfg.p == 2.0)
     f(IntPowFn<T, true, 1, 2>{});
-  else if (cfg.alpha == 2.0)  // p ∉ {1, 2} here
+  else if (int_alpha_p_above_one(cfg) && cfg.alpha == 2.0)
     f(VecPowFn<T, P_A2>{cfg.rect, static_cast<T>(cfg.alpha), static_cast<T>(cfg.p)});
-  else if (cfg.alpha == 1.0)
+  else if (int_alpha_p_above_one(cfg))
     f(VecPowFn<T, P_A1>{cfg.rect, static_cast<T>(cfg.alpha), static_cast<T>(cfg.p)});
-  else  // every other pair (p = 2 with a general α included)
+  else  // every other pair (p = 2 with a general α, and α = 1 or 2 with p < 1, included)
     f(VecPowFn<T, P_GENERAL>{cfg.rect, static_cast<T>(cfg.alpha), static_cast<T>(cfg.p)});
 }
 
