@@ -49,7 +49,7 @@ CONFIGS = [
     "dn:alpha=1,p=2,center=true",
     "dn:learn_alpha=true,fn=signed,kappa=self",  # a learned α at 2: its first step runs (2, 2)
     # α = 1 or 2 with p > 1: ψ exact, φ and φ' from a^(p−1), which the forward keeps (not with the band pool);
-    # with p < 1 and p = 2 with a general α: the general policy
+    # with p < 1, φ by exp/log and nothing kept; p = 2 with a general α: the general policy
     "dn:r=0.75",  # α = 2, p = 1.5
     "dn:r=0.75,kappa=self,fn=signed,center=true",
     "dn:r=0.75,kappa=band:2",
@@ -256,7 +256,7 @@ def test_kept_tensor_rule_agrees_with_the_kernel():
             (3.0, 3.0),
             (2.0, 1.5),  # α = 1 or 2 with p > 1, p ≠ 2: a^(p−1) kept
             (1.0, 1.5),
-            (2.0, 0.5),  # p < 1: nothing kept (the general policy)
+            (2.0, 0.5),  # p < 1: nothing kept
             (1.0, 0.5),
         ]:
             for save in (False, True):
@@ -600,7 +600,7 @@ MATRIX_CONFIGS = [
     "dn:kappa=lowrank:3,fn=signed",  # α = p = 2 signed: the integer-pair policy in the matrix path
     "dn:kappa=full,r=0.75",  # α = 2, p = 1.5: ψ exact, φ from a^(p−1)
     "dn:kappa=lowrank:3,alpha=1,p=1.5,fn=signed",
-    "dn:kappa=full,alpha=2,p=0.5",  # α = 2 with p < 1: the general policy
+    "dn:kappa=full,alpha=2,p=0.5",  # α = 2 with p < 1: φ by exp/log
 ]
 
 

@@ -141,11 +141,12 @@ struct Elem {
 };
 
 // How p relates to α for the general exponents: p = 1, p = α > 1 (the default p = α·r with r = 1), or else.
-// P_A1, P_A2: α = 1 or 2 exactly with p > 1, p ≠ 2 (`dn:r=0.75` is α = 2, p = 1.5): ψ and ψ' are IntPowFn's
-// exact products (int_pw); φ = sign·a·a^(p−1) and φ' = p·a^(p−1) from one log and one exp an element, and the
-// forward keeps a^(p−1) for the backward as P_SAME keeps a^(α−1). (α = 1 or 2 with p < 1 takes P_GENERAL:
-// there a^(p−1) grows without bound as a → 0.)
-enum PKind : int { P_GENERAL = 0, P_ONE = 1, P_SAME = 2, P_A1 = 3, P_A2 = 4 };
+// P_A1, P_A2, P_A1K, P_A2K: α = 1 or 2 exactly with a general p: ψ and ψ' are IntPowFn's exact products
+// (int_pw). With p > 1 (the K kinds; `dn:r=0.75` is α = 2, p = 1.5) φ = sign·a·a^(p−1) and φ' = p·a^(p−1) from
+// one log and one exp an element, and the forward keeps a^(p−1) for the backward as P_SAME keeps a^(α−1). With
+// p < 1 a^(p−1) grows without bound as a → 0 (it would overflow for subnormal a and small p), so φ and φ' are
+// exp(p ln a) and p·exp((p−1) ln a), nothing kept.
+enum PKind : int { P_GENERAL = 0, P_ONE = 1, P_SAME = 2, P_A1 = 3, P_A2 = 4, P_A1K = 5, P_A2K = 6 };
 
 // a^e = exp(e·ln a) for the general exponents (any pair but the integer ones above; p by PK): with the
 // vector exp/log of LATERALNORM_LIBMVEC each sweep is one vector loop. Every call is unconditional and the
@@ -178,11 +179,12 @@ struct VecPowFn {
     const T g = e * vexp((e - T(1)) * ln_pos(a));
     return a > T(0) ? g : T(0);
   }
-  static constexpr bool kIntAlpha = PK == P_A1 || PK == P_A2;
-  static constexpr int kA = PK == P_A2 ? 2 : 1;  // α when kIntAlpha
+  static constexpr bool kKeepP = PK == P_A1K || PK == P_A2K;  // α = 1 or 2, p > 1: a^(p−1) kept
+  static constexpr bool kIntAlpha = PK == P_A1 || PK == P_A2 || kKeepP;
+  static constexpr int kA = PK == P_A2 || PK == P_A2K ? 2 : 1;  // α when kIntAlpha
   // The power the forward may keep for the backward (`keeps_rowwise`): a^(e−1) with e = α (P_SAME: p = α > 1)
-  // or e = p (kIntAlpha: p > 1); everything else of the element is a product with it (see eval).
-  T kept_exponent() const { return kIntAlpha ? p : alpha; }
+  // or e = p (kKeepP); everything else of the element is a product with it (see eval).
+  T kept_exponent() const { return kKeepP ? p : alpha; }
   T pm(T t) const {
     const T a = mag(t), g = vexp((kept_exponent() - T(1)) * ln_pos(a));
     return a > T(0) ? g : T(0);
@@ -215,16 +217,22 @@ struct VecPowFn {
   // p = 1: φ = relu(t) (rect) or t (signed), as t·(t > 0 ? 1 : dneg)
   T phi(T t) const {
     if (PK == P_ONE) return t * (t > T(0) ? T(1) : dneg);
-    if (kIntAlpha) return sgn(t) * (mag(t) * pm(t));  // as from_pm
+    if (kKeepP) return sgn(t) * (mag(t) * pm(t));  // as from_pm
     return PK == P_SAME ? sgn(t) * psi(t) : sgn(t) * pw(mag(t), p);
   }
   T dphi(T t) const {
     if (PK == P_ONE) return t > T(0) ? T(1) : dneg;
-    if (kIntAlpha) return p * pm(t);  // as from_pm
+    if (kKeepP) return p * pm(t);  // as from_pm
     return dpw(mag(t), p);
   }
   Elem<T> eval(T t) const {
-    if (PK == P_SAME || kIntAlpha) return from_pm(t, pm(t));
+    if (PK == P_SAME || kKeepP) return from_pm(t, pm(t));
+    if (kIntAlpha) {
+      const T a = mag(t), L = ln_pos(a), s = sgn(t);
+      const bool pos = a > T(0);
+      const T ep = vexp(p * L), dp = p * vexp((p - T(1)) * L);
+      return {int_pw<kA>(a), s * (pos ? ep : T(0)), s * int_dpw<kA>(a), pos ? dp : T(0), L};
+    }
     const T a = mag(t), L = ln_pos(a), s = sgn(t);
     const bool pos = a > T(0);
     const T ea = vexp(alpha * L), da = alpha * vexp((alpha - T(1)) * L);
@@ -313,9 +321,9 @@ constexpr bool kKeepsPowers = false;
 template <typename T>
 constexpr bool kKeepsPowers<VecPowFn<T, P_SAME>> = true;
 template <typename T>
-constexpr bool kKeepsPowers<VecPowFn<T, P_A1>> = true;
+constexpr bool kKeepsPowers<VecPowFn<T, P_A1K>> = true;
 template <typename T>
-constexpr bool kKeepsPowers<VecPowFn<T, P_A2>> = true;
+constexpr bool kKeepsPowers<VecPowFn<T, P_A2K>> = true;
 
 // φ(t) where ψ(t) is at hand and, for a policy that keeps a power, that power (kept[i]; else unread)
 template <typename T, typename Fn>
@@ -929,7 +937,7 @@ struct Cfg {
 // p = α > 1 with α ≠ 2: the policy that computes everything from a^(α−1) (VecPowFn<T, P_SAME>)
 bool p_same(const Cfg& cfg) { return cfg.alpha > 1.0 && cfg.alpha != 2.0 && cfg.p == cfg.alpha; }
 
-// α = 1 or 2 with p > 1, p ≠ 2: ψ exact, φ and φ' from a^(p−1) (VecPowFn<T, P_A1 / P_A2>)
+// α = 1 or 2 with p > 1, p ≠ 2: ψ exact, φ and φ' from a^(p−1) (VecPowFn<T, P_A1K / P_A2K>)
 bool int_alpha_p_above_one(const Cfg& cfg) {
   return (cfg.alpha == 1.0 || cfg.alpha == 2.0) && cfg.p > 1.0 && cfg.p != 2.0;
 }
@@ -969,10 +977,14 @@ void with_fn(const Cfg& cfg, F&& f) {
   else if (cfg.rect && cfg.alpha == 1.0 && cfg.p == 2.0)
     f(IntPowFn<T, true, 1, 2>{});
   else if (int_alpha_p_above_one(cfg) && cfg.alpha == 2.0)
-    f(VecPowFn<T, P_A2>{cfg.rect, static_cast<T>(cfg.alpha), static_cast<T>(cfg.p)});
+    f(VecPowFn<T, P_A2K>{cfg.rect, static_cast<T>(cfg.alpha), static_cast<T>(cfg.p)});
   else if (int_alpha_p_above_one(cfg))
+    f(VecPowFn<T, P_A1K>{cfg.rect, static_cast<T>(cfg.alpha), static_cast<T>(cfg.p)});
+  else if (cfg.alpha == 2.0)  // p < 1 here
+    f(VecPowFn<T, P_A2>{cfg.rect, static_cast<T>(cfg.alpha), static_cast<T>(cfg.p)});
+  else if (cfg.alpha == 1.0)
     f(VecPowFn<T, P_A1>{cfg.rect, static_cast<T>(cfg.alpha), static_cast<T>(cfg.p)});
-  else  // every other pair (p = 2 with a general α, and α = 1 or 2 with p < 1, included)
+  else  // every other pair (p = 2 with a general α included)
     f(VecPowFn<T, P_GENERAL>{cfg.rect, static_cast<T>(cfg.alpha), static_cast<T>(cfg.p)});
 }
 
