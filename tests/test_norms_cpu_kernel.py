@@ -48,8 +48,8 @@ CONFIGS = [
     "dn:fn=signed,alpha=1,p=2,kappa=band:3",
     "dn:alpha=1,p=2,center=true",
     "dn:learn_alpha=true,fn=signed,kappa=self",  # a learned α at 2: its first step runs (2, 2)
-    # α = 1 or 2 with p > 1: ψ exact, φ and φ' from a^(p−1), which the forward keeps (not with the band pool);
-    # with p < 1, φ by exp/log and nothing kept; p = 2 with a general α: the general policy
+    # α = 1 or 2 with a general p: ψ exact, φ and φ' from a^(p−1) (p > 1) or a^p (p < 1), which the forward keeps
+    # (not with the band pool); p = 2 with a general α: the general policy
     "dn:r=0.75",  # α = 2, p = 1.5
     "dn:r=0.75,kappa=self,fn=signed,center=true",
     "dn:r=0.75,kappa=band:2",
@@ -57,6 +57,9 @@ CONFIGS = [
     "dn:alpha=1,p=1.5,fn=signed,center=true",
     "dn:learn_alpha=true,r=0.75,fn=signed",  # a learned α at 2 with p = 1.5 tied: a^(p−1) and ln a kept
     "dn:alpha=1,r=0.5,fn=signed,kappa=band:2",  # α = 1, p = 0.5
+    "dn:alpha=1,r=0.75",  # α = 1, p = 0.75: a^p kept
+    "dn:alpha=2,r=0.25,kappa=self,fn=signed,center=true",
+    "dn:learn_alpha=true,alpha=1,p=0.6,fn=signed",  # a learned α at 1 with its own p < 1: a^p and ln a kept
     "dn:learn_alpha=true,p=1.5,kappa=self,fn=signed",  # a learned α at 2 with its own p: ∂L/∂α from ln a
     "dn:alpha=3,p=2,kappa=self",
 ]
@@ -256,7 +259,7 @@ def test_kept_tensor_rule_agrees_with_the_kernel():
             (3.0, 3.0),
             (2.0, 1.5),  # α = 1 or 2 with p > 1, p ≠ 2: a^(p−1) kept
             (1.0, 1.5),
-            (2.0, 0.5),  # p < 1: nothing kept
+            (2.0, 0.5),  # p < 1: a^p kept
             (1.0, 0.5),
         ]:
             for save in (False, True):
@@ -600,7 +603,7 @@ MATRIX_CONFIGS = [
     "dn:kappa=lowrank:3,fn=signed",  # α = p = 2 signed: the integer-pair policy in the matrix path
     "dn:kappa=full,r=0.75",  # α = 2, p = 1.5: ψ exact, φ from a^(p−1)
     "dn:kappa=lowrank:3,alpha=1,p=1.5,fn=signed",
-    "dn:kappa=full,alpha=2,p=0.5",  # α = 2 with p < 1: φ by exp/log
+    "dn:kappa=full,alpha=2,p=0.5",  # α = 2 with p < 1: φ from a^p
 ]
 
 

@@ -142,10 +142,10 @@ struct Elem {
 
 // How p relates to α for the general exponents: p = 1, p = α > 1 (the default p = α·r with r = 1), or else.
 // P_A1, P_A2, P_A1K, P_A2K: α = 1 or 2 exactly with a general p: ψ and ψ' are IntPowFn's exact products
-// (int_pw). With p > 1 (the K kinds; `dn:r=0.75` is α = 2, p = 1.5) φ = sign·a·a^(p−1) and φ' = p·a^(p−1) from
-// one log and one exp an element, and the forward keeps a^(p−1) for the backward as P_SAME keeps a^(α−1). With
-// p < 1 a^(p−1) grows without bound as a → 0 (it would overflow for subnormal a and small p), so φ and φ' are
-// exp(p ln a) and p·exp((p−1) ln a), nothing kept.
+// (int_pw), and φ, φ' come from one kept power per element (one log and one exp), which the forward keeps for
+// the backward as P_SAME keeps a^(α−1). With p > 1 (the K kinds; `dn:r=0.75` is α = 2, p = 1.5) it is a^(p−1):
+// φ = sign·a·a^(p−1), φ' = p·a^(p−1). With p < 1 a^(p−1) grows without bound as a → 0 (it would overflow for
+// subnormal a and small p where a^p does not), so it is a^p: φ = sign·a^p, φ' = p·a^p / a (a > 0; 0 at a = 0).
 enum PKind : int { P_GENERAL = 0, P_ONE = 1, P_SAME = 2, P_A1 = 3, P_A2 = 4, P_A1K = 5, P_A2K = 6 };
 
 // a^e = exp(e·ln a) for the general exponents (any pair but the integer ones above; p by PK): with the
@@ -180,13 +180,15 @@ struct VecPowFn {
     return a > T(0) ? g : T(0);
   }
   static constexpr bool kKeepP = PK == P_A1K || PK == P_A2K;  // α = 1 or 2, p > 1: a^(p−1) kept
-  static constexpr bool kIntAlpha = PK == P_A1 || PK == P_A2 || kKeepP;
+  static constexpr bool kPowLow = PK == P_A1 || PK == P_A2;     // α = 1 or 2, p < 1: a^p kept
+  static constexpr bool kIntAlpha = kPowLow || kKeepP;
   static constexpr int kA = PK == P_A2 || PK == P_A2K ? 2 : 1;  // α when kIntAlpha
   // The power the forward may keep for the backward (`keeps_rowwise`): a^(e−1) with e = α (P_SAME: p = α > 1)
-  // or e = p (kKeepP); everything else of the element is a product with it (see eval).
-  T kept_exponent() const { return kKeepP ? p : alpha; }
+  // or e = p (kKeepP), or a^p (kPowLow); everything else of the element is a product with it (see eval).
+  T kept_exponent() const { return kIntAlpha ? p : alpha; }
+  T kept_factor() const { return kPowLow ? p : kept_exponent() - T(1); }  // the kept power = exp(factor·ln a)
   T pm(T t) const {
-    const T a = mag(t), g = vexp((kept_exponent() - T(1)) * ln_pos(a));
+    const T a = mag(t), g = vexp(kept_factor() * ln_pos(a));
     return a > T(0) ? g : T(0);
   }
   T psi_from_pm(T t, T pmv) const {  // ψ: a·a^(α−1) (P_SAME), else the exact a or a² (kIntAlpha)
@@ -197,14 +199,21 @@ struct VecPowFn {
     if (kIntAlpha) return sgn(t) * int_dpw<kA>(mag(t));
     return sgn(t) * (alpha * pmv);
   }
-  T phi_from_pm(T t, T psi_v, T pmv) const {  // φ = sign·ψ (P_SAME: p = α), sign·a·a^(p−1) (kIntAlpha)
-    if (kIntAlpha) return sgn(t) * (mag(t) * pmv);
+  T phi_from_pm(T t, T psi_v, T pmv) const {  // φ = sign·ψ (P_SAME: p = α), sign·a·a^(p−1), sign·a^p
+    if (kPowLow) return sgn(t) * pmv;
+    if (kKeepP) return sgn(t) * (mag(t) * pmv);
     return sgn(t) * psi_v;
   }
-  T dphi_from_pm(T pmv) const { return kept_exponent() * pmv; }  // φ' = e·a^(e−1)
+  T dphi_from_pm(T t, T pmv) const {  // φ' = e·a^(e−1); p·a^p / a (kPowLow; 0 at a = 0)
+    if (kPowLow) {
+      const T a = mag(t), q = p * (pmv / (a + T(a <= T(0))));  // no 0/0 where a = 0 (as ln_pos)
+      return a > T(0) ? q : T(0);
+    }
+    return kept_exponent() * pmv;
+  }
   Elem<T> from_pm(T t, T pmv) const {  // (ψ, φ, ψ', φ') from the kept power; L is ln a, dropped where unused
     const T psi_v = psi_from_pm(t, pmv);
-    return {psi_v, phi_from_pm(t, psi_v, pmv), dpsi_from_pm(t, pmv), dphi_from_pm(pmv), ln_pos(mag(t))};
+    return {psi_v, phi_from_pm(t, psi_v, pmv), dpsi_from_pm(t, pmv), dphi_from_pm(t, pmv), ln_pos(mag(t))};
   }
   T psi(T t) const {
     if (kIntAlpha) return int_pw<kA>(mag(t));
@@ -217,22 +226,16 @@ struct VecPowFn {
   // p = 1: φ = relu(t) (rect) or t (signed), as t·(t > 0 ? 1 : dneg)
   T phi(T t) const {
     if (PK == P_ONE) return t * (t > T(0) ? T(1) : dneg);
-    if (kKeepP) return sgn(t) * (mag(t) * pm(t));  // as from_pm
+    if (kIntAlpha) return phi_from_pm(t, T(0), pm(t));  // as from_pm
     return PK == P_SAME ? sgn(t) * psi(t) : sgn(t) * pw(mag(t), p);
   }
   T dphi(T t) const {
     if (PK == P_ONE) return t > T(0) ? T(1) : dneg;
-    if (kKeepP) return p * pm(t);  // as from_pm
+    if (kIntAlpha) return dphi_from_pm(t, pm(t));  // as from_pm
     return dpw(mag(t), p);
   }
   Elem<T> eval(T t) const {
-    if (PK == P_SAME || kKeepP) return from_pm(t, pm(t));
-    if (kIntAlpha) {
-      const T a = mag(t), L = ln_pos(a), s = sgn(t);
-      const bool pos = a > T(0);
-      const T ep = vexp(p * L), dp = p * vexp((p - T(1)) * L);
-      return {int_pw<kA>(a), s * (pos ? ep : T(0)), s * int_dpw<kA>(a), pos ? dp : T(0), L};
-    }
+    if (PK == P_SAME || kIntAlpha) return from_pm(t, pm(t));
     const T a = mag(t), L = ln_pos(a), s = sgn(t);
     const bool pos = a > T(0);
     const T ea = vexp(alpha * L), da = alpha * vexp((alpha - T(1)) * L);
@@ -309,7 +312,7 @@ template <typename T, bool WITH_PSI, bool WITH_L, typename Fn>
 __attribute__((noinline)) void pm_of_row(const T* __restrict__ y, T m, T dl, int64_t n, T* __restrict__ pm,
                                          T* __restrict__ psi, T* __restrict__ L, const Fn fn) {
   for (int64_t i = 0; i < n; ++i) {
-    const T t = (y[i] - m) - dl, a = fn.mag(t), l = ln_pos(a), g = vexp((fn.kept_exponent() - T(1)) * l);
+    const T t = (y[i] - m) - dl, a = fn.mag(t), l = ln_pos(a), g = vexp(fn.kept_factor() * l);
     const T v = a > T(0) ? g : T(0);
     pm[i] = v;
     if (WITH_PSI) psi[i] = fn.psi_from_pm(t, v);
@@ -320,6 +323,10 @@ template <typename Fn>
 constexpr bool kKeepsPowers = false;
 template <typename T>
 constexpr bool kKeepsPowers<VecPowFn<T, P_SAME>> = true;
+template <typename T>
+constexpr bool kKeepsPowers<VecPowFn<T, P_A1>> = true;
+template <typename T>
+constexpr bool kKeepsPowers<VecPowFn<T, P_A2>> = true;
 template <typename T>
 constexpr bool kKeepsPowers<VecPowFn<T, P_A1K>> = true;
 template <typename T>
@@ -639,7 +646,7 @@ __attribute__((noinline)) void sweep_units(const T* __restrict__ y, const T* __r
     Elem<T> e;
     if constexpr (SRC == SRC_PM) {
       const T t = (y[i] - m) - dl, psi_v = fn.psi_from_pm(t, tpsi[i]);
-      e = Elem<T>{psi_v, fn.phi_from_pm(t, psi_v, tpsi[i]), T(0), fn.dphi_from_pm(tpsi[i]), T(0)};  // as from_pm
+      e = Elem<T>{psi_v, fn.phi_from_pm(t, psi_v, tpsi[i]), T(0), fn.dphi_from_pm(t, tpsi[i]), T(0)};  // as from_pm
     } else if constexpr (SRC == SRC_TAB) {
       e = Elem<T>{tpsi[i], tphi[i], T(0), tdphi[i], T(0)};
     } else {
@@ -942,8 +949,13 @@ bool int_alpha_p_above_one(const Cfg& cfg) {
   return (cfg.alpha == 1.0 || cfg.alpha == 2.0) && cfg.p > 1.0 && cfg.p != 2.0;
 }
 
+// α = 1 or 2 with p < 1: ψ exact, φ and φ' from a^p (VecPowFn<T, P_A1 / P_A2>)
+bool int_alpha_p_below_one(const Cfg& cfg) { return (cfg.alpha == 1.0 || cfg.alpha == 2.0) && cfg.p < 1.0; }
+
 // The policies whose forward can keep a power of the elements (kKeepsPowers)
-bool keeps_powers(const Cfg& cfg) { return p_same(cfg) || int_alpha_p_above_one(cfg); }
+bool keeps_powers(const Cfg& cfg) {
+  return p_same(cfg) || int_alpha_p_above_one(cfg) || int_alpha_p_below_one(cfg);
+}
 
 // Whether the forward keeps a second (M, N) tensor for the backward when asked (save_w): the band pool's
 // window sums, or with p = α > 1 the elements' a^(α−1) (the backward then needs no exp or log).
