@@ -146,7 +146,10 @@ struct Elem {
 // the backward as P_SAME keeps a^(α−1). With p > 1 (the K kinds; `dn:r=0.75` is α = 2, p = 1.5) it is a^(p−1):
 // φ = sign·a·a^(p−1), φ' = p·a^(p−1). With p < 1 a^(p−1) grows without bound as a → 0 (it would overflow for
 // subnormal a and small p where a^p does not), so it is a^p: φ = sign·a^p, φ' = p·a^p / a (a > 0; 0 at a = 0).
-enum PKind : int { P_GENERAL = 0, P_ONE = 1, P_SAME = 2, P_A1 = 3, P_A2 = 4, P_A1K = 5, P_A2K = 6 };
+// P_SAME_LOW: p = α < 1 (a learned α that drifts below 1; `dn:alpha=0.7`): the general policy's own formulas, but
+// with p known to equal α the compiler sees φ = sign·ψ and φ' = |ψ'|, so each takes no exp of its own (the same
+// values to the bit: exp(p ln a) with p = α is exp(α ln a)).
+enum PKind : int { P_GENERAL = 0, P_ONE = 1, P_SAME = 2, P_A1 = 3, P_A2 = 4, P_A1K = 5, P_A2K = 6, P_SAME_LOW = 7 };
 
 // a^e = exp(e·ln a) for the general exponents (any pair but the integer ones above; p by PK): with the
 // vector exp/log of LATERALNORM_LIBMVEC each sweep is one vector loop. Every call is unconditional and the
@@ -227,12 +230,12 @@ struct VecPowFn {
   T phi(T t) const {
     if (PK == P_ONE) return t * (t > T(0) ? T(1) : dneg);
     if (kIntAlpha) return phi_from_pm(t, T(0), pm(t));  // as from_pm
-    return PK == P_SAME ? sgn(t) * psi(t) : sgn(t) * pw(mag(t), p);
+    return PK == P_SAME || PK == P_SAME_LOW ? sgn(t) * psi(t) : sgn(t) * pw(mag(t), p);
   }
   T dphi(T t) const {
     if (PK == P_ONE) return t > T(0) ? T(1) : dneg;
     if (kIntAlpha) return dphi_from_pm(t, pm(t));  // as from_pm
-    return dpw(mag(t), p);
+    return dpw(mag(t), PK == P_SAME_LOW ? alpha : p);
   }
   Elem<T> eval(T t) const {
     if (PK == P_SAME || kIntAlpha) return from_pm(t, pm(t));
@@ -244,6 +247,9 @@ struct VecPowFn {
     if (PK == P_ONE) {
       e.phi = t * (t > T(0) ? T(1) : dneg);
       e.dphi = t > T(0) ? T(1) : dneg;
+    } else if (PK == P_SAME_LOW) {  // p = α: exp(p L) = exp(α L), p·exp((p−1) L) = α·exp((α−1) L)
+      e.phi = s * psi_v;
+      e.dphi = dpa;
     } else {
       const T ep = vexp(p * L), dp = p * vexp((p - T(1)) * L);
       e.phi = s * (pos ? ep : T(0));
@@ -276,6 +282,10 @@ inline T phi_from_psi(const Fn& fn, T t, T) {
 }
 template <typename T>
 inline T phi_from_psi(const VecPowFn<T, P_SAME>& fn, T t, T psi) {
+  return fn.sgn(t) * psi;
+}
+template <typename T>
+inline T phi_from_psi(const VecPowFn<T, P_SAME_LOW>& fn, T t, T psi) {
   return fn.sgn(t) * psi;
 }
 
@@ -996,6 +1006,8 @@ void with_fn(const Cfg& cfg, F&& f) {
     f(VecPowFn<T, P_A2>{cfg.rect, static_cast<T>(cfg.alpha), static_cast<T>(cfg.p)});
   else if (cfg.alpha == 1.0)
     f(VecPowFn<T, P_A1>{cfg.rect, static_cast<T>(cfg.alpha), static_cast<T>(cfg.p)});
+  else if (cfg.p == cfg.alpha)  // α < 1 here (p = α > 1 is p_same)
+    f(VecPowFn<T, P_SAME_LOW>{cfg.rect, static_cast<T>(cfg.alpha), static_cast<T>(cfg.p)});
   else  // every other pair (p = 2 with a general α included)
     f(VecPowFn<T, P_GENERAL>{cfg.rect, static_cast<T>(cfg.alpha), static_cast<T>(cfg.p)});
 }
