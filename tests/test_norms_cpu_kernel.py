@@ -62,6 +62,13 @@ CONFIGS = [
     "dn:learn_alpha=true,alpha=1,p=0.6,fn=signed",  # a learned α at 1 with its own p < 1: a^p and ln a kept
     "dn:learn_alpha=true,p=1.5,kappa=self,fn=signed",  # a learned α at 2 with its own p: ∂L/∂α from ln a
     "dn:alpha=3,p=2,kappa=self",
+    # α ∉ {1, 2} with p ∉ {1, α} (r ≠ 1): ln a kept, each exponent from one exp (a^(e−1) for e > 1, a^e below)
+    "dn:alpha=3,r=0.5,kappa=self",  # α, p > 1
+    "dn:alpha=0.7,r=0.5,fn=signed",  # α, p < 1
+    "dn:alpha=1.5,r=0.5,center=true",  # α > 1 > p
+    "dn:alpha=0.6,p=1.8,kappa=band:3",  # α < 1 < p
+    "dn:learn_alpha=true,alpha=1.3,p=0.8,kappa=self,fn=signed",  # a learned α: ∂L/∂α from the kept ln a
+    "dn:learn_alpha=true,alpha=0.8,r=0.6",
 ]
 
 
@@ -121,6 +128,33 @@ def test_compiled_equals_pytorch_kernel(spec, dtype, monkeypatch):
     tol = dict(atol=1e-11, rtol=1e-9) if dtype == torch.float64 else dict(atol=2e-5, rtol=2e-4)
     for i, (a, b) in enumerate(zip(got, ref)):
         torch.testing.assert_close(a, b, **tol, msg=lambda m, i=i: f"{spec} output #{i}: {m}")
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "dn:alpha=0.7,r=0.5,fn=signed",  # general α, p < 1: a^e kept as exp(e ln a), derivative e·a^e / a
+        "dn:alpha=3,r=0.5,fn=signed",  # general α, p > 1: a^(e−1)
+        "dn:alpha=0.6,p=1.8,fn=signed,kappa=self",
+        "dn:alpha=1,r=0.5,fn=signed",  # α = 1 with p < 1: a^p kept
+        "dn:alpha=2,r=0.75,fn=signed",  # α = 2 with p > 1: a^(p−1) kept
+        "dn:alpha=0.7,fn=signed",  # p = α < 1
+    ],
+)
+def test_tiny_and_subnormal_elements_stay_finite_and_exact(spec, monkeypatch):
+    """Elements of size 1e-20 … 1e-42 (float32 subnormals) among normal ones: where the true powers and their
+    derivatives are finite, the kept powers give them (no overflow of a^(e−1) for e < 1, no underflow of a^e
+    for e > 1), equal to the PyTorch kernel's."""
+    compiled, plain = _pair(spec, 12, torch.float32)
+    x = torch.randn(6, 12, dtype=torch.float32)
+    tiny = torch.tensor([1e-20, -3e-30, 2e-36, -1e-39, 4e-42, 1e-41], dtype=torch.float32)
+    x[:, 1::2] = tiny.view(6, 1)  # half of each row tiny, of one size per row
+    g = torch.randn_like(x)
+    got = _grads(compiled, x, g)
+    ref = _with_torch_kernel(monkeypatch, lambda: _grads(plain, x, g))
+    for i, (a, b) in enumerate(zip(got, ref)):
+        assert torch.isfinite(a).all(), f"{spec} output #{i} is not finite"
+        torch.testing.assert_close(a, b, atol=2e-5, rtol=2e-4, msg=lambda m, i=i: f"{spec} output #{i}: {m}")
 
 
 @pytest.mark.parametrize("spec", ["dn", "dn:kappa=band:5", "dn:preset=ln", "dn:kappa=self", "dn:alpha=1.5"])
@@ -261,6 +295,9 @@ def test_kept_tensor_rule_agrees_with_the_kernel():
             (1.0, 1.5),
             (2.0, 0.5),  # p < 1: a^p kept
             (1.0, 0.5),
+            (0.7, 0.35),  # α ∉ {1, 2}, p ∉ {1, α}: ln a kept (never with a learned α's second plane)
+            (3.0, 1.5),
+            (1.5, 2.0),
         ]:
             for save in (False, True):
                 for save_log in (False, True):
@@ -270,8 +307,10 @@ def test_kept_tensor_rule_agrees_with_the_kernel():
                     )  # fmt: skip
                     kept = w is not None and w.numel() > 0
                     assert kept == (save and cpu_kernel.keeps_rowwise(kind, alpha, p)), (kind, alpha, p, save)
-                    # a learned α's ln a rides along with a^(α−1) (self and uniform pools; band keeps window sums)
-                    with_log = kept and save_log and kind != 2
+                    # a learned α's ln a rides along with a^(α−1) (self and uniform pools; band keeps window sums;
+                    # the general policy keeps ln a itself)
+                    general = alpha not in (1.0, 2.0) and p not in (1.0, alpha)
+                    with_log = kept and save_log and kind != 2 and not general
                     assert not kept or tuple(w.shape) == ((2, 4, 6) if with_log else (4, 6)), (kind, alpha, p)
 
 

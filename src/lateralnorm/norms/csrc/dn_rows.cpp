@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <type_traits>
 #include <cmath>
+#include <limits>
 #include <cstring>
 #include <vector>
 
@@ -149,6 +150,10 @@ struct Elem {
 // P_SAME_LOW: p = α < 1 (a learned α that drifts below 1; `dn:alpha=0.7`): the general policy's own formulas, but
 // with p known to equal α the compiler sees φ = sign·ψ and φ' = |ψ'|, so each takes no exp of its own (the same
 // values to the bit: exp(p ln a) with p = α is exp(α ln a)).
+// P_GENERAL: any other pair (α ∉ {1, 2}, p ∉ {1, α}: a general α with r ≠ 1). One log per element, kept by the
+// forward; from ln a, one exp per exponent e gives everything: E = a^(e−1) where e > 1 (value a·E, derivative
+// e·E) and E = a^e where e < 1 (value E, derivative e·E/a), chosen by loop-invariant numbers (u = 1 or 0), so
+// neither side can overflow or lose precision where the true value does not.
 enum PKind : int { P_GENERAL = 0, P_ONE = 1, P_SAME = 2, P_A1 = 3, P_A2 = 4, P_A1K = 5, P_A2K = 6, P_SAME_LOW = 7 };
 
 // a^e = exp(e·ln a) for the general exponents (any pair but the integer ones above; p by PK): with the
@@ -167,9 +172,11 @@ struct VecPowFn {
   T ka, kb;  // a = ka·t + kb·|t|: relu(t) = (t + |t|)/2 (rect), |t| (signed)
   T sneg;    // sign(t) where t < 0: 1 (rect: a = 0 there anyway), −1 (signed)
   T dneg;    // φ'(t) where t ≤ 0 when p = 1: 0 (rect), 1 (signed)
+  T ua, ea, up, ep;  // P_GENERAL: u = 1 where the exponent e > 1 (else 0), and the exp's factor e − u
   VecPowFn(bool rect_, T alpha_, T p_)
       : rect(rect_), alpha(alpha_), p(p_), ka(rect_ ? T(0.5) : T(0)), kb(rect_ ? T(0.5) : T(1)),
-        sneg(rect_ ? T(1) : T(-1)), dneg(rect_ ? T(0) : T(1)) {}
+        sneg(rect_ ? T(1) : T(-1)), dneg(rect_ ? T(0) : T(1)), ua(alpha_ > T(1) ? T(1) : T(0)),
+        ea(alpha_ - ua), up(p_ > T(1) ? T(1) : T(0)), ep(p_ - up) {}
   // relu(t) as (t + |t|)/2, not `t > 0 ? t : 0`: from the comparison GCC would again take the log of t
   // itself in every lane (NaN for t < 0: the slow path). Exact for every finite t.
   T mag(T t) const { return ka * t + kb * std::abs(t); }
@@ -190,24 +197,46 @@ struct VecPowFn {
   // or e = p (kKeepP), or a^p (kPowLow); everything else of the element is a product with it (see eval).
   T kept_exponent() const { return kIntAlpha ? p : alpha; }
   T kept_factor() const { return kPowLow ? p : kept_exponent() - T(1); }  // the kept power = exp(factor·ln a)
-  T pm(T t) const {
-    const T a = mag(t), g = vexp(kept_factor() * ln_pos(a));
+  static constexpr bool kKeptLog = PK == P_GENERAL;  // the kept value is ln a itself
+  T kept_from_log(T a, T l) const {  // the kept value of an element from a and l = ln_pos(a)
+    if (kKeptLog) return l;
+    const T g = vexp(kept_factor() * l);
     return a > T(0) ? g : T(0);
   }
+  T pm(T t) const {
+    const T a = mag(t);
+    return kept_from_log(a, ln_pos(a));
+  }
+  // P_GENERAL: (value, derivative) of a^e from ln a (l) for one exponent: E = exp(f·l), f = e − u;
+  // value = E·(u·a + 1 − u); derivative = e·(u·E + (1 − u)·E/a), the quotient clamped below infinity so that
+  // u = 1 multiplies a finite number by 0. 0 where a = 0.
+  struct VD {
+    T v, d;
+  };
+  static VD gen_pow(T a, T l, T e, T u, T f) {
+    const bool pos = a > T(0);
+    const T E = vexp(f * l), q = std::min(E / (a + T(a <= T(0))), std::numeric_limits<T>::max());
+    const T v = E * (u * a + (T(1) - u)), d = e * (u * E + (T(1) - u) * q);
+    return {pos ? v : T(0), pos ? d : T(0)};
+  }
   T psi_from_pm(T t, T pmv) const {  // ψ: a·a^(α−1) (P_SAME), else the exact a or a² (kIntAlpha)
+    if (kKeptLog) return gen_pow(mag(t), pmv, alpha, ua, ea).v;
     if (kIntAlpha) return int_pw<kA>(mag(t));
     return mag(t) * pmv;
   }
   T dpsi_from_pm(T t, T pmv) const {  // ψ' = sign·α·a^(α−1) (P_SAME), sign·int_dpw (kIntAlpha)
+    if (kKeptLog) return sgn(t) * gen_pow(mag(t), pmv, alpha, ua, ea).d;
     if (kIntAlpha) return sgn(t) * int_dpw<kA>(mag(t));
     return sgn(t) * (alpha * pmv);
   }
   T phi_from_pm(T t, T psi_v, T pmv) const {  // φ = sign·ψ (P_SAME: p = α), sign·a·a^(p−1), sign·a^p
+    if (kKeptLog) return sgn(t) * gen_pow(mag(t), pmv, p, up, ep).v;
     if (kPowLow) return sgn(t) * pmv;
     if (kKeepP) return sgn(t) * (mag(t) * pmv);
     return sgn(t) * psi_v;
   }
   T dphi_from_pm(T t, T pmv) const {  // φ' = e·a^(e−1); p·a^p / a (kPowLow; 0 at a = 0)
+    if (kKeptLog) return gen_pow(mag(t), pmv, p, up, ep).d;
     if (kPowLow) {
       const T a = mag(t), q = p * (pmv / (a + T(a <= T(0))));  // no 0/0 where a = 0 (as ln_pos)
       return a > T(0) ? q : T(0);
@@ -215,30 +244,37 @@ struct VecPowFn {
     return kept_exponent() * pmv;
   }
   Elem<T> from_pm(T t, T pmv) const {  // (ψ, φ, ψ', φ') from the kept power; L is ln a, dropped where unused
+    if (kKeptLog) {
+      const T a = mag(t), s = sgn(t);
+      const VD va = gen_pow(a, pmv, alpha, ua, ea), vp = gen_pow(a, pmv, p, up, ep);
+      return {va.v, s * vp.v, s * va.d, vp.d, pmv};
+    }
     const T psi_v = psi_from_pm(t, pmv);
     return {psi_v, phi_from_pm(t, psi_v, pmv), dpsi_from_pm(t, pmv), dphi_from_pm(t, pmv), ln_pos(mag(t))};
   }
   T psi(T t) const {
+    if (kKeptLog) return psi_from_pm(t, pm(t));
     if (kIntAlpha) return int_pw<kA>(mag(t));
     return PK == P_SAME ? mag(t) * pm(t) : pw(mag(t), alpha);
   }
   T dpsi(T t) const {  // signed: sign(t)·α|t|^(α−1)
+    if (kKeptLog) return dpsi_from_pm(t, pm(t));
     if (kIntAlpha) return sgn(t) * int_dpw<kA>(mag(t));
     return sgn(t) * dpw(mag(t), alpha);
   }
   // p = 1: φ = relu(t) (rect) or t (signed), as t·(t > 0 ? 1 : dneg)
   T phi(T t) const {
     if (PK == P_ONE) return t * (t > T(0) ? T(1) : dneg);
-    if (kIntAlpha) return phi_from_pm(t, T(0), pm(t));  // as from_pm
+    if (kIntAlpha || kKeptLog) return phi_from_pm(t, T(0), pm(t));  // as from_pm
     return PK == P_SAME || PK == P_SAME_LOW ? sgn(t) * psi(t) : sgn(t) * pw(mag(t), p);
   }
   T dphi(T t) const {
     if (PK == P_ONE) return t > T(0) ? T(1) : dneg;
-    if (kIntAlpha) return dphi_from_pm(t, pm(t));  // as from_pm
+    if (kIntAlpha || kKeptLog) return dphi_from_pm(t, pm(t));  // as from_pm
     return dpw(mag(t), PK == P_SAME_LOW ? alpha : p);
   }
   Elem<T> eval(T t) const {
-    if (PK == P_SAME || kIntAlpha) return from_pm(t, pm(t));
+    if (PK == P_SAME || kIntAlpha || kKeptLog) return from_pm(t, pm(t));
     const T a = mag(t), L = ln_pos(a), s = sgn(t);
     const bool pos = a > T(0);
     const T ea = vexp(alpha * L), da = alpha * vexp((alpha - T(1)) * L);
@@ -322,8 +358,7 @@ template <typename T, bool WITH_PSI, bool WITH_L, typename Fn>
 __attribute__((noinline)) void pm_of_row(const T* __restrict__ y, T m, T dl, int64_t n, T* __restrict__ pm,
                                          T* __restrict__ psi, T* __restrict__ L, const Fn fn) {
   for (int64_t i = 0; i < n; ++i) {
-    const T t = (y[i] - m) - dl, a = fn.mag(t), l = ln_pos(a), g = vexp(fn.kept_factor() * l);
-    const T v = a > T(0) ? g : T(0);
+    const T t = (y[i] - m) - dl, a = fn.mag(t), l = ln_pos(a), v = fn.kept_from_log(a, l);
     pm[i] = v;
     if (WITH_PSI) psi[i] = fn.psi_from_pm(t, v);
     if (WITH_L) L[i] = l;
@@ -341,6 +376,13 @@ template <typename T>
 constexpr bool kKeepsPowers<VecPowFn<T, P_A1K>> = true;
 template <typename T>
 constexpr bool kKeepsPowers<VecPowFn<T, P_A2K>> = true;
+template <typename T>
+constexpr bool kKeepsPowers<VecPowFn<T, P_GENERAL>> = true;
+// the kept value is ln a (P_GENERAL): the backward takes its row table from it (two exps), not the sweeps
+template <typename Fn>
+constexpr bool kKeepsLog = false;
+template <typename T>
+constexpr bool kKeepsLog<VecPowFn<T, P_GENERAL>> = true;
 
 // φ(t) where ψ(t) is at hand and, for a policy that keeps a power, that power (kept[i]; else unread)
 template <typename T, typename Fn>
@@ -769,7 +811,8 @@ void backward_rows(const T* __restrict__ g_all, const T* __restrict__ y_all, con
   T* __restrict__ vb = s.c.data();  // v = gz D^{−r} φ'(t)
   std::vector<T> wbuf(KIND == BAND ? n : 0), gpsi(KIND == UNIFORM ? 0 : n), abuf(ga_all != nullptr ? n : 0);
   // p = α > 1 with the forward's a^(α−1) (and a learned α's ln a): the sweeps read them (SRC_PM), no table
-  const bool from_pm = kKeepsPowers<Fn> && KIND != BAND && w_all != nullptr && (ga_all == nullptr || l_all != nullptr);
+  const bool from_pm = kKeepsPowers<Fn> && !kKeepsLog<Fn> && KIND != BAND && w_all != nullptr &&
+                       (ga_all == nullptr || l_all != nullptr);
   constexpr bool costly = kCostly<Fn>;  // else: tabulate each row's element values first
   const bool alpha_kept = costly && ga_all != nullptr;
   std::vector<T> tb(costly && !from_pm ? 5 * n : 0);
@@ -962,9 +1005,14 @@ bool int_alpha_p_above_one(const Cfg& cfg) {
 // α = 1 or 2 with p < 1: ψ exact, φ and φ' from a^p (VecPowFn<T, P_A1 / P_A2>)
 bool int_alpha_p_below_one(const Cfg& cfg) { return (cfg.alpha == 1.0 || cfg.alpha == 2.0) && cfg.p < 1.0; }
 
-// The policies whose forward can keep a power of the elements (kKeepsPowers)
+// α ∉ {1, 2} with p ∉ {1, α}: the general policy (VecPowFn<T, P_GENERAL>), which keeps ln a
+bool general_pair(const Cfg& cfg) {
+  return cfg.alpha != 1.0 && cfg.alpha != 2.0 && cfg.p != 1.0 && cfg.p != cfg.alpha;
+}
+
+// The policies whose forward can keep a power of the elements, or (general_pair) their ln a (kKeepsPowers)
 bool keeps_powers(const Cfg& cfg) {
-  return p_same(cfg) || int_alpha_p_above_one(cfg) || int_alpha_p_below_one(cfg);
+  return p_same(cfg) || int_alpha_p_above_one(cfg) || int_alpha_p_below_one(cfg) || general_pair(cfg);
 }
 
 // Whether the forward keeps a second (M, N) tensor for the backward when asked (save_w): the band pool's
@@ -973,7 +1021,9 @@ bool keeps_rowwise(const Cfg& cfg) { return cfg.kind == BAND || keeps_powers(cfg
 
 // Whether that tensor also holds the elements' ln a, as (2, M, N) = (a^(α−1), ln a), when asked (save_log: a
 // learned α, whose gradient needs ln a): with a^(α−1) kept (self or uniform pool), so the backward takes no log.
-bool keeps_log(const Cfg& cfg, bool save_log) { return save_log && cfg.kind != BAND && keeps_powers(cfg); }
+bool keeps_log(const Cfg& cfg, bool save_log) {
+  return save_log && cfg.kind != BAND && keeps_powers(cfg) && !general_pair(cfg);  // general: ln a is the kept
+}
 
 // Calls f(fn) with the element policy that fits cfg (φ, ψ from the exponents).
 template <typename T, typename F>
