@@ -364,20 +364,12 @@ __attribute__((noinline)) void pm_of_row(const T* __restrict__ y, T m, T dl, int
     if (WITH_L) L[i] = l;
   }
 }
+// the policies whose forward keeps one value per element for the backward (`keeps_powers` in the dispatch):
+// every exp/log policy but p = 1 (φ is exact) and p = α < 1 (its bits are the stored runs' general formulas)
 template <typename Fn>
 constexpr bool kKeepsPowers = false;
-template <typename T>
-constexpr bool kKeepsPowers<VecPowFn<T, P_SAME>> = true;
-template <typename T>
-constexpr bool kKeepsPowers<VecPowFn<T, P_A1>> = true;
-template <typename T>
-constexpr bool kKeepsPowers<VecPowFn<T, P_A2>> = true;
-template <typename T>
-constexpr bool kKeepsPowers<VecPowFn<T, P_A1K>> = true;
-template <typename T>
-constexpr bool kKeepsPowers<VecPowFn<T, P_A2K>> = true;
-template <typename T>
-constexpr bool kKeepsPowers<VecPowFn<T, P_GENERAL>> = true;
+template <typename T, int PK>
+constexpr bool kKeepsPowers<VecPowFn<T, PK>> = PK != P_ONE && PK != P_SAME_LOW;
 // the kept value is ln a (P_GENERAL): the backward takes its row table from it (two exps), not the sweeps
 template <typename Fn>
 constexpr bool kKeepsLog = false;
