@@ -5,8 +5,9 @@
 // pool: self W_i = ψ_i;  uniform W_i = S = Σ_j ψ_j;  band W_i = Σ_{j=i−before}^{i+after} ψ_j.
 // φ, ψ: signed  φ = sign(t)|t|^p, ψ = |t|^α;  rect  φ = relu(t)^p, ψ = relu(t)^α.
 // Backward (t, ψ, W, D recomputed from y; the forward keeps m and S per row, and when asked one (M, N) tensor
-// where a recompute costs most: the band pool's window sums, or with p = α > 1 the elements' a^(α−1) (with
-// α = 1 or 2 and p > 1: a^(p−1)), with ln a beside it for a learned α — see keeps_rowwise, keeps_log):
+// where a recompute costs most: the band pool's window sums, or for an exp/log policy one value per element —
+// a^(α−1), a^(p−1), a^p or ln a (kKeepsPowers) — with ln a beside a power for a learned α — see keeps_rowwise,
+// keeps_log):
 //   gz = g γ;  v = gz D^{−r} φ'(t);  q = gz z / D;  gψ = poolᵀ(−r c q);  gt = v + gψ ψ'(t);
 //   gy = gt − mean(gt) when centered.  Column sums for the parameters: Σ g z (γ), Σ g (b), Σ q (β),
 //   Σ q W (c); the caller multiplies by −r and applies the reparametrization's chain rule.
@@ -332,8 +333,8 @@ template <typename T>
 struct Tab {
   T *psi, *phi, *dpsi, *dphi, *L;  // L may be null (no learned α)
 };
-// FROM_PM (kKeepsPowers only): from the a^(α−1) (or a^(p−1)) the forward kept (no exp or log; one log per element only for a
-// learned α's L, WITH_L).
+// FROM_PM (kKeepsPowers only): from the value the forward kept per element (no log; no exp either where it is a
+// power; one log per element only for a learned α's L, WITH_L, where the kept value is not ln a itself).
 template <typename T, bool WITH_L, bool FROM_PM, typename Fn>
 __attribute__((noinline)) void tabulate(const T* __restrict__ y, T m, T dl, const T* __restrict__ pm, int64_t n,
                                         T* __restrict__ psi, T* __restrict__ phi, T* __restrict__ dpsi,
@@ -352,8 +353,9 @@ __attribute__((noinline)) void tabulate(const T* __restrict__ y, T m, T dl, cons
   }
 }
 
-// The kept power of a row, a^(α−1) (p = α > 1) or a^(p−1) (α = 1 or 2, p > 1), which the forward keeps for
-// the backward when asked, and with WITH_PSI ψ (a·a^(α−1), or a or a²) in the same loop, with WITH_L ln a (a learned α's backward reads it: no log there)
+// The kept value of a row (kept_from_log: a^(α−1), a^(p−1), a^p or ln a), which the forward keeps for the
+// backward when asked, and with WITH_PSI ψ in the same loop, with WITH_L ln a (a learned α's backward reads it:
+// no log there)
 template <typename T, bool WITH_PSI, bool WITH_L, typename Fn>
 __attribute__((noinline)) void pm_of_row(const T* __restrict__ y, T m, T dl, int64_t n, T* __restrict__ pm,
                                          T* __restrict__ psi, T* __restrict__ L, const Fn fn) {
@@ -364,7 +366,7 @@ __attribute__((noinline)) void pm_of_row(const T* __restrict__ y, T m, T dl, int
     if (WITH_L) L[i] = l;
   }
 }
-// the policies whose forward keeps one value per element for the backward (`keeps_powers` in the dispatch):
+// the policies whose forward keeps one value per element for the backward (`keeps_powers` reads this):
 // every exp/log policy but p = 1 (φ is exact) and p = α < 1 (its bits are the stored runs' general formulas)
 template <typename Fn>
 constexpr bool kKeepsPowers = false;
@@ -802,7 +804,7 @@ void backward_rows(const T* __restrict__ g_all, const T* __restrict__ y_all, con
   T* __restrict__ qb = s.b.data();  // q
   T* __restrict__ vb = s.c.data();  // v = gz D^{−r} φ'(t)
   std::vector<T> wbuf(KIND == BAND ? n : 0), gpsi(KIND == UNIFORM ? 0 : n), abuf(ga_all != nullptr ? n : 0);
-  // p = α > 1 with the forward's a^(α−1) (and a learned α's ln a): the sweeps read them (SRC_PM), no table
+  // a kept power (and a learned α's ln a): the sweeps read it (SRC_PM), no table; a kept ln a: a table from it
   const bool from_pm = kKeepsPowers<Fn> && !kKeepsLog<Fn> && KIND != BAND && w_all != nullptr &&
                        (ga_all == nullptr || l_all != nullptr);
   constexpr bool costly = kCostly<Fn>;  // else: tabulate each row's element values first
@@ -994,29 +996,6 @@ bool int_alpha_p_above_one(const Cfg& cfg) {
   return (cfg.alpha == 1.0 || cfg.alpha == 2.0) && cfg.p > 1.0 && cfg.p != 2.0;
 }
 
-// α = 1 or 2 with p < 1: ψ exact, φ and φ' from a^p (VecPowFn<T, P_A1 / P_A2>)
-bool int_alpha_p_below_one(const Cfg& cfg) { return (cfg.alpha == 1.0 || cfg.alpha == 2.0) && cfg.p < 1.0; }
-
-// α ∉ {1, 2} with p ∉ {1, α}: the general policy (VecPowFn<T, P_GENERAL>), which keeps ln a
-bool general_pair(const Cfg& cfg) {
-  return cfg.alpha != 1.0 && cfg.alpha != 2.0 && cfg.p != 1.0 && cfg.p != cfg.alpha;
-}
-
-// The policies whose forward can keep a power of the elements, or (general_pair) their ln a (kKeepsPowers)
-bool keeps_powers(const Cfg& cfg) {
-  return p_same(cfg) || int_alpha_p_above_one(cfg) || int_alpha_p_below_one(cfg) || general_pair(cfg);
-}
-
-// Whether the forward keeps a second (M, N) tensor for the backward when asked (save_w): the band pool's
-// window sums, or with p = α > 1 the elements' a^(α−1) (the backward then needs no exp or log).
-bool keeps_rowwise(const Cfg& cfg) { return cfg.kind == BAND || keeps_powers(cfg); }
-
-// Whether that tensor also holds the elements' ln a, as (2, M, N) = (a^(α−1), ln a), when asked (save_log: a
-// learned α, whose gradient needs ln a): with a^(α−1) kept (self or uniform pool), so the backward takes no log.
-bool keeps_log(const Cfg& cfg, bool save_log) {
-  return save_log && cfg.kind != BAND && keeps_powers(cfg) && !general_pair(cfg);  // general: ln a is the kept
-}
-
 // Calls f(fn) with the element policy that fits cfg (φ, ψ from the exponents).
 template <typename T, typename F>
 void with_fn(const Cfg& cfg, F&& f) {
@@ -1052,6 +1031,30 @@ void with_fn(const Cfg& cfg, F&& f) {
     f(VecPowFn<T, P_SAME_LOW>{cfg.rect, static_cast<T>(cfg.alpha), static_cast<T>(cfg.p)});
   else  // every other pair (p = 2 with a general α included)
     f(VecPowFn<T, P_GENERAL>{cfg.rect, static_cast<T>(cfg.alpha), static_cast<T>(cfg.p)});
+}
+
+// Whether the policy with_fn picks for cfg keeps one value per element (kKeepsPowers), and whether that value is
+// ln a itself (kKeepsLog): read off the dispatch, so the rules below cannot drift from it.
+bool keeps_powers(const Cfg& cfg) {
+  bool keeps = false;
+  with_fn<float>(cfg, [&](auto fn) { keeps = kKeepsPowers<decltype(fn)>; });
+  return keeps;
+}
+bool keeps_log_itself(const Cfg& cfg) {
+  bool keeps = false;
+  with_fn<float>(cfg, [&](auto fn) { keeps = kKeepsLog<decltype(fn)>; });
+  return keeps;
+}
+
+// Whether the forward keeps a second (M, N) tensor for the backward when asked (save_w): the band pool's
+// window sums, or an exp/log policy's value per element (the backward then needs no log, and no exp where the
+// value is a power).
+bool keeps_rowwise(const Cfg& cfg) { return cfg.kind == BAND || keeps_powers(cfg); }
+
+// Whether that tensor also holds the elements' ln a, as (2, M, N) = (power, ln a), when asked (save_log: a
+// learned α, whose gradient needs ln a): with a power kept (self or uniform pool), so the backward takes no log.
+bool keeps_log(const Cfg& cfg, bool save_log) {
+  return save_log && cfg.kind != BAND && keeps_powers(cfg) && !keeps_log_itself(cfg);
 }
 
 // Calls f(fn, dr) with the element and D^{−r} policies that fit cfg.
@@ -1109,7 +1112,7 @@ Params<T> make_params(const at::Tensor& beta, const at::Tensor& c, const at::Ten
 
 // Returns (out, stats, w): stats (M, 3) float64 = (row mean rounded to T, the rest δ, uniform pool's Σψ);
 // w (M, N) when save_w and `keeps_rowwise`: the band pool's window sums (they cost a full recompute in the
-// backward), or with p = α > 1 the elements' a^(α−1) (the backward then needs no exp or log); else empty.
+// backward), or an exp/log policy's value per element; (2, M, N) with ln a beside it (`keeps_log`); else empty.
 std::vector<at::Tensor> forward(const at::Tensor& y, const at::Tensor& beta, const at::Tensor& c,
                                 const at::Tensor& gamma, const at::Tensor& bias, int64_t kind, bool center,
                                 bool rect, double alpha, double p, double r, int64_t before, int64_t after,
