@@ -62,6 +62,10 @@ CONFIGS = [
     "dn:learn_alpha=true,alpha=1,p=0.6,fn=signed",  # a learned α at 1 with its own p < 1: a^p and ln a kept
     "dn:learn_alpha=true,p=1.5,kappa=self,fn=signed",  # a learned α at 2 with its own p: ∂L/∂α from ln a
     "dn:alpha=3,p=2,kappa=self",
+    # the same with p = 1/2 or 3/2 above (the kept power is √a: no log or exp); here other p for the log/exp kinds
+    "dn:alpha=2,p=1.25,kappa=self,fn=signed",  # α = 2, p > 1: a^(p−1) from one log and one exp
+    "dn:alpha=1,p=1.8",
+    "dn:alpha=2,p=0.3,kappa=band:2",  # α = 2, p < 1: a^p from one log and one exp
     # α ∉ {1, 2} with p ∉ {1, α} (r ≠ 1): ln a kept, each exponent from one exp (a^(e−1) for e > 1, a^e below)
     "dn:alpha=3,r=0.5,kappa=self",  # α, p > 1
     "dn:alpha=0.7,r=0.5,fn=signed",  # α, p < 1
@@ -136,8 +140,11 @@ def test_compiled_equals_pytorch_kernel(spec, dtype, monkeypatch):
         "dn:alpha=0.7,r=0.5,fn=signed",  # general α, p < 1: a^e kept as exp(e ln a), derivative e·a^e / a
         "dn:alpha=3,r=0.5,fn=signed",  # general α, p > 1: a^(e−1)
         "dn:alpha=0.6,p=1.8,fn=signed,kappa=self",
-        "dn:alpha=1,r=0.5,fn=signed",  # α = 1 with p < 1: a^p kept
-        "dn:alpha=2,r=0.75,fn=signed",  # α = 2 with p > 1: a^(p−1) kept
+        "dn:alpha=1,r=0.5,fn=signed",  # α = 1 with p = 1/2: a^p = √a kept
+        "dn:alpha=2,r=0.75,fn=signed",  # α = 2 with p = 3/2: a^(p−1) = √a kept
+        "dn:alpha=2,p=1.25,fn=signed",  # α = 2 with p > 1: a^(p−1) kept
+        "dn:alpha=1,r=0.75,fn=signed",  # α = 1 with p < 1: a^p kept
+        "dn:alpha=2,r=0.25,fn=signed",  # α = 2 with p = 1/2: a^p = √a kept
         "dn:alpha=0.7,fn=signed",  # p = α < 1
     ],
 )

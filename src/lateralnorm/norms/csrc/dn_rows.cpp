@@ -155,7 +155,22 @@ struct Elem {
 // forward; from ln a, one exp per exponent e gives everything: E = a^(e−1) where e > 1 (value a·E, derivative
 // e·E) and E = a^e where e < 1 (value E, derivative e·E/a), chosen by loop-invariant numbers (u = 1 or 0), so
 // neither side can overflow or lose precision where the true value does not.
-enum PKind : int { P_GENERAL = 0, P_ONE = 1, P_SAME = 2, P_A1 = 3, P_A2 = 4, P_A1K = 5, P_A2K = 6, P_SAME_LOW = 7 };
+// P_A1H, P_A2H, P_A1KH, P_A2KH: those kinds with p = 1/2 (kept a^p) or p = 3/2 (kept a^(p−1)): the kept power is
+// √a, one square root per element and no log or exp (`dn:r=0.75` is α = 2, p = 3/2).
+enum PKind : int {
+  P_GENERAL = 0,
+  P_ONE = 1,
+  P_SAME = 2,
+  P_A1 = 3,
+  P_A2 = 4,
+  P_A1K = 5,
+  P_A2K = 6,
+  P_SAME_LOW = 7,
+  P_A1H = 8,
+  P_A2H = 9,
+  P_A1KH = 10,
+  P_A2KH = 11
+};
 
 // a^e = exp(e·ln a) for the general exponents (any pair but the integer ones above; p by PK): with the
 // vector exp/log of LATERALNORM_LIBMVEC each sweep is one vector loop. Every call is unconditional and the
@@ -190,22 +205,26 @@ struct VecPowFn {
     const T g = e * vexp((e - T(1)) * ln_pos(a));
     return a > T(0) ? g : T(0);
   }
-  static constexpr bool kKeepP = PK == P_A1K || PK == P_A2K;  // α = 1 or 2, p > 1: a^(p−1) kept
-  static constexpr bool kPowLow = PK == P_A1 || PK == P_A2;     // α = 1 or 2, p < 1: a^p kept
+  static constexpr bool kKeepP = PK == P_A1K || PK == P_A2K || PK == P_A1KH || PK == P_A2KH;  // α = 1 or 2, p > 1:
+                                                                                             // a^(p−1) kept
+  static constexpr bool kPowLow = PK == P_A1 || PK == P_A2 || PK == P_A1H || PK == P_A2H;  // α = 1 or 2, p < 1: a^p
   static constexpr bool kIntAlpha = kPowLow || kKeepP;
-  static constexpr int kA = PK == P_A2 || PK == P_A2K ? 2 : 1;  // α when kIntAlpha
+  static constexpr bool kHalf = PK == P_A1H || PK == P_A2H || PK == P_A1KH || PK == P_A2KH;  // the kept power is √a
+  static constexpr int kA = PK == P_A2 || PK == P_A2K || PK == P_A2H || PK == P_A2KH ? 2 : 1;  // α when kIntAlpha
   // The power the forward may keep for the backward (`keeps_rowwise`): a^(e−1) with e = α (P_SAME: p = α > 1)
   // or e = p (kKeepP), or a^p (kPowLow); everything else of the element is a product with it (see eval).
   T kept_exponent() const { return kIntAlpha ? p : alpha; }
   T kept_factor() const { return kPowLow ? p : kept_exponent() - T(1); }  // the kept power = exp(factor·ln a)
   static constexpr bool kKeptLog = PK == P_GENERAL;  // the kept value is ln a itself
-  T kept_from_log(T a, T l) const {  // the kept value of an element from a and l = ln_pos(a)
+  T kept_from_log(T a, T l) const {  // the kept value of an element from a and l = ln_pos(a) (unread where kHalf)
     if (kKeptLog) return l;
+    if (kHalf) return std::sqrt(a);  // a ≥ 0: √0 = 0
     const T g = vexp(kept_factor() * l);
     return a > T(0) ? g : T(0);
   }
   T pm(T t) const {
     const T a = mag(t);
+    if (kHalf) return std::sqrt(a);
     return kept_from_log(a, ln_pos(a));
   }
   // P_GENERAL: (value, derivative) of a^e from ln a (l) for one exponent: E = exp(f·l), f = e − u;
@@ -353,6 +372,12 @@ __attribute__((noinline)) void tabulate(const T* __restrict__ y, T m, T dl, cons
   }
 }
 
+// the policies whose kept power is √a (no log unless a learned α asks for ln a)
+template <typename Fn>
+constexpr bool kHalfPow = false;
+template <typename T, int PK>
+constexpr bool kHalfPow<VecPowFn<T, PK>> = VecPowFn<T, PK>::kHalf;
+
 // The kept value of a row (kept_from_log: a^(α−1), a^(p−1), a^p or ln a), which the forward keeps for the
 // backward when asked, and with WITH_PSI ψ in the same loop, with WITH_L ln a (a learned α's backward reads it:
 // no log there)
@@ -360,7 +385,8 @@ template <typename T, bool WITH_PSI, bool WITH_L, typename Fn>
 __attribute__((noinline)) void pm_of_row(const T* __restrict__ y, T m, T dl, int64_t n, T* __restrict__ pm,
                                          T* __restrict__ psi, T* __restrict__ L, const Fn fn) {
   for (int64_t i = 0; i < n; ++i) {
-    const T t = (y[i] - m) - dl, a = fn.mag(t), l = ln_pos(a), v = fn.kept_from_log(a, l);
+    const T t = (y[i] - m) - dl, a = fn.mag(t), l = WITH_L || !kHalfPow<Fn> ? ln_pos(a) : T(0),
+            v = fn.kept_from_log(a, l);
     pm[i] = v;
     if (WITH_PSI) psi[i] = fn.psi_from_pm(t, v);
     if (WITH_L) L[i] = l;
@@ -1019,12 +1045,20 @@ void with_fn(const Cfg& cfg, F&& f) {
     f(IntPowFn<T, false, 2, 2>{});
   else if (cfg.rect && cfg.alpha == 1.0 && cfg.p == 2.0)
     f(IntPowFn<T, true, 1, 2>{});
+  else if (int_alpha_p_above_one(cfg) && cfg.alpha == 2.0 && cfg.p == 1.5)
+    f(VecPowFn<T, P_A2KH>{cfg.rect, static_cast<T>(cfg.alpha), static_cast<T>(cfg.p)});
   else if (int_alpha_p_above_one(cfg) && cfg.alpha == 2.0)
     f(VecPowFn<T, P_A2K>{cfg.rect, static_cast<T>(cfg.alpha), static_cast<T>(cfg.p)});
+  else if (int_alpha_p_above_one(cfg) && cfg.p == 1.5)
+    f(VecPowFn<T, P_A1KH>{cfg.rect, static_cast<T>(cfg.alpha), static_cast<T>(cfg.p)});
   else if (int_alpha_p_above_one(cfg))
     f(VecPowFn<T, P_A1K>{cfg.rect, static_cast<T>(cfg.alpha), static_cast<T>(cfg.p)});
+  else if (cfg.alpha == 2.0 && cfg.p == 0.5)
+    f(VecPowFn<T, P_A2H>{cfg.rect, static_cast<T>(cfg.alpha), static_cast<T>(cfg.p)});
   else if (cfg.alpha == 2.0)  // p < 1 here
     f(VecPowFn<T, P_A2>{cfg.rect, static_cast<T>(cfg.alpha), static_cast<T>(cfg.p)});
+  else if (cfg.alpha == 1.0 && cfg.p == 0.5)
+    f(VecPowFn<T, P_A1H>{cfg.rect, static_cast<T>(cfg.alpha), static_cast<T>(cfg.p)});
   else if (cfg.alpha == 1.0)
     f(VecPowFn<T, P_A1>{cfg.rect, static_cast<T>(cfg.alpha), static_cast<T>(cfg.p)});
   else if (cfg.p == cfg.alpha)  // α < 1 here (p = α > 1 is p_same)
