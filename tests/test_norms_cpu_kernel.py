@@ -303,6 +303,7 @@ def test_kept_tensor_rule_agrees_with_the_kernel():
             (2.0, 0.5),  # p < 1: a^p kept
             (1.0, 0.5),
             (0.7, 0.35),  # α ∉ {1, 2}, p ∉ {1, α}: ln a kept (never with a learned α's second plane)
+            (0.5, 0.5),  # p = α < 1: ln a kept too
             (3.0, 1.5),
             (1.5, 2.0),
         ]:
@@ -315,9 +316,9 @@ def test_kept_tensor_rule_agrees_with_the_kernel():
                     kept = w is not None and w.numel() > 0
                     assert kept == (save and cpu_kernel.keeps_rowwise(kind, alpha, p)), (kind, alpha, p, save)
                     # a learned α's ln a rides along with a^(α−1) (self and uniform pools; band keeps window sums;
-                    # the general policy keeps ln a itself)
-                    general = alpha not in (1.0, 2.0) and p not in (1.0, alpha)
-                    with_log = kept and save_log and kind != 2 and not general
+                    # the general policy and p = α < 1 keep ln a itself)
+                    log_itself = alpha not in (1.0, 2.0) and p != 1.0 and not (p == alpha > 1.0)
+                    with_log = kept and save_log and kind != 2 and not log_itself
                     assert not kept or tuple(w.shape) == ((2, 4, 6) if with_log else (4, 6)), (kind, alpha, p)
 
 
@@ -342,6 +343,34 @@ def test_kept_logs_give_the_same_bits_as_taking_them_again(kind, dtype):
         res.append(
             ext.backward(g, y, stats, w, beta, c, gamma, *args, True, True, True, True, True, True, 1.0)
         )
+    for a, b in zip(*res):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("kind", [0, 1])
+@pytest.mark.parametrize("alpha_p", [(0.7, 0.7), (0.6, 0.3), (2.5, 1.25)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_kept_log_gives_the_same_bits_as_taking_it_again(kind, alpha_p, dtype):
+    """Where the forward keeps ln a (p = α < 1, whose bits the stored runs' learned α below 1 depend on, and
+    the general pairs), the backward that reads it equals, to the bit and with ∂L/∂α, the backward that takes
+    the logs again from y (no kept tensor)."""
+    torch.manual_seed(5)
+    ext = cpu_kernel.extension()
+    n = 37
+    y = torch.randn(70, n, dtype=dtype) * 2
+    y[3] = 0.0
+    y[5, ::3] = 0.0
+    g = torch.randn_like(y)
+    beta, c = torch.rand(n, dtype=dtype) + 0.5, torch.rand(n, dtype=dtype)
+    gamma = torch.rand(n, dtype=dtype) + 0.5
+    args = (kind, False, True, *alpha_p, 1.0, 0, 0)
+    outs, res = [], []
+    for save in (False, True):
+        out, stats, w = ext.forward(y, beta, c, gamma, gamma * 0, *args, save, False)
+        assert (w is not None and w.numel() > 0) == save
+        outs.append(out)
+        res.append(ext.backward(g, y, stats, w if save else None, beta, c, gamma, *args, *[True] * 6, 1.0))
+    assert torch.equal(*outs)
     for a, b in zip(*res):
         assert torch.equal(a, b)
 

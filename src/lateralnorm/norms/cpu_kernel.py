@@ -279,12 +279,11 @@ def keeps_rowwise(kind: int, alpha: float, p: float) -> bool:
     """Whether the kernel's forward keeps a second (M, N) tensor for the backward when asked (save_w): the
     band pool's window sums (kind 2), or with p = α > 1, α ≠ 2, the elements' a^(α−1), or with α = 1 or 2 and
     p ∉ {1, 2} the elements' a^(p−1) (p > 1) or a^p (p < 1), then the backward takes no exp or log; or with
-    α ∉ {1, 2} and p ∉ {1, α} (the general policy) the elements' ln a, then it takes no log. The same rule as
-    `keeps_rowwise` in csrc/dn_rows.cpp (tested to agree)."""
-    p_same = alpha > 1.0 and alpha != 2.0 and p == alpha
+    α ∉ {1, 2} and p ∉ {1, α > 1} (the general policy, and p = α < 1) the elements' ln a, then it takes no log.
+    The same rule as `keeps_rowwise` in csrc/dn_rows.cpp (tested to agree)."""
+    general_alpha = alpha not in (1.0, 2.0) and p != 1.0  # p = α > 1, p = α < 1, or any other p
     int_alpha_general_p = alpha in (1.0, 2.0) and p not in (1.0, 2.0)
-    general_pair = alpha not in (1.0, 2.0) and p not in (1.0, alpha)
-    return kind == 2 or p_same or int_alpha_general_p or general_pair
+    return kind == 2 or general_alpha or int_alpha_general_p
 
 
 @torch.library.custom_op("lateralnorm::dn_rows_forward", mutates_args=())

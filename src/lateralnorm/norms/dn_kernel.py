@@ -58,8 +58,8 @@ class DnConfig:
 
     def keeps_rowwise(self) -> bool:
         """Whether the CPU kernel's forward keeps a second (M, N) tensor for the backward when asked: the
-        band pool's window sums, or with p = α > 1 (α ≠ 2) the elements' a^(α−1), so that the backward
-        takes no exp or log (`keeps_rowwise` in csrc/dn_rows.cpp; tested to agree)."""
+        band pool's window sums, or for an exp/log element policy one power or ln a per element, so that the
+        backward takes no log (`cpu_kernel.keeps_rowwise`, the same rule as csrc/dn_rows.cpp; tested to agree)."""
         return cpu_kernel.keeps_rowwise(KIND_CODE[self.kind], self.alpha, self.p)
 
     def kernel_args(self) -> tuple:

@@ -6,7 +6,7 @@
 // φ, ψ: signed  φ = sign(t)|t|^p, ψ = |t|^α;  rect  φ = relu(t)^p, ψ = relu(t)^α.
 // Backward (t, ψ, W, D recomputed from y; the forward keeps m and S per row, and when asked one (M, N) tensor
 // where a recompute costs most: the band pool's window sums, or for an exp/log policy one value per element —
-// a^(α−1), a^(p−1), a^p or ln a (kKeepsPowers) — with ln a beside a power for a learned α — see keeps_rowwise,
+// a^(α−1), a^(p−1) or a^p (√a where p = 1/2 or 3/2), or ln a (kKeepsPowers) — with ln a beside a power for a learned α — see keeps_rowwise,
 // keeps_log):
 //   gz = g γ;  v = gz D^{−r} φ'(t);  q = gz z / D;  gψ = poolᵀ(−r c q);  gt = v + gψ ψ'(t);
 //   gy = gt − mean(gt) when centered.  Column sums for the parameters: Σ g z (γ), Σ g (b), Σ q (β),
@@ -150,7 +150,8 @@ struct Elem {
 // subnormal a and small p where a^p does not), so it is a^p: φ = sign·a^p, φ' = p·a^p / a (a > 0; 0 at a = 0).
 // P_SAME_LOW: p = α < 1 (a learned α that drifts below 1; `dn:alpha=0.7`): the general policy's own formulas, but
 // with p known to equal α the compiler sees φ = sign·ψ and φ' = |ψ'|, so each takes no exp of its own (the same
-// values to the bit: exp(p ln a) with p = α is exp(α ln a)).
+// values to the bit: exp(p ln a) with p = α is exp(α ln a)). The forward keeps ln a, and the backward takes its
+// values from it by the same expressions (eval_from_log): no log there, and the stored runs' bits.
 // P_GENERAL: any other pair (α ∉ {1, 2}, p ∉ {1, α}: a general α with r ≠ 1). One log per element, kept by the
 // forward; from ln a, one exp per exponent e gives everything: E = a^(e−1) where e > 1 (value a·E, derivative
 // e·E) and E = a^e where e < 1 (value E, derivative e·E/a), chosen by loop-invariant numbers (u = 1 or 0), so
@@ -215,7 +216,7 @@ struct VecPowFn {
   // or e = p (kKeepP), or a^p (kPowLow); everything else of the element is a product with it (see eval).
   T kept_exponent() const { return kIntAlpha ? p : alpha; }
   T kept_factor() const { return kPowLow ? p : kept_exponent() - T(1); }  // the kept power = exp(factor·ln a)
-  static constexpr bool kKeptLog = PK == P_GENERAL;  // the kept value is ln a itself
+  static constexpr bool kKeptLog = PK == P_GENERAL || PK == P_SAME_LOW;  // the kept value is ln a itself
   T kept_from_log(T a, T l) const {  // the kept value of an element from a and l = ln_pos(a) (unread where kHalf)
     if (kKeptLog) return l;
     if (kHalf) return std::sqrt(a);  // a ≥ 0: √0 = 0
@@ -240,22 +241,26 @@ struct VecPowFn {
     return {pos ? v : T(0), pos ? d : T(0)};
   }
   T psi_from_pm(T t, T pmv) const {  // ψ: a·a^(α−1) (P_SAME), else the exact a or a² (kIntAlpha)
+    if (PK == P_SAME_LOW) return eval_from_log(t, pmv).psi;
     if (kKeptLog) return gen_pow(mag(t), pmv, alpha, ua, ea).v;
     if (kIntAlpha) return int_pw<kA>(mag(t));
     return mag(t) * pmv;
   }
   T dpsi_from_pm(T t, T pmv) const {  // ψ' = sign·α·a^(α−1) (P_SAME), sign·int_dpw (kIntAlpha)
+    if (PK == P_SAME_LOW) return eval_from_log(t, pmv).dpsi;
     if (kKeptLog) return sgn(t) * gen_pow(mag(t), pmv, alpha, ua, ea).d;
     if (kIntAlpha) return sgn(t) * int_dpw<kA>(mag(t));
     return sgn(t) * (alpha * pmv);
   }
   T phi_from_pm(T t, T psi_v, T pmv) const {  // φ = sign·ψ (P_SAME: p = α), sign·a·a^(p−1), sign·a^p
+    if (PK == P_SAME_LOW) return sgn(t) * psi_v;
     if (kKeptLog) return sgn(t) * gen_pow(mag(t), pmv, p, up, ep).v;
     if (kPowLow) return sgn(t) * pmv;
     if (kKeepP) return sgn(t) * (mag(t) * pmv);
     return sgn(t) * psi_v;
   }
   T dphi_from_pm(T t, T pmv) const {  // φ' = e·a^(e−1); p·a^p / a (kPowLow; 0 at a = 0)
+    if (PK == P_SAME_LOW) return eval_from_log(t, pmv).dphi;
     if (kKeptLog) return gen_pow(mag(t), pmv, p, up, ep).d;
     if (kPowLow) {
       const T a = mag(t), q = p * (pmv / (a + T(a <= T(0))));  // no 0/0 where a = 0 (as ln_pos)
@@ -264,6 +269,7 @@ struct VecPowFn {
     return kept_exponent() * pmv;
   }
   Elem<T> from_pm(T t, T pmv) const {  // (ψ, φ, ψ', φ') from the kept power; L is ln a, dropped where unused
+    if (PK == P_SAME_LOW) return eval_from_log(t, pmv);
     if (kKeptLog) {
       const T a = mag(t), s = sgn(t);
       const VD va = gen_pow(a, pmv, alpha, ua, ea), vp = gen_pow(a, pmv, p, up, ep);
@@ -285,6 +291,7 @@ struct VecPowFn {
   // p = 1: φ = relu(t) (rect) or t (signed), as t·(t > 0 ? 1 : dneg)
   T phi(T t) const {
     if (PK == P_ONE) return t * (t > T(0) ? T(1) : dneg);
+    if (PK == P_SAME_LOW) return sgn(t) * psi(t);
     if (kIntAlpha || kKeptLog) return phi_from_pm(t, T(0), pm(t));  // as from_pm
     return PK == P_SAME || PK == P_SAME_LOW ? sgn(t) * psi(t) : sgn(t) * pw(mag(t), p);
   }
@@ -295,7 +302,12 @@ struct VecPowFn {
   }
   Elem<T> eval(T t) const {
     if (PK == P_SAME || kIntAlpha || kKeptLog) return from_pm(t, pm(t));
-    const T a = mag(t), L = ln_pos(a), s = sgn(t);
+    return eval_from_log(t, ln_pos(mag(t)));
+  }
+  // (ψ, φ, ψ', φ', L) from L = ln a by the general formulas: P_ONE, and P_SAME_LOW (p = α < 1), which keeps L for
+  // the backward and there takes its values by these same expressions (the same bits as computed from y)
+  Elem<T> eval_from_log(T t, T L) const {
+    const T a = mag(t), s = sgn(t);
     const bool pos = a > T(0);
     const T ea = vexp(alpha * L), da = alpha * vexp((alpha - T(1)) * L);
     const T psi_v = pos ? ea : T(0), dpa = pos ? da : T(0);
@@ -393,16 +405,16 @@ __attribute__((noinline)) void pm_of_row(const T* __restrict__ y, T m, T dl, int
   }
 }
 // the policies whose forward keeps one value per element for the backward (`keeps_powers` reads this):
-// every exp/log policy but p = 1 (φ is exact) and p = α < 1 (its bits are the stored runs' general formulas)
+// every exp/log policy but p = 1 (φ is exact)
 template <typename Fn>
 constexpr bool kKeepsPowers = false;
 template <typename T, int PK>
-constexpr bool kKeepsPowers<VecPowFn<T, PK>> = PK != P_ONE && PK != P_SAME_LOW;
+constexpr bool kKeepsPowers<VecPowFn<T, PK>> = PK != P_ONE;
 // the kept value is ln a (P_GENERAL): the backward takes its row table from it (two exps), not the sweeps
 template <typename Fn>
 constexpr bool kKeepsLog = false;
-template <typename T>
-constexpr bool kKeepsLog<VecPowFn<T, P_GENERAL>> = true;
+template <typename T, int PK>
+constexpr bool kKeepsLog<VecPowFn<T, PK>> = VecPowFn<T, PK>::kKeptLog;
 
 // φ(t) where ψ(t) is at hand and, for a policy that keeps a power, that power (kept[i]; else unread)
 template <typename T, typename Fn>
