@@ -315,11 +315,16 @@ def test_kept_tensor_rule_agrees_with_the_kernel():
                     )  # fmt: skip
                     kept = w is not None and w.numel() > 0
                     assert kept == (save and cpu_kernel.keeps_rowwise(kind, alpha, p)), (kind, alpha, p, save)
-                    # a learned α's ln a rides along with a^(α−1) (self and uniform pools; band keeps window sums;
-                    # the general policy and p = α < 1 keep ln a itself)
+                    if kept and not save_log:
+                        assert tuple(w.shape) == cpu_kernel.kept_shape((4, 6), kind, alpha, p), (kind, alpha, p)
+                    # a learned α's ln a rides along with a^(α−1) (self and uniform pools; the general policy and
+                    # p = α < 1 keep ln a itself); the band pool keeps its window sums, with the elements' power
+                    # beside them except for a learned α
                     log_itself = alpha not in (1.0, 2.0) and p != 1.0 and not (p == alpha > 1.0)
                     with_log = kept and save_log and kind != 2 and not log_itself
-                    assert not kept or tuple(w.shape) == ((2, 4, 6) if with_log else (4, 6)), (kind, alpha, p)
+                    band_two = kept and not save_log and kind == 2 and cpu_kernel.keeps_rowwise(0, alpha, p)
+                    two = with_log or band_two
+                    assert not kept or tuple(w.shape) == ((2, 4, 6) if two else (4, 6)), (kind, alpha, p)
 
 
 @pytest.mark.parametrize("kind", [0, 1])
@@ -347,13 +352,14 @@ def test_kept_logs_give_the_same_bits_as_taking_them_again(kind, dtype):
         assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("kind", [0, 1])
-@pytest.mark.parametrize("alpha_p", [(0.7, 0.7), (0.6, 0.3), (2.5, 1.25)])
+@pytest.mark.parametrize("kind", [0, 1, 2])
+@pytest.mark.parametrize("alpha_p", [(0.7, 0.7), (0.6, 0.3), (2.5, 1.25), (1.6, 1.6), (2.0, 1.5), (1.0, 0.75)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_a_kept_log_gives_the_same_bits_as_taking_it_again(kind, alpha_p, dtype):
-    """Where the forward keeps ln a (p = α < 1, whose bits the stored runs' learned α below 1 depend on, and
-    the general pairs), the backward that reads it equals, to the bit and with ∂L/∂α, the backward that takes
-    the logs again from y (no kept tensor)."""
+    """Where the forward keeps ln a or a power per element (p = α < 1, whose bits the stored runs' learned α
+    below 1 depend on, the general pairs, p = α > 1, α = 1 or 2 with another p; beside the band pool's window
+    sums too), the outputs and the backward that reads it equal, to the bit and with ∂L/∂α, those that take
+    the logs and exps again from y (no kept tensor)."""
     torch.manual_seed(5)
     ext = cpu_kernel.extension()
     n = 37
@@ -363,7 +369,7 @@ def test_a_kept_log_gives_the_same_bits_as_taking_it_again(kind, alpha_p, dtype)
     g = torch.randn_like(y)
     beta, c = torch.rand(n, dtype=dtype) + 0.5, torch.rand(n, dtype=dtype)
     gamma = torch.rand(n, dtype=dtype) + 0.5
-    args = (kind, False, True, *alpha_p, 1.0, 0, 0)
+    args = (kind, False, True, *alpha_p, 1.0, 1 if kind == 2 else 0, 2 if kind == 2 else 0)
     outs, res = [], []
     for save in (False, True):
         out, stats, w = ext.forward(y, beta, c, gamma, gamma * 0, *args, save, False)
@@ -475,7 +481,9 @@ def test_gradcheck_float64():
         assert torch.autograd.gradcheck(lambda v, m=m: m(v), (x,))
 
 
-@pytest.mark.parametrize("spec", ["dn:kappa=band:2", "dn:preset=ln", "dn", "dn:alpha=1.5"])
+@pytest.mark.parametrize(
+    "spec", ["dn:kappa=band:2", "dn:preset=ln", "dn", "dn:alpha=1.5", "dn:alpha=1.5,kappa=band:2", "dn:alpha=0.7"]
+)  # the last two keep (2, M, N) (window sums and a^(α−1)) and ln a
 def test_torch_compile_sees_an_operator(spec):
     """Forward and backward traced through the registered operators (no graph break at the kernel)."""
     torch._dynamo.reset()  # earlier compile tests may have used up the recompile limit of Norm.forward

@@ -286,13 +286,23 @@ def keeps_rowwise(kind: int, alpha: float, p: float) -> bool:
     return kind == 2 or general_alpha or int_alpha_general_p
 
 
+def kept_shape(y_shape: tuple[int, int], kind: int, alpha: float, p: float) -> tuple[int, ...]:
+    """The shape of the tensor the kernel's forward keeps when asked (save_w, no learned α): (M, N), or
+    (2, M, N) where the band pool's window sums have the elements' kept power (or ln a) beside them (an
+    exp/log policy: `keeps_rowwise` for any pool); (0,) where it keeps none. `keeps_two_planes` in
+    csrc/dn_rows.cpp (tested to agree)."""
+    if not keeps_rowwise(kind, alpha, p):
+        return (0,)
+    return (2, *y_shape) if kind == 2 and keeps_rowwise(0, alpha, p) else tuple(y_shape)
+
+
 @torch.library.custom_op("lateralnorm::dn_rows_forward", mutates_args=())
 def rows_forward(
     y: torch.Tensor, beta: torch.Tensor, c: torch.Tensor, gamma: torch.Tensor, bias: torch.Tensor,
     kind: int, center: bool, rect: bool, alpha: float, p: float, r: float, before: int, after: int,
     save_w: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
-    """(out, stats (M, 3) float64, w (M, N) when save_w and the kernel keeps one (`keeps_rowwise`), else empty)."""
+    """(out, stats (M, 3) float64, w (`kept_shape`) when save_w and the kernel keeps one, else empty)."""
     ext = extension()
     if ext is None:
         raise RuntimeError("lateralnorm: the compiled CPU kernel is not available")
@@ -304,7 +314,7 @@ def rows_forward(
 
 @rows_forward.register_fake
 def _(y, beta, c, gamma, bias, kind, center, rect, alpha, p, r, before, after, save_w):  # noqa: ANN001, ANN202
-    w = torch.empty_like(y) if save_w and keeps_rowwise(kind, alpha, p) else y.new_empty(0)
+    w = y.new_empty(kept_shape(tuple(y.shape), kind, alpha, p)) if save_w else y.new_empty(0)
     return torch.empty_like(y), y.new_empty((y.shape[0], 3), dtype=torch.float64), w
 
 

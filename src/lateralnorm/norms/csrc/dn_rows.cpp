@@ -5,9 +5,9 @@
 // pool: self W_i = ψ_i;  uniform W_i = S = Σ_j ψ_j;  band W_i = Σ_{j=i−before}^{i+after} ψ_j.
 // φ, ψ: signed  φ = sign(t)|t|^p, ψ = |t|^α;  rect  φ = relu(t)^p, ψ = relu(t)^α.
 // Backward (t, ψ, W, D recomputed from y; the forward keeps m and S per row, and when asked one (M, N) tensor
-// where a recompute costs most: the band pool's window sums, or for an exp/log policy one value per element —
-// a^(α−1), a^(p−1) or a^p (√a where p = 1/2 or 3/2), or ln a (kKeepsPowers) — with ln a beside a power for a learned α — see keeps_rowwise,
-// keeps_log):
+// where a recompute costs most: the band pool's window sums, and for an exp/log policy one value per element —
+// a^(α−1), a^(p−1) or a^p (√a where p = 1/2 or 3/2), or ln a (kKeepsPowers) — with ln a beside a power for a
+// learned α; see keeps_rowwise, keeps_two_planes):
 //   gz = g γ;  v = gz D^{−r} φ'(t);  q = gz z / D;  gψ = poolᵀ(−r c q);  gt = v + gψ ψ'(t);
 //   gy = gt − mean(gt) when centered.  Column sums for the parameters: Σ g z (γ), Σ g (b), Σ q (β),
 //   Σ q W (c); the caller multiplies by −r and applies the reparametrization's chain rule.
@@ -694,6 +694,21 @@ void forward_rows(const T* __restrict__ y_all, T* __restrict__ out_all, double* 
     } else {
       T* __restrict__ pad = s.pad.data();
       T* __restrict__ w = w_all != nullptr ? w_all + row * n : s.a.data();
+      if constexpr (kKeepsPowers<Fn>) {
+        if (l_all != nullptr) {  // the elements' kept power (the second plane) beside the window sums, with ψ
+          T* __restrict__ pmr = l_all + row * n;
+          pm_of_row<T, true, false>(y, m, dl, n, pmr, pad + P.before, static_cast<T*>(nullptr), fn);
+          window_sum(pad, w, n, size);
+          for (int64_t i = 0; i < n; ++i) {
+            const T t = (y[i] - m) - dl;
+            out[i] = gamma[i] * (phi_out(fn, t, pad[P.before + i], pmr, i) * dr(beta[i] + c[i] * w[i])) + bias[i];
+          }
+          stats[3 * row] = static_cast<double>(m);
+          stats[3 * row + 1] = static_cast<double>(dl);
+          stats[3 * row + 2] = S;
+          continue;
+        }
+      }
       psi_of_row(y, m, dl, n, pad + P.before, fn);
       window_sum(pad, w, n, size);
       for (int64_t i = 0; i < n; ++i) {
@@ -842,9 +857,13 @@ void backward_rows(const T* __restrict__ g_all, const T* __restrict__ y_all, con
   T* __restrict__ qb = s.b.data();  // q
   T* __restrict__ vb = s.c.data();  // v = gz D^{−r} φ'(t)
   std::vector<T> wbuf(KIND == BAND ? n : 0), gpsi(KIND == UNIFORM ? 0 : n), abuf(ga_all != nullptr ? n : 0);
+  // the kept power's (or ln a's) plane: the first (self, uniform) or, beside the band pool's window sums, the
+  // second; and a learned α's ln a (the second plane beside a power; never with the band pool)
+  const T* const pm_all = KIND == BAND ? l_all : w_all;
+  const T* const la_all = KIND == BAND ? nullptr : l_all;
   // a kept power (and a learned α's ln a): the sweeps read it (SRC_PM), no table; a kept ln a: a table from it
-  const bool from_pm = kKeepsPowers<Fn> && !kKeepsLog<Fn> && KIND != BAND && w_all != nullptr &&
-                       (ga_all == nullptr || l_all != nullptr);
+  const bool from_pm = kKeepsPowers<Fn> && !kKeepsLog<Fn> && pm_all != nullptr &&
+                       (ga_all == nullptr || la_all != nullptr);
   constexpr bool costly = kCostly<Fn>;  // else: tabulate each row's element values first
   const bool alpha_kept = costly && ga_all != nullptr;
   std::vector<T> tb(costly && !from_pm ? 5 * n : 0);
@@ -856,8 +875,8 @@ void backward_rows(const T* __restrict__ g_all, const T* __restrict__ y_all, con
     const T m = static_cast<T>(stats[3 * row]), dl = static_cast<T>(stats[3 * row + 1]);
     const T St = static_cast<T>(stats[3 * row + 2]);
     const T* wrow = nullptr;  // W per unit (band); uniform: St; self: ψ
-    const T* __restrict__ pmr = from_pm ? w_all + row * n : nullptr;
-    const T* __restrict__ lrow = from_pm && l_all != nullptr ? l_all + row * n : nullptr;
+    const T* __restrict__ pmr = from_pm ? pm_all + row * n : nullptr;
+    const T* __restrict__ lrow = from_pm && la_all != nullptr ? la_all + row * n : nullptr;
     if (KIND == BAND) {
       if (w_all != nullptr) {
         wrow = w_all + row * n;
@@ -882,8 +901,8 @@ void backward_rows(const T* __restrict__ g_all, const T* __restrict__ y_all, con
           tabulate<T, false, F>(y, m, dl, pmk, n, tab.psi, tab.phi, tab.dpsi, tab.dphi, nullptr, fn);
       };
       if constexpr (kKeepsPowers<Fn>) {
-        if (KIND != BAND && w_all != nullptr)
-          fill(std::true_type{}, w_all + row * n);
+        if (pm_all != nullptr)
+          fill(std::true_type{}, pm_all + row * n);
         else
           fill(std::false_type{}, nullptr);
       } else if constexpr (costly) {
@@ -1103,6 +1122,13 @@ bool keeps_log(const Cfg& cfg, bool save_log) {
   return save_log && cfg.kind != BAND && keeps_powers(cfg) && !keeps_log_itself(cfg);
 }
 
+// Whether the kept tensor is (2, M, N): ln a beside a power (keeps_log), or with the band pool and an exp/log
+// policy the elements' kept power (or ln a) beside the window sums, so that its backward takes no log either;
+// not for a learned α (save_log: its backward takes ψ and ln a again, as the stored runs did).
+bool keeps_two_planes(const Cfg& cfg, bool save_log) {
+  return cfg.kind == BAND ? !save_log && keeps_powers(cfg) : keeps_log(cfg, save_log);
+}
+
 // Calls f(fn, dr) with the element and D^{−r} policies that fit cfg.
 template <typename T, typename F>
 void with_fn_r(const Cfg& cfg, F&& f) {
@@ -1158,7 +1184,8 @@ Params<T> make_params(const at::Tensor& beta, const at::Tensor& c, const at::Ten
 
 // Returns (out, stats, w): stats (M, 3) float64 = (row mean rounded to T, the rest δ, uniform pool's Σψ);
 // w (M, N) when save_w and `keeps_rowwise`: the band pool's window sums (they cost a full recompute in the
-// backward), or an exp/log policy's value per element; (2, M, N) with ln a beside it (`keeps_log`); else empty.
+// backward), or an exp/log policy's value per element; (2, M, N) with a second plane (`keeps_two_planes`): ln a
+// beside a power, or the band pool's window sums and the elements' kept value; else empty.
 std::vector<at::Tensor> forward(const at::Tensor& y, const at::Tensor& beta, const at::Tensor& c,
                                 const at::Tensor& gamma, const at::Tensor& bias, int64_t kind, bool center,
                                 bool rect, double alpha, double p, double r, int64_t before, int64_t after,
@@ -1174,7 +1201,7 @@ std::vector<at::Tensor> forward(const at::Tensor& y, const at::Tensor& beta, con
   at::Tensor out = at::empty_like(y);
   at::Tensor stats = at::zeros({m, 3}, y.options().dtype(at::kDouble));
   at::Tensor w = !(save_w && keeps_rowwise(cfg)) ? at::Tensor()
-                 : keeps_log(cfg, save_log)       ? at::empty({2, m, n}, y.options())
+                 : keeps_two_planes(cfg, save_log) ? at::empty({2, m, n}, y.options())
                                                   : at::empty_like(y);
   if (m == 0 || n == 0) return {out, stats, w};
   AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "dn_rows_forward", [&] {
@@ -1213,10 +1240,10 @@ std::vector<at::Tensor> backward(const at::Tensor& g_in, const at::Tensor& y, co
               "dn kernel: stats must be the forward's (M, 3) float64 tensor");
   at::Tensor g = g_in.contiguous().to(y.scalar_type());
   const bool has_w = w_saved.has_value() && w_saved->defined() && w_saved->numel() > 0;
-  const bool has_log = has_w && w_saved->dim() == 3;  // (a^(α−1), ln a)
+  const bool has_log = has_w && w_saved->dim() == 3;  // (a power, ln a), or the band pool's (W, a power)
   TORCH_CHECK(!has_w || ((has_log ? w_saved->numel() == 2 * y.numel() && w_saved->size(0) == 2 &&
                                         w_saved->size(1) == y.size(0) && w_saved->size(2) == y.size(1) &&
-                                        keeps_log(cfg, true)
+                                        (cfg.kind == BAND ? keeps_two_planes(cfg, false) : keeps_log(cfg, true))
                                   : w_saved->sizes() == y.sizes()) &&
                          w_saved->is_contiguous() && w_saved->scalar_type() == y.scalar_type()),
               "dn kernel: w must be the forward's kept tensor for this configuration");
