@@ -1182,6 +1182,86 @@ Params<T> make_params(const at::Tensor& beta, const at::Tensor& c, const at::Ten
                    bias.data_ptr<T>(), n, cfg.before, cfg.after, static_cast<T>(cfg.r), cfg.center, cfg.rect};
 }
 
+// All rows of the O(N) pool forward / backward for one dtype (the bulk of this file's compile time: every pool ×
+// element policy × D^{−r} policy). Called with float here; with double through rows_forward_f64 /
+// rows_backward_f64, defined in dn_rows_f64.cpp (this file compiled again with LN_DN_ROWS_F64 defined), so that
+// the two halves compile in parallel.
+template <typename T>
+void forward_all(const Cfg& cfg, const T* yp, T* op, double* sp, T* wp, T* lp, int64_t m, const Params<T>& P) {
+  const int64_t grain = std::max<int64_t>(1, 16384 / P.n);
+  with_policies<T>(cfg, [&](auto kind_tag, auto fn, auto dr) {
+    constexpr int64_t K = decltype(kind_tag)::value;
+    at::parallel_for(0, m, grain, [&](int64_t r0, int64_t r1) {
+      forward_rows<T, K>(yp, op, sp, wp, lp, r0, r1, P, fn, dr);
+    });
+  });
+}
+template <typename T>
+void backward_all(const Cfg& cfg, const T* gp, const T* yp, const double* sp, const T* wp, const T* lp, T* gyp,
+                  T* pp, double* gap, T dp, int64_t m, const Params<T>& P) {
+  const int64_t n = P.n, blocks = (m + BLOCK - 1) / BLOCK;
+  with_policies<T>(cfg, [&](auto kind_tag, auto fn, auto dr) {
+    constexpr int64_t K = decltype(kind_tag)::value;
+    at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b)
+        backward_rows<T, K>(gp, yp, sp, wp, lp, gyp, pp == nullptr ? nullptr : pp + b * 4 * n, gap, dp,
+                            b * BLOCK, std::min<int64_t>(m, (b + 1) * BLOCK), P, fn, dr);
+    });
+  });
+}
+// Params<double> from plain arguments (the f64 entry points take only builtin types: no type of this file's
+// unnamed namespace crosses between the two translation units)
+inline Params<double> params_f64(const double* beta, const double* c, bool per_unit, const double* gamma,
+                                 const double* bias, int64_t n, const Cfg& cfg) {
+  return Params<double>{beta, c, per_unit, gamma, bias, n, cfg.before, cfg.after, cfg.r, cfg.center, cfg.rect};
+}
+
+}  // namespace
+
+#define LN_CFG_ARGS int64_t kind, bool center, bool rect, double alpha, double p, double r, int64_t before, int64_t after
+#define LN_PARAM_ARGS const double *beta, const double *c, bool per_unit, const double *gamma, const double *bias, int64_t n
+void rows_forward_f64(LN_CFG_ARGS, LN_PARAM_ARGS, const double* yp, double* op, double* sp, double* wp,
+                      double* lp, int64_t m);
+void rows_backward_f64(LN_CFG_ARGS, LN_PARAM_ARGS, const double* gp, const double* yp, const double* sp,
+                       const double* wp, const double* lp, double* gyp, double* pp, double* gap, double dp,
+                       int64_t m);
+
+#ifdef LN_DN_ROWS_F64
+void rows_forward_f64(LN_CFG_ARGS, LN_PARAM_ARGS, const double* yp, double* op, double* sp, double* wp,
+                      double* lp, int64_t m) {
+  const Cfg cfg{kind, center, rect, alpha, p, r, before, after};
+  forward_all<double>(cfg, yp, op, sp, wp, lp, m, params_f64(beta, c, per_unit, gamma, bias, n, cfg));
+}
+void rows_backward_f64(LN_CFG_ARGS, LN_PARAM_ARGS, const double* gp, const double* yp, const double* sp,
+                       const double* wp, const double* lp, double* gyp, double* pp, double* gap, double dp,
+                       int64_t m) {
+  const Cfg cfg{kind, center, rect, alpha, p, r, before, after};
+  backward_all<double>(cfg, gp, yp, sp, wp, lp, gyp, pp, gap, dp, m,
+                       params_f64(beta, c, per_unit, gamma, bias, n, cfg));
+}
+#else  // the rest of the kernel: its entry points, compiled once
+
+namespace {
+
+// forward_all / backward_all for T: float here, double in dn_rows_f64.cpp
+template <typename T>
+void run_forward(const Cfg& cfg, const T* yp, T* op, double* sp, T* wp, T* lp, int64_t m, const Params<T>& P) {
+  if constexpr (std::is_same_v<T, double>)
+    rows_forward_f64(cfg.kind, cfg.center, cfg.rect, cfg.alpha, cfg.p, cfg.r, cfg.before, cfg.after, P.beta, P.c,
+                     P.per_unit, P.gamma, P.bias, P.n, yp, op, sp, wp, lp, m);
+  else
+    forward_all<T>(cfg, yp, op, sp, wp, lp, m, P);
+}
+template <typename T>
+void run_backward(const Cfg& cfg, const T* gp, const T* yp, const double* sp, const T* wp, const T* lp, T* gyp,
+                  T* pp, double* gap, T dp, int64_t m, const Params<T>& P) {
+  if constexpr (std::is_same_v<T, double>)
+    rows_backward_f64(cfg.kind, cfg.center, cfg.rect, cfg.alpha, cfg.p, cfg.r, cfg.before, cfg.after, P.beta,
+                      P.c, P.per_unit, P.gamma, P.bias, P.n, gp, yp, sp, wp, lp, gyp, pp, gap, dp, m);
+  else
+    backward_all<T>(cfg, gp, yp, sp, wp, lp, gyp, pp, gap, dp, m, P);
+}
+
 // Returns (out, stats, w): stats (M, 3) float64 = (row mean rounded to T, the rest δ, uniform pool's Σψ);
 // w (M, N) when save_w and `keeps_rowwise`: the band pool's window sums (they cost a full recompute in the
 // backward), or an exp/log policy's value per element; (2, M, N) with a second plane (`keeps_two_planes`): ln a
@@ -1212,13 +1292,7 @@ std::vector<at::Tensor> forward(const at::Tensor& y, const at::Tensor& beta, con
     double* sp = stats.data_ptr<double>();
     T* wp = w.defined() ? w.data_ptr<T>() : nullptr;
     T* lp = w.defined() && w.dim() == 3 ? wp + m * n : nullptr;
-    const int64_t grain = std::max<int64_t>(1, 16384 / n);
-    with_policies<T>(cfg, [&](auto kind_tag, auto fn, auto dr) {
-      constexpr int64_t K = decltype(kind_tag)::value;
-      at::parallel_for(0, m, grain, [&](int64_t r0, int64_t r1) {
-        forward_rows<T, K>(yp, op, sp, wp, lp, r0, r1, P, fn, dr);
-      });
-    });
+    run_forward<T>(cfg, yp, op, sp, wp, lp, m, P);
   });
   return {out, stats, w};
 }
@@ -1274,14 +1348,7 @@ std::vector<at::Tensor> backward(const at::Tensor& g_in, const at::Tensor& y, co
     const T* wp = has_w ? w_saved->data_ptr<T>() : nullptr;
     const T* lp = has_log ? wp + m * n : nullptr;
     double* gap = need_alpha ? ga_rows.data_ptr<double>() : nullptr;
-    with_policies<T>(cfg, [&](auto kind_tag, auto fn, auto dr) {
-      constexpr int64_t K = decltype(kind_tag)::value;
-      at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
-        for (int64_t b = b0; b < b1; ++b)
-          backward_rows<T, K>(gp, yp, sp, wp, lp, gyp, pp == nullptr ? nullptr : pp + b * 4 * n, gap,
-                              static_cast<T>(dp), b * BLOCK, std::min<int64_t>(m, (b + 1) * BLOCK), P, fn, dr);
-      });
-    });
+    run_backward<T>(cfg, gp, yp, sp, wp, lp, gyp, pp, gap, static_cast<T>(dp), m, P);
   });
   if (need_alpha) {  // the rows' shares added in row order, in double (no dependence on threads)
     const double* ga = ga_rows.data_ptr<double>();
@@ -2075,3 +2142,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("chan_backward", &chan_backward, "channels-first LN/RMS backward: (gx, gw, gb)");
   register_recurrent_gates(m);
 }
+
+#endif  // LN_DN_ROWS_F64
