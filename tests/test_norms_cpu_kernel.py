@@ -316,7 +316,8 @@ def test_kept_tensor_rule_agrees_with_the_kernel():
                     kept = w is not None and w.numel() > 0
                     assert kept == (save and cpu_kernel.keeps_rowwise(kind, alpha, p)), (kind, alpha, p, save)
                     if kept and not save_log:
-                        assert tuple(w.shape) == cpu_kernel.kept_shape((4, 6), kind, alpha, p), (kind, alpha, p)
+                        shape = cpu_kernel.kept_shape((4, 6), kind, alpha, p)
+                        assert tuple(w.shape) == shape, (kind, alpha, p)
                     # a learned α's ln a rides along with a^(α−1) (self and uniform pools; the general policy and
                     # p = α < 1 keep ln a itself); the band pool keeps its window sums, with the elements' power
                     # beside them except for a learned α
@@ -352,8 +353,11 @@ def test_kept_logs_give_the_same_bits_as_taking_them_again(kind, dtype):
         assert torch.equal(a, b)
 
 
+PAIRS_KEPT = [(0.7, 0.7), (0.6, 0.3), (2.5, 1.25), (1.6, 1.6), (2.0, 1.5), (1.0, 0.75)]  # (α, p)
+
+
 @pytest.mark.parametrize("kind", [0, 1, 2])
-@pytest.mark.parametrize("alpha_p", [(0.7, 0.7), (0.6, 0.3), (2.5, 1.25), (1.6, 1.6), (2.0, 1.5), (1.0, 0.75)])
+@pytest.mark.parametrize("alpha_p", PAIRS_KEPT)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_a_kept_log_gives_the_same_bits_as_taking_it_again(kind, alpha_p, dtype):
     """Where the forward keeps ln a or a power per element (p = α < 1, whose bits the stored runs' learned α
@@ -482,7 +486,8 @@ def test_gradcheck_float64():
 
 
 @pytest.mark.parametrize(
-    "spec", ["dn:kappa=band:2", "dn:preset=ln", "dn", "dn:alpha=1.5", "dn:alpha=1.5,kappa=band:2", "dn:alpha=0.7"]
+    "spec",
+    ["dn:kappa=band:2", "dn:preset=ln", "dn", "dn:alpha=1.5", "dn:alpha=1.5,kappa=band:2", "dn:alpha=0.7"],
 )  # the last two keep (2, M, N) (window sums and a^(α−1)) and ln a
 def test_torch_compile_sees_an_operator(spec):
     """Forward and backward traced through the registered operators (no graph break at the kernel)."""

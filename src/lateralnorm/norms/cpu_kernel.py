@@ -34,8 +34,9 @@ from lateralnorm.cache_root import cache_dir
 from lateralnorm.errors import UsageError
 
 CSRC = Path(__file__).parent / "csrc"
-# dn_rows.cpp holds the module's bindings; recurrent_gates.cpp the LSTM/GRU gate steps (models/rnn.py)
-SOURCES = (CSRC / "dn_rows.cpp", CSRC / "dn_rows_f64.cpp", CSRC / "recurrent_gates.cpp")  # f64: the rows in double
+# dn_rows.cpp holds the module's bindings; dn_rows_f64.cpp its O(N) rows in double (the same source, compiled
+# in parallel); recurrent_gates.cpp the LSTM/GRU gate steps (models/rnn.py)
+SOURCES = (CSRC / "dn_rows.cpp", CSRC / "dn_rows_f64.cpp", CSRC / "recurrent_gates.cpp")
 MODES = ("auto", "cpp", "torch")
 # -fno-trapping-math lets GCC vectorize the branchy element loops (relu, sign, a > 0 ? …); without it the
 # row loops run an order of magnitude slower. -fno-math-errno lets sqrt vectorize.
