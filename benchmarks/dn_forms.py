@@ -16,10 +16,13 @@ import argparse
 import itertools
 import sys
 import time
+from pathlib import Path
 
 import torch
 
-from lateralnorm import create_norm
+sys.path.insert(0, str(Path(__file__).parent))
+import norms as bench  # noqa: E402  (its timing: warm-up, then the mean of `iters` fwd+bwd steps)
+from lateralnorm import create_norm  # noqa: E402
 
 B, N = 1024, 512
 ALPHAS = (0.7, 1, 1.5, 2, 3)
@@ -46,23 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     torch.manual_seed(0)
+    bench.CLOCK = time.thread_time
     rounds, iters = (2, 2) if args.quick else (9, 5)
     x = torch.randn(B, N, requires_grad=True)
-    g = torch.randn(B, N)
-
-    def step(m: torch.nn.Module) -> None:
-        x.grad = None
-        m(x).backward(g)
 
     def best(m: torch.nn.Module, r: int) -> float:
-        step(m)  # warm up
-        t_best = float("inf")
-        for _ in range(r):
-            t0 = time.thread_time()
-            for _ in range(iters):
-                step(m)
-            t_best = min(t_best, (time.thread_time() - t0) / iters)
-        return t_best
+        return min(bench.time_it(m, x, iters) for _ in range(r))
 
     ln = torch.nn.LayerNorm(N)
     rows = []

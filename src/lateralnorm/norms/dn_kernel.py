@@ -270,9 +270,10 @@ def learned_alpha_rows(
     CPU kernel, or None where that kernel does not run (not CPU float, not built, or under torch.compile or
     torch.jit.trace): the caller then differentiates its composite formula. The kernel runs at α's current
     value, and its backward adds ∂L/∂α = Σ ln(a) (gψ ψ + ∂p/∂α · gz z), a = |t| or relu(t), in the same loop
-    as the input's gradient. Where the forward keeps a^(α−1) (p = α > 1, self or uniform pool) it keeps ln a with it,
-    (2, M, N), so the backward takes no exp or log (three times LayerNorm's activation memory, instead of a
-    log per element)."""
+    as the input's gradient. Where the forward keeps a power per element (p = α > 1, or α = 1 or 2 with another
+    p; self or uniform pool) it keeps ln a with it, (2, M, N), so the backward takes no exp or log (three times
+    LayerNorm's activation memory, instead of a log per element); where it keeps ln a itself (the other pairs),
+    that one plane serves both."""
     rows = _rows_of(y)
     if torch.compiler.is_compiling() or torch.jit.is_tracing() or not cpu_kernel.applies_to(rows):
         return None

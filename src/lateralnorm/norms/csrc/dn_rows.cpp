@@ -293,12 +293,12 @@ struct VecPowFn {
     if (PK == P_ONE) return t * (t > T(0) ? T(1) : dneg);
     if (PK == P_SAME_LOW) return sgn(t) * psi(t);
     if (kIntAlpha || kKeptLog) return phi_from_pm(t, T(0), pm(t));  // as from_pm
-    return PK == P_SAME || PK == P_SAME_LOW ? sgn(t) * psi(t) : sgn(t) * pw(mag(t), p);
+    return PK == P_SAME ? sgn(t) * psi(t) : sgn(t) * pw(mag(t), p);
   }
   T dphi(T t) const {
     if (PK == P_ONE) return t > T(0) ? T(1) : dneg;
     if (kIntAlpha || kKeptLog) return dphi_from_pm(t, pm(t));  // as from_pm
-    return dpw(mag(t), PK == P_SAME_LOW ? alpha : p);
+    return dpw(mag(t), p);
   }
   Elem<T> eval(T t) const {
     if (PK == P_SAME || kIntAlpha || kKeptLog) return from_pm(t, pm(t));
@@ -343,18 +343,10 @@ constexpr bool kCostly = false;
 template <typename T, int PK>
 constexpr bool kCostly<VecPowFn<T, PK>> = true;
 
-// φ(t) where ψ(t) is at hand: with p = α, φ = sign(t)·ψ (one exp fewer per element), else φ(t) itself.
+// φ(t) for a policy that keeps no power (phi_out's other case): φ(t) itself.
 template <typename T, typename Fn>
 inline T phi_from_psi(const Fn& fn, T t, T) {
   return fn.phi(t);
-}
-template <typename T>
-inline T phi_from_psi(const VecPowFn<T, P_SAME>& fn, T t, T psi) {
-  return fn.sgn(t) * psi;
-}
-template <typename T>
-inline T phi_from_psi(const VecPowFn<T, P_SAME_LOW>& fn, T t, T psi) {
-  return fn.sgn(t) * psi;
 }
 
 // A row's element values in scratch (the costly policies): one loop that does only the vector exp/log
@@ -384,20 +376,14 @@ __attribute__((noinline)) void tabulate(const T* __restrict__ y, T m, T dl, cons
   }
 }
 
-// the policies whose kept power is √a (no log unless a learned α asks for ln a)
-template <typename Fn>
-constexpr bool kHalfPow = false;
-template <typename T, int PK>
-constexpr bool kHalfPow<VecPowFn<T, PK>> = VecPowFn<T, PK>::kHalf;
-
 // The kept value of a row (kept_from_log: a^(α−1), a^(p−1), a^p or ln a), which the forward keeps for the
 // backward when asked, and with WITH_PSI ψ in the same loop, with WITH_L ln a (a learned α's backward reads it:
-// no log there)
+// no log there). For the kept-power policies only (VecPowFn); with √a kept (kHalf) no log unless WITH_L.
 template <typename T, bool WITH_PSI, bool WITH_L, typename Fn>
 __attribute__((noinline)) void pm_of_row(const T* __restrict__ y, T m, T dl, int64_t n, T* __restrict__ pm,
                                          T* __restrict__ psi, T* __restrict__ L, const Fn fn) {
   for (int64_t i = 0; i < n; ++i) {
-    const T t = (y[i] - m) - dl, a = fn.mag(t), l = WITH_L || !kHalfPow<Fn> ? ln_pos(a) : T(0),
+    const T t = (y[i] - m) - dl, a = fn.mag(t), l = WITH_L || !Fn::kHalf ? ln_pos(a) : T(0),
             v = fn.kept_from_log(a, l);
     pm[i] = v;
     if (WITH_PSI) psi[i] = fn.psi_from_pm(t, v);
@@ -694,26 +680,18 @@ void forward_rows(const T* __restrict__ y_all, T* __restrict__ out_all, double* 
     } else {
       T* __restrict__ pad = s.pad.data();
       T* __restrict__ w = w_all != nullptr ? w_all + row * n : s.a.data();
-      if constexpr (kKeepsPowers<Fn>) {
-        if (l_all != nullptr) {  // the elements' kept power (the second plane) beside the window sums, with ψ
-          T* __restrict__ pmr = l_all + row * n;
-          pm_of_row<T, true, false>(y, m, dl, n, pmr, pad + P.before, static_cast<T*>(nullptr), fn);
-          window_sum(pad, w, n, size);
-          for (int64_t i = 0; i < n; ++i) {
-            const T t = (y[i] - m) - dl;
-            out[i] = gamma[i] * (phi_out(fn, t, pad[P.before + i], pmr, i) * dr(beta[i] + c[i] * w[i])) + bias[i];
-          }
-          stats[3 * row] = static_cast<double>(m);
-          stats[3 * row + 1] = static_cast<double>(dl);
-          stats[3 * row + 2] = S;
-          continue;
-        }
+      const T* kept = nullptr;  // the kept power's row (kKeepsPowers)
+      if constexpr (kKeepsPowers<Fn>) {  // ψ, and the kept value: the second plane when asked, else scratch
+        T* __restrict__ pmr = l_all != nullptr ? l_all + row * n : s.b.data();
+        kept = pmr;
+        pm_of_row<T, true, false>(y, m, dl, n, pmr, pad + P.before, static_cast<T*>(nullptr), fn);
+      } else {
+        psi_of_row(y, m, dl, n, pad + P.before, fn);
       }
-      psi_of_row(y, m, dl, n, pad + P.before, fn);
       window_sum(pad, w, n, size);
       for (int64_t i = 0; i < n; ++i) {
         const T t = (y[i] - m) - dl;
-        out[i] = gamma[i] * (phi_from_psi(fn, t, pad[P.before + i]) * dr(beta[i] + c[i] * w[i])) + bias[i];
+        out[i] = gamma[i] * (phi_out(fn, t, pad[P.before + i], kept, i) * dr(beta[i] + c[i] * w[i])) + bias[i];
       }
     }
     stats[3 * row] = static_cast<double>(m);
