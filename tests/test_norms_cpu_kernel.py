@@ -302,7 +302,7 @@ def test_kept_tensor_rule_agrees_with_the_kernel():
             (1.0, 1.5),
             (2.0, 0.5),  # p < 1: a^p kept
             (1.0, 0.5),
-            (0.7, 0.35),  # α ∉ {1, 2}, p ∉ {1, α}: ln a kept (never with a learned α's second plane)
+            (0.7, 0.35),  # α ∉ {1, 2}, p ∉ {1, α}: ln a kept (self, uniform: a^α and a^p exps)
             (0.5, 0.5),  # p = α < 1: ln a kept too
             (3.0, 1.5),
             (1.5, 2.0),
@@ -324,7 +324,10 @@ def test_kept_tensor_rule_agrees_with_the_kernel():
                     log_itself = alpha not in (1.0, 2.0) and p != 1.0 and not (p == alpha > 1.0)
                     with_log = kept and save_log and kind != 2 and not log_itself
                     band_two = kept and not save_log and kind == 2 and cpu_kernel.keeps_rowwise(0, alpha, p)
-                    two = with_log or band_two
+                    # the general exponents on the self and uniform pools keep their two exps, no learned α
+                    general_pair = alpha not in (1.0, 2.0) and p not in (1.0, alpha)
+                    exps_two = kept and not save_log and kind != 2 and general_pair
+                    two = with_log or band_two or exps_two
                     assert not kept or tuple(w.shape) == ((2, 4, 6) if two else (4, 6)), (kind, alpha, p)
 
 
@@ -487,8 +490,16 @@ def test_gradcheck_float64():
 
 @pytest.mark.parametrize(
     "spec",
-    ["dn:kappa=band:2", "dn:preset=ln", "dn", "dn:alpha=1.5", "dn:alpha=1.5,kappa=band:2", "dn:alpha=0.7"],
-)  # the last two keep (2, M, N) (window sums and a^(α−1)) and ln a
+    [
+        "dn:kappa=band:2",
+        "dn:preset=ln",
+        "dn",
+        "dn:alpha=1.5",
+        "dn:alpha=1.5,kappa=band:2",
+        "dn:alpha=0.7",
+        "dn:alpha=1.5,r=0.75,kappa=self",
+    ],
+)  # band:2 with α = 1.5 keeps (2, M, N) (window sums and a^(α−1)), α = 0.7 ln a, the general pair its two exps
 def test_torch_compile_sees_an_operator(spec):
     """Forward and backward traced through the registered operators (no graph break at the kernel)."""
     torch._dynamo.reset()  # earlier compile tests may have used up the recompile limit of Norm.forward

@@ -290,11 +290,14 @@ def keeps_rowwise(kind: int, alpha: float, p: float) -> bool:
 def kept_shape(y_shape: tuple[int, int], kind: int, alpha: float, p: float) -> tuple[int, ...]:
     """The shape of the tensor the kernel's forward keeps when asked (save_w, no learned α): (M, N), or
     (2, M, N) where the band pool's window sums have the elements' kept power (or ln a) beside them (an
-    exp/log policy: `keeps_rowwise` for any pool); (0,) where it keeps none. `keeps_two_planes` in
-    csrc/dn_rows.cpp (tested to agree)."""
+    exp/log policy: `keeps_rowwise` for any pool), or where the general exponents (α ∉ {1, 2}, p ∉ {1, α}) on
+    the self or uniform pool keep their two exps, a^α's and a^p's, instead of ln a; (0,) where it keeps none.
+    `keeps_two_planes` in csrc/dn_rows.cpp (tested to agree)."""
     if not keeps_rowwise(kind, alpha, p):
         return (0,)
-    return (2, *y_shape) if kind == 2 and keeps_rowwise(0, alpha, p) else tuple(y_shape)
+    band_two = kind == 2 and keeps_rowwise(0, alpha, p)
+    general_pair = kind != 2 and alpha not in (1.0, 2.0) and p not in (1.0, alpha)
+    return (2, *y_shape) if band_two or general_pair else tuple(y_shape)
 
 
 @torch.library.custom_op("lateralnorm::dn_rows_forward", mutates_args=())

@@ -7,7 +7,8 @@
 // Backward (t, ψ, W, D recomputed from y; the forward keeps m and S per row, and when asked one (M, N) tensor
 // where a recompute costs most: the band pool's window sums, and for an exp/log policy one value per element —
 // a^(α−1), a^(p−1) or a^p (√a where p = 1/2 or 3/2), or ln a (kKeepsPowers) — with ln a beside a power for a
-// learned α; see keeps_rowwise, keeps_two_planes):
+// learned α, and for the general exponents on the self and uniform pools their two exps instead of ln a; see
+// keeps_rowwise, keeps_two_planes):
 //   gz = g γ;  v = gz D^{−r} φ'(t);  q = gz z / D;  gψ = poolᵀ(−r c q);  gt = v + gψ ψ'(t);
 //   gy = gt − mean(gt) when centered.  Column sums for the parameters: Σ g z (γ), Σ g (b), Σ q (β),
 //   Σ q W (c); the caller multiplies by −r and applies the reparametrization's chain rule.
@@ -234,11 +235,21 @@ struct VecPowFn {
   struct VD {
     T v, d;
   };
-  static VD gen_pow(T a, T l, T e, T u, T f) {
+  static VD gen_pow(T a, T l, T e, T u, T f) { return gen_from_exp(a, vexp(f * l), e, u); }
+  static VD gen_from_exp(T a, T E, T e, T u) {  // the same from E = exp(f·l) itself
     const bool pos = a > T(0);
-    const T E = vexp(f * l), q = std::min(E / (a + T(a <= T(0))), std::numeric_limits<T>::max());
+    const T q = std::min(E / (a + T(a <= T(0))), std::numeric_limits<T>::max());
     const T v = E * (u * a + (T(1) - u)), d = e * (u * E + (T(1) - u) * q);
     return {pos ? v : T(0), pos ? d : T(0)};
+  }
+  // P_GENERAL with its two exps kept (kKeepsPair): E_α = exp((α − u_α) ln a) and E_p = exp((p − u_p) ln a), the
+  // exps the forward took, so the backward's table takes no exp (gen_pow's own expressions: the same bits)
+  T exp_alpha(T l) const { return vexp(ea * l); }
+  T exp_p(T l) const { return vexp(ep * l); }
+  Elem<T> from_pair(T t, T Ea, T Ep) const {
+    const T a = mag(t), s = sgn(t);
+    const VD va = gen_from_exp(a, Ea, alpha, ua), vp = gen_from_exp(a, Ep, p, up);
+    return {va.v, s * vp.v, s * va.d, vp.d, T(0)};
   }
   T psi_from_pm(T t, T pmv) const {  // ψ: a·a^(α−1) (P_SAME), else the exact a or a² (kIntAlpha)
     if (PK == P_SAME_LOW) return eval_from_log(t, pmv).psi;
@@ -358,13 +369,20 @@ struct Tab {
 };
 // FROM_PM (kKeepsPowers only): from the value the forward kept per element (no log; no exp either where it is a
 // power; one log per element only for a learned α's L, WITH_L, where the kept value is not ln a itself).
-template <typename T, bool WITH_L, bool FROM_PM, typename Fn>
+// FROM_PAIR (kKeepsPair only): from the two exps the forward kept, pm (E_α) and pm2 (E_p): no exp, and no log but a
+// learned α's L (WITH_L) where ∂L/∂α is asked of a forward that kept none.
+template <typename T, bool WITH_L, bool FROM_PM, typename Fn, bool FROM_PAIR = false>
 __attribute__((noinline)) void tabulate(const T* __restrict__ y, T m, T dl, const T* __restrict__ pm, int64_t n,
                                         T* __restrict__ psi, T* __restrict__ phi, T* __restrict__ dpsi,
-                                        T* __restrict__ dphi, T* __restrict__ L, const Fn fn) {
+                                        T* __restrict__ dphi, T* __restrict__ L, const Fn fn,
+                                        const T* __restrict__ pm2 = nullptr) {
   for (int64_t i = 0; i < n; ++i) {
     Elem<T> e;
-    if constexpr (FROM_PM)
+    if constexpr (FROM_PAIR) {
+      const T t = (y[i] - m) - dl;
+      e = fn.from_pair(t, pm[i], pm2[i]);
+      if (WITH_L) e.L = ln_pos(fn.mag(t));
+    } else if constexpr (FROM_PM)
       e = fn.from_pm((y[i] - m) - dl, pm[i]);
     else
       e = eval(fn, (y[i] - m) - dl);
@@ -401,6 +419,27 @@ template <typename Fn>
 constexpr bool kKeepsLog = false;
 template <typename T, int PK>
 constexpr bool kKeepsLog<VecPowFn<T, PK>> = VecPowFn<T, PK>::kKeptLog;
+// the general policy on the self and uniform pools, no learned α (`keeps_pair`): the forward keeps its two exps
+// per element, E_α and E_p, as (2, M, N) instead of ln a, and the backward's table takes no exp
+template <typename Fn>
+constexpr bool kKeepsPair = false;
+template <typename T, int PK>
+constexpr bool kKeepsPair<VecPowFn<T, PK>> = PK == P_GENERAL;
+
+// ln a of a row into l (the pair's forward: its exps are taken where they are used, as without the pair)
+template <typename T, bool WITH_PSI, typename Fn>
+__attribute__((noinline)) void pair_first_of_row(const T* __restrict__ y, T m, T dl, int64_t n, T* __restrict__ l,
+                                                 T* __restrict__ ea, T* __restrict__ psi, const Fn fn) {
+  for (int64_t i = 0; i < n; ++i) {
+    const T t = (y[i] - m) - dl, li = ln_pos(fn.mag(t));
+    l[i] = li;
+    if (WITH_PSI) {  // E_α and ψ in the same loop (as pm_of_row's psi_from_pm)
+      const T E = fn.exp_alpha(li);
+      ea[i] = E;
+      psi[i] = Fn::gen_from_exp(fn.mag(t), E, fn.alpha, fn.ua).v;
+    }
+  }
+}
 
 // φ(t) where ψ(t) is at hand and, for a policy that keeps a power, that power (kept[i]; else unread)
 template <typename T, typename Fn>
@@ -466,8 +505,18 @@ struct Params {
 };
 
 // w_i = Σ_{j=i−lo}^{i+hi} v_j, where padded[lo + j] = v_j and the lo / hi margins are zero.
-// Four 64-byte vectors of outputs are summed in registers (GCC/Clang vector extensions: one unaligned load
-// and one add per tap and vector), so a window of K taps costs K loads per output vector, not K passes.
+// Four vectors of outputs are summed in registers (GCC/Clang vector extensions: one unaligned load and one add
+// per tap and vector), so a window of K taps costs K loads per output vector, not K passes. The vectors are
+// the machine's own width (-march=native): a 64-byte vector type on a CPU without AVX-512 is split by GCC
+// through general registers and the stack, and the band pool's step ran 2.5× slower on such a CPU (AMD Zen 3).
+// Each lane adds its taps in the same order at any width: the same bits.
+#if defined(__AVX512F__)
+constexpr int kVecBytes = 64;
+#elif defined(__AVX__)
+constexpr int kVecBytes = 32;
+#else
+constexpr int kVecBytes = 16;
+#endif
 template <typename T>
 __attribute__((noinline)) void window_sum(const T* __restrict__ p, T* __restrict__ w, int64_t n, int64_t size) {
   if (size > 64) {  // wide windows: a running sum in double
@@ -480,8 +529,8 @@ __attribute__((noinline)) void window_sum(const T* __restrict__ p, T* __restrict
     }
     return;
   }
-  typedef T V __attribute__((vector_size(64)));
-  constexpr int64_t L = 64 / sizeof(T);
+  typedef T V __attribute__((vector_size(kVecBytes)));
+  constexpr int64_t L = kVecBytes / sizeof(T);
   auto ld = [](const T* q) {
     V v;
     std::memcpy(&v, q, sizeof(V));
@@ -603,7 +652,8 @@ struct Scratch {
 // ---------------------------------------------------------------------------------------------- forward
 // out rows [r0, r1); stats: (m_T, δ, S) per row in double (S: the uniform pool's Σψ, else 0); w_all (see
 // `keeps_rowwise`; may be null): the band pool's window sums or the elements' a^(α−1), kept for the backward;
-// l_all (may be null; only with a^(α−1), self or uniform pool): the elements' ln a, for a learned α's gradient
+// l_all (may be null; self or uniform pool: the elements' ln a beside a power, for a learned α's gradient, or the
+// general policy's E_p beside E_α, kKeepsPair; band pool: the kept value beside the window sums)
 template <typename T, int64_t KIND, typename Fn, typename R>
 void forward_rows(const T* __restrict__ y_all, T* __restrict__ out_all, double* __restrict__ stats,
                   T* __restrict__ w_all, T* __restrict__ l_all, int64_t r0, int64_t r1, const Params<T>& P,
@@ -620,13 +670,21 @@ void forward_rows(const T* __restrict__ y_all, T* __restrict__ out_all, double* 
     T* __restrict__ out = out_all + row * n;
     const Mean<T> mu = row_mean(y, n, P.center);
     const T m = mu.m, dl = mu.delta;
+    stats[3 * row] = static_cast<double>(m);
+    stats[3 * row + 1] = static_cast<double>(dl);  // and the uniform pool's S once summed (else 0)
     double S = 0;
+    // the general policy's two exps kept (kKeepsPair): E_α in w_all's row, E_p in l_all's, ln a in scratch
+    bool pair = false;
+    if constexpr (kKeepsPair<Fn>) pair = KIND != BAND && l_all != nullptr;
     if (KIND == UNIFORM) {
       const T* kept = nullptr;  // the kept power's row (kKeepsPowers)
       if constexpr (kKeepsPowers<Fn>) {  // ψ, the kept power (and ln a) kept for the backward when asked
         T* __restrict__ pmr = w_all != nullptr ? w_all + row * n : s.b.data();
         kept = pmr;
-        if (l_all != nullptr)
+        if (pair) {
+          pair_first_of_row<T, true>(y, m, dl, n, s.b.data(), pmr, s.a.data(), fn);
+          kept = s.b.data();
+        } else if (l_all != nullptr)
           pm_of_row<T, true, true>(y, m, dl, n, pmr, s.a.data(), l_all + row * n, fn);
         else
           pm_of_row<T, true, false>(y, m, dl, n, pmr, s.a.data(), static_cast<T*>(nullptr), fn);
@@ -643,8 +701,33 @@ void forward_rows(const T* __restrict__ y_all, T* __restrict__ out_all, double* 
         for (; i < n; ++i) S += static_cast<double>(fn.psi((y[i] - m) - dl));
         for (int k = 0; k < 8; ++k) S += acc[k];
       }
+      stats[3 * row + 2] = S;
       const T St = static_cast<T>(S);
       const T* __restrict__ ps = s.a.data();
+      if constexpr (kKeepsPair<Fn>) {
+        if (pair) {  // φ from E_p, taken here as phi_out takes it from ln a, and kept
+          const T* __restrict__ lr = s.b.data();
+          T* __restrict__ epr = l_all + row * n;
+          auto phi_kept = [&](int64_t i, T t) {
+            const T E = fn.exp_p(lr[i]);
+            epr[i] = E;
+            return fn.sgn(t) * Fn::gen_from_exp(fn.mag(t), E, fn.p, fn.up).v;
+          };
+          if (!bv) {
+            const T k = dr(beta[0] + c[0] * St);
+            for (int64_t i = 0; i < n; ++i) {
+              const T t = (y[i] - m) - dl;
+              out[i] = gamma[i] * (phi_kept(i, t) * k) + bias[i];
+            }
+          } else {
+            for (int64_t i = 0; i < n; ++i) {
+              const T t = (y[i] - m) - dl;
+              out[i] = gamma[i] * (phi_kept(i, t) * dr(beta[i] + c[i] * St)) + bias[i];
+            }
+          }
+          continue;
+        }
+      }
       if (!bv) {
         const T k = dr(beta[0] + c[0] * St);
         for (int64_t i = 0; i < n; ++i) out[i] = gamma[i] * (phi_out(fn, (y[i] - m) - dl, ps[i], kept, i) * k) + bias[i];
@@ -655,6 +738,22 @@ void forward_rows(const T* __restrict__ y_all, T* __restrict__ out_all, double* 
         }
       }
     } else if (KIND == SELF) {
+      if constexpr (kKeepsPair<Fn>) {
+        if (pair) {  // ln a in scratch, then the two exps where from_pm takes them, kept
+          T* __restrict__ lr = s.c.data();
+          T* __restrict__ ear = w_all + row * n;
+          T* __restrict__ epr = l_all + row * n;
+          pair_first_of_row<T, false>(y, m, dl, n, lr, static_cast<T*>(nullptr), static_cast<T*>(nullptr), fn);
+          for (int64_t i = 0; i < n; ++i) {
+            const T Ea = fn.exp_alpha(lr[i]), Ep = fn.exp_p(lr[i]);
+            ear[i] = Ea;
+            epr[i] = Ep;
+            const Elem<T> e = fn.from_pair((y[i] - m) - dl, Ea, Ep);
+            out[i] = gamma[i] * (e.phi * dr(beta[i] + c[i] * e.psi)) + bias[i];
+          }
+          continue;
+        }
+      }
       if constexpr (kKeepsPowers<Fn>) {  // from a^(α−1), kept for the backward when asked
         T* __restrict__ pmr = w_all != nullptr ? w_all + row * n : s.c.data();
         if (l_all != nullptr)
@@ -694,9 +793,6 @@ void forward_rows(const T* __restrict__ y_all, T* __restrict__ out_all, double* 
         out[i] = gamma[i] * (phi_out(fn, t, pad[P.before + i], kept, i) * dr(beta[i] + c[i] * w[i])) + bias[i];
       }
     }
-    stats[3 * row] = static_cast<double>(m);
-    stats[3 * row + 1] = static_cast<double>(dl);
-    stats[3 * row + 2] = S;
   }
 }
 
@@ -878,7 +974,18 @@ void backward_rows(const T* __restrict__ g_all, const T* __restrict__ y_all, con
         else
           tabulate<T, false, F>(y, m, dl, pmk, n, tab.psi, tab.phi, tab.dpsi, tab.dphi, nullptr, fn);
       };
-      if constexpr (kKeepsPowers<Fn>) {
+      if constexpr (kKeepsPair<Fn>) {  // the general policy's two exps (E_α, E_p)
+        if (la_all != nullptr && alpha_kept)  // ∂L/∂α asked of a forward that kept no ln a: one log again
+          tabulate<T, true, false, Fn, true>(y, m, dl, pm_all + row * n, n, tab.psi, tab.phi, tab.dpsi, tab.dphi,
+                                             tab.L, fn, la_all + row * n);
+        else if (la_all != nullptr)
+          tabulate<T, false, false, Fn, true>(y, m, dl, pm_all + row * n, n, tab.psi, tab.phi, tab.dpsi, tab.dphi,
+                                              nullptr, fn, la_all + row * n);
+        else if (pm_all != nullptr)
+          fill(std::true_type{}, pm_all + row * n);
+        else
+          fill(std::false_type{}, nullptr);
+      } else if constexpr (kKeepsPowers<Fn>) {
         if (pm_all != nullptr)
           fill(std::true_type{}, pm_all + row * n);
         else
@@ -1100,11 +1207,21 @@ bool keeps_log(const Cfg& cfg, bool save_log) {
   return save_log && cfg.kind != BAND && keeps_powers(cfg) && !keeps_log_itself(cfg);
 }
 
-// Whether the kept tensor is (2, M, N): ln a beside a power (keeps_log), or with the band pool and an exp/log
-// policy the elements' kept power (or ln a) beside the window sums, so that its backward takes no log either;
-// not for a learned α (save_log: its backward takes ψ and ln a again, as the stored runs did).
+// Whether the general policy keeps its two exps (E_α, E_p) as (2, M, N) instead of ln a: the self and uniform
+// pools without a learned α (whose gradient reads ln a), so that the backward takes no exp.
+bool keeps_pair(const Cfg& cfg) {
+  bool keeps = false;
+  with_fn<float>(cfg, [&](auto fn) { keeps = kKeepsPair<decltype(fn)>; });
+  return keeps && cfg.kind != BAND;
+}
+
+// Whether the kept tensor is (2, M, N): ln a beside a power (keeps_log), the general policy's two exps
+// (keeps_pair), or with the band pool and an exp/log policy the elements' kept power (or ln a) beside the window
+// sums, so that its backward takes no log either; not for a learned α (save_log: its backward takes ψ and ln a
+// again, as the stored runs did).
 bool keeps_two_planes(const Cfg& cfg, bool save_log) {
-  return cfg.kind == BAND ? !save_log && keeps_powers(cfg) : keeps_log(cfg, save_log);
+  if (cfg.kind == BAND) return !save_log && keeps_powers(cfg);
+  return keeps_log(cfg, save_log) || (!save_log && keeps_pair(cfg));
 }
 
 // Calls f(fn, dr) with the element and D^{−r} policies that fit cfg.
@@ -1243,7 +1360,8 @@ void run_backward(const Cfg& cfg, const T* gp, const T* yp, const double* sp, co
 // Returns (out, stats, w): stats (M, 3) float64 = (row mean rounded to T, the rest δ, uniform pool's Σψ);
 // w (M, N) when save_w and `keeps_rowwise`: the band pool's window sums (they cost a full recompute in the
 // backward), or an exp/log policy's value per element; (2, M, N) with a second plane (`keeps_two_planes`): ln a
-// beside a power, or the band pool's window sums and the elements' kept value; else empty.
+// beside a power, the general policy's (E_α, E_p), or the band pool's window sums and the elements' kept value;
+// else empty.
 std::vector<at::Tensor> forward(const at::Tensor& y, const at::Tensor& beta, const at::Tensor& c,
                                 const at::Tensor& gamma, const at::Tensor& bias, int64_t kind, bool center,
                                 bool rect, double alpha, double p, double r, int64_t before, int64_t after,
@@ -1292,10 +1410,12 @@ std::vector<at::Tensor> backward(const at::Tensor& g_in, const at::Tensor& y, co
               "dn kernel: stats must be the forward's (M, 3) float64 tensor");
   at::Tensor g = g_in.contiguous().to(y.scalar_type());
   const bool has_w = w_saved.has_value() && w_saved->defined() && w_saved->numel() > 0;
-  const bool has_log = has_w && w_saved->dim() == 3;  // (a power, ln a), or the band pool's (W, a power)
+  // (a power, ln a), the general policy's (E_α, E_p), or the band pool's (W, a power)
+  const bool has_log = has_w && w_saved->dim() == 3;
   TORCH_CHECK(!has_w || ((has_log ? w_saved->numel() == 2 * y.numel() && w_saved->size(0) == 2 &&
                                         w_saved->size(1) == y.size(0) && w_saved->size(2) == y.size(1) &&
-                                        (cfg.kind == BAND ? keeps_two_planes(cfg, false) : keeps_log(cfg, true))
+                                        (cfg.kind == BAND ? keeps_two_planes(cfg, false)
+                                                          : keeps_log(cfg, true) || keeps_pair(cfg))
                                   : w_saved->sizes() == y.sizes()) &&
                          w_saved->is_contiguous() && w_saved->scalar_type() == y.scalar_type()),
               "dn kernel: w must be the forward's kept tensor for this configuration");
