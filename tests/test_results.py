@@ -8,6 +8,7 @@ import csv
 import json
 
 import pytest
+import torch
 
 from lateralnorm import results
 
@@ -61,6 +62,7 @@ def test_the_answer_set_runs_resumes_and_keeps_its_provenance(manifest, tmp_path
     assert len(rows) == 2 * 2 + 2 * 3  # both studies, every run
     assert stamp["runs"]["tiny-other"]["done"] == 6 and set(stamp["wall_s"]) == {"tiny-moons", "tiny-other"}
     assert stamp["machine"]["cores"] and stamp["commit"] and "report_rebuilt" not in stamp
+    assert stamp["machine"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
 
     again = results.run_all(manifest, out, workers=1, echo=said.append)  # resumes: nothing left to train
     assert again["runs"] == stamp["runs"]

@@ -221,7 +221,12 @@ def _stamp(
     now = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
         "commit": git_revision(),
-        "machine": {"platform": platform.platform(), "processor": _cpu_model(), "cores": os.cpu_count()},
+        "machine": {
+            "platform": platform.platform(),
+            "processor": _cpu_model(),
+            "cores": os.cpu_count(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # runs repeat to the bit within one
+        },
     }
     if report_only and previous.get("machine"):
         keep = ("date", "commit", "machine", "versions", "wall_s", "wall_total_s", "this_call_s")

@@ -154,6 +154,10 @@ def versions() -> dict[str, str]:
         with suppress(importlib.metadata.PackageNotFoundError):
             out[lib] = importlib.metadata.version(lib)
     out["platform"] = platform.platform()
+    # the vector instruction set torch's CPU kernels dispatch to (AVX512, AVX2, ...): the same code rounds
+    # differently on another one (BLAS, vectorized loops, glibc's vector exp/log), so exact repeats of a run's
+    # numbers hold between machines with the same one
+    out["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
     from lateralnorm.norms import cpu_kernel
 
     out["dn_cpu_kernel"] = cpu_kernel.kernel_name()  # compiled row kernel or PyTorch ops (same formula)
