@@ -606,7 +606,15 @@ def test_run_records_name_the_kernel(monkeypatch):
     assert versions()["dn_cpu_kernel"] == f"compiled-{cpu_kernel.build_key()}"
     # and the instruction set torch dispatches to, which the bits of a run depend on
     assert versions()["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
-    assert versions()["cpu_capability"] in ("DEFAULT", "VSX", "Z VECTOR", "NO AVX", "AVX2", "AVX512", "SVE256")
+    assert versions()["cpu_capability"] in (
+        "DEFAULT",
+        "VSX",
+        "Z VECTOR",
+        "NO AVX",
+        "AVX2",
+        "AVX512",
+        "SVE256",
+    )
     monkeypatch.setenv("LATERALNORM_CPU_KERNEL", "torch")
     assert cpu_kernel.kernel_name() == "pytorch"
 
