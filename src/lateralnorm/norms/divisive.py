@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from lateralnorm.errors import UsageError
+from lateralnorm.norms import layout
 from lateralnorm.norms.base import COMMON, NonNegative, Norm, lower_bound
 from lateralnorm.norms.dn_kernel import (
     DnConfig,
@@ -222,6 +223,19 @@ class DivisiveNorm(Norm):
         beta = self.beta_value()  # any parameter-side tensor gives the device and dtype
         eye = torch.eye(self.num_features, device=beta.device, dtype=beta.dtype)
         return self.structure.matrix(self, eye)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (
+            self.layout != self.native_layout  # channels_first on a features-last layer
+            and (self._fusable or self._fused_alpha or self._matrix)
+            and layout.applies_to(x)
+        ):  # a contiguous (B, C, ...) input to the compiled kernel: its rows by the kernel's tile transpose
+            self._check(x)
+            out = self._forward(layout.to_rows(x)).movedim(-1, 1)  # the same view as the generic route's
+            if out.requires_grad:
+                out.register_hook(layout.rows_grad_hook)
+            return out
+        return super().forward(x)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (..., N)
         if self._fusable or self._fused_alpha:
