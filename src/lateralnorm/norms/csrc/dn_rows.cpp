@@ -426,18 +426,16 @@ constexpr bool kKeepsPair = false;
 template <typename T, int PK>
 constexpr bool kKeepsPair<VecPowFn<T, PK>> = PK == P_GENERAL;
 
-// ln a of a row into l (the pair's forward: its exps are taken where they are used, as without the pair)
-template <typename T, bool WITH_PSI, typename Fn>
+// The uniform pool's first loop with the pair kept: ln a into l, E_α into ea and ψ from it, where pm_of_row takes
+// ln a and ψ without the pair (the same expressions; its E_p is taken in the output loop, as phi_out takes it)
+template <typename T, typename Fn>
 __attribute__((noinline)) void pair_first_of_row(const T* __restrict__ y, T m, T dl, int64_t n, T* __restrict__ l,
                                                  T* __restrict__ ea, T* __restrict__ psi, const Fn fn) {
   for (int64_t i = 0; i < n; ++i) {
-    const T t = (y[i] - m) - dl, li = ln_pos(fn.mag(t));
+    const T t = (y[i] - m) - dl, li = ln_pos(fn.mag(t)), E = fn.exp_alpha(li);
     l[i] = li;
-    if (WITH_PSI) {  // E_α and ψ in the same loop (as pm_of_row's psi_from_pm)
-      const T E = fn.exp_alpha(li);
-      ea[i] = E;
-      psi[i] = Fn::gen_from_exp(fn.mag(t), E, fn.alpha, fn.ua).v;
-    }
+    ea[i] = E;
+    psi[i] = Fn::gen_from_exp(fn.mag(t), E, fn.alpha, fn.ua).v;
   }
 }
 
@@ -682,7 +680,7 @@ void forward_rows(const T* __restrict__ y_all, T* __restrict__ out_all, double* 
         T* __restrict__ pmr = w_all != nullptr ? w_all + row * n : s.b.data();
         kept = pmr;
         if (pair) {
-          pair_first_of_row<T, true>(y, m, dl, n, s.b.data(), pmr, s.a.data(), fn);
+          pair_first_of_row(y, m, dl, n, s.b.data(), pmr, s.a.data(), fn);
           kept = s.b.data();
         } else if (l_all != nullptr)
           pm_of_row<T, true, true>(y, m, dl, n, pmr, s.a.data(), l_all + row * n, fn);
@@ -739,11 +737,11 @@ void forward_rows(const T* __restrict__ y_all, T* __restrict__ out_all, double* 
       }
     } else if (KIND == SELF) {
       if constexpr (kKeepsPair<Fn>) {
-        if (pair) {  // ln a in scratch, then the two exps where from_pm takes them, kept
+        if (pair) {  // ln a in scratch (the policy's kept value), then the two exps where from_pm takes them, kept
           T* __restrict__ lr = s.c.data();
           T* __restrict__ ear = w_all + row * n;
           T* __restrict__ epr = l_all + row * n;
-          pair_first_of_row<T, false>(y, m, dl, n, lr, static_cast<T*>(nullptr), static_cast<T*>(nullptr), fn);
+          pm_of_row<T, false, false>(y, m, dl, n, lr, static_cast<T*>(nullptr), static_cast<T*>(nullptr), fn);
           for (int64_t i = 0; i < n; ++i) {
             const T Ea = fn.exp_alpha(lr[i]), Ep = fn.exp_p(lr[i]);
             ear[i] = Ea;
@@ -1183,18 +1181,21 @@ void with_fn(const Cfg& cfg, F&& f) {
     f(VecPowFn<T, P_GENERAL>{cfg.rect, static_cast<T>(cfg.alpha), static_cast<T>(cfg.p)});
 }
 
-// Whether the policy with_fn picks for cfg keeps one value per element (kKeepsPowers), and whether that value is
-// ln a itself (kKeepsLog): read off the dispatch, so the rules below cannot drift from it.
-bool keeps_powers(const Cfg& cfg) {
-  bool keeps = false;
-  with_fn<float>(cfg, [&](auto fn) { keeps = kKeepsPowers<decltype(fn)>; });
-  return keeps;
+// What the policy with_fn picks for cfg keeps per element: one value (kKeepsPowers), that value being ln a itself
+// (kKeepsLog), the general policy's two exps instead (kKeepsPair): read off the dispatch, so the rules below
+// cannot drift from it.
+struct Keeps {
+  bool powers, log, pair;
+};
+Keeps policy_keeps(const Cfg& cfg) {
+  Keeps k{false, false, false};
+  with_fn<float>(cfg, [&](auto fn) {
+    using F = decltype(fn);
+    k = Keeps{kKeepsPowers<F>, kKeepsLog<F>, kKeepsPair<F>};
+  });
+  return k;
 }
-bool keeps_log_itself(const Cfg& cfg) {
-  bool keeps = false;
-  with_fn<float>(cfg, [&](auto fn) { keeps = kKeepsLog<decltype(fn)>; });
-  return keeps;
-}
+bool keeps_powers(const Cfg& cfg) { return policy_keeps(cfg).powers; }
 
 // Whether the forward keeps a second (M, N) tensor for the backward when asked (save_w): the band pool's
 // window sums, or an exp/log policy's value per element (the backward then needs no log, and no exp where the
@@ -1204,16 +1205,13 @@ bool keeps_rowwise(const Cfg& cfg) { return cfg.kind == BAND || keeps_powers(cfg
 // Whether that tensor also holds the elements' ln a, as (2, M, N) = (power, ln a), when asked (save_log: a
 // learned α, whose gradient needs ln a): with a power kept (self or uniform pool), so the backward takes no log.
 bool keeps_log(const Cfg& cfg, bool save_log) {
-  return save_log && cfg.kind != BAND && keeps_powers(cfg) && !keeps_log_itself(cfg);
+  const Keeps k = policy_keeps(cfg);
+  return save_log && cfg.kind != BAND && k.powers && !k.log;
 }
 
 // Whether the general policy keeps its two exps (E_α, E_p) as (2, M, N) instead of ln a: the self and uniform
 // pools without a learned α (whose gradient reads ln a), so that the backward takes no exp.
-bool keeps_pair(const Cfg& cfg) {
-  bool keeps = false;
-  with_fn<float>(cfg, [&](auto fn) { keeps = kKeepsPair<decltype(fn)>; });
-  return keeps && cfg.kind != BAND;
-}
+bool keeps_pair(const Cfg& cfg) { return cfg.kind != BAND && policy_keeps(cfg).pair; }
 
 // Whether the kept tensor is (2, M, N): ln a beside a power (keeps_log), the general policy's two exps
 // (keeps_pair), or with the band pool and an exp/log policy the elements' kept power (or ln a) beside the window
