@@ -126,3 +126,33 @@ def test_wider_rows(spec, triton_rows):
     assert triton_rows == {"fwd": 1, "bwd": 1}
     for a, b in zip(got, ref):
         assert ((a.double() - b).abs().max() / (1e-3 + b.abs().max())).item() <= 2e-5
+
+
+def test_backward_programs_take_every_pth_row(monkeypatch):
+    """The backward runs a fixed number of programs per device, each over every P-th row with its column sums in
+    registers: one program for all rows, or one per row, give the same gradients as the float64 kernel."""
+    from lateralnorm.norms import triton_kernel as tk
+
+    assert tk.row_programs(7, torch.device("cpu")) == min(7, tk.INTERPRETER_PROGRAMS)
+    assert tk.row_programs(1, torch.device("cpu")) == 1
+    assert tk.warps(128) == 4 and tk.warps(4096) == 8 and tk.warps(16384) == 16
+    monkeypatch.setenv("LATERALNORM_CUDA_KERNEL", "triton")
+    monkeypatch.setenv("LATERALNORM_CPU_KERNEL", "torch")
+    torch.manual_seed(3)
+    x = torch.randn(9, 20, dtype=torch.float64) * 2
+    g = torch.randn_like(x)
+    for spec in ("dn:kappa=band:2", "dn", "dn:fn=signed,center=true,r=0.5"):
+        m32 = create_norm(spec, 20)
+        with torch.no_grad():
+            for p in m32.parameters():
+                p.add_(0.1 * torch.rand_like(p))
+        m64 = create_norm(spec, 20, dtype=torch.float64)
+        m64.load_state_dict(m32.state_dict())
+        ref = _run(m64, x, g)
+        for programs in (1, 4, 9):
+            monkeypatch.setattr(tk, "INTERPRETER_PROGRAMS", programs)
+            m32.zero_grad(set_to_none=True)
+            got = _run(m32, x.float(), g.float())
+            for i, (a, b) in enumerate(zip(got, ref)):
+                err = ((a.double() - b).abs().max() / (1e-3 + b.abs().max())).item()
+                assert err <= 2e-5, f"{spec}, {programs} programs, tensor #{i}: relative error {err:.1e}"

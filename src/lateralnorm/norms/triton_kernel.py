@@ -7,7 +7,8 @@ The formula and the backward are those of `dn_kernel.py` / `csrc/dn_rows.cpp` (s
 
 One forward and one backward kernel per call instead of one kernel per element-wise op. The band pool reads
 its taps from global memory (they are in L1/L2); its transpose recomputes q at the mirrored taps from the
-saved window sums. Column sums for γ, b, β and c come from per-row partials summed by PyTorch (deterministic).
+saved window sums. The backward runs a fixed number of programs per device, each over every P-th row, keeping
+its share of the column sums for γ, b, β and c in registers; PyTorch adds the P partials (deterministic).
 Rows up to 16384 units; float32, float16 and bfloat16 inputs (computed in float32). Imported lazily: Triton
 is only needed on a CUDA machine. Opt-in (LATERALNORM_CUDA_KERNEL=triton) until measured on a GPU; the tests
 run these kernels on the CPU under Triton's interpreter (TRITON_INTERPRET=1) against the float64 PyTorch
@@ -162,58 +163,70 @@ def _q_at(Y, G, WSAVE, BETA, C, GAMMA, base, o2, inside, m, mb, N, alpha, p, r,
 
 
 @triton.jit
-def _bwd(Y, G, GY, MEAN, WSAVE, BETA, C, GAMMA, PART, N, alpha, p, r,
+def _bwd(Y, G, GY, MEAN, WSAVE, BETA, C, GAMMA, PART, M, N, alpha, p, r,
          KIND: tl.constexpr, CENTER: tl.constexpr, RECT: tl.constexpr, A2: tl.constexpr,
          PMODE: tl.constexpr, RMODE: tl.constexpr, PER_UNIT: tl.constexpr, BEFORE: tl.constexpr,
          AFTER: tl.constexpr, BLOCK: tl.constexpr):  # fmt: skip
-    row = tl.program_id(0)
+    """Program k takes the rows k, k + P, k + 2P, … (P programs) and keeps its share of the four column sums in
+    registers: one (4, N) partial per program, not per row, so the sums cost no extra pass over the rows."""
+    pid = tl.program_id(0).to(tl.int64)
+    programs = tl.num_programs(0).to(tl.int64)
     offs = tl.arange(0, BLOCK)
     mask = offs < N
-    base = row.to(tl.int64) * N
-    m = tl.load(MEAN + 2 * row)
-    mb = tl.load(MEAN + 2 * row + 1)
-    y = tl.load(Y + base + offs, mask=mask, other=0.0).to(tl.float32)
-    g = tl.load(G + base + offs, mask=mask, other=0.0).to(tl.float32)
-    t = tl.where(mask, (y - m) - mb, 0.0)
-    psi = tl.where(mask, _psi(t, RECT, A2, alpha), 0.0)
-    if KIND == 1:
-        w = tl.sum(psi, axis=0) + tl.zeros([BLOCK], dtype=tl.float32)
-    elif KIND == 0:
-        w = psi
-    else:
-        w = tl.load(WSAVE + base + offs, mask=mask, other=0.0)
     beta, c = _beta_c(BETA, C, offs, mask, PER_UNIT)
-    d = beta + c * w
-    k = _dr(d, RMODE, r)
-    z = _phi(t, psi, RECT, PMODE, p) * k
     gamma = tl.load(GAMMA + offs, mask=mask, other=0.0)
-    gz = g * gamma
-    q = tl.where(mask, gz * z / d, 0.0)
-    v = tl.where(mask, gz * k * _dphi(t, RECT, PMODE, A2, alpha, p), 0.0)
-    pbase = row.to(tl.int64) * 4 * N
-    tl.store(PART + pbase + offs, g * z, mask=mask)
-    tl.store(PART + pbase + N + offs, g, mask=mask)
-    tl.store(PART + pbase + 2 * N + offs, q, mask=mask)
-    tl.store(PART + pbase + 3 * N + offs, q * w, mask=mask)
-    dpsi = _dpsi(t, RECT, A2, alpha)
-    if KIND == 1:
-        gpsi = -r * tl.sum(c * q, axis=0)
-    elif KIND == 0:
-        gpsi = -r * c * q
-    else:
-        gpsi = tl.zeros([BLOCK], dtype=tl.float32)
-        for kk in tl.static_range(
-            BEFORE + 1 + AFTER
-        ):  # unit j feeds the windows of i ∈ [j − AFTER, j + BEFORE]
-            o2 = offs - AFTER + kk
-            inside = (o2 >= 0) & (o2 < N)
-            gpsi += _q_at(
-                Y, G, WSAVE, BETA, C, GAMMA, base, o2, inside, m, mb, N, alpha, p, r, RECT, A2, PMODE, RMODE
-            )
-    gt = tl.where(mask, v + gpsi * dpsi, 0.0)
-    if CENTER:
-        gt = tl.where(mask, gt - tl.sum(gt, axis=0) / N, 0.0)
-    tl.store(GY + base + offs, gt.to(GY.dtype.element_ty), mask=mask)
+    s_gz = tl.zeros([BLOCK], dtype=tl.float32)
+    s_g = tl.zeros([BLOCK], dtype=tl.float32)
+    s_q = tl.zeros([BLOCK], dtype=tl.float32)
+    s_qw = tl.zeros([BLOCK], dtype=tl.float32)
+    for i in range(0, tl.cdiv(M - pid, programs)):
+        row = pid + i * programs
+        base = row * N
+        m = tl.load(MEAN + 2 * row)
+        mb = tl.load(MEAN + 2 * row + 1)
+        y = tl.load(Y + base + offs, mask=mask, other=0.0).to(tl.float32)
+        g = tl.load(G + base + offs, mask=mask, other=0.0).to(tl.float32)
+        t = tl.where(mask, (y - m) - mb, 0.0)
+        psi = tl.where(mask, _psi(t, RECT, A2, alpha), 0.0)
+        if KIND == 1:
+            w = tl.sum(psi, axis=0) + tl.zeros([BLOCK], dtype=tl.float32)
+        elif KIND == 0:
+            w = psi
+        else:
+            w = tl.load(WSAVE + base + offs, mask=mask, other=0.0)
+        d = beta + c * w
+        k = _dr(d, RMODE, r)
+        z = _phi(t, psi, RECT, PMODE, p) * k
+        gz = g * gamma
+        q = tl.where(mask, gz * z / d, 0.0)
+        v = tl.where(mask, gz * k * _dphi(t, RECT, PMODE, A2, alpha, p), 0.0)
+        s_gz += tl.where(mask, g * z, 0.0)
+        s_g += g
+        s_q += q
+        s_qw += q * w
+        dpsi = _dpsi(t, RECT, A2, alpha)
+        if KIND == 1:
+            gpsi = -r * tl.sum(c * q, axis=0)
+        elif KIND == 0:
+            gpsi = -r * c * q
+        else:
+            gpsi = tl.zeros([BLOCK], dtype=tl.float32)
+            for kk in tl.static_range(
+                BEFORE + 1 + AFTER
+            ):  # unit j feeds the windows of i ∈ [j − AFTER, j + BEFORE]
+                o2 = offs - AFTER + kk
+                inside = (o2 >= 0) & (o2 < N)
+                gpsi += _q_at(Y, G, WSAVE, BETA, C, GAMMA, base, o2, inside, m, mb, N, alpha, p, r,
+                              RECT, A2, PMODE, RMODE)  # fmt: skip
+        gt = tl.where(mask, v + gpsi * dpsi, 0.0)
+        if CENTER:
+            gt = tl.where(mask, gt - tl.sum(gt, axis=0) / N, 0.0)
+        tl.store(GY + base + offs, gt.to(GY.dtype.element_ty), mask=mask)
+    pbase = pid * 4 * N
+    tl.store(PART + pbase + offs, s_gz, mask=mask)
+    tl.store(PART + pbase + N + offs, s_g, mask=mask)
+    tl.store(PART + pbase + 2 * N + offs, s_q, mask=mask)
+    tl.store(PART + pbase + 3 * N + offs, s_qw, mask=mask)
 
 
 # ------------------------------------------------------------------------------------------ host side
@@ -247,7 +260,7 @@ def rows_forward(y, beta, c, gamma, bias, kind: str, center: bool, rect: bool, a
             y, out, mean, w, beta, c, gamma, bias, n, float(alpha), float(p), float(r),
             KIND={"self": 0, "uniform": 1, "band": 2}[kind], CENTER=center, PER_UNIT=beta.numel() > 1,
             BEFORE=before, AFTER=after, SAVE_W=save_w and kind == "band", BLOCK=triton.next_power_of_2(n),
-            **_modes(rect, alpha, p, r),
+            num_warps=warps(triton.next_power_of_2(n)), **_modes(rect, alpha, p, r),
         )  # fmt: skip
     return out, mean, (w if (save_w and kind == "band") else None)
 
@@ -259,16 +272,40 @@ def rows_backward(g, y, mean, w, beta, c, gamma, kind: str, center: bool, rect: 
 
     m_rows, n = y.shape
     gy = torch.empty_like(y)
-    part = torch.empty((m_rows, 4, n), device=y.device, dtype=torch.float32)
+    programs = row_programs(m_rows, y.device)
+    part = torch.zeros((programs, 4, n), device=y.device, dtype=torch.float32)
     if m_rows:
-        _bwd[(m_rows,)](
-            y, g, gy, mean, w if w is not None else mean, beta, c, gamma, part, n, float(alpha), float(p),
+        block = triton.next_power_of_2(n)
+        _bwd[(programs,)](
+            y, g, gy, mean, w if w is not None else mean, beta, c, gamma, part, m_rows, n, float(alpha), float(p),
             float(r), KIND={"self": 0, "uniform": 1, "band": 2}[kind], CENTER=center,
-            PER_UNIT=beta.numel() > 1, BEFORE=before, AFTER=after, BLOCK=triton.next_power_of_2(n),
+            PER_UNIT=beta.numel() > 1, BEFORE=before, AFTER=after, BLOCK=block, num_warps=warps(block),
             **_modes(rect, alpha, p, r),
         )  # fmt: skip
     sums = part.sum(0)  # (4, N)
     return gy, sums[0], sums[1], sums[2], sums[3]
+
+
+# Programs of the backward on the CPU (Triton's interpreter, the tests): few, so that each takes several rows.
+INTERPRETER_PROGRAMS = 3
+
+
+def row_programs(m_rows: int, device) -> int:  # noqa: ANN001
+    """How many programs the backward runs (each takes every P-th row and writes one partial of the column
+    sums): four per streaming multiprocessor on CUDA, a fixed number per device, so its sums are repeatable."""
+    if device.type == "cuda":
+        import torch
+
+        per_device = 4 * torch.cuda.get_device_properties(device).multi_processor_count
+    else:
+        per_device = INTERPRETER_PROGRAMS
+    return max(1, min(m_rows, per_device))
+
+
+def warps(block: int) -> int:
+    """Warps per program: enough threads that a row's lanes fit in registers (the backward holds four
+    column-sum accumulators and about ten temporaries per lane)."""
+    return 4 if block <= 1024 else (8 if block <= 4096 else 16)
 
 
 def _floats():  # noqa: ANN202
