@@ -31,6 +31,9 @@ Sections (PASS/FAIL per row):
      runs (`lateralnorm.train.run`) on a toy data set and, when mnist1d imports, on MNIST-1D.
   c. informational: forward+backward time (median of rounds, CUDA events) and peak extra memory
      (torch.cuda.max_memory_allocated) of one step, as ratios to nn.LayerNorm in the same process.
+  t. (asked for by name: --sections at) issue 13's target 5: the O(N) dn forms on the Triton kernels
+     ≤ 1.5× nn.LayerNorm and dn:kappa=full ≤ 1.3× nn.Linear at (1024, 512) and (8192, 4096), float32 and
+     bfloat16, one PASS/FAIL row per ratio (not in the exit status).
 
 Exit status: 0 when every check in a and b passed or was skipped, 1 when one failed, 3 when device cuda
 was asked for and CUDA is not available. With $OUT set the whole output also goes to $OUT/gpu_check.txt.
@@ -573,11 +576,12 @@ def peak_bytes(m: nn.Module, x: torch.Tensor, g: torch.Tensor, device: torch.dev
 
 
 def timing_table(
-    title: str, mods: dict[str, nn.Module], shape: tuple, device, rounds: int, iters: int
-) -> None:
-    x = torch.randn(shape, device=device, requires_grad=True)
-    g = torch.randn(shape, device=device)
-    mods = {k: m.to(device) for k, m in mods.items()}
+    title: str, mods: dict[str, nn.Module], shape: tuple, device, rounds: int, iters: int, dtype=F32
+) -> dict[str, float]:
+    """Log one table (times and peak memory as ratios to the first module) and return the median seconds."""
+    x = torch.randn(shape, device=device, dtype=dtype, requires_grad=True)
+    g = torch.randn(shape, device=device, dtype=dtype)
+    mods = {k: m.to(device=device, dtype=dtype) for k, m in mods.items()}
     for m in mods.values():  # warm up (CUDA context, kernels, allocator); creates the parameter grads
         for _ in range(3):
             step(m, x, g)
@@ -604,6 +608,7 @@ def timing_table(
         else:
             mib, ratio = f"{mem[k] / 2**20:.1f}", f"{mem[k] / max(mem[ref], 1):.2f}"
         log(f"| {k} | {med[k] * 1e3:.3f} | {med[k] / med[ref]:.2f} | {mib} | {ratio} | {note} |")
+    return med
 
 
 TRITON_TIMED = ["dn:preset=ln", "dn", "dn:kappa=self", "dn:kappa=band:5", "dn:preset=lrn"]
@@ -678,6 +683,47 @@ def section_c(res: Results, device: torch.device, quick: bool, compiled: list[st
             res.check("c.timing", label, lambda e=e: (False, f"{type(e).__name__}: {e}"))
 
 
+TARGET5_TRITON = ["dn", "dn:kappa=self", "dn:kappa=band:5", "dn:preset=ln"]
+TARGET5_SIZES = [(1024, 512), (8192, 4096)]
+
+
+def section_t(res: Results, device: torch.device, quick: bool) -> None:
+    """Issue 13's target 5, one table per size and type: the O(N) `dn` forms on the Triton kernels
+    ≤ 1.5× nn.LayerNorm, and `dn:kappa=full` ≤ 1.3× nn.Linear, fwd+bwd, at (1024, 512) and (8192, 4096) in
+    float32 and bfloat16 (every module cast to the type). Each ratio is a row (PASS: met, FAIL: missed);
+    informational like section c: not in the exit status."""
+    from lateralnorm import create_norm
+
+    rounds, iters = (2, 2) if quick else (7, 20)
+    sizes = [(64, 128)] if quick else TARGET5_SIZES
+    triton_rows = device.type == "cuda" and triton_available()
+    log(f"\n## t. issue 13's target 5 ({'CUDA events' if device.type == 'cuda' else 'wall clock'})")
+    if not triton_rows:
+        res.check("t.target5", "dn [triton]", lambda: skipped("needs CUDA and Triton"))
+    for b, n in sizes:
+        for dtype in (F32, BF16):
+            torch.manual_seed(0)
+            mods = {"nn.LayerNorm": nn.LayerNorm(n), "nn.Linear(N,N)": nn.Linear(n, n)}
+            mods["dn:kappa=full"] = create_norm("dn:kappa=full", n)
+            mods["dn"] = create_norm("dn", n)  # the default CUDA path (the PyTorch kernel), for comparison
+            if triton_rows:
+                mods.update(
+                    {f"{s} [triton]": WithCudaKernel(create_norm(s, n), "triton") for s in TARGET5_TRITON}
+                )
+            where = f"({b}, {n}) {str(dtype).removeprefix('torch.')}"
+            try:
+                med = timing_table(f"target 5 at {where}", mods, (b, n), device, rounds, iters, dtype)
+            except Exception as e:  # noqa: BLE001 - report and go on to the next size
+                res.check("t.target5", where, lambda e=e: (False, f"{type(e).__name__}: {e}"))
+                continue
+            pairs = [(f"{s} [triton]", "nn.LayerNorm", 1.5) for s in TARGET5_TRITON if triton_rows]
+            pairs.append(("dn:kappa=full", "nn.Linear(N,N)", 1.3))
+            for k, ref, bound in pairs:
+                ratio = med[k] / med[ref]
+                res.check("t.target5", f"{k} {where}",
+                          lambda ratio=ratio, ref=ref, bound=bound: (ratio <= bound, f"{ratio:.2f}× {ref} (≤ {bound})"))  # fmt: skip
+
+
 # --------------------------------------------------------------------------------------------- main
 def header(device: torch.device) -> None:
     log(f"# lateralnorm GPU check: python {platform.python_version()} ({sys.executable}), "
@@ -694,7 +740,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
     ap.add_argument("--quick", action="store_true", help="small timing shapes and few rounds")
-    ap.add_argument("--sections", default="abc", help="which sections to run, e.g. 'ab' (default abc)")
+    ap.add_argument(
+        "--sections",
+        default="abc",
+        help="which sections to run, e.g. 'ab' (default abc; t: issue 13's target 5)",
+    )
     ap.add_argument(
         "--compiled", default="", metavar="SPECS",
         help="comma-separated specs also timed under torch.compile in section c (e.g. dn,dn:kappa=band:5)",
@@ -727,6 +777,10 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         section_c(res, device, args.quick, [x for x in args.compiled.split(",") if x])
         log(f"(section c: {time.perf_counter() - t0:.1f} s)")
+    if "t" in args.sections:
+        t0 = time.perf_counter()
+        section_t(res, device, args.quick)
+        log(f"(section t: {time.perf_counter() - t0:.1f} s)")
 
     log("\n## summary")
     log("| section | PASS | FAIL | SKIPPED |\n|---|---|---|---|")
@@ -740,8 +794,9 @@ def main(argv: list[str] | None = None) -> int:
         log("\n## tracebacks")
         for tb in res.tracebacks:
             log(tb)
-    failed, timing = res.failed(("a", "b")), res.failed(("c",))
+    failed, timing, target = res.failed(("a", "b")), res.failed(("c",)), res.failed(("t",))
     note = f"; {timing} timing table(s) failed (informational, not in the exit status)" if timing else ""
+    note += f"; {target} target-5 row(s) missed (not in the exit status)" if target else ""
     log(
         f"\n{'FAILED' if failed else 'OK'}: {failed} failing check(s) in a/b{note}; {time.perf_counter() - t_start:.1f} s"
     )

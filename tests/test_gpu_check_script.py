@@ -24,3 +24,19 @@ def test_gpu_check_sections_a_and_b_pass_on_cpu(capsys, monkeypatch):
     assert "OK: 0 failing check(s) in a/b" in out
     for model in MODELS:  # every model family took its step (a new family cannot be left out silently)
         assert f"PASS    b.model   {model} norm=ln " in out, f"no passing model step for {model!r}"
+
+
+def test_gpu_check_target5_section_runs_on_cpu(capsys, monkeypatch):
+    """Section t (issue 13's target 5) builds its tables in both types and judges each ratio; on the CPU the
+    Triton rows are skipped with the reason, and its misses never change the exit status."""
+    monkeypatch.delenv("OUT", raising=False)
+    spec = importlib.util.spec_from_file_location("gpu_check_target5", SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    status = script.main(["--device", "cpu", "--quick", "--sections", "t"])
+    out = capsys.readouterr().out
+    assert status == 0, out[-4000:]
+    assert "target 5 at (64, 128) float32" in out and "target 5 at (64, 128) bfloat16" in out
+    assert "needs CUDA and Triton" in out
+    rows = [line for line in out.splitlines() if line.startswith(("PASS    t.target5", "FAIL    t.target5"))]
+    assert len(rows) == 2 and all("dn:kappa=full" in r and "× nn.Linear(N,N) (≤ 1.3)" in r for r in rows)
