@@ -156,3 +156,88 @@ def test_backward_programs_take_every_pth_row(monkeypatch):
             for i, (a, b) in enumerate(zip(got, ref)):
                 err = ((a.double() - b).abs().max() / (1e-3 + b.abs().max())).item()
                 assert err <= 2e-5, f"{spec}, {programs} programs, tensor #{i}: relative error {err:.1e}"
+
+
+MATRIX_SPECS = [
+    "dn:kappa=full",
+    "gdn",
+    "dn:kappa=lowrank:4",
+    "dn:kappa=gaussian",
+    "dn:kappa=full,fn=signed,center=true,r=0.5",
+    "dn:kappa=full,alpha=1.5,r=0.7",
+    "dn:kappa=full,alpha=3,p=1",
+    "dn:kappa=full,affine=false",
+]
+
+
+@pytest.fixture
+def triton_matrix(monkeypatch):
+    """Route a matrix pool's float32 element work to the Triton kernels (interpreted) and count the launches."""
+    from lateralnorm.norms import triton_kernel as tk
+
+    monkeypatch.setenv("LATERALNORM_CUDA_KERNEL", "triton")
+    monkeypatch.setenv("LATERALNORM_CPU_KERNEL", "torch")
+    calls = {name: 0 for name in ("psi_forward", "psi_backward", "given_forward", "given_backward")}
+    for name in calls:
+        original = getattr(tk, name)
+
+        def counted(*a, _name=name, _fn=original, **k):  # noqa: ANN002, ANN003, ANN202
+            calls[_name] += 1
+            return _fn(*a, **k)
+
+        monkeypatch.setattr(tk, name, counted)
+    return calls
+
+
+@pytest.mark.parametrize("spec", MATRIX_SPECS)
+def test_matrix_pool_element_work_equals_float64(spec, triton_matrix):
+    """κ gaussian, low-rank, full and GDN: ψ and the output from the pool in Triton around the pool's own matmuls,
+    every gradient (input, κ's parameters, β, γ, b) against the float64 PyTorch path."""
+    torch.manual_seed(0)
+    m32 = create_norm(spec, 13)
+    with torch.no_grad():
+        for p in m32.parameters():
+            p.add_(0.1 * torch.rand_like(p))
+    m64 = create_norm(spec, 13, dtype=torch.float64)
+    m64.load_state_dict(m32.state_dict())
+    x = torch.randn(7, 13, dtype=torch.float64) * 2
+    x[0] = 0.0
+    x[1] = 3 + 0.01 * torch.randn(13, dtype=torch.float64)
+    g = torch.randn_like(x)
+    got = _run(m32, x.float(), g.float())
+    assert triton_matrix == dict.fromkeys(triton_matrix, 1)
+    ref = _run(m64, x, g)
+    assert triton_matrix == dict.fromkeys(triton_matrix, 1)  # float64 rows stay on the PyTorch path
+    assert len(got) == len(ref) >= 3
+    for i, (a, b) in enumerate(zip(got, ref)):
+        err = ((a.double() - b).abs().max() / (1e-3 + b.abs().max())).item()
+        assert err <= 2e-5, f"{spec} tensor #{i}: relative error {err:.1e}"
+
+
+def test_matrix_pool_double_backward_and_bfloat16(triton_matrix):
+    """create_graph=True differentiates the plain formula (a Hessian-vector product as the float64 path's), and a
+    bfloat16 GDN on channels-first input runs in the kernels with finite gradients."""
+    torch.manual_seed(1)
+    m32 = create_norm("dn:kappa=full,fn=signed,center=true", 9)
+    m64 = create_norm("dn:kappa=full,fn=signed,center=true", 9, dtype=torch.float64)
+    m64.load_state_dict(m32.state_dict())
+    x64 = torch.randn(5, 9, dtype=torch.float64)
+    v = torch.randn_like(x64)
+
+    def hvp(m, x):  # noqa: ANN001, ANN202
+        x = x.clone().requires_grad_()
+        (gx,) = torch.autograd.grad(m(x).pow(2).sum(), x, create_graph=True)
+        return torch.autograd.grad((gx * v.to(x.dtype)).sum(), x)[0]
+
+    got, ref = hvp(m32, x64.float()), hvp(m64, x64)
+    assert triton_matrix["psi_forward"] == 1 and triton_matrix["given_forward"] == 1
+    assert ((got.double() - ref).abs().max() / ref.abs().max()).item() <= 1e-4
+    gdn = create_norm("gdn", 6, layout="channels_first").to(torch.bfloat16)
+    x = (torch.randn(2, 6, 3, 3) * 3).to(torch.bfloat16).requires_grad_()
+    y = gdn(x)
+    y.float().sum().backward()
+    assert (
+        y.dtype == torch.bfloat16 and x.grad.dtype == torch.bfloat16 and torch.isfinite(x.grad.float()).all()
+    )
+    assert all(p.grad is not None and torch.isfinite(p.grad.float()).all() for p in gdn.parameters())
+    assert triton_matrix["given_backward"] == 2

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from lateralnorm.norms import cpu_kernel
+from lateralnorm.norms.partials import partial_grads
 
 
 def reference(
@@ -49,12 +50,9 @@ class ChannelRows(torch.autograd.Function):
         x, x3, mean, rstd, w, b = ctx.saved_tensors
         need = ctx.needs_input_grad
         if torch.is_grad_enabled():  # create_graph=True: differentiate the reference route instead
-            inputs = [t for t in (x, w, b) if t is not None]
-            with torch.enable_grad():
-                out = reference(x, w, b, ctx.eps, ctx.center)
-            grads = iter(torch.autograd.grad(out, inputs, g, create_graph=True))
-            gx, gw = next(grads), next(grads) if w is not None else None
-            gb = next(grads) if b is not None else None
+            gx, gw, gb = partial_grads(
+                lambda x, w, b: reference(x, w, b, ctx.eps, ctx.center), (x, w, b), need[:3], g
+            )
             return gx, gw, gb, None, None
         gx, gw, gb = cpu_kernel.extension().chan_backward(
             g.reshape(x3.shape).contiguous(), x3, mean, rstd, x3.new_empty(0) if w is None else w, ctx.center

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from lateralnorm.norms import cpu_kernel
 from lateralnorm.norms.base import PEDESTAL
+from lateralnorm.norms.partials import partial_grads
 
 KIND_CODE = {"self": 0, "uniform": 1, "band": 2}  # the kernel's `Kind`
 KIND_NAME = {code: name for name, code in KIND_CODE.items()}
@@ -346,16 +347,6 @@ def _bound(bound: float | None) -> float:
     return -1.0 if bound is None else float(bound)
 
 
-def _formula_grads(out: torch.Tensor, inputs: tuple, need: tuple, g: torch.Tensor) -> list:
-    """∂out/∂inputs · g as a differentiable graph (create_graph: double backward), None where not needed."""
-    wanted = [i for i, t in enumerate(inputs) if need[i] and t is not None]
-    grads = torch.autograd.grad(out, [inputs[i] for i in wanted], g, create_graph=True, allow_unused=True)
-    result: list = [None] * len(inputs)
-    for i, gr in zip(wanted, grads):
-        result[i] = gr
-    return result
-
-
 def _differentiable_backward(
     g: torch.Tensor, inputs: tuple, need: tuple, cfg: DnConfig, tied: bool = False
 ) -> tuple:
@@ -363,10 +354,11 @@ def _differentiable_backward(
     Jacobian-vector products by the double-backward trick). The fused backwards treat what the forward saved
     as constants, so their own ops would miss second-order terms; this differentiates the plain formula.
     inputs: (y, β source, c source, γ, b) and, for a learned α, α last."""
-    with torch.enable_grad():
-        alpha = inputs[5] if len(inputs) > 5 else None
-        out = formula_rows(*inputs[:5], cfg, alpha=alpha, tied=tied)
-    return tuple(_formula_grads(out, inputs, need, g))
+
+    def formula(y, beta_src, c_src, gamma, bias, alpha=None):  # noqa: ANN001, ANN202
+        return formula_rows(y, beta_src, c_src, gamma, bias, cfg, alpha=alpha, tied=tied)
+
+    return tuple(partial_grads(formula, inputs, need, g))
 
 
 def center_rows(y: torch.Tensor) -> torch.Tensor:
@@ -437,16 +429,19 @@ def _matrix_cfg(numbers: tuple) -> DnConfig:
 def _psi_formula_backward(g_psi: torch.Tensor, y: torch.Tensor, numbers: tuple) -> torch.Tensor:
     """`psi_rows_node`'s double backward (create_graph=True): ψ(t)'s gradient as a graph of PyTorch ops through
     the plain formula (the kernel's backward treats saved values as constants). numbers: (center, rect, α, p)."""
-    with torch.enable_grad():
-        return _formula_grads(_psi_formula(y, _matrix_cfg(numbers)), (y,), (True,), g_psi)[0]
+    cfg = _matrix_cfg(numbers)
+    return partial_grads(lambda v: _psi_formula(v, cfg), (y,), (True,), g_psi)[0]
 
 
 def _given_pool_formula_backward(g, y, w, beta, gamma, bias, numbers, need):  # noqa: ANN001, ANN202
     """`given_pool_node`'s double backward: the gradients of (y, W, β, γ, b) as a graph of PyTorch ops through
     the plain formula, None where `need` says no. numbers: (center, rect, α, p, r)."""
-    with torch.enable_grad():
-        out = _given_pool_formula(y, w, beta, gamma, bias, _matrix_cfg(numbers))
-        return tuple(_formula_grads(out, (y, w, beta, gamma, bias), need, g))
+    cfg = _matrix_cfg(numbers)
+
+    def formula(y, w, beta, gamma, bias):  # noqa: ANN001, ANN202
+        return _given_pool_formula(y, w, beta, gamma, bias, cfg)
+
+    return tuple(partial_grads(formula, (y, w, beta, gamma, bias), need, g))
 
 
 def matrix_pooled_rows(
@@ -463,8 +458,15 @@ def matrix_pooled_rows(
     torch.jit.trace): the caller then differentiates its composite formula. cfg: center, rect, α, p, r (its
     kind is not read)."""
     rows = _rows_of(y)
-    if torch.compiler.is_compiling() or torch.jit.is_tracing() or not cpu_kernel.applies_to(rows):
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
         return None
+    if not cpu_kernel.applies_to(rows):
+        if not _triton_applies(rows, "uniform"):
+            return None
+        # CUDA (opt-in): ψ, then the pool's own matmuls, then the output, in Triton around them
+        rows = rows.contiguous()
+        psi = TritonPsi.apply(rows, cfg)
+        return _unrows(TritonGivenPool.apply(rows, pool(psi), beta, gamma, bias, cfg), y.shape)
     rows = rows.contiguous()
     ext = cpu_kernel.extension()
     # both nodes hold this empty tensor: the output node's backward hands its share of the input gradient to ψ's
@@ -475,6 +477,71 @@ def matrix_pooled_rows(
     psi, stats = ext.psi_rows_node(rows, box, *element)
     w = pool(psi)
     return _unrows(ext.given_pool_node(rows, stats, w, beta, gamma, bias, box, *element, cfg.r), y.shape)
+
+
+class TritonPsi(torch.autograd.Function):
+    """ψ(t) of a matrix pool's rows on CUDA (Triton; `psi_rows_node`'s formula): saves the input alone."""
+
+    @staticmethod
+    def forward(ctx: Any, y: torch.Tensor, cfg: DnConfig) -> torch.Tensor:
+        from lateralnorm.norms import triton_kernel as tk
+
+        ctx.save_for_backward(y)
+        ctx.cfg = cfg
+        return tk.psi_forward(y, cfg.center, cfg.rect, cfg.alpha)
+
+    @staticmethod
+    def backward(ctx: Any, g_psi: torch.Tensor):  # noqa: ANN205
+        from lateralnorm.norms import triton_kernel as tk
+
+        (y,) = ctx.saved_tensors
+        cfg = ctx.cfg
+        if torch.is_grad_enabled():  # create_graph=True: differentiate the plain formula instead
+            return _psi_formula_backward(g_psi, y, (cfg.center, cfg.rect, cfg.alpha, cfg.p)), None
+        return tk.psi_backward(g_psi.contiguous(), y, cfg.center, cfg.rect, cfg.alpha), None
+
+
+class TritonGivenPool(torch.autograd.Function):
+    """γ φ(t) (β + W)^(−r) + b on CUDA from rows and their pool W (Triton; `given_pool_node`'s formula).
+    Saves the input and W; β, γ, b are values (N,) or None for γ, b."""
+
+    @staticmethod
+    def forward(ctx: Any, y, w, beta, gamma, bias, cfg):  # noqa: ANN001
+        from lateralnorm.norms import triton_kernel as tk
+
+        f32 = torch.float32
+        b32 = beta.to(f32).expand(y.shape[-1]).contiguous()
+        gam = y.new_ones(y.shape[-1], dtype=f32) if gamma is None else gamma.to(f32).contiguous()
+        bia = y.new_zeros(y.shape[-1], dtype=f32) if bias is None else bias.to(f32).contiguous()
+        w = w.contiguous()
+        out_dtype = torch.promote_types(torch.promote_types(y.dtype, w.dtype), beta.dtype)
+        out = tk.given_forward(y, w, b32, gam, bia, cfg.center, cfg.rect, cfg.alpha, cfg.p, cfg.r, out_dtype)
+        ctx.save_for_backward(y, w, b32, gam, beta, gamma, bias)
+        ctx.cfg = cfg
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor):  # noqa: ANN205
+        from lateralnorm.norms import triton_kernel as tk
+
+        y, w, b32, gam, beta, gamma, bias = ctx.saved_tensors
+        cfg, need = ctx.cfg, ctx.needs_input_grad
+        if torch.is_grad_enabled():  # create_graph=True: differentiate the plain formula instead
+            numbers = (cfg.center, cfg.rect, cfg.alpha, cfg.p, cfg.r)
+            grads = _given_pool_formula_backward(g, y, w, beta, gamma, bias, numbers, need[:5])
+            return (*grads, None)
+        gy, gw, s_gz, s_g, s_q = tk.given_backward(
+            g.contiguous(), y, w, b32, gam, cfg.center, cfg.rect, cfg.alpha, cfg.p, cfg.r
+        )
+        g_beta = _shaped_like(s_q * -cfg.r, beta).to(beta.dtype) if need[2] else None
+        return (
+            gy if need[0] else None,
+            gw if need[1] else None,
+            g_beta,
+            s_gz.to(gamma.dtype) if gamma is not None and need[3] else None,
+            s_g.to(bias.dtype) if bias is not None and need[4] else None,
+            None,
+        )
 
 
 class PooledDivisive(torch.autograd.Function):

@@ -1,4 +1,5 @@
-"""Divisive normalization with an O(N) pool (κ self, uniform or band) on CUDA: one Triton program per row.
+"""Divisive normalization on CUDA in Triton: an O(N) pool (κ self, uniform or band) in one program per row, and
+a matrix pool's (κ gaussian, low-rank, full, GDN) element work in two kernels each way around its matmuls.
 
 The formula and the backward are those of `dn_kernel.py` / `csrc/dn_rows.cpp` (see there):
 
@@ -229,6 +230,105 @@ def _bwd(Y, G, GY, MEAN, WSAVE, BETA, C, GAMMA, PART, M, N, alpha, p, r,
     tl.store(PART + pbase + 3 * N + offs, s_qw, mask=mask)
 
 
+# ------------------------------------------------------------------ a matrix pool's element work (κ gaussian,
+# low-rank, full, GDN): ψ rows before the pool's matmuls (PyTorch's), the output from the pool W after them;
+# D = β + W (κ carries the scale), the same formula as the compiled CPU nodes psi_rows_node / given_pool_node.
+@triton.jit
+def _centered(Y, base, offs, mask, N, CENTER: tl.constexpr):
+    """t = y − mean (two steps, as `_fwd`) or y, float32, 0 in the masked lanes."""
+    y = tl.load(Y + base + offs, mask=mask, other=0.0).to(tl.float32)
+    if CENTER:
+        m = tl.sum(y, axis=0) / N
+        m2 = tl.sum(tl.where(mask, y - m, 0.0), axis=0) / N
+        return tl.where(mask, (y - m) - m2, 0.0)
+    return y
+
+
+@triton.jit
+def _psi_fwd(
+    Y, PSI, N, alpha, CENTER: tl.constexpr, RECT: tl.constexpr, A2: tl.constexpr, BLOCK: tl.constexpr
+):
+    offs = tl.arange(0, BLOCK)
+    mask = offs < N
+    base = tl.program_id(0).to(tl.int64) * N
+    t = _centered(Y, base, offs, mask, N, CENTER)
+    psi = tl.where(mask, _psi(t, RECT, A2, alpha), 0.0)
+    tl.store(PSI + base + offs, psi.to(PSI.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _psi_bwd(Y, GPSI, GY, N, alpha, CENTER: tl.constexpr, RECT: tl.constexpr, A2: tl.constexpr,
+             BLOCK: tl.constexpr):  # fmt: skip
+    offs = tl.arange(0, BLOCK)
+    mask = offs < N
+    base = tl.program_id(0).to(tl.int64) * N
+    t = _centered(Y, base, offs, mask, N, CENTER)
+    gpsi = tl.load(GPSI + base + offs, mask=mask, other=0.0).to(tl.float32)
+    gt = tl.where(mask, gpsi * _dpsi(t, RECT, A2, alpha), 0.0)
+    if CENTER:
+        gt = tl.where(mask, gt - tl.sum(gt, axis=0) / N, 0.0)
+    tl.store(GY + base + offs, gt.to(GY.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _given_fwd(Y, W, BETA, GAMMA, BIAS, OUT, N, alpha, p, r, CENTER: tl.constexpr, RECT: tl.constexpr,
+               A2: tl.constexpr, PMODE: tl.constexpr, RMODE: tl.constexpr, BLOCK: tl.constexpr):  # fmt: skip
+    offs = tl.arange(0, BLOCK)
+    mask = offs < N
+    base = tl.program_id(0).to(tl.int64) * N
+    t = _centered(Y, base, offs, mask, N, CENTER)
+    w = tl.load(W + base + offs, mask=mask, other=0.0).to(tl.float32)
+    d = tl.load(BETA + offs, mask=mask, other=1.0) + w
+    if PMODE == 1:
+        z = _phi(t, _psi(t, RECT, A2, alpha), RECT, PMODE, p) * _dr(d, RMODE, r)
+    else:
+        z = _phi(t, t, RECT, PMODE, p) * _dr(d, RMODE, r)
+    gamma = tl.load(GAMMA + offs, mask=mask, other=0.0)
+    bias = tl.load(BIAS + offs, mask=mask, other=0.0)
+    tl.store(OUT + base + offs, (z * gamma + bias).to(OUT.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _given_bwd(Y, W, G, BETA, GAMMA, GY, GW, PART, M, N, alpha, p, r, CENTER: tl.constexpr,
+               RECT: tl.constexpr, A2: tl.constexpr, PMODE: tl.constexpr, RMODE: tl.constexpr,
+               BLOCK: tl.constexpr):  # fmt: skip
+    """Every P-th row, as `_bwd`: ∂/∂W = −r·q, the input's share v, and the column sums Σ g z, Σ g, Σ q."""
+    pid = tl.program_id(0).to(tl.int64)
+    programs = tl.num_programs(0).to(tl.int64)
+    offs = tl.arange(0, BLOCK)
+    mask = offs < N
+    beta = tl.load(BETA + offs, mask=mask, other=1.0)
+    gamma = tl.load(GAMMA + offs, mask=mask, other=0.0)
+    s_gz = tl.zeros([BLOCK], dtype=tl.float32)
+    s_g = tl.zeros([BLOCK], dtype=tl.float32)
+    s_q = tl.zeros([BLOCK], dtype=tl.float32)
+    for i in range(0, tl.cdiv(M - pid, programs)):
+        base = (pid + i * programs) * N
+        t = _centered(Y, base, offs, mask, N, CENTER)
+        w = tl.load(W + base + offs, mask=mask, other=0.0).to(tl.float32)
+        g = tl.load(G + base + offs, mask=mask, other=0.0).to(tl.float32)
+        d = beta + w
+        k = _dr(d, RMODE, r)
+        if PMODE == 1:
+            z = _phi(t, _psi(t, RECT, A2, alpha), RECT, PMODE, p) * k
+        else:
+            z = _phi(t, t, RECT, PMODE, p) * k
+        gz = g * gamma
+        q = tl.where(mask, gz * z / d, 0.0)
+        gt = tl.where(mask, gz * k * _dphi(t, RECT, PMODE, A2, alpha, p), 0.0)
+        if CENTER:
+            gt = tl.where(mask, gt - tl.sum(gt, axis=0) / N, 0.0)
+        tl.store(GY + base + offs, gt.to(GY.dtype.element_ty), mask=mask)
+        tl.store(GW + base + offs, (-r * q).to(GW.dtype.element_ty), mask=mask)
+        s_gz += tl.where(mask, g * z, 0.0)
+        s_g += g
+        s_q += q
+    pbase = pid * 3 * N
+    tl.store(PART + pbase + offs, s_gz, mask=mask)
+    tl.store(PART + pbase + N + offs, s_g, mask=mask)
+    tl.store(PART + pbase + 2 * N + offs, s_q, mask=mask)
+
+
 # ------------------------------------------------------------------------------------------ host side
 def _modes(rect: bool, alpha: float, p: float, r: float) -> dict:
     a2 = alpha == 2.0
@@ -306,6 +406,64 @@ def warps(block: int) -> int:
     """Warps per program: enough threads that a row's lanes fit in registers (the backward holds four
     column-sum accumulators and about ten temporaries per lane)."""
     return 4 if block <= 1024 else (8 if block <= 4096 else 16)
+
+
+def psi_forward(y, center: bool, rect: bool, alpha: float):  # noqa: ANN001, ANN201
+    """ψ(t) of rows y (M, N), in y's type (a matrix pool's input)."""
+    import torch
+
+    m_rows, n = y.shape
+    psi = torch.empty_like(y)
+    if m_rows:
+        block = triton.next_power_of_2(n)
+        _psi_fwd[(m_rows,)](y, psi, n, float(alpha), CENTER=center, RECT=rect, A2=alpha == 2.0, BLOCK=block,
+                            num_warps=warps(block))  # fmt: skip
+    return psi
+
+
+def psi_backward(g_psi, y, center: bool, rect: bool, alpha: float):  # noqa: ANN001, ANN201
+    """The input's gradient through ψ (centered when the rows were)."""
+    import torch
+
+    m_rows, n = y.shape
+    gy = torch.empty_like(y)
+    if m_rows:
+        block = triton.next_power_of_2(n)
+        _psi_bwd[(m_rows,)](y, g_psi, gy, n, float(alpha), CENTER=center, RECT=rect, A2=alpha == 2.0,
+                            BLOCK=block, num_warps=warps(block))  # fmt: skip
+    return gy
+
+
+def given_forward(y, w, beta, gamma, bias, center: bool, rect: bool, alpha: float, p: float, r: float,
+                  out_dtype):  # noqa: ANN001, ANN201  # fmt: skip
+    """γ φ(t) (β + W)^(−r) + b for rows y and their pool W (M, N); β, γ, b float32 (N,)."""
+    import torch
+
+    m_rows, n = y.shape
+    out = torch.empty_like(y, dtype=out_dtype)
+    if m_rows:
+        block = triton.next_power_of_2(n)
+        modes = _modes(rect, alpha, p, r)
+        _given_fwd[(m_rows,)](y, w, beta, gamma, bias, out, n, float(alpha), float(p), float(r), CENTER=center,
+                              BLOCK=block, num_warps=warps(block), **modes)  # fmt: skip
+    return out
+
+
+def given_backward(g, y, w, beta, gamma, center: bool, rect: bool, alpha: float, p: float, r: float):  # noqa: ANN001, ANN201
+    """(the input's share of its gradient, ∂/∂W, Σ g z, Σ g, Σ q): ∂/∂β = −r Σ q, ∂/∂γ = Σ g z, ∂/∂b = Σ g."""
+    import torch
+
+    m_rows, n = y.shape
+    gy, gw = torch.empty_like(y), torch.empty_like(w)
+    programs = row_programs(m_rows, y.device)
+    part = torch.zeros((programs, 3, n), device=y.device, dtype=torch.float32)
+    if m_rows:
+        block = triton.next_power_of_2(n)
+        _given_bwd[(programs,)](y, w, g, beta, gamma, gy, gw, part, m_rows, n, float(alpha), float(p), float(r),
+                                CENTER=center, BLOCK=block, num_warps=warps(block),
+                                **_modes(rect, alpha, p, r))  # fmt: skip
+    sums = part.sum(0)
+    return gy, gw, sums[0], sums[1], sums[2]
 
 
 def _floats():  # noqa: ANN202
