@@ -1,4 +1,4 @@
-"""`lateralnorm study run|status|summary|export`: run a grid of trainings and read its results."""
+"""`lateralnorm study run|status|summary|export|check|reprobe`: run a grid of trainings and read its results."""
 
 from __future__ import annotations
 
@@ -59,6 +59,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = ssub.add_parser("check", help="check a study's database (SQLite integrity) and its runs' records")
     p.add_argument("study_dir", help="study folder, e.g. runs/q1")
     p.set_defaults(func=cmd_check)
+
+    p = ssub.add_parser(
+        "reprobe", help="recompute probes on finished runs (each retrained; replaced only if the same model)"
+    )
+    p.add_argument("study_dir", help="study folder, e.g. results/studies/q3_divisive_vs_softmax_ln-mnist1d")
+    p.add_argument("--probe", action="append", required=True, help="probe to recompute (repeatable)")
+    p.add_argument(
+        "--cell", action="append", default=[],
+        help="only runs whose cell label contains this text, e.g. kappa=full (repeatable; default all)",
+    )  # fmt: skip
+    p.add_argument("--workers", type=int, default=1, help="parallel retrainings (default 1)")
+    p.add_argument(
+        "--threads", type=int, default=1, help="torch threads per worker, as the studies ran (default 1)"
+    )
+    p.set_defaults(func=cmd_reprobe)
 
 
 def _need_action(parser: argparse.ArgumentParser) -> int:
@@ -133,6 +148,19 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"note: {line}")
     print(f"{'ok' if not problems else f'{len(problems)} problem(s)'}: {', '.join(map(str, folders))}")
     return 1 if problems else 0
+
+
+def cmd_reprobe(args: argparse.Namespace) -> int:
+    """0 when every selected run was the stored model again and its probes were replaced; 1 otherwise."""
+    from lateralnorm.study.reprobe import reprobe
+
+    if args.workers < 1 or args.threads < 1:
+        raise UsageError("--workers and --threads must be at least 1")
+    report = reprobe(args.study_dir, args.probe, args.cell, workers=args.workers, threads=args.threads,
+                     echo=lambda line: print(line, flush=True))  # fmt: skip
+    print(f"{len(report.replaced)} run(s) reprobed, {len(report.differ)} not the stored model (kept), "
+          f"{len(report.failed)} failed (kept)")  # fmt: skip
+    return 0 if report.ok else 1
 
 
 def _duration(seconds: float | None) -> str:

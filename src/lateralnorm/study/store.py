@@ -340,6 +340,31 @@ class Store:
             if cur.rowcount != 1:
                 raise KeyError(f"run {rid} is not in the store")
 
+    def runs_with_probes(self, probes: Iterable[str]) -> list[sqlite3.Row]:
+        """Finished ('done') runs that hold a row of one of these probes, in plan order: run_id, cell_label,
+        config (JSON) and the final metrics."""
+        names = tuple(probes)
+        return self.rows(
+            f"SELECT DISTINCT r.run_id, r.seq, r.cell_label, r.config, {', '.join('f.' + k for k in FINAL_FIELDS)} "
+            "FROM runs r JOIN final_metrics f USING (run_id) JOIN probe_results p USING (run_id) "
+            f"WHERE r.status = 'done' AND p.probe IN ({', '.join('?' * len(names))}) ORDER BY r.seq",
+            names,
+        )
+
+    def replace_probes(self, run_id: str, probes: dict[str, Any]) -> None:
+        """Replace these probes' rows of one finished run (recomputed: `lateralnorm study reprobe`), one
+        transaction; the run's other records are untouched."""
+        with self.transaction() as c:
+            (status,) = c.execute("SELECT status FROM runs WHERE run_id=?", (run_id,)).fetchone() or (None,)
+            if status not in ("done", "diverged"):
+                raise KeyError(f"run {run_id} is not a finished run of this store")
+            for probe, value in probes.items():
+                c.execute("DELETE FROM probe_results WHERE run_id=? AND probe=?", (run_id, probe))
+                c.execute(
+                    "INSERT INTO probe_results VALUES (?, ?, ?)",
+                    (run_id, probe, json.dumps(value, default=str)),
+                )
+
     def record_failure(
         self, run_id: str, error: str, traceback: str | None = None, wall_s: float | None = None
     ) -> None:

@@ -1,0 +1,124 @@
+"""Probes recomputed on a study's stored runs, after a probe or a layer's gradient was fixed.
+
+Checkpoints are not kept with committed results, so each selected run is trained again from the configuration
+its record holds (in a temporary folder, one thread per worker as the studies run). The trainer is
+deterministic for the same code and vector instruction set: the retrained run's final metrics must equal the
+stored ones exactly — the same model — and only then are the named probes' rows replaced, one transaction per
+run. A run whose metrics differ keeps its stored probes and is named in the report, as is a probe that fails;
+nothing else in the store changes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lateralnorm.errors import UsageError
+from lateralnorm.study.executors import Executor, LocalExecutor, Task
+from lateralnorm.study.store import Store
+
+# the final metrics that identify the trained model (wall time and throughput vary from run to run)
+SAME_MODEL = ("test_acc", "test_loss", "train_acc", "train_loss", "diverged_step", "num_params")
+
+
+@dataclass
+class ReprobeReport:
+    replaced: list[str] = field(default_factory=list)  # run ids whose probes were replaced
+    differ: list[tuple[str, str]] = field(default_factory=list)  # (run id, which metric differs)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (run id, error)
+
+    @property
+    def ok(self) -> bool:
+        return not self.differ and not self.failed
+
+
+def _same(stored: Any, new: Any) -> bool:
+    if stored is None or new is None:
+        return stored is None and new is None
+    if isinstance(stored, float) or isinstance(new, float):
+        a, b = float(stored), float(new)
+        return a == b or (math.isnan(a) and math.isnan(b))
+    return stored == new
+
+
+def select_runs(store: Store, probes: list[str], cells: list[str]) -> list[dict[str, Any]]:
+    """Finished runs that hold a row of one of `probes`, whose cell label contains one of `cells` (all when
+    empty), in plan order: run_id, cell label, config (dict) and the stored final metrics."""
+    rows = store.runs_with_probes(probes)
+    out = []
+    for r in rows:
+        if cells and not any(c in r["cell_label"] for c in cells):
+            continue
+        out.append({"run_id": r["run_id"], "cell": r["cell_label"], "config": json.loads(r["config"]),
+                    "stored": {k: r[k] for k in SAME_MODEL}})  # fmt: skip
+    return out
+
+
+def reprobe(
+    study_dir: str | Path,
+    probes: list[str],
+    cells: list[str] | None = None,
+    *,
+    workers: int = 1,
+    threads: int = 1,
+    executor: Executor | None = None,
+    echo: Callable[[str], None] = print,
+) -> ReprobeReport:
+    """Recompute `probes` on the study's finished runs (those whose cell label contains one of `cells`)."""
+    from lateralnorm.probes import PROBES
+    from lateralnorm.study.runner import StudyLock
+    from lateralnorm.train import RunResult
+
+    unknown = [p for p in probes if p not in PROBES]
+    if not probes or unknown:
+        raise UsageError(f"unknown probe(s) {unknown or probes}: choose from {', '.join(sorted(PROBES))}")
+    study_dir = Path(study_dir)
+    if not (study_dir / "study.db").is_file():
+        raise UsageError(
+            f"{study_dir} holds no study (no study.db): pass a study folder, e.g. results/studies/…"
+        )
+    report = ReprobeReport()
+    with (
+        StudyLock(study_dir),
+        Store(study_dir) as store,
+        tempfile.TemporaryDirectory(prefix="reprobe-") as tmp,
+    ):
+        runs = select_runs(store, probes, cells or [])
+        echo(f"reprobe {study_dir}: {len(runs)} finished run(s) with {', '.join(probes)} to recompute")
+        if not runs:
+            return report
+        stored = {r["run_id"]: r for r in runs}
+        tasks = [Task(r["run_id"], {**r["config"], "out_dir": str(Path(tmp) / r["run_id"]), "checkpoint": True},
+                      tuple(probes)) for r in runs]  # fmt: skip
+        ex = executor or LocalExecutor(workers=workers, threads=threads)
+        with ex:
+            for i, outcome in enumerate(ex.imap(tasks), 1):
+                rid = outcome.run_id
+                head = f"[{i}/{len(tasks)}] {rid}"
+                if outcome.error is not None or outcome.result is None:
+                    report.failed.append((rid, outcome.error or "no result"))
+                    echo(f"{head}  FAILED  {outcome.error}")
+                    continue
+                result = RunResult.model_validate(outcome.result)
+                diff = [k for k in SAME_MODEL if not _same(stored[rid]["stored"][k], getattr(result, k))]
+                if diff:
+                    k = diff[0]
+                    what = f"{k} {getattr(result, k)!r} retrained vs {stored[rid]['stored'][k]!r} stored"
+                    report.differ.append((rid, what))
+                    echo(f"{head}  not the stored model ({what}): its probes are kept")
+                    continue
+                errors = [f"{p}: {result.probes[p]['error']}" for p in probes
+                          if isinstance(result.probes.get(p), dict) and "error" in result.probes[p]]  # fmt: skip
+                if errors or any(p not in result.probes for p in probes):
+                    report.failed.append((rid, "; ".join(errors) or "a probe gave no result"))
+                    echo(f"{head}  probe failed ({'; '.join(errors)}): its probes are kept")
+                    continue
+                store.replace_probes(rid, {p: result.probes[p] for p in probes})
+                report.replaced.append(rid)
+                echo(f"{head}  same model; {', '.join(probes)} replaced")
+    return report

@@ -1,0 +1,68 @@
+"""`lateralnorm study reprobe`: probes recomputed on stored runs, replaced only where the retrained run is the
+stored model (its final metrics equal), one run at a time; everything else in the store stays as it was."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from lateralnorm.cli import main
+from lateralnorm.errors import UsageError
+from lateralnorm.study import InlineExecutor, Store, run_study, validate_spec
+from lateralnorm.study import executors as ex_mod
+from lateralnorm.study.reprobe import reprobe
+from test_study_run import RAW, fake_run
+
+
+def _probe_values(db) -> dict:  # noqa: ANN001
+    con = sqlite3.connect(db)
+    try:
+        rows = con.execute(
+            "SELECT r.cell_label, r.seed, p.probe, p.json FROM probe_results p JOIN runs r USING (run_id)"
+        ).fetchall()
+    finally:
+        con.close()
+    return {(c, s, p): j for c, s, p, j in rows}
+
+
+def test_reprobe_replaces_only_the_same_models_probes(tmp_path, monkeypatch):
+    version = {"v": 1}
+    monkeypatch.setattr(ex_mod, "_run_probes", lambda names, run_dir: {n: {"v": version["v"]} for n in names})
+    monkeypatch.setattr("lateralnorm.study.spec._known_probes", lambda: ("sparsity", "crosstalk"))
+    spec = validate_spec({**RAW, "probes": ["sparsity", "crosstalk"], "grid": {"lr": [0.01, 0.1]}})
+    out = tmp_path / "study"
+    run_study(spec, out, executor=InlineExecutor(fake_run), echo=lambda s: None)
+    db = out / "study.db"
+    before = _probe_values(db)
+    assert len(before) == 8 and all(j == '{"v": 1}' for j in before.values())
+    con = sqlite3.connect(db)  # one run of the lr = 0.1 cell no longer matches what the trainer gives
+    con.execute(
+        "UPDATE final_metrics SET test_acc = 0.123 WHERE run_id = "
+        "(SELECT run_id FROM runs WHERE cell_label LIKE '%lr=0.1%' AND seed = 1)"
+    )
+    con.commit()
+    con.close()
+
+    version["v"] = 2
+    lines: list[str] = []
+    report = reprobe(out, ["crosstalk"], ["lr=0.1"], executor=InlineExecutor(fake_run), echo=lines.append)
+    assert len(report.replaced) == 1 and len(report.differ) == 1 and not report.failed and not report.ok
+    assert "test_acc" in report.differ[0][1] and "0.123" in report.differ[0][1]
+    after = _probe_values(db)
+    changed = {k for k in before if before[k] != after[k]}
+    assert changed == {(label, 0, "crosstalk") for (label, seed, probe) in before if "lr=0.1" in label}
+    assert after[next(iter(changed))] == '{"v": 2}'
+    with Store(out) as store:
+        assert store.counts()["done"] == 4 and store.check()[0] == []
+    assert any("not the stored model" in line for line in lines)
+
+
+def test_reprobe_refuses_bad_input(tmp_path, capsys):
+    with pytest.raises(UsageError, match="unknown probe"):
+        reprobe(tmp_path, ["crosstlk"])
+    with pytest.raises(UsageError, match="holds no study"):
+        reprobe(tmp_path, ["crosstalk"])
+    assert main(["study", "reprobe", str(tmp_path), "--probe", "crosstalk"]) != 0
+    err = capsys.readouterr().err
+    assert "holds no study" in err and len(err.strip().splitlines()) == 1
