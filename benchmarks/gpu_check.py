@@ -297,20 +297,30 @@ TRITON_SPECS = [
     "dn", "dn:kappa=self", "dn:kappa=band:2", "dn:kappa=band:5", "dn:preset=ln", "dn:preset=rms",
     "dn:preset=lrn", "dn:fn=signed,center=true,r=0.5", "dn:fn=signed,alpha=1.5,r=0.7", "dn:alpha=3,p=1",
     "dn:alpha=2,p=1,r=0.5", "dn:kappa=band,size=4",
+    # a matrix pool: its element work in the Triton kernels around κ's own matmuls
+    "dn:kappa=full", "gdn", "dn:kappa=lowrank:4", "dn:kappa=gaussian", "dn:kappa=full,fn=signed,center=true,r=0.5",
 ]  # fmt: skip
 
 
-def check_triton(create_norm: Callable[..., nn.Module], spec: str, device: torch.device) -> tuple:
-    """On CUDA, float32 `dn` with an O(N) pool runs in the Triton kernels: output and every gradient against
-    the float64 PyTorch kernel on the same parameters and input (relative to each tensor's scale); bfloat16
-    forward+backward finite."""
-    if device.type != "cuda":
+def is_matrix_pool(spec: str) -> bool:
+    return spec.startswith("gdn") or any(f"kappa={k}" in spec for k in ("full", "lowrank", "gaussian"))
+
+
+def check_triton(
+    create_norm: Callable[..., nn.Module], spec: str, device: torch.device, interpreted: bool = False
+) -> tuple:
+    """On CUDA, float32 `dn` with an O(N) pool, or a matrix pool's element work, runs in the Triton kernels:
+    output and every gradient against the float64 PyTorch path on the same parameters and input (relative to
+    each tensor's scale); bfloat16 forward+backward finite. `interpreted`: on the CPU under Triton's
+    interpreter (TRITON_INTERPRET=1; the tests check this check there)."""
+    if device.type != "cuda" and not interpreted:
         raise Skip("the Triton kernels run on CUDA only")
     need("triton", "the Triton kernels")
     from lateralnorm.norms import triton_kernel as tk
 
     calls = {"fwd": 0, "bwd": 0}
-    fwd, bwd = tk.rows_forward, tk.rows_backward
+    names = ("given_forward", "given_backward") if is_matrix_pool(spec) else ("rows_forward", "rows_backward")
+    fwd, bwd = getattr(tk, names[0]), getattr(tk, names[1])
 
     def count(name: str, fn: Callable) -> Callable:
         def wrapped(*a, **k):  # noqa: ANN002, ANN003, ANN202
@@ -319,9 +329,13 @@ def check_triton(create_norm: Callable[..., nn.Module], spec: str, device: torch
 
         return wrapped
 
-    tk.rows_forward, tk.rows_backward = count("fwd", fwd), count("bwd", bwd)
+    setattr(tk, names[0], count("fwd", fwd))
+    setattr(tk, names[1], count("bwd", bwd))
     before = os.environ.get("LATERALNORM_CUDA_KERNEL")
     os.environ["LATERALNORM_CUDA_KERNEL"] = "triton"  # opt-in
+    cpu_before = os.environ.get("LATERALNORM_CPU_KERNEL")
+    if interpreted:  # else the compiled CPU kernel takes the CPU rows first
+        os.environ["LATERALNORM_CPU_KERNEL"] = "torch"
     try:
         torch.manual_seed(0)
         m32 = create_norm(spec, 48, device=device)
@@ -348,11 +362,13 @@ def check_triton(create_norm: Callable[..., nn.Module], spec: str, device: torch
         finite = all_finite(yb, xb.grad)
         sync(device)
     finally:
-        tk.rows_forward, tk.rows_backward = fwd, bwd
-        if before is None:
-            os.environ.pop("LATERALNORM_CUDA_KERNEL", None)
-        else:
-            os.environ["LATERALNORM_CUDA_KERNEL"] = before
+        setattr(tk, names[0], fwd)
+        setattr(tk, names[1], bwd)
+        for key, value in (("LATERALNORM_CUDA_KERNEL", before), ("LATERALNORM_CPU_KERNEL", cpu_before)):
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     if calls["fwd"] < 2 or calls["bwd"] < 2:
         return False, f"the Triton kernels were not used (calls {calls})"
     ok = worst <= 2e-5 and finite
@@ -710,6 +726,7 @@ def section_t(res: Results, device: torch.device, quick: bool) -> None:
                 mods.update(
                     {f"{s} [triton]": WithCudaKernel(create_norm(s, n), "triton") for s in TARGET5_TRITON}
                 )
+                mods["dn:kappa=full [triton]"] = WithCudaKernel(create_norm("dn:kappa=full", n), "triton")
             where = f"({b}, {n}) {str(dtype).removeprefix('torch.')}"
             try:
                 med = timing_table(f"target 5 at {where}", mods, (b, n), device, rounds, iters, dtype)
@@ -718,6 +735,8 @@ def section_t(res: Results, device: torch.device, quick: bool) -> None:
                 continue
             pairs = [(f"{s} [triton]", "nn.LayerNorm", 1.5) for s in TARGET5_TRITON if triton_rows]
             pairs.append(("dn:kappa=full", "nn.Linear(N,N)", 1.3))
+            if triton_rows:
+                pairs.append(("dn:kappa=full [triton]", "nn.Linear(N,N)", 1.3))
             for k, ref, bound in pairs:
                 ratio = med[k] / med[ref]
                 res.check("t.target5", f"{k} {where}",

@@ -40,3 +40,20 @@ def test_gpu_check_target5_section_runs_on_cpu(capsys, monkeypatch):
     assert "needs CUDA and Triton" in out
     rows = [line for line in out.splitlines() if line.startswith(("PASS    t.target5", "FAIL    t.target5"))]
     assert len(rows) == 2 and all("dn:kappa=full" in r and "× nn.Linear(N,N) (≤ 1.3)" in r for r in rows)
+
+
+def test_gpu_check_triton_rows_pass_under_the_interpreter():
+    """Section a.triton's check itself, run on the CPU by Triton's interpreter (set in conftest): an O(N) pool
+    and a matrix pool's element work reach the kernels and match the float64 path."""
+    import pytest
+    import torch
+
+    pytest.importorskip("triton")
+    from lateralnorm import create_norm
+
+    spec = importlib.util.spec_from_file_location("gpu_check_triton", SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    for name in ("dn:kappa=band:2", "gdn", "dn:kappa=lowrank:4"):
+        ok, detail = script.check_triton(create_norm, name, torch.device("cpu"), interpreted=True)
+        assert ok, f"{name}: {detail}"
