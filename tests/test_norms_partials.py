@@ -80,3 +80,17 @@ def test_channels_first_layernorm_when_the_input_depends_on_its_weight():
     plain, graphed = _first_order(m, x, False, feed), _first_order(m, x, True, feed)
     for i, (a, b) in enumerate(zip(plain, graphed)):
         torch.testing.assert_close(b, a, atol=1e-12, rtol=1e-10, msg=lambda s, i=i: f"ln_chw grad #{i}: {s}")
+
+
+@pytest.mark.parametrize(
+    "spec", ["dn", "dn:kappa=band:2", "dn:kappa=full", "gdn", "dn:learn_alpha=true,alpha=1.5"]
+)
+def test_create_graph_on_a_non_contiguous_input(spec):
+    """A node must save its input itself, not a contiguous copy (a copy has no gradient history)."""
+    torch.manual_seed(4)
+    m = create_norm(spec, 6, dtype=torch.float64)
+    x = torch.randn(6, 5, dtype=torch.float64).T.requires_grad_()  # a transposed view
+    (graphed,) = torch.autograd.grad(m(x).pow(2).sum(), x, create_graph=True)
+    xx = x.detach().contiguous().requires_grad_()
+    (plain,) = torch.autograd.grad(m(xx).pow(2).sum(), xx)
+    torch.testing.assert_close(graphed, plain, atol=1e-12, rtol=1e-10)

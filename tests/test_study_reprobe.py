@@ -55,7 +55,13 @@ def test_reprobe_replaces_only_the_same_models_probes(tmp_path, monkeypatch):
     assert after[next(iter(changed))] == '{"v": 2}'
     with Store(out) as store:
         assert store.counts()["done"] == 4 and store.check()[0] == []
+        (record,) = store.meta()["reprobes"]  # which rows were recomputed, and which kept
+        assert record["probes"] == ["crosstalk"] and record["replaced"] == report.replaced
+        assert record["kept"] == [report.differ[0][0]]
     assert any("not the stored model" in line for line in lines)
+    with pytest.raises(UsageError, match="no finished run .* holds crosstalk in cells matching lr=7"):
+        reprobe(out, ["crosstalk"], ["lr=7"], executor=InlineExecutor(fake_run))
+    assert _probe_values(db) == after
 
 
 def test_reprobe_refuses_bad_input(tmp_path, capsys):

@@ -132,7 +132,7 @@ def test_second_driver_is_refused_and_folder_must_match(tmp_cwd, capsys):
     with StudyLock(study_dir):
         assert main(["study", "run", str(spec_path), "--executor", "inline"]) == 2
     err = capsys.readouterr().err
-    assert "in use by another `lateralnorm study run`" in err and f"pid {os.getpid()}" in err
+    assert "in use by another `lateralnorm study` run or reprobe" in err and f"pid {os.getpid()}" in err
     assert not (study_dir / "study.db").exists()
 
     spec = load_spec(spec_path)

@@ -294,7 +294,6 @@ class TritonRows(torch.autograd.Function):
         beta, c, gam, bia = _kernel_params(y, beta_src, c_src, gamma, bias, cfg, torch.float32)
         save_w = kind == "band" and any(ctx.needs_input_grad[:5])
         out_dtype = torch.promote_types(y.dtype, beta_src.dtype)  # as the PyTorch kernel's type promotion
-        y = y.contiguous()
         out, mean, w = tk.rows_forward(
             y, beta, c, gam, bia, kind, center, rect, alpha, p, r, before, after, save_w, out_dtype
         )
@@ -466,7 +465,10 @@ def matrix_pooled_rows(
         # CUDA (opt-in): ψ, then the pool's own matmuls, then the output, in Triton around them
         rows = rows.contiguous()
         psi = TritonPsi.apply(rows, cfg)
-        return _unrows(TritonGivenPool.apply(rows, pool(psi), beta, gamma, bias, cfg), y.shape)
+        w = pool(
+            psi
+        ).contiguous()  # contiguous before the node: it saves its inputs themselves (double backward)
+        return _unrows(TritonGivenPool.apply(rows, w, beta, gamma, bias, cfg), y.shape)
     rows = rows.contiguous()
     ext = cpu_kernel.extension()
     # both nodes hold this empty tensor: the output node's backward hands its share of the input gradient to ψ's
@@ -513,7 +515,6 @@ class TritonGivenPool(torch.autograd.Function):
         b32 = beta.to(f32).expand(y.shape[-1]).contiguous()
         gam = y.new_ones(y.shape[-1], dtype=f32) if gamma is None else gamma.to(f32).contiguous()
         bia = y.new_zeros(y.shape[-1], dtype=f32) if bias is None else bias.to(f32).contiguous()
-        w = w.contiguous()
         out_dtype = torch.promote_types(torch.promote_types(y.dtype, w.dtype), beta.dtype)
         out = tk.given_forward(y, w, b32, gam, bia, cfg.center, cfg.rect, cfg.alpha, cfg.p, cfg.r, out_dtype)
         ctx.save_for_backward(y, w, b32, gam, beta, gamma, bias)
@@ -676,8 +677,8 @@ def divisive_rows(
             out = CompiledRows.apply(rows, beta_src, c_src, gamma, bias, cfg)
         else:
             out = _node(cpu_kernel.extension(), rows, beta_src, c_src, gamma, bias, None, cfg, False)
-    elif _triton_applies(rows, cfg.kind):
-        out = TritonRows.apply(rows, beta_src, c_src, gamma, bias, cfg)
+    elif _triton_applies(rows, cfg.kind):  # contiguous before the node, which saves its input itself
+        out = TritonRows.apply(rows.contiguous(), beta_src, c_src, gamma, bias, cfg)
     else:
         out = PooledDivisive.apply(rows, beta_src, c_src, gamma, bias, cfg)
     return _unrows(out, y.shape)

@@ -18,6 +18,12 @@ def partial_grads(formula: Callable[..., torch.Tensor], inputs: tuple, need: tup
         aliases = tuple(None if t is None else t.view_as(t) for t in inputs)
         out = formula(*aliases)
     wanted = [i for i, t in enumerate(inputs) if need[i] and t is not None]
+    for i in wanted:
+        if not inputs[i].requires_grad:
+            raise RuntimeError(
+                f"double backward: saved input #{i} does not require grad (a node saved a copy of its input, "
+                "not the input itself): make the input contiguous before the node"
+            )
     grads = torch.autograd.grad(out, [aliases[i] for i in wanted], g, create_graph=True, allow_unused=True)
     result: list = [None] * len(inputs)
     for i, gr in zip(wanted, grads):

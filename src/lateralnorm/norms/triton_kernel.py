@@ -100,8 +100,12 @@ def _dr(d, RMODE: tl.constexpr, r):
 def _beta_c(BETA, C, offs, mask, PER_UNIT: tl.constexpr):
     """β and c per unit, or one shared value each (masked lanes: β = 1, c = 0, so D stays positive)."""
     if PER_UNIT:
-        return tl.load(BETA + offs, mask=mask, other=1.0), tl.load(C + offs, mask=mask, other=0.0)
-    return tl.load(BETA), tl.load(C)
+        beta = tl.load(BETA + offs, mask=mask, other=1.0)
+        c = tl.load(C + offs, mask=mask, other=0.0)
+    else:  # one return for both branches: the compiler (not the interpreter) refuses two of different types
+        beta = tl.load(BETA)
+        c = tl.load(C)
+    return beta, c
 
 
 @triton.jit
@@ -403,9 +407,10 @@ def row_programs(m_rows: int, device) -> int:  # noqa: ANN001
 
 
 def warps(block: int) -> int:
-    """Warps per program: enough threads that a row's lanes fit in registers (the backward holds four
-    column-sum accumulators and about ten temporaries per lane)."""
-    return 4 if block <= 1024 else (8 if block <= 4096 else 16)
+    """Warps per program: enough threads that a row's lanes fit in registers (the backward holds three or
+    four column-sum accumulators and about ten temporaries per lane; with 8 warps at 4096 lanes ptxas spilled
+    296 bytes per thread of the matrix pool's backward, sm_90a)."""
+    return 4 if block <= 1024 else (8 if block <= 2048 else (16 if block <= 4096 else 32))
 
 
 def psi_forward(y, center: bool, rect: bool, alpha: float):  # noqa: ANN001, ANN201

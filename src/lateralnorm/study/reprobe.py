@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,9 +91,11 @@ def reprobe(
         tempfile.TemporaryDirectory(prefix="reprobe-") as tmp,
     ):
         runs = select_runs(store, probes, cells or [])
-        echo(f"reprobe {study_dir}: {len(runs)} finished run(s) with {', '.join(probes)} to recompute")
         if not runs:
-            return report
+            where = f" in cells matching {', '.join(cells)}" if cells else ""
+            raise UsageError(f"no finished run of {study_dir} holds {' or '.join(probes)}{where}: "
+                             "check --probe and --cell against `lateralnorm study summary`")  # fmt: skip
+        echo(f"reprobe {study_dir}: {len(runs)} finished run(s) with {', '.join(probes)} to recompute")
         stored = {r["run_id"]: r for r in runs}
         tasks = [Task(r["run_id"], {**r["config"], "out_dir": str(Path(tmp) / r["run_id"]), "checkpoint": True},
                       tuple(probes)) for r in runs]  # fmt: skip
@@ -104,7 +108,13 @@ def reprobe(
                     report.failed.append((rid, outcome.error or "no result"))
                     echo(f"{head}  FAILED  {outcome.error}")
                     continue
-                result = RunResult.model_validate(outcome.result)
+                shutil.rmtree(Path(tmp) / rid, ignore_errors=True)  # its checkpoint: not needed any more
+                try:
+                    result = RunResult.model_validate(outcome.result)
+                except ValueError as e:
+                    report.failed.append((rid, f"its result does not read: {e}"))
+                    echo(f"{head}  FAILED  its result does not read")
+                    continue
                 diff = [k for k in SAME_MODEL if not _same(stored[rid]["stored"][k], getattr(result, k))]
                 if diff:
                     k = diff[0]
@@ -121,4 +131,16 @@ def reprobe(
                 store.replace_probes(rid, {p: result.probes[p] for p in probes})
                 report.replaced.append(rid)
                 echo(f"{head}  same model; {', '.join(probes)} replaced")
+        # which rows were recomputed, by which code (a study can then tell its recomputed probes from the others)
+        reprobes = list(store.meta().get("reprobes") or [])
+        reprobes.append({"probes": probes, "cells": cells or [], "at": time.time(), "code": code_version(),
+                         "replaced": report.replaced, "kept": [rid for rid, _ in report.differ + report.failed]})  # fmt: skip
+        store.set_meta(reprobes=reprobes)
     return report
+
+
+def code_version() -> str | None:
+    """The checkout's commit, None outside a git checkout."""
+    from lateralnorm.train import versions
+
+    return versions().get("git")

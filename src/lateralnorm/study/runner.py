@@ -46,7 +46,7 @@ class StudyLock:
             holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
             os.close(fd)
             raise UsageError(
-                f"{self.path.parent} is in use by another `lateralnorm study run` (pid {holder}): "
+                f"{self.path.parent} is in use by another `lateralnorm study` run or reprobe (pid {holder}): "
                 "wait for it to finish or stop it, then run again (it resumes where it stopped)"
             ) from None
         os.ftruncate(fd, 0)
