@@ -57,3 +57,24 @@ def test_gpu_check_triton_rows_pass_under_the_interpreter():
     for name in ("dn:kappa=band:2", "gdn", "dn:kappa=lowrank:4"):
         ok, detail = script.check_triton(create_norm, name, torch.device("cpu"), interpreted=True)
         assert ok, f"{name}: {detail}"
+
+
+def test_timing_table_keeps_going_past_a_module_that_fails(capsys, monkeypatch):
+    """One module that raises (a kernel that does not compile) gets a 'failed' row; the others are timed."""
+    import torch
+    from torch import nn
+
+    monkeypatch.delenv("OUT", raising=False)
+    spec = importlib.util.spec_from_file_location("gpu_check_table", SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+
+    class Broken(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raise RuntimeError("does not compile")
+
+    mods = {"nn.LayerNorm": nn.LayerNorm(8), "broken": Broken(), "nn.Linear(N,N)": nn.Linear(8, 8)}
+    med = script.timing_table("t", mods, (4, 8), torch.device("cpu"), rounds=1, iters=1)
+    out = capsys.readouterr().out
+    assert set(med) == {"nn.LayerNorm", "nn.Linear(N,N)"} and all(v > 0 for v in med.values())
+    assert "| broken | failed |" in out and "RuntimeError: does not compile" in out
