@@ -13,11 +13,17 @@ from lateralnorm.models import MODELS
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
 
 
-def test_gpu_check_sections_a_and_b_pass_on_cpu(capsys, monkeypatch):
-    monkeypatch.delenv("OUT", raising=False)  # the script also writes $OUT/gpu_check.txt when $OUT is set
-    spec = importlib.util.spec_from_file_location("gpu_check_under_test", SCRIPT)
+def _load(name: str):  # noqa: ANN202
+    """benchmarks/gpu_check.py as a fresh module."""
+    spec = importlib.util.spec_from_file_location(name, SCRIPT)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
+    return script
+
+
+def test_gpu_check_sections_a_and_b_pass_on_cpu(capsys, monkeypatch):
+    monkeypatch.delenv("OUT", raising=False)  # the script also writes $OUT/gpu_check.txt when $OUT is set
+    script = _load("gpu_check_under_test")
     status = script.main(["--device", "cpu", "--quick", "--sections", "ab"])
     out = capsys.readouterr().out
     assert status == 0, out[-4000:]
@@ -30,9 +36,7 @@ def test_gpu_check_target5_section_runs_on_cpu(capsys, monkeypatch):
     """Section t (issue 13's target 5) builds its tables in both types and judges each ratio; on the CPU the
     Triton rows are skipped with the reason, and its misses never change the exit status."""
     monkeypatch.delenv("OUT", raising=False)
-    spec = importlib.util.spec_from_file_location("gpu_check_target5", SCRIPT)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = _load("gpu_check_target5")
     status = script.main(["--device", "cpu", "--quick", "--sections", "t"])
     out = capsys.readouterr().out
     assert status == 0, out[-4000:]
@@ -51,9 +55,7 @@ def test_gpu_check_triton_rows_pass_under_the_interpreter():
     pytest.importorskip("triton")
     from lateralnorm import create_norm
 
-    spec = importlib.util.spec_from_file_location("gpu_check_triton", SCRIPT)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = _load("gpu_check_triton")
     for name in ("dn:kappa=band:2", "gdn", "dn:kappa=lowrank:4"):
         ok, detail = script.check_triton(create_norm, name, torch.device("cpu"), interpreted=True)
         assert ok, f"{name}: {detail}"
@@ -65,9 +67,7 @@ def test_timing_table_keeps_going_past_a_module_that_fails(capsys, monkeypatch):
     from torch import nn
 
     monkeypatch.delenv("OUT", raising=False)
-    spec = importlib.util.spec_from_file_location("gpu_check_table", SCRIPT)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = _load("gpu_check_table")
 
     class Broken(nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:

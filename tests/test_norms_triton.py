@@ -61,27 +61,37 @@ def _run(m, x, g):  # noqa: ANN001, ANN202
     return [y.detach(), x.grad] + [p.grad for p in m.parameters()]
 
 
-@pytest.mark.parametrize("spec", SPECS)
-def test_triton_float32_equals_float64_pytorch_kernel(spec, triton_rows, monkeypatch):
+def _pair(spec: str, n: int = 13):  # noqa: ANN202
+    """(float32 module with perturbed parameters, float64 copy, float64 input with a zero and a near-constant
+    row, its output gradient)."""
     torch.manual_seed(0)
-    m32 = create_norm(spec, 13)
+    m32 = create_norm(spec, n)
     with torch.no_grad():
         for p in m32.parameters():
             p.add_(0.1 * torch.rand_like(p))
-    m64 = create_norm(spec, 13, dtype=torch.float64)
+    m64 = create_norm(spec, n, dtype=torch.float64)
     m64.load_state_dict(m32.state_dict())
-    x = torch.randn(7, 13, dtype=torch.float64) * 2
+    x = torch.randn(7, n, dtype=torch.float64) * 2
     x[0] = 0.0  # zeros
-    x[1] = 3 + 0.01 * torch.randn(13, dtype=torch.float64)  # near-constant
-    g = torch.randn_like(x)
+    x[1] = 3 + 0.01 * torch.randn(n, dtype=torch.float64)  # near-constant
+    return m32, m64, x, torch.randn_like(x)
+
+
+def _assert_near_float64(got: list, ref: list, what: str) -> None:
+    for i, (a, b) in enumerate(zip(got, ref)):
+        assert a.dtype == torch.float32
+        err = ((a.double() - b).abs().max() / (1e-3 + b.abs().max())).item()
+        assert err <= 2e-5, f"{what} tensor #{i}: relative error {err:.1e}"
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_triton_float32_equals_float64_pytorch_kernel(spec, triton_rows, monkeypatch):
+    m32, m64, x, g = _pair(spec)
     got = _run(m32, x.float(), g.float())
     assert triton_rows == {"fwd": 1, "bwd": 1}
     ref = _run(m64, x, g)  # float64 rows stay on the PyTorch kernel
     assert triton_rows == {"fwd": 1, "bwd": 1}
-    for i, (a, b) in enumerate(zip(got, ref)):
-        assert a.dtype == torch.float32
-        err = ((a.double() - b).abs().max() / (1e-3 + b.abs().max())).item()
-        assert err <= 2e-5, f"{spec} tensor #{i}: relative error {err:.1e}"
+    _assert_near_float64(got, ref, spec)
 
 
 def test_low_precision_rows_and_channels_first(triton_rows):
@@ -193,25 +203,13 @@ def triton_matrix(monkeypatch):
 def test_matrix_pool_element_work_equals_float64(spec, triton_matrix):
     """κ gaussian, low-rank, full and GDN: ψ and the output from the pool in Triton around the pool's own matmuls,
     every gradient (input, κ's parameters, β, γ, b) against the float64 PyTorch path."""
-    torch.manual_seed(0)
-    m32 = create_norm(spec, 13)
-    with torch.no_grad():
-        for p in m32.parameters():
-            p.add_(0.1 * torch.rand_like(p))
-    m64 = create_norm(spec, 13, dtype=torch.float64)
-    m64.load_state_dict(m32.state_dict())
-    x = torch.randn(7, 13, dtype=torch.float64) * 2
-    x[0] = 0.0
-    x[1] = 3 + 0.01 * torch.randn(13, dtype=torch.float64)
-    g = torch.randn_like(x)
+    m32, m64, x, g = _pair(spec)
     got = _run(m32, x.float(), g.float())
     assert triton_matrix == dict.fromkeys(triton_matrix, 1)
     ref = _run(m64, x, g)
     assert triton_matrix == dict.fromkeys(triton_matrix, 1)  # float64 rows stay on the PyTorch path
     assert len(got) == len(ref) >= 3
-    for i, (a, b) in enumerate(zip(got, ref)):
-        err = ((a.double() - b).abs().max() / (1e-3 + b.abs().max())).item()
-        assert err <= 2e-5, f"{spec} tensor #{i}: relative error {err:.1e}"
+    _assert_near_float64(got, ref, spec)
 
 
 def test_matrix_pool_double_backward_and_bfloat16(triton_matrix):
