@@ -190,7 +190,16 @@ def main(argv: list[str] | None = None) -> int:
         "--small", action="store_true",
         help="also time features-last at (B=100, N=100), the size of the studies' MLPs (informational)",
     )  # fmt: skip
+    ap.add_argument(
+        "--keep-freed-memory", action="store_true",
+        help="the allocator setting of the `lateralnorm` command and the study workers "
+        "(lateralnorm.allocator.keep_freed_memory: freed memory is kept, not handed back and faulted in again)",
+    )  # fmt: skip
     args = ap.parse_args(argv)
+    if args.keep_freed_memory:
+        from lateralnorm.allocator import keep_freed_memory
+
+        keep_freed_memory()
     torch.set_num_threads(args.threads)
     global CLOCK
     # with one intra-op thread all the work runs on this thread: its CPU time ignores other processes'
@@ -207,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     clock = "thread CPU time" if args.threads == 1 else "wall time"
     print(
         f"# norms benchmark: torch {torch.__version__}, {args.threads} thread(s), {clock}, best of {rounds} rounds"
+        + (", freed memory kept (the lab's allocator setting)" if args.keep_freed_memory else "")
     )
     print("# ratio = time / reference time in the same process; mem = activation memory / reference's")
 
