@@ -459,17 +459,13 @@ def matrix_pooled_rows(
     rows = _rows_of(y)
     if torch.compiler.is_compiling() or torch.jit.is_tracing():
         return None
-    if not cpu_kernel.applies_to(rows):
-        if not _triton_applies(rows, "uniform"):
-            return None
-        # CUDA (opt-in): ψ, then the pool's own matmuls, then the output, in Triton around them
-        rows = rows.contiguous()
-        psi = TritonPsi.apply(rows, cfg)
-        w = pool(
-            psi
-        ).contiguous()  # contiguous before the node: it saves its inputs themselves (double backward)
+    on_cpu = cpu_kernel.applies_to(rows)
+    if not on_cpu and not _triton_applies(rows, "uniform"):
+        return None
+    rows = rows.contiguous()  # before the nodes: they save their inputs themselves (double backward)
+    if not on_cpu:  # CUDA (opt-in): ψ, then the pool's own matmuls, then the output, in Triton around them
+        w = pool(TritonPsi.apply(rows, cfg)).contiguous()
         return _unrows(TritonGivenPool.apply(rows, w, beta, gamma, bias, cfg), y.shape)
-    rows = rows.contiguous()
     ext = cpu_kernel.extension()
     # both nodes hold this empty tensor: the output node's backward hands its share of the input gradient to ψ's
     # through it, and ψ's adds its own in place (one (M, N) tensor instead of two that autograd adds; the same

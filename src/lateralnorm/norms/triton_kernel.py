@@ -109,6 +109,18 @@ def _beta_c(BETA, C, offs, mask, PER_UNIT: tl.constexpr):
 
 
 @triton.jit
+def _means(y, mask, N, CENTER: tl.constexpr):
+    """The row's mean in two steps (the second removes the rounding error of the first), or zeros."""
+    if CENTER:
+        m = tl.sum(y, axis=0) / N
+        m2 = tl.sum(tl.where(mask, y - m, 0.0), axis=0) / N
+    else:
+        m = tl.sum(y * 0.0, axis=0)
+        m2 = m
+    return m, m2
+
+
+@triton.jit
 def _fwd(Y, OUT, MEAN, WSAVE, BETA, C, GAMMA, BIAS, N, alpha, p, r,
          KIND: tl.constexpr, CENTER: tl.constexpr, RECT: tl.constexpr, A2: tl.constexpr,
          PMODE: tl.constexpr, RMODE: tl.constexpr, PER_UNIT: tl.constexpr, BEFORE: tl.constexpr,
@@ -118,12 +130,7 @@ def _fwd(Y, OUT, MEAN, WSAVE, BETA, C, GAMMA, BIAS, N, alpha, p, r,
     mask = offs < N
     base = row.to(tl.int64) * N
     y = tl.load(Y + base + offs, mask=mask, other=0.0).to(tl.float32)
-    if CENTER:  # two steps: the second removes the rounding error of the first mean
-        m = tl.sum(y, axis=0) / N
-        m2 = tl.sum(tl.where(mask, y - m, 0.0), axis=0) / N
-    else:
-        m = tl.sum(y * 0.0, axis=0)
-        m2 = m
+    m, m2 = _means(y, mask, N, CENTER)
     t = tl.where(mask, (y - m) - m2, 0.0)
     psi = tl.where(mask, _psi(t, RECT, A2, alpha), 0.0)
     if KIND == 1:
@@ -239,13 +246,20 @@ def _bwd(Y, G, GY, MEAN, WSAVE, BETA, C, GAMMA, PART, M, N, alpha, p, r,
 # D = β + W (κ carries the scale), the same formula as the compiled CPU nodes psi_rows_node / given_pool_node.
 @triton.jit
 def _centered(Y, base, offs, mask, N, CENTER: tl.constexpr):
-    """t = y − mean (two steps, as `_fwd`) or y, float32, 0 in the masked lanes."""
+    """t = y − mean (as `_fwd`) or y, float32, 0 in the masked lanes."""
     y = tl.load(Y + base + offs, mask=mask, other=0.0).to(tl.float32)
-    if CENTER:
-        m = tl.sum(y, axis=0) / N
-        m2 = tl.sum(tl.where(mask, y - m, 0.0), axis=0) / N
-        return tl.where(mask, (y - m) - m2, 0.0)
-    return y
+    m, m2 = _means(y, mask, N, CENTER)
+    return tl.where(mask, (y - m) - m2, 0.0)
+
+
+@triton.jit
+def _phi_of(t, RECT: tl.constexpr, A2: tl.constexpr, PMODE: tl.constexpr, alpha, p):
+    """φ(t), taking ψ(t) first where φ is ψ (p = α, PMODE 1)."""
+    if PMODE == 1:
+        psi = _psi(t, RECT, A2, alpha)
+    else:
+        psi = t  # not read
+    return _phi(t, psi, RECT, PMODE, p)
 
 
 @triton.jit
@@ -283,10 +297,7 @@ def _given_fwd(Y, W, BETA, GAMMA, BIAS, OUT, N, alpha, p, r, CENTER: tl.constexp
     t = _centered(Y, base, offs, mask, N, CENTER)
     w = tl.load(W + base + offs, mask=mask, other=0.0).to(tl.float32)
     d = tl.load(BETA + offs, mask=mask, other=1.0) + w
-    if PMODE == 1:
-        z = _phi(t, _psi(t, RECT, A2, alpha), RECT, PMODE, p) * _dr(d, RMODE, r)
-    else:
-        z = _phi(t, t, RECT, PMODE, p) * _dr(d, RMODE, r)
+    z = _phi_of(t, RECT, A2, PMODE, alpha, p) * _dr(d, RMODE, r)
     gamma = tl.load(GAMMA + offs, mask=mask, other=0.0)
     bias = tl.load(BIAS + offs, mask=mask, other=0.0)
     tl.store(OUT + base + offs, (z * gamma + bias).to(OUT.dtype.element_ty), mask=mask)
@@ -313,10 +324,7 @@ def _given_bwd(Y, W, G, BETA, GAMMA, GY, GW, PART, M, N, alpha, p, r, CENTER: tl
         g = tl.load(G + base + offs, mask=mask, other=0.0).to(tl.float32)
         d = beta + w
         k = _dr(d, RMODE, r)
-        if PMODE == 1:
-            z = _phi(t, _psi(t, RECT, A2, alpha), RECT, PMODE, p) * k
-        else:
-            z = _phi(t, t, RECT, PMODE, p) * k
+        z = _phi_of(t, RECT, A2, PMODE, alpha, p) * k
         gz = g * gamma
         q = tl.where(mask, gz * z / d, 0.0)
         gt = tl.where(mask, gz * k * _dphi(t, RECT, PMODE, A2, alpha, p), 0.0)
