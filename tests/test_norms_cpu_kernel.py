@@ -1013,8 +1013,10 @@ class _PythonGiven(torch.autograd.Function):
 
 
 def _python_matrix_rows(y, pool, beta, gamma, bias, cfg):  # noqa: ANN001, ANN202
-    from lateralnorm.norms import dn_kernel
+    from lateralnorm.norms import base, dn_kernel
 
+    raw, bound = beta  # β's source: its value by the Python Function (the reference of `nonneg_node`)
+    beta = raw if bound is None else base._NonNegativeValue.apply(raw, bound, base.PEDESTAL)
     rows = dn_kernel._rows_of(y).contiguous()
     share = _PythonShare()
     psi, stats = _PythonPsi.apply(rows, cfg, share)

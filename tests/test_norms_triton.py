@@ -94,6 +94,84 @@ def test_triton_float32_equals_float64_pytorch_kernel(spec, triton_rows, monkeyp
     _assert_near_float64(got, ref, spec)
 
 
+@pytest.mark.parametrize(
+    "kind, sizes",
+    [(k, s) for k in ("uniform", "self", "band") for s in ((13, 13), (13, 1))] + [("uniform", (1, 1))],
+)
+def test_raw_parameters_reparametrized_in_the_kernels(kind, sizes, triton_rows):
+    """β and c reach the kernels raw, per unit or shared, some at or below their bound: the forward's values
+    and the raw gradients (the lower bound's rule: passed where raw ≥ bound or the gradient pushes it up) equal
+    the float64 PyTorch kernel's, which reparametrizes in PyTorch ops (the forms it takes: β per unit, or β and
+    c shared with the uniform pool)."""
+    import math
+
+    from lateralnorm.norms.base import PEDESTAL
+    from lateralnorm.norms.dn_kernel import DnConfig, divisive_rows
+
+    n, gen = 13, torch.Generator().manual_seed(11)
+    bounds = (math.sqrt(0.05 + PEDESTAL), math.sqrt(PEDESTAL))
+    raws = []
+    for size, bound in zip(sizes, bounds):
+        raw = torch.rand(size, generator=gen, dtype=torch.float64) + 0.3
+        raw[::2] = bound * torch.tensor([0.5, 1.0]).repeat(size)[: raw[::2].numel()]  # below and at the bound
+        raws.append(raw)
+    before, after = (2, 1) if kind == "band" else (0, 0)
+    cfg = DnConfig(kind, True, True, 1.5, 1.5, 0.5, before, after, *bounds)
+    x = torch.randn(9, n, generator=gen, dtype=torch.float64) * 2
+    g = torch.randn(9, n, generator=gen, dtype=torch.float64)
+    gamma = torch.rand(n, generator=gen, dtype=torch.float64) + 0.5
+    bias = torch.randn(n, generator=gen, dtype=torch.float64)
+    results = []
+    for dtype in (torch.float32, torch.float64):  # float64 rows stay on the PyTorch kernel
+        leaves = [t.to(dtype).requires_grad_() for t in (x, *raws, gamma, bias)]
+        out = divisive_rows(leaves[0], *leaves[1:], cfg)
+        out.backward(g.to(dtype))
+        results.append([out.detach()] + [t.grad for t in leaves])
+    assert triton_rows == {"fwd": 1, "bwd": 1}
+    for raw, got in zip(raws, results[0][2:4]):
+        assert got.shape == raw.shape
+        if raw.numel() > 1:
+            assert (got == 0).any() and (got != 0).any()  # some stopped at the bound, some passed
+    _assert_near_float64(*results, f"{kind} {sizes}")
+
+
+def test_nonnegative_value_and_gradient_in_triton(triton_rows, monkeypatch):
+    """A NonNegative parameter (κ of the matrix pools, 40 × 40: two programs) through the Triton element-wise
+    kernels equals the float64 PyTorch ops: the value, and the raw gradient below, at and above the bound with
+    the gradient pushing either way (stopped only below the bound where a descent step would push it down)."""
+    from lateralnorm.norms import base
+    from lateralnorm.norms import triton_kernel as tk
+
+    calls = {"fwd": 0, "bwd": 0}
+    fwd, bwd = tk.nonneg_forward, tk.nonneg_backward
+
+    def count_fwd(*a):  # noqa: ANN002, ANN202
+        calls["fwd"] += 1
+        return fwd(*a)
+
+    def count_bwd(*a):  # noqa: ANN002, ANN202
+        calls["bwd"] += 1
+        return bwd(*a)
+
+    monkeypatch.setattr(tk, "nonneg_forward", count_fwd)
+    monkeypatch.setattr(tk, "nonneg_backward", count_bwd)
+    gen = torch.Generator().manual_seed(8)
+    bound = 0.25
+    raw = torch.rand(40, 40, generator=gen, dtype=torch.float64)
+    raw.view(-1)[:6] = torch.tensor([0.1, 0.1, 0.25, 0.25, 0.5, 0.5], dtype=torch.float64)
+    g = torch.randn(40, 40, generator=gen, dtype=torch.float64)
+    g.view(-1)[:6] = torch.tensor([1.0, -1.0, 1.0, -1.0, 1.0, -1.0], dtype=torch.float64)
+    results = []
+    for dtype in (torch.float32, torch.float64):  # float64 stays in PyTorch ops
+        p = raw.to(dtype).requires_grad_()
+        v = base._NonNegativeValue.apply(p, bound, base.PEDESTAL)
+        v.backward(g.to(dtype))
+        results.append([v.detach(), p.grad])
+    assert calls == {"fwd": 1, "bwd": 1}
+    assert (results[0][1].view(-1)[:6] == 0).tolist() == [True, False, False, False, False, False]
+    _assert_near_float64(*results, "NonNegative")
+
+
 def test_low_precision_rows_and_channels_first(triton_rows):
     m = create_norm("dn:kappa=band:1", 8, layout="channels_first")
     x = (torch.randn(2, 8, 3, 3) * 3).to(torch.bfloat16).requires_grad_()
@@ -271,23 +349,39 @@ def lower(fn, signature, constants):
     done += 1
 
 f32 = "*fp32"
-rows = dict(MEAN=f32, WSAVE=f32, BETA=f32, C=f32, GAMMA=f32, N="i32", alpha="fp32", p="fp32", r="fp32")
-for kind, per_unit, center, rect, a2, pmode, rmode in itertools.product(
-        (0, 1, 2), (False, True), (False, True), (False, True), (False, True), (0, 1, 2), (0, 1, 2)):
-    if (kind == 2 and not per_unit) or (pmode + rmode + rect + a2) % 3:  # band is per unit; a third of the rest
+rows = dict(MEAN=f32, WSAVE=f32, BETA=f32, C=f32, GAMMA=f32, N="i32", alpha="fp32", p="fp32", r="fp32",
+            beta_bound="fp32", c_bound="fp32", pedestal="fp32")
+# β and c as the layer holds them: (per unit?, raw parameter?) each
+params = ((1, 1, True, True), (0, 0, False, False), (1, 0, True, True), (1, 1, False, False), (0, 1, True, False))
+kept = 0
+for kind, center, rect, a2, pmode, rmode in itertools.product(
+        (0, 1, 2), (False, True), (False, True), (False, True), (0, 1, 2), (0, 1, 2)):
+    if (pmode + rmode + rect + a2) % 3:  # a third of the combinations, each with two of the parameter forms
         continue
-    modes = dict(RECT=rect, A2=a2, PMODE=pmode, RMODE=rmode, KIND=kind, CENTER=center, PER_UNIT=per_unit,
-                 BEFORE=2, AFTER=1, BLOCK=128)
-    lower(tk._fwd, dict(Y="*bf16", OUT="*bf16", BIAS=f32, **rows), dict(SAVE_W=kind == 2, **modes))
-    lower(tk._bwd, dict(Y="*bf16", G="*bf16", GY="*bf16", PART=f32, M="i32", **rows), modes)
-for center, rect, a2, pmode, rmode in itertools.product((False, True), (False, True), (False, True), (0, 1, 2), (0, 2)):
+    kept += 1
+    for bv, cv, braw, craw in (params[kept % 5], params[(kept + 2) % 5]):
+        modes = dict(RECT=rect, A2=a2, PMODE=pmode, RMODE=rmode, KIND=kind, CENTER=center, BETA_VEC=bv,
+                     C_VEC=cv, BETA_RAW=braw, C_RAW=craw, BEFORE=2, AFTER=1, BLOCK=128)
+        lower(tk._fwd, dict(Y="*bf16", OUT="*bf16", BIAS=f32, **rows), dict(SAVE_W=kind == 2, **modes))
+        lower(tk._bwd, dict(Y="*bf16", G="*bf16", GY="*bf16", PART=f32, M="i32", **rows), modes)
+for bv, cv, braw, craw, need_b, need_c in itertools.product((0, 1), (0, 1), *[(False, True)] * 4):
+    if need_b or need_c:
+        lower(tk._param_grads, dict(SUMS=f32, BETA="*bf16", C=f32, GB="*bf16", GC=f32, N="i32", r="fp32",
+                                    beta_bound="fp32", c_bound="fp32"),
+              dict(BETA_VEC=bv, C_VEC=cv, BETA_RAW=braw, C_RAW=craw, NEED_BETA=need_b, NEED_C=need_c, BLOCK=128))
+for i, (center, rect, a2, pmode, rmode) in enumerate(
+        itertools.product((False, True), (False, True), (False, True), (0, 1, 2), (0, 2))):
     flags = dict(CENTER=center, RECT=rect, A2=a2, BLOCK=128)
     lower(tk._psi_fwd, dict(Y="*bf16", PSI="*bf16", N="i32", alpha="fp32"), flags)
     lower(tk._psi_bwd, dict(Y="*bf16", GPSI="*bf16", GY="*bf16", N="i32", alpha="fp32"), flags)
-    given = dict(Y="*bf16", W="*bf16", BETA=f32, GAMMA=f32, N="i32", alpha="fp32", p="fp32", r="fp32")
-    lower(tk._given_fwd, dict(BIAS=f32, OUT="*bf16", **given), dict(PMODE=pmode, RMODE=rmode, **flags))
-    lower(tk._given_bwd, dict(G="*bf16", GY="*bf16", GW="*bf16", PART=f32, M="i32", **given),
-          dict(PMODE=pmode, RMODE=rmode, **flags))
+    given = dict(Y="*bf16", W="*bf16", BETA=f32, GAMMA=f32, N="i32", alpha="fp32", p="fp32", r="fp32",
+                 beta_bound="fp32", pedestal="fp32")
+    bv, braw = ((1, True), (1, False), (0, True))[i % 3]
+    gmodes = dict(PMODE=pmode, RMODE=rmode, BETA_VEC=bv, BETA_RAW=braw, **flags)
+    lower(tk._given_fwd, dict(BIAS=f32, OUT="*bf16", **given), gmodes)
+    lower(tk._given_bwd, dict(G="*bf16", GY="*bf16", GW="*bf16", PART=f32, M="i32", **given), gmodes)
+lower(tk._nonneg_fwd, dict(RAW="*bf16", OUT="*bf16", NUMEL="i32", bound="fp32", pedestal="fp32"), dict(BLOCK=1024))
+lower(tk._nonneg_bwd, dict(G="*bf16", RAW="*bf16", GRAW="*bf16", NUMEL="i32", bound="fp32"), dict(BLOCK=1024))
 print("LOWERED", done)
 for line in failed:
     print("FAILED", line)
@@ -311,7 +405,7 @@ def test_every_kernel_lowers_for_a_gpu_target():
         pytest.skip(f"Triton's compiler front end is not reachable here: {out}")
     failures = [line for line in out.splitlines() if line.startswith("FAILED")]
     assert not failures, "\n".join(failures[:10])
-    assert int(out.split("LOWERED")[1].split()[0]) == 432
+    assert int(out.split("LOWERED")[1].split()[0]) == 530
 
 
 @pytest.mark.parametrize("spec", ["dn:kappa=band:2", "dn:kappa=full"])
@@ -327,3 +421,34 @@ def test_create_graph_on_a_non_contiguous_input_in_the_kernels(spec, monkeypatch
     xx = x.detach().contiguous().requires_grad_()
     (plain,) = torch.autograd.grad(m(xx).pow(2).sum(), xx)
     torch.testing.assert_close(graphed, plain, atol=1e-5, rtol=1e-4)
+
+
+def _launches_script():  # noqa: ANN202
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "launches.py"
+    spec = importlib.util.spec_from_file_location("launches", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    "spec, want",
+    [
+        ("dn", {"_fwd": 1, "_bwd": 1, "_param_grads": 1, "sum": 1}),
+        ("dn:kappa=band:2", {"_fwd": 1, "_bwd": 1, "_param_grads": 1, "sum": 1}),
+        ("dn:preset=ln", {"_fwd": 1, "_bwd": 1, "sum": 1}),
+        ("dn:kappa=full", {"_psi_fwd": 1, "_psi_bwd": 1, "_given_fwd": 1, "_given_bwd": 1, "_param_grads": 1,
+                           "_nonneg_fwd": 1, "_nonneg_bwd": 1, "mm": 3, "sum": 1, "add": 1}),
+    ],
+)  # fmt: skip
+def test_a_triton_step_launches_no_small_ops(spec, want):
+    """What one forward+backward on the Triton route launches (`benchmarks/launches.py` counts the PyTorch ops
+    that do device work and the Triton kernels, which it stubs): the kernels, κ's own matmuls and the column
+    sums' one reduction, and none of the small element-wise ops that reparametrized β, c and κ around them
+    (stop 34: 28 launches for `dn`, 33 for κ full; nn.LayerNorm's step is 2, nn.Linear's 4)."""
+    launches = _launches_script()
+    ops, kernels = launches.count_step(create_norm(spec, 40), torch.randn(6, 40), "triton")
+    assert {**ops, **kernels} == want

@@ -4,6 +4,8 @@ non-negative reparametrization used for κ and β."""
 from __future__ import annotations
 
 import math
+import os
+from types import ModuleType
 from typing import Any, ClassVar
 
 import torch
@@ -175,6 +177,9 @@ class _NonNegativeValue(torch.autograd.Function):
         ext = _compiled_for(p)
         if ext is not None:
             return ext.nonneg_value(p, bound, pedestal)
+        tk = triton_kernels_for(p)
+        if tk is not None and p.is_contiguous():  # one kernel instead of three element-wise ops
+            return tk.nonneg_forward(p, bound, pedestal)
         return p.clamp_min(bound).square().sub_(pedestal)
 
     @staticmethod
@@ -183,6 +188,9 @@ class _NonNegativeValue(torch.autograd.Function):
         ext = _compiled_for(p)
         if ext is not None and grad.dtype == p.dtype and not torch.is_grad_enabled():
             return ext.nonneg_grad(grad, p, ctx.bound).view_as(p), None, None
+        tk = triton_kernels_for(p)
+        if tk is not None and grad.dtype == p.dtype and p.is_contiguous() and not torch.is_grad_enabled():
+            return tk.nonneg_backward(grad, p, ctx.bound), None, None  # one kernel instead of about eight
         return _nonneg_backward_in_torch(grad, p, ctx.bound), None, None
 
 
@@ -196,6 +204,26 @@ def _nonneg_backward_in_torch(grad: torch.Tensor, p: torch.Tensor, bound: float)
             return torch.autograd.grad(v, p, grad, create_graph=True)[0]
     g = grad * (2 * p.clamp_min(bound))
     return g * ((p >= bound) | (g < 0)).to(g.dtype)
+
+
+def triton_kernels_for(t: torch.Tensor) -> ModuleType | None:
+    """The Triton kernels (`triton_kernel`) when they run t: LATERALNORM_CUDA_KERNEL=triton (opt-in until they
+    are measured on a GPU; the default `torch` takes PyTorch ops) and t is a float32/16 or bfloat16 tensor on
+    CUDA, or on the CPU under Triton's interpreter (TRITON_INTERPRET=1: how the tests check the kernels without
+    a GPU). Else None. A clear error when opted in without Triton."""
+    if os.environ.get("LATERALNORM_CUDA_KERNEL", "torch").strip().lower() != "triton":
+        return None
+    if not (t.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"):
+        return None
+    if t.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        return None
+    try:
+        from lateralnorm.norms import triton_kernel as tk
+    except ImportError as exc:
+        raise RuntimeError(
+            f"LATERALNORM_CUDA_KERNEL=triton but Triton cannot be imported ({exc}); pip install triton, or unset it"
+        ) from None
+    return tk
 
 
 def _compiled_for(p: torch.Tensor) -> Any:
@@ -226,7 +254,15 @@ class NonNegative(nn.Module):
         return math.sqrt(self.minimum + PEDESTAL)
 
     def forward(self) -> torch.Tensor:
-        ext = _compiled_for(self.raw)
-        if ext is not None and not torch.jit.is_tracing():  # the kernel's own node: no Python per call
-            return ext.nonneg_node(self.raw, self.bound(), PEDESTAL)
-        return _NonNegativeValue.apply(self.raw, self.bound(), PEDESTAL)
+        return nonneg_value(self.raw, self.bound())
+
+
+def nonneg_value(raw: torch.Tensor, bound: float | None) -> torch.Tensor:
+    """The value of a non-negative parameter from its source: `NonNegative`'s raw parameter and bound
+    (max(raw, bound)² − pedestal, with `_LowerBound`'s gradient rule), or a fixed buffer (bound None) as is."""
+    if bound is None:
+        return raw
+    ext = _compiled_for(raw)
+    if ext is not None and not torch.jit.is_tracing():  # the kernel's own node: no Python per call
+        return ext.nonneg_node(raw, bound, PEDESTAL)
+    return _NonNegativeValue.apply(raw, bound, PEDESTAL)

@@ -250,7 +250,7 @@ class DivisiveNorm(Norm):
                 return out
         if self._matrix:
             pool = functools.partial(self.structure.pool, self)
-            out = matrix_pooled_rows(x, pool, self.beta_value(), self.weight, self.bias, self._mcfg)
+            out = matrix_pooled_rows(x, pool, self._source("beta"), self.weight, self.bias, self._mcfg)
             if out is not None:
                 return out
         return self._formula(x)

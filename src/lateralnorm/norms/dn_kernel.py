@@ -20,7 +20,6 @@ when the CPU kernel cannot be built, in the PyTorch ops below.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from lateralnorm.norms import cpu_kernel
-from lateralnorm.norms.base import PEDESTAL
+from lateralnorm.norms.base import PEDESTAL, nonneg_value, triton_kernels_for
 from lateralnorm.norms.partials import partial_grads
 
 KIND_CODE = {"self": 0, "uniform": 1, "band": 2}  # the kernel's `Kind`
@@ -283,21 +282,42 @@ def learned_alpha_rows(
 
 
 class TritonRows(torch.autograd.Function):
-    """The same formula on CUDA in two Triton kernels (`triton_kernel.py`), float32 arithmetic. Saves the
-    input, the row means and, for the band pool, the window sums."""
+    """The same formula on CUDA in two Triton kernels (`triton_kernel.py`), float32 arithmetic, and a third for
+    β's and c's gradients. The kernels take β and c as the layer holds them (raw parameters, reparametrized in
+    the kernels), so a step launches no small PyTorch ops around them. Saves the input, the row means and, for
+    the band pool, the window sums."""
 
     @staticmethod
     def forward(ctx: Any, y, beta_src, c_src, gamma, bias, cfg):  # noqa: ANN001
         from lateralnorm.norms import triton_kernel as tk
 
         kind, center, rect, alpha, p, r, before, after = cfg.formula()
-        beta, c, gam, bia = _kernel_params(y, beta_src, c_src, gamma, bias, cfg, torch.float32)
+        n, f32 = y.shape[-1], torch.float32
+        gam = y.new_ones(n, dtype=f32) if gamma is None else gamma.to(f32).contiguous()
+        bia = y.new_zeros(n, dtype=f32) if bias is None else bias.to(f32).contiguous()
+        beta_src, c_src = beta_src.contiguous(), c_src.contiguous()
         save_w = kind == "band" and any(ctx.needs_input_grad[:5])
         out_dtype = torch.promote_types(y.dtype, beta_src.dtype)  # as the PyTorch kernel's type promotion
+        bounds = (cfg.beta_bound, cfg.c_bound)
         out, mean, w = tk.rows_forward(
-            y, beta, c, gam, bia, kind, center, rect, alpha, p, r, before, after, save_w, out_dtype
+            y,
+            beta_src,
+            c_src,
+            bounds,
+            gam,
+            bia,
+            kind,
+            center,
+            rect,
+            alpha,
+            p,
+            r,
+            before,
+            after,
+            save_w,
+            out_dtype,
         )
-        ctx.save_for_backward(y, mean, w, beta, c, gam, beta_src, c_src, gamma, bias)
+        ctx.save_for_backward(y, mean, w, beta_src, c_src, gam, gamma, bias)
         ctx.cfg = cfg
         return out
 
@@ -305,19 +325,19 @@ class TritonRows(torch.autograd.Function):
     def backward(ctx: Any, g: torch.Tensor):  # noqa: ANN205
         from lateralnorm.norms import triton_kernel as tk
 
-        y, mean, w, beta, c, gam, beta_src, c_src, gamma, bias = ctx.saved_tensors
+        y, mean, w, beta_src, c_src, gam, gamma, bias = ctx.saved_tensors
         need = ctx.needs_input_grad
         if torch.is_grad_enabled():  # create_graph=True: differentiate the plain formula instead
             return _differentiable_backward(g, (y, beta_src, c_src, gamma, bias), need, ctx.cfg) + (None,)
         cfg = ctx.cfg
-        r, beta_bound, c_bound = cfg.r, cfg.beta_bound, cfg.c_bound
-        gy, s_gz, s_g, s_q, s_qw = tk.rows_backward(g.contiguous(), y, mean, w, beta, c, gam, *cfg.formula())
-        g_beta = _raw_grad(_shaped_like(s_q * -r, beta_src).to(beta_src.dtype), beta_src, beta_bound)
-        g_c = _raw_grad(_shaped_like(s_qw * -r, c_src).to(c_src.dtype), c_src, c_bound)
+        bounds = (cfg.beta_bound, cfg.c_bound)
+        gy, s_gz, s_g, g_beta, g_c = tk.rows_backward(
+            g.contiguous(), y, mean, w, beta_src, c_src, bounds, gam, need[1], need[2], *cfg.formula()
+        )
         return (
             gy if need[0] else None,
-            g_beta if need[1] else None,
-            g_c if need[2] else None,
+            g_beta,
+            g_c,
             s_gz.to(gamma.dtype) if gamma is not None and need[3] else None,
             s_g.to(bias.dtype) if bias is not None and need[4] else None,
             None,
@@ -325,20 +345,10 @@ class TritonRows(torch.autograd.Function):
 
 
 def _triton_applies(rows: torch.Tensor, kind: str) -> bool:
-    """Rows run in the Triton kernels when LATERALNORM_CUDA_KERNEL=triton (opt-in until they are measured
-    on a GPU; the default `torch` is the PyTorch kernel) and the rows are on CUDA, or on the CPU under
-    Triton's interpreter (TRITON_INTERPRET=1: how the tests check the kernels without a GPU)."""
-    if os.environ.get("LATERALNORM_CUDA_KERNEL", "torch").strip().lower() != "triton":
-        return False
-    if not (rows.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"):
-        return False
-    try:
-        from lateralnorm.norms import triton_kernel as tk
-    except ImportError as exc:
-        raise RuntimeError(
-            f"LATERALNORM_CUDA_KERNEL=triton but Triton cannot be imported ({exc}); pip install triton, or unset it"
-        ) from None
-    return tk.applies(rows, kind)
+    """Rows run in the Triton kernels where `base.triton_kernels_for` says they run and the kernels take these
+    rows (`triton_kernel.applies`)."""
+    tk = triton_kernels_for(rows)
+    return tk is not None and tk.applies(rows, kind)
 
 
 def _bound(bound: float | None) -> float:
@@ -432,13 +442,14 @@ def _psi_formula_backward(g_psi: torch.Tensor, y: torch.Tensor, numbers: tuple) 
     return partial_grads(lambda v: _psi_formula(v, cfg), (y,), (True,), g_psi)[0]
 
 
-def _given_pool_formula_backward(g, y, w, beta, gamma, bias, numbers, need):  # noqa: ANN001, ANN202
+def _given_pool_formula_backward(g, y, w, beta, gamma, bias, numbers, need, beta_bound=None):  # noqa: ANN001, ANN202
     """`given_pool_node`'s double backward: the gradients of (y, W, β, γ, b) as a graph of PyTorch ops through
-    the plain formula, None where `need` says no. numbers: (center, rect, α, p, r)."""
+    the plain formula, None where `need` says no. numbers: (center, rect, α, p, r). With `beta_bound`, β is a
+    raw `NonNegative` parameter (the Triton node's) and its gradient is the raw one."""
     cfg = _matrix_cfg(numbers)
 
     def formula(y, w, beta, gamma, bias):  # noqa: ANN001, ANN202
-        return _given_pool_formula(y, w, beta, gamma, bias, cfg)
+        return _given_pool_formula(y, w, nonneg_value(beta, beta_bound), gamma, bias, cfg)
 
     return tuple(partial_grads(formula, (y, w, beta, gamma, bias), need, g))
 
@@ -446,7 +457,7 @@ def _given_pool_formula_backward(g, y, w, beta, gamma, bias, numbers, need):  # 
 def matrix_pooled_rows(
     y: torch.Tensor,
     pool: Callable[[torch.Tensor], torch.Tensor],
-    beta: torch.Tensor,
+    beta: tuple[torch.Tensor, float | None],
     gamma: torch.Tensor | None,
     bias: torch.Tensor | None,
     cfg: DnConfig,
@@ -454,8 +465,9 @@ def matrix_pooled_rows(
     """Divisive normalization whose pool is a matrix product (`pool`: ψ (M, N) → W (M, N), the κ structure's
     own differentiable ops) with the element work in the compiled CPU kernel: ψ rows, then the pool, then the
     output from W. None where that kernel does not run (not CPU float, not built, under torch.compile or
-    torch.jit.trace): the caller then differentiates its composite formula. cfg: center, rect, α, p, r (its
-    kind is not read)."""
+    torch.jit.trace): the caller then differentiates its composite formula. `beta`: (source, bound), a raw
+    `NonNegative` parameter and its bound, or a buffer and None. cfg: center, rect, α, p, r (its kind is not
+    read)."""
     rows = _rows_of(y)
     if torch.compiler.is_compiling() or torch.jit.is_tracing():
         return None
@@ -465,7 +477,7 @@ def matrix_pooled_rows(
     rows = rows.contiguous()  # before the nodes: they save their inputs themselves (double backward)
     if not on_cpu:  # CUDA (opt-in): ψ, then the pool's own matmuls, then the output, in Triton around them
         w = pool(TritonPsi.apply(rows, cfg)).contiguous()
-        return _unrows(TritonGivenPool.apply(rows, w, beta, gamma, bias, cfg), y.shape)
+        return _unrows(TritonGivenPool.apply(rows, w, beta[0], beta[1], gamma, bias, cfg), y.shape)
     ext = cpu_kernel.extension()
     # both nodes hold this empty tensor: the output node's backward hands its share of the input gradient to ψ's
     # through it, and ψ's adds its own in place (one (M, N) tensor instead of two that autograd adds; the same
@@ -474,7 +486,10 @@ def matrix_pooled_rows(
     element = (cfg.center, cfg.rect, cfg.alpha, cfg.p)
     psi, stats = ext.psi_rows_node(rows, box, *element)
     w = pool(psi)
-    return _unrows(ext.given_pool_node(rows, stats, w, beta, gamma, bias, box, *element, cfg.r), y.shape)
+    beta_value = nonneg_value(*beta)
+    return _unrows(
+        ext.given_pool_node(rows, stats, w, beta_value, gamma, bias, box, *element, cfg.r), y.shape
+    )
 
 
 class TritonPsi(torch.autograd.Function):
@@ -500,43 +515,49 @@ class TritonPsi(torch.autograd.Function):
 
 
 class TritonGivenPool(torch.autograd.Function):
-    """γ φ(t) (β + W)^(−r) + b on CUDA from rows and their pool W (Triton; `given_pool_node`'s formula).
-    Saves the input and W; β, γ, b are values (N,) or None for γ, b."""
+    """γ φ(t) (β + W)^(−r) + b on CUDA from rows and their pool W (Triton; `given_pool_node`'s formula), with
+    β as the layer holds it (`beta_bound`: a raw `NonNegative` parameter reparametrized in the kernels, and its
+    gradient from a third kernel; None: a buffer). Saves the input and W."""
 
     @staticmethod
-    def forward(ctx: Any, y, w, beta, gamma, bias, cfg):  # noqa: ANN001
+    def forward(ctx: Any, y, w, beta_src, beta_bound, gamma, bias, cfg):  # noqa: ANN001
         from lateralnorm.norms import triton_kernel as tk
 
-        f32 = torch.float32
-        b32 = beta.to(f32).expand(y.shape[-1]).contiguous()
-        gam = y.new_ones(y.shape[-1], dtype=f32) if gamma is None else gamma.to(f32).contiguous()
-        bia = y.new_zeros(y.shape[-1], dtype=f32) if bias is None else bias.to(f32).contiguous()
-        out_dtype = torch.promote_types(torch.promote_types(y.dtype, w.dtype), beta.dtype)
-        out = tk.given_forward(y, w, b32, gam, bia, cfg.center, cfg.rect, cfg.alpha, cfg.p, cfg.r, out_dtype)
-        ctx.save_for_backward(y, w, b32, gam, beta, gamma, bias)
-        ctx.cfg = cfg
+        n, f32 = y.shape[-1], torch.float32
+        beta_src = beta_src.contiguous()
+        gam = y.new_ones(n, dtype=f32) if gamma is None else gamma.to(f32).contiguous()
+        bia = y.new_zeros(n, dtype=f32) if bias is None else bias.to(f32).contiguous()
+        out_dtype = torch.promote_types(torch.promote_types(y.dtype, w.dtype), beta_src.dtype)
+        out = tk.given_forward(
+            y, w, beta_src, beta_bound, gam, bia, cfg.center, cfg.rect, cfg.alpha, cfg.p, cfg.r, out_dtype
+        )
+        ctx.save_for_backward(y, w, beta_src, gam, gamma, bias)
+        ctx.cfg, ctx.beta_bound = cfg, beta_bound
         return out
 
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor):  # noqa: ANN205
         from lateralnorm.norms import triton_kernel as tk
 
-        y, w, b32, gam, beta, gamma, bias = ctx.saved_tensors
-        cfg, need = ctx.cfg, ctx.needs_input_grad
+        y, w, beta_src, gam, gamma, bias = ctx.saved_tensors
+        cfg, need, bound = ctx.cfg, ctx.needs_input_grad, ctx.beta_bound
         if torch.is_grad_enabled():  # create_graph=True: differentiate the plain formula instead
             numbers = (cfg.center, cfg.rect, cfg.alpha, cfg.p, cfg.r)
-            grads = _given_pool_formula_backward(g, y, w, beta, gamma, bias, numbers, need[:5])
-            return (*grads, None)
-        gy, gw, s_gz, s_g, s_q = tk.given_backward(
-            g.contiguous(), y, w, b32, gam, cfg.center, cfg.rect, cfg.alpha, cfg.p, cfg.r
+            wanted = (need[0], need[1], need[2], need[4], need[5])
+            gy, gw, g_beta, g_gamma, g_bias = _given_pool_formula_backward(
+                g, y, w, beta_src, gamma, bias, numbers, wanted, bound
+            )
+            return gy, gw, g_beta, None, g_gamma, g_bias, None
+        gy, gw, s_gz, s_g, g_beta = tk.given_backward(
+            g.contiguous(), y, w, beta_src, bound, gam, need[2], cfg.center, cfg.rect, cfg.alpha, cfg.p, cfg.r
         )
-        g_beta = _shaped_like(s_q * -cfg.r, beta).to(beta.dtype) if need[2] else None
         return (
             gy if need[0] else None,
             gw if need[1] else None,
             g_beta,
-            s_gz.to(gamma.dtype) if gamma is not None and need[3] else None,
-            s_g.to(bias.dtype) if bias is not None and need[4] else None,
+            None,
+            s_gz.to(gamma.dtype) if gamma is not None and need[4] else None,
+            s_g.to(bias.dtype) if bias is not None and need[5] else None,
             None,
         )
 

@@ -97,14 +97,23 @@ def _dr(d, RMODE: tl.constexpr, r):
 
 
 @triton.jit
-def _beta_c(BETA, C, offs, mask, PER_UNIT: tl.constexpr):
-    """β and c per unit, or one shared value each (masked lanes: β = 1, c = 0, so D stays positive)."""
-    if PER_UNIT:
-        beta = tl.load(BETA + offs, mask=mask, other=1.0)
-        c = tl.load(C + offs, mask=mask, other=0.0)
-    else:  # one return for both branches: the compiler (not the interpreter) refuses two of different types
-        beta = tl.load(BETA)
-        c = tl.load(C)
+def _value(SRC, offs, mask, bound, pedestal, other, VEC: tl.constexpr, RAW: tl.constexpr):
+    """A parameter's value in each lane, float32: its own unit's (VEC 1) or the one shared number (VEC 0: every
+    lane reads the same address), through the non-negative reparametrization v = max(p, bound)² − pedestal where
+    the source is a raw `NonNegative` parameter (RAW), as `dn_kernel._value`. Masked lanes read `other`."""
+    v = tl.load(SRC + offs * VEC, mask=mask, other=other).to(tl.float32)
+    if RAW:
+        v = tl.maximum(v, bound)
+        v = v * v - pedestal
+    return v
+
+
+@triton.jit
+def _beta_c(BETA, C, offs, mask, beta_bound, c_bound, pedestal, BETA_VEC: tl.constexpr, C_VEC: tl.constexpr,
+            BETA_RAW: tl.constexpr, C_RAW: tl.constexpr):  # fmt: skip
+    """β and c in each lane (masked lanes: β from 1, c from 0, so D stays positive)."""
+    beta = _value(BETA, offs, mask, beta_bound, pedestal, 1.0, BETA_VEC, BETA_RAW)
+    c = _value(C, offs, mask, c_bound, pedestal, 0.0, C_VEC, C_RAW)
     return beta, c
 
 
@@ -121,9 +130,10 @@ def _means(y, mask, N, CENTER: tl.constexpr):
 
 
 @triton.jit
-def _fwd(Y, OUT, MEAN, WSAVE, BETA, C, GAMMA, BIAS, N, alpha, p, r,
+def _fwd(Y, OUT, MEAN, WSAVE, BETA, C, GAMMA, BIAS, N, alpha, p, r, beta_bound, c_bound, pedestal,
          KIND: tl.constexpr, CENTER: tl.constexpr, RECT: tl.constexpr, A2: tl.constexpr,
-         PMODE: tl.constexpr, RMODE: tl.constexpr, PER_UNIT: tl.constexpr, BEFORE: tl.constexpr,
+         PMODE: tl.constexpr, RMODE: tl.constexpr, BETA_VEC: tl.constexpr, C_VEC: tl.constexpr,
+         BETA_RAW: tl.constexpr, C_RAW: tl.constexpr, BEFORE: tl.constexpr,
          AFTER: tl.constexpr, SAVE_W: tl.constexpr, BLOCK: tl.constexpr):  # fmt: skip
     row = tl.program_id(0)
     offs = tl.arange(0, BLOCK)
@@ -146,7 +156,7 @@ def _fwd(Y, OUT, MEAN, WSAVE, BETA, C, GAMMA, BIAS, N, alpha, p, r,
             w += tl.where(inside, _psi((y2 - m) - m2, RECT, A2, alpha), 0.0)
         if SAVE_W:
             tl.store(WSAVE + base + offs, w, mask=mask)
-    beta, c = _beta_c(BETA, C, offs, mask, PER_UNIT)
+    beta, c = _beta_c(BETA, C, offs, mask, beta_bound, c_bound, pedestal, BETA_VEC, C_VEC, BETA_RAW, C_RAW)
     d = beta + c * w
     z = _phi(t, psi, RECT, PMODE, p) * _dr(d, RMODE, r)
     gamma = tl.load(GAMMA + offs, mask=mask, other=0.0)
@@ -157,14 +167,14 @@ def _fwd(Y, OUT, MEAN, WSAVE, BETA, C, GAMMA, BIAS, N, alpha, p, r,
 
 
 @triton.jit
-def _q_at(Y, G, WSAVE, BETA, C, GAMMA, base, o2, inside, m, mb, N, alpha, p, r,
-          RECT: tl.constexpr, A2: tl.constexpr, PMODE: tl.constexpr, RMODE: tl.constexpr):  # fmt: skip
+def _q_at(Y, G, WSAVE, BETA, C, GAMMA, base, o2, inside, m, mb, N, alpha, p, r, beta_bound, c_bound, pedestal,
+          RECT: tl.constexpr, A2: tl.constexpr, PMODE: tl.constexpr, RMODE: tl.constexpr,
+          BETA_VEC: tl.constexpr, C_VEC: tl.constexpr, BETA_RAW: tl.constexpr, C_RAW: tl.constexpr):  # fmt: skip
     """−r·c·q at the units o2 of a band-pooled row (for the transpose of the window)."""
     y2 = tl.load(Y + base + o2, mask=inside, other=0.0).to(tl.float32)
     t2 = (y2 - m) - mb
     w2 = tl.load(WSAVE + base + o2, mask=inside, other=0.0)
-    beta2 = tl.load(BETA + o2, mask=inside, other=1.0)
-    c2 = tl.load(C + o2, mask=inside, other=0.0)
+    beta2, c2 = _beta_c(BETA, C, o2, inside, beta_bound, c_bound, pedestal, BETA_VEC, C_VEC, BETA_RAW, C_RAW)
     d2 = beta2 + c2 * w2
     psi2 = _psi(t2, RECT, A2, alpha)
     z2 = _phi(t2, psi2, RECT, PMODE, p) * _dr(d2, RMODE, r)
@@ -175,9 +185,10 @@ def _q_at(Y, G, WSAVE, BETA, C, GAMMA, base, o2, inside, m, mb, N, alpha, p, r,
 
 
 @triton.jit
-def _bwd(Y, G, GY, MEAN, WSAVE, BETA, C, GAMMA, PART, M, N, alpha, p, r,
+def _bwd(Y, G, GY, MEAN, WSAVE, BETA, C, GAMMA, PART, M, N, alpha, p, r, beta_bound, c_bound, pedestal,
          KIND: tl.constexpr, CENTER: tl.constexpr, RECT: tl.constexpr, A2: tl.constexpr,
-         PMODE: tl.constexpr, RMODE: tl.constexpr, PER_UNIT: tl.constexpr, BEFORE: tl.constexpr,
+         PMODE: tl.constexpr, RMODE: tl.constexpr, BETA_VEC: tl.constexpr, C_VEC: tl.constexpr,
+         BETA_RAW: tl.constexpr, C_RAW: tl.constexpr, BEFORE: tl.constexpr,
          AFTER: tl.constexpr, BLOCK: tl.constexpr):  # fmt: skip
     """Program k takes the rows k, k + P, k + 2P, … (P programs) and keeps its share of the four column sums in
     registers: one (4, N) partial per program, not per row, so the sums cost no extra pass over the rows."""
@@ -185,7 +196,7 @@ def _bwd(Y, G, GY, MEAN, WSAVE, BETA, C, GAMMA, PART, M, N, alpha, p, r,
     programs = tl.num_programs(0).to(tl.int64)
     offs = tl.arange(0, BLOCK)
     mask = offs < N
-    beta, c = _beta_c(BETA, C, offs, mask, PER_UNIT)
+    beta, c = _beta_c(BETA, C, offs, mask, beta_bound, c_bound, pedestal, BETA_VEC, C_VEC, BETA_RAW, C_RAW)
     gamma = tl.load(GAMMA + offs, mask=mask, other=0.0)
     s_gz = tl.zeros([BLOCK], dtype=tl.float32)
     s_g = tl.zeros([BLOCK], dtype=tl.float32)
@@ -228,8 +239,9 @@ def _bwd(Y, G, GY, MEAN, WSAVE, BETA, C, GAMMA, PART, M, N, alpha, p, r,
             ):  # unit j feeds the windows of i ∈ [j − AFTER, j + BEFORE]
                 o2 = offs - AFTER + kk
                 inside = (o2 >= 0) & (o2 < N)
-                gpsi += _q_at(Y, G, WSAVE, BETA, C, GAMMA, base, o2, inside, m, mb, N, alpha, p, r,
-                              RECT, A2, PMODE, RMODE)  # fmt: skip
+                gpsi += _q_at(Y, G, WSAVE, BETA, C, GAMMA, base, o2, inside, m, mb, N, alpha, p, r, beta_bound,
+                              c_bound, pedestal, RECT, A2, PMODE, RMODE, BETA_VEC, C_VEC, BETA_RAW,
+                              C_RAW)  # fmt: skip
         gt = tl.where(mask, v + gpsi * dpsi, 0.0)
         if CENTER:
             gt = tl.where(mask, gt - tl.sum(gt, axis=0) / N, 0.0)
@@ -239,6 +251,54 @@ def _bwd(Y, G, GY, MEAN, WSAVE, BETA, C, GAMMA, PART, M, N, alpha, p, r,
     tl.store(PART + pbase + N + offs, s_g, mask=mask)
     tl.store(PART + pbase + 2 * N + offs, s_q, mask=mask)
     tl.store(PART + pbase + 3 * N + offs, s_qw, mask=mask)
+
+
+@triton.jit
+def _param_grads(SUMS, BETA, C, GB, GC, N, r, beta_bound, c_bound, BETA_VEC: tl.constexpr, C_VEC: tl.constexpr,
+                 BETA_RAW: tl.constexpr, C_RAW: tl.constexpr, NEED_BETA: tl.constexpr, NEED_C: tl.constexpr,
+                 BLOCK: tl.constexpr):  # fmt: skip
+    """∂L/∂β = −r Σ q and ∂L/∂c = −r Σ q W from the column sums SUMS (rows Σ g z, Σ g, Σ q, Σ q W; a matrix
+    pool's has no fourth and asks for β alone), per
+    unit or summed over the units for a shared one, and back through the reparametrization to the raw
+    parameter (as `dn_kernel._raw_grad`: 2·max(p, bound), passed where p ≥ bound or the gradient pushes p up).
+    One program: the backward's last step in one launch instead of a dozen small PyTorch ops."""
+    offs0 = tl.arange(0, BLOCK)
+    acc_b = tl.zeros([BLOCK], dtype=tl.float32)
+    acc_c = tl.zeros([BLOCK], dtype=tl.float32)
+    for start in range(0, N, BLOCK):
+        offs = start + offs0
+        mask = offs < N
+        if NEED_BETA:
+            gb = -r * tl.load(SUMS + 2 * N + offs, mask=mask, other=0.0)
+            if BETA_VEC:
+                gb = _raw_grad(gb, BETA, offs, mask, beta_bound, BETA_RAW)
+                tl.store(GB + offs, gb.to(GB.dtype.element_ty), mask=mask)
+            else:
+                acc_b += gb
+        if NEED_C:
+            gc = -r * tl.load(SUMS + 3 * N + offs, mask=mask, other=0.0)
+            if C_VEC:
+                gc = _raw_grad(gc, C, offs, mask, c_bound, C_RAW)
+                tl.store(GC + offs, gc.to(GC.dtype.element_ty), mask=mask)
+            else:
+                acc_c += gc
+    one = offs0 < 1
+    if NEED_BETA and BETA_VEC == 0:
+        gb = _raw_grad(tl.sum(acc_b, axis=0) + acc_b * 0.0, BETA, offs0 * 0, one, beta_bound, BETA_RAW)
+        tl.store(GB + offs0, gb.to(GB.dtype.element_ty), mask=one)
+    if NEED_C and C_VEC == 0:
+        gc = _raw_grad(tl.sum(acc_c, axis=0) + acc_c * 0.0, C, offs0 * 0, one, c_bound, C_RAW)
+        tl.store(GC + offs0, gc.to(GC.dtype.element_ty), mask=one)
+
+
+@triton.jit
+def _raw_grad(g, SRC, offs, mask, bound, RAW: tl.constexpr):
+    """g (the gradient of a parameter's value) back to its raw source where RAW (see `_param_grads`)."""
+    if RAW:
+        raw = tl.load(SRC + offs, mask=mask, other=0.0).to(tl.float32)
+        g = g * 2.0 * tl.maximum(raw, bound)
+        g = tl.where((raw >= bound) | (g < 0), g, 0.0)
+    return g
 
 
 # ------------------------------------------------------------------ a matrix pool's element work (κ gaussian,
@@ -289,14 +349,15 @@ def _psi_bwd(Y, GPSI, GY, N, alpha, CENTER: tl.constexpr, RECT: tl.constexpr, A2
 
 
 @triton.jit
-def _given_fwd(Y, W, BETA, GAMMA, BIAS, OUT, N, alpha, p, r, CENTER: tl.constexpr, RECT: tl.constexpr,
-               A2: tl.constexpr, PMODE: tl.constexpr, RMODE: tl.constexpr, BLOCK: tl.constexpr):  # fmt: skip
+def _given_fwd(Y, W, BETA, GAMMA, BIAS, OUT, N, alpha, p, r, beta_bound, pedestal, CENTER: tl.constexpr,
+               RECT: tl.constexpr, A2: tl.constexpr, PMODE: tl.constexpr, RMODE: tl.constexpr,
+               BETA_VEC: tl.constexpr, BETA_RAW: tl.constexpr, BLOCK: tl.constexpr):  # fmt: skip
     offs = tl.arange(0, BLOCK)
     mask = offs < N
     base = tl.program_id(0).to(tl.int64) * N
     t = _centered(Y, base, offs, mask, N, CENTER)
     w = tl.load(W + base + offs, mask=mask, other=0.0).to(tl.float32)
-    d = tl.load(BETA + offs, mask=mask, other=1.0) + w
+    d = _value(BETA, offs, mask, beta_bound, pedestal, 1.0, BETA_VEC, BETA_RAW) + w
     z = _phi_of(t, RECT, A2, PMODE, alpha, p) * _dr(d, RMODE, r)
     gamma = tl.load(GAMMA + offs, mask=mask, other=0.0)
     bias = tl.load(BIAS + offs, mask=mask, other=0.0)
@@ -304,15 +365,15 @@ def _given_fwd(Y, W, BETA, GAMMA, BIAS, OUT, N, alpha, p, r, CENTER: tl.constexp
 
 
 @triton.jit
-def _given_bwd(Y, W, G, BETA, GAMMA, GY, GW, PART, M, N, alpha, p, r, CENTER: tl.constexpr,
+def _given_bwd(Y, W, G, BETA, GAMMA, GY, GW, PART, M, N, alpha, p, r, beta_bound, pedestal, CENTER: tl.constexpr,
                RECT: tl.constexpr, A2: tl.constexpr, PMODE: tl.constexpr, RMODE: tl.constexpr,
-               BLOCK: tl.constexpr):  # fmt: skip
+               BETA_VEC: tl.constexpr, BETA_RAW: tl.constexpr, BLOCK: tl.constexpr):  # fmt: skip
     """Every P-th row, as `_bwd`: ∂/∂W = −r·q, the input's share v, and the column sums Σ g z, Σ g, Σ q."""
     pid = tl.program_id(0).to(tl.int64)
     programs = tl.num_programs(0).to(tl.int64)
     offs = tl.arange(0, BLOCK)
     mask = offs < N
-    beta = tl.load(BETA + offs, mask=mask, other=1.0)
+    beta = _value(BETA, offs, mask, beta_bound, pedestal, 1.0, BETA_VEC, BETA_RAW)
     gamma = tl.load(GAMMA + offs, mask=mask, other=0.0)
     s_gz = tl.zeros([BLOCK], dtype=tl.float32)
     s_g = tl.zeros([BLOCK], dtype=tl.float32)
@@ -341,6 +402,24 @@ def _given_bwd(Y, W, G, BETA, GAMMA, GY, GW, PART, M, N, alpha, p, r, CENTER: tl
     tl.store(PART + pbase + 2 * N + offs, s_q, mask=mask)
 
 
+# ------------------------------------------------------------------ a NonNegative parameter's value (κ, β of the
+# matrix pools, GDN's, ...): v = max(p, bound)² − pedestal and its raw gradient, one kernel each way
+@triton.jit
+def _nonneg_fwd(RAW, OUT, NUMEL, bound, pedestal, BLOCK: tl.constexpr):
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < NUMEL
+    v = _value(RAW, offs, mask, bound, pedestal, 0.0, 1, True)
+    tl.store(OUT + offs, v.to(OUT.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _nonneg_bwd(G, RAW, GRAW, NUMEL, bound, BLOCK: tl.constexpr):
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < NUMEL
+    g = _raw_grad(tl.load(G + offs, mask=mask, other=0.0).to(tl.float32), RAW, offs, mask, bound, True)
+    tl.store(GRAW + offs, g.to(GRAW.dtype.element_ty), mask=mask)
+
+
 # ------------------------------------------------------------------------------------------ host side
 def _modes(rect: bool, alpha: float, p: float, r: float) -> dict:
     a2 = alpha == 2.0
@@ -354,9 +433,23 @@ def applies(y, kind: str) -> bool:  # noqa: ANN001
     return y.dtype in _FLOATS and 0 < y.shape[-1] <= MAX_N and kind in ("self", "uniform", "band")
 
 
-def rows_forward(y, beta, c, gamma, bias, kind: str, center: bool, rect: bool, alpha: float, p: float,
+def _param_args(beta, c, bounds) -> tuple[tuple, dict]:  # noqa: ANN001
+    """The kernels' arguments for β and c: their sources as the layer holds them ((N,) or (1,), raw
+    `NonNegative` parameters or fixed buffers) and `bounds` (each the raw parameter's bound, or None for a
+    buffer): (bound, bound, pedestal) and the modes."""
+    from lateralnorm.norms.base import PEDESTAL
+
+    beta_bound, c_bound = bounds
+    scalars = (float(beta_bound or 0.0), float(c_bound or 0.0), PEDESTAL)
+    modes = dict(BETA_VEC=int(beta.numel() > 1), C_VEC=int(c.numel() > 1), BETA_RAW=beta_bound is not None,
+                 C_RAW=c_bound is not None)  # fmt: skip
+    return scalars, modes
+
+
+def rows_forward(y, beta, c, bounds, gamma, bias, kind: str, center: bool, rect: bool, alpha: float, p: float,
                  r: float, before: int, after: int, save_w: bool, out_dtype):  # noqa: ANN001, ANN201  # fmt: skip
-    """(out, mean (M, 2) float32, w) for rows y (M, N); beta, c float32 (N,) or (1,) (band: (N,))."""
+    """(out, mean (M, 2) float32, w) for rows y (M, N); β and c as the layer holds them (see `_param_args`),
+    γ and b float32 (N,)."""
     import torch
 
     m_rows, n = y.shape
@@ -368,34 +461,45 @@ def rows_forward(y, beta, c, gamma, bias, kind: str, center: bool, rect: bool, a
         else mean
     )
     if m_rows:
+        scalars, pmodes = _param_args(beta, c, bounds)
         _fwd[(m_rows,)](
-            y, out, mean, w, beta, c, gamma, bias, n, float(alpha), float(p), float(r),
-            KIND={"self": 0, "uniform": 1, "band": 2}[kind], CENTER=center, PER_UNIT=beta.numel() > 1,
-            BEFORE=before, AFTER=after, SAVE_W=save_w and kind == "band", BLOCK=triton.next_power_of_2(n),
-            num_warps=warps(triton.next_power_of_2(n)), **_modes(rect, alpha, p, r),
+            y, out, mean, w, beta, c, gamma, bias, n, float(alpha), float(p), float(r), *scalars,
+            KIND={"self": 0, "uniform": 1, "band": 2}[kind], CENTER=center, BEFORE=before, AFTER=after,
+            SAVE_W=save_w and kind == "band", BLOCK=triton.next_power_of_2(n),
+            num_warps=warps(triton.next_power_of_2(n)), **_modes(rect, alpha, p, r), **pmodes,
         )  # fmt: skip
     return out, mean, (w if (save_w and kind == "band") else None)
 
 
-def rows_backward(g, y, mean, w, beta, c, gamma, kind: str, center: bool, rect: bool, alpha: float, p: float,
-                  r: float, before: int, after: int):  # noqa: ANN001, ANN201  # fmt: skip
-    """(gy, Σ g z, Σ g, Σ q, Σ q W), the sums (N,) float32 over the rows."""
+def rows_backward(g, y, mean, w, beta, c, bounds, gamma, need_beta: bool, need_c: bool, kind: str, center: bool,
+                  rect: bool, alpha: float, p: float, r: float, before: int, after: int):  # noqa: ANN001, ANN201  # fmt: skip
+    """(gy, Σ g z, Σ g, ∂L/∂β, ∂L/∂c): the sums (N,) float32 over the rows; the raw parameters' gradients (None
+    where not asked) in their sources' shape and type."""
     import torch
 
     m_rows, n = y.shape
     gy = torch.empty_like(y)
     programs = row_programs(m_rows, y.device)
-    part = torch.zeros((programs, 4, n), device=y.device, dtype=torch.float32)
-    if m_rows:
+    scalars, pmodes = _param_args(beta, c, bounds)
+    if m_rows:  # every program writes its partial
+        part = torch.empty((programs, 4, n), device=y.device, dtype=torch.float32)
         block = triton.next_power_of_2(n)
         _bwd[(programs,)](
             y, g, gy, mean, w if w is not None else mean, beta, c, gamma, part, m_rows, n, float(alpha), float(p),
-            float(r), KIND={"self": 0, "uniform": 1, "band": 2}[kind], CENTER=center,
-            PER_UNIT=beta.numel() > 1, BEFORE=before, AFTER=after, BLOCK=block, num_warps=warps(block),
-            **_modes(rect, alpha, p, r),
+            float(r), *scalars, KIND={"self": 0, "uniform": 1, "band": 2}[kind], CENTER=center, BEFORE=before,
+            AFTER=after, BLOCK=block, num_warps=warps(block), **_modes(rect, alpha, p, r), **pmodes,
         )  # fmt: skip
-    sums = part.sum(0)  # (4, N)
-    return gy, sums[0], sums[1], sums[2], sums[3]
+        sums = part.sum(0)  # (4, N)
+    else:
+        sums = torch.zeros((4, n), device=y.device, dtype=torch.float32)
+    g_beta = torch.empty_like(beta) if need_beta else None
+    g_c = torch.empty_like(c) if need_c else None
+    if need_beta or need_c:
+        _param_grads[(1,)](
+            sums, beta, c, g_beta if need_beta else sums, g_c if need_c else sums, n, float(r), *scalars[:2],
+            NEED_BETA=need_beta, NEED_C=need_c, BLOCK=min(triton.next_power_of_2(n), 1024), **pmodes,
+        )  # fmt: skip
+    return gy, sums[0], sums[1], g_beta, g_c
 
 
 # Programs of the backward on the CPU (Triton's interpreter, the tests): few, so that each takes several rows.
@@ -447,9 +551,10 @@ def psi_backward(g_psi, y, center: bool, rect: bool, alpha: float):  # noqa: ANN
     return gy
 
 
-def given_forward(y, w, beta, gamma, bias, center: bool, rect: bool, alpha: float, p: float, r: float,
-                  out_dtype):  # noqa: ANN001, ANN201  # fmt: skip
-    """γ φ(t) (β + W)^(−r) + b for rows y and their pool W (M, N); β, γ, b float32 (N,)."""
+def given_forward(y, w, beta, beta_bound, gamma, bias, center: bool, rect: bool, alpha: float, p: float,
+                  r: float, out_dtype):  # noqa: ANN001, ANN201  # fmt: skip
+    """γ φ(t) (β + W)^(−r) + b for rows y and their pool W (M, N); β as the layer holds it ((N,) or (1,); a raw
+    `NonNegative` parameter with its bound, or a buffer and None), γ, b float32 (N,)."""
     import torch
 
     m_rows, n = y.shape
@@ -457,26 +562,67 @@ def given_forward(y, w, beta, gamma, bias, center: bool, rect: bool, alpha: floa
     if m_rows:
         block = triton.next_power_of_2(n)
         modes = _modes(rect, alpha, p, r)
-        _given_fwd[(m_rows,)](y, w, beta, gamma, bias, out, n, float(alpha), float(p), float(r), CENTER=center,
-                              BLOCK=block, num_warps=warps(block), **modes)  # fmt: skip
+        (bound, _, pedestal), pmodes = _param_args(beta, beta, (beta_bound, None))
+        _given_fwd[(m_rows,)](y, w, beta, gamma, bias, out, n, float(alpha), float(p), float(r), bound, pedestal,
+                              CENTER=center, BLOCK=block, num_warps=warps(block), BETA_VEC=pmodes["BETA_VEC"],
+                              BETA_RAW=pmodes["BETA_RAW"], **modes)  # fmt: skip
     return out
 
 
-def given_backward(g, y, w, beta, gamma, center: bool, rect: bool, alpha: float, p: float, r: float):  # noqa: ANN001, ANN201
-    """(the input's share of its gradient, ∂/∂W, Σ g z, Σ g, Σ q): ∂/∂β = −r Σ q, ∂/∂γ = Σ g z, ∂/∂b = Σ g."""
+def given_backward(g, y, w, beta, beta_bound, gamma, need_beta: bool, center: bool, rect: bool, alpha: float,
+                   p: float, r: float):  # noqa: ANN001, ANN201  # fmt: skip
+    """(the input's share of its gradient, ∂/∂W, Σ g z, Σ g, ∂L/∂β): ∂/∂γ = Σ g z, ∂/∂b = Σ g; β's gradient
+    (−r Σ q, back to the raw parameter) in its source's shape and type, None unless `need_beta`."""
     import torch
 
     m_rows, n = y.shape
     gy, gw = torch.empty_like(y), torch.empty_like(w)
     programs = row_programs(m_rows, y.device)
-    part = torch.zeros((programs, 3, n), device=y.device, dtype=torch.float32)
-    if m_rows:
+    (bound, _, pedestal), pmodes = _param_args(beta, beta, (beta_bound, None))
+    if m_rows:  # every program writes its partial
+        part = torch.empty((programs, 3, n), device=y.device, dtype=torch.float32)
         block = triton.next_power_of_2(n)
         _given_bwd[(programs,)](y, w, g, beta, gamma, gy, gw, part, m_rows, n, float(alpha), float(p), float(r),
-                                CENTER=center, BLOCK=block, num_warps=warps(block),
+                                bound, pedestal, CENTER=center, BLOCK=block, num_warps=warps(block),
+                                BETA_VEC=pmodes["BETA_VEC"], BETA_RAW=pmodes["BETA_RAW"],
                                 **_modes(rect, alpha, p, r))  # fmt: skip
-    sums = part.sum(0)
-    return gy, gw, sums[0], sums[1], sums[2]
+        sums = part.sum(0)  # (3, N): Σ g z, Σ g, Σ q
+    else:
+        sums = torch.zeros((3, n), device=y.device, dtype=torch.float32)
+    g_beta = None
+    if need_beta:
+        g_beta = torch.empty_like(beta)
+        _param_grads[(1,)](sums, beta, beta, g_beta, g_beta, n, float(r), bound, 0.0, NEED_BETA=True, NEED_C=False,
+                           BLOCK=min(triton.next_power_of_2(n), 1024), BETA_VEC=pmodes["BETA_VEC"], C_VEC=0,
+                           BETA_RAW=pmodes["BETA_RAW"], C_RAW=False)  # fmt: skip
+    return gy, gw, sums[0], sums[1], g_beta
+
+
+ELEMENTS = 1024  # elements per program of the element-wise kernels
+
+
+def nonneg_forward(raw, bound: float, pedestal: float):  # noqa: ANN001, ANN201
+    """max(raw, bound)² − pedestal of a contiguous raw parameter, computed in float32, in raw's type."""
+    import torch
+
+    out = torch.empty_like(raw)
+    if raw.numel():
+        _nonneg_fwd[(triton.cdiv(raw.numel(), ELEMENTS),)](raw, out, raw.numel(), float(bound), float(pedestal),
+                                                            BLOCK=ELEMENTS)  # fmt: skip
+    return out
+
+
+def nonneg_backward(g, raw, bound: float):  # noqa: ANN001, ANN201
+    """The raw parameter's gradient from its value's (`dn_kernel._raw_grad`'s rule)."""
+    import torch
+
+    g = g.contiguous()
+    graw = torch.empty_like(raw)
+    if raw.numel():
+        _nonneg_bwd[(triton.cdiv(raw.numel(), ELEMENTS),)](
+            g, raw, graw, raw.numel(), float(bound), BLOCK=ELEMENTS
+        )
+    return graw
 
 
 def _floats():  # noqa: ANN202

@@ -1,0 +1,155 @@
+"""Device work per training step, counted (not timed): how many kernels one forward+backward of a norm launches
+on CUDA, for the routes a GPU runs, measured on the CPU.
+
+    python benchmarks/launches.py [--markdown]
+
+At the sizes of issue 13's target 5 that are small for a GPU ((1024, 512): nn.LayerNorm's step is mostly
+per-call overhead on an H200), a step's time follows the number of kernels it launches. This counts them
+without a GPU: the PyTorch ops that do device work (allocations, views and metadata excluded), caught by a
+TorchDispatchMode, plus the Triton kernels, which are replaced by counters (so nothing is computed; the host
+code around them runs as on CUDA). Counted on a step with no gradients stored yet (`zero_grad(set_to_none=True)`,
+the trainer's setting), so no accumulation adds appear. Routes: `triton` (LATERALNORM_CUDA_KERNEL=triton) and
+`torch` (the CUDA default today: the reference formula in PyTorch ops; the CPU kernel is switched off, as it is
+on CUDA). References: nn.LayerNorm for the O(N) forms, nn.Linear(N, N) for the matrix forms. Ratios are of
+launch counts, not of times: `benchmarks/gpu_check.py --sections at` times them on a GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+import torch  # noqa: E402
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
+
+from lateralnorm import create_norm  # noqa: E402
+
+# ops that launch no kernel: allocation, views, metadata
+NO_LAUNCH = frozenset(
+    {
+        *("empty", "empty_like", "empty_strided", "new_empty", "lift_fresh", "promote_types", "result_type"),
+        *("select", "slice", "view", "_unsafe_view", "_reshape_alias", "as_strided", "alias", "detach"),
+        *("t", "transpose", "permute", "expand", "unsqueeze", "squeeze", "is_same_size"),
+    }
+)
+TRITON_KERNELS = (
+    "_fwd",
+    "_bwd",
+    "_param_grads",
+    "_psi_fwd",
+    "_psi_bwd",
+    "_given_fwd",
+    "_given_bwd",
+    "_nonneg_fwd",
+    "_nonneg_bwd",
+)
+O_N = ["dn", "dn:kappa=self", "dn:kappa=band:2", "dn:preset=ln", "dn:preset=lrn", "dn:alpha=1.5"]
+MATRIX = ["dn:kappa=full", "gdn", "dn:kappa=gaussian", "dn:kappa=lowrank:16"]
+
+
+class _Ops(TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: collections.Counter = collections.Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+        name = func.overloadpacket.__name__
+        if name not in NO_LAUNCH:
+            self.ops[name] += 1
+        return func(*args, **(kwargs or {}))
+
+
+class _Counted:
+    """Stands in for a Triton kernel: `kernel[grid](...)` counts one launch and computes nothing."""
+
+    def __init__(self, name: str, launches: collections.Counter) -> None:
+        self.name, self.launches = name, launches
+
+    def __getitem__(self, grid):  # noqa: ANN001, ANN204
+        def launch(*args, **kwargs) -> None:  # noqa: ANN002, ANN003
+            self.launches[self.name] += 1
+
+        return launch
+
+
+def count_step(
+    module: torch.nn.Module, x: torch.Tensor, route: str
+) -> tuple[collections.Counter, collections.Counter]:
+    """(PyTorch ops that launch device work, Triton launches) of one forward+backward of `module` on x, on the
+    route given ("triton" or "torch"), with no gradients stored before it."""
+    from lateralnorm.norms import triton_kernel as tk
+
+    launches: collections.Counter = collections.Counter()
+    saved = {k: getattr(tk, k) for k in TRITON_KERNELS if hasattr(tk, k)}
+    # the route CUDA takes (not the compiled CPU kernel), for this step only
+    env = {"LATERALNORM_CUDA_KERNEL": route, "LATERALNORM_CPU_KERNEL": "torch"}
+    before = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        for k in saved:
+            setattr(tk, k, _Counted(k, launches))
+        for p in module.parameters():
+            p.grad = None
+        xx = x.detach().clone().requires_grad_()
+        g = torch.ones_like(x)
+        with _Ops() as mode:
+            module(xx).backward(g)
+    finally:
+        for k, v in saved.items():
+            setattr(tk, k, v)
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return mode.ops, launches
+
+
+def total(ops: collections.Counter, launches: collections.Counter) -> int:
+    return sum(ops.values()) + sum(launches.values())
+
+
+def main() -> None:
+    os.environ.setdefault(
+        "TRITON_INTERPRET", "1"
+    )  # the Triton route's host code on the CPU (kernels stubbed)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--markdown", action="store_true", help="a markdown table")
+    ap.add_argument(
+        "--n", type=int, default=512, help="units per row (rows: 64; counts do not depend on size)"
+    )
+    args = ap.parse_args()
+    n = args.n
+    x = torch.randn(64, n)
+    refs = {
+        "nn.LayerNorm": total(*count_step(torch.nn.LayerNorm(n), x, "torch")),
+        "nn.Linear": total(*count_step(torch.nn.Linear(n, n), x, "torch")),
+    }
+    rows = [
+        ("nn.LayerNorm", "", refs["nn.LayerNorm"], None, ""),
+        ("nn.Linear", "", refs["nn.Linear"], None, ""),
+    ]
+    for spec in O_N + MATRIX:
+        ref = "nn.Linear" if spec in MATRIX else "nn.LayerNorm"
+        for route in ("torch", "triton"):
+            ops, launches = count_step(create_norm(spec, n), x, route)
+            detail = ", ".join(f"{k} {v}" for k, v in sorted({**ops, **launches}.items()))
+            rows.append((spec, route, total(ops, launches), total(ops, launches) / refs[ref], detail))
+    if args.markdown:
+        print("| norm | route | launches per step | × reference | what launches |")
+        print("|---|---|---|---|---|")
+        for spec, route, k, ratio, detail in rows:
+            print(f"| {spec} | {route} | {k} | {'' if ratio is None else f'{ratio:.1f}'} | {detail} |")
+    else:
+        for spec, route, k, ratio, detail in rows:
+            shown = "" if ratio is None else f"{ratio:5.1f}x"
+            print(f"{spec:22s} {route:7s} {k:4d} {shown:7s} {detail}")
+
+
+if __name__ == "__main__":
+    main()
