@@ -262,33 +262,31 @@ def _param_grads(SUMS, BETA, C, GB, GC, N, r, beta_bound, c_bound, BETA_VEC: tl.
     unit or summed over the units for a shared one, and back through the reparametrization to the raw
     parameter (as `dn_kernel._raw_grad`: 2·max(p, bound), passed where p ≥ bound or the gradient pushes p up).
     One program: the backward's last step in one launch instead of a dozen small PyTorch ops."""
+    if NEED_BETA:
+        _param_grad(SUMS + 2 * N, BETA, GB, N, r, beta_bound, BETA_VEC, BETA_RAW, BLOCK)
+    if NEED_C:
+        _param_grad(SUMS + 3 * N, C, GC, N, r, c_bound, C_VEC, C_RAW, BLOCK)
+
+
+@triton.jit
+def _param_grad(S, SRC, OUT, N, r, bound, VEC: tl.constexpr, RAW: tl.constexpr, BLOCK: tl.constexpr):
+    """One parameter's raw gradient from its column sums S (N,): per unit (VEC), or their total at OUT[0]."""
     offs0 = tl.arange(0, BLOCK)
-    acc_b = tl.zeros([BLOCK], dtype=tl.float32)
-    acc_c = tl.zeros([BLOCK], dtype=tl.float32)
+    acc = tl.zeros([BLOCK], dtype=tl.float32)
     for start in range(0, N, BLOCK):
         offs = start + offs0
         mask = offs < N
-        if NEED_BETA:
-            gb = -r * tl.load(SUMS + 2 * N + offs, mask=mask, other=0.0)
-            if BETA_VEC:
-                gb = _raw_grad(gb, BETA, offs, mask, beta_bound, BETA_RAW)
-                tl.store(GB + offs, gb.to(GB.dtype.element_ty), mask=mask)
-            else:
-                acc_b += gb
-        if NEED_C:
-            gc = -r * tl.load(SUMS + 3 * N + offs, mask=mask, other=0.0)
-            if C_VEC:
-                gc = _raw_grad(gc, C, offs, mask, c_bound, C_RAW)
-                tl.store(GC + offs, gc.to(GC.dtype.element_ty), mask=mask)
-            else:
-                acc_c += gc
-    one = offs0 < 1
-    if NEED_BETA and BETA_VEC == 0:
-        gb = _raw_grad(tl.sum(acc_b, axis=0) + acc_b * 0.0, BETA, offs0 * 0, one, beta_bound, BETA_RAW)
-        tl.store(GB + offs0, gb.to(GB.dtype.element_ty), mask=one)
-    if NEED_C and C_VEC == 0:
-        gc = _raw_grad(tl.sum(acc_c, axis=0) + acc_c * 0.0, C, offs0 * 0, one, c_bound, C_RAW)
-        tl.store(GC + offs0, gc.to(GC.dtype.element_ty), mask=one)
+        g = -r * tl.load(S + offs, mask=mask, other=0.0)
+        if VEC:
+            tl.store(
+                OUT + offs, _raw_grad(g, SRC, offs, mask, bound, RAW).to(OUT.dtype.element_ty), mask=mask
+            )
+        else:
+            acc += g
+    if VEC == 0:
+        one = offs0 < 1
+        g = _raw_grad(tl.sum(acc, axis=0) + acc * 0.0, SRC, offs0 * 0, one, bound, RAW)
+        tl.store(OUT + offs0, g.to(OUT.dtype.element_ty), mask=one)
 
 
 @triton.jit
