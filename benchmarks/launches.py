@@ -1,7 +1,7 @@
 """Device work per training step, counted (not timed): how many kernels one forward+backward of a norm launches
 on CUDA, for the routes a GPU runs, measured on the CPU.
 
-    python benchmarks/launches.py [--markdown]
+    python benchmarks/launches.py [--markdown] [--host]
 
 At the sizes of issue 13's target 5 that are small for a GPU ((1024, 512): nn.LayerNorm's step is mostly
 per-call overhead on an H200), a step's time follows the number of kernels it launches. This counts them
@@ -12,14 +12,20 @@ the trainer's setting), so no accumulation adds appear. Routes: `triton` (LATERA
 `torch` (the CUDA default today: the reference formula in PyTorch ops; the CPU kernel is switched off, as it is
 on CUDA). References: nn.LayerNorm for the O(N) forms, nn.Linear(N, N) for the matrix forms. Ratios are of
 launch counts, not of times: `benchmarks/gpu_check.py --sections at` times them on a GPU.
+
+--host also times the host side of a step at (8, 16) on this CPU, kernels stubbed (Triton's own launcher is
+not in it), as a ratio to the reference's step measured in the same process: the Python and autograd work a
+GPU step pays before its kernels run.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import os
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
@@ -77,28 +83,20 @@ class _Counted:
         return launch
 
 
-def count_step(
-    module: torch.nn.Module, x: torch.Tensor, route: str
-) -> tuple[collections.Counter, collections.Counter]:
-    """(PyTorch ops that launch device work, Triton launches) of one forward+backward of `module` on x, on the
-    route given ("triton" or "torch"), with no gradients stored before it."""
+@contextlib.contextmanager
+def on_route(route: str, launches: collections.Counter):  # noqa: ANN201
+    """Inside: the route CUDA takes ("triton" or "torch"; not the compiled CPU kernel), with the Triton kernels
+    replaced by counters into `launches`."""
     from lateralnorm.norms import triton_kernel as tk
 
-    launches: collections.Counter = collections.Counter()
     saved = {k: getattr(tk, k) for k in TRITON_KERNELS if hasattr(tk, k)}
-    # the route CUDA takes (not the compiled CPU kernel), for this step only
     env = {"LATERALNORM_CUDA_KERNEL": route, "LATERALNORM_CPU_KERNEL": "torch"}
     before = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
         for k in saved:
             setattr(tk, k, _Counted(k, launches))
-        for p in module.parameters():
-            p.grad = None
-        xx = x.detach().clone().requires_grad_()
-        g = torch.ones_like(x)
-        with _Ops() as mode:
-            module(xx).backward(g)
+        yield
     finally:
         for k, v in saved.items():
             setattr(tk, k, v)
@@ -107,7 +105,42 @@ def count_step(
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def _step(module: torch.nn.Module, xx: torch.Tensor, g: torch.Tensor) -> None:
+    """One forward+backward on the leaf xx, with no gradients stored before it."""
+    for p in module.parameters():
+        p.grad = None
+    xx.grad = None
+    module(xx).backward(g)
+
+
+def count_step(
+    module: torch.nn.Module, x: torch.Tensor, route: str
+) -> tuple[collections.Counter, collections.Counter]:
+    """(PyTorch ops that launch device work, Triton launches) of one forward+backward of `module` on x, on the
+    route given ("triton" or "torch"), with no gradients stored before it."""
+    launches: collections.Counter = collections.Counter()
+    xx, g = x.detach().clone().requires_grad_(), torch.ones_like(x)
+    with on_route(route, launches), _Ops() as mode:
+        _step(module, xx, g)
     return mode.ops, launches
+
+
+def host_time(
+    module: torch.nn.Module, x: torch.Tensor, route: str, steps: int = 1000, rounds: int = 7
+) -> float:
+    """Seconds of host time per forward+backward on the route (Triton kernels stubbed: Triton's own launcher
+    is not in it), best of `rounds`."""
+    xx, g = x.detach().clone().requires_grad_(), torch.ones_like(x)
+    best = float("inf")
+    with on_route(route, collections.Counter()):
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                _step(module, xx, g)
+            best = min(best, (time.perf_counter() - t0) / steps)
+    return best
 
 
 def total(ops: collections.Counter, launches: collections.Counter) -> int:
@@ -115,40 +148,48 @@ def total(ops: collections.Counter, launches: collections.Counter) -> int:
 
 
 def main() -> None:
-    os.environ.setdefault(
-        "TRITON_INTERPRET", "1"
-    )  # the Triton route's host code on the CPU (kernels stubbed)
+    os.environ.setdefault("TRITON_INTERPRET", "1")  # the Triton route's host code on the CPU
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--markdown", action="store_true", help="a markdown table")
     ap.add_argument(
-        "--n", type=int, default=512, help="units per row (rows: 64; counts do not depend on size)"
+        "--n", type=int, default=512, help="units per row (64 rows; the counts do not depend on size)"
+    )
+    ap.add_argument(
+        "--host", action="store_true", help="also the host time per step at (8, 16), × the reference's"
     )
     args = ap.parse_args()
+    torch.set_num_threads(1)
     n = args.n
     x = torch.randn(64, n)
-    refs = {
-        "nn.LayerNorm": total(*count_step(torch.nn.LayerNorm(n), x, "torch")),
-        "nn.Linear": total(*count_step(torch.nn.Linear(n, n), x, "torch")),
-    }
-    rows = [
-        ("nn.LayerNorm", "", refs["nn.LayerNorm"], None, ""),
-        ("nn.Linear", "", refs["nn.Linear"], None, ""),
-    ]
+    small = torch.randn(8, 16)
+    refs = {"nn.LayerNorm": torch.nn.LayerNorm, "nn.Linear": lambda k: torch.nn.Linear(k, k)}
+    counts = {name: total(*count_step(make(n), x, "torch")) for name, make in refs.items()}
+    hosts = {name: host_time(make(16), small, "torch") for name, make in refs.items()} if args.host else {}
+    rows = [(name, "", counts[name], None, hosts.get(name), None, "") for name in refs]
     for spec in O_N + MATRIX:
         ref = "nn.Linear" if spec in MATRIX else "nn.LayerNorm"
         for route in ("torch", "triton"):
             ops, launches = count_step(create_norm(spec, n), x, route)
-            detail = ", ".join(f"{k} {v}" for k, v in sorted({**ops, **launches}.items()))
-            rows.append((spec, route, total(ops, launches), total(ops, launches) / refs[ref], detail))
+            k = total(ops, launches)
+            detail = ", ".join(f"{a} {b}" for a, b in sorted({**ops, **launches}.items()))
+            host = host_time(create_norm(spec, 16), small, route) if args.host else None
+            rows.append(
+                (spec, route, k, k / counts[ref], host, None if host is None else host / hosts[ref], detail)
+            )
+    us = lambda t: "" if t is None else f"{t * 1e6:.0f}"  # noqa: E731
+    times = lambda r: "" if r is None else f"{r:.2f}"  # noqa: E731
     if args.markdown:
-        print("| norm | route | launches per step | × reference | what launches |")
-        print("|---|---|---|---|---|")
-        for spec, route, k, ratio, detail in rows:
-            print(f"| {spec} | {route} | {k} | {'' if ratio is None else f'{ratio:.1f}'} | {detail} |")
+        print(
+            "| norm | route | launches per step | × reference | host µs per step | × reference | what launches |"
+        )
+        print("|---|---|---|---|---|---|---|")
+        for spec, route, k, ratio, host, hratio, detail in rows:
+            print(f"| {spec} | {route} | {k} | {times(ratio)} | {us(host)} | {times(hratio)} | {detail} |")
     else:
-        for spec, route, k, ratio, detail in rows:
-            shown = "" if ratio is None else f"{ratio:5.1f}x"
-            print(f"{spec:22s} {route:7s} {k:4d} {shown:7s} {detail}")
+        for spec, route, k, ratio, host, hratio, detail in rows:
+            print(
+                f"{spec:20s} {route:7s} {k:4d} {times(ratio):>6s} {us(host):>6s} {times(hratio):>6s}  {detail}"
+            )
 
 
 if __name__ == "__main__":

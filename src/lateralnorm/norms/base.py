@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from types import ModuleType
 from typing import Any, ClassVar
 
@@ -211,12 +212,15 @@ def triton_kernels_for(t: torch.Tensor) -> ModuleType | None:
     are measured on a GPU; the default `torch` takes PyTorch ops) and t is a float32/16 or bfloat16 tensor on
     CUDA, or on the CPU under Triton's interpreter (TRITON_INTERPRET=1: how the tests check the kernels without
     a GPU). Else None. A clear error when opted in without Triton."""
-    if os.environ.get("LATERALNORM_CUDA_KERNEL", "torch").strip().lower() != "triton":
-        return None
     if not (t.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"):
+        return None
+    if os.environ.get("LATERALNORM_CUDA_KERNEL", "torch").strip().lower() != "triton":
         return None
     if t.dtype not in (torch.float32, torch.float16, torch.bfloat16):
         return None
+    tk = sys.modules.get("lateralnorm.norms.triton_kernel")  # imported once (a per-step import costs µs)
+    if tk is not None:
+        return tk
     try:
         from lateralnorm.norms import triton_kernel as tk
     except ImportError as exc:

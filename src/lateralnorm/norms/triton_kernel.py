@@ -18,8 +18,12 @@ kernel, and `benchmarks/gpu_check.py` (section a.triton) checks them on a GPU.
 
 from __future__ import annotations
 
+import functools
+
 import triton
 import triton.language as tl
+
+from lateralnorm.norms.base import PEDESTAL
 
 MAX_N = 16384
 
@@ -419,6 +423,16 @@ def _nonneg_bwd(G, RAW, GRAW, NUMEL, bound, BLOCK: tl.constexpr):
 
 
 # ------------------------------------------------------------------------------------------ host side
+def _pow2(n: int) -> int:
+    """The least power of two ≥ n (n ≥ 1): `triton.next_power_of_2` is a jit function, about 5 µs a host call."""
+    return 1 << (n - 1).bit_length()
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+@functools.lru_cache(maxsize=256)
 def _modes(rect: bool, alpha: float, p: float, r: float) -> dict:
     a2 = alpha == 2.0
     pmode = 0 if p == 1.0 else (1 if p == alpha else 2)
@@ -435,8 +449,6 @@ def _param_args(beta, c, bounds) -> tuple[tuple, dict]:  # noqa: ANN001
     """The kernels' arguments for β and c: their sources as the layer holds them ((N,) or (1,), raw
     `NonNegative` parameters or fixed buffers) and `bounds` (each the raw parameter's bound, or None for a
     buffer): (bound, bound, pedestal) and the modes."""
-    from lateralnorm.norms.base import PEDESTAL
-
     beta_bound, c_bound = bounds
     scalars = (float(beta_bound or 0.0), float(c_bound or 0.0), PEDESTAL)
     modes = dict(BETA_VEC=int(beta.numel() > 1), C_VEC=int(c.numel() > 1), BETA_RAW=beta_bound is not None,
@@ -463,8 +475,8 @@ def rows_forward(y, beta, c, bounds, gamma, bias, kind: str, center: bool, rect:
         _fwd[(m_rows,)](
             y, out, mean, w, beta, c, gamma, bias, n, float(alpha), float(p), float(r), *scalars,
             KIND={"self": 0, "uniform": 1, "band": 2}[kind], CENTER=center, BEFORE=before, AFTER=after,
-            SAVE_W=save_w and kind == "band", BLOCK=triton.next_power_of_2(n),
-            num_warps=warps(triton.next_power_of_2(n)), **_modes(rect, alpha, p, r), **pmodes,
+            SAVE_W=save_w and kind == "band", BLOCK=_pow2(n),
+            num_warps=warps(_pow2(n)), **_modes(rect, alpha, p, r), **pmodes,
         )  # fmt: skip
     return out, mean, (w if (save_w and kind == "band") else None)
 
@@ -481,7 +493,7 @@ def rows_backward(g, y, mean, w, beta, c, bounds, gamma, need_beta: bool, need_c
     scalars, pmodes = _param_args(beta, c, bounds)
     if m_rows:  # every program writes its partial
         part = torch.empty((programs, 4, n), device=y.device, dtype=torch.float32)
-        block = triton.next_power_of_2(n)
+        block = _pow2(n)
         _bwd[(programs,)](
             y, g, gy, mean, w if w is not None else mean, beta, c, gamma, part, m_rows, n, float(alpha), float(p),
             float(r), *scalars, KIND={"self": 0, "uniform": 1, "band": 2}[kind], CENTER=center, BEFORE=before,
@@ -495,7 +507,7 @@ def rows_backward(g, y, mean, w, beta, c, bounds, gamma, need_beta: bool, need_c
     if need_beta or need_c:
         _param_grads[(1,)](
             sums, beta, c, g_beta if need_beta else sums, g_c if need_c else sums, n, float(r), *scalars[:2],
-            NEED_BETA=need_beta, NEED_C=need_c, BLOCK=min(triton.next_power_of_2(n), 1024), **pmodes,
+            NEED_BETA=need_beta, NEED_C=need_c, BLOCK=min(_pow2(n), 1024), **pmodes,
         )  # fmt: skip
     return gy, sums[0], sums[1], g_beta, g_c
 
@@ -530,7 +542,7 @@ def psi_forward(y, center: bool, rect: bool, alpha: float):  # noqa: ANN001, ANN
     m_rows, n = y.shape
     psi = torch.empty_like(y)
     if m_rows:
-        block = triton.next_power_of_2(n)
+        block = _pow2(n)
         _psi_fwd[(m_rows,)](y, psi, n, float(alpha), CENTER=center, RECT=rect, A2=alpha == 2.0, BLOCK=block,
                             num_warps=warps(block))  # fmt: skip
     return psi
@@ -543,7 +555,7 @@ def psi_backward(g_psi, y, center: bool, rect: bool, alpha: float):  # noqa: ANN
     m_rows, n = y.shape
     gy = torch.empty_like(y)
     if m_rows:
-        block = triton.next_power_of_2(n)
+        block = _pow2(n)
         _psi_bwd[(m_rows,)](y, g_psi, gy, n, float(alpha), CENTER=center, RECT=rect, A2=alpha == 2.0,
                             BLOCK=block, num_warps=warps(block))  # fmt: skip
     return gy
@@ -558,7 +570,7 @@ def given_forward(y, w, beta, beta_bound, gamma, bias, center: bool, rect: bool,
     m_rows, n = y.shape
     out = torch.empty_like(y, dtype=out_dtype)
     if m_rows:
-        block = triton.next_power_of_2(n)
+        block = _pow2(n)
         modes = _modes(rect, alpha, p, r)
         (bound, _, pedestal), pmodes = _param_args(beta, beta, (beta_bound, None))
         _given_fwd[(m_rows,)](y, w, beta, gamma, bias, out, n, float(alpha), float(p), float(r), bound, pedestal,
@@ -579,7 +591,7 @@ def given_backward(g, y, w, beta, beta_bound, gamma, need_beta: bool, center: bo
     (bound, _, pedestal), pmodes = _param_args(beta, beta, (beta_bound, None))
     if m_rows:  # every program writes its partial
         part = torch.empty((programs, 3, n), device=y.device, dtype=torch.float32)
-        block = triton.next_power_of_2(n)
+        block = _pow2(n)
         _given_bwd[(programs,)](y, w, g, beta, gamma, gy, gw, part, m_rows, n, float(alpha), float(p), float(r),
                                 bound, pedestal, CENTER=center, BLOCK=block, num_warps=warps(block),
                                 BETA_VEC=pmodes["BETA_VEC"], BETA_RAW=pmodes["BETA_RAW"],
@@ -591,7 +603,7 @@ def given_backward(g, y, w, beta, beta_bound, gamma, need_beta: bool, center: bo
     if need_beta:
         g_beta = torch.empty_like(beta)
         _param_grads[(1,)](sums, beta, beta, g_beta, g_beta, n, float(r), bound, 0.0, NEED_BETA=True, NEED_C=False,
-                           BLOCK=min(triton.next_power_of_2(n), 1024), BETA_VEC=pmodes["BETA_VEC"], C_VEC=0,
+                           BLOCK=min(_pow2(n), 1024), BETA_VEC=pmodes["BETA_VEC"], C_VEC=0,
                            BETA_RAW=pmodes["BETA_RAW"], C_RAW=False)  # fmt: skip
     return gy, gw, sums[0], sums[1], g_beta
 
@@ -605,7 +617,7 @@ def nonneg_forward(raw, bound: float, pedestal: float):  # noqa: ANN001, ANN201
 
     out = torch.empty_like(raw)
     if raw.numel():
-        _nonneg_fwd[(triton.cdiv(raw.numel(), ELEMENTS),)](raw, out, raw.numel(), float(bound), float(pedestal),
+        _nonneg_fwd[(_cdiv(raw.numel(), ELEMENTS),)](raw, out, raw.numel(), float(bound), float(pedestal),
                                                             BLOCK=ELEMENTS)  # fmt: skip
     return out
 
@@ -617,9 +629,7 @@ def nonneg_backward(g, raw, bound: float):  # noqa: ANN001, ANN201
     g = g.contiguous()
     graw = torch.empty_like(raw)
     if raw.numel():
-        _nonneg_bwd[(triton.cdiv(raw.numel(), ELEMENTS),)](
-            g, raw, graw, raw.numel(), float(bound), BLOCK=ELEMENTS
-        )
+        _nonneg_bwd[(_cdiv(raw.numel(), ELEMENTS),)](g, raw, graw, raw.numel(), float(bound), BLOCK=ELEMENTS)
     return graw
 
 
