@@ -290,6 +290,28 @@ def test_matrix_pool_element_work_equals_float64(spec, triton_matrix):
     _assert_near_float64(got, ref, spec)
 
 
+@pytest.mark.parametrize("case", ["kappa frozen", "input frozen", "parameters first"])
+def test_matrix_pool_input_gradient_through_the_share(case, triton_matrix):
+    """The output kernel hands its share of the input gradient to ψ's kernel, which adds it: right with κ fixed
+    (W depends on the input only through ψ), with a frozen input (no share), and when a first backward asks for
+    the parameters alone (a share that ψ's node never takes) and a second for the input alone."""
+    spec = "dn:kappa=full,learn_kappa=false" if case == "kappa frozen" else "dn:kappa=full"
+    m32, m64, x, g = _pair(spec)
+    results = []
+    for m, xx, gg in ((m32, x.float(), g.float()), (m64, x, g)):
+        xx = xx.clone().requires_grad_(case != "input frozen")
+        params = list(m.parameters())
+        out = m(xx)
+        if case == "parameters first":
+            grads = list(torch.autograd.grad(out, params, gg)) + list(torch.autograd.grad(m(xx), xx, gg))
+        else:
+            out.backward(gg)
+            grads = [xx.grad] + [p.grad for p in params]
+        results.append([out.detach()] + [t for t in grads if t is not None])
+    assert len(results[0]) == (len(list(m32.parameters())) + (1 if case == "input frozen" else 2))
+    _assert_near_float64(*results, case)
+
+
 def test_matrix_pool_double_backward_and_bfloat16(triton_matrix):
     """create_graph=True differentiates the plain formula (a Hessian-vector product as the float64 path's), and a
     bfloat16 GDN on channels-first input runs in the kernels with finite gradients."""
@@ -373,7 +395,8 @@ for i, (center, rect, a2, pmode, rmode) in enumerate(
         itertools.product((False, True), (False, True), (False, True), (0, 1, 2), (0, 2))):
     flags = dict(CENTER=center, RECT=rect, A2=a2, BLOCK=128)
     lower(tk._psi_fwd, dict(Y="*bf16", PSI="*bf16", N="i32", alpha="fp32"), flags)
-    lower(tk._psi_bwd, dict(Y="*bf16", GPSI="*bf16", GY="*bf16", N="i32", alpha="fp32"), flags)
+    lower(tk._psi_bwd, dict(Y="*bf16", GPSI="*bf16", GY="*bf16", ADD="*bf16", N="i32", alpha="fp32"),
+          dict(HAS_ADD=i % 2 == 0, **flags))
     given = dict(Y="*bf16", W="*bf16", BETA=f32, GAMMA=f32, N="i32", alpha="fp32", p="fp32", r="fp32",
                  beta_bound="fp32", pedestal="fp32")
     bv, braw = ((1, True), (1, False), (0, True))[i % 3]
@@ -441,7 +464,7 @@ def _launches_script():  # noqa: ANN202
         ("dn:kappa=band:2", {"_fwd": 1, "_bwd": 1, "_param_grads": 1, "sum": 1}),
         ("dn:preset=ln", {"_fwd": 1, "_bwd": 1, "sum": 1}),
         ("dn:kappa=full", {"_psi_fwd": 1, "_psi_bwd": 1, "_given_fwd": 1, "_given_bwd": 1, "_param_grads": 1,
-                           "_nonneg_fwd": 1, "_nonneg_bwd": 1, "mm": 3, "sum": 1, "add": 1}),
+                           "_nonneg_fwd": 1, "_nonneg_bwd": 1, "mm": 3, "sum": 1}),
     ],
 )  # fmt: skip
 def test_a_triton_step_launches_no_small_ops(spec, want):

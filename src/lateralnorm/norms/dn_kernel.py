@@ -475,9 +475,11 @@ def matrix_pooled_rows(
     if not on_cpu and not _triton_applies(rows, "uniform"):
         return None
     rows = rows.contiguous()  # before the nodes: they save their inputs themselves (double backward)
-    if not on_cpu:  # CUDA (opt-in): ψ, then the pool's own matmuls, then the output, in Triton around them
-        w = pool(TritonPsi.apply(rows, cfg)).contiguous()
-        return _unrows(TritonGivenPool.apply(rows, w, beta[0], beta[1], gamma, bias, cfg), y.shape)
+    if not on_cpu:  # CUDA (opt-in): ψ, then the pool's own matmuls, then the output, in Triton around them;
+        # the output node hands its share of the input gradient to ψ's through `share` (as the CPU nodes' box)
+        share = _GradShare()
+        w = pool(TritonPsi.apply(rows, cfg, share)).contiguous()
+        return _unrows(TritonGivenPool.apply(rows, w, beta[0], beta[1], gamma, bias, cfg, share), y.shape)
     ext = cpu_kernel.extension()
     # both nodes hold this empty tensor: the output node's backward hands its share of the input gradient to ψ's
     # through it, and ψ's adds its own in place (one (M, N) tensor instead of two that autograd adds; the same
@@ -492,15 +494,22 @@ def matrix_pooled_rows(
     )
 
 
+class _GradShare:
+    """The output node's share of the input gradient, handed to ψ's node (which runs after it) to add in its
+    kernel, instead of autograd adding the two (M, N) tensors."""
+
+    gy: torch.Tensor | None = None
+
+
 class TritonPsi(torch.autograd.Function):
     """ψ(t) of a matrix pool's rows on CUDA (Triton; `psi_rows_node`'s formula): saves the input alone."""
 
     @staticmethod
-    def forward(ctx: Any, y: torch.Tensor, cfg: DnConfig) -> torch.Tensor:
+    def forward(ctx: Any, y: torch.Tensor, cfg: DnConfig, share: _GradShare) -> torch.Tensor:
         from lateralnorm.norms import triton_kernel as tk
 
         ctx.save_for_backward(y)
-        ctx.cfg = cfg
+        ctx.cfg, ctx.share = cfg, share
         return tk.psi_forward(y, cfg.center, cfg.rect, cfg.alpha)
 
     @staticmethod
@@ -510,8 +519,9 @@ class TritonPsi(torch.autograd.Function):
         (y,) = ctx.saved_tensors
         cfg = ctx.cfg
         if torch.is_grad_enabled():  # create_graph=True: differentiate the plain formula instead
-            return _psi_formula_backward(g_psi, y, (cfg.center, cfg.rect, cfg.alpha, cfg.p)), None
-        return tk.psi_backward(g_psi.contiguous(), y, cfg.center, cfg.rect, cfg.alpha), None
+            return _psi_formula_backward(g_psi, y, (cfg.center, cfg.rect, cfg.alpha, cfg.p)), None, None
+        add, ctx.share.gy = ctx.share.gy, None
+        return tk.psi_backward(g_psi.contiguous(), y, cfg.center, cfg.rect, cfg.alpha, add), None, None
 
 
 class TritonGivenPool(torch.autograd.Function):
@@ -520,7 +530,7 @@ class TritonGivenPool(torch.autograd.Function):
     gradient from a third kernel; None: a buffer). Saves the input and W."""
 
     @staticmethod
-    def forward(ctx: Any, y, w, beta_src, beta_bound, gamma, bias, cfg):  # noqa: ANN001
+    def forward(ctx: Any, y, w, beta_src, beta_bound, gamma, bias, cfg, share):  # noqa: ANN001
         from lateralnorm.norms import triton_kernel as tk
 
         n, f32 = y.shape[-1], torch.float32
@@ -532,7 +542,7 @@ class TritonGivenPool(torch.autograd.Function):
             y, w, beta_src, beta_bound, gam, bia, cfg.center, cfg.rect, cfg.alpha, cfg.p, cfg.r, out_dtype
         )
         ctx.save_for_backward(y, w, beta_src, gam, gamma, bias)
-        ctx.cfg, ctx.beta_bound = cfg, beta_bound
+        ctx.cfg, ctx.beta_bound, ctx.share = cfg, beta_bound, share
         return out
 
     @staticmethod
@@ -547,10 +557,12 @@ class TritonGivenPool(torch.autograd.Function):
             gy, gw, g_beta, g_gamma, g_bias = _given_pool_formula_backward(
                 g, y, w, beta_src, gamma, bias, numbers, wanted, bound
             )
-            return gy, gw, g_beta, None, g_gamma, g_bias, None
+            return gy, gw, g_beta, None, g_gamma, g_bias, None, None
         gy, gw, s_gz, s_g, g_beta = tk.given_backward(
             g.contiguous(), y, w, beta_src, bound, gam, need[2], cfg.center, cfg.rect, cfg.alpha, cfg.p, cfg.r
         )
+        if need[0] and need[1]:  # ψ's node runs next (W depends on y through it) and adds this share
+            ctx.share.gy, gy = gy, None
         return (
             gy if need[0] else None,
             gw if need[1] else None,
@@ -558,6 +570,7 @@ class TritonGivenPool(torch.autograd.Function):
             None,
             s_gz.to(gamma.dtype) if gamma is not None and need[4] else None,
             s_g.to(bias.dtype) if bias is not None and need[5] else None,
+            None,
             None,
         )
 

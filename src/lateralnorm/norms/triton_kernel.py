@@ -337,8 +337,9 @@ def _psi_fwd(
 
 
 @triton.jit
-def _psi_bwd(Y, GPSI, GY, N, alpha, CENTER: tl.constexpr, RECT: tl.constexpr, A2: tl.constexpr,
-             BLOCK: tl.constexpr):  # fmt: skip
+def _psi_bwd(Y, GPSI, GY, ADD, N, alpha, CENTER: tl.constexpr, RECT: tl.constexpr, A2: tl.constexpr,
+             HAS_ADD: tl.constexpr, BLOCK: tl.constexpr):  # fmt: skip
+    """The input's gradient through ψ, plus (HAS_ADD) the output kernel's share ADD: one tensor, no extra add."""
     offs = tl.arange(0, BLOCK)
     mask = offs < N
     base = tl.program_id(0).to(tl.int64) * N
@@ -347,6 +348,8 @@ def _psi_bwd(Y, GPSI, GY, N, alpha, CENTER: tl.constexpr, RECT: tl.constexpr, A2
     gt = tl.where(mask, gpsi * _dpsi(t, RECT, A2, alpha), 0.0)
     if CENTER:
         gt = tl.where(mask, gt - tl.sum(gt, axis=0) / N, 0.0)
+    if HAS_ADD:
+        gt += tl.load(ADD + base + offs, mask=mask, other=0.0).to(tl.float32)
     tl.store(GY + base + offs, gt.to(GY.dtype.element_ty), mask=mask)
 
 
@@ -548,16 +551,16 @@ def psi_forward(y, center: bool, rect: bool, alpha: float):  # noqa: ANN001, ANN
     return psi
 
 
-def psi_backward(g_psi, y, center: bool, rect: bool, alpha: float):  # noqa: ANN001, ANN201
-    """The input's gradient through ψ (centered when the rows were)."""
+def psi_backward(g_psi, y, center: bool, rect: bool, alpha: float, add=None):  # noqa: ANN001, ANN201
+    """The input's gradient through ψ (centered when the rows were), plus `add` (M, N) where given."""
     import torch
 
     m_rows, n = y.shape
     gy = torch.empty_like(y)
     if m_rows:
         block = _pow2(n)
-        _psi_bwd[(m_rows,)](y, g_psi, gy, n, float(alpha), CENTER=center, RECT=rect, A2=alpha == 2.0,
-                            BLOCK=block, num_warps=warps(block))  # fmt: skip
+        _psi_bwd[(m_rows,)](y, g_psi, gy, gy if add is None else add, n, float(alpha), CENTER=center, RECT=rect,
+                            A2=alpha == 2.0, HAS_ADD=add is not None, BLOCK=block, num_warps=warps(block))  # fmt: skip
     return gy
 
 
