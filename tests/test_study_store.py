@@ -146,3 +146,31 @@ def test_schema_version_and_missing_store(tmp_path):
         Store(tmp_path)
     with pytest.raises(UsageError, match="not a study folder"):
         Study.load(tmp_path / "nothing")
+
+
+def test_threads_column_is_planned_or_recorded(tmp_path):
+    """runs()'s `threads`: the planned count where the spec set one, else the torch threads the run recorded
+    training with (`versions`: a reduction split over more threads may add in another order); blank for a run
+    that recorded none (stored before it was recorded)."""
+    import torch
+
+    from lateralnorm.train import versions
+
+    assert versions()["torch_threads"] == str(torch.get_num_threads())
+    planned = plan(validate_spec(RAW), tmp_path)
+    fixed = plan(validate_spec({**RAW, "base": {**RAW["base"], "threads": 3}}), tmp_path / "b")
+    with Store(tmp_path) as store:
+        store.add_runs(planned[:2])
+        store.set_meta(name="t", baseline="norm=ln, lr=0.01", axes=["norm", "lr"], workers=1)
+        for p, recorded in zip(planned[:2], ({"torch_threads": "2"}, {})):
+            store.mark_running(p.run_id, "w1")
+            store.record_result(result_for(p).model_copy(update={"versions": recorded}))
+    with Study.load(tmp_path) as study:
+        assert study.runs()["threads"].tolist()[:1] == [2] and study.runs()["threads"].isna().tolist()[1]
+    with Store(tmp_path / "b") as store:
+        store.add_runs(fixed[:1])
+        store.set_meta(name="t", baseline="norm=ln, lr=0.01", axes=["norm", "lr"], workers=1)
+        store.mark_running(fixed[0].run_id, "w1")
+        store.record_result(result_for(fixed[0]).model_copy(update={"versions": {"torch_threads": "1"}}))
+    with Study.load(tmp_path / "b") as study:
+        assert study.runs()["threads"].tolist() == [3]  # as planned

@@ -158,6 +158,8 @@ def versions() -> dict[str, str]:
     # differently on another one (BLAS, vectorized loops, glibc's vector exp/log), so exact repeats of a run's
     # numbers hold between machines with the same one
     out["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    # torch's intra-op threads: a reduction split over more threads may add in another order
+    out["torch_threads"] = str(torch.get_num_threads())
     from lateralnorm.norms import cpu_kernel
 
     out["dn_cpu_kernel"] = cpu_kernel.kernel_name()  # compiled row kernel or PyTorch ops (same formula)

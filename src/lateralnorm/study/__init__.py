@@ -103,7 +103,9 @@ class Study:
     # ------------------------------------------------------------------------------- DataFrames
     def runs(self) -> pd.DataFrame:
         """One row per run in plan order: run_id, cell, seed, status, attempts, error, task_wall_s,
-        every RunConfig field as a column, then final metrics (test_acc, ..., wall_s, num_params)."""
+        every RunConfig field as a column, then final metrics (test_acc, ..., wall_s, num_params). `threads` is
+        the planned count, or where none was planned the torch threads the run recorded (`versions`; runs
+        stored before 2026-12-07 recorded none)."""
         import pandas as pd
 
         rows = self.store.run_rows()
@@ -115,6 +117,11 @@ class Study:
                 status=r["status"], attempts=r["attempts"], error=r["error"], task_wall_s=r["task_wall_s"]
             )
             rec.update({k: config.get(k) for k in CONFIG_FIELDS if k != "seed"})
+            if (
+                rec.get("threads") is None
+            ):  # as planned, else the torch threads the run recorded training with
+                used = self._loads(r["versions"] or "{}").get("torch_threads")
+                rec["threads"] = int(used) if used else None
             rec.update({k: r[k] for k in FINAL_FIELDS})
             records.append(rec)
         head = ["run_id", "cell", "seed", "status", "attempts", "error", "task_wall_s"]

@@ -383,10 +383,10 @@ class Store:
 
     def run_rows(self) -> list[sqlite3.Row]:
         """Every run in plan order with its final metrics: run_id, cell_label, seed, status, attempts, error,
-        task_wall_s, config (JSON), then FINAL_FIELDS (NULL until the run finished)."""
+        task_wall_s, config (JSON), then FINAL_FIELDS and versions (JSON) (NULL until the run finished)."""
         return self.rows(
             "SELECT r.run_id, r.cell_label, r.seed, r.status, r.attempts, r.error, r.wall_s AS task_wall_s, "
-            "r.config, " + ", ".join(f"f.{c}" for c in FINAL_FIELDS) + " "
+            "r.config, " + ", ".join(f"f.{c}" for c in FINAL_FIELDS) + ", f.versions "
             "FROM runs r LEFT JOIN final_metrics f USING (run_id) ORDER BY r.seq"
         )
 
