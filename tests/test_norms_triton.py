@@ -475,3 +475,21 @@ def test_a_triton_step_launches_no_small_ops(spec, want):
     launches = _launches_script()
     ops, kernels = launches.count_step(create_norm(spec, 40), torch.randn(6, 40), "triton")
     assert {**ops, **kernels} == want
+
+
+@pytest.mark.slow
+def test_every_kernel_compiles_to_machine_code_for_sm90():
+    """`benchmarks/triton_compile.py`: each kernel, in the modes section t times, all the way to a cubin for
+    sm_90a with the ptxas Triton ships (no GPU: nothing is launched), with its registers and spills printed."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "triton_compile.py"
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    done = subprocess.run(
+        [sys.executable, str(script), "--widths", "64"], env=env, capture_output=True, text=True, timeout=900
+    )
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    rows = [line for line in done.stdout.splitlines() if " N=64 " in line or line.startswith("_nonneg")]
+    assert len(rows) == 34 and done.stdout.rstrip().endswith("0 failed")
