@@ -172,6 +172,23 @@ def test_nonnegative_value_and_gradient_in_triton(triton_rows, monkeypatch):
     _assert_near_float64(*results, "NonNegative")
 
 
+def test_bfloat16_parameters_at_their_floor_as_the_pytorch_route(monkeypatch):
+    """A bfloat16 β initialized at its floor: its raw value rounds to the bound rounded to bfloat16, which is
+    where the PyTorch route compares it; the kernels compare with the same rounded bound, so the gradient
+    passes in both (it was stopped in the kernels when they compared with the float32 bound: a review's case)."""
+    monkeypatch.setenv("LATERALNORM_CPU_KERNEL", "torch")
+    torch.manual_seed(3)
+    x = (torch.randn(6, 8) * 2).to(torch.bfloat16)
+    grads = {}
+    for route in ("torch", "triton"):
+        monkeypatch.setenv("LATERALNORM_CUDA_KERNEL", route)
+        m = create_norm("dn:beta=0,eps=6e-4,kappa=self", 8, dtype=torch.bfloat16)
+        (-m(x).float().sum()).backward()  # a descent step would push β down: stopped below its bound only
+        grads[route] = m.beta.raw.grad.float()
+    assert (grads["torch"] != 0).all()
+    torch.testing.assert_close(grads["triton"], grads["torch"], rtol=0.05, atol=1e-3)
+
+
 def test_low_precision_rows_and_channels_first(triton_rows):
     m = create_norm("dn:kappa=band:1", 8, layout="channels_first")
     x = (torch.randn(2, 8, 3, 3) * 3).to(torch.bfloat16).requires_grad_()

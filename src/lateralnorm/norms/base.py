@@ -212,8 +212,8 @@ def triton_kernels_for(t: torch.Tensor) -> ModuleType | None:
     are measured on a GPU; the default `torch` takes PyTorch ops) and t is a float32/16 or bfloat16 tensor on
     CUDA, or on the CPU under Triton's interpreter (TRITON_INTERPRET=1: how the tests check the kernels without
     a GPU). Else None. A clear error when opted in without Triton."""
-    if not (t.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"):
-        return None
+    if not (t.is_cuda or os.environ.get("TRITON_INTERPRET") == "1") or torch.compiler.is_compiling():
+        return None  # (under torch.compile: the PyTorch ops, which it compiles itself)
     if os.environ.get("LATERALNORM_CUDA_KERNEL", "torch").strip().lower() != "triton":
         return None
     if t.dtype not in (torch.float32, torch.float16, torch.bfloat16):

@@ -448,17 +448,46 @@ def applies(y, kind: str) -> bool:  # noqa: ANN001
     return y.dtype in _FLOATS and 0 < y.shape[-1] <= MAX_N and kind in ("self", "uniform", "band")
 
 
+@functools.lru_cache(maxsize=64)
+def _bound_in(dtype, bound: float | None) -> float:  # noqa: ANN001
+    """A raw parameter's bound as the PyTorch route compares it, rounded to the parameter's type (it differs
+    from the float32 value for bfloat16 and float16; a parameter initialized at its floor sits on it); 0 for none."""
+    import torch
+
+    if bound is None:
+        return 0.0
+    return (
+        float(torch.tensor(bound, dtype=dtype)) if dtype in (torch.bfloat16, torch.float16) else float(bound)
+    )
+
+
+def _on_its_device(fn):  # noqa: ANN001, ANN202
+    """Launch on the CUDA device of the host function's first tensor (Triton launches on the current device)."""
+
+    @functools.wraps(fn)
+    def on_device(t, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        import torch
+
+        if t.is_cuda and t.device.index != torch.cuda.current_device():
+            with torch.cuda.device(t.device):
+                return fn(t, *args, **kwargs)
+        return fn(t, *args, **kwargs)
+
+    return on_device
+
+
 def _param_args(beta, c, bounds) -> tuple[tuple, dict]:  # noqa: ANN001
     """The kernels' arguments for β and c: their sources as the layer holds them ((N,) or (1,), raw
     `NonNegative` parameters or fixed buffers) and `bounds` (each the raw parameter's bound, or None for a
     buffer): (bound, bound, pedestal) and the modes."""
     beta_bound, c_bound = bounds
-    scalars = (float(beta_bound or 0.0), float(c_bound or 0.0), PEDESTAL)
+    scalars = (_bound_in(beta.dtype, beta_bound), _bound_in(c.dtype, c_bound), PEDESTAL)
     modes = dict(BETA_VEC=int(beta.numel() > 1), C_VEC=int(c.numel() > 1), BETA_RAW=beta_bound is not None,
                  C_RAW=c_bound is not None)  # fmt: skip
     return scalars, modes
 
 
+@_on_its_device
 def rows_forward(y, beta, c, bounds, gamma, bias, kind: str, center: bool, rect: bool, alpha: float, p: float,
                  r: float, before: int, after: int, save_w: bool, out_dtype):  # noqa: ANN001, ANN201  # fmt: skip
     """(out, mean (M, 2) float32, w) for rows y (M, N); β and c as the layer holds them (see `_param_args`),
@@ -484,6 +513,7 @@ def rows_forward(y, beta, c, bounds, gamma, bias, kind: str, center: bool, rect:
     return out, mean, (w if (save_w and kind == "band") else None)
 
 
+@_on_its_device
 def rows_backward(g, y, mean, w, beta, c, bounds, gamma, need_beta: bool, need_c: bool, kind: str, center: bool,
                   rect: bool, alpha: float, p: float, r: float, before: int, after: int):  # noqa: ANN001, ANN201  # fmt: skip
     """(gy, Σ g z, Σ g, ∂L/∂β, ∂L/∂c): the sums (N,) float32 over the rows; the raw parameters' gradients (None
@@ -538,6 +568,7 @@ def warps(block: int) -> int:
     return 4 if block <= 1024 else (8 if block <= 2048 else (16 if block <= 4096 else 32))
 
 
+@_on_its_device
 def psi_forward(y, center: bool, rect: bool, alpha: float):  # noqa: ANN001, ANN201
     """ψ(t) of rows y (M, N), in y's type (a matrix pool's input)."""
     import torch
@@ -551,6 +582,7 @@ def psi_forward(y, center: bool, rect: bool, alpha: float):  # noqa: ANN001, ANN
     return psi
 
 
+@_on_its_device
 def psi_backward(g_psi, y, center: bool, rect: bool, alpha: float, add=None):  # noqa: ANN001, ANN201
     """The input's gradient through ψ (centered when the rows were), plus `add` (M, N) where given."""
     import torch
@@ -564,6 +596,7 @@ def psi_backward(g_psi, y, center: bool, rect: bool, alpha: float, add=None):  #
     return gy
 
 
+@_on_its_device
 def given_forward(y, w, beta, beta_bound, gamma, bias, center: bool, rect: bool, alpha: float, p: float,
                   r: float, out_dtype):  # noqa: ANN001, ANN201  # fmt: skip
     """γ φ(t) (β + W)^(−r) + b for rows y and their pool W (M, N); β as the layer holds it ((N,) or (1,); a raw
@@ -582,6 +615,7 @@ def given_forward(y, w, beta, beta_bound, gamma, bias, center: bool, rect: bool,
     return out
 
 
+@_on_its_device
 def given_backward(g, y, w, beta, beta_bound, gamma, need_beta: bool, center: bool, rect: bool, alpha: float,
                    p: float, r: float):  # noqa: ANN001, ANN201  # fmt: skip
     """(the input's share of its gradient, ∂/∂W, Σ g z, Σ g, ∂L/∂β): ∂/∂γ = Σ g z, ∂/∂b = Σ g; β's gradient
@@ -614,17 +648,19 @@ def given_backward(g, y, w, beta, beta_bound, gamma, need_beta: bool, center: bo
 ELEMENTS = 1024  # elements per program of the element-wise kernels
 
 
+@_on_its_device
 def nonneg_forward(raw, bound: float, pedestal: float):  # noqa: ANN001, ANN201
     """max(raw, bound)² − pedestal of a contiguous raw parameter, computed in float32, in raw's type."""
     import torch
 
     out = torch.empty_like(raw)
     if raw.numel():
-        _nonneg_fwd[(_cdiv(raw.numel(), ELEMENTS),)](raw, out, raw.numel(), float(bound), float(pedestal),
+        _nonneg_fwd[(_cdiv(raw.numel(), ELEMENTS),)](raw, out, raw.numel(), _bound_in(raw.dtype, bound), float(pedestal),
                                                             BLOCK=ELEMENTS)  # fmt: skip
     return out
 
 
+@_on_its_device
 def nonneg_backward(g, raw, bound: float):  # noqa: ANN001, ANN201
     """The raw parameter's gradient from its value's (`dn_kernel._raw_grad`'s rule)."""
     import torch
@@ -632,7 +668,9 @@ def nonneg_backward(g, raw, bound: float):  # noqa: ANN001, ANN201
     g = g.contiguous()
     graw = torch.empty_like(raw)
     if raw.numel():
-        _nonneg_bwd[(_cdiv(raw.numel(), ELEMENTS),)](g, raw, graw, raw.numel(), float(bound), BLOCK=ELEMENTS)
+        _nonneg_bwd[(_cdiv(raw.numel(), ELEMENTS),)](
+            g, raw, graw, raw.numel(), _bound_in(raw.dtype, bound), BLOCK=ELEMENTS
+        )
     return graw
 
 
