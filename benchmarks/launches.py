@@ -1,7 +1,7 @@
 """Device work per training step, counted (not timed): how many kernels one forward+backward of a norm launches
 on CUDA, for the routes a GPU runs, measured on the CPU.
 
-    python benchmarks/launches.py [--markdown] [--host]
+    python benchmarks/launches.py [--markdown] [--host] [--bf16]
 
 At the sizes of issue 13's target 5 that are small for a GPU ((1024, 512): nn.LayerNorm's step is mostly
 per-call overhead on an H200), a step's time follows the number of kernels it launches. This counts them
@@ -157,22 +157,28 @@ def main() -> None:
     ap.add_argument(
         "--host", action="store_true", help="also the host time per step at (8, 16), × the reference's"
     )
+    ap.add_argument(
+        "--bf16", action="store_true", help="modules and inputs in bfloat16 (section t's second type)"
+    )
     args = ap.parse_args()
     torch.set_num_threads(1)
-    n = args.n
-    x = torch.randn(64, n)
-    small = torch.randn(8, 16)
-    refs = {"nn.LayerNorm": torch.nn.LayerNorm, "nn.Linear": lambda k: torch.nn.Linear(k, k)}
+    n, dtype = args.n, (torch.bfloat16 if args.bf16 else torch.float32)
+    x = torch.randn(64, n, dtype=dtype)
+    small = torch.randn(8, 16, dtype=dtype)
+    refs = {
+        "nn.LayerNorm": lambda k: torch.nn.LayerNorm(k, dtype=dtype),
+        "nn.Linear": lambda k: torch.nn.Linear(k, k, dtype=dtype),
+    }
     counts = {name: total(*count_step(make(n), x, "torch")) for name, make in refs.items()}
     hosts = {name: host_time(make(16), small, "torch") for name, make in refs.items()} if args.host else {}
     rows = [(name, "", counts[name], None, hosts.get(name), None, "") for name in refs]
     for spec in O_N + MATRIX:
         ref = "nn.Linear" if spec in MATRIX else "nn.LayerNorm"
         for route in ("torch", "triton"):
-            ops, launches = count_step(create_norm(spec, n), x, route)
+            ops, launches = count_step(create_norm(spec, n, dtype=dtype), x, route)
             k = total(ops, launches)
             detail = ", ".join(f"{a} {b}" for a, b in sorted({**ops, **launches}.items()))
-            host = host_time(create_norm(spec, 16), small, route) if args.host else None
+            host = host_time(create_norm(spec, 16, dtype=dtype), small, route) if args.host else None
             rows.append(
                 (spec, route, k, k / counts[ref], host, None if host is None else host / hosts[ref], detail)
             )

@@ -57,30 +57,42 @@ def jobs(widths: list[int]) -> list[tuple[str, object, dict, dict, int]]:
                 fwd_sig = dict(Y=dtype, OUT=dtype, BIAS=F32, BETA=F32, C=F32, **ROWS)
                 bwd_sig = dict(Y=dtype, G=dtype, GY=dtype, PART=F32, M="i32", BETA=F32, C=F32, **ROWS)
                 tag = f"{label} {dtype[1:]} N={n}"
-                out.append((f"_fwd {tag}", tk._fwd, fwd_sig, dict(modes, SAVE_W=modes["KIND"] == 2, BLOCK=block),
+                aff = dict(HAS_GAMMA=True, HAS_BIAS=True)  # these forms have γ and b
+                out.append((f"_fwd {tag}", tk._fwd, fwd_sig,
+                            dict(modes, SAVE_W=modes["KIND"] == 2, BLOCK=block, **aff), warps))  # fmt: skip
+                out.append((f"_bwd {tag}", tk._bwd, bwd_sig, dict(modes, BLOCK=block, HAS_GAMMA=aff["HAS_GAMMA"]),
                             warps))  # fmt: skip
-                out.append((f"_bwd {tag}", tk._bwd, bwd_sig, dict(modes, BLOCK=block), warps))
             given = dict(Y=dtype, W=dtype, BETA=F32, GAMMA=F32, N="i32", alpha="fp32", p="fp32", r="fp32",
                          beta_bound="fp32", pedestal="fp32")  # fmt: skip
             flags = dict(CENTER=False, RECT=True, A2=True, BLOCK=block)
-            gmodes = dict(flags, PMODE=0, RMODE=0, BETA_VEC=1, BETA_RAW=True)
+            gmodes = dict(flags, PMODE=0, RMODE=0, BETA_VEC=1, BETA_RAW=True, HAS_GAMMA=True)
             tag = f"dn:kappa=full {dtype[1:]} N={n}"
             out.append((f"_psi_fwd {tag}", tk._psi_fwd, dict(Y=dtype, PSI=dtype, N="i32", alpha="fp32"), flags,
                         warps))  # fmt: skip
             out.append((f"_psi_bwd {tag}", tk._psi_bwd,
                         dict(Y=dtype, GPSI=dtype, GY=dtype, ADD=dtype, N="i32", alpha="fp32"),
                         dict(flags, HAS_ADD=True), warps))  # fmt: skip
-            out.append((f"_given_fwd {tag}", tk._given_fwd, dict(BIAS=F32, OUT=dtype, **given), gmodes,
-                        warps))  # fmt: skip
+            out.append((f"_given_fwd {tag}", tk._given_fwd, dict(BIAS=F32, OUT=dtype, **given),
+                        dict(gmodes, HAS_BIAS=True), warps))  # fmt: skip
             out.append((f"_given_bwd {tag}", tk._given_bwd,
                         dict(G=dtype, GY=dtype, GW=dtype, PART=F32, M="i32", **given), gmodes, warps))  # fmt: skip
         grads = dict(
-            SUMS=F32, BETA=F32, C=F32, GB=F32, GC=F32, N="i32", r="fp32", beta_bound="fp32", c_bound="fp32"
+            SUMS=F32,
+            BETA=F32,
+            C=F32,
+            GB=F32,
+            GC=F32,
+            GG="*bf16",
+            GBIAS="*bf16",
+            N="i32",
+            r="fp32",
+            beta_bound="fp32",
+            c_bound="fp32",
         )
         for bv in (0, 1):
             out.append((f"_param_grads vec={bv} N={n}", tk._param_grads, grads,
                         dict(BETA_VEC=bv, C_VEC=bv, BETA_RAW=True, C_RAW=True, NEED_BETA=True, NEED_C=True,
-                             BLOCK=min(block, 1024)), 4))  # fmt: skip
+                             NEED_GAMMA=bool(bv), NEED_BIAS=bool(bv), BLOCK=min(block, 1024)), 4))  # fmt: skip
     for dtype in ("*fp32", "*bf16"):
         out.append((f"_nonneg_fwd {dtype[1:]}", tk._nonneg_fwd,
                     dict(RAW=dtype, OUT=dtype, NUMEL="i32", bound="fp32", pedestal="fp32"),

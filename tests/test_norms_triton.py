@@ -172,6 +172,21 @@ def test_nonnegative_value_and_gradient_in_triton(triton_rows, monkeypatch):
     _assert_near_float64(*results, "NonNegative")
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+def test_bounds_rounded_as_torch_rounds_a_number(dtype):
+    """The kernels' bound for a parameter of this type equals torch's conversion of the Python number."""
+    from lateralnorm.norms import triton_kernel as tk
+
+    gen = torch.Generator().manual_seed(0)
+    values = [0.02457264123503261, 2.0**-9, 1.0, 1 / 3] + (
+        torch.rand(200, generator=gen, dtype=torch.float64) * 4
+    ).tolist()
+    for v in values:
+        want = torch.tensor(v, dtype=dtype).item() if dtype != torch.float32 else v
+        assert tk._bound_in(dtype, v) == want, (dtype, v)
+    assert tk._bound_in(dtype, None) == 0.0
+
+
 def test_bfloat16_parameters_at_their_floor_as_the_pytorch_route(monkeypatch):
     """A bfloat16 β initialized at its floor: its raw value rounds to the bound rounded to bfloat16, which is
     where the PyTorch route compares it; the kernels compare with the same rounded bound, so the gradient
@@ -401,13 +416,17 @@ for kind, center, rect, a2, pmode, rmode in itertools.product(
     for bv, cv, braw, craw in (params[kept % 5], params[(kept + 2) % 5]):
         modes = dict(RECT=rect, A2=a2, PMODE=pmode, RMODE=rmode, KIND=kind, CENTER=center, BETA_VEC=bv,
                      C_VEC=cv, BETA_RAW=braw, C_RAW=craw, BEFORE=2, AFTER=1, BLOCK=128)
-        lower(tk._fwd, dict(Y="*bf16", OUT="*bf16", BIAS=f32, **rows), dict(SAVE_W=kind == 2, **modes))
-        lower(tk._bwd, dict(Y="*bf16", G="*bf16", GY="*bf16", PART=f32, M="i32", **rows), modes)
+        has_gamma, has_bias = kept % 2 == 0, kept % 3 != 0  # an affine, γ alone, b alone (`bias=false`), none
+        lower(tk._fwd, dict(Y="*bf16", OUT="*bf16", BIAS=f32, **rows),
+              dict(SAVE_W=kind == 2, HAS_GAMMA=has_gamma, HAS_BIAS=has_bias, **modes))
+        lower(tk._bwd, dict(Y="*bf16", G="*bf16", GY="*bf16", PART=f32, M="i32", **rows),
+              dict(HAS_GAMMA=has_gamma, **modes))
 for bv, cv, braw, craw, need_b, need_c in itertools.product((0, 1), (0, 1), *[(False, True)] * 4):
     if need_b or need_c:
-        lower(tk._param_grads, dict(SUMS=f32, BETA="*bf16", C=f32, GB="*bf16", GC=f32, N="i32", r="fp32",
-                                    beta_bound="fp32", c_bound="fp32"),
-              dict(BETA_VEC=bv, C_VEC=cv, BETA_RAW=braw, C_RAW=craw, NEED_BETA=need_b, NEED_C=need_c, BLOCK=128))
+        lower(tk._param_grads, dict(SUMS=f32, BETA="*bf16", C=f32, GB="*bf16", GC=f32, GG="*bf16", GBIAS="*bf16",
+                                    N="i32", r="fp32", beta_bound="fp32", c_bound="fp32"),
+              dict(BETA_VEC=bv, C_VEC=cv, BETA_RAW=braw, C_RAW=craw, NEED_BETA=need_b, NEED_C=need_c,
+                   NEED_GAMMA=braw, NEED_BIAS=craw, BLOCK=128))
 for i, (center, rect, a2, pmode, rmode) in enumerate(
         itertools.product((False, True), (False, True), (False, True), (0, 1, 2), (0, 2))):
     flags = dict(CENTER=center, RECT=rect, A2=a2, BLOCK=128)
@@ -417,8 +436,8 @@ for i, (center, rect, a2, pmode, rmode) in enumerate(
     given = dict(Y="*bf16", W="*bf16", BETA=f32, GAMMA=f32, N="i32", alpha="fp32", p="fp32", r="fp32",
                  beta_bound="fp32", pedestal="fp32")
     bv, braw = ((1, True), (1, False), (0, True))[i % 3]
-    gmodes = dict(PMODE=pmode, RMODE=rmode, BETA_VEC=bv, BETA_RAW=braw, **flags)
-    lower(tk._given_fwd, dict(BIAS=f32, OUT="*bf16", **given), gmodes)
+    gmodes = dict(PMODE=pmode, RMODE=rmode, BETA_VEC=bv, BETA_RAW=braw, HAS_GAMMA=i % 2 == 0, **flags)
+    lower(tk._given_fwd, dict(BIAS=f32, OUT="*bf16", **given), dict(HAS_BIAS=i % 3 != 0, **gmodes))
     lower(tk._given_bwd, dict(G="*bf16", GY="*bf16", GW="*bf16", PART=f32, M="i32", **given), gmodes)
 lower(tk._nonneg_fwd, dict(RAW="*bf16", OUT="*bf16", NUMEL="i32", bound="fp32", pedestal="fp32"), dict(BLOCK=1024))
 lower(tk._nonneg_bwd, dict(G="*bf16", RAW="*bf16", GRAW="*bf16", NUMEL="i32", bound="fp32"), dict(BLOCK=1024))
@@ -490,8 +509,10 @@ def test_a_triton_step_launches_no_small_ops(spec, want):
     sums' one reduction, and none of the small element-wise ops that reparametrized β, c and κ around them
     (stop 34: 28 launches for `dn`, 33 for κ full; nn.LayerNorm's step is 2, nn.Linear's 4)."""
     launches = _launches_script()
-    ops, kernels = launches.count_step(create_norm(spec, 40), torch.randn(6, 40), "triton")
-    assert {**ops, **kernels} == want
+    for dtype in (torch.float32, torch.bfloat16):  # γ, b and β raw in their own type: no casts either
+        m = create_norm(spec, 40, dtype=dtype)
+        ops, kernels = launches.count_step(m, torch.randn(6, 40, dtype=dtype), "triton")
+        assert {**ops, **kernels} == ({**want, "_param_grads": 1} if dtype == torch.bfloat16 else want), dtype
 
 
 @pytest.mark.slow

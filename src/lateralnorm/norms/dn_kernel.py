@@ -283,41 +283,24 @@ def learned_alpha_rows(
 
 class TritonRows(torch.autograd.Function):
     """The same formula on CUDA in two Triton kernels (`triton_kernel.py`), float32 arithmetic, and a third for
-    β's and c's gradients. The kernels take β and c as the layer holds them (raw parameters, reparametrized in
-    the kernels), so a step launches no small PyTorch ops around them. Saves the input, the row means and, for
-    the band pool, the window sums."""
+    the parameters' gradients. The kernels take β, c, γ and b as the layer holds them (raw parameters,
+    reparametrized in the kernels; γ and b in their own type), so a step launches no small PyTorch ops around
+    them. Saves the input, the row means and, for the band pool, the window sums."""
 
     @staticmethod
     def forward(ctx: Any, y, beta_src, c_src, gamma, bias, cfg):  # noqa: ANN001
         from lateralnorm.norms import triton_kernel as tk
 
         kind, center, rect, alpha, p, r, before, after = cfg.formula()
-        n, f32 = y.shape[-1], torch.float32
-        gam = y.new_ones(n, dtype=f32) if gamma is None else gamma.to(f32).contiguous()
-        bia = y.new_zeros(n, dtype=f32) if bias is None else bias.to(f32).contiguous()
         beta_src, c_src = beta_src.contiguous(), c_src.contiguous()
+        gamma = None if gamma is None else gamma.contiguous()
+        bias = None if bias is None else bias.contiguous()
         save_w = kind == "band" and any(ctx.needs_input_grad[:5])
         out_dtype = torch.promote_types(y.dtype, beta_src.dtype)  # as the PyTorch kernel's type promotion
         bounds = (cfg.beta_bound, cfg.c_bound)
-        out, mean, w = tk.rows_forward(
-            y,
-            beta_src,
-            c_src,
-            bounds,
-            gam,
-            bia,
-            kind,
-            center,
-            rect,
-            alpha,
-            p,
-            r,
-            before,
-            after,
-            save_w,
-            out_dtype,
-        )
-        ctx.save_for_backward(y, mean, w, beta_src, c_src, gam, gamma, bias)
+        args = (kind, center, rect, alpha, p, r, before, after, save_w, out_dtype)
+        out, mean, w = tk.rows_forward(y, beta_src, c_src, bounds, gamma, bias, *args)
+        ctx.save_for_backward(y, mean, w, beta_src, c_src, gamma, bias)
         ctx.cfg = cfg
         return out
 
@@ -325,23 +308,16 @@ class TritonRows(torch.autograd.Function):
     def backward(ctx: Any, g: torch.Tensor):  # noqa: ANN205
         from lateralnorm.norms import triton_kernel as tk
 
-        y, mean, w, beta_src, c_src, gam, gamma, bias = ctx.saved_tensors
+        y, mean, w, beta_src, c_src, gamma, bias = ctx.saved_tensors
         need = ctx.needs_input_grad
         if torch.is_grad_enabled():  # create_graph=True: differentiate the plain formula instead
             return _differentiable_backward(g, (y, beta_src, c_src, gamma, bias), need, ctx.cfg) + (None,)
         cfg = ctx.cfg
         bounds = (cfg.beta_bound, cfg.c_bound)
-        gy, s_gz, s_g, g_beta, g_c = tk.rows_backward(
-            g.contiguous(), y, mean, w, beta_src, c_src, bounds, gam, need[1], need[2], *cfg.formula()
+        gy, g_beta, g_c, g_gamma, g_bias = tk.rows_backward(
+            g.contiguous(), y, mean, w, beta_src, c_src, bounds, gamma, bias, need[1:5], *cfg.formula()
         )
-        return (
-            gy if need[0] else None,
-            g_beta,
-            g_c,
-            s_gz.to(gamma.dtype) if gamma is not None and need[3] else None,
-            s_g.to(bias.dtype) if bias is not None and need[4] else None,
-            None,
-        )
+        return gy if need[0] else None, g_beta, g_c, g_gamma, g_bias, None
 
 
 def _triton_applies(rows: torch.Tensor, kind: str) -> bool:
@@ -527,21 +503,20 @@ class TritonPsi(torch.autograd.Function):
 class TritonGivenPool(torch.autograd.Function):
     """γ φ(t) (β + W)^(−r) + b on CUDA from rows and their pool W (Triton; `given_pool_node`'s formula), with
     β as the layer holds it (`beta_bound`: a raw `NonNegative` parameter reparametrized in the kernels, and its
-    gradient from a third kernel; None: a buffer). Saves the input and W."""
+    gradient from a third kernel; None: a buffer) and γ, b in their own type. Saves the input and W; its
+    backward hands its share of the input gradient to ψ's node through `share`."""
 
     @staticmethod
     def forward(ctx: Any, y, w, beta_src, beta_bound, gamma, bias, cfg, share):  # noqa: ANN001
         from lateralnorm.norms import triton_kernel as tk
 
-        n, f32 = y.shape[-1], torch.float32
         beta_src = beta_src.contiguous()
-        gam = y.new_ones(n, dtype=f32) if gamma is None else gamma.to(f32).contiguous()
-        bia = y.new_zeros(n, dtype=f32) if bias is None else bias.to(f32).contiguous()
+        gamma = None if gamma is None else gamma.contiguous()
+        bias = None if bias is None else bias.contiguous()
         out_dtype = torch.promote_types(torch.promote_types(y.dtype, w.dtype), beta_src.dtype)
-        out = tk.given_forward(
-            y, w, beta_src, beta_bound, gam, bia, cfg.center, cfg.rect, cfg.alpha, cfg.p, cfg.r, out_dtype
-        )
-        ctx.save_for_backward(y, w, beta_src, gam, gamma, bias)
+        numbers = (cfg.center, cfg.rect, cfg.alpha, cfg.p, cfg.r)
+        out = tk.given_forward(y, w, beta_src, beta_bound, gamma, bias, *numbers, out_dtype)
+        ctx.save_for_backward(y, w, beta_src, gamma, bias)
         ctx.cfg, ctx.beta_bound, ctx.share = cfg, beta_bound, share
         return out
 
@@ -549,30 +524,21 @@ class TritonGivenPool(torch.autograd.Function):
     def backward(ctx: Any, g: torch.Tensor):  # noqa: ANN205
         from lateralnorm.norms import triton_kernel as tk
 
-        y, w, beta_src, gam, gamma, bias = ctx.saved_tensors
+        y, w, beta_src, gamma, bias = ctx.saved_tensors
         cfg, need, bound = ctx.cfg, ctx.needs_input_grad, ctx.beta_bound
+        numbers = (cfg.center, cfg.rect, cfg.alpha, cfg.p, cfg.r)
         if torch.is_grad_enabled():  # create_graph=True: differentiate the plain formula instead
-            numbers = (cfg.center, cfg.rect, cfg.alpha, cfg.p, cfg.r)
             wanted = (need[0], need[1], need[2], need[4], need[5])
             gy, gw, g_beta, g_gamma, g_bias = _given_pool_formula_backward(
                 g, y, w, beta_src, gamma, bias, numbers, wanted, bound
             )
             return gy, gw, g_beta, None, g_gamma, g_bias, None, None
-        gy, gw, s_gz, s_g, g_beta = tk.given_backward(
-            g.contiguous(), y, w, beta_src, bound, gam, need[2], cfg.center, cfg.rect, cfg.alpha, cfg.p, cfg.r
+        gy, gw, g_beta, g_gamma, g_bias = tk.given_backward(
+            g.contiguous(), y, w, beta_src, bound, gamma, bias, (need[2], need[4], need[5]), *numbers
         )
         if need[0] and need[1]:  # ψ's node runs next (W depends on y through it) and adds this share
             ctx.share.gy, gy = gy, None
-        return (
-            gy if need[0] else None,
-            gw if need[1] else None,
-            g_beta,
-            None,
-            s_gz.to(gamma.dtype) if gamma is not None and need[4] else None,
-            s_g.to(bias.dtype) if bias is not None and need[5] else None,
-            None,
-            None,
-        )
+        return gy if need[0] else None, gw if need[1] else None, g_beta, None, g_gamma, g_bias, None, None
 
 
 class PooledDivisive(torch.autograd.Function):

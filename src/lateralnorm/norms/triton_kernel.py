@@ -19,6 +19,7 @@ kernel, and `benchmarks/gpu_check.py` (section a.triton) checks them on a GPU.
 from __future__ import annotations
 
 import functools
+import struct
 
 import triton
 import triton.language as tl
@@ -122,6 +123,17 @@ def _beta_c(BETA, C, offs, mask, beta_bound, c_bound, pedestal, BETA_VEC: tl.con
 
 
 @triton.jit
+def _unit(SRC, offs, mask, HAS: tl.constexpr, default):
+    """γ or b in each lane, float32, from its own type; `default` (1 for γ, 0 for b) where the layer has none
+    (HAS false: nothing is read); 0 in masked lanes."""
+    if HAS:
+        v = tl.load(SRC + offs, mask=mask, other=0.0).to(tl.float32)
+    else:
+        v = tl.where(mask, default, 0.0)
+    return v
+
+
+@triton.jit
 def _means(y, mask, N, CENTER: tl.constexpr):
     """The row's mean in two steps (the second removes the rounding error of the first), or zeros."""
     if CENTER:
@@ -138,7 +150,8 @@ def _fwd(Y, OUT, MEAN, WSAVE, BETA, C, GAMMA, BIAS, N, alpha, p, r, beta_bound, 
          KIND: tl.constexpr, CENTER: tl.constexpr, RECT: tl.constexpr, A2: tl.constexpr,
          PMODE: tl.constexpr, RMODE: tl.constexpr, BETA_VEC: tl.constexpr, C_VEC: tl.constexpr,
          BETA_RAW: tl.constexpr, C_RAW: tl.constexpr, BEFORE: tl.constexpr,
-         AFTER: tl.constexpr, SAVE_W: tl.constexpr, BLOCK: tl.constexpr):  # fmt: skip
+         AFTER: tl.constexpr, SAVE_W: tl.constexpr, HAS_GAMMA: tl.constexpr, HAS_BIAS: tl.constexpr,
+         BLOCK: tl.constexpr):  # fmt: skip
     row = tl.program_id(0)
     offs = tl.arange(0, BLOCK)
     mask = offs < N
@@ -163,8 +176,8 @@ def _fwd(Y, OUT, MEAN, WSAVE, BETA, C, GAMMA, BIAS, N, alpha, p, r, beta_bound, 
     beta, c = _beta_c(BETA, C, offs, mask, beta_bound, c_bound, pedestal, BETA_VEC, C_VEC, BETA_RAW, C_RAW)
     d = beta + c * w
     z = _phi(t, psi, RECT, PMODE, p) * _dr(d, RMODE, r)
-    gamma = tl.load(GAMMA + offs, mask=mask, other=0.0)
-    bias = tl.load(BIAS + offs, mask=mask, other=0.0)
+    gamma = _unit(GAMMA, offs, mask, HAS_GAMMA, 1.0)
+    bias = _unit(BIAS, offs, mask, HAS_BIAS, 0.0)
     tl.store(OUT + base + offs, (z * gamma + bias).to(OUT.dtype.element_ty), mask=mask)
     tl.store(MEAN + 2 * row, m)
     tl.store(MEAN + 2 * row + 1, m2)
@@ -173,7 +186,8 @@ def _fwd(Y, OUT, MEAN, WSAVE, BETA, C, GAMMA, BIAS, N, alpha, p, r, beta_bound, 
 @triton.jit
 def _q_at(Y, G, WSAVE, BETA, C, GAMMA, base, o2, inside, m, mb, N, alpha, p, r, beta_bound, c_bound, pedestal,
           RECT: tl.constexpr, A2: tl.constexpr, PMODE: tl.constexpr, RMODE: tl.constexpr,
-          BETA_VEC: tl.constexpr, C_VEC: tl.constexpr, BETA_RAW: tl.constexpr, C_RAW: tl.constexpr):  # fmt: skip
+          BETA_VEC: tl.constexpr, C_VEC: tl.constexpr, BETA_RAW: tl.constexpr, C_RAW: tl.constexpr,
+          HAS_GAMMA: tl.constexpr):  # fmt: skip
     """−r·c·q at the units o2 of a band-pooled row (for the transpose of the window)."""
     y2 = tl.load(Y + base + o2, mask=inside, other=0.0).to(tl.float32)
     t2 = (y2 - m) - mb
@@ -182,8 +196,8 @@ def _q_at(Y, G, WSAVE, BETA, C, GAMMA, base, o2, inside, m, mb, N, alpha, p, r, 
     d2 = beta2 + c2 * w2
     psi2 = _psi(t2, RECT, A2, alpha)
     z2 = _phi(t2, psi2, RECT, PMODE, p) * _dr(d2, RMODE, r)
-    gz2 = tl.load(G + base + o2, mask=inside, other=0.0).to(tl.float32) * tl.load(
-        GAMMA + o2, mask=inside, other=0.0
+    gz2 = tl.load(G + base + o2, mask=inside, other=0.0).to(tl.float32) * _unit(
+        GAMMA, o2, inside, HAS_GAMMA, 1.0
     )
     return tl.where(inside, -r * c2 * gz2 * z2 / d2, 0.0)
 
@@ -193,7 +207,7 @@ def _bwd(Y, G, GY, MEAN, WSAVE, BETA, C, GAMMA, PART, M, N, alpha, p, r, beta_bo
          KIND: tl.constexpr, CENTER: tl.constexpr, RECT: tl.constexpr, A2: tl.constexpr,
          PMODE: tl.constexpr, RMODE: tl.constexpr, BETA_VEC: tl.constexpr, C_VEC: tl.constexpr,
          BETA_RAW: tl.constexpr, C_RAW: tl.constexpr, BEFORE: tl.constexpr,
-         AFTER: tl.constexpr, BLOCK: tl.constexpr):  # fmt: skip
+         AFTER: tl.constexpr, HAS_GAMMA: tl.constexpr, BLOCK: tl.constexpr):  # fmt: skip
     """Program k takes the rows k, k + P, k + 2P, … (P programs) and keeps its share of the four column sums in
     registers: one (4, N) partial per program, not per row, so the sums cost no extra pass over the rows."""
     pid = tl.program_id(0).to(tl.int64)
@@ -201,7 +215,7 @@ def _bwd(Y, G, GY, MEAN, WSAVE, BETA, C, GAMMA, PART, M, N, alpha, p, r, beta_bo
     offs = tl.arange(0, BLOCK)
     mask = offs < N
     beta, c = _beta_c(BETA, C, offs, mask, beta_bound, c_bound, pedestal, BETA_VEC, C_VEC, BETA_RAW, C_RAW)
-    gamma = tl.load(GAMMA + offs, mask=mask, other=0.0)
+    gamma = _unit(GAMMA, offs, mask, HAS_GAMMA, 1.0)
     s_gz = tl.zeros([BLOCK], dtype=tl.float32)
     s_g = tl.zeros([BLOCK], dtype=tl.float32)
     s_q = tl.zeros([BLOCK], dtype=tl.float32)
@@ -245,7 +259,7 @@ def _bwd(Y, G, GY, MEAN, WSAVE, BETA, C, GAMMA, PART, M, N, alpha, p, r, beta_bo
                 inside = (o2 >= 0) & (o2 < N)
                 gpsi += _q_at(Y, G, WSAVE, BETA, C, GAMMA, base, o2, inside, m, mb, N, alpha, p, r, beta_bound,
                               c_bound, pedestal, RECT, A2, PMODE, RMODE, BETA_VEC, C_VEC, BETA_RAW,
-                              C_RAW)  # fmt: skip
+                              C_RAW, HAS_GAMMA)  # fmt: skip
         gt = tl.where(mask, v + gpsi * dpsi, 0.0)
         if CENTER:
             gt = tl.where(mask, gt - tl.sum(gt, axis=0) / N, 0.0)
@@ -258,8 +272,9 @@ def _bwd(Y, G, GY, MEAN, WSAVE, BETA, C, GAMMA, PART, M, N, alpha, p, r, beta_bo
 
 
 @triton.jit
-def _param_grads(SUMS, BETA, C, GB, GC, N, r, beta_bound, c_bound, BETA_VEC: tl.constexpr, C_VEC: tl.constexpr,
-                 BETA_RAW: tl.constexpr, C_RAW: tl.constexpr, NEED_BETA: tl.constexpr, NEED_C: tl.constexpr,
+def _param_grads(SUMS, BETA, C, GB, GC, GG, GBIAS, N, r, beta_bound, c_bound, BETA_VEC: tl.constexpr,
+                 C_VEC: tl.constexpr, BETA_RAW: tl.constexpr, C_RAW: tl.constexpr, NEED_BETA: tl.constexpr,
+                 NEED_C: tl.constexpr, NEED_GAMMA: tl.constexpr, NEED_BIAS: tl.constexpr,
                  BLOCK: tl.constexpr):  # fmt: skip
     """∂L/∂β = −r Σ q and ∂L/∂c = −r Σ q W from the column sums SUMS (rows Σ g z, Σ g, Σ q, Σ q W; a matrix
     pool's has no fourth and asks for β alone), per
@@ -270,6 +285,13 @@ def _param_grads(SUMS, BETA, C, GB, GC, N, r, beta_bound, c_bound, BETA_VEC: tl.
         _param_grad(SUMS + 2 * N, BETA, GB, N, r, beta_bound, BETA_VEC, BETA_RAW, BLOCK)
     if NEED_C:
         _param_grad(SUMS + 3 * N, C, GC, N, r, c_bound, C_VEC, C_RAW, BLOCK)
+    for start in range(0, N, BLOCK):  # γ's and b's (Σ g z, Σ g) in their own type where it is not float32
+        offs = start + tl.arange(0, BLOCK)
+        mask = offs < N
+        if NEED_GAMMA:
+            tl.store(GG + offs, tl.load(SUMS + offs, mask=mask).to(GG.dtype.element_ty), mask=mask)
+        if NEED_BIAS:
+            tl.store(GBIAS + offs, tl.load(SUMS + N + offs, mask=mask).to(GBIAS.dtype.element_ty), mask=mask)
 
 
 @triton.jit
@@ -356,7 +378,8 @@ def _psi_bwd(Y, GPSI, GY, ADD, N, alpha, CENTER: tl.constexpr, RECT: tl.constexp
 @triton.jit
 def _given_fwd(Y, W, BETA, GAMMA, BIAS, OUT, N, alpha, p, r, beta_bound, pedestal, CENTER: tl.constexpr,
                RECT: tl.constexpr, A2: tl.constexpr, PMODE: tl.constexpr, RMODE: tl.constexpr,
-               BETA_VEC: tl.constexpr, BETA_RAW: tl.constexpr, BLOCK: tl.constexpr):  # fmt: skip
+               BETA_VEC: tl.constexpr, BETA_RAW: tl.constexpr, HAS_GAMMA: tl.constexpr, HAS_BIAS: tl.constexpr,
+               BLOCK: tl.constexpr):  # fmt: skip
     offs = tl.arange(0, BLOCK)
     mask = offs < N
     base = tl.program_id(0).to(tl.int64) * N
@@ -364,22 +387,22 @@ def _given_fwd(Y, W, BETA, GAMMA, BIAS, OUT, N, alpha, p, r, beta_bound, pedesta
     w = tl.load(W + base + offs, mask=mask, other=0.0).to(tl.float32)
     d = _value(BETA, offs, mask, beta_bound, pedestal, 1.0, BETA_VEC, BETA_RAW) + w
     z = _phi_of(t, RECT, A2, PMODE, alpha, p) * _dr(d, RMODE, r)
-    gamma = tl.load(GAMMA + offs, mask=mask, other=0.0)
-    bias = tl.load(BIAS + offs, mask=mask, other=0.0)
+    gamma = _unit(GAMMA, offs, mask, HAS_GAMMA, 1.0)
+    bias = _unit(BIAS, offs, mask, HAS_BIAS, 0.0)
     tl.store(OUT + base + offs, (z * gamma + bias).to(OUT.dtype.element_ty), mask=mask)
 
 
 @triton.jit
 def _given_bwd(Y, W, G, BETA, GAMMA, GY, GW, PART, M, N, alpha, p, r, beta_bound, pedestal, CENTER: tl.constexpr,
                RECT: tl.constexpr, A2: tl.constexpr, PMODE: tl.constexpr, RMODE: tl.constexpr,
-               BETA_VEC: tl.constexpr, BETA_RAW: tl.constexpr, BLOCK: tl.constexpr):  # fmt: skip
+               BETA_VEC: tl.constexpr, BETA_RAW: tl.constexpr, HAS_GAMMA: tl.constexpr, BLOCK: tl.constexpr):  # fmt: skip
     """Every P-th row, as `_bwd`: ∂/∂W = −r·q, the input's share v, and the column sums Σ g z, Σ g, Σ q."""
     pid = tl.program_id(0).to(tl.int64)
     programs = tl.num_programs(0).to(tl.int64)
     offs = tl.arange(0, BLOCK)
     mask = offs < N
     beta = _value(BETA, offs, mask, beta_bound, pedestal, 1.0, BETA_VEC, BETA_RAW)
-    gamma = tl.load(GAMMA + offs, mask=mask, other=0.0)
+    gamma = _unit(GAMMA, offs, mask, HAS_GAMMA, 1.0)
     s_gz = tl.zeros([BLOCK], dtype=tl.float32)
     s_g = tl.zeros([BLOCK], dtype=tl.float32)
     s_q = tl.zeros([BLOCK], dtype=tl.float32)
@@ -450,15 +473,21 @@ def applies(y, kind: str) -> bool:  # noqa: ANN001
 
 @functools.lru_cache(maxsize=64)
 def _bound_in(dtype, bound: float | None) -> float:  # noqa: ANN001
-    """A raw parameter's bound as the PyTorch route compares it, rounded to the parameter's type (it differs
-    from the float32 value for bfloat16 and float16; a parameter initialized at its floor sits on it); 0 for none."""
+    """A raw parameter's bound as the PyTorch route compares it: rounded to the parameter's type (through float32,
+    as torch converts a Python number), which differs from the float32 value for bfloat16 and float16 (a parameter
+    initialized at its floor sits on it); 0 for none. No tensor op (a CPU scalar would count as device work)."""
     import torch
 
     if bound is None:
         return 0.0
-    return (
-        float(torch.tensor(bound, dtype=dtype)) if dtype in (torch.bfloat16, torch.float16) else float(bound)
-    )
+    f32 = struct.unpack("<f", struct.pack("<f", bound))[0]
+    if dtype == torch.float16:
+        return struct.unpack("<e", struct.pack("<e", f32))[0]
+    if dtype == torch.bfloat16:  # the upper 16 bits of float32, rounded to nearest even
+        u = struct.unpack("<I", struct.pack("<f", f32))[0]
+        u = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16) << 16
+        return struct.unpack("<f", struct.pack("<I", u))[0]
+    return float(bound)
 
 
 def _on_its_device(fn):  # noqa: ANN001, ANN202
@@ -487,11 +516,42 @@ def _param_args(beta, c, bounds) -> tuple[tuple, dict]:  # noqa: ANN001
     return scalars, modes
 
 
+def _affine_args(y, gamma, bias) -> tuple:  # noqa: ANN001
+    """(γ pointer, b pointer, modes): the layer's own tensors in their own type, or y where it has none (not
+    read: HAS_GAMMA / HAS_BIAS false)."""
+    return (y if gamma is None else gamma, y if bias is None else bias,
+            dict(HAS_GAMMA=gamma is not None, HAS_BIAS=bias is not None))  # fmt: skip
+
+
+def _finish(sums, beta, c, scalars, pmodes, need: tuple, gamma, bias, r: float) -> tuple:  # noqa: ANN001
+    """(∂L/∂β, ∂L/∂c, ∂L/∂γ, ∂L/∂b) from the column sums (rows Σ g z, Σ g, Σ q[, Σ q W]), None where `need`
+    (β, c, γ, b) says no: the raw parameters' through `_param_grads`, γ's and b's the sums themselves where they
+    are float32, else written in their type by the same launch (one launch or none)."""
+    import torch
+
+    n = sums.shape[-1]
+    need_beta, need_c = need[0], need[1]
+    need_gamma, need_bias = need[2] and gamma is not None, need[3] and bias is not None
+    cast_gamma = need_gamma and gamma.dtype != torch.float32
+    cast_bias = need_bias and bias.dtype != torch.float32
+    g_beta = torch.empty_like(beta) if need_beta else None
+    g_c = torch.empty_like(c) if need_c else None
+    g_gamma = torch.empty_like(gamma) if cast_gamma else (sums[0] if need_gamma else None)
+    g_bias = torch.empty_like(bias) if cast_bias else (sums[1] if need_bias else None)
+    if need_beta or need_c or cast_gamma or cast_bias:
+        _param_grads[(1,)](
+            sums, beta, c, *(t if t is not None else sums for t in (g_beta, g_c, g_gamma, g_bias)), n, float(r),
+            *scalars[:2], NEED_BETA=need_beta, NEED_C=need_c, NEED_GAMMA=cast_gamma, NEED_BIAS=cast_bias,
+            BLOCK=min(_pow2(n), 1024), **pmodes,
+        )  # fmt: skip
+    return g_beta, g_c, g_gamma, g_bias
+
+
 @_on_its_device
 def rows_forward(y, beta, c, bounds, gamma, bias, kind: str, center: bool, rect: bool, alpha: float, p: float,
                  r: float, before: int, after: int, save_w: bool, out_dtype):  # noqa: ANN001, ANN201  # fmt: skip
-    """(out, mean (M, 2) float32, w) for rows y (M, N); β and c as the layer holds them (see `_param_args`),
-    γ and b float32 (N,)."""
+    """(out, mean (M, 2) float32, w) for rows y (M, N); β, c, γ and b as the layer holds them (see `_param_args`;
+    γ, b (N,) in their own type, or None)."""
     import torch
 
     m_rows, n = y.shape
@@ -504,20 +564,21 @@ def rows_forward(y, beta, c, bounds, gamma, bias, kind: str, center: bool, rect:
     )
     if m_rows:
         scalars, pmodes = _param_args(beta, c, bounds)
+        gam, bia, amodes = _affine_args(y, gamma, bias)
         _fwd[(m_rows,)](
-            y, out, mean, w, beta, c, gamma, bias, n, float(alpha), float(p), float(r), *scalars,
+            y, out, mean, w, beta, c, gam, bia, n, float(alpha), float(p), float(r), *scalars,
             KIND={"self": 0, "uniform": 1, "band": 2}[kind], CENTER=center, BEFORE=before, AFTER=after,
             SAVE_W=save_w and kind == "band", BLOCK=_pow2(n),
-            num_warps=warps(_pow2(n)), **_modes(rect, alpha, p, r), **pmodes,
+            num_warps=warps(_pow2(n)), **_modes(rect, alpha, p, r), **pmodes, **amodes,
         )  # fmt: skip
     return out, mean, (w if (save_w and kind == "band") else None)
 
 
 @_on_its_device
-def rows_backward(g, y, mean, w, beta, c, bounds, gamma, need_beta: bool, need_c: bool, kind: str, center: bool,
-                  rect: bool, alpha: float, p: float, r: float, before: int, after: int):  # noqa: ANN001, ANN201  # fmt: skip
-    """(gy, Σ g z, Σ g, ∂L/∂β, ∂L/∂c): the sums (N,) float32 over the rows; the raw parameters' gradients (None
-    where not asked) in their sources' shape and type."""
+def rows_backward(g, y, mean, w, beta, c, bounds, gamma, bias, need: tuple, kind: str, center: bool, rect: bool,
+                  alpha: float, p: float, r: float, before: int, after: int):  # noqa: ANN001, ANN201  # fmt: skip
+    """(gy, ∂L/∂β, ∂L/∂c, ∂L/∂γ, ∂L/∂b): the parameters' gradients (None where `need` (β, c, γ, b) says no) in
+    their sources' shape and type."""
     import torch
 
     m_rows, n = y.shape
@@ -527,22 +588,17 @@ def rows_backward(g, y, mean, w, beta, c, bounds, gamma, need_beta: bool, need_c
     if m_rows:  # every program writes its partial
         part = torch.empty((programs, 4, n), device=y.device, dtype=torch.float32)
         block = _pow2(n)
+        gam, _, amodes = _affine_args(y, gamma, None)
         _bwd[(programs,)](
-            y, g, gy, mean, w if w is not None else mean, beta, c, gamma, part, m_rows, n, float(alpha), float(p),
+            y, g, gy, mean, w if w is not None else mean, beta, c, gam, part, m_rows, n, float(alpha), float(p),
             float(r), *scalars, KIND={"self": 0, "uniform": 1, "band": 2}[kind], CENTER=center, BEFORE=before,
-            AFTER=after, BLOCK=block, num_warps=warps(block), **_modes(rect, alpha, p, r), **pmodes,
+            AFTER=after, BLOCK=block, num_warps=warps(block), HAS_GAMMA=amodes["HAS_GAMMA"],
+            **_modes(rect, alpha, p, r), **pmodes,
         )  # fmt: skip
         sums = part.sum(0)  # (4, N)
     else:
         sums = torch.zeros((4, n), device=y.device, dtype=torch.float32)
-    g_beta = torch.empty_like(beta) if need_beta else None
-    g_c = torch.empty_like(c) if need_c else None
-    if need_beta or need_c:
-        _param_grads[(1,)](
-            sums, beta, c, g_beta if need_beta else sums, g_c if need_c else sums, n, float(r), *scalars[:2],
-            NEED_BETA=need_beta, NEED_C=need_c, BLOCK=min(_pow2(n), 1024), **pmodes,
-        )  # fmt: skip
-    return gy, sums[0], sums[1], g_beta, g_c
+    return (gy, *_finish(sums, beta, c, scalars, pmodes, need, gamma, bias, r))
 
 
 # Programs of the backward on the CPU (Triton's interpreter, the tests): few, so that each takes several rows.
@@ -600,7 +656,7 @@ def psi_backward(g_psi, y, center: bool, rect: bool, alpha: float, add=None):  #
 def given_forward(y, w, beta, beta_bound, gamma, bias, center: bool, rect: bool, alpha: float, p: float,
                   r: float, out_dtype):  # noqa: ANN001, ANN201  # fmt: skip
     """γ φ(t) (β + W)^(−r) + b for rows y and their pool W (M, N); β as the layer holds it ((N,) or (1,); a raw
-    `NonNegative` parameter with its bound, or a buffer and None), γ, b float32 (N,)."""
+    `NonNegative` parameter with its bound, or a buffer and None), γ, b (N,) in their own type or None."""
     import torch
 
     m_rows, n = y.shape
@@ -609,40 +665,39 @@ def given_forward(y, w, beta, beta_bound, gamma, bias, center: bool, rect: bool,
         block = _pow2(n)
         modes = _modes(rect, alpha, p, r)
         (bound, _, pedestal), pmodes = _param_args(beta, beta, (beta_bound, None))
-        _given_fwd[(m_rows,)](y, w, beta, gamma, bias, out, n, float(alpha), float(p), float(r), bound, pedestal,
+        gam, bia, amodes = _affine_args(y, gamma, bias)
+        _given_fwd[(m_rows,)](y, w, beta, gam, bia, out, n, float(alpha), float(p), float(r), bound, pedestal,
                               CENTER=center, BLOCK=block, num_warps=warps(block), BETA_VEC=pmodes["BETA_VEC"],
-                              BETA_RAW=pmodes["BETA_RAW"], **modes)  # fmt: skip
+                              BETA_RAW=pmodes["BETA_RAW"], **modes, **amodes)  # fmt: skip
     return out
 
 
 @_on_its_device
-def given_backward(g, y, w, beta, beta_bound, gamma, need_beta: bool, center: bool, rect: bool, alpha: float,
+def given_backward(g, y, w, beta, beta_bound, gamma, bias, need: tuple, center: bool, rect: bool, alpha: float,
                    p: float, r: float):  # noqa: ANN001, ANN201  # fmt: skip
-    """(the input's share of its gradient, ∂/∂W, Σ g z, Σ g, ∂L/∂β): ∂/∂γ = Σ g z, ∂/∂b = Σ g; β's gradient
-    (−r Σ q, back to the raw parameter) in its source's shape and type, None unless `need_beta`."""
+    """(the input's share of its gradient, ∂/∂W, ∂L/∂β, ∂L/∂γ, ∂L/∂b), None where `need` (β, γ, b) says no:
+    ∂/∂β = −r Σ q (back to the raw parameter), ∂/∂γ = Σ g z, ∂/∂b = Σ g, in their sources' shape and type."""
     import torch
 
     m_rows, n = y.shape
     gy, gw = torch.empty_like(y), torch.empty_like(w)
     programs = row_programs(m_rows, y.device)
-    (bound, _, pedestal), pmodes = _param_args(beta, beta, (beta_bound, None))
+    scalars, pmodes = _param_args(beta, beta, (beta_bound, None))
+    pmodes = dict(pmodes, C_VEC=0, C_RAW=False)
     if m_rows:  # every program writes its partial
         part = torch.empty((programs, 3, n), device=y.device, dtype=torch.float32)
         block = _pow2(n)
-        _given_bwd[(programs,)](y, w, g, beta, gamma, gy, gw, part, m_rows, n, float(alpha), float(p), float(r),
-                                bound, pedestal, CENTER=center, BLOCK=block, num_warps=warps(block),
+        gam, _, amodes = _affine_args(y, gamma, None)
+        _given_bwd[(programs,)](y, w, g, beta, gam, gy, gw, part, m_rows, n, float(alpha), float(p), float(r),
+                                scalars[0], scalars[2], CENTER=center, BLOCK=block, num_warps=warps(block),
                                 BETA_VEC=pmodes["BETA_VEC"], BETA_RAW=pmodes["BETA_RAW"],
-                                **_modes(rect, alpha, p, r))  # fmt: skip
+                                HAS_GAMMA=amodes["HAS_GAMMA"], **_modes(rect, alpha, p, r))  # fmt: skip
         sums = part.sum(0)  # (3, N): Σ g z, Σ g, Σ q
     else:
         sums = torch.zeros((3, n), device=y.device, dtype=torch.float32)
-    g_beta = None
-    if need_beta:
-        g_beta = torch.empty_like(beta)
-        _param_grads[(1,)](sums, beta, beta, g_beta, g_beta, n, float(r), bound, 0.0, NEED_BETA=True, NEED_C=False,
-                           BLOCK=min(_pow2(n), 1024), BETA_VEC=pmodes["BETA_VEC"], C_VEC=0,
-                           BETA_RAW=pmodes["BETA_RAW"], C_RAW=False)  # fmt: skip
-    return gy, gw, sums[0], sums[1], g_beta
+    g_beta, _, g_gamma, g_bias = _finish(sums, beta, beta, scalars, pmodes, (need[0], False, need[1], need[2]),
+                                         gamma, bias, r)  # fmt: skip
+    return gy, gw, g_beta, g_gamma, g_bias
 
 
 ELEMENTS = 1024  # elements per program of the element-wise kernels
