@@ -29,7 +29,8 @@ ROWS = dict(MEAN=F32, WSAVE=F32, GAMMA=F32, N="i32", alpha="fp32", p="fp32", r="
 
 def _o_n_modes() -> list[tuple[str, dict]]:
     """(label, constexprs) of the O(N) kernels for the forms section t times: dn (uniform, α = 2, r = 1/2),
-    self, band:5, preset=ln (shared fixed β and c), and a learned-β general power (α = 1.5)."""
+    self, band:5, preset=ln (shared fixed β and c), and a learned-β general power (α = 1.5); and the LRN preset
+    (a band without γ and b)."""
     base = dict(CENTER=False, RECT=True, A2=True, PMODE=0, RMODE=0, BETA_VEC=1, C_VEC=1, BETA_RAW=True,
                 C_RAW=True, BEFORE=0, AFTER=0)  # fmt: skip
     return [
@@ -41,6 +42,10 @@ def _o_n_modes() -> list[tuple[str, dict]]:
             dict(base, KIND=1, CENTER=True, RECT=False, BETA_VEC=0, C_VEC=0, BETA_RAW=False, C_RAW=False),
         ),  # fmt: skip
         ("dn:alpha=1.5", dict(base, KIND=1, A2=False, PMODE=2, RMODE=0)),
+        (
+            "dn:preset=lrn",
+            dict(base, KIND=2, RECT=False, RMODE=2, BEFORE=2, AFTER=2, BETA_RAW=False, C_RAW=False),
+        ),  # fmt: skip  (no γ, no b)
     ]
 
 
@@ -53,16 +58,23 @@ def jobs(widths: list[int]) -> list[tuple[str, object, dict, dict, int]]:
         block = tk._pow2(n)
         warps = tk.warps(block)
         for dtype in ("*fp32", "*bf16"):
+            # as section t runs them: the whole module in the rows' type (β, c, γ, b raw in it), except the band
+            # backward's γ, which the host hands over in float32
+            par = dtype
             for label, modes in _o_n_modes():
-                fwd_sig = dict(Y=dtype, OUT=dtype, BIAS=F32, BETA=F32, C=F32, **ROWS)
-                bwd_sig = dict(Y=dtype, G=dtype, GY=dtype, PART=F32, M="i32", BETA=F32, C=F32, **ROWS)
+                rows = dict(ROWS, GAMMA=par)
+                fwd_sig = dict(Y=dtype, OUT=dtype, BIAS=par, BETA=par, C=par, **rows)
+                bwd_sig = dict(Y=dtype, G=dtype, GY=dtype, PART=F32, M="i32", BETA=par, C=par, **rows)
+                if modes["KIND"] == 2:
+                    bwd_sig["GAMMA"] = F32
                 tag = f"{label} {dtype[1:]} N={n}"
-                aff = dict(HAS_GAMMA=True, HAS_BIAS=True)  # these forms have γ and b
+                affine = label != "dn:preset=lrn"
+                aff = dict(HAS_GAMMA=affine, HAS_BIAS=affine)
                 out.append((f"_fwd {tag}", tk._fwd, fwd_sig,
                             dict(modes, SAVE_W=modes["KIND"] == 2, BLOCK=block, **aff), warps))  # fmt: skip
                 out.append((f"_bwd {tag}", tk._bwd, bwd_sig, dict(modes, BLOCK=block, HAS_GAMMA=aff["HAS_GAMMA"]),
                             warps))  # fmt: skip
-            given = dict(Y=dtype, W=dtype, BETA=F32, GAMMA=F32, N="i32", alpha="fp32", p="fp32", r="fp32",
+            given = dict(Y=dtype, W=dtype, BETA=par, GAMMA=par, N="i32", alpha="fp32", p="fp32", r="fp32",
                          beta_bound="fp32", pedestal="fp32")  # fmt: skip
             flags = dict(CENTER=False, RECT=True, A2=True, BLOCK=block)
             gmodes = dict(flags, PMODE=0, RMODE=0, BETA_VEC=1, BETA_RAW=True, HAS_GAMMA=True)
@@ -72,7 +84,7 @@ def jobs(widths: list[int]) -> list[tuple[str, object, dict, dict, int]]:
             out.append((f"_psi_bwd {tag}", tk._psi_bwd,
                         dict(Y=dtype, GPSI=dtype, GY=dtype, ADD=dtype, N="i32", alpha="fp32"),
                         dict(flags, HAS_ADD=True), warps))  # fmt: skip
-            out.append((f"_given_fwd {tag}", tk._given_fwd, dict(BIAS=F32, OUT=dtype, **given),
+            out.append((f"_given_fwd {tag}", tk._given_fwd, dict(BIAS=par, OUT=dtype, **given),
                         dict(gmodes, HAS_BIAS=True), warps))  # fmt: skip
             out.append((f"_given_bwd {tag}", tk._given_bwd,
                         dict(G=dtype, GY=dtype, GW=dtype, PART=F32, M="i32", **given), gmodes, warps))  # fmt: skip

@@ -196,9 +196,9 @@ def _q_at(Y, G, WSAVE, BETA, C, GAMMA, base, o2, inside, m, mb, N, alpha, p, r, 
     d2 = beta2 + c2 * w2
     psi2 = _psi(t2, RECT, A2, alpha)
     z2 = _phi(t2, psi2, RECT, PMODE, p) * _dr(d2, RMODE, r)
-    gz2 = tl.load(G + base + o2, mask=inside, other=0.0).to(tl.float32) * _unit(
-        GAMMA, o2, inside, HAS_GAMMA, 1.0
-    )
+    gz2 = tl.load(G + base + o2, mask=inside, other=0.0).to(tl.float32)
+    if HAS_GAMMA:  # (no γ: no multiply at all; a where(…, 1, 0) here cost the band backward registers)
+        gz2 = gz2 * tl.load(GAMMA + o2, mask=inside, other=0.0).to(tl.float32)
     return tl.where(inside, -r * c2 * gz2 * z2 / d2, 0.0)
 
 
@@ -215,7 +215,8 @@ def _bwd(Y, G, GY, MEAN, WSAVE, BETA, C, GAMMA, PART, M, N, alpha, p, r, beta_bo
     offs = tl.arange(0, BLOCK)
     mask = offs < N
     beta, c = _beta_c(BETA, C, offs, mask, beta_bound, c_bound, pedestal, BETA_VEC, C_VEC, BETA_RAW, C_RAW)
-    gamma = _unit(GAMMA, offs, mask, HAS_GAMMA, 1.0)
+    if HAS_GAMMA:
+        gamma = tl.load(GAMMA + offs, mask=mask, other=0.0).to(tl.float32)
     s_gz = tl.zeros([BLOCK], dtype=tl.float32)
     s_g = tl.zeros([BLOCK], dtype=tl.float32)
     s_q = tl.zeros([BLOCK], dtype=tl.float32)
@@ -238,7 +239,9 @@ def _bwd(Y, G, GY, MEAN, WSAVE, BETA, C, GAMMA, PART, M, N, alpha, p, r, beta_bo
         d = beta + c * w
         k = _dr(d, RMODE, r)
         z = _phi(t, psi, RECT, PMODE, p) * k
-        gz = g * gamma
+        gz = g
+        if HAS_GAMMA:
+            gz = g * gamma
         q = tl.where(mask, gz * z / d, 0.0)
         v = tl.where(mask, gz * k * _dphi(t, RECT, PMODE, A2, alpha, p), 0.0)
         s_gz += tl.where(mask, g * z, 0.0)
@@ -402,7 +405,8 @@ def _given_bwd(Y, W, G, BETA, GAMMA, GY, GW, PART, M, N, alpha, p, r, beta_bound
     offs = tl.arange(0, BLOCK)
     mask = offs < N
     beta = _value(BETA, offs, mask, beta_bound, pedestal, 1.0, BETA_VEC, BETA_RAW)
-    gamma = _unit(GAMMA, offs, mask, HAS_GAMMA, 1.0)
+    if HAS_GAMMA:
+        gamma = tl.load(GAMMA + offs, mask=mask, other=0.0).to(tl.float32)
     s_gz = tl.zeros([BLOCK], dtype=tl.float32)
     s_g = tl.zeros([BLOCK], dtype=tl.float32)
     s_q = tl.zeros([BLOCK], dtype=tl.float32)
@@ -414,7 +418,9 @@ def _given_bwd(Y, W, G, BETA, GAMMA, GY, GW, PART, M, N, alpha, p, r, beta_bound
         d = beta + w
         k = _dr(d, RMODE, r)
         z = _phi_of(t, RECT, A2, PMODE, alpha, p) * k
-        gz = g * gamma
+        gz = g
+        if HAS_GAMMA:
+            gz = g * gamma
         q = tl.where(mask, gz * z / d, 0.0)
         gt = tl.where(mask, gz * k * _dphi(t, RECT, PMODE, A2, alpha, p), 0.0)
         if CENTER:
@@ -588,7 +594,13 @@ def rows_backward(g, y, mean, w, beta, c, bounds, gamma, bias, need: tuple, kind
     if m_rows:  # every program writes its partial
         part = torch.empty((programs, 4, n), device=y.device, dtype=torch.float32)
         block = _pow2(n)
-        gam, _, amodes = _affine_args(y, gamma, None)
+        if kind == "band" and gamma is not None and gamma.dtype != torch.float32:
+            gamma32 = (
+                gamma.float()
+            )  # the band backward reads γ at 2w+1 taps: a 16-bit γ there doubled its spills
+        else:
+            gamma32 = gamma
+        gam, _, amodes = _affine_args(y, gamma32, None)
         _bwd[(programs,)](
             y, g, gy, mean, w if w is not None else mean, beta, c, gam, part, m_rows, n, float(alpha), float(p),
             float(r), *scalars, KIND={"self": 0, "uniform": 1, "band": 2}[kind], CENTER=center, BEFORE=before,
