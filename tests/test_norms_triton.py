@@ -178,7 +178,7 @@ def test_bounds_rounded_as_torch_rounds_a_number(dtype):
     from lateralnorm.norms import triton_kernel as tk
 
     gen = torch.Generator().manual_seed(0)
-    values = [0.02457264123503261, 2.0**-9, 1.0, 1 / 3] + (
+    values = [0.02457264123503261, 2.0**-9, 1.0, 1 / 3, 65519.0, 65520.0, 1e6, 3.4e38, 1e39] + (
         torch.rand(200, generator=gen, dtype=torch.float64) * 4
     ).tolist()
     for v in values:

@@ -19,6 +19,7 @@ kernel, and `benchmarks/gpu_check.py` (section a.triton) checks them on a GPU.
 from __future__ import annotations
 
 import functools
+import math
 import struct
 
 import triton
@@ -486,14 +487,17 @@ def _bound_in(dtype, bound: float | None) -> float:  # noqa: ANN001
 
     if bound is None:
         return 0.0
-    f32 = struct.unpack("<f", struct.pack("<f", bound))[0]
-    if dtype == torch.float16:
-        return struct.unpack("<e", struct.pack("<e", f32))[0]
-    if dtype == torch.bfloat16:  # the upper 16 bits of float32, rounded to nearest even
-        u = struct.unpack("<I", struct.pack("<f", f32))[0]
-        u = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16) << 16
-        return struct.unpack("<f", struct.pack("<I", u))[0]
-    return float(bound)
+    if dtype not in (torch.float16, torch.bfloat16):
+        return float(bound)
+    try:
+        f32 = struct.unpack("<f", struct.pack("<f", bound))[0]
+        if dtype == torch.float16:
+            return struct.unpack("<e", struct.pack("<e", f32))[0]
+    except OverflowError:  # beyond the type's range: torch gives infinity
+        return math.copysign(math.inf, bound)
+    u = struct.unpack("<I", struct.pack("<f", f32))[0]  # bfloat16: float32's upper 16 bits, to nearest even
+    u = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16) << 16
+    return struct.unpack("<f", struct.pack("<I", u))[0]
 
 
 def _on_its_device(fn):  # noqa: ANN001, ANN202
