@@ -22,12 +22,14 @@ import functools
 import math
 import struct
 
+import torch
 import triton
 import triton.language as tl
 
 from lateralnorm.norms.base import PEDESTAL
 
 MAX_N = 16384
+_KIND = {"self": 0, "uniform": 1, "band": 2}  # the O(N) pools' codes (as `dn_kernel.KIND_CODE`)
 
 
 @triton.jit
@@ -474,8 +476,8 @@ def _modes(rect: bool, alpha: float, p: float, r: float) -> dict:
 
 
 def applies(y, kind: str) -> bool:  # noqa: ANN001
-    """Whether these rows fit the kernels (the caller checks the device)."""
-    return y.dtype in _FLOATS and 0 < y.shape[-1] <= MAX_N and kind in ("self", "uniform", "band")
+    """Whether these rows fit the kernels (the caller, `base.triton_kernels_for`, checks the device and type)."""
+    return 0 < y.shape[-1] <= MAX_N and kind in _KIND
 
 
 @functools.lru_cache(maxsize=64)
@@ -483,8 +485,6 @@ def _bound_in(dtype, bound: float | None) -> float:  # noqa: ANN001
     """A raw parameter's bound as the PyTorch route compares it: rounded to the parameter's type (through float32,
     as torch converts a Python number), which differs from the float32 value for bfloat16 and float16 (a parameter
     initialized at its floor sits on it); 0 for none. No tensor op (a CPU scalar would count as device work)."""
-    import torch
-
     if bound is None:
         return 0.0
     if dtype not in (torch.float16, torch.bfloat16):
@@ -505,8 +505,6 @@ def _on_its_device(fn):  # noqa: ANN001, ANN202
 
     @functools.wraps(fn)
     def on_device(t, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
-        import torch
-
         if t.is_cuda and t.device.index != torch.cuda.current_device():
             with torch.cuda.device(t.device):
                 return fn(t, *args, **kwargs)
@@ -537,8 +535,6 @@ def _finish(sums, beta, c, scalars, pmodes, need: tuple, gamma, bias, r: float) 
     """(∂L/∂β, ∂L/∂c, ∂L/∂γ, ∂L/∂b) from the column sums (rows Σ g z, Σ g, Σ q[, Σ q W]), None where `need`
     (β, c, γ, b) says no: the raw parameters' through `_param_grads`, γ's and b's the sums themselves where they
     are float32, else written in their type by the same launch (one launch or none)."""
-    import torch
-
     n = sums.shape[-1]
     need_beta, need_c = need[0], need[1]
     need_gamma, need_bias = need[2] and gamma is not None, need[3] and bias is not None
@@ -562,8 +558,6 @@ def rows_forward(y, beta, c, bounds, gamma, bias, kind: str, center: bool, rect:
                  r: float, before: int, after: int, save_w: bool, out_dtype):  # noqa: ANN001, ANN201  # fmt: skip
     """(out, mean (M, 2) float32, w) for rows y (M, N); β, c, γ and b as the layer holds them (see `_param_args`;
     γ, b (N,) in their own type, or None)."""
-    import torch
-
     m_rows, n = y.shape
     out = torch.empty_like(y, dtype=out_dtype)
     mean = torch.empty((m_rows, 2), device=y.device, dtype=torch.float32)
@@ -577,7 +571,7 @@ def rows_forward(y, beta, c, bounds, gamma, bias, kind: str, center: bool, rect:
         gam, bia, amodes = _affine_args(y, gamma, bias)
         _fwd[(m_rows,)](
             y, out, mean, w, beta, c, gam, bia, n, float(alpha), float(p), float(r), *scalars,
-            KIND={"self": 0, "uniform": 1, "band": 2}[kind], CENTER=center, BEFORE=before, AFTER=after,
+            KIND=_KIND[kind], CENTER=center, BEFORE=before, AFTER=after,
             SAVE_W=save_w and kind == "band", BLOCK=_pow2(n),
             num_warps=warps(_pow2(n)), **_modes(rect, alpha, p, r), **pmodes, **amodes,
         )  # fmt: skip
@@ -589,8 +583,6 @@ def rows_backward(g, y, mean, w, beta, c, bounds, gamma, bias, need: tuple, kind
                   alpha: float, p: float, r: float, before: int, after: int):  # noqa: ANN001, ANN201  # fmt: skip
     """(gy, ∂L/∂β, ∂L/∂c, ∂L/∂γ, ∂L/∂b): the parameters' gradients (None where `need` (β, c, γ, b) says no) in
     their sources' shape and type."""
-    import torch
-
     m_rows, n = y.shape
     gy = torch.empty_like(y)
     programs = row_programs(m_rows, y.device)
@@ -598,16 +590,12 @@ def rows_backward(g, y, mean, w, beta, c, bounds, gamma, bias, need: tuple, kind
     if m_rows:  # every program writes its partial
         part = torch.empty((programs, 4, n), device=y.device, dtype=torch.float32)
         block = _pow2(n)
-        if kind == "band" and gamma is not None and gamma.dtype != torch.float32:
-            gamma32 = (
-                gamma.float()
-            )  # the band backward reads γ at 2w+1 taps: a 16-bit γ there doubled its spills
-        else:
-            gamma32 = gamma
-        gam, _, amodes = _affine_args(y, gamma32, None)
+        # the band backward reads γ at 2w + 1 taps: a 16-bit γ there doubled its spills, so it gets float32
+        band16 = kind == "band" and gamma is not None and gamma.dtype != torch.float32
+        gam, _, amodes = _affine_args(y, gamma.float() if band16 else gamma, None)
         _bwd[(programs,)](
             y, g, gy, mean, w if w is not None else mean, beta, c, gam, part, m_rows, n, float(alpha), float(p),
-            float(r), *scalars, KIND={"self": 0, "uniform": 1, "band": 2}[kind], CENTER=center, BEFORE=before,
+            float(r), *scalars, KIND=_KIND[kind], CENTER=center, BEFORE=before,
             AFTER=after, BLOCK=block, num_warps=warps(block), HAS_GAMMA=amodes["HAS_GAMMA"],
             **_modes(rect, alpha, p, r), **pmodes,
         )  # fmt: skip
@@ -625,8 +613,6 @@ def row_programs(m_rows: int, device) -> int:  # noqa: ANN001
     """How many programs the backward runs (each takes every P-th row and writes one partial of the column
     sums): four per streaming multiprocessor on CUDA, a fixed number per device, so its sums are repeatable."""
     if device.type == "cuda":
-        import torch
-
         per_device = 4 * torch.cuda.get_device_properties(device).multi_processor_count
     else:
         per_device = INTERPRETER_PROGRAMS
@@ -643,8 +629,6 @@ def warps(block: int) -> int:
 @_on_its_device
 def psi_forward(y, center: bool, rect: bool, alpha: float):  # noqa: ANN001, ANN201
     """ψ(t) of rows y (M, N), in y's type (a matrix pool's input)."""
-    import torch
-
     m_rows, n = y.shape
     psi = torch.empty_like(y)
     if m_rows:
@@ -657,8 +641,6 @@ def psi_forward(y, center: bool, rect: bool, alpha: float):  # noqa: ANN001, ANN
 @_on_its_device
 def psi_backward(g_psi, y, center: bool, rect: bool, alpha: float, add=None):  # noqa: ANN001, ANN201
     """The input's gradient through ψ (centered when the rows were), plus `add` (M, N) where given."""
-    import torch
-
     m_rows, n = y.shape
     gy = torch.empty_like(y)
     if m_rows:
@@ -673,8 +655,6 @@ def given_forward(y, w, beta, beta_bound, gamma, bias, center: bool, rect: bool,
                   r: float, out_dtype):  # noqa: ANN001, ANN201  # fmt: skip
     """γ φ(t) (β + W)^(−r) + b for rows y and their pool W (M, N); β as the layer holds it ((N,) or (1,); a raw
     `NonNegative` parameter with its bound, or a buffer and None), γ, b (N,) in their own type or None."""
-    import torch
-
     m_rows, n = y.shape
     out = torch.empty_like(y, dtype=out_dtype)
     if m_rows:
@@ -693,8 +673,6 @@ def given_backward(g, y, w, beta, beta_bound, gamma, bias, need: tuple, center: 
                    p: float, r: float):  # noqa: ANN001, ANN201  # fmt: skip
     """(the input's share of its gradient, ∂/∂W, ∂L/∂β, ∂L/∂γ, ∂L/∂b), None where `need` (β, γ, b) says no:
     ∂/∂β = −r Σ q (back to the raw parameter), ∂/∂γ = Σ g z, ∂/∂b = Σ g, in their sources' shape and type."""
-    import torch
-
     m_rows, n = y.shape
     gy, gw = torch.empty_like(y), torch.empty_like(w)
     programs = row_programs(m_rows, y.device)
@@ -722,20 +700,17 @@ ELEMENTS = 1024  # elements per program of the element-wise kernels
 @_on_its_device
 def nonneg_forward(raw, bound: float, pedestal: float):  # noqa: ANN001, ANN201
     """max(raw, bound)² − pedestal of a contiguous raw parameter, computed in float32, in raw's type."""
-    import torch
-
     out = torch.empty_like(raw)
     if raw.numel():
-        _nonneg_fwd[(_cdiv(raw.numel(), ELEMENTS),)](raw, out, raw.numel(), _bound_in(raw.dtype, bound), float(pedestal),
-                                                            BLOCK=ELEMENTS)  # fmt: skip
+        _nonneg_fwd[(_cdiv(raw.numel(), ELEMENTS),)](
+            raw, out, raw.numel(), _bound_in(raw.dtype, bound), float(pedestal), BLOCK=ELEMENTS
+        )
     return out
 
 
 @_on_its_device
 def nonneg_backward(g, raw, bound: float):  # noqa: ANN001, ANN201
     """The raw parameter's gradient from its value's (`dn_kernel._raw_grad`'s rule)."""
-    import torch
-
     g = g.contiguous()
     graw = torch.empty_like(raw)
     if raw.numel():
@@ -743,12 +718,3 @@ def nonneg_backward(g, raw, bound: float):  # noqa: ANN001, ANN201
             g, raw, graw, raw.numel(), _bound_in(raw.dtype, bound), BLOCK=ELEMENTS
         )
     return graw
-
-
-def _floats():  # noqa: ANN202
-    import torch
-
-    return (torch.float32, torch.float16, torch.bfloat16)
-
-
-_FLOATS = _floats()

@@ -117,9 +117,8 @@ class Study:
                 status=r["status"], attempts=r["attempts"], error=r["error"], task_wall_s=r["task_wall_s"]
             )
             rec.update({k: config.get(k) for k in CONFIG_FIELDS if k != "seed"})
-            if (
-                rec.get("threads") is None
-            ):  # as planned, else the torch threads the run recorded training with
+            # `threads` as planned, else the torch threads the run recorded training with
+            if rec.get("threads") is None:
                 used = self._loads(r["versions"] or "{}").get("torch_threads")
                 rec["threads"] = int(used) if used else None
             rec.update({k: r[k] for k in FINAL_FIELDS})
