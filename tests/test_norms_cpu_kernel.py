@@ -1116,3 +1116,37 @@ def test_the_matrix_nodes_second_derivatives():
     inputs = (x, *[p.detach().clone().requires_grad_() for p in params])
     assert torch.autograd.gradcheck(f, inputs)
     assert torch.autograd.gradgradcheck(f, inputs)
+
+
+MIXED_SPECS = [
+    "dn", "dn:kappa=band:2", "dn:preset=ln", "gdn", "dn:kappa=full", "dn:kappa=gaussian", "dn:alpha=1.5",
+    "dn:learn_alpha=true,alpha=1.5",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("route", ["cpp", "torch"])
+@pytest.mark.parametrize("spec", MIXED_SPECS)
+@pytest.mark.parametrize(
+    "x_dtype, layer_dtype",
+    [(torch.float32, torch.float64), (torch.bfloat16, torch.float32), (torch.float64, torch.float32)],
+)
+def test_an_input_of_another_type_than_the_layer_is_promoted(spec, x_dtype, layer_dtype, route, monkeypatch):
+    """Every route computes in the type the input and the layer promote to and returns it; the input's
+    gradient comes back in the input's type. The same numbers as casting the input first (the compiled
+    kernel used to cast the layer down to the input's type; `dn` and a fixed α raised on the PyTorch
+    route; GDN returned the input's type)."""
+    monkeypatch.setenv("LATERALNORM_CPU_KERNEL", route)
+    torch.manual_seed(0)
+    m = create_norm(spec, 16, dtype=layer_dtype)
+    x = torch.randn(6, 16).to(x_dtype).requires_grad_()
+    want = torch.promote_types(x_dtype, layer_dtype)
+    out = m(x)
+    assert out.dtype == want
+    g = torch.randn(out.shape, dtype=want)
+    out.backward(g)
+    assert x.grad.dtype == x_dtype
+    x2 = x.detach().to(want).requires_grad_()
+    ref = m(x2)
+    ref.backward(g)
+    assert torch.equal(out.detach(), ref.detach())
+    assert torch.equal(x.grad, x2.grad.to(x_dtype))

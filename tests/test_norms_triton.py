@@ -533,3 +533,36 @@ def test_every_kernel_compiles_to_machine_code_for_sm90():
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     rows = [line for line in done.stdout.splitlines() if " N=64 " in line or line.startswith("_nonneg")]
     assert len(rows) == 38 and done.stdout.rstrip().endswith("0 failed")
+
+
+@pytest.mark.parametrize("spec", ["dn", "dn:kappa=band:2", "gdn", "dn:kappa=full"])
+def test_a_bfloat16_input_to_a_float32_layer_computes_in_float32(spec, monkeypatch):
+    """The Triton route promotes as the PyTorch route does: a bfloat16 input to a float32 layer gives float32
+    (GDN used to give float32 here and bfloat16 there), the input's gradient in bfloat16, and the numbers of
+    the float32 input through the same route."""
+    from lateralnorm.norms import triton_kernel as tk
+
+    monkeypatch.setenv("LATERALNORM_CUDA_KERNEL", "triton")
+    monkeypatch.setenv("LATERALNORM_CPU_KERNEL", "torch")
+    launched = []
+    for name in ("rows_forward", "given_forward"):
+        original = getattr(tk, name)
+
+        def counted(*a, _fn=original, **k):  # noqa: ANN002, ANN003, ANN202
+            launched.append(a[0].dtype)
+            return _fn(*a, **k)
+
+        monkeypatch.setattr(tk, name, counted)
+    torch.manual_seed(0)
+    m = create_norm(spec, 12)
+    x = torch.randn(5, 12).bfloat16().requires_grad_()
+    out = m(x)
+    assert out.dtype == torch.float32 and launched and set(launched) == {torch.float32}
+    g = torch.randn_like(out)
+    out.backward(g)
+    assert x.grad.dtype == torch.bfloat16
+    x32 = x.detach().float().requires_grad_()
+    ref = m(x32)
+    ref.backward(g)
+    assert torch.equal(out.detach(), ref.detach())
+    assert torch.equal(x.grad, x32.grad.bfloat16())

@@ -164,6 +164,30 @@ class DivisiveNorm(Norm):
                                  self.r, before, after, beta_bound, kappa_bound)  # fmt: skip
         if self.weight is not None and not o["bias"]:
             self.register_parameter("bias", None)
+        self._note_param_dtype()
+
+    # ------------------------------------------------------------------ the type a pass computes in
+    # Every route (the compiled CPU kernel, the Triton kernels, the PyTorch formula) computes in the type that
+    # the input and the layer's tensors promote to (torch's type promotion) and returns that type: a float32
+    # input to a float64 layer gives float64, a bfloat16 input to a float32 layer gives float32 (as autocast
+    # runs nn.LayerNorm in float32). The input is cast once at the entry, so no route meets mixed types (they
+    # used to disagree: the CPU kernel cast the layer to the input's type, the formula promoted, and some
+    # forms raised "expected m1 and m2 to have the same dtype"). The layer's own type is read once, and again
+    # after .to(), .double(), .cuda() (nn.Module._apply).
+    def _note_param_dtype(self) -> None:
+        types = [t.dtype for t in (*self.parameters(), *self.buffers()) if t.is_floating_point()]
+        self._param_dtype = functools.reduce(torch.promote_types, types) if types else None
+
+    def _apply(self, fn: Any, recurse: bool = True) -> DivisiveNorm:
+        out = super()._apply(fn, recurse)
+        self._note_param_dtype()
+        return out
+
+    def _in_common_type(self, x: torch.Tensor) -> torch.Tensor:
+        want = self._param_dtype
+        if want is None or x.dtype == want:
+            return x
+        return x.to(torch.promote_types(x.dtype, want))
 
     # ------------------------------------------------------------------ parameters
     def _init_alpha(self, o: dict[str, Any]) -> None:
@@ -225,6 +249,7 @@ class DivisiveNorm(Norm):
         return self.structure.matrix(self, eye)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._in_common_type(x)
         if (
             self.layout != self.native_layout  # channels_first on a features-last layer
             and (self._fusable or self._fused_alpha or self._matrix)
