@@ -39,7 +39,7 @@ def load(path: str):  # noqa: ANN201
     so = Path(path)
     if not so.is_file() or so.suffix != ".so":
         sys.exit(f"kernel_ab: {path} is not a built kernel (.so); build one as the docstring shows")
-    spec = importlib.util.spec_from_file_location(so.stem, so)
+    spec = importlib.util.spec_from_file_location(so.name.split(".")[0], so)  # the name before any ABI tag
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     builds = {"old": load(args.old), "new": load(args.new) if args.new else cpu_kernel.extension()}
     if builds["new"] is None:
         sys.exit("kernel_ab: this tree's kernel is not built (a compiler is needed); pass NEW.so")
+    cpu_kernel._state["ext"] = builds["old"]  # from here on the layers call the build set here, never a build
     b, n = args.size
     torch.manual_seed(0)
     x, g = torch.randn(b, n, requires_grad=True), torch.randn(b, n)
@@ -70,8 +71,11 @@ def main(argv: list[str] | None = None) -> int:
             m(x).backward(g)
         return (time.thread_time() - t) / iters
 
-    for m in (ln, *layers.values()):  # warm up (and build nothing inside the timed rounds)
-        step_time(m, 3)
+    step_time(ln, 3)
+    for ext in builds.values():  # warm up each build on each layer
+        cpu_kernel._state["ext"] = ext
+        for m in layers.values():
+            step_time(m, 3)
     times: dict[tuple[str, str], list[float]] = {(s, k): [] for s in layers for k in builds}
     ref = []
     for rnd in range(args.rounds):

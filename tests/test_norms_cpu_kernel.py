@@ -1150,3 +1150,61 @@ def test_an_input_of_another_type_than_the_layer_is_promoted(spec, x_dtype, laye
     ref.backward(g)
     assert torch.equal(out.detach(), ref.detach())
     assert torch.equal(x.grad, x2.grad.to(x_dtype))
+
+
+@pytest.mark.parametrize("route", ["cpp", "torch"])
+@pytest.mark.parametrize("spec", ["dn", "dn:kappa=self", "dn:kappa=band:2", "gdn"])
+def test_second_derivatives_of_a_promoted_input(spec, route, monkeypatch):
+    """A float64 input to a float32 layer: create_graph=True differentiates through the promoted pass (the
+    PyTorch route once cast the layer inside its node, which then lacked its own inputs for the double
+    backward), with the numbers of casting the input first."""
+    monkeypatch.setenv("LATERALNORM_CPU_KERNEL", route)
+    torch.manual_seed(0)
+    m = create_norm(spec, 8)
+    x = torch.randn(5, 8, dtype=torch.float64, requires_grad=True)
+    (gx,) = torch.autograd.grad(m(x).pow(2).sum(), x, create_graph=True)
+    gx.sum().backward()
+    x2 = x.detach().clone().requires_grad_()
+    (gx2,) = torch.autograd.grad(m(x2).pow(2).sum(), x2, create_graph=True)
+    gx2.sum().backward()
+    assert gx.dtype == torch.float64 and torch.equal(gx, gx2) and torch.equal(x.grad, x2.grad)
+
+
+@pytest.mark.parametrize("spec", ["dn", "dn:learn_alpha=true,alpha=1.5", "dn:kappa=full"])
+def test_the_layers_type_is_read_again_after_it_changes(spec, monkeypatch):
+    """The type a `dn` layer computes in follows its tensors: after load_state_dict(assign=True) of a float64
+    state, and after a parameter's .data is swapped for another type (as mixed-precision wrappers do), a
+    float32 input gives float64 on both routes."""
+    torch.manual_seed(0)
+    state = {k: v.double() for k, v in create_norm(spec, 8).state_dict().items()}
+    x = torch.randn(3, 8)
+    for route in ("cpp", "torch"):
+        monkeypatch.setenv("LATERALNORM_CPU_KERNEL", route)
+        m = create_norm(spec, 8)
+        assert m(x).dtype == torch.float32
+        m.load_state_dict(state, assign=True)
+        assert m(x).dtype == torch.float64, route
+        m = create_norm(spec, 8)
+        for p in m.parameters():
+            p.data = p.data.double()
+        for b in m.buffers():
+            b.data = b.data.double()
+        assert m(x).dtype == torch.float64, route
+
+
+@pytest.mark.parametrize("spec", ["dn", "dn:learn_alpha=true,alpha=1.5", "gdn"])
+def test_a_recurrent_cell_promotes_as_the_layer_does(spec):
+    """The recurrent cells call a norm past its module wrapper when no hook is attached; under CPU autocast
+    (bfloat16 pre-activations, a float32 layer) the result is the same with a hook on the norm as without."""
+    from lateralnorm.models.rnn import NormRecurrentCell
+
+    torch.manual_seed(0)
+    cell = NormRecurrentCell("gru", 6, 16, spec)
+    x = torch.randn(3, 5, 6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        plain = cell(x)
+    handle = cell.norm.register_forward_hook(lambda *a: None)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        hooked = cell(x)
+    handle.remove()
+    assert torch.equal(plain, hooked)

@@ -67,6 +67,11 @@ def _abs_pow(t: torch.Tensor, e: torch.Tensor | float) -> torch.Tensor:
     return power(t.abs(), e)
 
 
+def _note_tensors_after_load(module: DivisiveNorm, incompatible_keys: Any) -> None:
+    """load_state_dict's post-hook: `assign=True` puts new tensors in the layer."""
+    module._note_tensors()
+
+
 class DivisiveNorm(Norm):
     """General divisive normalization (see the module docstring for the equation and the options)."""
 
@@ -164,30 +169,35 @@ class DivisiveNorm(Norm):
                                  self.r, before, after, beta_bound, kappa_bound)  # fmt: skip
         if self.weight is not None and not o["bias"]:
             self.register_parameter("bias", None)
-        self._note_param_dtype()
+        self._note_tensors()
+        self.register_load_state_dict_post_hook(_note_tensors_after_load)
 
     # ------------------------------------------------------------------ the type a pass computes in
     # Every route (the compiled CPU kernel, the Triton kernels, the PyTorch formula) computes in the type that
     # the input and the layer's tensors promote to (torch's type promotion) and returns that type: a float32
     # input to a float64 layer gives float64, a bfloat16 input to a float32 layer gives float32 (as autocast
-    # runs nn.LayerNorm in float32). The input is cast once at the entry, so no route meets mixed types (they
-    # used to disagree: the CPU kernel cast the layer to the input's type, the formula promoted, and some
-    # forms raised "expected m1 and m2 to have the same dtype"). The layer's own type is read once, and again
-    # after .to(), .double(), .cuda() (nn.Module._apply).
-    def _note_param_dtype(self) -> None:
-        types = [t.dtype for t in (*self.parameters(), *self.buffers()) if t.is_floating_point()]
-        self._param_dtype = functools.reduce(torch.promote_types, types) if types else None
+    # runs nn.LayerNorm in float32). The input is cast once, at `_forward` (every caller's way in, the recurrent
+    # cells' direct calls included), so no route meets mixed types (they used to disagree: the CPU kernel cast
+    # the layer to the input's type, the formula promoted, and some forms raised "expected m1 and m2 to have
+    # the same dtype"). The layer's tensors are listed once, and again after .to(), .double(), .cuda()
+    # (nn.Module._apply) and load_state_dict (which may assign new ones); their types are read at each call
+    # (a parameter's .data may be swapped for another type, as mixed-precision wrappers do).
+    _own_tensors: tuple[torch.Tensor, ...] = ()
+
+    def _note_tensors(self) -> None:
+        self._own_tensors = tuple(t for t in (*self.parameters(), *self.buffers()) if t.is_floating_point())
 
     def _apply(self, fn: Any, recurse: bool = True) -> DivisiveNorm:
         out = super()._apply(fn, recurse)
-        self._note_param_dtype()
+        self._note_tensors()
         return out
 
     def _in_common_type(self, x: torch.Tensor) -> torch.Tensor:
-        want = self._param_dtype
-        if want is None or x.dtype == want:
-            return x
-        return x.to(torch.promote_types(x.dtype, want))
+        want = x.dtype
+        for t in self._own_tensors:
+            if t.dtype != want:
+                want = torch.promote_types(want, t.dtype)
+        return x if want == x.dtype else x.to(want)
 
     # ------------------------------------------------------------------ parameters
     def _init_alpha(self, o: dict[str, Any]) -> None:
@@ -249,7 +259,6 @@ class DivisiveNorm(Norm):
         return self.structure.matrix(self, eye)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self._in_common_type(x)
         if (
             self.layout != self.native_layout  # channels_first on a features-last layer
             and (self._fusable or self._fused_alpha or self._matrix)
@@ -263,6 +272,7 @@ class DivisiveNorm(Norm):
         return super().forward(x)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (..., N)
+        x = self._in_common_type(x)
         if self._fusable or self._fused_alpha:
             beta, kappa = self._source("beta")[0], self._source("kappa")[0]
             if self._row_constant:  # LN/RMS presets: D is one number per row

@@ -546,12 +546,7 @@ class PooledDivisive(torch.autograd.Function):
     def forward(ctx: Any, y, beta_src, c_src, gamma, bias, cfg):  # noqa: ANN001
         # y: (M, N); beta_src, c_src: (N,) per unit or (1,) shared (raw parameters or fixed buffers)
         kind, center, rect, alpha, p, r, before, after = cfg.formula()
-        # in y's type, which the layer promoted its input to (a float64 input to a float32 layer: float64)
-        beta, c = _value(beta_src, cfg.beta_bound).to(y.dtype), _value(c_src, cfg.c_bound).to(y.dtype)
-        if gamma is not None:
-            gamma = gamma.to(y.dtype)
-        if bias is not None:
-            bias = bias.to(y.dtype)
+        beta, c = _value(beta_src, cfg.beta_bound), _value(c_src, cfg.c_bound)
         t = center_rows(y) if center else y
         a = torch.relu(t) if rect else (t if alpha == 2.0 and p == 1.0 else t.abs())  # signed α=2: ψ = t·t
         if kind == "uniform" and alpha == 2.0 and not (rect and p == alpha):
@@ -681,5 +676,10 @@ def divisive_rows(
     elif _triton_applies(rows, cfg.kind):  # contiguous before the node, which saves its input itself
         out = TritonRows.apply(rows.contiguous(), beta_src, c_src, gamma, bias, cfg)
     else:
+        # the layer's tensors in the rows' type, which the layer promoted its input to (a float64 input to a
+        # float32 layer): cast before the node, so that it saves its own inputs (second derivatives need them)
+        beta_src, c_src, gamma, bias = (
+            None if v is None else v.to(rows.dtype) for v in (beta_src, c_src, gamma, bias)
+        )
         out = PooledDivisive.apply(rows, beta_src, c_src, gamma, bias, cfg)
     return _unrows(out, y.shape)

@@ -397,11 +397,13 @@ __attribute__((noinline)) void tabulate(const T* __restrict__ y, T m, T dl, cons
 // The kept value of a row (kept_from_log: a^(α−1), a^(p−1), a^p or ln a), which the forward keeps for the
 // backward when asked, and with WITH_PSI ψ in the same loop, with WITH_L ln a (a learned α's backward reads it:
 // no log there). For the kept-power policies only (VecPowFn); with √a kept (kHalf) no log unless WITH_L.
-// With WITH_L and a kept value that takes a log and an exp (a learned α: a^(α−1)), two loops over the row:
-// ln a into L, then the exp from L. In one loop each exp waits for its log; in two, the core overlaps one
-// loop's independent calls (a learned α's step ~4 % less time at (1024, 512) float32, A/B in one session).
-// Same loop lengths, the same calls on the same values: the same bits. Without WITH_L, where the log would
-// go to scratch first, it did not pay (measured), so one loop as before.
+// With WITH_L and p = α > 1 (P_SAME: a learned α's a^(α−1)), two loops over the row: ln a into L, then the exp
+// from L. In one loop each exp waits for its log; in two, the core overlaps one loop's independent calls (a
+// learned α's step 3–6 % less time at (1024, 512) float32, A/B in one process). Same loop lengths, the same
+// calls on the same values: the same bits. Not for α = 1 or 2 with another p (kIntAlpha): there ψ's select
+// keeps GCC from vectorizing the second loop for targets without AVX (x86-64-v2), where the old loop called the
+// vector exp, so the bits would change (found by a review). Without WITH_L, where the log would go to scratch
+// first, it did not pay (measured), so one loop as before.
 template <typename T, typename Fn>
 __attribute__((noinline)) void ln_of_row(const T* __restrict__ y, T m, T dl, int64_t n, T* __restrict__ l,
                                          const Fn fn) {
@@ -420,7 +422,7 @@ __attribute__((noinline)) void pm_from_ln(const T* __restrict__ y, T m, T dl, in
 template <typename T, bool WITH_PSI, bool WITH_L, typename Fn>
 __attribute__((noinline)) void pm_of_row(const T* __restrict__ y, T m, T dl, int64_t n, T* __restrict__ pm,
                                          T* __restrict__ psi, T* __restrict__ L, const Fn fn) {
-  if constexpr (WITH_L && !Fn::kHalf && !Fn::kKeptLog) {  // a log and an exp per element, ln a kept
+  if constexpr (WITH_L && !Fn::kHalf && !Fn::kKeptLog && !Fn::kIntAlpha) {  // P_SAME: a log and an exp, ln a kept
     ln_of_row(y, m, dl, n, L, fn);
     pm_from_ln<T, WITH_PSI>(y, m, dl, n, L, pm, psi, fn);
     return;
