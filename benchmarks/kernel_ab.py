@@ -57,7 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     builds = {"old": load(args.old), "new": load(args.new) if args.new else cpu_kernel.extension()}
     if builds["new"] is None:
-        sys.exit("kernel_ab: this tree's kernel is not built (a compiler is needed); pass NEW.so")
+        sys.exit(
+            "kernel_ab: this tree's kernel is not available (LATERALNORM_CPU_KERNEL=torch, or no compiler); pass NEW.so"
+        )
     cpu_kernel._state["ext"] = builds["old"]  # from here on the layers call the build set here, never a build
     b, n = args.size
     torch.manual_seed(0)

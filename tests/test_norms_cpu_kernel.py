@@ -1172,9 +1172,10 @@ def test_second_derivatives_of_a_promoted_input(spec, route, monkeypatch):
 
 @pytest.mark.parametrize("spec", ["dn", "dn:learn_alpha=true,alpha=1.5", "dn:kappa=full"])
 def test_the_layers_type_is_read_again_after_it_changes(spec, monkeypatch):
-    """The type a `dn` layer computes in follows its tensors: after load_state_dict(assign=True) of a float64
-    state, and after a parameter's .data is swapped for another type (as mixed-precision wrappers do), a
-    float32 input gives float64 on both routes."""
+    """The type a `dn` layer computes in follows its tensors, however they change: load_state_dict(assign=True)
+    of a float64 state, a parameter's .data swapped for another type (as mixed-precision wrappers do), a
+    parameter replaced by a float64 one, and torch.func.functional_call with float64 tensors: a float32 input
+    then gives float64 on both routes."""
     torch.manual_seed(0)
     state = {k: v.double() for k, v in create_norm(spec, 8).state_dict().items()}
     x = torch.randn(3, 8)
@@ -1190,6 +1191,50 @@ def test_the_layers_type_is_read_again_after_it_changes(spec, monkeypatch):
         for b in m.buffers():
             b.data = b.data.double()
         assert m(x).dtype == torch.float64, route
+        m = create_norm(spec, 8)
+        m.weight = torch.nn.Parameter(m.weight.detach().double())
+        assert m(x).dtype == torch.float64, route
+        m = create_norm(spec, 8)
+        assert torch.func.functional_call(m, state, (x,)).dtype == torch.float64, route
+
+
+@pytest.mark.parametrize(
+    "spec", ["dn", "dn:kappa=self", "dn:kappa=band:2", "dn:alpha=1.5", "dn:learn_alpha=true,alpha=1.5"]
+)
+def test_a_wider_input_to_a_16_bit_layer(spec, monkeypatch):
+    """A bfloat16 layer given a float32 input computes in float32. The compiled kernel takes float32 and float64
+    layers only, so such a layer takes the PyTorch route (it used to raise in the kernel's β): both routes give
+    the same numbers."""
+    torch.manual_seed(0)
+    m = create_norm(spec, 8).to(torch.bfloat16)
+    x = torch.randn(4, 8)
+    got = {}
+    for route in ("cpp", "torch"):
+        monkeypatch.setenv("LATERALNORM_CPU_KERNEL", route)
+        xx = x.clone().requires_grad_()
+        out = m(xx)
+        out.backward(torch.ones_like(out))
+        assert out.dtype == torch.float32 and xx.grad.dtype == torch.float32
+        got[route] = (out.detach(), xx.grad)
+    assert torch.equal(got["cpp"][0], got["torch"][0]) and torch.equal(got["cpp"][1], got["torch"][1])
+
+
+@pytest.mark.parametrize("spec", ["dn", "dn:kappa=self", "dn:kappa=band:2", "dn:alpha=1.5"])
+def test_a_promoted_input_gives_the_compiled_kernels_numbers(spec, monkeypatch):
+    """A float64 input to a float32 layer: the PyTorch route values β and c in the layer's type and then casts
+    them, as the compiled kernel does, so the two agree to float64 rounding (valuing them in float64 instead
+    moved the output by ~2e-8)."""
+    torch.manual_seed(0)
+    m = create_norm(spec, 8)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(0.1 * torch.rand_like(p))
+    x = torch.randn(5, 8, dtype=torch.float64)
+    got = {}
+    for route in ("cpp", "torch"):
+        monkeypatch.setenv("LATERALNORM_CPU_KERNEL", route)
+        got[route] = m(x)
+    torch.testing.assert_close(got["cpp"], got["torch"], atol=1e-11, rtol=1e-9)
 
 
 @pytest.mark.parametrize("spec", ["dn", "dn:learn_alpha=true,alpha=1.5", "gdn"])

@@ -277,6 +277,8 @@ def learned_alpha_rows(
     rows = _rows_of(y)
     if torch.compiler.is_compiling() or torch.jit.is_tracing() or not cpu_kernel.applies_to(rows):
         return None
+    if not _kernel_types(beta_src, c_src, gamma, bias, alpha):
+        return None
     out = _node(cpu_kernel.extension(), rows, beta_src, c_src, gamma, bias, alpha, cfg, tied)
     return _unrows(out, y.shape)
 
@@ -546,7 +548,9 @@ class PooledDivisive(torch.autograd.Function):
     def forward(ctx: Any, y, beta_src, c_src, gamma, bias, cfg):  # noqa: ANN001
         # y: (M, N); beta_src, c_src: (N,) per unit or (1,) shared (raw parameters or fixed buffers)
         kind, center, rect, alpha, p, r, before, after = cfg.formula()
-        beta, c = _value(beta_src, cfg.beta_bound), _value(c_src, cfg.c_bound)
+        # β and c valued in the layer's type, then cast to y's (which the layer promoted its input to), as the
+        # compiled kernel and the formula take them
+        beta, c = _value(beta_src, cfg.beta_bound).to(y.dtype), _value(c_src, cfg.c_bound).to(y.dtype)
         t = center_rows(y) if center else y
         a = torch.relu(t) if rect else (t if alpha == 2.0 and p == 1.0 else t.abs())  # signed α=2: ψ = t·t
         if kind == "uniform" and alpha == 2.0 and not (rect and p == alpha):
@@ -657,6 +661,12 @@ def pooled_divisive(
     return divisive_rows(y, beta[0], c[0], gamma, bias, cfg)
 
 
+def _kernel_types(*tensors: torch.Tensor | None) -> bool:
+    """Whether the compiled CPU kernel takes the layer's tensors: float32 or float64 (a 16-bit layer given a wider
+    input, promoted to it, takes the PyTorch route)."""
+    return all(t is None or t.dtype in (torch.float32, torch.float64) for t in tensors)
+
+
 def divisive_rows(
     y: torch.Tensor,
     beta_src: torch.Tensor,
@@ -668,7 +678,7 @@ def divisive_rows(
     """`pooled_divisive` with its configuration built once by the caller (a layer keeps its DnConfig: the
     per-call Python work is a visible share of a small layer's time, e.g. in a recurrent cell's steps)."""
     rows = _rows_of(y)
-    if cpu_kernel.applies_to(rows):
+    if cpu_kernel.applies_to(rows) and _kernel_types(beta_src, c_src, gamma, bias):
         if torch.compiler.is_compiling() or torch.jit.is_tracing():  # graph capture: the kernel as operators
             out = CompiledRows.apply(rows, beta_src, c_src, gamma, bias, cfg)
         else:
@@ -676,10 +686,8 @@ def divisive_rows(
     elif _triton_applies(rows, cfg.kind):  # contiguous before the node, which saves its input itself
         out = TritonRows.apply(rows.contiguous(), beta_src, c_src, gamma, bias, cfg)
     else:
-        # the layer's tensors in the rows' type, which the layer promoted its input to (a float64 input to a
-        # float32 layer): cast before the node, so that it saves its own inputs (second derivatives need them)
-        beta_src, c_src, gamma, bias = (
-            None if v is None else v.to(rows.dtype) for v in (beta_src, c_src, gamma, bias)
-        )
+        # γ and b in the rows' type, which the layer promoted its input to (a float64 input to a float32 layer),
+        # cast before the node, so that it saves its own inputs (second derivatives need them)
+        gamma, bias = (None if v is None else v.to(rows.dtype) for v in (gamma, bias))
         out = PooledDivisive.apply(rows, beta_src, c_src, gamma, bias, cfg)
     return _unrows(out, y.shape)
