@@ -177,14 +177,10 @@ class DivisiveNorm(Norm):
     # stale type (~1–1.7 µs a call).
     def _in_common_type(self, x: torch.Tensor) -> torch.Tensor:
         want = x.dtype
-        for table in (self._parameters, self._buffers):
-            for t in table.values():
-                if t is not None and t.dtype != want and t.is_floating_point():
-                    want = torch.promote_types(want, t.dtype)
-        for child in self._modules.values():
-            if child is None:
+        for mod in (self, *self._modules.values()):
+            if mod is None:
                 continue
-            for table in (child._parameters, child._buffers):
+            for table in (mod._parameters, mod._buffers):
                 for t in table.values():
                     if t is not None and t.dtype != want and t.is_floating_point():
                         want = torch.promote_types(want, t.dtype)

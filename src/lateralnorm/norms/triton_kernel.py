@@ -283,9 +283,9 @@ def _param_grads(SUMS, BETA, C, GB, GC, GG, GBIAS, N, r, beta_bound, c_bound, BE
                  NEED_C: tl.constexpr, NEED_GAMMA: tl.constexpr, NEED_BIAS: tl.constexpr,
                  BLOCK: tl.constexpr):  # fmt: skip
     """∂L/∂β = −r Σ q and ∂L/∂c = −r Σ q W from the column sums SUMS (rows Σ g z, Σ g, Σ q, Σ q W; a matrix
-    pool's has no fourth and asks for β alone), per
-    unit or summed over the units for a shared one, and back through the reparametrization to the raw
-    parameter (as `dn_kernel._raw_grad`: 2·max(p, bound), passed where p ≥ bound or the gradient pushes p up).
+    pool's has no fourth and asks for β alone), per unit or summed over the units for a shared one, and back
+    through the reparametrization to the raw parameter (as `dn_kernel._raw_grad`: 2·max(p, bound), passed where
+    p ≥ bound or the gradient pushes p up).
     One program: the backward's last step in one launch instead of a dozen small PyTorch ops."""
     if NEED_BETA:
         _param_grad(SUMS + 2 * N, BETA, GB, N, r, beta_bound, BETA_VEC, BETA_RAW, BLOCK)
@@ -613,10 +613,18 @@ def row_programs(m_rows: int, device) -> int:  # noqa: ANN001
     """How many programs the backward runs (each takes every P-th row and writes one partial of the column
     sums): four per streaming multiprocessor on CUDA, a fixed number per device, so its sums are repeatable."""
     if device.type == "cuda":
-        per_device = 4 * torch.cuda.get_device_properties(device).multi_processor_count
+        per_device = 4 * _multiprocessors(
+            torch.cuda.current_device() if device.index is None else device.index
+        )
     else:
         per_device = INTERPRETER_PROGRAMS
     return max(1, min(m_rows, per_device))
+
+
+@functools.cache
+def _multiprocessors(index: int) -> int:
+    """A CUDA device's multiprocessor count, read once (the backward asks at every call)."""
+    return torch.cuda.get_device_properties(index).multi_processor_count
 
 
 def warps(block: int) -> int:
