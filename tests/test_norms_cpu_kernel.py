@@ -748,10 +748,85 @@ def test_matrix_kappa_in_the_kernel_equals_the_formula(spec, dtype, monkeypatch)
     g = torch.randn_like(x)
     got = _grads(kernel, x, g)
     assert {"psi_rows_node", "given_pool_node"} <= set(calls)  # the element work's two kernel nodes
+    if "lowrank" in spec:  # the pool's own products in the kernel too
+        assert {"lowrank_forward", "lowrank_backward"} <= set(calls)
     ref = _grads(plain, x, g)
     tol = dict(atol=1e-11, rtol=1e-9) if dtype == torch.float64 else dict(atol=2e-5, rtol=2e-4)
     for i, (a, b) in enumerate(zip(got, ref)):
         torch.testing.assert_close(a, b, **tol, msg=lambda m, i=i: f"{spec} output #{i}: {m}")
+
+
+# ------------------------------------------------------------------------------- the low-rank κ's products
+def _lowrank_reference(psi, u, v, g):  # noqa: ANN001, ANN202
+    """W = (ψ V) Uᵀ and its three gradients, in float64 from torch's matmuls."""
+    d = torch.float64
+    psi, u, v, g = (x.to(d) for x in (psi, u, v, g))
+    t, gt = psi @ v, g @ u
+    return t @ u.T, gt @ v.T, g.T @ t, psi.T @ gt
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_lowrank_products_equal_torchs_products(dtype):
+    """The kernel's K-thin products (`lowrank_forward` / `lowrank_backward`) against torch's matmuls in float64,
+    at row counts around the 64-row blocks, widths around whole vectors, and ranks around the register blocks
+    (K = 1, 3, 16, 20, 33: padded to whole vectors, four vectors at a time); relative to the largest entry."""
+    torch.manual_seed(0)
+    ext = cpu_kernel.extension()
+    tol = 1e-13 if dtype == torch.float64 else 3e-5
+    for m in (0, 1, 37, 64, 65, 130):
+        for n in (1, 5, 17, 64, 100):
+            for k in (1, 3, 16, 20, 33):
+                psi, g = torch.rand(m, n, dtype=dtype), torch.randn(m, n, dtype=dtype)
+                u, v = torch.rand(n, k, dtype=dtype), torch.rand(n, k, dtype=dtype)
+                w, t = ext.lowrank_forward(psi, u, v)
+                got = (w, *ext.lowrank_backward(g, psi, t, u, v, True, True, True))
+                for name, a, b in zip(("W", "gψ", "gU", "gV"), got, _lowrank_reference(psi, u, v, g)):
+                    assert a.dtype == dtype and a.shape == b.shape, (m, n, k, name)
+                    scale = max(b.abs().max().item(), 1e-30) if b.numel() else 1.0
+                    err = (a.to(torch.float64) - b).abs().max().item() / scale if b.numel() else 0.0
+                    assert err < tol, (m, n, k, name, err)
+                gpsi, gu, gv = ext.lowrank_backward(g, psi, t, u, v, False, True, False)  # only what is asked
+                assert gpsi is None and gv is None and torch.equal(gu, got[2])
+
+
+def test_lowrank_products_ignore_the_thread_count():
+    """Rows are one thread's and the gradients' row sums go by fixed 64-row blocks: 1 or 2 threads, same bits."""
+    if not cpu_kernel.extension().built_with_openmp():
+        pytest.skip("the kernel runs on one thread here (built without OpenMP)")
+    torch.manual_seed(1)
+    ext = cpu_kernel.extension()
+    psi, g = torch.rand(1000, 300), torch.randn(1000, 300)
+    u, v = torch.rand(300, 16), torch.rand(300, 16)
+    before = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            w, t = ext.lowrank_forward(psi, u, v)
+            results.append((w, t, *ext.lowrank_backward(g, psi, t, u, v, True, True, True)))
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(a, b) for a, b in zip(*results))
+
+
+def test_lowrank_product_node_gradcheck_double_backward_and_shapes(monkeypatch):
+    """`lowrank_product` as an autograd node: gradcheck and gradgradcheck (the double backward differentiates the
+    formula), a 3-D ψ and transposed (non-contiguous) factors, and the formula where the kernel does not run."""
+    from lateralnorm.norms.dn_kernel import _lowrank_formula, lowrank_product
+
+    torch.manual_seed(2)
+    d = torch.float64
+    psi = torch.rand(5, 7, dtype=d, requires_grad=True)
+    u = torch.rand(7, 3, dtype=d, requires_grad=True)
+    v = torch.rand(7, 3, dtype=d, requires_grad=True)
+    assert torch.autograd.gradcheck(lowrank_product, (psi, u, v))
+    assert torch.autograd.gradgradcheck(lowrank_product, (psi, u, v))
+    x = torch.rand(2, 3, 9, dtype=d)
+    ut, vt = torch.rand(4, 9, dtype=d).T, torch.rand(4, 9, dtype=d).T  # (9, 4), not contiguous
+    torch.testing.assert_close(lowrank_product(x, ut, vt), _lowrank_formula(x, ut, vt), atol=1e-14, rtol=1e-13)
+    xf, uf, vf = x.float(), ut.float(), vt.float()
+    monkeypatch.setenv("LATERALNORM_CPU_KERNEL", "torch")  # no kernel: the formula itself, to the bit
+    assert torch.equal(lowrank_product(xf, uf, vf), _lowrank_formula(xf, uf, vf))
 
 
 @pytest.mark.parametrize("spec", ["dn:kappa=lowrank:2", "gdn", "dn:kappa=gaussian,fn=signed,alpha=1.5"])

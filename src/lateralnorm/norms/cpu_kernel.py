@@ -1,6 +1,6 @@
 """The compiled CPU kernel for divisive normalization with an O(N) pool (`csrc/dn_rows.cpp`), which also
-carries the channels-first LN/RMS sweeps and the LSTM/GRU gate steps of `models/rnn.py`
-(`csrc/recurrent_gates.cpp`).
+carries the channels-first LN/RMS sweeps, the LSTM/GRU gate steps of `models/rnn.py`
+(`csrc/recurrent_gates.cpp`) and the low-rank κ's products (`csrc/lowrank_product.cpp`).
 
 It is built once per machine, on first use, with torch's C++ extension tooling (a C++ compiler and ninja),
 into `<cache>/ext/dn_rows-<key>/` (cache: $LATERALNORM_KERNEL_CACHE, else $LATERALNORM_CACHE, else
@@ -35,8 +35,11 @@ from lateralnorm.errors import UsageError
 
 CSRC = Path(__file__).parent / "csrc"
 # dn_rows.cpp holds the module's bindings; dn_rows_f64.cpp its O(N) rows in double (the same source, compiled
-# in parallel); recurrent_gates.cpp the LSTM/GRU gate steps (models/rnn.py)
-SOURCES = (CSRC / "dn_rows.cpp", CSRC / "dn_rows_f64.cpp", CSRC / "recurrent_gates.cpp")
+# in parallel); recurrent_gates.cpp the LSTM/GRU gate steps (models/rnn.py); lowrank_product.cpp the low-rank
+# κ's K-thin products (dn_kernel.LowRankProduct)
+SOURCES = (
+    CSRC / "dn_rows.cpp", CSRC / "dn_rows_f64.cpp", CSRC / "recurrent_gates.cpp", CSRC / "lowrank_product.cpp"
+)
 MODES = ("auto", "cpp", "torch")
 # -fno-trapping-math lets GCC vectorize the branchy element loops (relu, sign, a > 0 ? …); without it the
 # row loops run an order of magnitude slower. -fno-math-errno lets sqrt vectorize.

@@ -271,7 +271,7 @@ class DivisiveNorm(Norm):
             if out is not None:
                 return out
         if self._matrix:
-            pool = functools.partial(self.structure.pool, self)
+            pool = functools.partial(self.structure.kernel_pool, self)
             out = matrix_pooled_rows(x, pool, self._source("beta"), self.weight, self.bias, self._mcfg)
             if out is not None:
                 return out

@@ -472,6 +472,46 @@ def matrix_pooled_rows(
     )
 
 
+def _lowrank_formula(psi: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    return F.linear(F.linear(psi, v.T), u)
+
+
+class LowRankProduct(torch.autograd.Function):
+    """W = (ψ V) Uᵀ, the low-rank κ's pool (U, V: (N, K)), in the compiled CPU kernel's K-thin row products
+    (`csrc/lowrank_product.cpp`) instead of torch's two linear maps: the same products in another summation
+    order, so equal to `_lowrank_formula` to rounding, not to the bit. Saves ψ, U, V and the padded t = ψ V;
+    a double backward differentiates the formula."""
+
+    @staticmethod
+    def forward(ctx: Any, psi: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        w, t = cpu_kernel.extension().lowrank_forward(psi, u, v)
+        ctx.save_for_backward(psi, u, v, t)
+        return w
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor):  # noqa: ANN205
+        psi, u, v, t = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        if torch.is_grad_enabled():  # create_graph=True: differentiate the plain formula instead
+            return tuple(partial_grads(_lowrank_formula, (psi, u, v), need, g))
+        return cpu_kernel.extension().lowrank_backward(g, psi, t, u, v, *need)
+
+
+def lowrank_product(psi: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """(ψ V) Uᵀ for ψ (..., N) and U, V (N, K): the compiled kernel's products where it runs them (CPU
+    float32/float64, one dtype, the kernel built, eager), else torch's two linear maps (the formula)."""
+    if (
+        cpu_kernel.applies_to(psi)
+        and u.dtype == psi.dtype == v.dtype
+        and u.device.type == "cpu" == v.device.type
+        and not torch.compiler.is_compiling()
+        and not torch.jit.is_tracing()
+    ):
+        rows = _rows_of(psi).contiguous()
+        return _unrows(LowRankProduct.apply(rows, u, v), psi.shape)
+    return _lowrank_formula(psi, u, v)
+
+
 class _GradShare:
     """The output node's share of the input gradient, handed to ψ's node (which runs after it) to add in its
     kernel, instead of autograd adding the two (M, N) tensors."""

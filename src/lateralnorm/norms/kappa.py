@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from lateralnorm.errors import UsageError
 from lateralnorm.norms.base import NonNegative
-from lateralnorm.norms.dn_kernel import window_sum
+from lateralnorm.norms.dn_kernel import lowrank_product, window_sum
 
 if TYPE_CHECKING:  # pragma: no cover
     from lateralnorm.norms.divisive import DivisiveNorm
@@ -42,6 +42,11 @@ class Kappa:
     def pool(self, norm: DivisiveNorm, psi: torch.Tensor) -> torch.Tensor:
         """Σ_j κ_ij ψ_j for ψ of shape (..., N); (..., 1) for a uniform κ with c shared."""
         raise NotImplementedError
+
+    def kernel_pool(self, norm: DivisiveNorm, psi: torch.Tensor) -> torch.Tensor:
+        """The pool as the compiled-kernel route runs it (`matrix_pooled_rows`): `pool` unless the structure
+        has a faster product of its own there; `pool` stays the formula that it is tested against."""
+        return self.pool(norm, psi)
 
     def matrix(self, norm: DivisiveNorm, eye: torch.Tensor) -> torch.Tensor:
         """The effective N×N κ (rows i, columns j). The default reads it off the pool: κ e_j is column j."""
@@ -157,6 +162,11 @@ class LowRankKappa(Kappa):
     def pool(self, norm: DivisiveNorm, psi: torch.Tensor) -> torch.Tensor:
         u, v = norm.value("kappa_u").to(psi.dtype), norm.value("kappa_v").to(psi.dtype)
         return F.linear(F.linear(psi, v.T), u)
+
+    def kernel_pool(self, norm: DivisiveNorm, psi: torch.Tensor) -> torch.Tensor:
+        """The compiled kernel's K-thin row products on CPU (MKL's GEMM packs ψ before each thin product)."""
+        u, v = norm.value("kappa_u").to(psi.dtype), norm.value("kappa_v").to(psi.dtype)
+        return lowrank_product(psi, u, v)
 
     def matrix(self, norm: DivisiveNorm, eye: torch.Tensor) -> torch.Tensor:
         return norm.value("kappa_u") @ norm.value("kappa_v").T
