@@ -823,7 +823,9 @@ def test_lowrank_product_node_gradcheck_double_backward_and_shapes(monkeypatch):
     assert torch.autograd.gradgradcheck(lowrank_product, (psi, u, v))
     x = torch.rand(2, 3, 9, dtype=d)
     ut, vt = torch.rand(4, 9, dtype=d).T, torch.rand(4, 9, dtype=d).T  # (9, 4), not contiguous
-    torch.testing.assert_close(lowrank_product(x, ut, vt), _lowrank_formula(x, ut, vt), atol=1e-14, rtol=1e-13)
+    torch.testing.assert_close(
+        lowrank_product(x, ut, vt), _lowrank_formula(x, ut, vt), atol=1e-14, rtol=1e-13
+    )
     xf, uf, vf = x.float(), ut.float(), vt.float()
     monkeypatch.setenv("LATERALNORM_CPU_KERNEL", "torch")  # no kernel: the formula itself, to the bit
     assert torch.equal(lowrank_product(xf, uf, vf), _lowrank_formula(xf, uf, vf))

@@ -38,7 +38,10 @@ CSRC = Path(__file__).parent / "csrc"
 # in parallel); recurrent_gates.cpp the LSTM/GRU gate steps (models/rnn.py); lowrank_product.cpp the low-rank
 # κ's K-thin products (dn_kernel.LowRankProduct)
 SOURCES = (
-    CSRC / "dn_rows.cpp", CSRC / "dn_rows_f64.cpp", CSRC / "recurrent_gates.cpp", CSRC / "lowrank_product.cpp"
+    CSRC / "dn_rows.cpp",
+    CSRC / "dn_rows_f64.cpp",
+    CSRC / "recurrent_gates.cpp",
+    CSRC / "lowrank_product.cpp",
 )
 MODES = ("auto", "cpp", "torch")
 # -fno-trapping-math lets GCC vectorize the branchy element loops (relu, sign, a > 0 ? …); without it the
