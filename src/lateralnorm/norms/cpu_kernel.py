@@ -36,7 +36,7 @@ from lateralnorm.errors import UsageError
 CSRC = Path(__file__).parent / "csrc"
 # dn_rows.cpp holds the module's bindings; dn_rows_f64.cpp its O(N) rows in double (the same source, compiled
 # in parallel); recurrent_gates.cpp the LSTM/GRU gate steps (models/rnn.py); lowrank_product.cpp the low-rank
-# κ's K-thin products (dn_kernel.LowRankProduct)
+# κ's K-thin products (dn_kernel.lowrank_product)
 SOURCES = (
     CSRC / "dn_rows.cpp",
     CSRC / "dn_rows_f64.cpp",

@@ -476,39 +476,31 @@ def _lowrank_formula(psi: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> tor
     return F.linear(F.linear(psi, v.T), u)
 
 
-class LowRankProduct(torch.autograd.Function):
-    """W = (ψ V) Uᵀ, the low-rank κ's pool (U, V: (N, K)), in the compiled CPU kernel's K-thin row products
-    (`csrc/lowrank_product.cpp`) instead of torch's two linear maps: the same products in another summation
-    order, so equal to `_lowrank_formula` to rounding, not to the bit. Saves ψ, U, V and the padded t = ψ V;
-    a double backward differentiates the formula."""
+def _lowrank_formula_backward(g, psi, u, v, need):  # noqa: ANN001, ANN202
+    """The double backward of the kernel's low-rank node (`lowrank_node`): the formula's gradients as a graph."""
+    return tuple(partial_grads(_lowrank_formula, (psi, u, v), need, g))
 
-    @staticmethod
-    def forward(ctx: Any, psi: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        w, t = cpu_kernel.extension().lowrank_forward(psi, u, v)
-        ctx.save_for_backward(psi, u, v, t)
-        return w
 
-    @staticmethod
-    def backward(ctx: Any, g: torch.Tensor):  # noqa: ANN205
-        psi, u, v, t = ctx.saved_tensors
-        need = ctx.needs_input_grad
-        if torch.is_grad_enabled():  # create_graph=True: differentiate the plain formula instead
-            return tuple(partial_grads(_lowrank_formula, (psi, u, v), need, g))
-        return cpu_kernel.extension().lowrank_backward(g, psi, t, u, v, *need)
+# The kernel's products win up to this rank (float32, AVX-512, 1 thread: 0.5–0.85× torch's time a step at K = 8
+# and 16; even at 32–48; 1.16× at 64, where MKL's packing is spread over enough arithmetic): above, torch's.
+KERNEL_MAX_RANK = 16
 
 
 def lowrank_product(psi: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """(ψ V) Uᵀ for ψ (..., N) and U, V (N, K): the compiled kernel's products where it runs them (CPU
-    float32/float64, one dtype, the kernel built, eager), else torch's two linear maps (the formula)."""
+    """(ψ V) Uᵀ for ψ (..., N) and U, V (N, K): the compiled kernel's K-thin products
+    (`csrc/lowrank_product.cpp`: the same products in another summation order, so equal to the formula to
+    rounding, not to the bit) where it runs them (CPU float32/float64, one dtype, K <= KERNEL_MAX_RANK, the
+    kernel built, eager), else torch's two linear maps (the formula)."""
     if (
-        cpu_kernel.applies_to(psi)
+        u.shape[-1] <= KERNEL_MAX_RANK
+        and cpu_kernel.applies_to(psi)
         and u.dtype == psi.dtype == v.dtype
         and u.device.type == "cpu" == v.device.type
         and not torch.compiler.is_compiling()
         and not torch.jit.is_tracing()
     ):
         rows = _rows_of(psi).contiguous()
-        return _unrows(LowRankProduct.apply(rows, u, v), psi.shape)
+        return _unrows(cpu_kernel.extension().lowrank_node(rows, u, v), psi.shape)
     return _lowrank_formula(psi, u, v)
 
 

@@ -287,10 +287,49 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lowrank_backward(const at::Tensor
   return {gpsi, gu, gv};
 }
 
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// The product as one C++ autograd node (a Python autograd.Function costs about as much as the products at the
+// studies' widths). It saves ψ, U, V and the padded t; a double backward (create_graph) differentiates the
+// plain formula in Python (`dn_kernel._lowrank_formula_backward`).
+struct LowRankNode : public torch::autograd::Function<LowRankNode> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& psi, const at::Tensor& u, const at::Tensor& v) {
+    auto res = lowrank_forward(psi, u, v);
+    ctx->save_for_backward({psi, u, v, std::get<1>(res)});
+    return std::get<0>(res);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const variable_list s = ctx->get_saved_variables();
+    const bool need[3] = {ctx->needs_input_grad(0), ctx->needs_input_grad(1), ctx->needs_input_grad(2)};
+    variable_list out(3);
+    if (at::GradMode::is_enabled()) {  // create_graph=True: differentiate the plain formula in Python
+      pybind11::gil_scoped_acquire gil;
+      pybind11::sequence got = pybind11::module_::import("lateralnorm.norms.dn_kernel")
+                                   .attr("_lowrank_formula_backward")(
+                                       grads[0], s[0], s[1], s[2], pybind11::make_tuple(need[0], need[1], need[2]));
+      for (size_t i = 0; i < 3 && i < got.size(); ++i)
+        if (!got[i].is_none()) out[i] = got[i].cast<at::Tensor>();
+      return out;
+    }
+    auto res = lowrank_backward(grads[0], s[0], s[3], s[1], s[2], need[0], need[1], need[2]);
+    out[0] = std::get<0>(res);
+    out[1] = std::get<1>(res);
+    out[2] = std::get<2>(res);
+    return out;
+  }
+};
+
 }  // namespace
 
 void register_lowrank_product(pybind11::module_& m) {
   m.def("lowrank_forward", &lowrank_forward, "(W, t): t = ψ V, W = t Uᵀ (the low-rank κ's pool, K-thin rows)");
   m.def("lowrank_backward", &lowrank_backward,
         "(gψ, gU, gV) of W = (ψ V) Uᵀ from gW and the forward's t; None where not asked for");
+  m.def(
+      "lowrank_node", [](const at::Tensor& psi, const at::Tensor& u, const at::Tensor& v) {
+        return LowRankNode::apply(psi, u, v);
+      },
+      "W = (ψ V) Uᵀ as an autograd node");
 }
