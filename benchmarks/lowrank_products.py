@@ -20,13 +20,20 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from norms import LowRankMatmuls  # noqa: E402
-
 from lateralnorm import create_norm  # noqa: E402
 from lateralnorm.allocator import keep_freed_memory  # noqa: E402
 from lateralnorm.norms.kappa import LowRankKappa  # noqa: E402
+from norms import LowRankMatmuls  # noqa: E402
 
-SIZES = [(100, 32, 8), (100, 256, 8), (1024, 256, 8), (1024, 512, 16), (1024, 512, 32), (1024, 512, 48), (1024, 512, 64)]
+SIZES = [
+    (100, 32, 8),
+    (100, 256, 8),
+    (1024, 256, 8),
+    (1024, 512, 16),
+    (1024, 512, 32),
+    (1024, 512, 48),
+    (1024, 512, 64),
+]
 
 
 def step_time(m: nn.Module, x: torch.Tensor, g: torch.Tensor, iters: int) -> float:
