@@ -829,6 +829,14 @@ def test_lowrank_product_node_gradcheck_double_backward_and_shapes(monkeypatch):
     xf, uf, vf = x.float(), ut.float(), vt.float()
     wide_u, wide_v = torch.rand(9, 17), torch.rand(9, 17)  # K > KERNEL_MAX_RANK: torch's matmuls, to the bit
     assert torch.equal(lowrank_product(xf, wide_u, wide_v), _lowrank_formula(xf, wide_u, wide_v))
+    with monkeypatch.context() as mp:  # torch's matmuls on request (the bits of runs stored before them)
+        mp.setenv("LATERALNORM_LOWRANK_PRODUCTS", "torch")
+        assert torch.equal(lowrank_product(xf, uf, vf), _lowrank_formula(xf, uf, vf))
+        mp.setenv("LATERALNORM_LOWRANK_PRODUCTS", "gemm")
+        with pytest.raises(
+            UsageError, match="LATERALNORM_LOWRANK_PRODUCTS='gemm' is not one of kernel, torch"
+        ):
+            lowrank_product(xf, uf, vf)
     monkeypatch.setenv("LATERALNORM_CPU_KERNEL", "torch")  # no kernel: the formula itself, to the bit
     assert torch.equal(lowrank_product(xf, uf, vf), _lowrank_formula(xf, uf, vf))
 

@@ -163,6 +163,8 @@ def versions() -> dict[str, str]:
     from lateralnorm.norms import cpu_kernel
 
     out["dn_cpu_kernel"] = cpu_kernel.kernel_name()  # compiled row kernel or PyTorch ops (same formula)
+    # a low-rank κ's pool: the kernel's own products or torch's matmuls (the same products, other roundings)
+    out["lowrank_products"] = cpu_kernel.lowrank_products()
     try:
         rev = subprocess.run(
             ["git", "-C", str(Path(__file__).resolve().parent), "rev-parse", "HEAD"],

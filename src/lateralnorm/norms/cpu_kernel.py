@@ -67,6 +67,23 @@ def mode() -> str:
     return value
 
 
+LOWRANK_MODES = ("kernel", "torch")
+
+
+def lowrank_products() -> str:
+    """Which products a low-rank κ's pool takes where the compiled kernel runs its element work
+    (LATERALNORM_LOWRANK_PRODUCTS): `kernel` (default: the kernel's own K-thin products up to rank 16) or
+    `torch` (torch's matmuls: the bits of the runs stored before 2026-12-07, which `lateralnorm study reprobe`
+    must reproduce exactly to replace their probes)."""
+    value = os.environ.get("LATERALNORM_LOWRANK_PRODUCTS", "kernel").strip().lower() or "kernel"
+    if value not in LOWRANK_MODES:
+        raise UsageError(
+            f"LATERALNORM_LOWRANK_PRODUCTS={value!r} is not one of {', '.join(LOWRANK_MODES)}; unset it or pick "
+            "one of those"
+        )
+    return value
+
+
 def _is_gcc() -> bool:
     compiler = os.environ.get("CXX", "c++")
     try:

@@ -490,9 +490,10 @@ def lowrank_product(psi: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torc
     """(ψ V) Uᵀ for ψ (..., N) and U, V (N, K): the compiled kernel's K-thin products
     (`csrc/lowrank_product.cpp`: the same products in another summation order, so equal to the formula to
     rounding, not to the bit) where it runs them (CPU float32/float64, one dtype, K <= KERNEL_MAX_RANK, the
-    kernel built, eager), else torch's two linear maps (the formula)."""
+    kernel built, eager, LATERALNORM_LOWRANK_PRODUCTS not `torch`), else torch's two linear maps (the formula)."""
     if (
         u.shape[-1] <= KERNEL_MAX_RANK
+        and cpu_kernel.lowrank_products() == "kernel"
         and cpu_kernel.applies_to(psi)
         and u.dtype == psi.dtype == v.dtype
         and u.device.type == "cpu" == v.device.type
