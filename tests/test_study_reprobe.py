@@ -72,3 +72,16 @@ def test_reprobe_refuses_bad_input(tmp_path, capsys):
     assert main(["study", "reprobe", str(tmp_path), "--probe", "crosstalk"]) != 0
     err = capsys.readouterr().err
     assert "holds no study" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_low_rank_run_that_differs_is_told_how_it_was_stored(monkeypatch):
+    """Runs stored before 2026-12-07 took torch's matmuls in a low-rank κ's pool: a low-rank run that does not
+    retrain to its stored model is told the switch that retrains it that way; other runs, or that switch set, not."""
+    from lateralnorm.study.reprobe import lowrank_hint
+
+    lowrank = {"model": "mlp", "norm": "dn:kappa=lowrank:8,alpha=2"}
+    monkeypatch.delenv("LATERALNORM_LOWRANK_PRODUCTS", raising=False)
+    assert "LATERALNORM_LOWRANK_PRODUCTS=torch" in lowrank_hint(lowrank)
+    assert lowrank_hint({"model": "mlp", "norm": "dn:kappa=full"}) == ""
+    monkeypatch.setenv("LATERALNORM_LOWRANK_PRODUCTS", "torch")
+    assert lowrank_hint(lowrank) == ""

@@ -48,6 +48,18 @@ def _same(stored: Any, new: Any) -> bool:
     return stored == new
 
 
+def lowrank_hint(config: dict[str, Any]) -> str:
+    """What to add when a run with a low-rank κ does not retrain to its stored model: runs stored before
+    2026-12-07 took torch's matmuls in the low-rank pool, and the compiled kernel's own products (the default
+    since) round differently."""
+    from lateralnorm.norms import cpu_kernel
+
+    if "lowrank" in json.dumps(config) and cpu_kernel.lowrank_products() == "kernel":
+        return (" (a low-rank κ: runs stored before 2026-12-07 took torch's matmuls in its pool; "
+                "LATERALNORM_LOWRANK_PRODUCTS=torch retrains them that way)")  # fmt: skip
+    return ""
+
+
 def select_runs(store: Store, probes: list[str], cells: list[str]) -> list[dict[str, Any]]:
     """Finished runs that hold a row of one of `probes`, whose cell label contains one of `cells` (all when
     empty), in plan order: run_id, cell label, config (dict) and the stored final metrics."""
@@ -120,7 +132,9 @@ def reprobe(
                     k = diff[0]
                     what = f"{k} {getattr(result, k)!r} retrained vs {stored[rid]['stored'][k]!r} stored"
                     report.differ.append((rid, what))
-                    echo(f"{head}  not the stored model ({what}): its probes are kept")
+                    echo(
+                        f"{head}  not the stored model ({what}): its probes are kept{lowrank_hint(stored[rid]['config'])}"
+                    )
                     continue
                 errors = [f"{p}: {result.probes[p]['error']}" for p in probes
                           if isinstance(result.probes.get(p), dict) and "error" in result.probes[p]]  # fmt: skip
