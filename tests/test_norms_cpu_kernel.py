@@ -828,6 +828,11 @@ def test_lowrank_product_node_gradcheck_double_backward_and_shapes(monkeypatch):
     )
     xf, uf, vf = x.float(), ut.float(), vt.float()
     wide_u, wide_v = torch.rand(9, 17), torch.rand(9, 17)  # K > KERNEL_MAX_RANK: torch's matmuls, to the bit
+    empty = torch.rand(
+        9, 0
+    )  # K = 0 (and N = 0 below): the formula's zeros and empties, not the kernel's refusal
+    assert torch.equal(lowrank_product(xf, empty, empty), torch.zeros_like(xf))
+    assert lowrank_product(torch.rand(2, 3, 0), torch.rand(0, 4), torch.rand(0, 4)).shape == (2, 3, 0)
     assert torch.equal(lowrank_product(xf, wide_u, wide_v), _lowrank_formula(xf, wide_u, wide_v))
     with monkeypatch.context() as mp:  # torch's matmuls on request (the bits of runs stored before them)
         mp.setenv("LATERALNORM_LOWRANK_PRODUCTS", "torch")

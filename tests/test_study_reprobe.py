@@ -75,13 +75,20 @@ def test_reprobe_refuses_bad_input(tmp_path, capsys):
 
 
 def test_a_low_rank_run_that_differs_is_told_how_it_was_stored(monkeypatch):
-    """Runs stored before 2026-12-07 took torch's matmuls in a low-rank κ's pool: a low-rank run that does not
-    retrain to its stored model is told the switch that retrains it that way; other runs, or that switch set, not."""
+    """Runs stored before 2026-12-07 took torch's matmuls in a low-rank κ's pool (no `lowrank_products` in their
+    versions): a CPU run of rank <= 16 that does not retrain to its stored model is told the switch that retrains
+    it that way. Not told: other norms (whatever its folder is called), ranks past the kernel's, CUDA runs, runs
+    stored with the products in use now."""
     from lateralnorm.study.reprobe import lowrank_hint
 
-    lowrank = {"model": "mlp", "norm": "dn:kappa=lowrank:8,alpha=2"}
+    lowrank = {"model": "mlp", "norm": "dn:kappa=lowrank:8,alpha=2", "device": "cpu", "out_dir": "x"}
     monkeypatch.delenv("LATERALNORM_LOWRANK_PRODUCTS", raising=False)
-    assert "LATERALNORM_LOWRANK_PRODUCTS=torch" in lowrank_hint(lowrank)
-    assert lowrank_hint({"model": "mlp", "norm": "dn:kappa=full"}) == ""
+    assert "LATERALNORM_LOWRANK_PRODUCTS=torch" in lowrank_hint(lowrank, {"torch": "2.13.0"})
+    assert "LATERALNORM_LOWRANK_PRODUCTS=torch" in lowrank_hint(lowrank, {"lowrank_products": "torch"})
+    assert lowrank_hint(lowrank, {"lowrank_products": "kernel"}) == ""
+    assert lowrank_hint({"norm": "ln", "out_dir": "results/lowrank_sweep/r1"}, {}) == ""
+    assert lowrank_hint({**lowrank, "norm": "dn:kappa=lowrank:32"}, {}) == ""
+    assert lowrank_hint({**lowrank, "device": "cuda"}, {}) == ""
     monkeypatch.setenv("LATERALNORM_LOWRANK_PRODUCTS", "torch")
-    assert lowrank_hint(lowrank) == ""
+    assert lowrank_hint(lowrank, {}) == ""
+    assert "LATERALNORM_LOWRANK_PRODUCTS=kernel" in lowrank_hint(lowrank, {"lowrank_products": "kernel"})

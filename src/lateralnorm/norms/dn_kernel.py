@@ -481,8 +481,9 @@ def _lowrank_formula_backward(g, psi, u, v, need):  # noqa: ANN001, ANN202
     return tuple(partial_grads(_lowrank_formula, (psi, u, v), need, g))
 
 
-# The kernel's products win up to this rank (float32, AVX-512, 1 thread: 0.5–0.85× torch's time a step at K = 8
-# and 16; even at 32–48; 1.16× at 64, where MKL's packing is spread over enough arithmetic): above, torch's.
+# The kernel's products win up to this rank (measured in float32 on AVX-512, 1 thread: 0.50–0.95× torch's time a
+# layer step at K = 8 and 16, widths 32–512; even at 32–48; 1.16× at 64, where MKL's packing is spread over enough
+# arithmetic; not measured on AVX2 or in float64): above, torch's.
 KERNEL_MAX_RANK = 16
 
 
@@ -492,7 +493,8 @@ def lowrank_product(psi: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torc
     rounding, not to the bit) where it runs them (CPU float32/float64, one dtype, K <= KERNEL_MAX_RANK, the
     kernel built, eager, LATERALNORM_LOWRANK_PRODUCTS not `torch`), else torch's two linear maps (the formula)."""
     if (
-        u.shape[-1] <= KERNEL_MAX_RANK
+        1 <= u.shape[-1] <= KERNEL_MAX_RANK
+        and psi.shape[-1] >= 1
         and cpu_kernel.lowrank_products() == "kernel"
         and cpu_kernel.applies_to(psi)
         and u.dtype == psi.dtype == v.dtype

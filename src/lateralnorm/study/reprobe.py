@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 import tempfile
 import time
@@ -48,16 +49,23 @@ def _same(stored: Any, new: Any) -> bool:
     return stored == new
 
 
-def lowrank_hint(config: dict[str, Any]) -> str:
-    """What to add when a run with a low-rank κ does not retrain to its stored model: runs stored before
-    2026-12-07 took torch's matmuls in the low-rank pool, and the compiled kernel's own products (the default
-    since) round differently."""
+def lowrank_hint(config: dict[str, Any], versions: dict[str, Any] | None) -> str:
+    """What to add when a run does not retrain to its stored model and its low-rank κ's pool took other
+    products then than now: runs stored before 2026-12-07 (no `lowrank_products` in their versions) took torch's
+    matmuls, later ones what they recorded; the compiled kernel's own products (ranks up to 16, on CPU) round
+    differently from torch's."""
     from lateralnorm.norms import cpu_kernel
+    from lateralnorm.norms.dn_kernel import KERNEL_MAX_RANK
 
-    if "lowrank" in json.dumps(config) and cpu_kernel.lowrank_products() == "kernel":
-        return (" (a low-rank κ: runs stored before 2026-12-07 took torch's matmuls in its pool; "
-                "LATERALNORM_LOWRANK_PRODUCTS=torch retrains them that way)")  # fmt: skip
-    return ""
+    ranks = [int(k) for k in re.findall(r"kappa=lowrank:(\d+)", str(config.get("norm") or ""))]
+    on_cpu = str(config.get("device") or "cpu").split(":")[0] == "cpu"
+    if not on_cpu or not any(k <= KERNEL_MAX_RANK for k in ranks):
+        return ""
+    then, now = (versions or {}).get("lowrank_products", "torch"), cpu_kernel.lowrank_products()
+    if then == now:
+        return ""
+    return (f" (its low-rank κ's pool took the {then} products when it was stored, the {now} products now: "
+            f"LATERALNORM_LOWRANK_PRODUCTS={then} retrains it that way)")  # fmt: skip
 
 
 def select_runs(store: Store, probes: list[str], cells: list[str]) -> list[dict[str, Any]]:
@@ -69,7 +77,7 @@ def select_runs(store: Store, probes: list[str], cells: list[str]) -> list[dict[
         if cells and not any(c in r["cell_label"] for c in cells):
             continue
         out.append({"run_id": r["run_id"], "cell": r["cell_label"], "config": json.loads(r["config"]),
-                    "stored": {k: r[k] for k in SAME_MODEL}})  # fmt: skip
+                    "stored": {k: r[k] for k in SAME_MODEL}, "versions": json.loads(r["versions"] or "{}")})  # fmt: skip
     return out
 
 
@@ -133,7 +141,7 @@ def reprobe(
                     what = f"{k} {getattr(result, k)!r} retrained vs {stored[rid]['stored'][k]!r} stored"
                     report.differ.append((rid, what))
                     echo(
-                        f"{head}  not the stored model ({what}): its probes are kept{lowrank_hint(stored[rid]['config'])}"
+                        f"{head}  not the stored model ({what}): its probes are kept{lowrank_hint(stored[rid]['config'], stored[rid]['versions'])}"
                     )
                     continue
                 errors = [f"{p}: {result.probes[p]['error']}" for p in probes

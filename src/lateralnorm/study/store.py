@@ -342,10 +342,11 @@ class Store:
 
     def runs_with_probes(self, probes: Iterable[str]) -> list[sqlite3.Row]:
         """Finished ('done') runs that hold a row of one of these probes, in plan order: run_id, cell_label,
-        config (JSON) and the final metrics."""
+        config (JSON), the final metrics and versions (JSON)."""
         names = tuple(probes)
         return self.rows(
-            f"SELECT DISTINCT r.run_id, r.seq, r.cell_label, r.config, {', '.join('f.' + k for k in FINAL_FIELDS)} "
+            f"SELECT DISTINCT r.run_id, r.seq, r.cell_label, r.config, {', '.join('f.' + k for k in FINAL_FIELDS)}, "
+            "f.versions "
             "FROM runs r JOIN final_metrics f USING (run_id) JOIN probe_results p USING (run_id) "
             f"WHERE r.status = 'done' AND p.probe IN ({', '.join('?' * len(names))}) ORDER BY r.seq",
             names,

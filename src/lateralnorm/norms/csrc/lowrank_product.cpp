@@ -5,12 +5,12 @@
 //
 // torch runs these K-thin products through MKL's general GEMM, which first copies (packs) the (M, N) operand
 // and scales its output: at (1024, 512, K = 16) perf put more of a product's time in that packing than in its
-// arithmetic. Here the (M, N) operands are read where they lie, a row at a time: a row's K dot products
-// (K vector accumulators over the row, a few at a time), a row as K scaled rows of Uᵀ or Vᵀ added (the column
-// chunk in registers), and the two (N, K) gradients as sums over rows, taken per block of 64 rows (a column
-// chunk's K sums in registers) with the blocks added in block order in double. No sum depends on the thread
-// count: a row's products are one thread's, and the blocks are fixed. Floating-point sums in another order
-// than MKL's: the products agree with torch's to rounding (tests), not to the bit.
+// arithmetic. Here the (M, N) operands are read where they lie, as register blocks of rank-1 updates (K padded
+// to whole vectors, kp): t = ψ V and gt = gW U up to 16 rows × the kp lanes at a time, summed over the row in
+// order; W = t Uᵀ and gψ = gt Vᵀ 8 rows × 2 column vectors, summed over k in order; gU and gV 16 columns × the
+// kp lanes, summed over a block of 64 rows, the blocks added in block order in double. No sum depends on the
+// thread count: a row's products are one thread's, and the blocks are fixed. Floating-point sums in another
+// order than MKL's: the products agree with torch's to rounding (tests), not to the bit.
 
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
