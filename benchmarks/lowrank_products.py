@@ -4,7 +4,7 @@
 W = (ψ V) Uᵀ either through the kernel's products (`csrc/lowrank_product.cpp`, the default) or through torch's
 two linear maps (`LowRankKappa.pool`, the route before). This script times both in alternating rounds, with the
 reference (the matmuls alone, `benchmarks/norms.py`'s LowRankMatmuls) and nn.LayerNorm, fwd+bwd, best round of
-each; the studies' sizes (width 32 and 256, rank 8) and the benchmark's (1024 × 512, rank 16).
+each; the studies' sizes (Q3b's widths 32 and 256, Q3's 100, rank 8) and the benchmark's (1024 × 512, rank 16).
 
     python benchmarks/lowrank_products.py [--threads 1] [--rounds 7]
 """
@@ -27,6 +27,7 @@ from norms import LowRankMatmuls  # noqa: E402
 
 SIZES = [
     (100, 32, 8),
+    (100, 100, 8),  # Q3's MLP (width 100, batch 100, lowrank:8)
     (100, 256, 8),
     (1024, 256, 8),
     (1024, 512, 16),
