@@ -195,6 +195,12 @@ void blocks_to_gradient(const T* part, int64_t blocks, int64_t n, int64_t kp, in
   for (int64_t j = 0; j < n * K; ++j) out[j] = static_cast<T>(acc[j]);
 }
 
+// Asks for a block of rows ahead of its use (into L2: prefetcht1), one request per cache line.
+inline void prefetch_block(const void* p, int64_t bytes) {
+  const char* c = static_cast<const char*>(p);
+  for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(c + o, 0, 2);
+}
+
 // (n, K) → (n, kp) with zero columns past K: the thin operand padded to whole vectors.
 at::Tensor padded(const at::Tensor& m, int64_t kp) {
   const int64_t K = m.size(1);
@@ -277,6 +283,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lowrank_backward(const at::Tensor
     at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) {
         const int64_t r0 = b * kRowsPerBlock, rows = std::min(kRowsPerBlock, M - r0);
+        // gV's sums read the block's ψ a column strip at a time (a 2 KiB stride), last: asked for now, it is in
+        // L2 by then (a step's ψ comes from memory; 10–19 % less time for the backward, ψ and gW out of cache)
+        if (need_v) prefetch_block(p + r0 * N, rows * N * sizeof(T));
         if (need_gt) thin_rows<T>(g + r0 * N, N, rows, uu, kp, N, gtp + r0 * kp);
         if (need_psi) wide_rows<T>(gtp + r0 * kp, kp, rows, vt, K, N, gpp + r0 * N);
         if (need_u) block_outer<T>(g + r0 * N, N, tp + r0 * kp, kp, rows, pu + b * N * kp);
