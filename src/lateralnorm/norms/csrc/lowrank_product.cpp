@@ -19,6 +19,7 @@
 #include <cstring>
 #include <algorithm>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -82,18 +83,25 @@ void thin_rows_g(const T* a, int64_t lda, int64_t rows, const T* b, int64_t kp, 
   for (; r < rows; ++r) thin_block<T, G, 1>(a + r * lda, lda, b, kp, n, g0, out + r * kp);
 }
 
+// Calls f with std::integral_constant<int, G> for each group of G <= 4 of a row's `vecs` vectors of k (from g0).
+template <typename F>
+inline void by_vector_groups(int64_t vecs, F&& f) {
+  for (int64_t g0 = 0; g0 < vecs; g0 += 4) {
+    switch (std::min<int64_t>(4, vecs - g0)) {
+      case 4: f(std::integral_constant<int, 4>{}, g0); break;
+      case 3: f(std::integral_constant<int, 3>{}, g0); break;
+      case 2: f(std::integral_constant<int, 2>{}, g0); break;
+      default: f(std::integral_constant<int, 1>{}, g0); break;
+    }
+  }
+}
+
 // out (rows × kp) = a (rows × n, row stride lda) · b (n × kp): every row's kp/L vectors, four at a time.
 template <typename T>
 void thin_rows(const T* a, int64_t lda, int64_t rows, const T* b, int64_t kp, int64_t n, T* out) {
-  const int64_t vecs = kp / Lanes<T>::L;
-  for (int64_t g0 = 0; g0 < vecs; g0 += 4) {
-    switch (std::min<int64_t>(4, vecs - g0)) {
-      case 4: thin_rows_g<T, 4>(a, lda, rows, b, kp, n, g0, out); break;
-      case 3: thin_rows_g<T, 3>(a, lda, rows, b, kp, n, g0, out); break;
-      case 2: thin_rows_g<T, 2>(a, lda, rows, b, kp, n, g0, out); break;
-      default: thin_rows_g<T, 1>(a, lda, rows, b, kp, n, g0, out); break;
-    }
-  }
+  by_vector_groups(kp / Lanes<T>::L, [&](auto group, int64_t g0) {
+    thin_rows_g<T, decltype(group)::value>(a, lda, rows, b, kp, n, g0, out);
+  });
 }
 
 // part[i, j] (row stride kp) = Σ_r x[r, i] s[r, j] over `rows` rows: sᵀ x's columns i0 … i0 + R, transposed.
@@ -128,15 +136,9 @@ void outer_g(const T* x, int64_t n, const T* s, int64_t kp, int64_t rows, int64_
 // part (n × kp) = xᵀ s over `rows` rows of x (rows × n) and s (rows × kp).
 template <typename T>
 void block_outer(const T* x, int64_t n, const T* s, int64_t kp, int64_t rows, T* part) {
-  const int64_t vecs = kp / Lanes<T>::L;
-  for (int64_t g0 = 0; g0 < vecs; g0 += 4) {
-    switch (std::min<int64_t>(4, vecs - g0)) {
-      case 4: outer_g<T, 4>(x, n, s, kp, rows, g0, part); break;
-      case 3: outer_g<T, 3>(x, n, s, kp, rows, g0, part); break;
-      case 2: outer_g<T, 2>(x, n, s, kp, rows, g0, part); break;
-      default: outer_g<T, 1>(x, n, s, kp, rows, g0, part); break;
-    }
-  }
+  by_vector_groups(kp / Lanes<T>::L, [&](auto group, int64_t g0) {
+    outer_g<T, decltype(group)::value>(x, n, s, kp, rows, g0, part);
+  });
 }
 
 // out[r, i] = Σ_k s[r, k] bT[k, i] (k < K, in order) for R rows and C vectors of columns from i0.
