@@ -812,7 +812,7 @@ def test_lowrank_products_ignore_the_thread_count():
 def test_lowrank_product_node_gradcheck_double_backward_and_shapes(monkeypatch):
     """`lowrank_product` as an autograd node: gradcheck and gradgradcheck (the double backward differentiates the
     formula), a 3-D ψ and transposed (non-contiguous) factors, and the formula where the kernel does not run."""
-    from lateralnorm.norms.dn_kernel import _lowrank_formula, lowrank_product
+    from lateralnorm.norms.dn_kernel import lowrank_formula, lowrank_product
 
     torch.manual_seed(2)
     d = torch.float64
@@ -823,9 +823,7 @@ def test_lowrank_product_node_gradcheck_double_backward_and_shapes(monkeypatch):
     assert torch.autograd.gradgradcheck(lowrank_product, (psi, u, v))
     x = torch.rand(2, 3, 9, dtype=d)
     ut, vt = torch.rand(4, 9, dtype=d).T, torch.rand(4, 9, dtype=d).T  # (9, 4), not contiguous
-    torch.testing.assert_close(
-        lowrank_product(x, ut, vt), _lowrank_formula(x, ut, vt), atol=1e-14, rtol=1e-13
-    )
+    torch.testing.assert_close(lowrank_product(x, ut, vt), lowrank_formula(x, ut, vt), atol=1e-14, rtol=1e-13)
     xf, uf, vf = x.float(), ut.float(), vt.float()
     wide_u, wide_v = torch.rand(9, 17), torch.rand(9, 17)  # K > KERNEL_MAX_RANK: torch's matmuls, to the bit
     empty = torch.rand(
@@ -833,17 +831,17 @@ def test_lowrank_product_node_gradcheck_double_backward_and_shapes(monkeypatch):
     )  # K = 0 (and N = 0 below): the formula's zeros and empties, not the kernel's refusal
     assert torch.equal(lowrank_product(xf, empty, empty), torch.zeros_like(xf))
     assert lowrank_product(torch.rand(2, 3, 0), torch.rand(0, 4), torch.rand(0, 4)).shape == (2, 3, 0)
-    assert torch.equal(lowrank_product(xf, wide_u, wide_v), _lowrank_formula(xf, wide_u, wide_v))
+    assert torch.equal(lowrank_product(xf, wide_u, wide_v), lowrank_formula(xf, wide_u, wide_v))
     with monkeypatch.context() as mp:  # torch's matmuls on request (the bits of runs stored before them)
         mp.setenv("LATERALNORM_LOWRANK_PRODUCTS", "torch")
-        assert torch.equal(lowrank_product(xf, uf, vf), _lowrank_formula(xf, uf, vf))
+        assert torch.equal(lowrank_product(xf, uf, vf), lowrank_formula(xf, uf, vf))
         mp.setenv("LATERALNORM_LOWRANK_PRODUCTS", "gemm")
         with pytest.raises(
             UsageError, match="LATERALNORM_LOWRANK_PRODUCTS='gemm' is not one of kernel, torch"
         ):
             lowrank_product(xf, uf, vf)
     monkeypatch.setenv("LATERALNORM_CPU_KERNEL", "torch")  # no kernel: the formula itself, to the bit
-    assert torch.equal(lowrank_product(xf, uf, vf), _lowrank_formula(xf, uf, vf))
+    assert torch.equal(lowrank_product(xf, uf, vf), lowrank_formula(xf, uf, vf))
 
 
 @pytest.mark.parametrize("spec", ["dn:kappa=lowrank:2", "gdn", "dn:kappa=gaussian,fn=signed,alpha=1.5"])

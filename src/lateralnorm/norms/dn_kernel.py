@@ -472,13 +472,15 @@ def matrix_pooled_rows(
     )
 
 
-def _lowrank_formula(psi: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def lowrank_formula(psi: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """(ψ V) Uᵀ as torch's two linear maps: the low-rank κ's pool (`LowRankKappa.pool`) and the reference of the
+    kernel's products."""
     return F.linear(F.linear(psi, v.T), u)
 
 
 def _lowrank_formula_backward(g, psi, u, v, need):  # noqa: ANN001, ANN202
     """The double backward of the kernel's low-rank node (`lowrank_node`): the formula's gradients as a graph."""
-    return tuple(partial_grads(_lowrank_formula, (psi, u, v), need, g))
+    return tuple(partial_grads(lowrank_formula, (psi, u, v), need, g))
 
 
 # The kernel's products win up to this rank (measured in float32 on AVX-512, 1 thread: 0.50–0.95× torch's time a
@@ -504,7 +506,7 @@ def lowrank_product(psi: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torc
     ):
         rows = _rows_of(psi).contiguous()
         return _unrows(cpu_kernel.extension().lowrank_node(rows, u, v), psi.shape)
-    return _lowrank_formula(psi, u, v)
+    return lowrank_formula(psi, u, v)
 
 
 class _GradShare:

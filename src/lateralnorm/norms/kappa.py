@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from lateralnorm.errors import UsageError
 from lateralnorm.norms.base import NonNegative
-from lateralnorm.norms.dn_kernel import lowrank_product, window_sum
+from lateralnorm.norms.dn_kernel import lowrank_formula, lowrank_product, window_sum
 
 if TYPE_CHECKING:  # pragma: no cover
     from lateralnorm.norms.divisive import DivisiveNorm
@@ -160,13 +160,16 @@ class LowRankKappa(Kappa):
             setattr(norm, name, norm.nonneg(init, o["learn_kappa"], name))
 
     def pool(self, norm: DivisiveNorm, psi: torch.Tensor) -> torch.Tensor:
-        u, v = norm.value("kappa_u").to(psi.dtype), norm.value("kappa_v").to(psi.dtype)
-        return F.linear(F.linear(psi, v.T), u)
+        return lowrank_formula(psi, *self._factors(norm, psi))
 
     def kernel_pool(self, norm: DivisiveNorm, psi: torch.Tensor) -> torch.Tensor:
         """The compiled kernel's K-thin row products on CPU (MKL's GEMM packs ψ before each thin product)."""
-        u, v = norm.value("kappa_u").to(psi.dtype), norm.value("kappa_v").to(psi.dtype)
-        return lowrank_product(psi, u, v)
+        return lowrank_product(psi, *self._factors(norm, psi))
+
+    @staticmethod
+    def _factors(norm: DivisiveNorm, psi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """U and V (N, k), valued, in ψ's type."""
+        return norm.value("kappa_u").to(psi.dtype), norm.value("kappa_v").to(psi.dtype)
 
     def matrix(self, norm: DivisiveNorm, eye: torch.Tensor) -> torch.Tensor:
         return norm.value("kappa_u") @ norm.value("kappa_v").T

@@ -27,9 +27,9 @@ import triton
 import triton.language as tl
 
 from lateralnorm.norms.base import PEDESTAL
+from lateralnorm.norms.dn_kernel import KIND_CODE  # the O(N) pools' codes, as the CPU kernel's
 
 MAX_N = 16384
-_KIND = {"self": 0, "uniform": 1, "band": 2}  # the O(N) pools' codes (as `dn_kernel.KIND_CODE`)
 
 
 @triton.jit
@@ -477,7 +477,7 @@ def _modes(rect: bool, alpha: float, p: float, r: float) -> dict:
 
 def applies(y, kind: str) -> bool:  # noqa: ANN001
     """Whether these rows fit the kernels (the caller, `base.triton_kernels_for`, checks the device and type)."""
-    return 0 < y.shape[-1] <= MAX_N and kind in _KIND
+    return 0 < y.shape[-1] <= MAX_N and kind in KIND_CODE
 
 
 @functools.lru_cache(maxsize=64)
@@ -571,7 +571,7 @@ def rows_forward(y, beta, c, bounds, gamma, bias, kind: str, center: bool, rect:
         gam, bia, amodes = _affine_args(y, gamma, bias)
         _fwd[(m_rows,)](
             y, out, mean, w, beta, c, gam, bia, n, float(alpha), float(p), float(r), *scalars,
-            KIND=_KIND[kind], CENTER=center, BEFORE=before, AFTER=after,
+            KIND=KIND_CODE[kind], CENTER=center, BEFORE=before, AFTER=after,
             SAVE_W=save_w and kind == "band", BLOCK=_pow2(n),
             num_warps=warps(_pow2(n)), **_modes(rect, alpha, p, r), **pmodes, **amodes,
         )  # fmt: skip
@@ -595,7 +595,7 @@ def rows_backward(g, y, mean, w, beta, c, bounds, gamma, bias, need: tuple, kind
         gam, _, amodes = _affine_args(y, gamma.float() if band16 else gamma, None)
         _bwd[(programs,)](
             y, g, gy, mean, w if w is not None else mean, beta, c, gam, part, m_rows, n, float(alpha), float(p),
-            float(r), *scalars, KIND=_KIND[kind], CENTER=center, BEFORE=before,
+            float(r), *scalars, KIND=KIND_CODE[kind], CENTER=center, BEFORE=before,
             AFTER=after, BLOCK=block, num_warps=warps(block), HAS_GAMMA=amodes["HAS_GAMMA"],
             **_modes(rect, alpha, p, r), **pmodes,
         )  # fmt: skip
