@@ -970,24 +970,36 @@ NODE_SPECS = [
 ]
 
 
-@pytest.mark.parametrize("spec", NODE_SPECS)
+# (spec, α's raw parameter under its floor, the output gradient's sign): the floor cases for the learned α specs
+NODE_CASES = [(s, False, 1.0) for s in NODE_SPECS] + [
+    (s, True, sign) for s in NODE_SPECS if "learn_alpha=true" in s for sign in (1.0, -1.0)
+]
+
+
+@pytest.mark.parametrize(("spec", "below_floor", "sign"), NODE_CASES)
 @pytest.mark.parametrize("frozen", ["none", "beta", "input"])
-def test_the_cpp_node_gives_the_python_functions_bits(spec, frozen, monkeypatch):
+def test_the_cpp_node_gives_the_python_functions_bits(spec, below_floor, sign, frozen, monkeypatch):
     """The layer's C++ autograd node (`dn_rows_node`) calls the same kernel as the Python autograd.Function it
     replaced, so its output and every gradient (input, β, c, γ, b, α) are equal to the bit, whichever inputs
-    ask for a gradient (a frozen parameter, or an input without requires_grad: the node maps its edges)."""
-    from lateralnorm.norms import dn_kernel
+    ask for a gradient (a frozen parameter, or an input without requires_grad: the node maps its edges). A
+    learned α's floor, which the node applies itself, gives the bits of the lower-bound node that used to run
+    before it: with α's raw parameter under the floor, for output gradients of either sign (one pushes α
+    up, which passes; the other down, which is stopped)."""
+    from lateralnorm.norms import base, dn_kernel
 
     torch.manual_seed(11)
     m = create_norm(spec, 37)
     with torch.no_grad():
         for p in m.parameters():
             p.add_(0.1 * torch.randn_like(p))
+        if below_floor:  # α's raw parameter under its floor: α = alpha_min, the gradient passes only upward
+            m.alpha_raw.fill_(m.alpha_min - 0.3)
     seen = []
     real = dn_kernel._node
 
-    def python_node(ext, rows, beta_src, c_src, gamma, bias, alpha, cfg, tied):  # noqa: ANN001, ANN202
-        seen.append(1)
+    def python_node(ext, rows, beta_src, c_src, gamma, bias, alpha_raw, cfg, tied, alpha_bound=0.0):  # noqa: ANN001, ANN202
+        seen.append(1)  # the learned α's floor as its own node before the kernel's, as the layer used to call it
+        alpha = None if alpha_raw is None else base.lower_bound(alpha_raw, alpha_bound)
         return _PythonNode.apply(rows, beta_src, c_src, gamma, bias, alpha, cfg, tied)
 
     if frozen == "beta":
@@ -997,7 +1009,7 @@ def test_the_cpp_node_gives_the_python_functions_bits(spec, frozen, monkeypatch)
     x = torch.randn(19, 37) * 1.5
     x.requires_grad_(frozen != "input")
     params = [p for p in m.parameters() if p.requires_grad]
-    g = torch.randn(19, 37)
+    g = sign * torch.randn(19, 37)
 
     got = _output_and_grads(m, x, params, g)
     assert "DnRowsNode" in m(x).grad_fn.name()
@@ -1159,7 +1171,8 @@ def test_the_lower_bound_node_gives_the_python_functions_bits(dtype):
     """`lower_bound_node` (a learned α's floor in C++) against `base._LowerBound`, its oracle: the same value,
     the same gradient to the bit where x is below, at and above the bound and the gradient pushes either way
     (blocked only below the bound when it pushes x further down), and the same second derivative through
-    create_graph=True; and a layer with a learned α records the C++ node, not the Python Function."""
+    create_graph=True; and a layer with a learned α on the compiled kernel records neither: its own node
+    applies the floor (same bits: test_the_cpp_node_gives_the_python_functions_bits)."""
     from lateralnorm.norms import base
 
     cpu_kernel.extension()  # lower_bound takes the node once the kernel is loaded
@@ -1179,7 +1192,7 @@ def test_the_lower_bound_node_gives_the_python_functions_bits(dtype):
 
     m = create_norm("dn:learn_alpha=true,alpha=1.5", 8, dtype=dtype)
     names = {type(fn).__name__ + fn.name() for fn in _graph_nodes(m(torch.randn(3, 8, dtype=dtype)).grad_fn)}
-    assert any("LowerBoundNode" in n for n in names) and not any("_LowerBound" in n for n in names), names
+    assert any("DnRowsNode" in n for n in names) and not any("LowerBound" in n for n in names), names
 
 
 def _graph_nodes(fn):  # noqa: ANN001, ANN202

@@ -157,7 +157,8 @@ def lower_bound(x: torch.Tensor, bound: float) -> torch.Tensor:
     own node (`lower_bound_node`: the same ATen calls each way, so the same bits, without a Python call each
     way; at the studies' widths the Python Function cost a learned-α layer about a tenth of its step:
     `benchmarks/lower_bound_ab.py`). `_LowerBound` otherwise (other devices, no kernel, torch.compile, jit
-    tracing), and as the oracle."""
+    tracing), and as the oracle. A `dn` layer on the compiled kernel does not call this for its learned α: its
+    own node (`dn_rows_node`) applies the floor, with the same bits (`DivisiveNorm._forward`)."""
     ext = _compiled_for(x)
     if ext is not None and not torch.jit.is_tracing():
         return ext.lower_bound_node(x, bound)

@@ -267,7 +267,9 @@ class DivisiveNorm(Norm):
             if self._fusable:
                 return divisive_rows(x, beta, kappa, self.weight, self.bias, self._cfg)
             tied = self.opts["p"] is None  # p = α·r follows the learned α
-            out = learned_alpha_rows(x, beta, kappa, self.weight, self.bias, self.alpha(), self._cfg, tied)
+            out = learned_alpha_rows(
+                x, beta, kappa, self.weight, self.bias, self.alpha_raw, self.alpha_min, self._cfg, tied
+            )
             if out is not None:
                 return out
         if self._matrix:

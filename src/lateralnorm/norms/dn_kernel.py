@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from lateralnorm.norms import cpu_kernel
-from lateralnorm.norms.base import PEDESTAL, nonneg_value, triton_kernels_for
+from lateralnorm.norms.base import PEDESTAL, lower_bound, nonneg_value, triton_kernels_for
 from lateralnorm.norms.partials import partial_grads
 
 KIND_CODE = {"self": 0, "uniform": 1, "band": 2}  # the kernel's `Kind`
@@ -234,26 +234,29 @@ class CompiledRows(torch.autograd.Function):
         return (gy if need[0] else None), g_beta, g_c, g_gamma, g_bias, None
 
 
-def _node(ext, rows, beta_src, c_src, gamma, bias, alpha, cfg, tied):  # noqa: ANN001, ANN202
+def _node(ext, rows, beta_src, c_src, gamma, bias, alpha_raw, cfg, tied, alpha_bound=0.0):  # noqa: ANN001, ANN202
     """The layer's output through the kernel's C++ autograd node (eager CPU): β and c's values, the kernel
-    and their gradients all in C++, one node in the graph. alpha: a learned α tensor or None (cfg.alpha)."""
+    and their gradients all in C++, one node in the graph. alpha_raw: a learned α's raw parameter, whose floor
+    alpha_bound the node applies (`base.lower_bound`'s value and gradient rule, same bits), or None
+    (cfg.alpha)."""
     return ext.dn_rows_node(
-        rows, beta_src, c_src, gamma, bias, alpha, _bound(cfg.beta_bound), _bound(cfg.c_bound), PEDESTAL,
-        *cfg.kernel_args(), tied,
+        rows, beta_src, c_src, gamma, bias, alpha_raw, _bound(cfg.beta_bound), _bound(cfg.c_bound), PEDESTAL,
+        *cfg.kernel_args(), tied, alpha_bound,
     )  # fmt: skip
 
 
 def _node_formula_backward(g, y, beta_src, c_src, gamma, bias, alpha, numbers, need, tied):  # noqa: ANN001, ANN202
     """The C++ node's double backward (create_graph=True): the gradients as a graph of PyTorch ops through
     the plain formula, as `_differentiable_backward`. numbers: (kind code, center, rect, α, p, r, before, after,
-    β bound, c bound) as the node ran them (a bound < 0: a fixed buffer); alpha: the learned α tensor or None."""
-    kind, center, rect, a, p, r, before, after, beta_bound, c_bound = numbers
+    β bound, c bound, α's floor) as the node ran them (a bound < 0: a fixed buffer); alpha: the learned α's raw
+    parameter or None."""
+    kind, center, rect, a, p, r, before, after, beta_bound, c_bound, alpha_bound = numbers
     cfg = DnConfig(
         KIND_NAME[int(kind)], center, rect, a, p, r, int(before), int(after),
         None if beta_bound < 0 else beta_bound, None if c_bound < 0 else c_bound,
     )  # fmt: skip
     inputs = (y, beta_src, c_src, gamma, bias) + (() if alpha is None else (alpha,))
-    return _differentiable_backward(g, inputs, need[: len(inputs)], cfg, tied=tied)
+    return _differentiable_backward(g, inputs, need[: len(inputs)], cfg, tied=tied, alpha_bound=alpha_bound)
 
 
 def learned_alpha_rows(
@@ -262,11 +265,13 @@ def learned_alpha_rows(
     c_src: torch.Tensor,
     gamma: torch.Tensor | None,
     bias: torch.Tensor | None,
-    alpha: torch.Tensor,
+    alpha_raw: torch.Tensor,
+    alpha_bound: float,
     cfg: DnConfig,
     tied: bool,
 ) -> torch.Tensor | None:
-    """Divisive normalization with a learned α (0-d tensor; p = α·r when `tied`, else cfg.p) in the compiled
+    """Divisive normalization with a learned α = max(alpha_raw, alpha_bound) (`base.lower_bound`, applied in
+    the node; alpha_raw a 0-d parameter; p = α·r when `tied`, else cfg.p) in the compiled
     CPU kernel, or None where that kernel does not run (not CPU float, not built, or under torch.compile or
     torch.jit.trace): the caller then differentiates its composite formula. The kernel runs at α's current
     value, and its backward adds ∂L/∂α = Σ ln(a) (gψ ψ + ∂p/∂α · gz z), a = |t| or relu(t), in the same loop
@@ -277,9 +282,9 @@ def learned_alpha_rows(
     rows = _rows_of(y)
     if torch.compiler.is_compiling() or torch.jit.is_tracing() or not cpu_kernel.applies_to(rows):
         return None
-    if not _kernel_types(beta_src, c_src, gamma, bias, alpha):
+    if not _kernel_types(beta_src, c_src, gamma, bias, alpha_raw):
         return None
-    out = _node(cpu_kernel.extension(), rows, beta_src, c_src, gamma, bias, alpha, cfg, tied)
+    out = _node(cpu_kernel.extension(), rows, beta_src, c_src, gamma, bias, alpha_raw, cfg, tied, alpha_bound)
     return _unrows(out, y.shape)
 
 
@@ -335,14 +340,17 @@ def _bound(bound: float | None) -> float:
 
 
 def _differentiable_backward(
-    g: torch.Tensor, inputs: tuple, need: tuple, cfg: DnConfig, tied: bool = False
+    g: torch.Tensor, inputs: tuple, need: tuple, cfg: DnConfig, tied: bool = False, alpha_bound: float | None = None
 ) -> tuple:
     """The gradients as a graph of PyTorch ops, for double backward (create_graph=True: Hessian-vector and
     Jacobian-vector products by the double-backward trick). The fused backwards treat what the forward saved
     as constants, so their own ops would miss second-order terms; this differentiates the plain formula.
-    inputs: (y, β source, c source, γ, b) and, for a learned α, α last."""
+    inputs: (y, β source, c source, γ, b) and, for a learned α, α last (its raw parameter when alpha_bound is
+    given: the floor is then part of the formula)."""
 
     def formula(y, beta_src, c_src, gamma, bias, alpha=None):  # noqa: ANN001, ANN202
+        if alpha is not None and alpha_bound is not None:
+            alpha = lower_bound(alpha, alpha_bound)
         return formula_rows(y, beta_src, c_src, gamma, bias, cfg, alpha=alpha, tied=tied)
 
     return tuple(partial_grads(formula, inputs, need, g))

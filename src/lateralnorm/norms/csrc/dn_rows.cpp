@@ -22,6 +22,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <array>
 #include <type_traits>
 #include <cmath>
 #include <limits>
@@ -1126,22 +1127,25 @@ void backward_rows(const T* __restrict__ g_all, const T* __restrict__ y_all, con
 }
 
 // The blocks' partial column sums, part (blocks, 4, N), added in block order in double (no dependence on
-// threads, and no (blocks, 4, N) double temporary): (4, N) in part's dtype.
-at::Tensor block_column_sums(const at::Tensor& part) {
+// threads, and no (blocks, 4, N) double temporary): four (N,) tensors in part's dtype, each only where asked
+// (`want`, else undefined), each its own tensor (a parameter's gradient as it is, no copy).
+std::array<at::Tensor, 4> block_column_sums(const at::Tensor& part, const std::array<bool, 4>& want) {
   const int64_t blocks = part.size(0), n = part.size(2);
-  at::Tensor sums = at::empty({4, n}, part.options());
+  std::array<at::Tensor, 4> sums;
   AT_DISPATCH_FLOATING_TYPES(part.scalar_type(), "dn_block_column_sums", [&] {
     using T = scalar_t;
     const T* pp = part.data_ptr<T>();
-    T* o = sums.data_ptr<T>();
     std::vector<double> acc(static_cast<size_t>(n));
     for (int64_t w = 0; w < 4; ++w) {
+      if (!want[w]) continue;
+      sums[w] = at::empty({n}, part.options());
+      T* o = sums[w].data_ptr<T>();
       std::fill(acc.begin(), acc.end(), 0.0);
       for (int64_t b = 0; b < blocks; ++b) {
         const T* row = pp + (b * 4 + w) * n;
         for (int64_t i = 0; i < n; ++i) acc[i] += static_cast<double>(row[i]);
       }
-      for (int64_t i = 0; i < n; ++i) o[w * n + i] = static_cast<T>(acc[i]);
+      for (int64_t i = 0; i < n; ++i) o[i] = static_cast<T>(acc[i]);
     }
   });
   return sums;
@@ -1480,9 +1484,8 @@ std::vector<at::Tensor> backward(const at::Tensor& g_in, const at::Tensor& y, co
     res[5] = at::full({1}, total, y.options().dtype(at::kDouble));
   }
   if (any_col) {
-    const at::Tensor sums = block_column_sums(part);
-    for (int w = 0; w < 4; ++w)
-      if (need_col[w]) res[w + 1] = sums[w].clone();
+    const std::array<at::Tensor, 4> sums = block_column_sums(part, {need_col[0], need_col[1], need_col[2], need_col[3]});
+    for (int w = 0; w < 4; ++w) res[w + 1] = sums[w];
   }
   return res;
 }
@@ -1649,7 +1652,8 @@ std::vector<at::Tensor> given_pool_backward(const at::Tensor& g_in, const at::Te
       });
     });
   }
-  const at::Tensor sums = block_column_sums(part);  // (4, N): Σ g z, Σ g, Σ q, Σ q W
+  const std::array<at::Tensor, 4> sums =  // Σ g z, Σ g, Σ q (Σ q W: not read here)
+      block_column_sums(part, {need_gamma, need_bias, need_beta, false});
   at::Tensor g_beta;
   if (need_beta) {
     g_beta = sums[2] * (-r);
@@ -1657,7 +1661,7 @@ std::vector<at::Tensor> given_pool_backward(const at::Tensor& g_in, const at::Te
     else g_beta = g_beta.reshape(beta_in.sizes());
     g_beta = g_beta.to(beta_in.scalar_type());
   }
-  return {gy, gw, need_gamma ? sums[0].clone() : at::Tensor(), need_bias ? sums[1].clone() : at::Tensor(), g_beta};
+  return {gy, gw, sums[0], sums[1], g_beta};
 }
 
 // The non-negative reparametrization (`NonNegative`: value = max(raw, bound)² − pedestal) and its gradient
@@ -1867,11 +1871,44 @@ struct NodeCfg {
   double alpha, p, r;  // with a learned α: α's value is read at the forward (and p = α r when tied)
   int64_t before, after;
   bool tied, save_w, save_log;
+  double alpha_bound;  // a learned α's floor: the node takes α's raw parameter and applies it (LowerBoundNode's rule)
 };
 
 at::Tensor or_undefined(const c10::optional<at::Tensor>& t) { return t.has_value() ? *t : at::Tensor(); }
 c10::optional<at::Tensor> optional_of(const at::Tensor& t) {
   return t.defined() ? c10::optional<at::Tensor>(t) : c10::nullopt;
+}
+
+// A learned α's floor inside the layer's node: α = max(raw, bound) and its gradient by LowerBoundNode's rule
+// (passed where raw ≥ bound or where it pushes raw up). On CPU float types a plain read and one multiply in the
+// raw parameter's type, which is what clamp_min, ge, lt and mul compute there (the bound cast to that type; a
+// NaN stays NaN): the same bits without the half-dozen tensor ops and the second autograd node (~20 µs a step).
+double bounded_alpha(const at::Tensor& raw, double bound) {
+  if (!raw.device().is_cpu() || !at::isFloatingType(raw.scalar_type()) || raw.scalar_type() == at::kHalf ||
+      raw.scalar_type() == at::kBFloat16)
+    return raw.clamp_min(bound).item<double>();
+  double v = 0;
+  AT_DISPATCH_FLOATING_TYPES(raw.scalar_type(), "bounded_alpha", [&] {
+    const scalar_t x = *raw.data_ptr<scalar_t>(), b = static_cast<scalar_t>(bound);
+    v = static_cast<double>(x < b ? b : x);
+  });
+  return v;
+}
+
+// ∂L/∂raw from the kernel's ∂L/∂α (a (1,) float64 tensor), in raw's type and shape.
+at::Tensor bounded_grad(const at::Tensor& g_alpha, const at::Tensor& raw, double bound) {
+  if (!raw.device().is_cpu() || !at::isFloatingType(raw.scalar_type()) || raw.scalar_type() == at::kHalf ||
+      raw.scalar_type() == at::kBFloat16) {
+    const at::Tensor g = g_alpha.to(raw.scalar_type()).reshape(raw.sizes());
+    return g * raw.ge(bound).bitwise_or(g.lt(0)).to(g.scalar_type());
+  }
+  at::Tensor out = at::empty(raw.sizes(), raw.options());
+  const double total = *g_alpha.data_ptr<double>();
+  AT_DISPATCH_FLOATING_TYPES(raw.scalar_type(), "bounded_grad", [&] {
+    const scalar_t g = static_cast<scalar_t>(total), x = *raw.data_ptr<scalar_t>(), b = static_cast<scalar_t>(bound);
+    *out.data_ptr<scalar_t>() = g * ((x >= b || g < scalar_t(0)) ? scalar_t(1) : scalar_t(0));
+  });
+  return out;
 }
 
 struct DnRowsNode : public torch::autograd::Function<DnRowsNode> {
@@ -1887,7 +1924,7 @@ struct DnRowsNode : public torch::autograd::Function<DnRowsNode> {
     ctx->saved_data["cfg"] = std::vector<double>{k.beta_bound, k.c_bound, k.pedestal, static_cast<double>(k.kind),
                                                  double(k.center), double(k.rect), k.alpha, k.p, k.r,
                                                  static_cast<double>(k.before), static_cast<double>(k.after),
-                                                 double(k.tied)};
+                                                 double(k.tied), k.alpha_bound};
     return res[0];
   }
 
@@ -1907,7 +1944,7 @@ struct DnRowsNode : public torch::autograd::Function<DnRowsNode> {
       pybind11::gil_scoped_acquire gil;
       pybind11::object fb = python_fallback("lateralnorm.norms.dn_kernel", "_node_formula_backward");
       pybind11::tuple numbers = pybind11::make_tuple(v[3], v[4] != 0.0, v[5] != 0.0, v[6], v[7], v[8], v[9],
-                                                     v[10], v[0], v[1]);
+                                                     v[10], v[0], v[1], v[12]);
       pybind11::tuple wanted = pybind11::make_tuple(need[0], need[1], need[2], need[3], need[4], need[5]);
       pybind11::sequence got = fb(grads[0], y, beta_src, c_src, optional_of(gamma), optional_of(bias),
                                   optional_of(alpha), numbers, wanted, tied);
@@ -1921,27 +1958,28 @@ struct DnRowsNode : public torch::autograd::Function<DnRowsNode> {
         static_cast<int64_t>(v[10]), need[0], need[1], need[2], need[3], need[4], need[5], tied ? v[8] : 0.0);
     for (size_t i = 0; i < 5; ++i)
       if (need[i]) out[i] = res[i];
-    if (need[5]) out[5] = res[5].to(alpha.scalar_type()).reshape(alpha.sizes());
+    if (need[5]) out[5] = bounded_grad(res[5], alpha, v[12]);
     return out;
   }
 };
 
-// The layer's output through the node. alpha: a learned α (0-d tensor; its value is read here, p = α r when
-// tied), or None for the fixed alpha_v. The forward keeps what the backward reads only when a gradient can be
+// The layer's output through the node. alpha: a learned α's raw parameter (one number; α = max(raw,
+// alpha_bound) is read here, p = α r when tied), or None for the fixed alpha_v. The forward keeps what the backward reads only when a gradient can be
 // asked for (grad mode on and an input that requires it), as a Python autograd.Function's needs_input_grad.
 at::Tensor dn_rows_node(const at::Tensor& y, const at::Tensor& beta_src, const at::Tensor& c_src,
                         const c10::optional<at::Tensor>& gamma, const c10::optional<at::Tensor>& bias,
                         const c10::optional<at::Tensor>& alpha, double beta_bound, double c_bound,
                         double pedestal, int64_t kind, bool center, bool rect, double alpha_v, double p, double r,
-                        int64_t before, int64_t after, bool tied) {
+                        int64_t before, int64_t after, bool tied, double alpha_bound) {
   auto wants = [](const c10::optional<at::Tensor>& t) { return t.has_value() && t->requires_grad(); };
   const bool grad = at::GradMode::is_enabled() && (y.requires_grad() || beta_src.requires_grad() ||
                                                    c_src.requires_grad() || wants(gamma) || wants(bias) ||
                                                    wants(alpha));
-  NodeCfg k{beta_bound, c_bound, pedestal, kind, center, rect, alpha_v, p, r, before, after, tied, false, false};
+  NodeCfg k{beta_bound, c_bound, pedestal, kind, center, rect, alpha_v, p, r, before, after, tied, false, false,
+            alpha_bound};
   if (alpha.has_value()) {
     TORCH_CHECK(alpha->numel() == 1, "dn kernel: a learned alpha must be one number");
-    k.alpha = alpha->item<double>();
+    k.alpha = bounded_alpha(*alpha, alpha_bound);
     if (tied) k.p = k.alpha * r;
   }
   k.save_w = grad && keeps_rowwise(make_cfg(kind, center, rect, k.alpha, k.p, r, before, after));
