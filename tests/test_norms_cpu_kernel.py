@@ -998,7 +998,9 @@ def test_the_cpp_node_gives_the_python_functions_bits(spec, below_floor, sign, f
     real = dn_kernel._node
 
     def python_node(ext, rows, beta_src, c_src, gamma, bias, alpha_raw, cfg, tied, alpha_bound=0.0):  # noqa: ANN001, ANN202
-        seen.append(1)  # the learned α's floor as its own node before the kernel's, as the layer used to call it
+        seen.append(
+            1
+        )  # the learned α's floor as its own node before the kernel's, as the layer used to call it
         alpha = None if alpha_raw is None else base.lower_bound(alpha_raw, alpha_bound)
         return _PythonNode.apply(rows, beta_src, c_src, gamma, bias, alpha, cfg, tied)
 

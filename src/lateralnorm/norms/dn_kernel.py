@@ -340,7 +340,12 @@ def _bound(bound: float | None) -> float:
 
 
 def _differentiable_backward(
-    g: torch.Tensor, inputs: tuple, need: tuple, cfg: DnConfig, tied: bool = False, alpha_bound: float | None = None
+    g: torch.Tensor,
+    inputs: tuple,
+    need: tuple,
+    cfg: DnConfig,
+    tied: bool = False,
+    alpha_bound: float | None = None,
 ) -> tuple:
     """The gradients as a graph of PyTorch ops, for double backward (create_graph=True: Hessian-vector and
     Jacobian-vector products by the double-backward trick). The fused backwards treat what the forward saved
