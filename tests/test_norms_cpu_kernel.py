@@ -445,6 +445,38 @@ def test_the_module_path_keeps_its_one_rounding_nonnegative_values():
     assert not torch.equal(module, other)
 
 
+@pytest.mark.parametrize("r", [1.0, 0.7, 1 / 3])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_module_path_scales_beta_and_c_gradients_as_torch_ops_would(r, dtype):
+    """backward_module takes β's and c's raw gradients from the column sums in one loop: (Σ q · (−r)) · 2 ·
+    max(raw, bound), zero where raw is under its floor and the gradient would push it further down. It must give
+    the bits of the ATen ops it replaced (a tensor times −r in the tensor's type, then the rule). The raws are
+    multiples of 1/64, so their values max(raw, bound)² − pedestal are exact either way and `backward` can be
+    given them directly for the column sums."""
+    from lateralnorm.norms.base import PEDESTAL
+
+    ext = cpu_kernel.extension()
+    torch.manual_seed(7)
+    n, bound = 96, PEDESTAL**0.5
+    raw_b, raw_c = (torch.randint(-16, 65, (2, n)) / 64.0).to(dtype)  # a quarter under the floor
+    val = {k: v.clamp_min(bound).square() - PEDESTAL for k, v in (("b", raw_b), ("c", raw_c))}
+    y, g = torch.randn(40, n, dtype=dtype), torch.randn(40, n, dtype=dtype)
+    gamma, bias = torch.randn(n, dtype=dtype), torch.randn(n, dtype=dtype)  # γ of both signs
+    args = (1, True, False, 1.5, 1.5 * r, r, 0, 0)  # uniform pool, centered, signed, α = 1.5, p = α r
+    _, stats, w = ext.forward_module(y, raw_b, bound, raw_c, bound, gamma, bias, PEDESTAL, *args, True, False)
+    module = ext.backward_module(
+        g, y, stats, w, raw_b, bound, raw_c, bound, gamma, bias, PEDESTAL, *args, True, True, True, True, True,
+        False, 0.0,
+    )  # fmt: skip
+    sums = ext.backward(g, y, stats, w, val["b"], val["c"], gamma, *args, True, True, True, True, True, False, 0.0)
+    for got, colsum, raw in ((module[1], sums[3], raw_b), (module[2], sums[4], raw_c)):
+        scaled = colsum * (-r)
+        gr = scaled * 2 * raw.clamp_min(bound)
+        want = torch.where((raw >= bound) | (gr < 0), gr, torch.zeros_like(gr))
+        assert ((raw < bound) & (gr < 0)).any() and ((raw < bound) & (gr > 0)).any()  # both sides of the rule
+        assert torch.equal(got, want)
+
+
 @pytest.mark.parametrize("spec", ["dn", "dn:learn_alpha=true,alpha=1.5", "dn:kappa=lowrank:4"])
 def test_a_2d_input_meets_the_kernel_without_view_nodes(spec):
     """(B, N) goes to the kernel as it is: the output's node is the kernel's own (no reshape views around it,

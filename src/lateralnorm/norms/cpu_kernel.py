@@ -294,6 +294,14 @@ def applies_to(y: torch.Tensor) -> bool:
     return y.device.type == "cpu" and y.dtype in (torch.float32, torch.float64) and available()
 
 
+def extension_for(y: torch.Tensor) -> ModuleType | None:
+    """The compiled kernel where it runs y (as `applies_to`), else None: one reading of the mode, for the
+    per-call paths that would otherwise ask `applies_to` and then `extension` (each reads the environment)."""
+    if y.device.type != "cpu" or y.dtype not in (torch.float32, torch.float64):
+        return None
+    return extension()
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The kernel as torch operators, so torch.compile / torch.export see them as ops with known output shapes
 # (a raw pybind call would break the graph). Unused outputs are empty tensors (an op cannot return None).

@@ -280,12 +280,12 @@ def learned_alpha_rows(
     LayerNorm's activation memory, instead of a log per element); where it keeps ln a itself (the other pairs),
     that one plane serves both."""
     rows = _rows_of(y)
-    if torch.compiler.is_compiling() or torch.jit.is_tracing() or not cpu_kernel.applies_to(rows):
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
         return None
-    if not _kernel_types(beta_src, c_src, gamma, bias, alpha_raw):
+    ext = cpu_kernel.extension_for(rows)
+    if ext is None or not _kernel_types(beta_src, c_src, gamma, bias, alpha_raw):
         return None
-    out = _node(cpu_kernel.extension(), rows, beta_src, c_src, gamma, bias, alpha_raw, cfg, tied, alpha_bound)
-    return _unrows(out, y.shape)
+    return _unrows(_node(ext, rows, beta_src, c_src, gamma, bias, alpha_raw, cfg, tied, alpha_bound), y.shape)
 
 
 class TritonRows(torch.autograd.Function):
@@ -735,11 +735,14 @@ def divisive_rows(
     """`pooled_divisive` with its configuration built once by the caller (a layer keeps its DnConfig: the
     per-call Python work is a visible share of a small layer's time, e.g. in a recurrent cell's steps)."""
     rows = _rows_of(y)
-    if cpu_kernel.applies_to(rows) and _kernel_types(beta_src, c_src, gamma, bias):
-        if torch.compiler.is_compiling() or torch.jit.is_tracing():  # graph capture: the kernel as operators
-            out = CompiledRows.apply(rows, beta_src, c_src, gamma, bias, cfg)
-        else:
-            out = _node(cpu_kernel.extension(), rows, beta_src, c_src, gamma, bias, None, cfg, False)
+    # graph capture sees `applies_to` as a constant (`available` is marked), never the loader itself; an eager
+    # call reads the mode once (`extension_for`)
+    capture = torch.compiler.is_compiling() or torch.jit.is_tracing()
+    ext = None if capture else cpu_kernel.extension_for(rows)
+    if capture and cpu_kernel.applies_to(rows) and _kernel_types(beta_src, c_src, gamma, bias):
+        out = CompiledRows.apply(rows, beta_src, c_src, gamma, bias, cfg)  # the kernel as operators
+    elif ext is not None and _kernel_types(beta_src, c_src, gamma, bias):
+        out = _node(ext, rows, beta_src, c_src, gamma, bias, None, cfg, False)
     elif _triton_applies(rows, cfg.kind):  # contiguous before the node, which saves its input itself
         out = TritonRows.apply(rows.contiguous(), beta_src, c_src, gamma, bias, cfg)
     else:
