@@ -45,7 +45,9 @@ def main() -> int:
         "lower_bound_node, then the node": floor_before(base.lower_bound),
         "in the layer's node": IN_NODE,
     }
-    print("| size | α's floor | " + " | ".join(f"`{s}`" for s in SPECS) + " |\n|---|---|" + "---|" * len(SPECS))
+    print(
+        "| size | α's floor | " + " | ".join(f"`{s}`" for s in SPECS) + " |\n|---|---|" + "---|" * len(SPECS)
+    )
     for shape, iters in (((1024, 512), 10), ((100, 100), 100), ((4, 512), 200)):
         for _ in range(2):
             for label, fn in paths.items():

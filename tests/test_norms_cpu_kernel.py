@@ -468,7 +468,9 @@ def test_the_module_path_scales_beta_and_c_gradients_as_torch_ops_would(r, dtype
         g, y, stats, w, raw_b, bound, raw_c, bound, gamma, bias, PEDESTAL, *args, True, True, True, True, True,
         False, 0.0,
     )  # fmt: skip
-    sums = ext.backward(g, y, stats, w, val["b"], val["c"], gamma, *args, True, True, True, True, True, False, 0.0)
+    sums = ext.backward(
+        g, y, stats, w, val["b"], val["c"], gamma, *args, True, True, True, True, True, False, 0.0
+    )
     for got, colsum, raw in ((module[1], sums[3], raw_b), (module[2], sums[4], raw_c)):
         scaled = colsum * (-r)
         gr = scaled * 2 * raw.clamp_min(bound)
