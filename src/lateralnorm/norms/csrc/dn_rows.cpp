@@ -1812,7 +1812,7 @@ at::Tensor param_value(const at::Tensor& src, double bound, double pedestal, at:
 
 Prepared prepare(const at::Tensor& y, const at::Tensor& beta_src, double beta_bound, const at::Tensor& c_src,
                  double c_bound, const c10::optional<at::Tensor>& gamma, const c10::optional<at::Tensor>& bias,
-                 double pedestal, int64_t kind) {
+                 double pedestal, int64_t kind, bool with_bias = true) {
   const at::ScalarType dt = y.scalar_type();
   const int64_t n = y.size(1);
   Prepared P{param_value(beta_src.reshape({-1}), beta_bound, pedestal, dt),
@@ -1822,7 +1822,7 @@ Prepared prepare(const at::Tensor& y, const at::Tensor& beta_src, double beta_bo
     P.c = P.c.expand({n}).contiguous();
   }
   P.gamma = gamma.has_value() ? param_value(*gamma, -1, 0, dt) : at::ones({n}, y.options());
-  P.bias = bias.has_value() ? param_value(*bias, -1, 0, dt) : at::zeros({n}, y.options());
+  if (with_bias) P.bias = bias.has_value() ? param_value(*bias, -1, 0, dt) : at::zeros({n}, y.options());
   return P;
 }
 
@@ -1839,6 +1839,15 @@ std::vector<at::Tensor> forward_module(const at::Tensor& y_in, const at::Tensor&
                  save_log);
 }
 
+std::vector<at::Tensor> backward_prepared(const at::Tensor& g, const at::Tensor& y, const at::Tensor& stats,
+                                          const c10::optional<at::Tensor>& w, const Prepared& P,
+                                          const at::Tensor& beta_src, double beta_bound, const at::Tensor& c_src,
+                                          double c_bound, const c10::optional<at::Tensor>& gamma,
+                                          const c10::optional<at::Tensor>& bias, int64_t kind, bool center,
+                                          bool rect, double alpha, double p, double r, int64_t before,
+                                          int64_t after, bool need_y, bool need_beta, bool need_c,
+                                          bool need_gamma, bool need_bias, bool need_alpha, double dp);
+
 // (gy, g_beta_src, g_c_src, g_gamma, g_bias, g_alpha (1,) float64), each undefined (None) when not asked for.
 std::vector<at::Tensor> backward_module(const at::Tensor& g, const at::Tensor& y_in, const at::Tensor& stats,
                                         const c10::optional<at::Tensor>& w, const at::Tensor& beta_src,
@@ -1850,7 +1859,22 @@ std::vector<at::Tensor> backward_module(const at::Tensor& g, const at::Tensor& y
                                         bool need_c, bool need_gamma, bool need_bias, bool need_alpha,
                                         double dp) {
   at::Tensor y = y_in.contiguous();
-  const Prepared P = prepare(y, beta_src, beta_bound, c_src, c_bound, gamma, c10::nullopt, pedestal, kind);
+  const Prepared P = prepare(y, beta_src, beta_bound, c_src, c_bound, gamma, c10::nullopt, pedestal, kind, false);
+  return backward_prepared(g, y, stats, w, P, beta_src, beta_bound, c_src, c_bound, gamma, bias, kind, center,
+                           rect, alpha, p, r, before, after, need_y, need_beta, need_c, need_gamma, need_bias,
+                           need_alpha, dp);
+}
+
+// backward_module with β, c and γ's values as prepare gave them (the node keeps them from its forward: the same
+// values, not taken again)
+std::vector<at::Tensor> backward_prepared(const at::Tensor& g, const at::Tensor& y, const at::Tensor& stats,
+                                          const c10::optional<at::Tensor>& w, const Prepared& P,
+                                          const at::Tensor& beta_src, double beta_bound, const at::Tensor& c_src,
+                                          double c_bound, const c10::optional<at::Tensor>& gamma,
+                                          const c10::optional<at::Tensor>& bias, int64_t kind, bool center,
+                                          bool rect, double alpha, double p, double r, int64_t before,
+                                          int64_t after, bool need_y, bool need_beta, bool need_c,
+                                          bool need_gamma, bool need_bias, bool need_alpha, double dp) {
   const bool ng = need_gamma && gamma.has_value(), nb = need_bias && bias.has_value();
   std::vector<at::Tensor> res = backward(g, y, stats, w, P.beta, P.c, P.gamma, kind, center, rect, alpha, p,
                                          r, before, after, need_y, ng, nb, need_beta, need_c, need_alpha, dp);
@@ -1933,16 +1957,25 @@ at::Tensor bounded_grad(const at::Tensor& g_alpha, const at::Tensor& raw, double
   return out;
 }
 
+// The kernel's forward for the node (out of the node, where `forward` names the node's own)
+std::vector<at::Tensor> node_rows_forward(const at::Tensor& y, const Prepared& P, const NodeCfg& k) {
+  return forward(y, P.beta, P.c, P.gamma, P.bias, k.kind, k.center, k.rect, k.alpha, k.p, k.r, k.before, k.after,
+                 k.save_w, k.save_log);
+}
+
 struct DnRowsNode : public torch::autograd::Function<DnRowsNode> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& y, const at::Tensor& beta_src,
                             const at::Tensor& c_src, const c10::optional<at::Tensor>& gamma,
                             const c10::optional<at::Tensor>& bias, const c10::optional<at::Tensor>& alpha,
                             NodeCfg k) {
-    std::vector<at::Tensor> res =
-        forward_module(y, beta_src, k.beta_bound, c_src, k.c_bound, gamma, bias, k.pedestal, k.kind, k.center,
-                       k.rect, k.alpha, k.p, k.r, k.before, k.after, k.save_w, k.save_log);
+    const at::Tensor yc = y.contiguous();
+    TORCH_CHECK(yc.dim() == 2, "dn kernel: y must be 2-D");
+    // forward_module's steps, with β, c and γ's values kept for the backward (the same values it would take
+    // again there: two allocations, two loops and two reshapes fewer a step)
+    const Prepared P = prepare(yc, beta_src, k.beta_bound, c_src, k.c_bound, gamma, bias, k.pedestal, k.kind);
+    std::vector<at::Tensor> res = node_rows_forward(yc, P, k);
     ctx->save_for_backward({y, res[1], k.save_w ? res[2] : at::Tensor(), beta_src, c_src, or_undefined(gamma),
-                            or_undefined(bias), or_undefined(alpha)});
+                            or_undefined(bias), or_undefined(alpha), P.beta, P.c, P.gamma});
     ctx->saved_data["cfg"] = std::vector<double>{k.beta_bound, k.c_bound, k.pedestal, static_cast<double>(k.kind),
                                                  double(k.center), double(k.rect), k.alpha, k.p, k.r,
                                                  static_cast<double>(k.before), static_cast<double>(k.after),
@@ -1954,6 +1987,7 @@ struct DnRowsNode : public torch::autograd::Function<DnRowsNode> {
     const variable_list s = ctx->get_saved_variables();
     const at::Tensor &y = s[0], &stats = s[1], &w = s[2], &beta_src = s[3], &c_src = s[4], &gamma = s[5],
                      &bias = s[6], &alpha = s[7];
+    const Prepared P{s[8], s[9], s[10], at::Tensor()};  // the forward's values of β, c and γ
     const std::vector<double> v = ctx->saved_data["cfg"].toDoubleVector();
     const bool tied = v[11] != 0.0;
     // the variable inputs' edges in order: y, β, c, then γ, b and α where given
@@ -1974,10 +2008,11 @@ struct DnRowsNode : public torch::autograd::Function<DnRowsNode> {
         if (!got[i].is_none()) out[i] = got[i].cast<at::Tensor>();
       return out;
     }
-    std::vector<at::Tensor> res = backward_module(
-        grads[0], y, stats, optional_of(w), beta_src, v[0], c_src, v[1], optional_of(gamma), optional_of(bias),
-        v[2], static_cast<int64_t>(v[3]), v[4] != 0.0, v[5] != 0.0, v[6], v[7], v[8], static_cast<int64_t>(v[9]),
-        static_cast<int64_t>(v[10]), need[0], need[1], need[2], need[3], need[4], need[5], tied ? v[8] : 0.0);
+    std::vector<at::Tensor> res = backward_prepared(
+        grads[0], y.contiguous(), stats, optional_of(w), P, beta_src, v[0], c_src, v[1], optional_of(gamma),
+        optional_of(bias), static_cast<int64_t>(v[3]), v[4] != 0.0, v[5] != 0.0, v[6], v[7], v[8],
+        static_cast<int64_t>(v[9]), static_cast<int64_t>(v[10]), need[0], need[1], need[2], need[3], need[4],
+        need[5], tied ? v[8] : 0.0);
     for (size_t i = 0; i < 5; ++i)
       if (need[i]) out[i] = res[i];
     if (need[5]) out[5] = bounded_grad(res[5], alpha, v[12]);
