@@ -29,6 +29,7 @@ LAST_SPECS = [
     "dn", "dn:kappa=self", "dn:kappa=band:5", "dn:kappa=gaussian", "dn:kappa=lowrank:16", "dn:kappa=full",
     "gdn", "relu>ln", "gelu>ln", "dn:learn_alpha=true,alpha=1.5", "dn:alpha=1.5", "dn:fn=signed",
     "dn:fn=signed,alpha=1,p=1", "dn:r=0.75",
+    "dn:kappa=full,learn_alpha=true,alpha=1", "dn:kappa=lowrank:16,learn_alpha=true,alpha=1",
 ]  # fmt: skip
 CF_SPECS = [
     "ln", "rms", "bn", "gn", "ln_chw", "lrn", "softmax", "dn:preset=ln", "dn", "dn:kappa=self", "dn:kappa=band:5",
@@ -55,6 +56,8 @@ MATMUL_REF = {  # the matmul a matrix κ contains (issue 13: <= 1.5x of it)
     "gdn": "nn.Linear(N,N)",
     "dn:kappa=gaussian": "nn.Linear(N,N)",
     "dn:kappa=lowrank:16": f"low-rank matmuls (k={LOWRANK_K})",
+    "dn:kappa=full,learn_alpha=true,alpha=1": "nn.Linear(N,N)",  # Q3's learned-α cells (theirs: rank 8, N = 100)
+    "dn:kappa=lowrank:16,learn_alpha=true,alpha=1": f"low-rank matmuls (k={LOWRANK_K})",
 }
 
 

@@ -790,6 +790,132 @@ def test_matrix_kappa_in_the_kernel_equals_the_formula(spec, dtype, monkeypatch)
         torch.testing.assert_close(a, b, **tol, msg=lambda m, i=i: f"{spec} output #{i}: {m}")
 
 
+MATRIX_ALPHA_CONFIGS = [
+    "dn:kappa=full,learn_alpha=true,alpha=1",  # Q3's cells
+    "dn:kappa=lowrank:8,learn_alpha=true,alpha=1",
+    "dn:kappa=gaussian,learn_alpha=true,alpha=1.5",
+    "gdn:learn_alpha=true",  # p = 1 fixed: no φ term
+    "dn:kappa=full,learn_alpha=true,alpha=1.2,fn=signed,center=true,r=0.5",
+    "dn:kappa=lowrank:3,learn_alpha=true,alpha=0.8,fn=signed,bias=false",
+    "dn:kappa=full,learn_alpha=true,alpha=1.5,p=1",
+]
+
+
+def _matrix_alpha_pair(spec, n, dtype, raw_alpha=None):  # noqa: ANN001, ANN202
+    """A matrix-κ layer with a learned α on the kernel route and its composite-formula twin (fused=false), with
+    the same perturbed parameters (α's raw value set when given)."""
+    torch.manual_seed(0)
+    kernel = create_norm(spec, n, dtype=dtype)
+    plain = create_norm(_unfused(spec), n, dtype=dtype)
+    with torch.no_grad():
+        for p in kernel.parameters():
+            p.add_(0.1 * torch.rand_like(p))
+        if raw_alpha is not None:
+            kernel.alpha_raw.fill_(raw_alpha)
+    plain.load_state_dict(kernel.state_dict())
+    assert kernel._matrix and not plain._matrix and kernel.alpha_raw is not None
+    return kernel, plain
+
+
+def _graph_names(out: torch.Tensor) -> set:
+    seen, todo, names = set(), [out.grad_fn], set()
+    while todo:
+        fn = todo.pop()
+        if fn is None or fn in seen:
+            continue
+        seen.add(fn)
+        names.add(type(fn).__name__)
+        todo.extend(f for f, _ in fn.next_functions)
+    return names
+
+
+@pytest.mark.parametrize("spec", MATRIX_ALPHA_CONFIGS)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_matrix_kappa_with_a_learned_alpha_in_the_kernel_equals_the_formula(spec, dtype):
+    """A matrix κ with a learned α runs the kernel's element work at α's current value; α's gradient, Σ ln a (gψ ψ
+    + ∂p/∂α g (out − b)), is taken in one pass. Outputs and every gradient (α's included) equal the composite
+    formula's to rounding, with rows of zeros and of near-constant values among them."""
+    n = 37
+    kernel, plain = _matrix_alpha_pair(spec, n, dtype)
+    x = torch.randn(70, n, dtype=dtype) * 2
+    x[3] = 0.0
+    x[5] = 3.0 + 0.01 * torch.randn(n, dtype=dtype)
+    g = torch.randn_like(x)
+    assert "_LearnedAlphaGivenPoolBackward" in _graph_names(kernel(x.detach().requires_grad_()))
+    got, ref = _grads(kernel, x, g), _grads(plain, x, g)
+    assert got[1] is not None and ref[1] is not None  # the input's gradient is compared too
+    assert kernel.alpha_raw.grad.abs() > 0  # α's gradient is not vacuous
+    tol = dict(atol=1e-11, rtol=1e-9) if dtype == torch.float64 else dict(atol=3e-5, rtol=3e-4)
+    for i, (a, b) in enumerate(zip(got, ref)):
+        torch.testing.assert_close(a, b, **tol, msg=lambda m, i=i: f"{spec} output #{i}: {m}")
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_matrix_kappa_learned_alpha_under_its_floor_follows_the_floor_rule(sign):
+    """α's raw parameter under alpha_min: the layer runs at the floor, and α's gradient (the two nodes' terms
+    summed first) passes only where it pushes α back up, as the formula's lower bound does."""
+    kernel, plain = _matrix_alpha_pair(
+        "dn:kappa=full,learn_alpha=true,alpha=1", 24, torch.float64, raw_alpha=0.3
+    )
+    x = torch.randn(40, 24, dtype=torch.float64)
+    g = sign * torch.rand_like(x)
+    got, ref = _grads(kernel, x, g), _grads(plain, x, g)
+    for i, (a, b) in enumerate(zip(got, ref)):
+        torch.testing.assert_close(a, b, atol=1e-11, rtol=1e-9, msg=lambda m, i=i: f"output #{i}: {m}")
+    # ∂L/∂α is linear in g, so one sign's is positive (blocked: 0) and the other's negative (passed)
+    assert kernel.alpha_raw.grad.item() <= 0.0
+
+
+def test_matrix_kappa_learned_alpha_second_derivatives():
+    """create_graph=True through the learned-α matrix nodes differentiates the formula, α included: a
+    Hessian-vector product equals the composite formula's."""
+    kernel, plain = _matrix_alpha_pair(
+        "dn:kappa=lowrank:4,learn_alpha=true,alpha=1.5,fn=signed", 12, torch.float64
+    )
+    x = torch.randn(9, 12, dtype=torch.float64)
+    v = torch.randn_like(x)
+    res = []
+    for layer in (kernel, plain):
+        xx = x.clone().requires_grad_()
+        params = [xx, layer.alpha_raw, layer.weight]
+        grads = torch.autograd.grad((layer(xx) ** 2).sum(), params, create_graph=True)
+        res.append(torch.autograd.grad((grads[0] * v).sum() + grads[1] * 0.7, params))
+    for a, b in zip(*res):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-8)
+
+
+def test_alpha_log_terms_against_torch_ops():
+    """The kernel's α terms: Σ ln a (gψ ψ + dp g (out − b)), ln a = 0 where a = 0, in float64 from torch ops."""
+    ext = cpu_kernel.extension()
+    torch.manual_seed(2)
+    y = torch.randn(23, 41, dtype=torch.float64)
+    y[4] = 0.0
+    gpsi, psi, g, out, b = (torch.randn(23, 41, dtype=torch.float64) for _ in range(5))
+    b = b[0]
+    for center, rect, dp in ((True, True, 1.0), (False, False, 0.5), (True, False, 0.0)):
+        _, stats = ext.psi_rows(y, center, rect, 1.5, 1.5)
+        t = y - y.mean(-1, keepdim=True) if center else y
+        a = t.relu() if rect else t.abs()
+        la = torch.where(a > 0, a.clamp_min(1e-300).log(), torch.zeros_like(a))
+        want = (la * (gpsi * psi + dp * g * (out - b))).sum()
+        got = ext.alpha_log_terms(y, stats, center, rect, gpsi, psi, g, out, b, dp)
+        torch.testing.assert_close(got, want.reshape(1), rtol=1e-9, atol=1e-9)
+
+
+def test_matrix_learned_alpha_mode_formula_takes_the_composite(monkeypatch):
+    """LATERALNORM_MATRIX_LEARNED_ALPHA=formula takes the composite formula (the bits of the runs stored before the
+    kernel route); a bad value is a usage error that names the choices."""
+    kernel, plain = _matrix_alpha_pair("dn:kappa=full,learn_alpha=true,alpha=1", 16, torch.float32)
+    x = torch.randn(8, 16)
+    monkeypatch.setenv("LATERALNORM_MATRIX_LEARNED_ALPHA", "formula")
+    out = kernel(x.detach().requires_grad_())
+    assert "_LearnedAlphaGivenPoolBackward" not in _graph_names(out)
+    assert torch.equal(out, plain(x))
+    monkeypatch.setenv("LATERALNORM_MATRIX_LEARNED_ALPHA", "fast")
+    with pytest.raises(UsageError, match="kernel, formula"):
+        kernel(x)
+
+
 # ------------------------------------------------------------------------------- the low-rank κ's products
 def _lowrank_reference(psi, u, v, g):  # noqa: ANN001, ANN202
     """W = (ψ V) Uᵀ and its three gradients, in float64 from torch's matmuls."""

@@ -74,6 +74,31 @@ def test_reprobe_refuses_bad_input(tmp_path, capsys):
     assert "holds no study" in err and len(err.strip().splitlines()) == 1
 
 
+def test_a_matrix_kappa_learned_alpha_run_that_differs_is_told_how_it_was_stored(monkeypatch):
+    """Runs stored before 2026-12-07 stop 38 differentiated the composite formula for a matrix κ with a learned α
+    (no `matrix_learned_alpha` in their versions): a CPU run of that kind that does not retrain to its stored model
+    is told the switch that retrains it that way. Not told: a fixed α, an O(N) κ, CUDA runs, runs stored the way
+    in use now, unreadable specs."""
+    from lateralnorm.study.reprobe import matrix_alpha_hint
+
+    run = {"model": "mlp", "norm": "dn:kappa=full,learn_alpha=true,alpha=1", "device": "cpu", "out_dir": "x"}
+    monkeypatch.delenv("LATERALNORM_MATRIX_LEARNED_ALPHA", raising=False)
+    assert "LATERALNORM_MATRIX_LEARNED_ALPHA=formula" in matrix_alpha_hint(run, {"torch": "2.13.0"})
+    assert "LATERALNORM_MATRIX_LEARNED_ALPHA=formula" in matrix_alpha_hint(
+        {**run, "norm": "gdn:learn_alpha=true"}, {}
+    )
+    assert matrix_alpha_hint(run, {"matrix_learned_alpha": "kernel"}) == ""
+    assert matrix_alpha_hint({**run, "norm": "dn:kappa=full,alpha=1"}, {}) == ""
+    assert matrix_alpha_hint({**run, "norm": "dn:learn_alpha=true,alpha=1"}, {}) == ""
+    assert matrix_alpha_hint({**run, "device": "cuda"}, {}) == ""
+    assert matrix_alpha_hint({**run, "norm": "dn:kappa=nonsense"}, {}) == ""
+    monkeypatch.setenv("LATERALNORM_MATRIX_LEARNED_ALPHA", "formula")
+    assert matrix_alpha_hint(run, {}) == ""
+    assert "LATERALNORM_MATRIX_LEARNED_ALPHA=kernel" in matrix_alpha_hint(
+        run, {"matrix_learned_alpha": "kernel"}
+    )
+
+
 def test_a_low_rank_run_that_differs_is_told_how_it_was_stored(monkeypatch):
     """Runs stored before 2026-12-07 took torch's matmuls in a low-rank κ's pool (no `lowrank_products` in their
     versions): a CPU run of rank <= 16 that does not retrain to its stored model is told the switch that retrains

@@ -84,6 +84,23 @@ def lowrank_products() -> str:
     return value
 
 
+MATRIX_ALPHA_MODES = ("kernel", "formula")
+
+
+def matrix_learned_alpha() -> str:
+    """Where a matrix κ's `dn` with a learned α runs on CPU (LATERALNORM_MATRIX_LEARNED_ALPHA): `kernel` (default:
+    the compiled element work around the pool's products, α's gradient beside it) or `formula` (the composite
+    formula through autograd: the bits of the runs stored before 2026-12-07 stop 38, which `lateralnorm study
+    reprobe` must reproduce exactly to replace their probes)."""
+    value = os.environ.get("LATERALNORM_MATRIX_LEARNED_ALPHA", "kernel").strip().lower() or "kernel"
+    if value not in MATRIX_ALPHA_MODES:
+        raise UsageError(
+            f"LATERALNORM_MATRIX_LEARNED_ALPHA={value!r} is not one of {', '.join(MATRIX_ALPHA_MODES)}; unset it "
+            "or pick one of those"
+        )
+    return value
+
+
 def _is_gcc() -> bool:
     compiler = os.environ.get("CXX", "c++")
     try:

@@ -150,7 +150,8 @@ class DivisiveNorm(Norm):
         )
         self._p = o["p"] if o["p"] is not None else o["alpha"] * self.r
         # a matrix κ (gaussian, low-rank, full): the element work in the CPU kernel around the pool's matmuls
-        self._matrix = o["fused"] and not self.structure.fused and self.fn != "exp" and not o["learn_alpha"]
+        # (a learned α there: at its current value, `matrix_pooled_rows`)
+        self._matrix = o["fused"] and not self.structure.fused and self.fn != "exp"
         if self._matrix:
             self._mcfg = DnConfig(
                 "uniform", self.center, self.fn == "rect", float(o["alpha"]), self._p, self.r
@@ -284,7 +285,13 @@ class DivisiveNorm(Norm):
                 return out
         if self._matrix:
             pool = functools.partial(self.structure.kernel_pool, self)
-            out = matrix_pooled_rows(x, pool, self._source("beta"), self.weight, self.bias, self._mcfg)
+            params = self._parameters
+            args = (x, pool, self._source("beta"), params.get("weight"), params.get("bias"), self._mcfg)
+            alpha_raw = params.get("alpha_raw")
+            if alpha_raw is None:
+                out = matrix_pooled_rows(*args)
+            else:  # p = α·r follows the learned α unless p is given
+                out = matrix_pooled_rows(*args, alpha_raw, self.alpha_min, self.opts["p"] is None)
             if out is not None:
                 return out
         return self._formula(x)

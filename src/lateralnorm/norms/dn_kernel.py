@@ -21,7 +21,7 @@ when the CPU kernel cannot be built, in the PyTorch ops below.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -445,6 +445,95 @@ def _given_pool_formula_backward(g, y, w, beta, gamma, bias, numbers, need, beta
     return tuple(partial_grads(formula, (y, w, beta, gamma, bias), need, g))
 
 
+class _LearnedAlphaPsi(torch.autograd.Function):
+    """ψ(t) = a^α of a matrix pool's rows in the compiled CPU kernel (`psi_rows`) at a learned α's current value
+    (`alpha`: the floored 0-d tensor; cfg carries its value). Its backward gives ∂L/∂α for both nodes, Σ ln a (gψ ψ
+    + ∂p/∂α g (out − b)), in one pass (`alpha_log_terms`), and adds its input gradient to the output node's share
+    (`share`, as the C++ nodes' box). A double backward differentiates the formula, α included."""
+
+    @staticmethod
+    def forward(ctx: Any, y: torch.Tensor, alpha: torch.Tensor, cfg: DnConfig, share: _GradShare):  # noqa: ANN205
+        psi, stats = cpu_kernel.extension().psi_rows(y, cfg.center, cfg.rect, cfg.alpha, cfg.p)
+        ctx.mark_non_differentiable(stats)
+        ctx.save_for_backward(y, alpha, psi, stats)
+        ctx.cfg, ctx.share = cfg, share
+        return psi, stats
+
+    @staticmethod
+    def backward(ctx: Any, g_psi: torch.Tensor, _g_stats: Any):  # noqa: ANN205
+        y, alpha, psi, stats = ctx.saved_tensors
+        cfg, need, share = ctx.cfg, ctx.needs_input_grad, ctx.share
+        if torch.is_grad_enabled():  # create_graph=True: differentiate the plain formula instead
+
+            def formula(v, a):  # noqa: ANN001, ANN202
+                t = center_rows(v) if cfg.center else v
+                return _psi_of(t, torch.relu(t) if cfg.rect else t.abs(), a, cfg.rect)
+
+            gy, ga = partial_grads(formula, (y, alpha), need[:2], g_psi)
+            return gy, ga, None, None
+        ext = cpu_kernel.extension()
+        g_psi = g_psi.contiguous()
+        add, share.gy = share.gy, None
+        gy = None
+        if need[0]:
+            gy = ext.psi_rows_backward(g_psi, y, stats, cfg.center, cfg.rect, cfg.alpha, cfg.p, add)
+        ga = None
+        if need[1]:  # both nodes' α terms in one pass (the output node left its own here: `share.out_term`)
+            g, out, bias, dp = share.out_term if share.out_term is not None else (None, None, None, 0.0)
+            total = ext.alpha_log_terms(y, stats, cfg.center, cfg.rect, g_psi, psi, g, out, bias, dp)
+            ga = total.to(alpha.dtype).reshape(alpha.shape)
+        share.out_term = None
+        return gy, ga, None, None
+
+
+class _LearnedAlphaGivenPool(torch.autograd.Function):
+    """γ φ(t) (β + W)^(−r) + b in the compiled CPU kernel (`given_pool_forward`) at a learned α's current value.
+    Its α term, (∂p/∂α) Σ g (out − b) ln a (φ = a^p, p = α r when `tied`, else fixed: none), and its share of the
+    input gradient go to ψ's node through `share`, which takes them with its own."""
+
+    @staticmethod
+    def forward(ctx, y, stats, w, beta, gamma, bias, alpha, cfg, tied, share):  # noqa: ANN001, ANN205
+        out = cpu_kernel.extension().given_pool_forward(y, stats, w, beta, gamma, bias, cfg.center, cfg.rect,
+                                                        cfg.alpha, cfg.p, cfg.r)  # fmt: skip
+        ctx.save_for_backward(y, stats, w, beta, gamma, bias, alpha, out if tied else None)
+        ctx.cfg, ctx.tied, ctx.share = cfg, tied, share
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor):  # noqa: ANN205
+        y, stats, w, beta, gamma, bias, alpha, out = ctx.saved_tensors
+        cfg, tied, need, share = ctx.cfg, ctx.tied, ctx.needs_input_grad, ctx.share
+        none = (None,) * 3  # cfg, tied, share
+        if torch.is_grad_enabled():  # create_graph=True: differentiate the plain formula instead
+
+            def formula(y, w, beta, gamma, bias, a):  # noqa: ANN001, ANN202
+                t = center_rows(y) if cfg.center else y
+                mag = torch.relu(t) if cfg.rect else t.abs()
+                return _output_of(
+                    t, mag, beta + w, a * cfg.r if tied else cfg.p, cfg.r, cfg.rect, gamma, bias
+                )
+
+            wanted = (need[0], need[2], need[3], need[4], need[5], need[6])
+            gy, gw, g_beta, g_gamma, g_bias, ga = partial_grads(
+                formula, (y, w, beta, gamma, bias, alpha), wanted, g
+            )
+            return gy, None, gw, g_beta, g_gamma, g_bias, ga, *none
+        g = g.contiguous()
+        need_gamma, need_bias = gamma is not None and need[4], bias is not None and need[5]
+        gy, gw, s_gz, s_g, g_beta = cpu_kernel.extension().given_pool_backward(
+            g, y, stats, w, beta, gamma, cfg.center, cfg.rect, cfg.alpha, cfg.p, cfg.r, need[0], need_gamma,
+            need_bias, need[3],
+        )  # fmt: skip
+        if need[6] and tied:  # its α term, taken by ψ's node (which runs next) in the same pass as its own
+            share.out_term = (g, out, bias, cfg.r)
+        if need[0] and need[2]:  # ψ's node runs next (W depends on y through it) and adds this share
+            share.gy, gy = gy, None
+        return (
+            gy if need[0] else None, None, gw if need[2] else None, g_beta if need[3] else None,
+            s_gz.to(gamma.dtype) if need_gamma else None, s_g.to(bias.dtype) if need_bias else None, None, *none,
+        )  # fmt: skip
+
+
 def matrix_pooled_rows(
     y: torch.Tensor,
     pool: Callable[[torch.Tensor], torch.Tensor],
@@ -452,16 +541,22 @@ def matrix_pooled_rows(
     gamma: torch.Tensor | None,
     bias: torch.Tensor | None,
     cfg: DnConfig,
+    alpha_raw: torch.Tensor | None = None,
+    alpha_bound: float = 0.0,
+    tied: bool = False,
 ) -> torch.Tensor | None:
     """Divisive normalization whose pool is a matrix product (`pool`: ψ (M, N) → W (M, N), the κ structure's
     own differentiable ops) with the element work in the compiled CPU kernel: ψ rows, then the pool, then the
     output from W. None where that kernel does not run (not CPU float, not built, under torch.compile or
     torch.jit.trace): the caller then differentiates its composite formula. `beta`: (source, bound), a raw
     `NonNegative` parameter and its bound, or a buffer and None. cfg: center, rect, α, p, r (its kind is not
-    read)."""
+    read). A learned α: `alpha_raw` (its 0-d raw parameter, floored at `alpha_bound`; p = α r when `tied`), on
+    CPU only and unless LATERALNORM_MATRIX_LEARNED_ALPHA=formula (`cpu_kernel.matrix_learned_alpha`)."""
     rows = _rows_of(y)
     if torch.compiler.is_compiling() or torch.jit.is_tracing():
         return None
+    if alpha_raw is not None:
+        return _learned_alpha_matrix_rows(y, rows, pool, beta, gamma, bias, cfg, alpha_raw, alpha_bound, tied)
     on_cpu = cpu_kernel.applies_to(rows)
     if not on_cpu and not _triton_applies(rows, "uniform"):
         return None
@@ -483,6 +578,27 @@ def matrix_pooled_rows(
     return _unrows(
         ext.given_pool_node(rows, stats, w, beta_value, gamma, bias, box, *element, cfg.r), y.shape
     )
+
+
+def _learned_alpha_matrix_rows(y, rows, pool, beta, gamma, bias, cfg, alpha_raw, alpha_bound, tied):  # noqa: ANN001, ANN202
+    """`matrix_pooled_rows` with a learned α: the two element nodes at α's current value (read once a call), α's
+    floor by `lower_bound` before them (one node, so its gradient rule sees the two shares' sum)."""
+    if cpu_kernel.matrix_learned_alpha() != "kernel":
+        return None
+    ext = cpu_kernel.extension_for(rows)
+    if ext is None or not _kernel_types(alpha_raw, beta[0], gamma, bias) or alpha_raw.numel() != 1:
+        return None
+    rows = rows.contiguous()
+    alpha = lower_bound(alpha_raw, alpha_bound).to(rows.dtype)
+    a = float(alpha.detach())
+    cfg = replace(cfg, alpha=a, p=a * cfg.r if tied else cfg.p)
+    share = _GradShare()
+    psi, stats = _LearnedAlphaPsi.apply(rows, alpha, cfg, share)
+    w = pool(psi)
+    out = _LearnedAlphaGivenPool.apply(
+        rows, stats, w, nonneg_value(*beta), gamma, bias, alpha, cfg, tied, share
+    )
+    return _unrows(out, y.shape)
 
 
 def lowrank_formula(psi: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -524,9 +640,11 @@ def lowrank_product(psi: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torc
 
 class _GradShare:
     """The output node's share of the input gradient, handed to ψ's node (which runs after it) to add in its
-    kernel, instead of autograd adding the two (M, N) tensors."""
+    kernel, instead of autograd adding the two (M, N) tensors; with a learned α also what ψ's node needs to take
+    the output node's α term in its own pass."""
 
     gy: torch.Tensor | None = None
+    out_term: tuple | None = None  # a learned α: the output node's (g, out, b, ∂p/∂α) for ψ's node
 
 
 class TritonPsi(torch.autograd.Function):

@@ -68,6 +68,27 @@ def lowrank_hint(config: dict[str, Any], versions: dict[str, Any] | None) -> str
             f"LATERALNORM_LOWRANK_PRODUCTS={then} retrains it that way)")  # fmt: skip
 
 
+def matrix_alpha_hint(config: dict[str, Any], versions: dict[str, Any] | None) -> str:
+    """What to add when a run does not retrain to its stored model and its `dn` with a matrix κ (full, low-rank,
+    gaussian, GDN) and a learned α ran another way then than now on CPU: runs stored before 2026-12-07 stop 38
+    (no `matrix_learned_alpha` in their versions) differentiated the composite formula, later ones what they
+    recorded; the compiled element work rounds differently."""
+    from lateralnorm.norms import cpu_kernel, create_norm
+
+    on_cpu = str(config.get("device") or "cpu").split(":")[0] == "cpu"
+    try:
+        layer = create_norm(str(config.get("norm") or "none"), 8)
+    except Exception:  # noqa: BLE001 - an unreadable spec gets no hint (the run's own error says why)
+        return ""
+    if not on_cpu or not getattr(layer, "_matrix", False) or getattr(layer, "alpha_raw", None) is None:
+        return ""
+    then, now = (versions or {}).get("matrix_learned_alpha", "formula"), cpu_kernel.matrix_learned_alpha()
+    if then == now:
+        return ""
+    return (f" (its matrix κ with a learned α ran the {then} way when it was stored, the {now} way now: "
+            f"LATERALNORM_MATRIX_LEARNED_ALPHA={then} retrains it that way)")  # fmt: skip
+
+
 def select_runs(store: Store, probes: list[str], cells: list[str]) -> list[dict[str, Any]]:
     """Finished runs that hold a row of one of `probes`, whose cell label contains one of `cells` (all when
     empty), in plan order: run_id, cell label, config (dict) and the stored final metrics."""
@@ -140,9 +161,9 @@ def reprobe(
                     k = diff[0]
                     what = f"{k} {getattr(result, k)!r} retrained vs {stored[rid]['stored'][k]!r} stored"
                     report.differ.append((rid, what))
-                    echo(
-                        f"{head}  not the stored model ({what}): its probes are kept{lowrank_hint(stored[rid]['config'], stored[rid]['versions'])}"
-                    )
+                    config, versions = stored[rid]["config"], stored[rid]["versions"]
+                    hint = lowrank_hint(config, versions) + matrix_alpha_hint(config, versions)
+                    echo(f"{head}  not the stored model ({what}): its probes are kept{hint}")
                     continue
                 errors = [f"{p}: {result.probes[p]['error']}" for p in probes
                           if isinstance(result.probes.get(p), dict) and "error" in result.probes[p]]  # fmt: skip
