@@ -58,13 +58,19 @@ _lock = threading.Lock()
 _state: dict[str, object] = {"tried": False, "ext": None}
 
 
-def mode() -> str:
-    value = os.environ.get("LATERALNORM_CPU_KERNEL", "auto").strip().lower() or "auto"
-    if value not in MODES:
+def _env_choice(name: str, choices: tuple[str, ...]) -> str:
+    """The environment variable `name`, one of `choices` (the first when unset or empty), else a UsageError."""
+    value = os.environ.get(name, choices[0]).strip().lower() or choices[0]
+    if value not in choices:
         raise UsageError(
-            f"LATERALNORM_CPU_KERNEL={value!r} is not one of {', '.join(MODES)}; unset it or pick one of those"
+            f"{name}={value!r} is not one of {', '.join(choices)}; unset it or pick one of those"
         )
     return value
+
+
+def mode() -> str:
+    """LATERALNORM_CPU_KERNEL: `auto` (default: the compiled kernel where it builds), `cpp` or `torch`."""
+    return _env_choice("LATERALNORM_CPU_KERNEL", MODES)
 
 
 LOWRANK_MODES = ("kernel", "torch")
@@ -75,13 +81,7 @@ def lowrank_products() -> str:
     (LATERALNORM_LOWRANK_PRODUCTS): `kernel` (default: the kernel's own K-thin products up to rank 16) or
     `torch` (torch's matmuls: the bits of the runs stored before 2026-12-07, which `lateralnorm study reprobe`
     must reproduce exactly to replace their probes)."""
-    value = os.environ.get("LATERALNORM_LOWRANK_PRODUCTS", "kernel").strip().lower() or "kernel"
-    if value not in LOWRANK_MODES:
-        raise UsageError(
-            f"LATERALNORM_LOWRANK_PRODUCTS={value!r} is not one of {', '.join(LOWRANK_MODES)}; unset it or pick "
-            "one of those"
-        )
-    return value
+    return _env_choice("LATERALNORM_LOWRANK_PRODUCTS", LOWRANK_MODES)
 
 
 MATRIX_ALPHA_MODES = ("kernel", "formula")
@@ -92,13 +92,7 @@ def matrix_learned_alpha() -> str:
     the compiled element work around the pool's products, α's gradient beside it) or `formula` (the composite
     formula through autograd: the bits of the runs stored before 2026-12-07 stop 38, which `lateralnorm study
     reprobe` must reproduce exactly to replace their probes)."""
-    value = os.environ.get("LATERALNORM_MATRIX_LEARNED_ALPHA", "kernel").strip().lower() or "kernel"
-    if value not in MATRIX_ALPHA_MODES:
-        raise UsageError(
-            f"LATERALNORM_MATRIX_LEARNED_ALPHA={value!r} is not one of {', '.join(MATRIX_ALPHA_MODES)}; unset it "
-            "or pick one of those"
-        )
-    return value
+    return _env_choice("LATERALNORM_MATRIX_LEARNED_ALPHA", MATRIX_ALPHA_MODES)
 
 
 def _is_gcc() -> bool:

@@ -61,11 +61,17 @@ def lowrank_hint(config: dict[str, Any], versions: dict[str, Any] | None) -> str
     on_cpu = str(config.get("device") or "cpu").split(":")[0] == "cpu"
     if not on_cpu or not any(k <= KERNEL_MAX_RANK for k in ranks):
         return ""
-    then, now = (versions or {}).get("lowrank_products", "torch"), cpu_kernel.lowrank_products()
-    if then == now:
+    then = (versions or {}).get("lowrank_products", "torch")
+    return _switch_hint("its low-rank κ's pool took the {} products", "the {} products",
+                        "LATERALNORM_LOWRANK_PRODUCTS", then, cpu_kernel.lowrank_products())  # fmt: skip
+
+
+def _switch_hint(stored: str, now: str, variable: str, then: str, current: str) -> str:
+    """' (<stored> when it was stored, <now> now: VARIABLE=then retrains it that way)', each text with one {} for
+    its way, or '' when the run was stored the way in use now."""
+    if then == current:
         return ""
-    return (f" (its low-rank κ's pool took the {then} products when it was stored, the {now} products now: "
-            f"LATERALNORM_LOWRANK_PRODUCTS={then} retrains it that way)")  # fmt: skip
+    return f" ({stored.format(then)} when it was stored, {now.format(current)} now: {variable}={then} retrains it that way)"
 
 
 def matrix_alpha_hint(config: dict[str, Any], versions: dict[str, Any] | None) -> str:
@@ -82,11 +88,9 @@ def matrix_alpha_hint(config: dict[str, Any], versions: dict[str, Any] | None) -
         return ""
     if not on_cpu or not getattr(layer, "_matrix", False) or getattr(layer, "alpha_raw", None) is None:
         return ""
-    then, now = (versions or {}).get("matrix_learned_alpha", "formula"), cpu_kernel.matrix_learned_alpha()
-    if then == now:
-        return ""
-    return (f" (its matrix κ with a learned α ran the {then} way when it was stored, the {now} way now: "
-            f"LATERALNORM_MATRIX_LEARNED_ALPHA={then} retrains it that way)")  # fmt: skip
+    then = (versions or {}).get("matrix_learned_alpha", "formula")
+    return _switch_hint("its matrix κ with a learned α ran the {} way", "the {} way",
+                        "LATERALNORM_MATRIX_LEARNED_ALPHA", then, cpu_kernel.matrix_learned_alpha())  # fmt: skip
 
 
 def select_runs(store: Store, probes: list[str], cells: list[str]) -> list[dict[str, Any]]:

@@ -1921,31 +1921,6 @@ std::vector<at::Tensor> forward_module(const at::Tensor& y_in, const at::Tensor&
                  save_log);
 }
 
-std::vector<at::Tensor> backward_prepared(const at::Tensor& g, const at::Tensor& y, const at::Tensor& stats,
-                                          const c10::optional<at::Tensor>& w, const Prepared& P,
-                                          const at::Tensor& beta_src, double beta_bound, const at::Tensor& c_src,
-                                          double c_bound, const c10::optional<at::Tensor>& gamma,
-                                          const c10::optional<at::Tensor>& bias, int64_t kind, bool center,
-                                          bool rect, double alpha, double p, double r, int64_t before,
-                                          int64_t after, bool need_y, bool need_beta, bool need_c,
-                                          bool need_gamma, bool need_bias, bool need_alpha, double dp);
-
-// (gy, g_beta_src, g_c_src, g_gamma, g_bias, g_alpha (1,) float64), each undefined (None) when not asked for.
-std::vector<at::Tensor> backward_module(const at::Tensor& g, const at::Tensor& y_in, const at::Tensor& stats,
-                                        const c10::optional<at::Tensor>& w, const at::Tensor& beta_src,
-                                        double beta_bound, const at::Tensor& c_src, double c_bound,
-                                        const c10::optional<at::Tensor>& gamma,
-                                        const c10::optional<at::Tensor>& bias, double pedestal, int64_t kind,
-                                        bool center, bool rect, double alpha, double p, double r,
-                                        int64_t before, int64_t after, bool need_y, bool need_beta,
-                                        bool need_c, bool need_gamma, bool need_bias, bool need_alpha,
-                                        double dp) {
-  at::Tensor y = y_in.contiguous();
-  const Prepared P = prepare(y, beta_src, beta_bound, c_src, c_bound, gamma, c10::nullopt, pedestal, kind, false);
-  return backward_prepared(g, y, stats, w, P, beta_src, beta_bound, c_src, c_bound, gamma, bias, kind, center,
-                           rect, alpha, p, r, before, after, need_y, need_beta, need_c, need_gamma, need_bias,
-                           need_alpha, dp);
-}
 
 // backward_module with β, c and γ's values as prepare gave them (the node keeps them from its forward: the same
 // values, not taken again)
@@ -1977,6 +1952,24 @@ std::vector<at::Tensor> backward_prepared(const at::Tensor& g, const at::Tensor&
   if (nb) out[4] = res[2].to(bias->scalar_type());
   return out;
 }
+
+// (gy, g_beta_src, g_c_src, g_gamma, g_bias, g_alpha (1,) float64), each undefined (None) when not asked for.
+std::vector<at::Tensor> backward_module(const at::Tensor& g, const at::Tensor& y_in, const at::Tensor& stats,
+                                        const c10::optional<at::Tensor>& w, const at::Tensor& beta_src,
+                                        double beta_bound, const at::Tensor& c_src, double c_bound,
+                                        const c10::optional<at::Tensor>& gamma,
+                                        const c10::optional<at::Tensor>& bias, double pedestal, int64_t kind,
+                                        bool center, bool rect, double alpha, double p, double r,
+                                        int64_t before, int64_t after, bool need_y, bool need_beta,
+                                        bool need_c, bool need_gamma, bool need_bias, bool need_alpha,
+                                        double dp) {
+  at::Tensor y = y_in.contiguous();
+  const Prepared P = prepare(y, beta_src, beta_bound, c_src, c_bound, gamma, c10::nullopt, pedestal, kind, false);
+  return backward_prepared(g, y, stats, w, P, beta_src, beta_bound, c_src, c_bound, gamma, bias, kind, center,
+                           rect, alpha, p, r, before, after, need_y, need_beta, need_c, need_gamma, need_bias,
+                           need_alpha, dp);
+}
+
 
 // ------------------------------------------------------------------------------- the layer's autograd node
 // forward_module and backward_module as one C++ autograd node: the eager CPU path of a `dn` layer with an O(N)
