@@ -850,6 +850,25 @@ def test_matrix_kappa_with_a_learned_alpha_in_the_kernel_equals_the_formula(spec
         torch.testing.assert_close(a, b, **tol, msg=lambda m, i=i: f"{spec} output #{i}: {m}")
 
 
+def test_matrix_kappa_learned_alpha_channels_first_equals_the_formula(monkeypatch):
+    """A channels-first layer (a CNN's divisive norm over its channels) takes the same route through the kernel's
+    tile transpose: the same values and gradients as the composite formula."""
+    torch.manual_seed(4)
+    layer = create_norm(
+        "dn:kappa=full,learn_alpha=true,alpha=1.3", 16, layout="channels_first", dtype=torch.float64
+    )
+    x, g = torch.randn(4, 16, 5, 5, dtype=torch.float64), torch.randn(4, 16, 5, 5, dtype=torch.float64)
+    res = []
+    for mode in ("kernel", "formula"):
+        monkeypatch.setenv("LATERALNORM_MATRIX_LEARNED_ALPHA", mode)
+        xx = x.clone().requires_grad_()
+        out = layer(xx)
+        assert ("_LearnedAlphaGivenPoolBackward" in _graph_names(out)) == (mode == "kernel")
+        res.append((out, *torch.autograd.grad(out, [xx, *layer.parameters()], g)))
+    for a, b in zip(*res):
+        torch.testing.assert_close(a, b, atol=1e-11, rtol=1e-9)
+
+
 @pytest.mark.parametrize("sign", [1.0, -1.0])
 def test_matrix_kappa_learned_alpha_under_its_floor_follows_the_floor_rule(sign):
     """α's raw parameter under alpha_min: the layer runs at the floor, and α's gradient (the two nodes' terms
