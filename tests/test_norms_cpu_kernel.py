@@ -445,6 +445,32 @@ def test_the_module_path_keeps_its_one_rounding_nonnegative_values():
     assert not torch.equal(module, other)
 
 
+@pytest.mark.parametrize(
+    "spec",
+    ["dn", "dn:learn_alpha=true,alpha=1.5", "dn:kappa=full", "dn:kappa=lowrank:4,learn_alpha=true,alpha=1"],
+)
+def test_a_parametrized_weight_is_read_through_its_parametrization(spec):
+    """The layer reads its tensors from its own tables on the per-call path; a parametrized γ
+    (`torch.nn.utils.parametrize`) has left the table and must still be computed and used, not dropped."""
+    from torch.nn.utils import parametrize
+
+    class Double(torch.nn.Module):
+        def forward(self, w: torch.Tensor) -> torch.Tensor:
+            return 2.0 * w
+
+    torch.manual_seed(5)
+    layer = create_norm(spec, 24, dtype=torch.float64)
+    plain = create_norm(spec, 24, dtype=torch.float64)
+    with torch.no_grad():
+        layer.weight.uniform_(0.5, 1.5)
+    plain.load_state_dict(layer.state_dict())
+    with torch.no_grad():
+        plain.weight.mul_(2.0)
+    parametrize.register_parametrization(layer, "weight", Double())
+    x = torch.randn(10, 24, dtype=torch.float64)
+    torch.testing.assert_close(layer(x), plain(x), atol=1e-12, rtol=1e-10)
+
+
 @pytest.mark.parametrize("r", [1.0, 0.7, 1 / 3])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_the_module_path_scales_beta_and_c_gradients_as_torch_ops_would(r, dtype):
