@@ -675,8 +675,19 @@ def test_run_records_name_the_kernel(monkeypatch):
         "AVX512",
         "SVE256",
     )
+    # a matrix κ's learned α: the way it runs, the formula whenever the compiled kernel is off (versions() is
+    # read once a process: cleared here between settings)
+    assert versions()["matrix_learned_alpha"] == "kernel"
+    monkeypatch.setenv("LATERALNORM_MATRIX_LEARNED_ALPHA", "formula")
+    versions.cache_clear()
+    assert versions()["matrix_learned_alpha"] == "formula"
+    monkeypatch.delenv("LATERALNORM_MATRIX_LEARNED_ALPHA")
     monkeypatch.setenv("LATERALNORM_CPU_KERNEL", "torch")
+    versions.cache_clear()
     assert cpu_kernel.kernel_name() == "pytorch"
+    assert versions()["matrix_learned_alpha"] == "formula"
+    monkeypatch.undo()
+    versions.cache_clear()
 
 
 @pytest.mark.skipif(not cpu_kernel._is_gcc(), reason="OpenMP is requested from GCC only")
@@ -893,6 +904,60 @@ def test_matrix_kappa_learned_alpha_channels_first_equals_the_formula(monkeypatc
         res.append((out, *torch.autograd.grad(out, [xx, *layer.parameters()], g)))
     for a, b in zip(*res):
         torch.testing.assert_close(a, b, atol=1e-11, rtol=1e-9)
+
+
+def test_matrix_kappa_learned_alpha_output_may_be_changed_in_place():
+    """The output node keeps no copy of its output (α's term comes from gW, W and β), so an in-place op on the
+    layer's output (an inplace ReLU, a residual add_) leaves the backward intact, as on every other route."""
+    kernel, plain = _matrix_alpha_pair("dn:kappa=full,learn_alpha=true,alpha=1.3", 8, torch.float64)
+    x = torch.randn(5, 8, dtype=torch.float64)
+    grads = []
+    for layer in (kernel, plain):
+        xx = x.clone().requires_grad_()
+        y = layer(xx)
+        torch.relu_(y)
+        grads.append(torch.autograd.grad(y.sum(), [xx, layer.alpha_raw]))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, atol=1e-11, rtol=1e-9)
+
+
+def test_matrix_learned_alpha_formula_mode_keeps_the_generic_channels_first_route(monkeypatch):
+    """In LATERALNORM_MATRIX_LEARNED_ALPHA=formula a channels-first layer takes the generic route (movedim, then
+    the formula), as the runs stored before the kernel route did: the same bits as `Norm.forward` itself."""
+    from lateralnorm.norms.base import Norm
+
+    monkeypatch.setenv("LATERALNORM_MATRIX_LEARNED_ALPHA", "formula")
+    torch.manual_seed(9)
+    layer = create_norm("dn:kappa=lowrank:4,learn_alpha=true,alpha=1.2", 24, layout="channels_first")
+    x, g = torch.randn(3, 24, 7, 9), torch.randn(3, 24, 7, 9)
+    res = []
+    for call in (layer, lambda v: Norm.forward(layer, v)):
+        xx = x.clone().requires_grad_()
+        out = call(xx)
+        res.append((out, *torch.autograd.grad(out, [xx, *layer.parameters()], g)))
+    for a, b in zip(*res):
+        assert torch.equal(a, b)
+
+
+def test_learned_alpha_under_its_floor_second_derivatives_follow_the_formula():
+    """An O(N) layer's learned α under its floor: the floor's rule must see the sum of every share of α's gradient,
+    a double backward's included (one share comes through the node's own backward), as the formula's single floor
+    does. The node then takes α floored by its own node (above the floor it applies the floor itself)."""
+    for seed in range(8):
+        res = []
+        for spec in (
+            "dn:learn_alpha=true,alpha=1.3,affine=false",
+            "dn:learn_alpha=true,alpha=1.3,affine=false,fused=false",
+        ):
+            torch.manual_seed(seed)
+            layer = create_norm(spec, 9, dtype=torch.float64)
+            with torch.no_grad():
+                layer.alpha_raw.fill_(0.3)  # under alpha_min = 0.5
+            x = torch.randn(5, 9, dtype=torch.float64, requires_grad=True)
+            g = torch.randn_like(x)
+            (gx,) = torch.autograd.grad((layer(x) ** 2 * g).sum(), x, create_graph=True)
+            res.append(torch.autograd.grad(gx.sum(), layer.alpha_raw)[0])
+        torch.testing.assert_close(res[0], res[1], atol=1e-10, rtol=1e-9, msg=f"seed {seed}")
 
 
 @pytest.mark.parametrize("sign", [1.0, -1.0])

@@ -165,8 +165,10 @@ def versions() -> dict[str, str]:
     out["dn_cpu_kernel"] = cpu_kernel.kernel_name()  # compiled row kernel or PyTorch ops (same formula)
     # a low-rank κ's pool: the kernel's own products or torch's matmuls (the same products, other roundings)
     out["lowrank_products"] = cpu_kernel.lowrank_products()
-    # a matrix κ with a learned α: the compiled element work or the composite formula (other roundings)
-    out["matrix_learned_alpha"] = cpu_kernel.matrix_learned_alpha()
+    # a matrix κ with a learned α on CPU: the compiled element work or the composite formula (other roundings);
+    # without the compiled kernel it is the formula whatever the switch says
+    kernel_off = out["dn_cpu_kernel"].startswith("pytorch")
+    out["matrix_learned_alpha"] = "formula" if kernel_off else cpu_kernel.matrix_learned_alpha()
     try:
         rev = subprocess.run(
             ["git", "-C", str(Path(__file__).resolve().parent), "rev-parse", "HEAD"],

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from lateralnorm.errors import UsageError
-from lateralnorm.norms import layout
+from lateralnorm.norms import cpu_kernel, layout
 from lateralnorm.norms.base import COMMON, NonNegative, Norm, lower_bound
 from lateralnorm.norms.dn_kernel import (
     DnConfig,
@@ -267,10 +267,18 @@ class DivisiveNorm(Norm):
         eye = torch.eye(self.num_features, device=beta.device, dtype=beta.dtype)
         return self.structure.matrix(self, eye)
 
+    def _matrix_on_kernel(self) -> bool:
+        """Whether a matrix κ's element work takes the compiled kernel: always with a fixed α; with a learned α
+        unless LATERALNORM_MATRIX_LEARNED_ALPHA=formula, whose composite formula must also take the generic
+        channels-first route (movedim), as the runs stored before it did, for their bits."""
+        if not self._matrix:
+            return False
+        return self._parameters.get("alpha_raw") is None or cpu_kernel.matrix_learned_alpha() == "kernel"
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (
             self.layout != self.native_layout  # channels_first on a features-last layer
-            and (self._fusable or self._fused_alpha or self._matrix)
+            and (self._fusable or self._fused_alpha or self._matrix_on_kernel())
             and layout.applies_to(x)
         ):  # a contiguous (B, C, ...) input to the compiled kernel: its rows by the kernel's tile transpose
             self._check(x)

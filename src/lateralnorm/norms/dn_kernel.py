@@ -20,6 +20,7 @@ when the CPU kernel cannot be built, in the PyTorch ops below.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -285,6 +286,11 @@ def learned_alpha_rows(
     ext = cpu_kernel.extension_for(rows)
     if ext is None or not _kernel_types(beta_src, c_src, gamma, bias, alpha_raw):
         return None
+    if alpha_raw.numel() == 1 and alpha_raw.detach().item() < alpha_bound:
+        # under its floor the gradient rule is not the identity, and it must see the sum of every share of α's
+        # gradient (a double backward's second share comes through the node's own backward): the floor as its
+        # own node then, as the formula has it (the same bits; above the floor the rule passes each share whole)
+        alpha_raw, alpha_bound = lower_bound(alpha_raw, alpha_bound), -math.inf
     return _unrows(_node(ext, rows, beta_src, c_src, gamma, bias, alpha_raw, cfg, tied, alpha_bound), y.shape)
 
 
@@ -448,7 +454,7 @@ def _given_pool_formula_backward(g, y, w, beta, gamma, bias, numbers, need, beta
 class _LearnedAlphaPsi(torch.autograd.Function):
     """ψ(t) = a^α of a matrix pool's rows in the compiled CPU kernel (`psi_rows`) at a learned α's current value
     (`alpha`: the floored 0-d tensor; cfg carries its value). Its backward gives ∂L/∂α for both nodes, Σ ln a (gψ ψ
-    + ∂p/∂α g (out − b)), in one pass (`alpha_log_terms`), and adds its input gradient to the output node's share
+    + ∂p/∂α g γ z), in one pass (`alpha_log_terms`), and adds its input gradient to the output node's share
     (`share`, as the C++ nodes' box). A double backward differentiates the formula, α included."""
 
     @staticmethod
@@ -488,20 +494,22 @@ class _LearnedAlphaPsi(torch.autograd.Function):
 
 class _LearnedAlphaGivenPool(torch.autograd.Function):
     """γ φ(t) (β + W)^(−r) + b in the compiled CPU kernel (`given_pool_forward`) at a learned α's current value.
-    Its α term, (∂p/∂α) Σ g (out − b) ln a (φ = a^p, p = α r when `tied`, else fixed: none), and its share of the
-    input gradient go to ψ's node through `share`, which takes them with its own."""
+    Its α term, (∂p/∂α) Σ ln a · g γ z (φ = a^p, p = α r when `tied`, else fixed: none), and its share of the input
+    gradient go to ψ's node through `share`, which takes them with its own."""
 
     @staticmethod
     def forward(ctx, y, stats, w, beta, gamma, bias, alpha, cfg, tied, share):  # noqa: ANN001, ANN205
         out = cpu_kernel.extension().given_pool_forward(y, stats, w, beta, gamma, bias, cfg.center, cfg.rect,
                                                         cfg.alpha, cfg.p, cfg.r)  # fmt: skip
-        ctx.save_for_backward(y, stats, w, beta, gamma, bias, alpha, out if tied else None)
+        ctx.save_for_backward(
+            y, stats, w, beta, gamma, bias, alpha
+        )  # not `out`: an in-place op on it is allowed
         ctx.cfg, ctx.tied, ctx.share = cfg, tied, share
         return out
 
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor):  # noqa: ANN205
-        y, stats, w, beta, gamma, bias, alpha, out = ctx.saved_tensors
+        y, stats, w, beta, gamma, bias, alpha = ctx.saved_tensors
         cfg, tied, need, share = ctx.cfg, ctx.tied, ctx.needs_input_grad, ctx.share
         none = (None,) * 3  # cfg, tied, share
         if torch.is_grad_enabled():  # create_graph=True: differentiate the plain formula instead
@@ -524,8 +532,12 @@ class _LearnedAlphaGivenPool(torch.autograd.Function):
             g, y, stats, w, beta, gamma, cfg.center, cfg.rect, cfg.alpha, cfg.p, cfg.r, need[0], need_gamma,
             need_bias, need[3],
         )  # fmt: skip
-        if need[6] and tied:  # its α term, taken by ψ's node (which runs next) in the same pass as its own
-            share.out_term = (g, out, bias, cfg.r)
+        if (
+            need[6] and tied
+        ):  # its α term, r Σ ln a · g γ z, taken by ψ's node (which runs next) in its own pass:
+            # g γ z = q D = gW (β + W) / (−r) (gW = −r q, D = β + W), from what this node has, so that the output
+            # need not be kept (the α term: −Σ ln a · gW (W + β))
+            share.out_term = (gw, w, -beta.reshape(-1).expand(y.shape[-1]), -1.0)
         if need[0] and need[2]:  # ψ's node runs next (W depends on y through it) and adds this share
             share.gy, gy = gy, None
         return (
@@ -644,7 +656,9 @@ class _GradShare:
     the output node's α term in its own pass."""
 
     gy: torch.Tensor | None = None
-    out_term: tuple | None = None  # a learned α: the output node's (g, out, b, ∂p/∂α) for ψ's node
+    out_term: tuple | None = (
+        None  # a learned α: the output node's term for ψ's node, `alpha_log_terms`' (g, out, b, dp)
+    )
 
 
 class TritonPsi(torch.autograd.Function):
