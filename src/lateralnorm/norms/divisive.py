@@ -273,7 +273,7 @@ class DivisiveNorm(Norm):
         channels-first route (movedim), as the runs stored before it did, for their bits."""
         if not self._matrix:
             return False
-        return self._parameters.get("alpha_raw") is None or cpu_kernel.matrix_learned_alpha() == "kernel"
+        return _own_tensor(self, "alpha_raw") is None or cpu_kernel.matrix_learned_alpha() == "kernel"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (

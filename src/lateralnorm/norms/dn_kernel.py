@@ -413,17 +413,17 @@ def _output_of(t, a, d, p, r, rect, gamma, bias):  # noqa: ANN001, ANN201
     return z if bias is None else z + bias
 
 
-def _psi_formula(y: torch.Tensor, cfg: DnConfig) -> torch.Tensor:
-    """ψ(t) of `formula_rows` (t centered when cfg.center)."""
+def _psi_formula(y: torch.Tensor, cfg: DnConfig, alpha: torch.Tensor | None = None) -> torch.Tensor:
+    """ψ(t) of `formula_rows` (t centered when cfg.center); a learned α as a tensor (`alpha`), else cfg.alpha."""
     t = center_rows(y) if cfg.center else y
-    return _psi_of(t, torch.relu(t) if cfg.rect else t.abs(), cfg.alpha, cfg.rect)
+    return _psi_of(t, torch.relu(t) if cfg.rect else t.abs(), cfg.alpha if alpha is None else alpha, cfg.rect)
 
 
-def _given_pool_formula(y, w, beta, gamma, bias, cfg):  # noqa: ANN001, ANN201
-    """γ φ(t) (β + W)^(−r) + b of `formula_rows` for a given pool W."""
+def _given_pool_formula(y, w, beta, gamma, bias, cfg, p=None):  # noqa: ANN001, ANN201
+    """γ φ(t) (β + W)^(−r) + b of `formula_rows` for a given pool W; a learned p as a tensor (`p`), else cfg.p."""
     t = center_rows(y) if cfg.center else y
     a = torch.relu(t) if cfg.rect else t.abs()
-    return _output_of(t, a, beta + w, cfg.p, cfg.r, cfg.rect, gamma, bias)
+    return _output_of(t, a, beta + w, cfg.p if p is None else p, cfg.r, cfg.rect, gamma, bias)
 
 
 def _matrix_cfg(numbers: tuple) -> DnConfig:
@@ -470,12 +470,7 @@ class _LearnedAlphaPsi(torch.autograd.Function):
         y, alpha, psi, stats = ctx.saved_tensors
         cfg, need, share = ctx.cfg, ctx.needs_input_grad, ctx.share
         if torch.is_grad_enabled():  # create_graph=True: differentiate the plain formula instead
-
-            def formula(v, a):  # noqa: ANN001, ANN202
-                t = center_rows(v) if cfg.center else v
-                return _psi_of(t, torch.relu(t) if cfg.rect else t.abs(), a, cfg.rect)
-
-            gy, ga = partial_grads(formula, (y, alpha), need[:2], g_psi)
+            gy, ga = partial_grads(lambda v, a: _psi_formula(v, cfg, a), (y, alpha), need[:2], g_psi)
             return gy, ga, None, None
         ext = cpu_kernel.extension()
         g_psi = g_psi.contiguous()
@@ -501,9 +496,8 @@ class _LearnedAlphaGivenPool(torch.autograd.Function):
     def forward(ctx, y, stats, w, beta, gamma, bias, alpha, cfg, tied, share):  # noqa: ANN001, ANN205
         out = cpu_kernel.extension().given_pool_forward(y, stats, w, beta, gamma, bias, cfg.center, cfg.rect,
                                                         cfg.alpha, cfg.p, cfg.r)  # fmt: skip
-        ctx.save_for_backward(
-            y, stats, w, beta, gamma, bias, alpha
-        )  # not `out`: an in-place op on it is allowed
+        # not `out` (an in-place op on it is allowed): α's term is taken from gW, W and β
+        ctx.save_for_backward(y, stats, w, beta, gamma, bias, alpha)
         ctx.cfg, ctx.tied, ctx.share = cfg, tied, share
         return out
 
@@ -515,11 +509,7 @@ class _LearnedAlphaGivenPool(torch.autograd.Function):
         if torch.is_grad_enabled():  # create_graph=True: differentiate the plain formula instead
 
             def formula(y, w, beta, gamma, bias, a):  # noqa: ANN001, ANN202
-                t = center_rows(y) if cfg.center else y
-                mag = torch.relu(t) if cfg.rect else t.abs()
-                return _output_of(
-                    t, mag, beta + w, a * cfg.r if tied else cfg.p, cfg.r, cfg.rect, gamma, bias
-                )
+                return _given_pool_formula(y, w, beta, gamma, bias, cfg, a * cfg.r if tied else None)
 
             wanted = (need[0], need[2], need[3], need[4], need[5], need[6])
             gy, gw, g_beta, g_gamma, g_bias, ga = partial_grads(
@@ -532,11 +522,10 @@ class _LearnedAlphaGivenPool(torch.autograd.Function):
             g, y, stats, w, beta, gamma, cfg.center, cfg.rect, cfg.alpha, cfg.p, cfg.r, need[0], need_gamma,
             need_bias, need[3],
         )  # fmt: skip
-        if (
-            need[6] and tied
-        ):  # its α term, r Σ ln a · g γ z, taken by ψ's node (which runs next) in its own pass:
-            # g γ z = q D = gW (β + W) / (−r) (gW = −r q, D = β + W), from what this node has, so that the output
-            # need not be kept (the α term: −Σ ln a · gW (W + β))
+        # its α term, r Σ ln a · g γ z, taken by ψ's node (which runs next) in its own pass: g γ z = q D =
+        # gW (β + W) / (−r) (gW = −r q, D = β + W), from what this node has, so that the output need not be kept
+        # (the α term: −Σ ln a · gW (W + β))
+        if need[6] and tied:
             share.out_term = (gw, w, -beta.reshape(-1).expand(y.shape[-1]), -1.0)
         if need[0] and need[2]:  # ψ's node runs next (W depends on y through it) and adds this share
             share.gy, gy = gy, None
@@ -656,9 +645,8 @@ class _GradShare:
     the output node's α term in its own pass."""
 
     gy: torch.Tensor | None = None
-    out_term: tuple | None = (
-        None  # a learned α: the output node's term for ψ's node, `alpha_log_terms`' (g, out, b, dp)
-    )
+    # a learned α: the output node's term for ψ's node, as `alpha_log_terms`' (g, out, b, dp)
+    out_term: tuple | None = None
 
 
 class TritonPsi(torch.autograd.Function):
