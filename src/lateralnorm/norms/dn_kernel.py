@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -432,107 +432,28 @@ def _matrix_cfg(numbers: tuple) -> DnConfig:
     return DnConfig("uniform", center, rect, alpha, p, r[0] if r else 1.0)  # the kind is not read
 
 
-def _psi_formula_backward(g_psi: torch.Tensor, y: torch.Tensor, numbers: tuple) -> torch.Tensor:
-    """`psi_rows_node`'s double backward (create_graph=True): ψ(t)'s gradient as a graph of PyTorch ops through
-    the plain formula (the kernel's backward treats saved values as constants). numbers: (center, rect, α, p)."""
+def _psi_formula_backward(g_psi, y, numbers, alpha=None, need=(True, False)):  # noqa: ANN001, ANN202
+    """`psi_rows_node`'s double backward (create_graph=True): the gradients of (y, α) as a graph of PyTorch ops
+    through the plain formula (the kernel's backward treats saved values as constants), None where `need` says no
+    or α is fixed. numbers: (center, rect, α, p); `alpha`: a learned α as a tensor."""
     cfg = _matrix_cfg(numbers)
-    return partial_grads(lambda v: _psi_formula(v, cfg), (y,), (True,), g_psi)[0]
+    return partial_grads(lambda v, a: _psi_formula(v, cfg, a), (y, alpha), need, g_psi)
 
 
-def _given_pool_formula_backward(g, y, w, beta, gamma, bias, numbers, need, beta_bound=None):  # noqa: ANN001, ANN202
-    """`given_pool_node`'s double backward: the gradients of (y, W, β, γ, b) as a graph of PyTorch ops through
-    the plain formula, None where `need` says no. numbers: (center, rect, α, p, r). With `beta_bound`, β is a
-    raw `NonNegative` parameter (the Triton node's) and its gradient is the raw one."""
+def _given_pool_formula_backward(
+    g, y, w, beta, gamma, bias, numbers, need, beta_bound=None, alpha=None, tied=False
+):  # noqa: ANN001, ANN202
+    """`given_pool_node`'s double backward: the gradients of (y, W, β, γ, b, α) as a graph of PyTorch ops through
+    the plain formula, None where `need` says no (five entries: no α). numbers: (center, rect, α, p, r). With
+    `beta_bound`, β is a raw `NonNegative` parameter (the Triton node's) and its gradient is the raw one. `alpha`:
+    a learned α as a tensor (p = α r where `tied`, else the fixed p: α's gradient is then None)."""
     cfg = _matrix_cfg(numbers)
 
-    def formula(y, w, beta, gamma, bias):  # noqa: ANN001, ANN202
-        return _given_pool_formula(y, w, nonneg_value(beta, beta_bound), gamma, bias, cfg)
+    def formula(y, w, beta, gamma, bias, a):  # noqa: ANN001, ANN202
+        p = a * cfg.r if a is not None and tied else None
+        return _given_pool_formula(y, w, nonneg_value(beta, beta_bound), gamma, bias, cfg, p)
 
-    return tuple(partial_grads(formula, (y, w, beta, gamma, bias), need, g))
-
-
-class _LearnedAlphaPsi(torch.autograd.Function):
-    """ψ(t) = a^α of a matrix pool's rows in the compiled CPU kernel (`psi_rows`) at a learned α's current value
-    (`alpha`: the floored 0-d tensor; cfg carries its value). Its backward gives ∂L/∂α for both nodes, Σ ln a (gψ ψ
-    + ∂p/∂α g γ z), in one pass (`alpha_log_terms`), and adds its input gradient to the output node's share
-    (`share`, as the C++ nodes' box). A double backward differentiates the formula, α included."""
-
-    @staticmethod
-    def forward(ctx: Any, y: torch.Tensor, alpha: torch.Tensor, cfg: DnConfig, share: _GradShare):  # noqa: ANN205
-        psi, stats = cpu_kernel.extension().psi_rows(y, cfg.center, cfg.rect, cfg.alpha, cfg.p)
-        ctx.mark_non_differentiable(stats)
-        ctx.save_for_backward(y, alpha, psi, stats)
-        ctx.cfg, ctx.share = cfg, share
-        return psi, stats
-
-    @staticmethod
-    def backward(ctx: Any, g_psi: torch.Tensor, _g_stats: Any):  # noqa: ANN205
-        y, alpha, psi, stats = ctx.saved_tensors
-        cfg, need, share = ctx.cfg, ctx.needs_input_grad, ctx.share
-        if torch.is_grad_enabled():  # create_graph=True: differentiate the plain formula instead
-            gy, ga = partial_grads(lambda v, a: _psi_formula(v, cfg, a), (y, alpha), need[:2], g_psi)
-            return gy, ga, None, None
-        ext = cpu_kernel.extension()
-        g_psi = g_psi.contiguous()
-        add, share.gy = share.gy, None
-        gy = None
-        if need[0]:
-            gy = ext.psi_rows_backward(g_psi, y, stats, cfg.center, cfg.rect, cfg.alpha, cfg.p, add)
-        ga = None
-        if need[1]:  # both nodes' α terms in one pass (the output node left its own here: `share.out_term`)
-            g, out, bias, dp = share.out_term if share.out_term is not None else (None, None, None, 0.0)
-            total = ext.alpha_log_terms(y, stats, cfg.center, cfg.rect, g_psi, psi, g, out, bias, dp)
-            ga = total.to(alpha.dtype).reshape(alpha.shape)
-        share.out_term = None
-        return gy, ga, None, None
-
-
-class _LearnedAlphaGivenPool(torch.autograd.Function):
-    """γ φ(t) (β + W)^(−r) + b in the compiled CPU kernel (`given_pool_forward`) at a learned α's current value.
-    Its α term, (∂p/∂α) Σ ln a · g γ z (φ = a^p, p = α r when `tied`, else fixed: none), and its share of the input
-    gradient go to ψ's node through `share`, which takes them with its own."""
-
-    @staticmethod
-    def forward(ctx, y, stats, w, beta, gamma, bias, alpha, cfg, tied, share):  # noqa: ANN001, ANN205
-        out = cpu_kernel.extension().given_pool_forward(y, stats, w, beta, gamma, bias, cfg.center, cfg.rect,
-                                                        cfg.alpha, cfg.p, cfg.r)  # fmt: skip
-        # not `out` (an in-place op on it is allowed): α's term is taken from gW, W and β
-        ctx.save_for_backward(y, stats, w, beta, gamma, bias, alpha)
-        ctx.cfg, ctx.tied, ctx.share = cfg, tied, share
-        return out
-
-    @staticmethod
-    def backward(ctx: Any, g: torch.Tensor):  # noqa: ANN205
-        y, stats, w, beta, gamma, bias, alpha = ctx.saved_tensors
-        cfg, tied, need, share = ctx.cfg, ctx.tied, ctx.needs_input_grad, ctx.share
-        none = (None,) * 3  # cfg, tied, share
-        if torch.is_grad_enabled():  # create_graph=True: differentiate the plain formula instead
-
-            def formula(y, w, beta, gamma, bias, a):  # noqa: ANN001, ANN202
-                return _given_pool_formula(y, w, beta, gamma, bias, cfg, a * cfg.r if tied else None)
-
-            wanted = (need[0], need[2], need[3], need[4], need[5], need[6])
-            gy, gw, g_beta, g_gamma, g_bias, ga = partial_grads(
-                formula, (y, w, beta, gamma, bias, alpha), wanted, g
-            )
-            return gy, None, gw, g_beta, g_gamma, g_bias, ga, *none
-        g = g.contiguous()
-        need_gamma, need_bias = gamma is not None and need[4], bias is not None and need[5]
-        gy, gw, s_gz, s_g, g_beta = cpu_kernel.extension().given_pool_backward(
-            g, y, stats, w, beta, gamma, cfg.center, cfg.rect, cfg.alpha, cfg.p, cfg.r, need[0], need_gamma,
-            need_bias, need[3],
-        )  # fmt: skip
-        # its α term, r Σ ln a · g γ z, taken by ψ's node (which runs next) in its own pass: g γ z = q D =
-        # gW (β + W) / (−r) (gW = −r q, D = β + W), from what this node has, so that the output need not be kept
-        # (the α term: −Σ ln a · gW (W + β))
-        if need[6] and tied:
-            share.out_term = (gw, w, -beta.reshape(-1).expand(y.shape[-1]), -1.0)
-        if need[0] and need[2]:  # ψ's node runs next (W depends on y through it) and adds this share
-            share.gy, gy = gy, None
-        return (
-            gy if need[0] else None, None, gw if need[2] else None, g_beta if need[3] else None,
-            s_gz.to(gamma.dtype) if need_gamma else None, s_g.to(bias.dtype) if need_bias else None, None, *none,
-        )  # fmt: skip
+    return partial_grads(formula, (y, w, beta, gamma, bias, alpha), (*need, False)[:6], g)
 
 
 def matrix_pooled_rows(
@@ -582,22 +503,29 @@ def matrix_pooled_rows(
 
 
 def _learned_alpha_matrix_rows(y, rows, pool, beta, gamma, bias, cfg, alpha_raw, alpha_bound, tied):  # noqa: ANN001, ANN202
-    """`matrix_pooled_rows` with a learned α: the two element nodes at α's current value (read once a call), α's
-    floor by `lower_bound` before them (one node, so its gradient rule sees the two shares' sum)."""
+    """`matrix_pooled_rows` with a learned α: the two element nodes at α's current value (read once a call), which
+    take α as a tensor too (ψ's node gives its gradient, both nodes' terms in one pass; see the C++ nodes). Under
+    its floor α is floored by its own node (`lower_bound`), whose gradient rule then sees the sum of every share
+    of α's gradient (a double backward's come from both nodes); above it the rule passes each share whole, and
+    α goes in as it is (the same bits, one node fewer)."""
     if cpu_kernel.matrix_learned_alpha() != "kernel":
         return None
     ext = cpu_kernel.extension_for(rows)
     if ext is None or not _kernel_types(alpha_raw, beta[0], gamma, bias) or alpha_raw.numel() != 1:
         return None
     rows = rows.contiguous()
-    alpha = lower_bound(alpha_raw, alpha_bound).to(rows.dtype)
-    a = float(alpha.detach())
-    cfg = replace(cfg, alpha=a, p=a * cfg.r if tied else cfg.p)
-    share = _GradShare()
-    psi, stats = _LearnedAlphaPsi.apply(rows, alpha, cfg, share)
+    raw = float(alpha_raw.detach())
+    alpha = alpha_raw if raw >= alpha_bound else lower_bound(alpha_raw, alpha_bound)
+    if alpha.dtype != rows.dtype:
+        alpha = alpha.to(rows.dtype)
+    a = raw if alpha is alpha_raw else float(alpha.detach())
+    element = (cfg.center, cfg.rect, a, a * cfg.r if tied else cfg.p)
+    box, terms = rows.new_empty(0), [rows.new_empty(0) for _ in range(3)]  # see matrix_pooled_rows; C++ nodes
+    psi, stats = ext.psi_rows_alpha_node(rows, box, alpha, terms, *element)
     w = pool(psi)
-    out = _LearnedAlphaGivenPool.apply(
-        rows, stats, w, nonneg_value(*beta), gamma, bias, alpha, cfg, tied, share
+    beta_value = nonneg_value(*beta)
+    out = ext.given_pool_alpha_node(
+        rows, stats, w, beta_value, gamma, bias, alpha, box, terms, *element, cfg.r, tied
     )
     return _unrows(out, y.shape)
 
@@ -640,13 +568,10 @@ def lowrank_product(psi: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torc
 
 
 class _GradShare:
-    """The output node's share of the input gradient, handed to ψ's node (which runs after it) to add in its
-    kernel, instead of autograd adding the two (M, N) tensors; with a learned α also what ψ's node needs to take
-    the output node's α term in its own pass."""
+    """The Triton output node's share of the input gradient, handed to ψ's node (which runs after it) to add in its
+    kernel, instead of autograd adding the two (M, N) tensors (the C++ nodes' `box`)."""
 
     gy: torch.Tensor | None = None
-    # a learned α: the output node's term for ψ's node, as `alpha_log_terms`' (g, out, b, dp)
-    out_term: tuple | None = None
 
 
 class TritonPsi(torch.autograd.Function):
@@ -667,7 +592,7 @@ class TritonPsi(torch.autograd.Function):
         (y,) = ctx.saved_tensors
         cfg = ctx.cfg
         if torch.is_grad_enabled():  # create_graph=True: differentiate the plain formula instead
-            return _psi_formula_backward(g_psi, y, (cfg.center, cfg.rect, cfg.alpha, cfg.p)), None, None
+            return _psi_formula_backward(g_psi, y, (cfg.center, cfg.rect, cfg.alpha, cfg.p))[0], None, None
         add, ctx.share.gy = ctx.share.gy, None
         return tk.psi_backward(g_psi.contiguous(), y, cfg.center, cfg.rect, cfg.alpha, add), None, None
 
@@ -701,7 +626,7 @@ class TritonGivenPool(torch.autograd.Function):
         numbers = (cfg.center, cfg.rect, cfg.alpha, cfg.p, cfg.r)
         if torch.is_grad_enabled():  # create_graph=True: differentiate the plain formula instead
             wanted = (need[0], need[1], need[2], need[4], need[5])
-            gy, gw, g_beta, g_gamma, g_bias = _given_pool_formula_backward(
+            gy, gw, g_beta, g_gamma, g_bias, _ = _given_pool_formula_backward(
                 g, y, w, beta_src, gamma, bias, numbers, wanted, bound
             )
             return gy, gw, g_beta, None, g_gamma, g_bias, None, None

@@ -2118,37 +2118,65 @@ at::Tensor tensor_or_undefined(const pybind11::handle& h) {
   return h.is_none() ? at::Tensor() : h.cast<at::Tensor>();
 }
 
+// A learned α (`alpha`: its value as a tensor, floored where under its floor; the numbers carry that value, and p =
+// α r where tied): ψ's node keeps ψ, and its backward takes ∂L/∂α for both nodes in one pass (`alpha_log_terms`, one
+// log per element). The output node's term, −Σ ln a · gW (W + β) (g γ z = gW (β + W) / (−r), from what that node
+// has, so that its output need not be kept), comes through `terms`: three empty tensors shared by the two nodes,
+// which the output node's backward points at gW, W and −β (N values), and ψ's empties after its pass.
 struct PsiRowsNode : public torch::autograd::Function<PsiRowsNode> {
-  static variable_list forward(AutogradContext* ctx, const at::Tensor& y, const at::Tensor& box, bool center,
-                               bool rect, double alpha, double p) {
-    std::vector<at::Tensor> res = psi_rows(y, center, rect, alpha, p);
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& y, const at::Tensor& box,
+                               const c10::optional<at::Tensor>& alpha, std::vector<at::Tensor> terms, bool center,
+                               bool rect, double a, double p) {
+    std::vector<at::Tensor> res = psi_rows(y, center, rect, a, p);
     ctx->mark_non_differentiable({res[1]});
-    ctx->save_for_backward({y, res[1]});
+    const bool learned = alpha.has_value() && alpha->requires_grad();  // ∂L/∂α reads ψ
+    ctx->save_for_backward({y, res[1], or_undefined(alpha), learned ? res[0] : at::Tensor()});
     ctx->saved_data["box"] = box;
-    ctx->saved_data["cfg"] = std::vector<double>{double(center), double(rect), alpha, p};
+    if (alpha.has_value()) ctx->saved_data["terms"] = terms;
+    ctx->saved_data["cfg"] = std::vector<double>{double(center), double(rect), a, p};
     return {res[0], res[1]};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const variable_list s = ctx->get_saved_variables();
+    const at::Tensor &y = s[0], &stats = s[1], &alpha = s[2], &psi = s[3];
     const std::vector<double> v = ctx->saved_data["cfg"].toDoubleVector();
-    variable_list out(6);  // y, box, then the four numbers
+    const bool center = v[0] != 0.0, rect = v[1] != 0.0;
+    // the variable inputs' edges in order: y, the box, then α where given
+    const bool need_y = ctx->needs_input_grad(0), need_a = alpha.defined() && ctx->needs_input_grad(2);
+    variable_list out(8);  // y, box, α, terms, then the four numbers
     if (at::GradMode::is_enabled()) {  // create_graph=True: differentiate the plain formula in Python
       pybind11::gil_scoped_acquire gil;
-      out[0] = python_fallback("lateralnorm.norms.dn_kernel", "_psi_formula_backward")(
-                   grads[0], s[0], pybind11::make_tuple(v[0] != 0.0, v[1] != 0.0, v[2], v[3]))
-                   .cast<at::Tensor>();
+      pybind11::sequence got = python_fallback("lateralnorm.norms.dn_kernel", "_psi_formula_backward")(
+          grads[0], y, pybind11::make_tuple(center, rect, v[2], v[3]), optional_of(alpha),
+          pybind11::make_tuple(need_y, need_a));
+      out[0] = tensor_or_undefined(got[0]);
+      out[2] = tensor_or_undefined(got[1]);
       return out;
     }
+    const at::Tensor g = grads[0].contiguous();
     at::Tensor box = ctx->saved_data["box"].toTensor();
     const c10::optional<at::Tensor> acc = box.numel() > 0 ? c10::optional<at::Tensor>(box) : c10::nullopt;
-    const at::Tensor gy = psi_rows_backward(grads[0], s[0], s[1], v[0] != 0.0, v[1] != 0.0, v[2], v[3], acc);
-    if (acc.has_value()) {  // gy is the box itself: return its storage under a handle of its own, empty the box
-      out[0] = gy.detach();
-      box.set_();
-    } else {
-      out[0] = gy;
+    if (need_y) {
+      const at::Tensor gy = psi_rows_backward(g, y, stats, center, rect, v[2], v[3], acc);
+      if (acc.has_value()) {  // gy is the box itself: return its storage under a handle of its own, empty the box
+        out[0] = gy.detach();
+        box.set_();
+      } else {
+        out[0] = gy;
+      }
     }
+    if (!alpha.defined()) return out;
+    std::vector<at::Tensor> terms = ctx->saved_data["terms"].toTensorVector();
+    if (need_a) {  // both nodes' α terms in one pass (the output node's, where it left one, in `terms`)
+      const bool term = terms.size() == 3 && terms[0].numel() > 0;
+      const at::Tensor total =
+          alpha_log_terms(y, stats, center, rect, g, psi, term ? optional_of(terms[0]) : c10::nullopt,
+                          term ? optional_of(terms[1]) : c10::nullopt, term ? optional_of(terms[2]) : c10::nullopt,
+                          term ? -1.0 : 0.0);
+      out[2] = total.to(alpha.scalar_type()).reshape(alpha.sizes());
+    }
+    for (at::Tensor& t : terms) t.set_();
     return out;
   }
 };
@@ -2156,38 +2184,48 @@ struct PsiRowsNode : public torch::autograd::Function<PsiRowsNode> {
 struct GivenPoolNode : public torch::autograd::Function<GivenPoolNode> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& y, const at::Tensor& stats, const at::Tensor& w,
                             const at::Tensor& beta, const c10::optional<at::Tensor>& gamma,
-                            const c10::optional<at::Tensor>& bias, const at::Tensor& box, bool center, bool rect,
-                            double alpha, double p, double r) {
-    at::Tensor out = given_pool_forward(y, stats, w, beta, gamma, bias, center, rect, alpha, p, r);
-    ctx->save_for_backward({y, stats, w, beta, or_undefined(gamma), or_undefined(bias)});
+                            const c10::optional<at::Tensor>& bias, const c10::optional<at::Tensor>& alpha,
+                            const at::Tensor& box, std::vector<at::Tensor> terms, bool center, bool rect, double a,
+                            double p, double r, bool tied) {
+    at::Tensor out = given_pool_forward(y, stats, w, beta, gamma, bias, center, rect, a, p, r);
+    ctx->save_for_backward({y, stats, w, beta, or_undefined(gamma), or_undefined(bias), or_undefined(alpha)});
     ctx->saved_data["box"] = box;
-    ctx->saved_data["cfg"] = std::vector<double>{double(center), double(rect), alpha, p, r};
+    if (alpha.has_value()) ctx->saved_data["terms"] = terms;
+    ctx->saved_data["cfg"] = std::vector<double>{double(center), double(rect), a, p, r, double(tied)};
     return out;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const variable_list s = ctx->get_saved_variables();
-    const at::Tensor &y = s[0], &stats = s[1], &w = s[2], &beta = s[3], &gamma = s[4], &bias = s[5];
+    const at::Tensor &y = s[0], &stats = s[1], &w = s[2], &beta = s[3], &gamma = s[4], &bias = s[5], &alpha = s[6];
     const std::vector<double> v = ctx->saved_data["cfg"].toDoubleVector();
-    // the variable inputs' edges in order: y, stats, w, β, then γ and b where given, then the box
-    bool need[6] = {false, false, false, false, false, false};
-    const bool given[6] = {true, true, true, true, gamma.defined(), bias.defined()};
-    for (size_t i = 0, edge = 0; i < 6; ++i)
+    const bool tied = v[5] != 0.0;
+    // the variable inputs' edges in order: y, stats, w, β, then γ, b and α where given, then the box
+    bool need[7] = {false, false, false, false, false, false, false};
+    const bool given[7] = {true, true, true, true, gamma.defined(), bias.defined(), alpha.defined()};
+    for (size_t i = 0, edge = 0; i < 7; ++i)
       if (given[i]) need[i] = ctx->needs_input_grad(edge++);
-    variable_list out(12);  // y, stats, w, β, γ, b, box, then the five numbers
+    variable_list out(15);  // y, stats, w, β, γ, b, α, box, terms, then the six numbers
     if (at::GradMode::is_enabled()) {  // create_graph=True: differentiate the plain formula in Python
       pybind11::gil_scoped_acquire gil;
       pybind11::sequence got = python_fallback("lateralnorm.norms.dn_kernel", "_given_pool_formula_backward")(
           grads[0], y, w, beta, optional_of(gamma), optional_of(bias),
           pybind11::make_tuple(v[0] != 0.0, v[1] != 0.0, v[2], v[3], v[4]),
-          pybind11::make_tuple(need[0], need[2], need[3], need[4], need[5]));
-      const size_t slot[5] = {0, 2, 3, 4, 5};  // (y, w, β, γ, b)
-      for (size_t i = 0; i < 5; ++i) out[slot[i]] = tensor_or_undefined(got[i]);
+          pybind11::make_tuple(need[0], need[2], need[3], need[4], need[5], need[6]), pybind11::none(),
+          optional_of(alpha), tied);
+      const size_t slot[6] = {0, 2, 3, 4, 5, 6};  // (y, w, β, γ, b, α)
+      for (size_t i = 0; i < 6; ++i) out[slot[i]] = tensor_or_undefined(got[i]);
       return out;
     }
     std::vector<at::Tensor> res =
         given_pool_backward(grads[0], y, stats, w, beta, optional_of(gamma), v[0] != 0.0, v[1] != 0.0, v[2], v[3],
                             v[4], need[0], need[4], need[5], need[3]);  // (gy, gW, Σ g z, Σ g, gβ)
+    if (need[6] && tied) {  // the α term for ψ's node: −Σ ln a · gW (W + β) (see `terms` above)
+      std::vector<at::Tensor> terms = ctx->saved_data["terms"].toTensorVector();
+      terms[0].set_(res[1]);
+      terms[1].set_(w);
+      terms[2].set_(beta.reshape(-1).neg().expand({y.size(-1)}).to(y.scalar_type()));
+    }
     if (need[0] && need[2]) {  // ψ's backward adds its share to this one (see the box above)
       ctx->saved_data["box"].toTensor().set_(res[0]);
     } else if (need[0]) {
@@ -2245,16 +2283,34 @@ struct LowerBoundNode : public torch::autograd::Function<LowerBoundNode> {
   }
 };
 
-variable_list psi_rows_node(const at::Tensor& y, const at::Tensor& box, bool center, bool rect, double alpha,
-                            double p) {
-  return PsiRowsNode::apply(y, box, center, rect, alpha, p);
+// The fixed-α entries take no α and no term boxes (each argument Python passes costs a conversion a call).
+variable_list psi_rows_node(const at::Tensor& y, const at::Tensor& box, bool center, bool rect, double a, double p) {
+  return PsiRowsNode::apply(y, box, c10::nullopt, std::vector<at::Tensor>(), center, rect, a, p);
 }
 
 at::Tensor given_pool_node(const at::Tensor& y, const at::Tensor& stats, const at::Tensor& w,
                            const at::Tensor& beta, const c10::optional<at::Tensor>& gamma,
                            const c10::optional<at::Tensor>& bias, const at::Tensor& box, bool center, bool rect,
-                           double alpha, double p, double r) {
-  return GivenPoolNode::apply(y, stats, w, beta, gamma, bias, box, center, rect, alpha, p, r);
+                           double a, double p, double r) {
+  return GivenPoolNode::apply(y, stats, w, beta, gamma, bias, c10::nullopt, box, std::vector<at::Tensor>(), center,
+                              rect, a, p, r, false);
+}
+
+// A learned α (its value as a 0-d tensor; `terms`: three empty tensors, see PsiRowsNode).
+variable_list psi_rows_alpha_node(const at::Tensor& y, const at::Tensor& box, const at::Tensor& alpha,
+                                  std::vector<at::Tensor> terms, bool center, bool rect, double a, double p) {
+  TORCH_CHECK(terms.size() == 3, "psi_rows_alpha_node: a learned alpha needs three term boxes");
+  return PsiRowsNode::apply(y, box, alpha, std::move(terms), center, rect, a, p);
+}
+
+at::Tensor given_pool_alpha_node(const at::Tensor& y, const at::Tensor& stats, const at::Tensor& w,
+                                 const at::Tensor& beta, const c10::optional<at::Tensor>& gamma,
+                                 const c10::optional<at::Tensor>& bias, const at::Tensor& alpha,
+                                 const at::Tensor& box, std::vector<at::Tensor> terms, bool center, bool rect,
+                                 double a, double p, double r, bool tied) {
+  TORCH_CHECK(terms.size() == 3, "given_pool_alpha_node: a learned alpha needs three term boxes");
+  return GivenPoolNode::apply(y, stats, w, beta, gamma, bias, alpha, box, std::move(terms), center, rect, a, p, r,
+                              tied);
 }
 
 at::Tensor nonneg_node(const at::Tensor& raw, double bound, double pedestal) {
@@ -2485,6 +2541,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("dn_rows_node", &dn_rows_node, "the layer's eager output through one C++ autograd node (fixed or learned α)");
   m.def("psi_rows_node", &psi_rows_node, "psi_rows as an autograd node: (ψ, stats)");
   m.def("given_pool_node", &given_pool_node, "given_pool_forward as an autograd node");
+  m.def("psi_rows_alpha_node", &psi_rows_alpha_node, "psi_rows_node with a learned α (α's gradient for both nodes)");
+  m.def("given_pool_alpha_node", &given_pool_alpha_node, "given_pool_node with a learned α");
   m.def("nonneg_node", &nonneg_node, "nonneg_value as an autograd node (the lower bound's gradient rule)");
   m.def("lower_bound_node", &lower_bound_node, "max(x, bound) as an autograd node (the lower bound's gradient rule)");
   m.def("nonneg_value", &nonneg_value, "max(raw, bound)² − pedestal");
