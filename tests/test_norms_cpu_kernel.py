@@ -397,9 +397,9 @@ def test_matrix_pool_input_shares_added_in_place_give_the_same_bits(center):
     y = torch.randn(70, 37)
     gpsi, direct = torch.randn_like(y), torch.randn_like(y)
     _, stats = ext.psi_rows(y, center, True, 1.5, 1.5)
-    apart = ext.psi_rows_backward(gpsi, y, stats, center, True, 1.5, 1.5, None)
+    apart = ext.psi_rows_backward(gpsi, y, stats, center, True, 1.5, 1.5, None, None)
     acc = direct.clone()
-    fused = ext.psi_rows_backward(gpsi, y, stats, center, True, 1.5, 1.5, acc)
+    fused = ext.psi_rows_backward(gpsi, y, stats, center, True, 1.5, 1.5, acc, None)
     assert fused.data_ptr() == acc.data_ptr()
     assert torch.equal(fused, direct + apart)
     m = create_norm("dn:kappa=lowrank:4", 37)
@@ -1042,6 +1042,58 @@ def test_matrix_kappa_learned_alpha_backward_twice_and_frozen():
         torch.testing.assert_close(a, b, atol=1e-11, rtol=1e-9, msg=lambda m, i=i: f"output #{i}: {m}")
 
 
+# (α, p): the exp/log policies of a general α, which keep their power (p = α above and below 1, the general pair
+# with p above and below 1), and those that keep none: the exact ones (RectSq, RectLin, p = 1) and α = 1 or 2 with
+# another p (their one loop of pm_of_row would not give the same bits: see kMatrixKeeps)
+KEPT_POLICIES = [(1.5, 1.5), (0.7, 0.7), (1.3, 1.7), (1.3, 0.6)]
+UNKEPT_POLICIES = [(2.0, 2.0), (1.0, 1.0), (1.5, 1.0), (2.0, 1.5), (2.0, 0.7), (1.0, 2.5), (1.0, 0.5)]
+
+
+@pytest.mark.parametrize("alpha_p", KEPT_POLICIES + UNKEPT_POLICIES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_matrix_element_work_from_the_kept_power_gives_the_same_bits(alpha_p, dtype):
+    """`psi_rows_kept` keeps, for an exp/log policy of a general α, the power each element's ψ came from; the output from a given
+    pool and both backwards read it instead of taking the log and exp again. Every result equals the one taken
+    from y alone, to the bit (centered and not, rectified and signed, with zero elements); the exact policies keep
+    nothing, nor α = 1 or 2 with another p."""
+    alpha, p = alpha_p
+    ext = cpu_kernel.extension()
+    torch.manual_seed(3)
+    y = torch.randn(40, 29, dtype=dtype) * 2
+    y[:, :3] = 0.0
+    w, g, gpsi = torch.rand_like(y) + 0.1, torch.randn_like(y), torch.randn_like(y)
+    beta, gamma, bias = (
+        torch.rand(29, dtype=dtype) + 0.2,
+        torch.randn(29, dtype=dtype),
+        torch.randn(29, dtype=dtype),
+    )
+    for center in (False, True):
+        for rect in (True, False):
+            psi, stats = ext.psi_rows(y, center, rect, alpha, p)
+            psi_k, stats_k, kept = ext.psi_rows_kept(y, center, rect, alpha, p, True)
+            assert (kept.numel() > 0) == (alpha_p in KEPT_POLICIES)
+            assert torch.equal(psi, psi_k) and torch.equal(stats, stats_k)
+            if kept.numel() == 0:
+                continue
+            args = (center, rect, alpha, p)
+            assert torch.equal(
+                ext.psi_rows_backward(gpsi, y, stats, *args, None, None),
+                ext.psi_rows_backward(gpsi, y, stats, *args, None, kept),
+            )
+            assert torch.equal(
+                ext.given_pool_forward(y, stats, w, beta, gamma, bias, *args, 0.75, None),
+                ext.given_pool_forward(y, stats, w, beta, gamma, bias, *args, 0.75, kept),
+            )
+            plain = ext.given_pool_backward(
+                g, y, stats, w, beta, gamma, *args, 1.0, True, True, True, True, None
+            )
+            from_kept = ext.given_pool_backward(
+                g, y, stats, w, beta, gamma, *args, 1.0, True, True, True, True, kept
+            )
+            for a, b in zip(plain, from_kept):
+                assert torch.equal(a, b)
+
+
 def test_alpha_log_terms_against_torch_ops():
     """The kernel's α terms: Σ ln a (gψ ψ + dp g (out − b)), ln a = 0 where a = 0, in float64 from torch ops."""
     ext = cpu_kernel.extension()
@@ -1400,7 +1452,9 @@ class _PythonPsi(torch.autograd.Function):
     def backward(ctx, g_psi, _g_stats):  # noqa: ANN001, ANN205
         y, stats = ctx.saved_tensors
         c, (acc, ctx.share.gy) = ctx.cfg, (ctx.share.gy, None)
-        gy = cpu_kernel.extension().psi_rows_backward(g_psi, y, stats, c.center, c.rect, c.alpha, c.p, acc)
+        gy = cpu_kernel.extension().psi_rows_backward(
+            g_psi, y, stats, c.center, c.rect, c.alpha, c.p, acc, None
+        )
         return gy, None, None
 
 
@@ -1411,7 +1465,7 @@ class _PythonGiven(torch.autograd.Function):
     def forward(ctx, y, stats, w, beta, gamma, bias, cfg, share):  # noqa: ANN001, ANN205
         c = cfg
         out = cpu_kernel.extension().given_pool_forward(
-            y, stats, w, beta, gamma, bias, c.center, c.rect, c.alpha, c.p, c.r
+            y, stats, w, beta, gamma, bias, c.center, c.rect, c.alpha, c.p, c.r, None
         )
         ctx.save_for_backward(y, stats, w, beta, gamma, bias)
         ctx.cfg, ctx.share = cfg, share
@@ -1423,7 +1477,7 @@ class _PythonGiven(torch.autograd.Function):
         c, need = ctx.cfg, ctx.needs_input_grad
         gy, gw, g_gamma, g_bias, g_beta = cpu_kernel.extension().given_pool_backward(
             g, y, stats, w, beta, gamma, c.center, c.rect, c.alpha, c.p, c.r,
-            need[0], gamma is not None and need[4], bias is not None and need[5], need[3],
+            need[0], gamma is not None and need[4], bias is not None and need[5], need[3], None,
         )  # fmt: skip
         if need[0] and need[2]:
             ctx.share.gy, gy = gy, None
@@ -1450,7 +1504,10 @@ def _python_matrix_rows(y, pool, beta, gamma, bias, cfg):  # noqa: ANN001, ANN20
 @pytest.mark.parametrize(
     "spec",
     ["dn:kappa=lowrank:4", "dn:kappa=full", "dn:kappa=gaussian", "gdn", "dn:kappa=full,affine=false",
-     "dn:kappa=lowrank:3,bias=false,fn=signed,alpha=1.5", "dn:kappa=full,learn_kappa=false"],
+     "dn:kappa=lowrank:3,bias=false,fn=signed,alpha=1.5", "dn:kappa=full,learn_kappa=false",
+     # exp/log policies, whose nodes read the power ψ's node kept (the Python Functions take it again from y)
+     "dn:kappa=full,alpha=1.3,p=1.7", "dn:kappa=gaussian,alpha=0.7", "dn:kappa=full,alpha=2,p=1.5,center=true",
+     "dn:kappa=lowrank:4,alpha=1,p=0.5,fn=signed", "dn:kappa=full,alpha=1,p=2.5", "dn:kappa=full,alpha=2,p=0.7"],
 )  # fmt: skip
 @pytest.mark.parametrize("frozen", ["none", "input"])
 def test_the_matrix_and_nonnegative_nodes_give_the_python_functions_bits(spec, frozen, monkeypatch):

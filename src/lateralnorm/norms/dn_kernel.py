@@ -491,14 +491,15 @@ def matrix_pooled_rows(
     ext = cpu_kernel.extension()
     # both nodes hold this empty tensor: the output node's backward hands its share of the input gradient to ψ's
     # through it, and ψ's adds its own in place (one (M, N) tensor instead of two that autograd adds; the same
-    # one rounding, so the same bits)
+    # one rounding, so the same bits). `kept`: for an exp/log policy the power each element's ψ came from, which
+    # the output node and both backwards read instead of taking the log and exp again (same bits; else empty)
     box = rows.new_empty(0)
     element = (cfg.center, cfg.rect, cfg.alpha, cfg.p)
-    psi, stats = ext.psi_rows_node(rows, box, *element)
+    psi, stats, kept = ext.psi_rows_node(rows, box, *element)
     w = pool(psi)
     beta_value = nonneg_value(*beta)
     return _unrows(
-        ext.given_pool_node(rows, stats, w, beta_value, gamma, bias, box, *element, cfg.r), y.shape
+        ext.given_pool_node(rows, stats, kept, w, beta_value, gamma, bias, box, *element, cfg.r), y.shape
     )
 
 
@@ -521,11 +522,11 @@ def _learned_alpha_matrix_rows(y, rows, pool, beta, gamma, bias, cfg, alpha_raw,
     a = raw if alpha is alpha_raw else float(alpha.detach())
     element = (cfg.center, cfg.rect, a, a * cfg.r if tied else cfg.p)
     box, terms = rows.new_empty(0), [rows.new_empty(0) for _ in range(3)]  # see matrix_pooled_rows; C++ nodes
-    psi, stats = ext.psi_rows_alpha_node(rows, box, alpha, terms, *element)
+    psi, stats, kept = ext.psi_rows_alpha_node(rows, box, alpha, terms, *element)
     w = pool(psi)
     beta_value = nonneg_value(*beta)
     out = ext.given_pool_alpha_node(
-        rows, stats, w, beta_value, gamma, bias, alpha, box, terms, *element, cfg.r, tied
+        rows, stats, kept, w, beta_value, gamma, bias, alpha, box, terms, *element, cfg.r, tied
     )
     return _unrows(out, y.shape)
 

@@ -620,11 +620,54 @@ __attribute__((noinline)) void add_centered(const T* __restrict__ x, T mean, int
   }
 }
 
+// A matrix pool's element values. FROM_PM (kMatrixKeeps only): from the power psi_rows kept per element (`kept`),
+// no log and, but for the general policy's kept ln a, no exp: eval is from_pm(t, pm(t)) for those policies, and
+// ψ', φ the same expressions of that power, so the same bits as from t alone.
+template <typename T, bool FROM_PM, typename Fn>
+inline Elem<T> eval_kept(const Fn& fn, T t, const T* __restrict__ kept, int64_t i) {
+  if constexpr (FROM_PM)
+    return fn.from_pm(t, kept[i]);
+  else
+    return eval(fn, t);
+}
+template <typename T, bool FROM_PM, typename Fn>
+inline T dpsi_kept(const Fn& fn, T t, const T* __restrict__ kept, int64_t i) {
+  if constexpr (FROM_PM)
+    return fn.dpsi_from_pm(t, kept[i]);
+  else
+    return fn.dpsi(t);
+}
+template <typename T, bool FROM_PM, typename Fn>
+inline T phi_kept(const Fn& fn, T t, const T* __restrict__ kept, int64_t i) {
+  if constexpr (FROM_PM)
+    return fn.phi_from_pm(t, fn.psi_from_pm(t, kept[i]), kept[i]);
+  else
+    return fn.phi(t);
+}
+// The policies whose matrix element work keeps its power: α ≠ 1, 2 (P_SAME, P_SAME_LOW, the general pair: a learned
+// α's). Not α = 1 or 2 with another p (kIntAlpha): there ψ's select in pm_of_row's loop kept GCC from vectorizing
+// it, so its scalar exp and log gave other bits than the vector calls of the loops that take them again (measured
+// in float32 for α = 2, p = 0.7 and α = 1, p = 2.5).
+template <typename Fn>
+constexpr bool kMatrixKeeps = false;
+template <typename T, int PK>
+constexpr bool kMatrixKeeps<VecPowFn<T, PK>> = PK != P_ONE && !VecPowFn<T, PK>::kIntAlpha;
+
+// Calls f(std::bool_constant<FROM_PM>) for a policy and a kept tensor's pointer (null: none kept).
+template <typename Fn, typename F>
+void with_kept(const Fn&, const void* kept, F&& f) {
+  if constexpr (kMatrixKeeps<Fn>) {
+    if (kept != nullptr) return f(std::true_type{});
+  }
+  f(std::false_type{});
+}
+
 // gy = gψ ψ'(t) (a matrix pool's ψ rows)
-template <typename T, typename Fn>
+template <typename T, bool FROM_PM, typename Fn>
 __attribute__((noinline)) void psi_grad_of_row(const T* __restrict__ gpsi, const T* __restrict__ y, T m, T dl,
-                                               int64_t n, T* __restrict__ gy, const Fn fn) {
-  for (int64_t i = 0; i < n; ++i) gy[i] = gpsi[i] * fn.dpsi((y[i] - m) - dl);
+                                               int64_t n, T* __restrict__ gy, const Fn fn,
+                                               const T* __restrict__ kept) {
+  for (int64_t i = 0; i < n; ++i) gy[i] = gpsi[i] * dpsi_kept<T, FROM_PM>(fn, (y[i] - m) - dl, kept, i);
 }
 
 // The row's terms of ∂L/∂α for a learned α: ln(a_i) (gψ_i ψ_i + dp gz_i z_i), a = |t| or relu(t), with
@@ -872,14 +915,15 @@ __attribute__((noinline)) void sweep_units(const T* __restrict__ y, const T* __r
 
 // One row of a given pool's backward (D = β + W): the values of sweep_units (c = 1) written straight to the
 // outputs, gW = −r q and (WITH_GY) gy = v, with the column sums Σ g z, Σ g and Σ q (no Σ q W: no c here).
-template <typename T, bool WITH_GY, typename Fn, typename R>
+template <typename T, bool WITH_GY, bool FROM_PM, typename Fn, typename R>
 __attribute__((noinline)) void given_pool_row(const T* __restrict__ y, const T* __restrict__ g,
                                               const T* __restrict__ beta, const T* __restrict__ gamma,
                                               const T* __restrict__ w, T m, T dl, int64_t n, T mr,
                                               T* __restrict__ gw, T* __restrict__ gy, T* __restrict__ cg,
-                                              T* __restrict__ cb, T* __restrict__ cq, const Fn fn, const R dr) {
+                                              T* __restrict__ cb, T* __restrict__ cq, const Fn fn, const R dr,
+                                              const T* __restrict__ kept) {
   for (int64_t i = 0; i < n; ++i) {
-    const Elem<T> e = eval(fn, (y[i] - m) - dl);
+    const Elem<T> e = eval_kept<T, FROM_PM>(fn, (y[i] - m) - dl, kept, i);
     const Both<T> kd = dr.both(beta[i] + w[i]);
     const T k = kd.dr;
     const T z = e.phi * k;
@@ -1496,36 +1540,65 @@ std::vector<at::Tensor> backward(const at::Tensor& g_in, const at::Tensor& y, co
 //   psi_rows:           ψ = ψ(t) and the rows' means            (backward: gy = gψ ψ'(t), centered)
 //   given_pool_forward: out = γ φ(t) (β + W)^{−r} + b         (backward: v (centered), gW = −r q, Σ g z, Σ g, Σ q)
 // Autograd joins them through the pool's own ops (its matmuls and κ's parametrization).
-std::vector<at::Tensor> psi_rows(const at::Tensor& y_in, bool center, bool rect, double alpha, double p) {
+// (ψ, stats, kept): with `keep` and an exp/log policy of a general α (kMatrixKeeps), also the power each
+// element's ψ came from (pm_of_row's, the O(N) forward's kept value: a^(α−1), or ln a), which the element work
+// after the pool and both backwards read instead of taking the log and exp again (the same bits); else an empty
+// tensor.
+std::vector<at::Tensor> psi_rows_kept(const at::Tensor& y_in, bool center, bool rect, double alpha, double p,
+                                      bool keep) {
   at::Tensor y = y_in.contiguous();
   TORCH_CHECK(y.dim() == 2 && y.device().is_cpu(), "dn kernel: y must be a 2-D CPU tensor");
   const Cfg cfg = make_cfg(UNIFORM, center, rect, alpha, p, 1.0, 0, 0);
   const int64_t m = y.size(0), n = y.size(1);
   at::Tensor psi = at::empty_like(y);
   at::Tensor stats = at::zeros({m, 3}, y.options().dtype(at::kDouble));
-  if (m == 0 || n == 0) return {psi, stats};
+  bool keeps = false;
+  with_fn<float>(cfg, [&](auto fn) { keeps = keep && kMatrixKeeps<decltype(fn)>; });
+  at::Tensor kept = keeps ? at::empty_like(y) : at::empty({0}, y.options());
+  if (m == 0 || n == 0) return {psi, stats, kept};
   AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "dn_psi_rows", [&] {
     using T = scalar_t;
     const T* yp = y.data_ptr<T>();
     T* pp = psi.data_ptr<T>();
+    T* kp = kept.numel() > 0 ? kept.data_ptr<T>() : nullptr;
     double* sp = stats.data_ptr<double>();
     with_fn<T>(cfg, [&](auto fn) {
-      at::parallel_for(0, m, std::max<int64_t>(1, 16384 / n), [&](int64_t r0, int64_t r1) {
-        for (int64_t row = r0; row < r1; ++row) {
-          const Mean<T> mu = row_mean(yp + row * n, n, center);
-          psi_of_row(yp + row * n, mu.m, mu.delta, n, pp + row * n, fn);
-          sp[3 * row] = static_cast<double>(mu.m);
-          sp[3 * row + 1] = static_cast<double>(mu.delta);
-        }
+      with_kept(fn, kp, [&](auto from_pm) {
+        constexpr bool KEEP = decltype(from_pm)::value;
+        at::parallel_for(0, m, std::max<int64_t>(1, 16384 / n), [&](int64_t r0, int64_t r1) {
+          for (int64_t row = r0; row < r1; ++row) {
+            const Mean<T> mu = row_mean(yp + row * n, n, center);
+            if constexpr (KEEP)
+              pm_of_row<T, true, false>(yp + row * n, mu.m, mu.delta, n, kp + row * n, pp + row * n, nullptr, fn);
+            else
+              psi_of_row(yp + row * n, mu.m, mu.delta, n, pp + row * n, fn);
+            sp[3 * row] = static_cast<double>(mu.m);
+            sp[3 * row + 1] = static_cast<double>(mu.delta);
+          }
+        });
       });
     });
   });
-  return {psi, stats};
+  return {psi, stats, kept};
+}
+
+std::vector<at::Tensor> psi_rows(const at::Tensor& y_in, bool center, bool rect, double alpha, double p) {
+  std::vector<at::Tensor> res = psi_rows_kept(y_in, center, rect, alpha, p, false);
+  return {res[0], res[1]};
+}
+
+// A kept power's pointer (psi_rows_kept's; null where none was kept), checked against the input.
+template <typename T>
+const T* kept_ptr(const c10::optional<at::Tensor>& kept, const at::Tensor& y) {
+  if (!kept.has_value() || !kept->defined() || kept->numel() == 0) return nullptr;
+  TORCH_CHECK(kept->sizes() == y.sizes() && kept->is_contiguous() && kept->scalar_type() == y.scalar_type(),
+              "dn kernel: a kept power must be psi_rows' own, like the input");
+  return kept->data_ptr<T>();
 }
 
 at::Tensor psi_rows_backward(const at::Tensor& gpsi_in, const at::Tensor& y_in, const at::Tensor& stats,
                              bool center, bool rect, double alpha, double p,
-                             const c10::optional<at::Tensor>& acc) {
+                             const c10::optional<at::Tensor>& acc, const c10::optional<at::Tensor>& kept = c10::nullopt) {
   at::Tensor y = y_in.contiguous();
   at::Tensor gpsi = gpsi_in.contiguous().to(y.scalar_type());
   TORCH_CHECK(gpsi.sizes() == y.sizes(), "dn kernel: grad and input shapes differ");
@@ -1542,20 +1615,25 @@ at::Tensor psi_rows_backward(const at::Tensor& gpsi_in, const at::Tensor& y_in, 
     const T* gp = gpsi.data_ptr<T>();
     const double* sp = stats.data_ptr<double>();
     T* op = gy.data_ptr<T>();
+    const T* kp = kept_ptr<T>(kept, y);
     with_fn<T>(cfg, [&](auto fn) {
-      at::parallel_for(0, m, std::max<int64_t>(1, 16384 / n), [&](int64_t r0, int64_t r1) {
-        std::vector<T> tmp(into ? n : 0);
-        for (int64_t row = r0; row < r1; ++row) {
-          const T mm = static_cast<T>(sp[3 * row]), dl = static_cast<T>(sp[3 * row + 1]);
-          T* out = op + row * n;
-          T* gr = into ? tmp.data() : out;  // this share: in place, or in scratch and then added to acc
-          psi_grad_of_row(gp + row * n, yp + row * n, mm, dl, n, gr, fn);
-          const T mean = center ? static_cast<T>(lane_sum(gr, n) / static_cast<double>(n)) : T(0);
-          if (into)
-            add_centered(gr, mean, n, out);
-          else if (center)
-            for (int64_t i = 0; i < n; ++i) gr[i] -= mean;
-        }
+      with_kept(fn, kp, [&](auto from_pm) {
+        constexpr bool FROM_PM = decltype(from_pm)::value;
+        at::parallel_for(0, m, std::max<int64_t>(1, 16384 / n), [&](int64_t r0, int64_t r1) {
+          std::vector<T> tmp(into ? n : 0);
+          for (int64_t row = r0; row < r1; ++row) {
+            const T mm = static_cast<T>(sp[3 * row]), dl = static_cast<T>(sp[3 * row + 1]);
+            T* out = op + row * n;
+            T* gr = into ? tmp.data() : out;  // this share: in place, or in scratch and then added to acc
+            psi_grad_of_row<T, FROM_PM>(gp + row * n, yp + row * n, mm, dl, n, gr, fn,
+                                        FROM_PM ? kp + row * n : nullptr);
+            const T mean = center ? static_cast<T>(lane_sum(gr, n) / static_cast<double>(n)) : T(0);
+            if (into)
+              add_centered(gr, mean, n, out);
+            else if (center)
+              for (int64_t i = 0; i < n; ++i) gr[i] -= mean;
+          }
+        });
       });
     });
   });
@@ -1648,7 +1726,7 @@ at::Tensor alpha_log_terms(const at::Tensor& y_in, const at::Tensor& stats, bool
 at::Tensor given_pool_forward(const at::Tensor& y_in, const at::Tensor& stats, const at::Tensor& w_in,
                               const at::Tensor& beta_in, const c10::optional<at::Tensor>& gamma,
                               const c10::optional<at::Tensor>& bias, bool center, bool rect, double alpha,
-                              double p, double r) {
+                              double p, double r, const c10::optional<at::Tensor>& kept = c10::nullopt) {
   at::Tensor y = y_in.contiguous();
   const at::ScalarType dt = y.scalar_type();
   at::Tensor w = w_in.contiguous().to(dt);
@@ -1666,15 +1744,21 @@ at::Tensor given_pool_forward(const at::Tensor& y_in, const at::Tensor& stats, c
             *bb = bia.data_ptr<T>();
     const double* sp = stats.data_ptr<double>();
     T* op = out.data_ptr<T>();
+    const T* kp = kept_ptr<T>(kept, y);
     with_fn_r<T>(cfg, [&](auto fn, auto dr) {
-      at::parallel_for(0, m, std::max<int64_t>(1, 16384 / n), [&](int64_t r0, int64_t r1) {
-        for (int64_t row = r0; row < r1; ++row) {
-          const T mm = static_cast<T>(sp[3 * row]), dl = static_cast<T>(sp[3 * row + 1]);
-          const T* __restrict__ yr = yp + row * n;
-          const T* __restrict__ wr = wp + row * n;
-          T* __restrict__ o = op + row * n;
-          for (int64_t i = 0; i < n; ++i) o[i] = gp[i] * (fn.phi((yr[i] - mm) - dl) * dr(bp[i] + wr[i])) + bb[i];
-        }
+      with_kept(fn, kp, [&](auto from_pm) {
+        constexpr bool FROM_PM = decltype(from_pm)::value;
+        at::parallel_for(0, m, std::max<int64_t>(1, 16384 / n), [&](int64_t r0, int64_t r1) {
+          for (int64_t row = r0; row < r1; ++row) {
+            const T mm = static_cast<T>(sp[3 * row]), dl = static_cast<T>(sp[3 * row + 1]);
+            const T* __restrict__ yr = yp + row * n;
+            const T* __restrict__ wr = wp + row * n;
+            const T* __restrict__ kr = FROM_PM ? kp + row * n : nullptr;
+            T* __restrict__ o = op + row * n;
+            for (int64_t i = 0; i < n; ++i)
+              o[i] = gp[i] * (phi_kept<T, FROM_PM>(fn, (yr[i] - mm) - dl, kr, i) * dr(bp[i] + wr[i])) + bb[i];
+          }
+        });
       });
     });
   });
@@ -1686,7 +1770,8 @@ std::vector<at::Tensor> given_pool_backward(const at::Tensor& g_in, const at::Te
                                             const at::Tensor& stats, const at::Tensor& w_in,
                                             const at::Tensor& beta_in, const c10::optional<at::Tensor>& gamma,
                                             bool center, bool rect, double alpha, double p, double r,
-                                            bool need_y, bool need_gamma, bool need_bias, bool need_beta) {
+                                            bool need_y, bool need_gamma, bool need_bias, bool need_beta,
+                                            const c10::optional<at::Tensor>& kept = c10::nullopt) {
   at::Tensor y = y_in.contiguous();
   const at::ScalarType dt = y.scalar_type();
   at::Tensor g = g_in.contiguous().to(dt);
@@ -1708,28 +1793,33 @@ std::vector<at::Tensor> given_pool_backward(const at::Tensor& g_in, const at::Te
       T* gyp = need_y ? gy.data_ptr<T>() : nullptr;
       T* gwp = gw.data_ptr<T>();
       T* pp = part.data_ptr<T>();
+      const T* kp = kept_ptr<T>(kept, y);
       const T mr = static_cast<T>(-r);
       with_fn_r<T>(cfg, [&](auto fn, auto dr) {
-        at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
-          for (int64_t b = b0; b < b1; ++b) {
-            T* col = pp + b * 4 * n;
-            for (int64_t row = b * BLOCK; row < std::min<int64_t>(m, (b + 1) * BLOCK); ++row) {
-              const T mm = static_cast<T>(sp[3 * row]), dl = static_cast<T>(sp[3 * row + 1]);
-              T* gr = gyp != nullptr ? gyp + row * n : nullptr;
-              if (gr != nullptr)
-                given_pool_row<T, true>(yp + row * n, gp + row * n, bp, ga, wp + row * n, mm, dl, n, mr,
-                                        gwp + row * n, gr, col, col + n, col + 2 * n, fn, dr);
-              else
-                given_pool_row<T, false>(yp + row * n, gp + row * n, bp, ga, wp + row * n, mm, dl, n, mr,
-                                         gwp + row * n, gr, col, col + n, col + 2 * n, fn, dr);
-              if (gr != nullptr) {
-                if (center) {
-                  const T mean = static_cast<T>(lane_sum(gr, n) / static_cast<double>(n));
-                  for (int64_t i = 0; i < n; ++i) gr[i] -= mean;
+        with_kept(fn, kp, [&](auto from_pm) {
+          constexpr bool FROM_PM = decltype(from_pm)::value;
+          at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
+            for (int64_t b = b0; b < b1; ++b) {
+              T* col = pp + b * 4 * n;
+              for (int64_t row = b * BLOCK; row < std::min<int64_t>(m, (b + 1) * BLOCK); ++row) {
+                const T mm = static_cast<T>(sp[3 * row]), dl = static_cast<T>(sp[3 * row + 1]);
+                T* gr = gyp != nullptr ? gyp + row * n : nullptr;
+                const T* kr = FROM_PM ? kp + row * n : nullptr;
+                if (gr != nullptr)
+                  given_pool_row<T, true, FROM_PM>(yp + row * n, gp + row * n, bp, ga, wp + row * n, mm, dl, n, mr,
+                                                   gwp + row * n, gr, col, col + n, col + 2 * n, fn, dr, kr);
+                else
+                  given_pool_row<T, false, FROM_PM>(yp + row * n, gp + row * n, bp, ga, wp + row * n, mm, dl, n,
+                                                    mr, gwp + row * n, gr, col, col + n, col + 2 * n, fn, dr, kr);
+                if (gr != nullptr) {
+                  if (center) {
+                    const T mean = static_cast<T>(lane_sum(gr, n) / static_cast<double>(n));
+                    for (int64_t i = 0; i < n; ++i) gr[i] -= mean;
+                  }
                 }
               }
             }
-          }
+          });
         });
       });
     });
@@ -2127,19 +2217,19 @@ struct PsiRowsNode : public torch::autograd::Function<PsiRowsNode> {
   static variable_list forward(AutogradContext* ctx, const at::Tensor& y, const at::Tensor& box,
                                const c10::optional<at::Tensor>& alpha, std::vector<at::Tensor> terms, bool center,
                                bool rect, double a, double p) {
-    std::vector<at::Tensor> res = psi_rows(y, center, rect, a, p);
-    ctx->mark_non_differentiable({res[1]});
+    std::vector<at::Tensor> res = psi_rows_kept(y, center, rect, a, p, true);  // (ψ, stats, kept)
+    ctx->mark_non_differentiable({res[1], res[2]});
     const bool learned = alpha.has_value() && alpha->requires_grad();  // ∂L/∂α reads ψ
-    ctx->save_for_backward({y, res[1], or_undefined(alpha), learned ? res[0] : at::Tensor()});
+    ctx->save_for_backward({y, res[1], or_undefined(alpha), learned ? res[0] : at::Tensor(), res[2]});
     ctx->saved_data["box"] = box;
     if (alpha.has_value()) ctx->saved_data["terms"] = terms;
     ctx->saved_data["cfg"] = std::vector<double>{double(center), double(rect), a, p};
-    return {res[0], res[1]};
+    return {res[0], res[1], res[2]};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const variable_list s = ctx->get_saved_variables();
-    const at::Tensor &y = s[0], &stats = s[1], &alpha = s[2], &psi = s[3];
+    const at::Tensor &y = s[0], &stats = s[1], &alpha = s[2], &psi = s[3], &kept = s[4];
     const std::vector<double> v = ctx->saved_data["cfg"].toDoubleVector();
     const bool center = v[0] != 0.0, rect = v[1] != 0.0;
     // the variable inputs' edges in order: y, the box, then α where given
@@ -2158,7 +2248,7 @@ struct PsiRowsNode : public torch::autograd::Function<PsiRowsNode> {
     at::Tensor box = ctx->saved_data["box"].toTensor();
     const c10::optional<at::Tensor> acc = box.numel() > 0 ? c10::optional<at::Tensor>(box) : c10::nullopt;
     if (need_y) {
-      const at::Tensor gy = psi_rows_backward(g, y, stats, center, rect, v[2], v[3], acc);
+      const at::Tensor gy = psi_rows_backward(g, y, stats, center, rect, v[2], v[3], acc, kept);
       if (acc.has_value()) {  // gy is the box itself: return its storage under a handle of its own, empty the box
         out[0] = gy.detach();
         box.set_();
@@ -2182,13 +2272,15 @@ struct PsiRowsNode : public torch::autograd::Function<PsiRowsNode> {
 };
 
 struct GivenPoolNode : public torch::autograd::Function<GivenPoolNode> {
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& y, const at::Tensor& stats, const at::Tensor& w,
-                            const at::Tensor& beta, const c10::optional<at::Tensor>& gamma,
-                            const c10::optional<at::Tensor>& bias, const c10::optional<at::Tensor>& alpha,
-                            const at::Tensor& box, std::vector<at::Tensor> terms, bool center, bool rect, double a,
-                            double p, double r, bool tied) {
-    at::Tensor out = given_pool_forward(y, stats, w, beta, gamma, bias, center, rect, a, p, r);
-    ctx->save_for_backward({y, stats, w, beta, or_undefined(gamma), or_undefined(bias), or_undefined(alpha)});
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& y, const at::Tensor& stats,
+                            const at::Tensor& kept, const at::Tensor& w, const at::Tensor& beta,
+                            const c10::optional<at::Tensor>& gamma, const c10::optional<at::Tensor>& bias,
+                            const c10::optional<at::Tensor>& alpha, const at::Tensor& box,
+                            std::vector<at::Tensor> terms, bool center, bool rect, double a, double p, double r,
+                            bool tied) {
+    at::Tensor out = given_pool_forward(y, stats, w, beta, gamma, bias, center, rect, a, p, r, kept);
+    ctx->save_for_backward(
+        {y, stats, w, beta, or_undefined(gamma), or_undefined(bias), or_undefined(alpha), kept});
     ctx->saved_data["box"] = box;
     if (alpha.has_value()) ctx->saved_data["terms"] = terms;
     ctx->saved_data["cfg"] = std::vector<double>{double(center), double(rect), a, p, r, double(tied)};
@@ -2197,15 +2289,19 @@ struct GivenPoolNode : public torch::autograd::Function<GivenPoolNode> {
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const variable_list s = ctx->get_saved_variables();
-    const at::Tensor &y = s[0], &stats = s[1], &w = s[2], &beta = s[3], &gamma = s[4], &bias = s[5], &alpha = s[6];
+    const at::Tensor &y = s[0], &stats = s[1], &w = s[2], &beta = s[3], &gamma = s[4], &bias = s[5], &alpha = s[6],
+                     &kept = s[7];
     const std::vector<double> v = ctx->saved_data["cfg"].toDoubleVector();
     const bool tied = v[5] != 0.0;
-    // the variable inputs' edges in order: y, stats, w, β, then γ, b and α where given, then the box
+    // the variable inputs' edges in order: y, stats, kept, w, β, then γ, b and α where given, then the box
+    // (need[] is indexed as (y, stats, w, β, γ, b, α): kept never has a gradient)
     bool need[7] = {false, false, false, false, false, false, false};
     const bool given[7] = {true, true, true, true, gamma.defined(), bias.defined(), alpha.defined()};
-    for (size_t i = 0, edge = 0; i < 7; ++i)
+    for (size_t i = 0, edge = 0; i < 7; ++i) {
+      if (i == 2) ++edge;  // kept's edge
       if (given[i]) need[i] = ctx->needs_input_grad(edge++);
-    variable_list out(15);  // y, stats, w, β, γ, b, α, box, terms, then the six numbers
+    }
+    variable_list out(16);  // y, stats, kept, w, β, γ, b, α, box, terms, then the six numbers
     if (at::GradMode::is_enabled()) {  // create_graph=True: differentiate the plain formula in Python
       pybind11::gil_scoped_acquire gil;
       pybind11::sequence got = python_fallback("lateralnorm.norms.dn_kernel", "_given_pool_formula_backward")(
@@ -2213,13 +2309,13 @@ struct GivenPoolNode : public torch::autograd::Function<GivenPoolNode> {
           pybind11::make_tuple(v[0] != 0.0, v[1] != 0.0, v[2], v[3], v[4]),
           pybind11::make_tuple(need[0], need[2], need[3], need[4], need[5], need[6]), pybind11::none(),
           optional_of(alpha), tied);
-      const size_t slot[6] = {0, 2, 3, 4, 5, 6};  // (y, w, β, γ, b, α)
+      const size_t slot[6] = {0, 3, 4, 5, 6, 7};  // (y, w, β, γ, b, α)
       for (size_t i = 0; i < 6; ++i) out[slot[i]] = tensor_or_undefined(got[i]);
       return out;
     }
     std::vector<at::Tensor> res =
         given_pool_backward(grads[0], y, stats, w, beta, optional_of(gamma), v[0] != 0.0, v[1] != 0.0, v[2], v[3],
-                            v[4], need[0], need[4], need[5], need[3]);  // (gy, gW, Σ g z, Σ g, gβ)
+                            v[4], need[0], need[4], need[5], need[3], kept);  // (gy, gW, Σ g z, Σ g, gβ)
     if (need[6] && tied) {  // the α term for ψ's node: −Σ ln a · gW (W + β) (see `terms` above)
       std::vector<at::Tensor> terms = ctx->saved_data["terms"].toTensorVector();
       terms[0].set_(res[1]);
@@ -2231,10 +2327,10 @@ struct GivenPoolNode : public torch::autograd::Function<GivenPoolNode> {
     } else if (need[0]) {
       out[0] = res[0];
     }
-    if (need[2]) out[2] = res[1];
-    if (need[3]) out[3] = res[4];
-    if (need[4]) out[4] = res[2].to(gamma.scalar_type());
-    if (need[5]) out[5] = res[3].to(bias.scalar_type());
+    if (need[2]) out[3] = res[1];
+    if (need[3]) out[4] = res[4];
+    if (need[4]) out[5] = res[2].to(gamma.scalar_type());
+    if (need[5]) out[6] = res[3].to(bias.scalar_type());
     return out;
   }
 };
@@ -2288,12 +2384,12 @@ variable_list psi_rows_node(const at::Tensor& y, const at::Tensor& box, bool cen
   return PsiRowsNode::apply(y, box, c10::nullopt, std::vector<at::Tensor>(), center, rect, a, p);
 }
 
-at::Tensor given_pool_node(const at::Tensor& y, const at::Tensor& stats, const at::Tensor& w,
-                           const at::Tensor& beta, const c10::optional<at::Tensor>& gamma,
+at::Tensor given_pool_node(const at::Tensor& y, const at::Tensor& stats, const at::Tensor& kept,
+                           const at::Tensor& w, const at::Tensor& beta, const c10::optional<at::Tensor>& gamma,
                            const c10::optional<at::Tensor>& bias, const at::Tensor& box, bool center, bool rect,
                            double a, double p, double r) {
-  return GivenPoolNode::apply(y, stats, w, beta, gamma, bias, c10::nullopt, box, std::vector<at::Tensor>(), center,
-                              rect, a, p, r, false);
+  return GivenPoolNode::apply(y, stats, kept, w, beta, gamma, bias, c10::nullopt, box, std::vector<at::Tensor>(),
+                              center, rect, a, p, r, false);
 }
 
 // A learned α (its value as a 0-d tensor; `terms`: three empty tensors, see PsiRowsNode).
@@ -2303,14 +2399,14 @@ variable_list psi_rows_alpha_node(const at::Tensor& y, const at::Tensor& box, co
   return PsiRowsNode::apply(y, box, alpha, std::move(terms), center, rect, a, p);
 }
 
-at::Tensor given_pool_alpha_node(const at::Tensor& y, const at::Tensor& stats, const at::Tensor& w,
-                                 const at::Tensor& beta, const c10::optional<at::Tensor>& gamma,
+at::Tensor given_pool_alpha_node(const at::Tensor& y, const at::Tensor& stats, const at::Tensor& kept,
+                                 const at::Tensor& w, const at::Tensor& beta, const c10::optional<at::Tensor>& gamma,
                                  const c10::optional<at::Tensor>& bias, const at::Tensor& alpha,
                                  const at::Tensor& box, std::vector<at::Tensor> terms, bool center, bool rect,
                                  double a, double p, double r, bool tied) {
   TORCH_CHECK(terms.size() == 3, "given_pool_alpha_node: a learned alpha needs three term boxes");
-  return GivenPoolNode::apply(y, stats, w, beta, gamma, bias, alpha, box, std::move(terms), center, rect, a, p, r,
-                              tied);
+  return GivenPoolNode::apply(y, stats, kept, w, beta, gamma, bias, alpha, box, std::move(terms), center, rect, a,
+                              p, r, tied);
 }
 
 at::Tensor nonneg_node(const at::Tensor& raw, double bound, double pedestal) {
@@ -2550,9 +2646,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("nonneg_grad", &nonneg_grad, "the gradient of nonneg_value with the lower bound's rule");
   m.def("psi_rows", &psi_rows, "(ψ(t), stats): the element work before a matrix pool");
   m.def("alpha_log_terms", &alpha_log_terms, "Σ ln a (gψ ψ + dp g (out − b)): a learned α's gradient for a matrix pool");
-  m.def("psi_rows_backward", &psi_rows_backward, "gψ ψ'(t), centered; added to acc in place when given");
-  m.def("given_pool_forward", &given_pool_forward, "γ φ(t) (β + W)^(−r) + b for a given pool W");
-  m.def("given_pool_backward", &given_pool_backward, "(gy, gW, Σ g z, Σ g, gβ) for a given pool W");
+  m.def("psi_rows_kept", &psi_rows_kept, "(ψ(t), stats, kept power): psi_rows keeping each element's power");
+  m.def("psi_rows_backward", &psi_rows_backward, "gψ ψ'(t), centered; added to acc in place when given; kept: "
+        "psi_rows_kept's power or None");
+  m.def("given_pool_forward", &given_pool_forward, "γ φ(t) (β + W)^(−r) + b for a given pool W; kept as above");
+  m.def("given_pool_backward", &given_pool_backward, "(gy, gW, Σ g z, Σ g, gβ) for a given pool W; kept as above");
   m.def("transpose_last2", &transpose_last2, "(B, M, N) → (B, N, M), contiguous: channels-first planes ⇄ rows");
   m.def("chan_forward", &chan_forward, "channels-first LN/RMS over C: (out, mean, rstd)");
   m.def("chan_backward", &chan_backward, "channels-first LN/RMS backward: (gx, gw, gb)");
