@@ -499,7 +499,7 @@ def matrix_pooled_rows(
     w = pool(psi)
     beta_value = nonneg_value(*beta)
     return _unrows(
-        ext.given_pool_node(rows, stats, kept, w, beta_value, gamma, bias, box, *element, cfg.r), y.shape
+        ext.given_pool_node(rows, stats, w, beta_value, gamma, bias, box, kept, *element, cfg.r), y.shape
     )
 
 
@@ -526,7 +526,7 @@ def _learned_alpha_matrix_rows(y, rows, pool, beta, gamma, bias, cfg, alpha_raw,
     w = pool(psi)
     beta_value = nonneg_value(*beta)
     out = ext.given_pool_alpha_node(
-        rows, stats, kept, w, beta_value, gamma, bias, alpha, box, terms, *element, cfg.r, tied
+        rows, stats, w, beta_value, gamma, bias, alpha, box, kept, terms, *element, cfg.r, tied
     )
     return _unrows(out, y.shape)
 

@@ -2272,12 +2272,11 @@ struct PsiRowsNode : public torch::autograd::Function<PsiRowsNode> {
 };
 
 struct GivenPoolNode : public torch::autograd::Function<GivenPoolNode> {
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& y, const at::Tensor& stats,
-                            const at::Tensor& kept, const at::Tensor& w, const at::Tensor& beta,
-                            const c10::optional<at::Tensor>& gamma, const c10::optional<at::Tensor>& bias,
-                            const c10::optional<at::Tensor>& alpha, const at::Tensor& box,
-                            std::vector<at::Tensor> terms, bool center, bool rect, double a, double p, double r,
-                            bool tied) {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& y, const at::Tensor& stats, const at::Tensor& w,
+                            const at::Tensor& beta, const c10::optional<at::Tensor>& gamma,
+                            const c10::optional<at::Tensor>& bias, const c10::optional<at::Tensor>& alpha,
+                            const at::Tensor& box, const at::Tensor& kept, std::vector<at::Tensor> terms,
+                            bool center, bool rect, double a, double p, double r, bool tied) {
     at::Tensor out = given_pool_forward(y, stats, w, beta, gamma, bias, center, rect, a, p, r, kept);
     ctx->save_for_backward(
         {y, stats, w, beta, or_undefined(gamma), or_undefined(bias), or_undefined(alpha), kept});
@@ -2293,15 +2292,12 @@ struct GivenPoolNode : public torch::autograd::Function<GivenPoolNode> {
                      &kept = s[7];
     const std::vector<double> v = ctx->saved_data["cfg"].toDoubleVector();
     const bool tied = v[5] != 0.0;
-    // the variable inputs' edges in order: y, stats, kept, w, β, then γ, b and α where given, then the box
-    // (need[] is indexed as (y, stats, w, β, γ, b, α): kept never has a gradient)
+    // the variable inputs' edges in order: y, stats, w, β, then γ, b and α where given, then the box and kept
     bool need[7] = {false, false, false, false, false, false, false};
     const bool given[7] = {true, true, true, true, gamma.defined(), bias.defined(), alpha.defined()};
-    for (size_t i = 0, edge = 0; i < 7; ++i) {
-      if (i == 2) ++edge;  // kept's edge
+    for (size_t i = 0, edge = 0; i < 7; ++i)
       if (given[i]) need[i] = ctx->needs_input_grad(edge++);
-    }
-    variable_list out(16);  // y, stats, kept, w, β, γ, b, α, box, terms, then the six numbers
+    variable_list out(16);  // y, stats, w, β, γ, b, α, box, kept, terms, then the six numbers
     if (at::GradMode::is_enabled()) {  // create_graph=True: differentiate the plain formula in Python
       pybind11::gil_scoped_acquire gil;
       pybind11::sequence got = python_fallback("lateralnorm.norms.dn_kernel", "_given_pool_formula_backward")(
@@ -2309,7 +2305,7 @@ struct GivenPoolNode : public torch::autograd::Function<GivenPoolNode> {
           pybind11::make_tuple(v[0] != 0.0, v[1] != 0.0, v[2], v[3], v[4]),
           pybind11::make_tuple(need[0], need[2], need[3], need[4], need[5], need[6]), pybind11::none(),
           optional_of(alpha), tied);
-      const size_t slot[6] = {0, 3, 4, 5, 6, 7};  // (y, w, β, γ, b, α)
+      const size_t slot[6] = {0, 2, 3, 4, 5, 6};  // (y, w, β, γ, b, α)
       for (size_t i = 0; i < 6; ++i) out[slot[i]] = tensor_or_undefined(got[i]);
       return out;
     }
@@ -2327,10 +2323,10 @@ struct GivenPoolNode : public torch::autograd::Function<GivenPoolNode> {
     } else if (need[0]) {
       out[0] = res[0];
     }
-    if (need[2]) out[3] = res[1];
-    if (need[3]) out[4] = res[4];
-    if (need[4]) out[5] = res[2].to(gamma.scalar_type());
-    if (need[5]) out[6] = res[3].to(bias.scalar_type());
+    if (need[2]) out[2] = res[1];
+    if (need[3]) out[3] = res[4];
+    if (need[4]) out[4] = res[2].to(gamma.scalar_type());
+    if (need[5]) out[5] = res[3].to(bias.scalar_type());
     return out;
   }
 };
@@ -2384,11 +2380,11 @@ variable_list psi_rows_node(const at::Tensor& y, const at::Tensor& box, bool cen
   return PsiRowsNode::apply(y, box, c10::nullopt, std::vector<at::Tensor>(), center, rect, a, p);
 }
 
-at::Tensor given_pool_node(const at::Tensor& y, const at::Tensor& stats, const at::Tensor& kept,
-                           const at::Tensor& w, const at::Tensor& beta, const c10::optional<at::Tensor>& gamma,
-                           const c10::optional<at::Tensor>& bias, const at::Tensor& box, bool center, bool rect,
-                           double a, double p, double r) {
-  return GivenPoolNode::apply(y, stats, kept, w, beta, gamma, bias, c10::nullopt, box, std::vector<at::Tensor>(),
+at::Tensor given_pool_node(const at::Tensor& y, const at::Tensor& stats, const at::Tensor& w,
+                           const at::Tensor& beta, const c10::optional<at::Tensor>& gamma,
+                           const c10::optional<at::Tensor>& bias, const at::Tensor& box, const at::Tensor& kept,
+                           bool center, bool rect, double a, double p, double r) {
+  return GivenPoolNode::apply(y, stats, w, beta, gamma, bias, c10::nullopt, box, kept, std::vector<at::Tensor>(),
                               center, rect, a, p, r, false);
 }
 
@@ -2399,13 +2395,13 @@ variable_list psi_rows_alpha_node(const at::Tensor& y, const at::Tensor& box, co
   return PsiRowsNode::apply(y, box, alpha, std::move(terms), center, rect, a, p);
 }
 
-at::Tensor given_pool_alpha_node(const at::Tensor& y, const at::Tensor& stats, const at::Tensor& kept,
-                                 const at::Tensor& w, const at::Tensor& beta, const c10::optional<at::Tensor>& gamma,
+at::Tensor given_pool_alpha_node(const at::Tensor& y, const at::Tensor& stats, const at::Tensor& w,
+                                 const at::Tensor& beta, const c10::optional<at::Tensor>& gamma,
                                  const c10::optional<at::Tensor>& bias, const at::Tensor& alpha,
-                                 const at::Tensor& box, std::vector<at::Tensor> terms, bool center, bool rect,
-                                 double a, double p, double r, bool tied) {
+                                 const at::Tensor& box, const at::Tensor& kept, std::vector<at::Tensor> terms,
+                                 bool center, bool rect, double a, double p, double r, bool tied) {
   TORCH_CHECK(terms.size() == 3, "given_pool_alpha_node: a learned alpha needs three term boxes");
-  return GivenPoolNode::apply(y, stats, kept, w, beta, gamma, bias, alpha, box, std::move(terms), center, rect, a,
+  return GivenPoolNode::apply(y, stats, w, beta, gamma, bias, alpha, box, kept, std::move(terms), center, rect, a,
                               p, r, tied);
 }
 
