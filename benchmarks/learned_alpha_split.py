@@ -60,7 +60,25 @@ def main(argv: list[str] | None = None) -> int:
     def step_node() -> None:
         beta, c, gamma, bias = params
         out = ext.dn_rows_node(
-            x, beta, c, gamma, bias, None, -1.0, -1.0, 0.0, kind, center, rect, alpha, p, r, before, after, True, 0.0
+            x,
+            beta,
+            c,
+            gamma,
+            bias,
+            None,
+            -1.0,
+            -1.0,
+            0.0,
+            kind,
+            center,
+            rect,
+            alpha,
+            p,
+            r,
+            before,
+            after,
+            True,
+            0.0,
         )
         out.backward(g)
         x.grad = None
