@@ -1945,7 +1945,7 @@ at::Tensor nonneg_value_module(const at::Tensor& raw_in, double bound, double pe
 // sums (no product tensor: two allocations and two ops a step fewer, the same bits).
 at::Tensor scaled_nonneg_grad(const at::Tensor& colsum_in, const at::Tensor& raw_in, double bound, double scale) {
   const at::Tensor raw = raw_in.contiguous(), colsum = colsum_in.contiguous().to(raw.scalar_type());
-  TORCH_CHECK(colsum.numel() == raw.numel(), "nonneg_grad_module: gradient and parameter sizes differ");
+  TORCH_CHECK(colsum.numel() == raw.numel(), "scaled_nonneg_grad: gradient and parameter sizes differ");
   at::Tensor out = at::empty(raw_in.sizes(), raw.options().memory_format(at::MemoryFormat::Contiguous));
   AT_DISPATCH_FLOATING_TYPES(raw.scalar_type(), "scaled_nonneg_grad", [&] {
     const scalar_t* r = raw.data_ptr<scalar_t>();
@@ -1999,7 +1999,6 @@ std::vector<at::Tensor> forward_module(const at::Tensor& y_in, const at::Tensor&
                  save_log);
 }
 
-
 // backward_module with β, c and γ's values as prepare gave them (the node keeps them from its forward: the same
 // values, not taken again)
 std::vector<at::Tensor> backward_prepared(const at::Tensor& g, const at::Tensor& y, const at::Tensor& stats,
@@ -2047,7 +2046,6 @@ std::vector<at::Tensor> backward_module(const at::Tensor& g, const at::Tensor& y
                            rect, alpha, p, r, before, after, need_y, need_beta, need_c, need_gamma, need_bias,
                            need_alpha, dp);
 }
-
 
 // ------------------------------------------------------------------------------- the layer's autograd node
 // forward_module and backward_module as one C++ autograd node: the eager CPU path of a `dn` layer with an O(N)
@@ -2631,7 +2629,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward_module", &forward_module, "the layer's eager forward: (out, stats, w)");
   m.def("backward_module", &backward_module, "the layer's eager backward: (gy, g_beta, g_c, g_gamma, g_bias, g_alpha)");
   m.def("dn_rows_node", &dn_rows_node, "the layer's eager output through one C++ autograd node (fixed or learned α)");
-  m.def("psi_rows_node", &psi_rows_node, "psi_rows as an autograd node: (ψ, stats)");
+  m.def("psi_rows_node", &psi_rows_node, "psi_rows_kept as an autograd node: (ψ, stats, kept power)");
   m.def("given_pool_node", &given_pool_node, "given_pool_forward as an autograd node");
   m.def("psi_rows_alpha_node", &psi_rows_alpha_node, "psi_rows_node with a learned α (α's gradient for both nodes)");
   m.def("given_pool_alpha_node", &given_pool_alpha_node, "given_pool_node with a learned α");
