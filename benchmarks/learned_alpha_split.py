@@ -24,6 +24,7 @@ from torch import nn
 
 from lateralnorm import create_norm
 from lateralnorm.allocator import keep_freed_memory
+from lateralnorm.errors import UsageError
 from lateralnorm.norms import cpu_kernel
 
 
@@ -40,7 +41,10 @@ def main(argv: list[str] | None = None) -> int:
         print("learned_alpha_split: the compiled CPU kernel is not available here; nothing to measure")
         return 0
     b, n = args.size
-    layer = create_norm(args.spec, n)
+    try:
+        layer = create_norm(args.spec, n)
+    except UsageError as e:
+        sys.exit(f"learned_alpha_split: {e}")
     if not getattr(layer, "_fused_alpha", False):
         sys.exit(f"learned_alpha_split: {args.spec!r} is not a learned-α O(N) dn spec (add learn_alpha=true)")
     torch.manual_seed(0)
@@ -60,26 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     def step_node() -> None:
         beta, c, gamma, bias = params
         out = ext.dn_rows_node(
-            x,
-            beta,
-            c,
-            gamma,
-            bias,
-            None,
-            -1.0,
-            -1.0,
-            0.0,
-            kind,
-            center,
-            rect,
-            alpha,
-            p,
-            r,
-            before,
-            after,
-            True,
-            0.0,
-        )
+            x, beta, c, gamma, bias, None, -1.0, -1.0, 0.0, kind, center, rect, alpha, p, r, before, after, True, 0.0
+        )  # fmt: skip
         out.backward(g)
         x.grad = None
 
