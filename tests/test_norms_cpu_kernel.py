@@ -541,6 +541,30 @@ def test_general_exponents_at_tiny_zero_and_huge_values(fn, monkeypatch):
         torch.testing.assert_close(a.double(), b, atol=1e-6, rtol=1e-4)
 
 
+@pytest.mark.parametrize(
+    "spec", ["dn:learn_alpha=true,alpha=1.5", "dn:learn_alpha=true,alpha=1.5,kappa=self", "dn:alpha=1.5"]
+)
+@pytest.mark.parametrize("n", [16, 100, 520])
+def test_a_rectified_row_takes_the_bits_of_a_signed_one(spec, n):
+    """On an input with no negative element, relu(t) = |t|, so `fn=rect` and `fn=signed` are one function. The
+    rectified float32 rows take their exps and logs only where a > 0 (compacted into 16-lane calls on AVX-512,
+    `compact_powers`); the signed rows take them for every element. Same output and gradients to the bit, at
+    widths that are a multiple of 16, or leave a tail of 4 or 8 to the plain loop."""
+    torch.manual_seed(n)
+    rect = create_norm(spec, n)
+    signed = create_norm(spec + ",fn=signed", n)
+    with torch.no_grad():
+        for p in rect.parameters():
+            p.add_(0.1 * torch.rand_like(p))
+    signed.load_state_dict(rect.state_dict())
+    x = torch.randn(9, n).clamp_min(0.0)  # about half exact zeros
+    x[:, 3] = 0.0
+    x[4] = 0.0  # a row with nothing positive
+    g = torch.randn(9, n)
+    for a, b in zip(_grads(rect, x, g), _grads(signed, x, g)):
+        assert torch.equal(a, b)
+
+
 def test_gradcheck_float64():
     for spec in ["dn", "dn:kappa=band:2", "dn:preset=lrn", "dn:fn=signed,alpha=1.5,r=0.7", "dn:alpha=1.5"]:
         m = create_norm(spec, 7, dtype=torch.float64)

@@ -33,6 +33,16 @@
 // where glibc's vector math library is linked: `cpu_kernel.py`), they are declared SIMD-enabled, so the row
 // loops call glibc's vectorized exp/log (≤ 4 ulp) instead of one std::pow per element.
 #ifdef LATERALNORM_LIBMVEC
+#ifdef __AVX512F__
+// A rectified row's exps and logs only where a = relu(t) > 0 (pm_of_row): glibc's 16-lane calls themselves, the
+// ones GCC's vectorized loops call for every full group of 16 (the same function per element, so the same bits).
+#include <immintrin.h>
+#define LATERALNORM_COMPACT_POWERS 1
+extern "C" {
+__m512 _ZGVeN16v_logf(__m512) noexcept;
+__m512 _ZGVeN16v_expf(__m512) noexcept;
+}
+#endif
 extern "C" {
 __attribute__((simd("notinbranch"))) double exp(double) noexcept;
 __attribute__((simd("notinbranch"))) double log(double) noexcept;
@@ -420,9 +430,70 @@ __attribute__((noinline)) void pm_from_ln(const T* __restrict__ y, T m, T dl, in
     if (WITH_PSI) psi[i] = fn.psi_from_pm(t, v);
   }
 }
+#ifdef LATERALNORM_COMPACT_POWERS
+// pm_of_row's a^(α−1) (P_SAME, float) for a rectified row of n16 elements (a multiple of 16), and with WITH_L ln a:
+// the elements with a > 0 (or NaN) gathered into scratch, their logs and exps in 16-lane calls, and the results
+// put back; a ≤ 0 gets ln a = 0 and a^(α−1) = 0 as ln_pos and kept_from_log give it (log 1 = +0, the exp masked
+// out). About half of a rectified row is zero, so the row takes about half the calls. Each element goes through
+// the same 16-lane function as in pm_of_row's own loop (its full groups of 16; the tail is left to that loop),
+// and those calls compute each lane from that lane alone: the same bits (tests compare the two paths).
+template <bool WITH_L>
+__attribute__((noinline)) void compact_powers(const float* __restrict__ y, float m, float dl, int64_t n16,
+                                              float* __restrict__ pm, float* __restrict__ L,
+                                              const VecPowFn<float, P_SAME>& fn) {
+  thread_local std::vector<float> scratch;
+  if (scratch.size() < static_cast<size_t>(3 * n16 + 32)) scratch.resize(static_cast<size_t>(3 * n16 + 32));
+  float* __restrict__ a = scratch.data();    // a = mag(t), as pm_of_row's loop computes it
+  float* __restrict__ lc = a + n16;          // the gathered a, then their logs
+  float* __restrict__ ec = lc + n16 + 16;    // their exps
+  for (int64_t i = 0; i < n16; ++i) a[i] = fn.mag((y[i] - m) - dl);
+  const __m512 zero = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (int64_t i = 0; i < n16; i += 16) {  // a > 0 or NaN: where ln_pos takes the log of a itself
+    const __m512 v = _mm512_loadu_ps(a + i);
+    const __mmask16 take = _mm512_cmp_ps_mask(v, zero, _CMP_NLE_UQ);
+    _mm512_storeu_ps(lc + k, _mm512_maskz_compress_ps(take, v));  // register compress, then a plain store
+    k += __builtin_popcount(static_cast<unsigned>(take));
+  }
+  const int64_t kp = (k + 15) & ~int64_t(15);
+  for (int64_t j = k; j < kp; ++j) lc[j] = 1.0f;  // padding: a whole last group
+  const __m512 f = _mm512_set1_ps(fn.kept_factor());
+  for (int64_t j = 0; j < kp; j += 16) _mm512_storeu_ps(lc + j, _ZGVeN16v_logf(_mm512_loadu_ps(lc + j)));
+  for (int64_t j = 0; j < kp; j += 16)
+    _mm512_storeu_ps(ec + j, _ZGVeN16v_expf(_mm512_mul_ps(f, _mm512_loadu_ps(lc + j))));
+  k = 0;
+  for (int64_t i = 0; i < n16; i += 16) {
+    const __m512 v = _mm512_loadu_ps(a + i);
+    const __mmask16 take = _mm512_cmp_ps_mask(v, zero, _CMP_NLE_UQ), pos = _mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ);
+    if (WITH_L) _mm512_storeu_ps(L + i, _mm512_maskz_expand_ps(take, _mm512_loadu_ps(lc + k)));
+    // kept_from_log: the exp where a > 0, else 0 (a NaN's exp too)
+    _mm512_storeu_ps(pm + i, _mm512_maskz_mov_ps(pos, _mm512_maskz_expand_ps(take, _mm512_loadu_ps(ec + k))));
+    k += __builtin_popcount(static_cast<unsigned>(take));
+  }
+}
+template <typename T, typename Fn>
+constexpr bool kCompacts = false;
+template <>
+constexpr bool kCompacts<float, VecPowFn<float, P_SAME>> = true;
+#endif
+
 template <typename T, bool WITH_PSI, bool WITH_L, typename Fn>
 __attribute__((noinline)) void pm_of_row(const T* __restrict__ y, T m, T dl, int64_t n, T* __restrict__ pm,
                                          T* __restrict__ psi, T* __restrict__ L, const Fn fn) {
+#ifdef LATERALNORM_COMPACT_POWERS
+  if constexpr (kCompacts<T, Fn>) {
+    if (fn.rect && n >= 16) {  // the full groups of 16 compacted; the tail by the loops below, as before
+      const int64_t n16 = n & ~int64_t(15);
+      compact_powers<WITH_L>(y, m, dl, n16, pm, L, fn);
+      if constexpr (WITH_PSI)
+        for (int64_t i = 0; i < n16; ++i) psi[i] = fn.psi_from_pm((y[i] - m) - dl, pm[i]);
+      if (n16 < n)
+        pm_of_row<T, WITH_PSI, WITH_L>(y + n16, m, dl, n - n16, pm + n16, WITH_PSI ? psi + n16 : psi,
+                                       WITH_L ? L + n16 : L, fn);
+      return;
+    }
+  }
+#endif
   if constexpr (WITH_L && !Fn::kHalf && !Fn::kKeptLog && !Fn::kIntAlpha) {  // P_SAME: a log and an exp, ln a kept
     ln_of_row(y, m, dl, n, L, fn);
     pm_from_ln<T, WITH_PSI>(y, m, dl, n, L, pm, psi, fn);
