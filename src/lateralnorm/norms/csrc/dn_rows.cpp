@@ -73,6 +73,18 @@ inline double lane_sum(const T* __restrict__ x, int64_t n) {
   return s;
 }
 
+// lane_sum of x[0, n) whose first i0 elements (a multiple of 8) are already in acc, lane by lane in its order
+template <typename T>
+inline double lane_sum_from(const T* __restrict__ x, int64_t n, int64_t i0, double* __restrict__ acc) {
+  int64_t i = i0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; ++k) acc[k] += static_cast<double>(x[i + k]);
+  double s = 0;
+  for (; i < n; ++i) s += static_cast<double>(x[i]);
+  for (int k = 0; k < 8; ++k) s += acc[k];
+  return s;
+}
+
 // ---------------------------------------------------------------------------------------------- policies
 // φ, ψ and their derivatives in t (dpsi includes ψ's sign for signed ψ).
 template <typename T>
@@ -431,19 +443,22 @@ __attribute__((noinline)) void pm_from_ln(const T* __restrict__ y, T m, T dl, in
   }
 }
 #ifdef LATERALNORM_COMPACT_POWERS
-// pm_of_row's a^(α−1) (P_SAME, float) for a rectified row of n16 elements (a multiple of 16), and with WITH_L ln a:
+// pm_of_row's a^(α−1) (P_SAME, float) for a rectified row of n16 elements (a multiple of 16), with WITH_PSI
+// ψ = a·a^(α−1) and with WITH_L ln a; with acc (WITH_PSI), ψ's lane sums as lane_sum takes them (acc[k]: the
+// elements i ≡ k mod 8, in order):
 // the elements with a > 0 (or NaN) gathered into scratch, their logs and exps in 16-lane calls, and the results
 // put back; a ≤ 0 gets ln a = 0 and a^(α−1) = 0 as ln_pos and kept_from_log give it (log 1 = +0, the exp masked
 // out). About half of a rectified row is zero, so the row takes about half the calls. Each element goes through
 // the same 16-lane function as in pm_of_row's own loop (its full groups of 16; the tail is left to that loop),
 // and those calls compute each lane from that lane alone: the same bits (tests compare the two paths).
-template <bool WITH_L>
+template <bool WITH_PSI, bool WITH_L>
 __attribute__((noinline)) void compact_powers(const float* __restrict__ y, float m, float dl, int64_t n16,
-                                              float* __restrict__ pm, float* __restrict__ L,
-                                              const VecPowFn<float, P_SAME>& fn) {
+                                              float* __restrict__ pm, float* __restrict__ psi,
+                                              float* __restrict__ L, const VecPowFn<float, P_SAME>& fn,
+                                              double* __restrict__ acc = nullptr) {
   thread_local std::vector<float> scratch;
   if (scratch.size() < static_cast<size_t>(3 * n16 + 32)) scratch.resize(static_cast<size_t>(3 * n16 + 32));
-  float* __restrict__ a = scratch.data();    // a = mag(t), as pm_of_row's loop computes it
+  float* __restrict__ a = scratch.data();    // a = mag(t) (exact: t or 0, whichever way GCC contracts it)
   float* __restrict__ lc = a + n16;          // the gathered a, then their logs
   float* __restrict__ ec = lc + n16 + 16;    // their exps
   for (int64_t i = 0; i < n16; ++i) a[i] = fn.mag((y[i] - m) - dl);
@@ -462,14 +477,25 @@ __attribute__((noinline)) void compact_powers(const float* __restrict__ y, float
   for (int64_t j = 0; j < kp; j += 16)
     _mm512_storeu_ps(ec + j, _ZGVeN16v_expf(_mm512_mul_ps(f, _mm512_loadu_ps(lc + j))));
   k = 0;
+  __m512d sum = _mm512_setzero_pd();
   for (int64_t i = 0; i < n16; i += 16) {
     const __m512 v = _mm512_loadu_ps(a + i);
     const __mmask16 take = _mm512_cmp_ps_mask(v, zero, _CMP_NLE_UQ), pos = _mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ);
     if (WITH_L) _mm512_storeu_ps(L + i, _mm512_maskz_expand_ps(take, _mm512_loadu_ps(lc + k)));
-    // kept_from_log: the exp where a > 0, else 0 (a NaN's exp too)
-    _mm512_storeu_ps(pm + i, _mm512_maskz_mov_ps(pos, _mm512_maskz_expand_ps(take, _mm512_loadu_ps(ec + k))));
+    // kept_from_log: the exp where a > 0, else 0 (a NaN's exp too); ψ = a·a^(α−1), as psi_from_pm
+    const __m512 e = _mm512_maskz_mov_ps(pos, _mm512_maskz_expand_ps(take, _mm512_loadu_ps(ec + k)));
+    _mm512_storeu_ps(pm + i, e);
+    if (WITH_PSI) {
+      const __m512 ps = _mm512_mul_ps(v, e);
+      _mm512_storeu_ps(psi + i, ps);
+      if (acc != nullptr) {  // the group of 8 at i, then the one at i + 8 (exact float → double, then the adds)
+        sum = _mm512_add_pd(sum, _mm512_cvtps_pd(_mm512_castps512_ps256(ps)));
+        sum = _mm512_add_pd(sum, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(ps), 1))));
+      }
+    }
     k += __builtin_popcount(static_cast<unsigned>(take));
   }
+  if (acc != nullptr) _mm512_storeu_pd(acc, sum);
 }
 template <typename T, typename Fn>
 constexpr bool kCompacts = false;
@@ -484,9 +510,7 @@ __attribute__((noinline)) void pm_of_row(const T* __restrict__ y, T m, T dl, int
   if constexpr (kCompacts<T, Fn>) {
     if (fn.rect && n >= 16) {  // the full groups of 16 compacted; the tail by the loops below, as before
       const int64_t n16 = n & ~int64_t(15);
-      compact_powers<WITH_L>(y, m, dl, n16, pm, L, fn);
-      if constexpr (WITH_PSI)
-        for (int64_t i = 0; i < n16; ++i) psi[i] = fn.psi_from_pm((y[i] - m) - dl, pm[i]);
+      compact_powers<WITH_PSI, WITH_L>(y, m, dl, n16, pm, psi, L, fn);
       if (n16 < n)
         pm_of_row<T, WITH_PSI, WITH_L>(y + n16, m, dl, n - n16, pm + n16, WITH_PSI ? psi + n16 : psi,
                                        WITH_L ? L + n16 : L, fn);
@@ -507,6 +531,27 @@ __attribute__((noinline)) void pm_of_row(const T* __restrict__ y, T m, T dl, int
     if (WITH_L) L[i] = l;
   }
 }
+// pm_of_row with ψ, and lane_sum of that ψ (the uniform pool's S): where the row is compacted, the sum's lanes are
+// added in compact_powers' loop as it makes ψ (the same adds in the same order: the same bits), not in a loop of
+// their own after it, which waits on each add before the next (~60 ns a row at N = 512)
+template <typename T, bool WITH_L, typename Fn>
+double pm_of_row_sum(const T* __restrict__ y, T m, T dl, int64_t n, T* __restrict__ pm, T* __restrict__ psi,
+                     T* __restrict__ L, const Fn fn) {
+#ifdef LATERALNORM_COMPACT_POWERS
+  if constexpr (kCompacts<T, Fn>) {
+    if (fn.rect && n >= 16) {
+      const int64_t n16 = n & ~int64_t(15);
+      alignas(64) double acc[8];
+      compact_powers<true, WITH_L>(y, m, dl, n16, pm, psi, L, fn, acc);
+      if (n16 < n) pm_of_row<T, true, WITH_L>(y + n16, m, dl, n - n16, pm + n16, psi + n16, WITH_L ? L + n16 : L, fn);
+      return lane_sum_from(psi, n, n16, acc);
+    }
+  }
+#endif
+  pm_of_row<T, true, WITH_L>(y, m, dl, n, pm, psi, L, fn);
+  return lane_sum(psi, n);
+}
+
 // the policies whose forward keeps one value per element for the backward (`keeps_powers` reads this):
 // every exp/log policy but p = 1 (φ is exact)
 template <typename Fn>
@@ -824,11 +869,12 @@ void forward_rows(const T* __restrict__ y_all, T* __restrict__ out_all, double* 
         if (pair) {
           pair_first_of_row(y, m, dl, n, s.b.data(), pmr, s.a.data(), fn);
           kept = s.b.data();
-        } else if (l_all != nullptr)
-          pm_of_row<T, true, true>(y, m, dl, n, pmr, s.a.data(), l_all + row * n, fn);
-        else
-          pm_of_row<T, true, false>(y, m, dl, n, pmr, s.a.data(), static_cast<T*>(nullptr), fn);
-        S = lane_sum(s.a.data(), n);
+          S = lane_sum(s.a.data(), n);
+        } else if (l_all != nullptr) {
+          S = pm_of_row_sum<T, true>(y, m, dl, n, pmr, s.a.data(), l_all + row * n, fn);
+        } else {
+          S = pm_of_row_sum<T, false>(y, m, dl, n, pmr, s.a.data(), static_cast<T*>(nullptr), fn);
+        }
       } else if constexpr (kCostly<Fn>) {  // ψ into scratch, then summed in the same order as below: the
         // element loop vectorizes on its own, where inside the 8-lane double accumulation it stays scalar
         psi_of_row(y, m, dl, n, s.a.data(), fn);
