@@ -1099,6 +1099,120 @@ __attribute__((noinline)) void alpha_terms_kept(const T* __restrict__ lb, const 
   for (int64_t i = 0; i < n; ++i) out[i] = lb[i] * ((ROWGP ? gp : gpsi[i]) * pb[i] + dp * (g[i] * gamma[i]) * z[i]);
 }
 
+#ifdef LATERALNORM_COMPACT_POWERS
+// The learned α's two backward loops on the uniform pool (float, a^(α−1) kept, β and c per unit, r = 1) with the
+// row sum that follows each added in the loop itself: sweep_units with lane_dot(c, q) (gψ's sum), grads_from_pm
+// with lane_sum of α's terms. Each such sum waits on its previous add (~60 ns a row at N = 512); here its adds run
+// beside the loop's other work. The element arithmetic is the plain loops' as GCC compiles them (the same
+// products, quotient and fused multiply-adds, in the same order: the multiply-adds are where GCC forms them, and
+// the products in double of two floats are exact, so a fused one rounds as the plain one), and each sum's lanes
+// take the elements in lane_sum's order: the same bits (tests and the old/new build comparison). The full groups of
+// 16 only; a tail goes to the plain loops, and its sums continue in order (lane_sum_from, lane_dot_from).
+template <typename Fn, typename R>
+constexpr bool kFusedSums = false;
+template <>
+constexpr bool kFusedSums<VecPowFn<float, P_SAME>, ROne<float>> = true;
+
+inline __m512d low8_pd(__m512 v) { return _mm512_cvtps_pd(_mm512_castps512_ps256(v)); }
+inline __m512d high8_pd(__m512 v) {
+  return _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+}
+
+// lane_dot of x, y over [0, n) whose first i0 elements (a multiple of 8) are already in acc
+inline double lane_dot_from(const float* __restrict__ x, const float* __restrict__ y, int64_t n, int64_t i0,
+                            double* __restrict__ acc) {
+  int64_t i = i0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; ++k) acc[k] += static_cast<double>(x[i + k]) * static_cast<double>(y[i + k]);
+  double s = 0;
+  for (; i < n; ++i) s += static_cast<double>(x[i]) * static_cast<double>(y[i]);
+  for (int k = 0; k < 8; ++k) s += acc[k];
+  return s;
+}
+
+// sweep_units<float, UNIFORM, false, true, SRC_PM> (P_SAME, r = 1) and lane_dot(c, q) of the row
+__attribute__((noinline)) double sweep_units_dot(const float* __restrict__ y, const float* __restrict__ g,
+                                                 const float* __restrict__ beta, const float* __restrict__ c,
+                                                 const float* __restrict__ gamma, float St, float m, float dl,
+                                                 int64_t n, float* __restrict__ zb, float* __restrict__ qb,
+                                                 float* __restrict__ vb, float* __restrict__ cg,
+                                                 float* __restrict__ cb, float* __restrict__ cq,
+                                                 float* __restrict__ cw, const float* __restrict__ pm,
+                                                 const VecPowFn<float, P_SAME>& fn, const ROne<float>& dr) {
+  const int64_t n16 = n & ~int64_t(15);
+  const __m512 vm = _mm512_set1_ps(m), vdl = _mm512_set1_ps(dl), ka = _mm512_set1_ps(fn.ka),
+               kb = _mm512_set1_ps(fn.kb), sneg = _mm512_set1_ps(fn.sneg), ex = _mm512_set1_ps(fn.kept_exponent()),
+               vS = _mm512_set1_ps(St), one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
+  __m512d acc = _mm512_setzero_pd();
+  for (int64_t i = 0; i < n16; i += 16) {
+    const __m512 pmv = _mm512_loadu_ps(pm + i), gv = _mm512_loadu_ps(g + i), cv = _mm512_loadu_ps(c + i);
+    const __m512 t = _mm512_sub_ps(_mm512_sub_ps(_mm512_loadu_ps(y + i), vm), vdl);
+    const __mmask16 neg = _mm512_cmp_ps_mask(t, zero, _CMP_LT_OS);
+    const __m512 a = _mm512_fmadd_ps(ka, t, _mm512_mul_ps(_mm512_abs_ps(t), kb));  // mag(t)
+    const __m512 psi = _mm512_mul_ps(a, pmv);                                      // psi_from_pm
+    const __m512 phi = _mm512_mask_mul_ps(psi, neg, psi, sneg);                    // sgn(t)·ψ
+    const __m512 dphi = _mm512_mul_ps(ex, pmv);                                    // dphi_from_pm
+    const __m512 gz = _mm512_mul_ps(gv, _mm512_loadu_ps(gamma + i));
+    const __m512 k = _mm512_div_ps(one, _mm512_fmadd_ps(cv, vS, _mm512_loadu_ps(beta + i)));  // 1 / (β + c W)
+    const __m512 z = _mm512_mul_ps(phi, k);
+    const __m512 q = _mm512_mul_ps(_mm512_mul_ps(gz, z), k);
+    _mm512_storeu_ps(zb + i, z);
+    _mm512_storeu_ps(qb + i, q);
+    _mm512_storeu_ps(vb + i, _mm512_mul_ps(_mm512_mul_ps(gz, k), dphi));
+    _mm512_storeu_ps(cg + i, _mm512_fmadd_ps(gv, z, _mm512_loadu_ps(cg + i)));
+    _mm512_storeu_ps(cb + i, _mm512_add_ps(_mm512_loadu_ps(cb + i), gv));
+    _mm512_storeu_ps(cq + i, _mm512_add_ps(_mm512_loadu_ps(cq + i), q));
+    _mm512_storeu_ps(cw + i, _mm512_fmadd_ps(q, vS, _mm512_loadu_ps(cw + i)));
+    acc = _mm512_fmadd_pd(low8_pd(cv), low8_pd(q), acc);
+    acc = _mm512_fmadd_pd(high8_pd(cv), high8_pd(q), acc);
+  }
+  if (n16 < n)
+    sweep_units<float, UNIFORM, false, true, SRC_PM>(y + n16, g + n16, beta + n16, c + n16, gamma + n16, nullptr,
+                                                      St, m, dl, n - n16, zb + n16, qb + n16, vb + n16, cg + n16,
+                                                      cb + n16, cq + n16, cw + n16, pm + n16, nullptr, nullptr, fn,
+                                                      dr);
+  alignas(64) double lanes[8];
+  _mm512_store_pd(lanes, acc);
+  return lane_dot_from(c, qb, n, n16, lanes);
+}
+
+// grads_from_pm<float, true, true, true> (P_SAME): gy and α's row terms, and lane_sum of those terms
+__attribute__((noinline)) double grads_from_pm_sum(const float* __restrict__ v, float gp,
+                                                   const float* __restrict__ y, float m, float dl,
+                                                   const float* __restrict__ pm, const float* __restrict__ lb,
+                                                   const float* __restrict__ g, const float* __restrict__ gamma,
+                                                   const float* __restrict__ z, float dp, float mean, int64_t n,
+                                                   float* __restrict__ gy, float* __restrict__ out,
+                                                   const VecPowFn<float, P_SAME>& fn) {
+  const int64_t n16 = n & ~int64_t(15);
+  const __m512 vm = _mm512_set1_ps(m), vdl = _mm512_set1_ps(dl), ka = _mm512_set1_ps(fn.ka),
+               kb = _mm512_set1_ps(fn.kb), sneg = _mm512_set1_ps(fn.sneg), al = _mm512_set1_ps(fn.alpha),
+               vgp = _mm512_set1_ps(gp), vdp = _mm512_set1_ps(dp), vmean = _mm512_set1_ps(mean),
+               one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
+  __m512d acc = _mm512_setzero_pd();
+  for (int64_t i = 0; i < n16; i += 16) {
+    const __m512 pmv = _mm512_loadu_ps(pm + i);
+    const __m512 t = _mm512_sub_ps(_mm512_sub_ps(_mm512_loadu_ps(y + i), vm), vdl);
+    const __mmask16 neg = _mm512_cmp_ps_mask(t, zero, _CMP_LT_OS);
+    const __m512 dpsi = _mm512_mul_ps(_mm512_mask_blend_ps(neg, one, sneg), _mm512_mul_ps(al, pmv));
+    _mm512_storeu_ps(gy + i, _mm512_sub_ps(_mm512_fmadd_ps(vgp, dpsi, _mm512_loadu_ps(v + i)), vmean));
+    const __m512 psi = _mm512_mul_ps(_mm512_fmadd_ps(ka, t, _mm512_mul_ps(_mm512_abs_ps(t), kb)), pmv);
+    const __m512 gg = _mm512_mul_ps(vdp, _mm512_mul_ps(_mm512_loadu_ps(g + i), _mm512_loadu_ps(gamma + i)));
+    const __m512 o = _mm512_mul_ps(_mm512_loadu_ps(lb + i),
+                                   _mm512_fmadd_ps(vgp, psi, _mm512_mul_ps(gg, _mm512_loadu_ps(z + i))));
+    _mm512_storeu_ps(out + i, o);
+    acc = _mm512_add_pd(acc, low8_pd(o));
+    acc = _mm512_add_pd(acc, high8_pd(o));
+  }
+  if (n16 < n)
+    grads_from_pm<float, true, true, true>(v + n16, nullptr, gp, y + n16, m, dl, pm + n16, lb + n16, g + n16,
+                                           gamma + n16, z + n16, dp, mean, n - n16, gy + n16, out + n16, fn);
+  alignas(64) double lanes[8];
+  _mm512_store_pd(lanes, acc);
+  return lane_sum_from(out, n, n16, lanes);
+}
+#endif
+
 // gy rows [r0, r1) (gy_all may be null: parameters only); col: 4 × N partial column sums of this block;
 // w_all (may be null: then recomputed): the forward's window sums or a^(α−1); l_all (may be null): the
 // forward's ln a (with a^(α−1)); ga_all (may be null): each row's share of ∂L/∂α (a learned α; dp = ∂p/∂α)
@@ -1196,11 +1310,21 @@ void backward_rows(const T* __restrict__ g_all, const T* __restrict__ y_all, con
     };
     using yes = std::true_type;
     using no = std::false_type;
+    double sq_fused = 0;  // lane_dot(c, q) where sweep_units_dot took it
+    bool fused_sq = false;
     if constexpr (KIND == UNIFORM) {
       if (!bv) {
         col != nullptr ? sweep(yes{}, yes{}) : sweep(yes{}, no{});
       } else {
-        col != nullptr ? sweep(no{}, yes{}) : sweep(no{}, no{});
+#ifdef LATERALNORM_COMPACT_POWERS
+        if constexpr (std::is_same_v<T, float> && kFusedSums<Fn, R>) {
+          if (from_pm && col != nullptr) {
+            sq_fused = sweep_units_dot(y, g, beta, c, gamma, St, m, dl, n, zb, qb, vb, cg, cb, cq, cw, pmr, fn, dr);
+            fused_sq = true;
+          }
+        }
+#endif
+        if (!fused_sq) col != nullptr ? sweep(no{}, yes{}) : sweep(no{}, no{});
       }
     } else {
       col != nullptr ? sweep(no{}, yes{}) : sweep(no{}, no{});
@@ -1211,7 +1335,7 @@ void backward_rows(const T* __restrict__ g_all, const T* __restrict__ y_all, con
     T gp_row = T(0);
     const T* gp = nullptr;
     if (KIND == UNIFORM) {
-      const double sq = bv ? lane_dot(c, qb, n) : static_cast<double>(c[0]) * lane_sum(qb, n);
+      const double sq = fused_sq ? sq_fused : bv ? lane_dot(c, qb, n) : static_cast<double>(c[0]) * lane_sum(qb, n);
       gp_row = static_cast<T>(static_cast<double>(mr) * sq);
     } else if (KIND == SELF) {  // gψ = −r c q
       scaled_product(c, qb, mr, n, gpsi.data());
@@ -1231,6 +1355,14 @@ void backward_rows(const T* __restrict__ g_all, const T* __restrict__ y_all, con
           mean = static_cast<T>((lane_sum(vb, n) + static_cast<double>(gp_row) * sd) / static_cast<double>(n));
         }
         T* ab = ga_all != nullptr ? abuf.data() : nullptr;
+#ifdef LATERALNORM_COMPACT_POWERS
+        if constexpr (std::is_same_v<T, float> && ROWGP && kFusedSums<Fn, R>) {
+          if (gy != nullptr && ab != nullptr) {
+            ga_all[row] = grads_from_pm_sum(vb, gp_row, y, m, dl, pmr, lrow, g, gamma, zb, dp, mean, n, gy, ab, fn);
+            continue;  // no center term here: the uniform pool's mean came before the loop
+          }
+        }
+#endif
         if (gy != nullptr && ab != nullptr)
           grads_from_pm<T, ROWGP, true, true>(vb, gp, gp_row, y, m, dl, pmr, lrow, g, gamma, zb, dp, mean, n, gy, ab, fn);
         else if (gy != nullptr)
