@@ -73,17 +73,55 @@ inline double lane_sum(const T* __restrict__ x, int64_t n) {
   return s;
 }
 
-// lane_sum of x[0, n) whose first i0 elements (a multiple of 8) are already in acc, lane by lane in its order
-template <typename T>
-inline double lane_sum_from(const T* __restrict__ x, int64_t n, int64_t i0, double* __restrict__ acc) {
-  int64_t i = i0;
-  for (; i + 8 <= n; i += 8)
-    for (int k = 0; k < 8; ++k) acc[k] += static_cast<double>(x[i + k]);
-  double s = 0;
-  for (; i < n; ++i) s += static_cast<double>(x[i]);
-  for (int k = 0; k < 8; ++k) s += acc[k];
+#ifdef LATERALNORM_COMPACT_POWERS
+// lane_sum's (lane_dot's) last steps for a row whose first i elements (a multiple of 16) are summed in acc's
+// lanes: the one more group of 8 its tail can hold, the tail's elements in order, then lanes 0 … 7 in order,
+// taken from the register (eight loads of a stored vector stalled ~30 ns a row on store forwarding)
+inline double finish_lanes(__m512d acc, double s) {
+  const __m256d lo = _mm512_castpd512_pd256(acc), hi = _mm512_extractf64x4_pd(acc, 1);
+  const __m128d q[4] = {_mm256_castpd256_pd128(lo), _mm256_extractf128_pd(lo, 1), _mm256_castpd256_pd128(hi),
+                        _mm256_extractf128_pd(hi, 1)};
+  for (int j = 0; j < 4; ++j) {
+    s += _mm_cvtsd_f64(q[j]);
+    s += _mm_cvtsd_f64(_mm_unpackhi_pd(q[j], q[j]));
+  }
   return s;
 }
+inline double lane_sum_tail(const float* __restrict__ x, int64_t n, int64_t i, __m512d acc) {
+  if (i + 8 <= n) {
+    acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm256_loadu_ps(x + i)));
+    i += 8;
+  }
+  double s = 0;
+  for (; i < n; ++i) s += static_cast<double>(x[i]);
+  return finish_lanes(acc, s);
+}
+inline double lane_dot_tail(const float* __restrict__ x, const float* __restrict__ y, int64_t n, int64_t i,
+                            __m512d acc) {  // the products in double are exact: fused or not, the same sums
+  if (i + 8 <= n) {
+    acc = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm256_loadu_ps(x + i)), _mm512_cvtps_pd(_mm256_loadu_ps(y + i)), acc);
+    i += 8;
+  }
+  double s = 0;
+  for (; i < n; ++i) s += static_cast<double>(x[i]) * static_cast<double>(y[i]);
+  return finish_lanes(acc, s);
+}
+
+// lane_sum and lane_dot of a float row with AVX-512: the same lanes, in the same order (so the same bits), kept in
+// one register to the end (GCC's own loop, where not inlined, stored its lanes and read them back one by one);
+// lane_sum always inlined, as GCC inlined the plain one into the forward's row loop before that loop grew
+template <>
+__attribute__((always_inline)) inline double lane_sum<float>(const float* __restrict__ x, int64_t n) {
+  const int64_t n16 = n & ~int64_t(15);
+  __m512d acc = _mm512_setzero_pd();
+  for (int64_t i = 0; i < n16; i += 16) {
+    const __m512 v = _mm512_loadu_ps(x + i);
+    acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
+    acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
+  }
+  return lane_sum_tail(x, n, n16, acc);
+}
+#endif
 
 // ---------------------------------------------------------------------------------------------- policies
 // φ, ψ and their derivatives in t (dpsi includes ψ's sign for signed ψ).
@@ -444,18 +482,17 @@ __attribute__((noinline)) void pm_from_ln(const T* __restrict__ y, T m, T dl, in
 }
 #ifdef LATERALNORM_COMPACT_POWERS
 // pm_of_row's a^(α−1) (P_SAME, float) for a rectified row of n16 elements (a multiple of 16), with WITH_PSI
-// ψ = a·a^(α−1) and with WITH_L ln a; with acc (WITH_PSI), ψ's lane sums as lane_sum takes them (acc[k]: the
-// elements i ≡ k mod 8, in order):
+// ψ = a·a^(α−1) and with WITH_L ln a; with WITH_SUM (and WITH_PSI) it returns ψ's lane sums as lane_sum takes
+// them (lane k: the elements i ≡ k mod 8, in order):
 // the elements with a > 0 (or NaN) gathered into scratch, their logs and exps in 16-lane calls, and the results
 // put back; a ≤ 0 gets ln a = 0 and a^(α−1) = 0 as ln_pos and kept_from_log give it (log 1 = +0, the exp masked
 // out). About half of a rectified row is zero, so the row takes about half the calls. Each element goes through
 // the same 16-lane function as in pm_of_row's own loop (its full groups of 16; the tail is left to that loop),
 // and those calls compute each lane from that lane alone: the same bits (tests compare the two paths).
-template <bool WITH_PSI, bool WITH_L>
-__attribute__((noinline)) void compact_powers(const float* __restrict__ y, float m, float dl, int64_t n16,
-                                              float* __restrict__ pm, float* __restrict__ psi,
-                                              float* __restrict__ L, const VecPowFn<float, P_SAME>& fn,
-                                              double* __restrict__ acc = nullptr) {
+template <bool WITH_PSI, bool WITH_L, bool WITH_SUM = false>
+__attribute__((noinline)) __m512d compact_powers(const float* __restrict__ y, float m, float dl, int64_t n16,
+                                                 float* __restrict__ pm, float* __restrict__ psi,
+                                                 float* __restrict__ L, const VecPowFn<float, P_SAME>& fn) {
   // scratch on the stack up to 1024 units (a thread_local vector's lookup cost ~10 % of a 100-unit row's forward)
   constexpr int64_t kStackUnits = 1024;
   alignas(64) float local[3 * kStackUnits + 32];
@@ -495,15 +532,18 @@ __attribute__((noinline)) void compact_powers(const float* __restrict__ y, float
     if (WITH_PSI) {
       const __m512 ps = _mm512_mul_ps(v, e);
       _mm512_storeu_ps(psi + i, ps);
-      if (acc != nullptr) {  // the group of 8 at i, then the one at i + 8 (exact float → double, then the adds)
+      if (WITH_SUM) {  // the group of 8 at i, then the one at i + 8 (exact float → double, then the adds)
         sum = _mm512_add_pd(sum, _mm512_cvtps_pd(_mm512_castps512_ps256(ps)));
         sum = _mm512_add_pd(sum, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(ps), 1))));
       }
     }
     k += __builtin_popcount(static_cast<unsigned>(take));
   }
-  if (acc != nullptr) _mm512_storeu_pd(acc, sum);
+  return sum;
 }
+// The narrowest row that is compacted: the gathering and putting back cost about what half the calls save at
+// ~100 units, and more at 128 (a raw forward 1.10× and 1.17× the plain loops'; 0.94× at 256, ~0.88× at 512).
+constexpr int64_t kCompactFrom = 256;
 template <typename T, typename Fn>
 constexpr bool kCompacts = false;
 template <>
@@ -515,7 +555,7 @@ __attribute__((noinline)) void pm_of_row(const T* __restrict__ y, T m, T dl, int
                                          T* __restrict__ psi, T* __restrict__ L, const Fn fn) {
 #ifdef LATERALNORM_COMPACT_POWERS
   if constexpr (kCompacts<T, Fn>) {
-    if (fn.rect && n >= 16) {  // the full groups of 16 compacted; the tail by the loops below, as before
+    if (fn.rect && n >= kCompactFrom) {  // the full groups of 16 compacted; the tail by the loops below
       const int64_t n16 = n & ~int64_t(15);
       compact_powers<WITH_PSI, WITH_L>(y, m, dl, n16, pm, psi, L, fn);
       if (n16 < n)
@@ -538,21 +578,29 @@ __attribute__((noinline)) void pm_of_row(const T* __restrict__ y, T m, T dl, int
     if (WITH_L) L[i] = l;
   }
 }
-// pm_of_row with ψ, and lane_sum of that ψ (the uniform pool's S): where the row is compacted, the sum's lanes are
-// added in compact_powers' loop as it makes ψ (the same adds in the same order: the same bits), not in a loop of
-// their own after it, which waits on each add before the next (~60 ns a row at N = 512)
+#ifdef LATERALNORM_COMPACT_POWERS
+// pm_of_row_sum's compacted row: S's lanes added in compact_powers' loop as it makes ψ (the same adds in the same
+// order: the same bits), not in a loop of their own after it, which waits on each add before the next
+template <bool WITH_L>
+__attribute__((noinline)) double compact_row_sum(const float* __restrict__ y, float m, float dl, int64_t n,
+                                                 float* __restrict__ pm, float* __restrict__ psi,
+                                                 float* __restrict__ L, const VecPowFn<float, P_SAME>& fn) {
+  const int64_t n16 = n & ~int64_t(15);
+  const __m512d acc = compact_powers<true, WITH_L, true>(y, m, dl, n16, pm, psi, L, fn);
+  if (n16 < n) pm_of_row<float, true, WITH_L>(y + n16, m, dl, n - n16, pm + n16, psi + n16, WITH_L ? L + n16 : L, fn);
+  return lane_sum_tail(psi, n, n16, acc);
+}
+#endif
+
+// pm_of_row with ψ, and lane_sum of that ψ (the uniform pool's S). Inlined, so that the plain rows' sum is compiled
+// in the caller's loop as before (out of line, GCC kept its lanes in memory: a narrow row's forward ~10 % slower)
 template <typename T, bool WITH_L, typename Fn>
-double pm_of_row_sum(const T* __restrict__ y, T m, T dl, int64_t n, T* __restrict__ pm, T* __restrict__ psi,
-                     T* __restrict__ L, const Fn fn) {
+__attribute__((always_inline)) inline double pm_of_row_sum(const T* __restrict__ y, T m, T dl, int64_t n,
+                                                          T* __restrict__ pm, T* __restrict__ psi,
+                                                          T* __restrict__ L, const Fn fn) {
 #ifdef LATERALNORM_COMPACT_POWERS
   if constexpr (kCompacts<T, Fn>) {
-    if (fn.rect && n >= 16) {
-      const int64_t n16 = n & ~int64_t(15);
-      alignas(64) double acc[8];
-      compact_powers<true, WITH_L>(y, m, dl, n16, pm, psi, L, fn, acc);
-      if (n16 < n) pm_of_row<T, true, WITH_L>(y + n16, m, dl, n - n16, pm + n16, psi + n16, WITH_L ? L + n16 : L, fn);
-      return lane_sum_from(psi, n, n16, acc);
-    }
+    if (fn.rect && n >= kCompactFrom) return compact_row_sum<WITH_L>(y, m, dl, n, pm, psi, L, fn);
   }
 #endif
   pm_of_row<T, true, WITH_L>(y, m, dl, n, pm, psi, L, fn);
@@ -826,6 +874,20 @@ inline double lane_dot(const T* __restrict__ x, const T* __restrict__ y, int64_t
   for (int k = 0; k < 8; ++k) s += acc[k];
   return s;
 }
+#ifdef LATERALNORM_COMPACT_POWERS
+template <>  // as lane_sum<float> (the products of two floats in double are exact: fused or not, the same sums)
+inline double lane_dot<float>(const float* __restrict__ x, const float* __restrict__ y, int64_t n) {
+  const int64_t n16 = n & ~int64_t(15);
+  __m512d acc = _mm512_setzero_pd();
+  for (int64_t i = 0; i < n16; i += 16) {
+    const __m512 a = _mm512_loadu_ps(x + i), b = _mm512_loadu_ps(y + i);
+    acc = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(a)), _mm512_cvtps_pd(_mm512_castps512_ps256(b)), acc);
+    acc = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1))),
+                          _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(b), 1))), acc);
+  }
+  return lane_dot_tail(x, y, n, n16, acc);
+}
+#endif
 
 template <typename T>
 inline Mean<T> row_mean(const T* y, int64_t n, bool center) {
@@ -1114,7 +1176,7 @@ __attribute__((noinline)) void alpha_terms_kept(const T* __restrict__ lb, const 
 // products, quotient and fused multiply-adds, in the same order: the multiply-adds are where GCC forms them, and
 // the products in double of two floats are exact, so a fused one rounds as the plain one), and each sum's lanes
 // take the elements in lane_sum's order: the same bits (tests and the old/new build comparison). The full groups of
-// 16 only; a tail goes to the plain loops, and its sums continue in order (lane_sum_from, lane_dot_from).
+// 16 only; a tail goes to the plain loops, and its sums continue in order (lane_sum_tail, lane_dot_tail).
 template <typename Fn, typename R>
 constexpr bool kFusedSums = false;
 template <>
@@ -1123,18 +1185,6 @@ constexpr bool kFusedSums<VecPowFn<float, P_SAME>, ROne<float>> = true;
 inline __m512d low8_pd(__m512 v) { return _mm512_cvtps_pd(_mm512_castps512_ps256(v)); }
 inline __m512d high8_pd(__m512 v) {
   return _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
-}
-
-// lane_dot of x, y over [0, n) whose first i0 elements (a multiple of 8) are already in acc
-inline double lane_dot_from(const float* __restrict__ x, const float* __restrict__ y, int64_t n, int64_t i0,
-                            double* __restrict__ acc) {
-  int64_t i = i0;
-  for (; i + 8 <= n; i += 8)
-    for (int k = 0; k < 8; ++k) acc[k] += static_cast<double>(x[i + k]) * static_cast<double>(y[i + k]);
-  double s = 0;
-  for (; i < n; ++i) s += static_cast<double>(x[i]) * static_cast<double>(y[i]);
-  for (int k = 0; k < 8; ++k) s += acc[k];
-  return s;
 }
 
 // sweep_units<float, UNIFORM, false, true, SRC_PM> (P_SAME, r = 1) and lane_dot(c, q) of the row
@@ -1178,9 +1228,7 @@ __attribute__((noinline)) double sweep_units_dot(const float* __restrict__ y, co
                                                       St, m, dl, n - n16, zb + n16, qb + n16, vb + n16, cg + n16,
                                                       cb + n16, cq + n16, cw + n16, pm + n16, nullptr, nullptr, fn,
                                                       dr);
-  alignas(64) double lanes[8];
-  _mm512_store_pd(lanes, acc);
-  return lane_dot_from(c, qb, n, n16, lanes);
+  return lane_dot_tail(c, qb, n, n16, acc);
 }
 
 // grads_from_pm<float, true, true, true> (P_SAME): gy and α's row terms, and lane_sum of those terms
@@ -1214,9 +1262,7 @@ __attribute__((noinline)) double grads_from_pm_sum(const float* __restrict__ v, 
   if (n16 < n)
     grads_from_pm<float, true, true, true>(v + n16, nullptr, gp, y + n16, m, dl, pm + n16, lb + n16, g + n16,
                                            gamma + n16, z + n16, dp, mean, n - n16, gy + n16, out + n16, fn);
-  alignas(64) double lanes[8];
-  _mm512_store_pd(lanes, acc);
-  return lane_sum_from(out, n, n16, lanes);
+  return lane_sum_tail(out, n, n16, acc);
 }
 #endif
 
