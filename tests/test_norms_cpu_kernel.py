@@ -544,13 +544,13 @@ def test_general_exponents_at_tiny_zero_and_huge_values(fn, monkeypatch):
 @pytest.mark.parametrize(
     "spec", ["dn:learn_alpha=true,alpha=1.5", "dn:learn_alpha=true,alpha=1.5,kappa=self", "dn:alpha=1.5"]
 )
-@pytest.mark.parametrize("n", [100, 256, 260, 520])
+@pytest.mark.parametrize("n", [100, 256, 260, 520, 2056])
 def test_a_rectified_row_takes_the_bits_of_a_signed_one(spec, n):
     """On an input with no negative element, relu(t) = |t|, so `fn=rect` and `fn=signed` are one function. The
     rectified float32 rows of 256 units or more take their exps and logs only where a > 0 (compacted into
     16-lane calls on AVX-512, `compact_powers`); the signed rows take them for every element. Same output and
-    gradients to the bit, at widths that are a multiple of 16, or leave a tail of 4 or 8 to the plain loop, and
-    at one too narrow to compact."""
+    gradients to the bit, at widths that are a multiple of 16, or leave a tail of 4 or 8 to the plain loop, at one
+    too narrow to compact, and at one too wide for the stack scratch."""
     torch.manual_seed(n)
     rect = create_norm(spec, n)
     signed = create_norm(spec + ",fn=signed", n)
