@@ -35,10 +35,12 @@ from lateralnorm.norms import cpu_kernel
 SPECS = ["dn:learn_alpha=true,alpha=1.5", "dn:learn_alpha=true,alpha=1.5,kappa=self", "dn:alpha=1.5", "dn"]
 
 
-def load(path: str):  # noqa: ANN201
+def load(path: str, prog: str = "kernel_ab"):  # noqa: ANN201
     so = Path(path)
     if not so.is_file() or so.suffix != ".so":
-        sys.exit(f"kernel_ab: {path} is not a built kernel (.so); build one as the docstring shows")
+        sys.exit(
+            f"{prog}: {path} is not a built kernel (.so); build one as benchmarks/kernel_ab.py's docstring shows"
+        )
     spec = importlib.util.spec_from_file_location(so.name.split(".")[0], so)  # the name before any ABI tag
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

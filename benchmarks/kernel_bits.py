@@ -14,7 +14,6 @@ when any case differs (NaN payloads are not compared: a NaN is equal to a NaN).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -22,6 +21,9 @@ import torch
 
 from lateralnorm import create_norm
 from lateralnorm.norms import cpu_kernel
+
+sys.path.insert(0, str(Path(__file__).parent))
+from kernel_ab import load  # noqa: E402  (a built kernel loaded beside this tree's, under its own name)
 
 SPECS = [
     "dn:learn_alpha=true,alpha=1.5",
@@ -42,18 +44,6 @@ SPECS = [
 WIDTHS = (7, 16, 23, 100, 128, 519, 520)
 
 
-def load(path: str):  # noqa: ANN201
-    so = Path(path)
-    if not so.is_file() or so.suffix != ".so":
-        sys.exit(
-            f"kernel_bits: {path} is not a built kernel (.so); build one as benchmarks/kernel_ab.py shows"
-        )
-    spec = importlib.util.spec_from_file_location(so.name.split(".")[0], so)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def outputs(layer: torch.nn.Module, x0: torch.Tensor, g: torch.Tensor) -> list[torch.Tensor]:
     x = x0.clone().requires_grad_()
     layer.zero_grad(set_to_none=True)
@@ -72,12 +62,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("old")
     args = ap.parse_args(argv)
+    old = load(args.old, "kernel_bits")  # before this tree's kernel, which may have to be built first
     new = cpu_kernel.extension()
     if new is None:
         sys.exit(
             "kernel_bits: this tree's kernel is not available (LATERALNORM_CPU_KERNEL=torch, or no compiler)"
         )
-    builds = {"old": load(args.old), "new": new}
+    builds = {"old": old, "new": new}
     if Path(builds["old"].__file__).name == Path(new.__file__).name:
         sys.exit("kernel_bits: OLD.so is this tree's own build; pass an older one")
     cases = differing = 0

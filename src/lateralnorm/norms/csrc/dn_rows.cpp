@@ -74,6 +74,17 @@ inline double lane_sum(const T* __restrict__ x, int64_t n) {
 }
 
 #ifdef LATERALNORM_COMPACT_POWERS
+// A float vector's two groups of 8 in double (exact), and lane_sum's (lane_dot's) adds of a group of 16 into its
+// eight lanes: the group at i, then the one at i + 8
+inline __m512d low8_pd(__m512 v) { return _mm512_cvtps_pd(_mm512_castps512_ps256(v)); }
+inline __m512d high8_pd(__m512 v) {
+  return _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+}
+inline __m512d add16(__m512d acc, __m512 v) { return _mm512_add_pd(_mm512_add_pd(acc, low8_pd(v)), high8_pd(v)); }
+inline __m512d dot16(__m512d acc, __m512 a, __m512 b) {  // the products in double are exact: fused, the same sums
+  return _mm512_fmadd_pd(high8_pd(a), high8_pd(b), _mm512_fmadd_pd(low8_pd(a), low8_pd(b), acc));
+}
+
 // lane_sum's (lane_dot's) last steps for a row whose first i elements (a multiple of 16) are summed in acc's
 // lanes: the one more group of 8 its tail can hold, the tail's elements in order, then lanes 0 … 7 in order,
 // taken from the register (eight loads of a stored vector stalled ~30 ns a row on store forwarding)
@@ -114,11 +125,7 @@ template <>
 __attribute__((always_inline)) inline double lane_sum<float>(const float* __restrict__ x, int64_t n) {
   const int64_t n16 = n & ~int64_t(15);
   __m512d acc = _mm512_setzero_pd();
-  for (int64_t i = 0; i < n16; i += 16) {
-    const __m512 v = _mm512_loadu_ps(x + i);
-    acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
-    acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
-  }
+  for (int64_t i = 0; i < n16; i += 16) acc = add16(acc, _mm512_loadu_ps(x + i));
   return lane_sum_tail(x, n, n16, acc);
 }
 #endif
@@ -481,18 +488,21 @@ __attribute__((noinline)) void pm_from_ln(const T* __restrict__ y, T m, T dl, in
   }
 }
 #ifdef LATERALNORM_COMPACT_POWERS
-// pm_of_row's a^(α−1) (P_SAME, float) for a rectified row of n16 elements (a multiple of 16), with WITH_PSI
-// ψ = a·a^(α−1) and with WITH_L ln a; with WITH_SUM (and WITH_PSI) it returns ψ's lane sums as lane_sum takes
-// them (lane k: the elements i ≡ k mod 8, in order):
+// pm_of_row's a^(α−1) (P_SAME, float) for a rectified row, with WITH_PSI ψ = a·a^(α−1) and with WITH_L ln a;
+// with WITH_SUM (and WITH_PSI) it returns the lane sums of ψ's full groups of 16 as lane_sum takes them (lane k:
+// the elements i ≡ k mod 8, in order):
 // the elements with a > 0 (or NaN) gathered into scratch, their logs and exps in 16-lane calls, and the results
 // put back; a ≤ 0 gets ln a = 0 and a^(α−1) = 0 as ln_pos and kept_from_log give it (log 1 = +0, the exp masked
 // out). About half of a rectified row is zero, so the row takes about half the calls. Each element goes through
 // the same 16-lane function as in pm_of_row's own loop (its full groups of 16; the tail is left to that loop),
 // and those calls compute each lane from that lane alone: the same bits (tests compare the two paths).
+template <typename T, bool WITH_PSI, bool WITH_L, typename Fn>  // below: compact_powers hands it a row's tail
+__attribute__((noinline)) void pm_of_row(const T* y, T m, T dl, int64_t n, T* pm, T* psi, T* L, const Fn fn);
 template <bool WITH_PSI, bool WITH_L, bool WITH_SUM = false>
-__attribute__((noinline)) __m512d compact_powers(const float* __restrict__ y, float m, float dl, int64_t n16,
+__attribute__((noinline)) __m512d compact_powers(const float* __restrict__ y, float m, float dl, int64_t n,
                                                  float* __restrict__ pm, float* __restrict__ psi,
                                                  float* __restrict__ L, const VecPowFn<float, P_SAME>& fn) {
+  const int64_t n16 = n & ~int64_t(15);
   // scratch on the stack up to 1024 units (a thread_local vector's lookup cost ~10 % of a 100-unit row's forward)
   constexpr int64_t kStackUnits = 1024;
   alignas(64) float local[3 * kStackUnits + 32];
@@ -532,13 +542,13 @@ __attribute__((noinline)) __m512d compact_powers(const float* __restrict__ y, fl
     if (WITH_PSI) {
       const __m512 ps = _mm512_mul_ps(v, e);
       _mm512_storeu_ps(psi + i, ps);
-      if (WITH_SUM) {  // the group of 8 at i, then the one at i + 8 (exact float → double, then the adds)
-        sum = _mm512_add_pd(sum, _mm512_cvtps_pd(_mm512_castps512_ps256(ps)));
-        sum = _mm512_add_pd(sum, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(ps), 1))));
-      }
+      if (WITH_SUM) sum = add16(sum, ps);
     }
     k += __builtin_popcount(static_cast<unsigned>(take));
   }
+  if (n16 < n)  // the tail by pm_of_row's plain loops, as before
+    pm_of_row<float, WITH_PSI, WITH_L>(y + n16, m, dl, n - n16, pm + n16, WITH_PSI ? psi + n16 : psi,
+                                       WITH_L ? L + n16 : L, fn);
   return sum;
 }
 // The narrowest row that is compacted: the gathering and putting back cost about what half the calls save at
@@ -556,11 +566,7 @@ __attribute__((noinline)) void pm_of_row(const T* __restrict__ y, T m, T dl, int
 #ifdef LATERALNORM_COMPACT_POWERS
   if constexpr (kCompacts<T, Fn>) {
     if (fn.rect && n >= kCompactFrom) {  // the full groups of 16 compacted; the tail by the loops below
-      const int64_t n16 = n & ~int64_t(15);
-      compact_powers<WITH_PSI, WITH_L>(y, m, dl, n16, pm, psi, L, fn);
-      if (n16 < n)
-        pm_of_row<T, WITH_PSI, WITH_L>(y + n16, m, dl, n - n16, pm + n16, WITH_PSI ? psi + n16 : psi,
-                                       WITH_L ? L + n16 : L, fn);
+      compact_powers<WITH_PSI, WITH_L>(y, m, dl, n, pm, psi, L, fn);
       return;
     }
   }
@@ -585,10 +591,8 @@ template <bool WITH_L>
 __attribute__((noinline)) double compact_row_sum(const float* __restrict__ y, float m, float dl, int64_t n,
                                                  float* __restrict__ pm, float* __restrict__ psi,
                                                  float* __restrict__ L, const VecPowFn<float, P_SAME>& fn) {
-  const int64_t n16 = n & ~int64_t(15);
-  const __m512d acc = compact_powers<true, WITH_L, true>(y, m, dl, n16, pm, psi, L, fn);
-  if (n16 < n) pm_of_row<float, true, WITH_L>(y + n16, m, dl, n - n16, pm + n16, psi + n16, WITH_L ? L + n16 : L, fn);
-  return lane_sum_tail(psi, n, n16, acc);
+  const __m512d acc = compact_powers<true, WITH_L, true>(y, m, dl, n, pm, psi, L, fn);
+  return lane_sum_tail(psi, n, n & ~int64_t(15), acc);
 }
 #endif
 
@@ -875,16 +879,11 @@ inline double lane_dot(const T* __restrict__ x, const T* __restrict__ y, int64_t
   return s;
 }
 #ifdef LATERALNORM_COMPACT_POWERS
-template <>  // as lane_sum<float> (the products of two floats in double are exact: fused or not, the same sums)
+template <>  // as lane_sum<float>
 inline double lane_dot<float>(const float* __restrict__ x, const float* __restrict__ y, int64_t n) {
   const int64_t n16 = n & ~int64_t(15);
   __m512d acc = _mm512_setzero_pd();
-  for (int64_t i = 0; i < n16; i += 16) {
-    const __m512 a = _mm512_loadu_ps(x + i), b = _mm512_loadu_ps(y + i);
-    acc = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(a)), _mm512_cvtps_pd(_mm512_castps512_ps256(b)), acc);
-    acc = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1))),
-                          _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(b), 1))), acc);
-  }
+  for (int64_t i = 0; i < n16; i += 16) acc = dot16(acc, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i));
   return lane_dot_tail(x, y, n, n16, acc);
 }
 #endif
@@ -1182,9 +1181,12 @@ constexpr bool kFusedSums = false;
 template <>
 constexpr bool kFusedSums<VecPowFn<float, P_SAME>, ROne<float>> = true;
 
-inline __m512d low8_pd(__m512 v) { return _mm512_cvtps_pd(_mm512_castps512_ps256(v)); }
-inline __m512d high8_pd(__m512 v) {
-  return _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+// t and mag(t) of 16 elements, as the plain loops compute them (mag: one fused multiply-add, as GCC forms it)
+inline __m512 t16(const float* y, __m512 m, __m512 dl) {
+  return _mm512_sub_ps(_mm512_sub_ps(_mm512_loadu_ps(y), m), dl);
+}
+inline __m512 mag16(__m512 t, __m512 ka, __m512 kb) {
+  return _mm512_fmadd_ps(ka, t, _mm512_mul_ps(_mm512_abs_ps(t), kb));
 }
 
 // sweep_units<float, UNIFORM, false, true, SRC_PM> (P_SAME, r = 1) and lane_dot(c, q) of the row
@@ -1203,10 +1205,9 @@ __attribute__((noinline)) double sweep_units_dot(const float* __restrict__ y, co
   __m512d acc = _mm512_setzero_pd();
   for (int64_t i = 0; i < n16; i += 16) {
     const __m512 pmv = _mm512_loadu_ps(pm + i), gv = _mm512_loadu_ps(g + i), cv = _mm512_loadu_ps(c + i);
-    const __m512 t = _mm512_sub_ps(_mm512_sub_ps(_mm512_loadu_ps(y + i), vm), vdl);
+    const __m512 t = t16(y + i, vm, vdl);
     const __mmask16 neg = _mm512_cmp_ps_mask(t, zero, _CMP_LT_OS);
-    const __m512 a = _mm512_fmadd_ps(ka, t, _mm512_mul_ps(_mm512_abs_ps(t), kb));  // mag(t)
-    const __m512 psi = _mm512_mul_ps(a, pmv);                                      // psi_from_pm
+    const __m512 psi = _mm512_mul_ps(mag16(t, ka, kb), pmv);                       // psi_from_pm
     const __m512 phi = _mm512_mask_mul_ps(psi, neg, psi, sneg);                    // sgn(t)·ψ
     const __m512 dphi = _mm512_mul_ps(ex, pmv);                                    // dphi_from_pm
     const __m512 gz = _mm512_mul_ps(gv, _mm512_loadu_ps(gamma + i));
@@ -1220,8 +1221,7 @@ __attribute__((noinline)) double sweep_units_dot(const float* __restrict__ y, co
     _mm512_storeu_ps(cb + i, _mm512_add_ps(_mm512_loadu_ps(cb + i), gv));
     _mm512_storeu_ps(cq + i, _mm512_add_ps(_mm512_loadu_ps(cq + i), q));
     _mm512_storeu_ps(cw + i, _mm512_fmadd_ps(q, vS, _mm512_loadu_ps(cw + i)));
-    acc = _mm512_fmadd_pd(low8_pd(cv), low8_pd(q), acc);
-    acc = _mm512_fmadd_pd(high8_pd(cv), high8_pd(q), acc);
+    acc = dot16(acc, cv, q);
   }
   if (n16 < n)
     sweep_units<float, UNIFORM, false, true, SRC_PM>(y + n16, g + n16, beta + n16, c + n16, gamma + n16, nullptr,
@@ -1247,17 +1247,16 @@ __attribute__((noinline)) double grads_from_pm_sum(const float* __restrict__ v, 
   __m512d acc = _mm512_setzero_pd();
   for (int64_t i = 0; i < n16; i += 16) {
     const __m512 pmv = _mm512_loadu_ps(pm + i);
-    const __m512 t = _mm512_sub_ps(_mm512_sub_ps(_mm512_loadu_ps(y + i), vm), vdl);
+    const __m512 t = t16(y + i, vm, vdl);
     const __mmask16 neg = _mm512_cmp_ps_mask(t, zero, _CMP_LT_OS);
     const __m512 dpsi = _mm512_mul_ps(_mm512_mask_blend_ps(neg, one, sneg), _mm512_mul_ps(al, pmv));
     _mm512_storeu_ps(gy + i, _mm512_sub_ps(_mm512_fmadd_ps(vgp, dpsi, _mm512_loadu_ps(v + i)), vmean));
-    const __m512 psi = _mm512_mul_ps(_mm512_fmadd_ps(ka, t, _mm512_mul_ps(_mm512_abs_ps(t), kb)), pmv);
+    const __m512 psi = _mm512_mul_ps(mag16(t, ka, kb), pmv);
     const __m512 gg = _mm512_mul_ps(vdp, _mm512_mul_ps(_mm512_loadu_ps(g + i), _mm512_loadu_ps(gamma + i)));
     const __m512 o = _mm512_mul_ps(_mm512_loadu_ps(lb + i),
                                    _mm512_fmadd_ps(vgp, psi, _mm512_mul_ps(gg, _mm512_loadu_ps(z + i))));
     _mm512_storeu_ps(out + i, o);
-    acc = _mm512_add_pd(acc, low8_pd(o));
-    acc = _mm512_add_pd(acc, high8_pd(o));
+    acc = add16(acc, o);
   }
   if (n16 < n)
     grads_from_pm<float, true, true, true>(v + n16, nullptr, gp, y + n16, m, dl, pm + n16, lb + n16, g + n16,
