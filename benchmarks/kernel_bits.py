@@ -1,7 +1,8 @@
 """Do two builds of the compiled CPU kernel compute the same bits? A kernel change that claims "the same bits"
 (a loop restructured, sums moved into another loop, a vectorized path for some CPUs) is checked here against
 the build before it, on the layer's output and every gradient, over a grid of `dn` forms, widths, batch rows
-and dtypes, with NaN, ±inf, −0 and a subnormal in the input.
+and dtypes, with NaN, ±inf, −0 and a subnormal in the input, and on the same input without them (a parameter's
+gradient sums every row, and the NaN row's share would make it NaN in both builds).
 
     python benchmarks/kernel_bits.py OLD.so
 
@@ -80,15 +81,16 @@ def main(argv: list[str] | None = None) -> int:
                 with torch.no_grad():  # off the initial values, which are often symmetric
                     for p in layer.parameters():
                         p.add_(0.05 * torch.randn_like(p))
-                x0 = torch.randn(37, n, dtype=dtype) * 3
+                clean = torch.randn(37, n, dtype=dtype) * 3
+                x0 = clean.clone()
                 special = torch.tensor([float("nan"), float("inf"), -0.0, 1e-42, -float("inf")], dtype=dtype)
                 x0[0, : min(5, n)] = special[: min(5, n)]
                 g = torch.randn(37, n, dtype=dtype)
                 got = {}
                 for name, ext in builds.items():
                     cpu_kernel._state["ext"] = ext  # the layers call the build set here
-                    try:
-                        got[name] = outputs(layer, x0, g)
+                    try:  # the clean input too: a parameter's gradient sums all rows, and row 0's NaN hides it
+                        got[name] = outputs(layer, x0, g) + outputs(layer, clean, g)
                     except (TypeError, AttributeError) as e:  # an older build takes other arguments
                         first = str(e).splitlines()[0]
                         sys.exit(

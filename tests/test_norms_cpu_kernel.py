@@ -566,6 +566,33 @@ def test_a_rectified_row_takes_the_bits_of_a_signed_one(spec, n):
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "dn:learn_alpha=true,alpha=1.5",
+        "dn:learn_alpha=true,alpha=2.5,center=true",
+        "dn:learn_alpha=true,fn=signed,alpha=1.3",
+    ],
+)
+@pytest.mark.parametrize("n", [256, 520, 523])
+def test_a_wide_row_takes_alpha_s_sums_in_its_first_loop(spec, n, monkeypatch):
+    """From 256 units a learned α's row share of ∂L/∂α is gψ·Σ ln a·ψ + ∂p/∂α·Σ ln a·gz z, both sums taken in
+    the backward's first loop (`sweep_units_alpha`), and the second loop is gy alone: every output and gradient
+    equals the PyTorch formula's, at whole groups of 16 and with a tail of 11 to the plain loop."""
+    compiled, plain = _pair(spec, n, torch.float32)
+    x = torch.randn(70, n) * 2
+    x[3] = 0.0  # a row of exact zeros
+    g = torch.randn_like(x)
+    got = _grads(compiled, x, g)
+    ref = _with_torch_kernel(monkeypatch, lambda: _grads(plain, x, g))
+    for i, (a, b) in enumerate(zip(got, ref)):
+        torch.testing.assert_close(a, b, atol=2e-5, rtol=2e-4, msg=lambda m, i=i: f"{spec} output #{i}: {m}")
+    names = [name for name, _ in compiled.named_parameters()]
+    assert (
+        "alpha_raw" in names and got[2 + names.index("alpha_raw")].abs().item() > 0
+    )  # α's gradient is there
+
+
 def test_gradcheck_float64():
     for spec in ["dn", "dn:kappa=band:2", "dn:preset=lrn", "dn:fn=signed,alpha=1.5,r=0.7", "dn:alpha=1.5"]:
         m = create_norm(spec, 7, dtype=torch.float64)

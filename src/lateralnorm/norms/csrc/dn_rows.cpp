@@ -1263,6 +1263,91 @@ __attribute__((noinline)) double grads_from_pm_sum(const float* __restrict__ v, 
                                            gamma + n16, z + n16, dp, mean, n - n16, gy + n16, out + n16, fn);
   return lane_sum_tail(out, n, n16, acc);
 }
+
+// From kCompactFrom units (no committed run has a learned α that wide; the studies' rows are 100 units, and
+// they keep the two loops above and their bits): ∂L/∂α's row share as gψ·Σ ln a·ψ + ∂p/∂α·Σ ln a·gz z, both
+// sums taken in the first loop, which has ψ, gz and z at hand. The second loop is then gy alone (two loads and
+// a store an element), and z and q are not stored for the row's full groups. The same gy, column sums and
+// Σ c q as sweep_units_dot and grads_from_pm_sum (the same expressions); only α's gradient differs from theirs
+// in its last bits (it sums the two products in 16 float lanes, then in double, where those loops rounded each
+// element's L·(gψ ψ + ∂p/∂α gz z) to float and summed in double; both within ~1e-6 of the float64 sum): at
+// (1024, 512) float32 the raw backward 0.551 → 0.444 ms (A/B in one process; benchmarks/RESULTS.md, stop 42).
+struct AlphaRowSums {
+  double sq, lpsi, lgzz;  // lane_dot(c, q), Σ ln a·ψ, Σ ln a·gz z
+};
+__attribute__((noinline)) AlphaRowSums sweep_units_alpha(
+    const float* __restrict__ y, const float* __restrict__ g, const float* __restrict__ beta,
+    const float* __restrict__ c, const float* __restrict__ gamma, float St, float m, float dl, int64_t n,
+    float* __restrict__ zb, float* __restrict__ qb, float* __restrict__ vb, float* __restrict__ cg,
+    float* __restrict__ cb, float* __restrict__ cq, float* __restrict__ cw, const float* __restrict__ pm,
+    const float* __restrict__ lb, const VecPowFn<float, P_SAME>& fn, const ROne<float>& dr) {
+  const int64_t n16 = n & ~int64_t(15);
+  const __m512 vm = _mm512_set1_ps(m), vdl = _mm512_set1_ps(dl), ka = _mm512_set1_ps(fn.ka),
+               kb = _mm512_set1_ps(fn.kb), sneg = _mm512_set1_ps(fn.sneg), ex = _mm512_set1_ps(fn.kept_exponent()),
+               vS = _mm512_set1_ps(St), one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
+  __m512d acc = _mm512_setzero_pd();
+  __m512 apsi = _mm512_setzero_ps(), agzz = _mm512_setzero_ps();
+  for (int64_t i = 0; i < n16; i += 16) {  // sweep_units_dot's loop without z and q's stores, and ln a's sums
+    const __m512 pmv = _mm512_loadu_ps(pm + i), gv = _mm512_loadu_ps(g + i), cv = _mm512_loadu_ps(c + i);
+    const __m512 t = t16(y + i, vm, vdl);
+    const __mmask16 neg = _mm512_cmp_ps_mask(t, zero, _CMP_LT_OS);
+    const __m512 psi = _mm512_mul_ps(mag16(t, ka, kb), pmv);
+    const __m512 phi = _mm512_mask_mul_ps(psi, neg, psi, sneg);
+    const __m512 dphi = _mm512_mul_ps(ex, pmv);
+    const __m512 gz = _mm512_mul_ps(gv, _mm512_loadu_ps(gamma + i));
+    const __m512 k = _mm512_div_ps(one, _mm512_fmadd_ps(cv, vS, _mm512_loadu_ps(beta + i)));
+    const __m512 z = _mm512_mul_ps(phi, k);
+    const __m512 gzz = _mm512_mul_ps(gz, z);
+    const __m512 q = _mm512_mul_ps(gzz, k);
+    _mm512_storeu_ps(vb + i, _mm512_mul_ps(_mm512_mul_ps(gz, k), dphi));
+    _mm512_storeu_ps(cg + i, _mm512_fmadd_ps(gv, z, _mm512_loadu_ps(cg + i)));
+    _mm512_storeu_ps(cb + i, _mm512_add_ps(_mm512_loadu_ps(cb + i), gv));
+    _mm512_storeu_ps(cq + i, _mm512_add_ps(_mm512_loadu_ps(cq + i), q));
+    _mm512_storeu_ps(cw + i, _mm512_fmadd_ps(q, vS, _mm512_loadu_ps(cw + i)));
+    acc = dot16(acc, cv, q);
+    const __m512 lv = _mm512_loadu_ps(lb + i);
+    apsi = _mm512_fmadd_ps(lv, psi, apsi);
+    agzz = _mm512_fmadd_ps(lv, gzz, agzz);
+  }
+  AlphaRowSums out{0, finish_lanes(add16(_mm512_setzero_pd(), apsi), 0.0),
+                   finish_lanes(add16(_mm512_setzero_pd(), agzz), 0.0)};
+  if (n16 < n) {  // the tail by the plain loop (z and q stored there), its α sums in double
+    sweep_units<float, UNIFORM, false, true, SRC_PM>(y + n16, g + n16, beta + n16, c + n16, gamma + n16, nullptr,
+                                                      St, m, dl, n - n16, zb + n16, qb + n16, vb + n16, cg + n16,
+                                                      cb + n16, cq + n16, cw + n16, pm + n16, nullptr, nullptr, fn,
+                                                      dr);
+    for (int64_t i = n16; i < n; ++i) {
+      const double l = lb[i];
+      out.lpsi += l * fn.psi_from_pm((y[i] - m) - dl, pm[i]);
+      out.lgzz += l * (g[i] * gamma[i] * zb[i]);
+    }
+  }
+  out.sq = lane_dot_tail(c, qb, n, n16, acc);
+  return out;
+}
+
+// grads_from_pm_sum's gy alone (sweep_units_alpha took α's sums): (v + gψ ψ') − mean. A rectified row's ψ' is
+// α·a^(α−1) itself (its sign factor is 1 everywhere: the same product, 1·x = x), so RECT reads no y.
+template <bool RECT>
+__attribute__((noinline)) void gy_from_pm(const float* __restrict__ v, float gp, const float* __restrict__ y,
+                                          float m, float dl, const float* __restrict__ pm, float mean, int64_t n,
+                                          float* __restrict__ gy, const VecPowFn<float, P_SAME>& fn) {
+  const int64_t n16 = n & ~int64_t(15);
+  const __m512 vm = _mm512_set1_ps(m), vdl = _mm512_set1_ps(dl), sneg = _mm512_set1_ps(fn.sneg),
+               al = _mm512_set1_ps(fn.alpha), vgp = _mm512_set1_ps(gp), vmean = _mm512_set1_ps(mean),
+               one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
+  for (int64_t i = 0; i < n16; i += 16) {
+    __m512 dpsi = _mm512_mul_ps(al, _mm512_loadu_ps(pm + i));
+    if (!RECT) {
+      const __mmask16 neg = _mm512_cmp_ps_mask(t16(y + i, vm, vdl), zero, _CMP_LT_OS);
+      dpsi = _mm512_mul_ps(_mm512_mask_blend_ps(neg, one, sneg), dpsi);
+    }
+    _mm512_storeu_ps(gy + i, _mm512_sub_ps(_mm512_fmadd_ps(vgp, dpsi, _mm512_loadu_ps(v + i)), vmean));
+  }
+  if (n16 < n)
+    grads_from_pm<float, true, true, false>(v + n16, nullptr, gp, y + n16, m, dl, pm + n16, nullptr, nullptr,
+                                            nullptr, nullptr, 0.0f, mean, n - n16, gy + n16, nullptr, fn);
+}
 #endif
 
 // gy rows [r0, r1) (gy_all may be null: parameters only); col: 4 × N partial column sums of this block;
@@ -1293,6 +1378,11 @@ void backward_rows(const T* __restrict__ g_all, const T* __restrict__ y_all, con
                        (ga_all == nullptr || la_all != nullptr);
   constexpr bool costly = kCostly<Fn>;  // else: tabulate each row's element values first
   const bool alpha_kept = costly && ga_all != nullptr;
+#ifdef LATERALNORM_COMPACT_POWERS
+  // a learned α's row sums in the first loop (sweep_units_alpha): uniform pool, β and c per unit, its ln a kept
+  const bool alpha_sums_first = KIND == UNIFORM && bv && from_pm && la_all != nullptr && ga_all != nullptr &&
+                                n >= kCompactFrom;
+#endif
   std::vector<T> tb(costly && !from_pm ? 5 * n : 0);
   T* const t0 = tb.data();
   const Tab<T> tab = costly && !from_pm ? Tab<T>{t0, t0 + n, t0 + 2 * n, t0 + 3 * n, t0 + 4 * n} : Tab<T>{};
@@ -1362,15 +1452,23 @@ void backward_rows(const T* __restrict__ g_all, const T* __restrict__ y_all, con
     };
     using yes = std::true_type;
     using no = std::false_type;
-    double sq_fused = 0;  // lane_dot(c, q) where sweep_units_dot took it
+    double sq_fused = 0;  // lane_dot(c, q) where sweep_units_dot (sweep_units_alpha) took it
     bool fused_sq = false;
+    double lpsi = 0, lgzz = 0;  // sweep_units_alpha's sums for α's row share
     if constexpr (KIND == UNIFORM) {
       if (!bv) {
         col != nullptr ? sweep(yes{}, yes{}) : sweep(yes{}, no{});
       } else {
 #ifdef LATERALNORM_COMPACT_POWERS
         if constexpr (std::is_same_v<T, float> && kFusedSums<Fn, R>) {
-          if (from_pm && col != nullptr) {
+          if (from_pm && col != nullptr && alpha_sums_first) {
+            const AlphaRowSums a =
+                sweep_units_alpha(y, g, beta, c, gamma, St, m, dl, n, zb, qb, vb, cg, cb, cq, cw, pmr, lrow, fn, dr);
+            sq_fused = a.sq;
+            lpsi = a.lpsi;
+            lgzz = a.lgzz;
+            fused_sq = true;
+          } else if (from_pm && col != nullptr) {
             sq_fused = sweep_units_dot(y, g, beta, c, gamma, St, m, dl, n, zb, qb, vb, cg, cb, cq, cw, pmr, fn, dr);
             fused_sq = true;
           }
@@ -1409,6 +1507,13 @@ void backward_rows(const T* __restrict__ g_all, const T* __restrict__ y_all, con
         T* ab = ga_all != nullptr ? abuf.data() : nullptr;
 #ifdef LATERALNORM_COMPACT_POWERS
         if constexpr (std::is_same_v<T, float> && ROWGP && kFusedSums<Fn, R>) {
+          if (fused_sq && alpha_sums_first) {
+            ga_all[row] = static_cast<double>(gp_row) * lpsi + static_cast<double>(dp) * lgzz;
+            if (gy != nullptr)
+              fn.rect ? gy_from_pm<true>(vb, gp_row, y, m, dl, pmr, mean, n, gy, fn)
+                      : gy_from_pm<false>(vb, gp_row, y, m, dl, pmr, mean, n, gy, fn);
+            continue;
+          }
           if (gy != nullptr && ab != nullptr) {
             ga_all[row] = grads_from_pm_sum(vb, gp_row, y, m, dl, pmr, lrow, g, gamma, zb, dp, mean, n, gy, ab, fn);
             continue;  // no center term here: the uniform pool's mean came before the loop
