@@ -47,7 +47,9 @@ WIDTHS = (7, 16, 23, 100, 128, 519, 520)
 
 def output_names(layer: torch.nn.Module) -> list[str]:
     """The names of `outputs`' tensors, in its order (the parameters that get a gradient)."""
-    return ["output", "input gradient"] + [f"{k} gradient" for k, p in layer.named_parameters() if p.requires_grad]
+    return ["output", "input gradient"] + [
+        f"{k} gradient" for k, p in layer.named_parameters() if p.requires_grad
+    ]
 
 
 def outputs(layer: torch.nn.Module, x0: torch.Tensor, g: torch.Tensor) -> list[torch.Tensor]:
@@ -106,8 +108,12 @@ def main(argv: list[str] | None = None) -> int:
                 if len(got["old"]) != len(got["new"]) or not all(map(same_bits, got["old"], got["new"])):
                     differing += 1
                     names = output_names(layer) * 2
-                    which = sorted({k for k, a, b in zip(names, got["old"], got["new"]) if not same_bits(a, b)})
-                    print(f"differs: {spec} at width {n}, {dtype}: {', '.join(which) or 'the number of outputs'}")
+                    which = sorted(
+                        {k for k, a, b in zip(names, got["old"], got["new"]) if not same_bits(a, b)}
+                    )
+                    print(
+                        f"differs: {spec} at width {n}, {dtype}: {', '.join(which) or 'the number of outputs'}"
+                    )
     print(f"{cases} cases ({len(SPECS)} forms × {len(WIDTHS)} widths × 2 dtypes): {differing} differ")
     return 1 if differing else 0
 
