@@ -41,6 +41,8 @@ SPECS = [
     "dn:alpha=1.5,r=0.5",
     "dn:alpha=1.5,kappa=gaussian",
     "dn",
+    "dn:center=true",
+    "dn:kappa=uniform,beta=1,kappa_init=0.1",
 ]
 WIDTHS = (7, 16, 23, 100, 128, 519, 520)
 
