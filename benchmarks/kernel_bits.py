@@ -34,6 +34,8 @@ SPECS = [
     "dn:learn_alpha=true,alpha=1.5,kappa=band:2",
     "dn:learn_alpha=true,alpha=1.5,kappa=full",
     "dn:learn_alpha=true,alpha=1.5,kappa=lowrank:4",
+    "dn:learn_alpha=true,alpha=1,kappa=lowrank:4",
+    "dn:learn_alpha=true,alpha=1.3,kappa=full,center=true",
     "dn:alpha=1.5",
     "dn:alpha=1.5,kappa=self",
     "dn:alpha=1.5,kappa=band:2",

@@ -2113,6 +2113,69 @@ __attribute__((noinline)) double alpha_log_row(const T* __restrict__ y, T m, T d
   return lane_sum(buf, n);
 }
 
+#ifdef LATERALNORM_COMPACT_POWERS
+// alpha_log_row for a rectified float row of kCompactFrom units or more (AVX-512): the logs only where a > 0 (or
+// NaN), gathered into glibc's 16-lane calls as compact_powers gathers them (a ≤ 0 gets ln_pos's log 1 = +0, put
+// back as the expand's zero), and the row's lane_sum taken in the loop that makes each term. Each element's log
+// is the same 16-lane function's (the full groups of 16; the tail stays with alpha_log_row's own loop), v the
+// expression GCC made of the plain loop's (fma(gψ, ψ, dp·(g·(out − b)))), and the sum's lanes in lane_sum's
+// order: the same bits (kernel_bits.py). About half a rectified row is zero: half the calls, and no second pass
+// over the terms for their sum.
+template <bool OUT_TERM, bool CENTER>
+__attribute__((noinline)) double alpha_log_row_compacted(const float* __restrict__ y, float m, float dl,
+                                                         const float* __restrict__ gpsi, const float* __restrict__ psi,
+                                                         const float* __restrict__ g, const float* __restrict__ out,
+                                                         const float* __restrict__ b, float dp, int64_t n,
+                                                         float* __restrict__ buf) {
+  const int64_t n16 = n & ~int64_t(15);
+  constexpr int64_t kStackUnits = 1024;  // as compact_powers: stack scratch up to 1024 units
+  alignas(64) float local[kStackUnits + 16];
+  float* lc = local;
+  if (n16 > kStackUnits) {
+    thread_local std::vector<float> wide;
+    if (wide.size() < static_cast<size_t>(n16 + 16)) wide.resize(static_cast<size_t>(n16 + 16));
+    lc = wide.data();
+  }
+  const __m512 vm = _mm512_set1_ps(m), vdl = _mm512_set1_ps(dl), half = _mm512_set1_ps(0.5f),
+               vdp = _mm512_set1_ps(dp), zero = _mm512_setzero_ps();
+  auto mag = [&](int64_t i) {  // a = 0.5·(t + |t|), t as alpha_log_row takes it
+    const __m512 t = CENTER ? t16(y + i, vm, vdl) : _mm512_loadu_ps(y + i);
+    return _mm512_mul_ps(half, _mm512_add_ps(t, _mm512_abs_ps(t)));
+  };
+  int64_t k = 0;
+  for (int64_t i = 0; i < n16; i += 16) {  // a > 0 or NaN: where ln_pos takes the log of a itself
+    const __m512 a = mag(i);
+    const __mmask16 take = _mm512_cmp_ps_mask(a, zero, _CMP_NLE_UQ);
+    _mm512_storeu_ps(lc + k, _mm512_maskz_compress_ps(take, a));
+    k += __builtin_popcount(static_cast<unsigned>(take));
+  }
+  const int64_t kp = (k + 15) & ~int64_t(15);
+  for (int64_t j = k; j < kp; ++j) lc[j] = 1.0f;  // padding: a whole last group
+  for (int64_t j = 0; j < kp; j += 16) _mm512_storeu_ps(lc + j, _ZGVeN16v_logf(_mm512_loadu_ps(lc + j)));
+  __m512d acc = _mm512_setzero_pd();
+  k = 0;
+  for (int64_t i = 0; i < n16; i += 16) {
+    const __mmask16 take = _mm512_cmp_ps_mask(mag(i), zero, _CMP_NLE_UQ);
+    const __m512 gv = _mm512_loadu_ps(gpsi + i), pv = _mm512_loadu_ps(psi + i);
+    __m512 v;
+    if constexpr (OUT_TERM) {
+      const __m512 w = _mm512_mul_ps(_mm512_loadu_ps(g + i),
+                                     _mm512_sub_ps(_mm512_loadu_ps(out + i), _mm512_loadu_ps(b + i)));
+      v = _mm512_fmadd_ps(gv, pv, _mm512_mul_ps(vdp, w));
+    } else {
+      v = _mm512_mul_ps(gv, pv);
+    }
+    acc = add16(acc, _mm512_mul_ps(_mm512_maskz_expand_ps(take, _mm512_loadu_ps(lc + k)), v));
+    k += __builtin_popcount(static_cast<unsigned>(take));
+  }
+  if (n16 < n)  // the tail by the plain loop, its sum continued in order
+    alpha_log_row<float, OUT_TERM, CENTER, true>(y + n16, m, dl, gpsi + n16, psi + n16, OUT_TERM ? g + n16 : nullptr,
+                                                 OUT_TERM ? out + n16 : nullptr, b == nullptr ? b : b + n16, dp,
+                                                 n - n16, buf + n16);
+  return lane_sum_tail(buf, n, n16, acc);
+}
+#endif
+
 at::Tensor alpha_log_terms(const at::Tensor& y_in, const at::Tensor& stats, bool center, bool rect,
                            const at::Tensor& gpsi_in, const at::Tensor& psi_in, const c10::optional<at::Tensor>& g_in,
                            const c10::optional<at::Tensor>& out_in, const c10::optional<at::Tensor>& bias_in,
@@ -2155,6 +2218,15 @@ at::Tensor alpha_log_terms(const at::Tensor& y_in, const at::Tensor& stats, bool
           for (int64_t row = r0; row < r1; ++row) {
             const T mm = static_cast<T>(sp[3 * row]), dl = static_cast<T>(sp[3 * row + 1]);
             const int64_t o = row * n;
+#ifdef LATERALNORM_COMPACT_POWERS
+            if constexpr (std::is_same_v<T, float> && RE) {
+              if (n >= kCompactFrom) {
+                rp[row] = alpha_log_row_compacted<OT, CE>(yp + o, mm, dl, gpp + o, pp + o, OT ? gp + o : nullptr,
+                                                          OT ? op + o : nullptr, bp, dpt, n, buf.data());
+                continue;
+              }
+            }
+#endif
             rp[row] = alpha_log_row<T, OT, CE, RE>(yp + o, mm, dl, gpp + o, pp + o, OT ? gp + o : nullptr,
                                                    OT ? op + o : nullptr, bp, dpt, n, buf.data());
           }
