@@ -986,9 +986,19 @@ void forward_rows(const T* __restrict__ y_all, T* __restrict__ out_all, double* 
         const T k = dr(beta[0] + c[0] * St);
         for (int64_t i = 0; i < n; ++i) out[i] = gamma[i] * (phi_out(fn, (y[i] - m) - dl, ps[i], kept, i) * k) + bias[i];
       } else {
-        for (int64_t i = 0; i < n; ++i) {
-          const T t = (y[i] - m) - dl;
-          out[i] = gamma[i] * (phi_out(fn, t, ps[i], kept, i) * dr(beta[i] + c[i] * St)) + bias[i];
+        bool done = false;
+        if constexpr (std::is_same_v<Fn, VecPowFn<T, P_SAME>>) {
+          if (fn.rect) {  // p = α, rectified: φ = sgn(t)·ψ with sgn ≡ 1 (rect's sneg), so φ is ψ itself (1·ψ = ψ,
+            // the same bits) and the loop reads no y
+            for (int64_t i = 0; i < n; ++i) out[i] = gamma[i] * (ps[i] * dr(beta[i] + c[i] * St)) + bias[i];
+            done = true;
+          }
+        }
+        if (!done) {
+          for (int64_t i = 0; i < n; ++i) {
+            const T t = (y[i] - m) - dl;
+            out[i] = gamma[i] * (phi_out(fn, t, ps[i], kept, i) * dr(beta[i] + c[i] * St)) + bias[i];
+          }
         }
       }
     } else if (KIND == SELF) {
@@ -1309,7 +1319,10 @@ __attribute__((noinline)) double grads_from_pm_sum(const float* __restrict__ v, 
 // a store an element), and z and q are not stored for the row's full groups. The same gy, column sums and
 // Σ c q as sweep_units_dot and grads_from_pm_sum (the same expressions); only α's gradient differs from theirs
 // in its last bits (it sums the two products in 16 float lanes, then in double, where those loops rounded each
-// element's L·(gψ ψ + ∂p/∂α gz z) to float and summed in double; both within ~1e-6 of the float64 sum): at
+// element's L·(gψ ψ + ∂p/∂α gz z) to float and summed in double; both within ~1e-7–2e-6 of a float64 run on
+// random rows, the lanes' error growing with n/16 and with cancellation, as ln a changes sign at a = 1; where a
+// term overflows float, or gψ is not finite, the two can differ beyond rounding: one inf or NaN where the other is
+// finite or NaN): at
 // (1024, 512) float32 the raw backward 0.551 → 0.444 ms (A/B in one process; benchmarks/RESULTS.md, stop 42).
 struct AlphaRowSums {
   double sq, lpsi, lgzz;  // lane_dot(c, q), Σ ln a·ψ, Σ ln a·gz z
