@@ -593,6 +593,26 @@ def test_a_wide_row_takes_alpha_s_sums_in_its_first_loop(spec, n, monkeypatch):
     )  # α's gradient is there
 
 
+@pytest.mark.parametrize(
+    "spec", ["dn:learn_alpha=true,alpha=1,kappa=lowrank:4", "dn:learn_alpha=true,alpha=1.3,kappa=full"]
+)
+@pytest.mark.parametrize("n", [256, 260])
+def test_a_wide_matrix_pool_row_takes_its_alpha_logs_where_a_is_positive(spec, n, monkeypatch):
+    """A matrix pool's learned-α pass (Σ ln a·(gψ ψ − gW (W + β)), the ψ node's backward) on rectified float32 rows
+    of 256 units or more takes its logs only where relu(t) > 0 (`alpha_log_row_compacted` on AVX-512): α's
+    gradient, and every other, equal the PyTorch formula's, with a row of zeros and a tail of 4."""
+    compiled, plain = _pair(spec, n, torch.float32)
+    x = torch.randn(40, n) * 2
+    x[3] = 0.0
+    g = torch.randn_like(x)
+    got = _grads(compiled, x, g)
+    ref = _with_torch_kernel(monkeypatch, lambda: _grads(plain, x, g))
+    for i, (a, b) in enumerate(zip(got, ref)):
+        torch.testing.assert_close(a, b, atol=2e-5, rtol=2e-4, msg=lambda m, i=i: f"{spec} output #{i}: {m}")
+    names = [name for name, _ in compiled.named_parameters()]
+    assert got[2 + names.index("alpha_raw")].abs().item() > 0
+
+
 def test_gradcheck_float64():
     for spec in ["dn", "dn:kappa=band:2", "dn:preset=lrn", "dn:fn=signed,alpha=1.5,r=0.7", "dn:alpha=1.5"]:
         m = create_norm(spec, 7, dtype=torch.float64)
