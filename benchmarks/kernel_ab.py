@@ -11,9 +11,11 @@ taking turns, the noise is common to both. Build an older tree's kernel with a w
     PYTHONPATH=/tmp/wt_old/src python -c \
         "from lateralnorm.norms import cpu_kernel; print(cpu_kernel.extension().__file__)"
 
-Each build's file name carries its own source hash, so the two load side by side. Prints, per spec, each build's
-best time over LayerNorm's best, and NEW/OLD two ways: of the best times, and the median over rounds of
-each round's ratio (the builds ran back to back there; below 1: NEW is faster). Thread CPU time, 1 thread.
+Each build's file name carries its own source hash, so the two load side by side. Prints, per spec, each
+build's best time over LayerNorm's best, and NEW/OLD two ways: of the best times, and the median over rounds
+of each round's ratio (the builds ran back to back there; below 1: NEW is faster). Thread CPU time, 1 thread.
+With --raw, each build's kernel calls (`forward`, `backward`) are timed apart instead of the layer's step
+(O(N) forms): where in the step a change went.
 """
 
 from __future__ import annotations
@@ -47,6 +49,50 @@ def load(path: str, prog: str = "kernel_ab"):  # noqa: ANN201
     return module
 
 
+def raw_split(builds: dict, specs: list[str], b: int, n: int, rounds: int) -> int:
+    """Each build's `forward` and `backward` called directly (no autograd node, no Python layer), apart, with the
+    builds taking turns: where in the step a change went. Random β, c, γ, b per unit; every gradient asked for
+    (α's only for a learned α)."""
+    print(
+        f"# kernel A/B of the raw calls at ({b}, {n}), {rounds} rounds of 5 calls; new/old best, paired median"
+    )
+    print("| spec | forward | backward |\n|---|---|---|")
+    for spec in specs:
+        layer = create_norm(spec, n)
+        cfg = getattr(layer, "_cfg", None)
+        if cfg is None or cfg.kind not in ("uniform", "self", "band"):
+            print(f"| {spec} | (not an O(N) row kernel form) | |")
+            continue
+        args = cfg.kernel_args()
+        learn = "learn_alpha=true" in spec
+        params = [torch.rand(n) + 0.5, torch.rand(n) * 0.01, torch.randn(n), torch.randn(n)]
+        y, g = torch.randn(b, n), torch.randn(b, n)
+        t = {k: ([], []) for k in builds}
+        for rnd in range(rounds):
+            for k in builds if rnd % 2 == 0 else reversed(builds):
+                ext = builds[k]
+                t0 = time.thread_time()
+                for _ in range(5):
+                    _, stats, w = ext.forward(y, *params, *args, True, learn)
+                t1 = time.thread_time()
+                for _ in range(5):
+                    ext.backward(
+                        g, y, stats, w, *params[:3], *args, True, True, True, True, True, learn, args[5]
+                    )
+                t2 = time.thread_time()
+                t[k][0].append((t1 - t0) / 5)
+                t[k][1].append((t2 - t1) / 5)
+        cells = []
+        for i in (0, 1):
+            old, new = t["old"][i], t["new"][i]
+            paired = statistics.median(b / a for a, b in zip(old, new))
+            cells.append(
+                f"{min(new) / min(old):.3f} / {paired:.3f} ({min(old) * 1e3:.3f} → {min(new) * 1e3:.3f} ms)"
+            )
+        print(f"| {spec} | {cells[0]} | {cells[1]} |")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("old")
@@ -54,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--spec", action="append", help="a dn spec (repeatable); default: " + "; ".join(SPECS))
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--size", type=int, nargs=2, default=(1024, 512), metavar=("B", "N"))
+    ap.add_argument(
+        "--raw", action="store_true",
+        help="time the kernel's own forward and backward calls apart (O(N) specs), not the layer's step",
+    )  # fmt: skip
     args = ap.parse_args(argv)
     keep_freed_memory()  # the lab's allocator setting (allocator.py)
     torch.set_num_threads(1)
@@ -65,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     cpu_kernel._state["ext"] = builds["old"]  # from here on the layers call the build set here, never a build
     b, n = args.size
     torch.manual_seed(0)
+    if args.raw:
+        return raw_split(builds, args.spec or SPECS, b, n, args.rounds)
     x, g = torch.randn(b, n, requires_grad=True), torch.randn(b, n)
     ln = nn.LayerNorm(n)
     layers = {s: create_norm(s, n) for s in (args.spec or SPECS)}
