@@ -566,6 +566,21 @@ def test_a_rectified_row_takes_the_bits_of_a_signed_one(spec, n):
         assert torch.equal(a, b)
 
 
+def _wide_learned_alpha_equals_formula(spec: str, n: int, rows: int, monkeypatch) -> None:  # noqa: ANN001
+    """Every output and gradient of a learned-α layer of n units (float32, a row of exact zeros) equals the PyTorch
+    formula's, and α's gradient is there (not zero)."""
+    compiled, plain = _pair(spec, n, torch.float32)
+    x = torch.randn(rows, n) * 2
+    x[3] = 0.0  # a row of exact zeros
+    g = torch.randn_like(x)
+    got = _grads(compiled, x, g)
+    ref = _with_torch_kernel(monkeypatch, lambda: _grads(plain, x, g))
+    for i, (a, b) in enumerate(zip(got, ref)):
+        torch.testing.assert_close(a, b, atol=2e-5, rtol=2e-4, msg=lambda m, i=i: f"{spec} output #{i}: {m}")
+    names = [name for name, _ in compiled.named_parameters()]
+    assert "alpha_raw" in names and got[2 + names.index("alpha_raw")].abs().item() > 0
+
+
 @pytest.mark.parametrize(
     "spec",
     [
@@ -579,18 +594,7 @@ def test_a_wide_row_takes_alpha_s_sums_in_its_first_loop(spec, n, monkeypatch):
     """From 256 units a learned α's row share of ∂L/∂α is gψ·Σ ln a·ψ + ∂p/∂α·Σ ln a·gz z, both sums taken in
     the backward's first loop (`sweep_units_alpha`), and the second loop is gy alone: every output and gradient
     equals the PyTorch formula's, at whole groups of 16 and with a tail of 11 to the plain loop."""
-    compiled, plain = _pair(spec, n, torch.float32)
-    x = torch.randn(70, n) * 2
-    x[3] = 0.0  # a row of exact zeros
-    g = torch.randn_like(x)
-    got = _grads(compiled, x, g)
-    ref = _with_torch_kernel(monkeypatch, lambda: _grads(plain, x, g))
-    for i, (a, b) in enumerate(zip(got, ref)):
-        torch.testing.assert_close(a, b, atol=2e-5, rtol=2e-4, msg=lambda m, i=i: f"{spec} output #{i}: {m}")
-    names = [name for name, _ in compiled.named_parameters()]
-    assert (
-        "alpha_raw" in names and got[2 + names.index("alpha_raw")].abs().item() > 0
-    )  # α's gradient is there
+    _wide_learned_alpha_equals_formula(spec, n, 70, monkeypatch)
 
 
 @pytest.mark.parametrize(
@@ -601,16 +605,7 @@ def test_a_wide_matrix_pool_row_takes_its_alpha_logs_where_a_is_positive(spec, n
     """A matrix pool's learned-α pass (Σ ln a·(gψ ψ − gW (W + β)), the ψ node's backward) on rectified float32 rows
     of 256 units or more takes its logs only where relu(t) > 0 (`alpha_log_row_compacted` on AVX-512): α's
     gradient, and every other, equal the PyTorch formula's, with a row of zeros and a tail of 4."""
-    compiled, plain = _pair(spec, n, torch.float32)
-    x = torch.randn(40, n) * 2
-    x[3] = 0.0
-    g = torch.randn_like(x)
-    got = _grads(compiled, x, g)
-    ref = _with_torch_kernel(monkeypatch, lambda: _grads(plain, x, g))
-    for i, (a, b) in enumerate(zip(got, ref)):
-        torch.testing.assert_close(a, b, atol=2e-5, rtol=2e-4, msg=lambda m, i=i: f"{spec} output #{i}: {m}")
-    names = [name for name, _ in compiled.named_parameters()]
-    assert got[2 + names.index("alpha_raw")].abs().item() > 0
+    _wide_learned_alpha_equals_formula(spec, n, 40, monkeypatch)
 
 
 def test_gradcheck_float64():

@@ -496,6 +496,36 @@ __attribute__((noinline)) void pm_from_ln(const T* __restrict__ y, T m, T dl, in
 // out). About half of a rectified row is zero, so the row takes about half the calls. Each element goes through
 // the same 16-lane function as in pm_of_row's own loop (its full groups of 16; the tail is left to that loop),
 // and those calls compute each lane from that lane alone: the same bits (tests compare the two paths).
+// A compacted pass's scratch of `need` floats: the caller's stack array (`cap` floats) where it fits, else a
+// thread-local vector (its lookup cost ~10 % of a 100-unit row's forward, so the stack first). The two compacted
+// passes (compact_powers, alpha_log_row_compacted) never run inside each other, so they can share it.
+inline float* compact_scratch(float* local, int64_t cap, int64_t need) {
+  if (need <= cap) return local;
+  thread_local std::vector<float> wide;
+  if (wide.size() < static_cast<size_t>(need)) wide.resize(static_cast<size_t>(need));
+  return wide.data();
+}
+
+// The gathering both compacted passes share: the a > 0 (or NaN: where ln_pos takes the log of a itself) among a
+// row's whole groups of 16 (a(i): the group at i) put in order into lc (a register compress, then a plain store),
+// the last group padded with 1, and their logs taken in place by the 16-lane call. lc holds n16 + 16 floats;
+// returns the padded count (a multiple of 16). Put back with _mm512_maskz_expand_ps under the same mask.
+template <typename A>
+__attribute__((always_inline)) inline int64_t gathered_logs(int64_t n16, float* __restrict__ lc, A a) {
+  const __m512 zero = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (int64_t i = 0; i < n16; i += 16) {
+    const __m512 v = a(i);
+    const __mmask16 take = _mm512_cmp_ps_mask(v, zero, _CMP_NLE_UQ);
+    _mm512_storeu_ps(lc + k, _mm512_maskz_compress_ps(take, v));
+    k += __builtin_popcount(static_cast<unsigned>(take));
+  }
+  const int64_t kp = (k + 15) & ~int64_t(15);
+  for (int64_t j = k; j < kp; ++j) lc[j] = 1.0f;  // padding: a whole last group
+  for (int64_t j = 0; j < kp; j += 16) _mm512_storeu_ps(lc + j, _ZGVeN16v_logf(_mm512_loadu_ps(lc + j)));
+  return kp;
+}
+
 template <typename T, bool WITH_PSI, bool WITH_L, typename Fn>  // below: compact_powers hands it a row's tail
 __attribute__((noinline)) void pm_of_row(const T* y, T m, T dl, int64_t n, T* pm, T* psi, T* L, const Fn fn);
 template <bool WITH_PSI, bool WITH_L, bool WITH_SUM = false>
@@ -503,34 +533,19 @@ __attribute__((noinline)) __m512d compact_powers(const float* __restrict__ y, fl
                                                  float* __restrict__ pm, float* __restrict__ psi,
                                                  float* __restrict__ L, const VecPowFn<float, P_SAME>& fn) {
   const int64_t n16 = n & ~int64_t(15);
-  // scratch on the stack up to 1024 units (a thread_local vector's lookup cost ~10 % of a 100-unit row's forward)
-  constexpr int64_t kStackUnits = 1024;
+  constexpr int64_t kStackUnits = 1024;  // scratch on the stack up to 1024 units (compact_scratch)
   alignas(64) float local[3 * kStackUnits + 32];
-  float* base = local;
-  if (n16 > kStackUnits) {
-    thread_local std::vector<float> wide;
-    if (wide.size() < static_cast<size_t>(3 * n16 + 32)) wide.resize(static_cast<size_t>(3 * n16 + 32));
-    base = wide.data();
-  }
+  float* const base = compact_scratch(local, 3 * kStackUnits + 32, 3 * n16 + 32);
   float* __restrict__ a = base;              // a = mag(t) (exact: t or 0, whichever way GCC contracts it)
   float* __restrict__ lc = a + n16;          // the gathered a, then their logs
   float* __restrict__ ec = lc + n16 + 16;    // their exps
   for (int64_t i = 0; i < n16; ++i) a[i] = fn.mag((y[i] - m) - dl);
   const __m512 zero = _mm512_setzero_ps();
-  int64_t k = 0;
-  for (int64_t i = 0; i < n16; i += 16) {  // a > 0 or NaN: where ln_pos takes the log of a itself
-    const __m512 v = _mm512_loadu_ps(a + i);
-    const __mmask16 take = _mm512_cmp_ps_mask(v, zero, _CMP_NLE_UQ);
-    _mm512_storeu_ps(lc + k, _mm512_maskz_compress_ps(take, v));  // register compress, then a plain store
-    k += __builtin_popcount(static_cast<unsigned>(take));
-  }
-  const int64_t kp = (k + 15) & ~int64_t(15);
-  for (int64_t j = k; j < kp; ++j) lc[j] = 1.0f;  // padding: a whole last group
+  const int64_t kp = gathered_logs(n16, lc, [&](int64_t i) { return _mm512_loadu_ps(a + i); });
   const __m512 f = _mm512_set1_ps(fn.kept_factor());
-  for (int64_t j = 0; j < kp; j += 16) _mm512_storeu_ps(lc + j, _ZGVeN16v_logf(_mm512_loadu_ps(lc + j)));
   for (int64_t j = 0; j < kp; j += 16)
     _mm512_storeu_ps(ec + j, _ZGVeN16v_expf(_mm512_mul_ps(f, _mm512_loadu_ps(lc + j))));
-  k = 0;
+  int64_t k = 0;
   __m512d sum = _mm512_setzero_pd();
   for (int64_t i = 0; i < n16; i += 16) {
     const __m512 v = _mm512_loadu_ps(a + i);
@@ -1200,37 +1215,43 @@ inline __m512 mag16(__m512 t, __m512 ka, __m512 kb) {
 }
 
 // One element group's φ and φ' for the fused sweep below
-struct PhiPair {
-  __m512 phi, dphi;
+// One element group's ψ, φ and φ' for the fused sweeps below
+struct GroupVals {
+  __m512 psi, phi, dphi;
 };
 
-// sweep_units<float, UNIFORM, false, true, SRC> (r = 1) and lane_dot(c, q) of the row, φ and φ' of each group of 16
-// from elem(i, t): the loop of the element policies with a fused sweep (P_SAME from the kept power, RectSq from t)
-template <int SRC, typename Fn, typename Elem>
+// sweep_units<float, UNIFORM, false, true, SRC> (r = 1) and lane_dot(c, q) of the row, ψ, φ and φ' of each group of
+// 16 from elem(i, t): the loop of the element policies with a fused sweep (P_SAME from the kept power, RectSq from
+// t). STORE_ZQ: z and q stored for the whole row (else only for its tail, which the plain loop takes);
+// group(i, e, gz, z) sees each group's values (sweep_units_alpha's sums).
+template <int SRC, bool STORE_ZQ, typename Fn, typename Elem, typename Group>
 __attribute__((always_inline)) inline double sweep_dot_of(
     const float* __restrict__ y, const float* __restrict__ g, const float* __restrict__ beta,
     const float* __restrict__ c, const float* __restrict__ gamma, float St, float m, float dl, int64_t n,
     float* __restrict__ zb, float* __restrict__ qb, float* __restrict__ vb, float* __restrict__ cg,
     float* __restrict__ cb, float* __restrict__ cq, float* __restrict__ cw, const float* __restrict__ pm,
-    const Fn& fn, const ROne<float>& dr, Elem elem) {
+    const Fn& fn, const ROne<float>& dr, Elem elem, Group group) {
   const int64_t n16 = n & ~int64_t(15);
   const __m512 vm = _mm512_set1_ps(m), vdl = _mm512_set1_ps(dl), vS = _mm512_set1_ps(St), one = _mm512_set1_ps(1.0f);
   __m512d acc = _mm512_setzero_pd();
   for (int64_t i = 0; i < n16; i += 16) {
     const __m512 gv = _mm512_loadu_ps(g + i), cv = _mm512_loadu_ps(c + i);
-    const PhiPair e = elem(i, t16(y + i, vm, vdl));
+    const GroupVals e = elem(i, t16(y + i, vm, vdl));
     const __m512 gz = _mm512_mul_ps(gv, _mm512_loadu_ps(gamma + i));
     const __m512 k = _mm512_div_ps(one, _mm512_fmadd_ps(cv, vS, _mm512_loadu_ps(beta + i)));  // 1 / (β + c W)
     const __m512 z = _mm512_mul_ps(e.phi, k);
     const __m512 q = _mm512_mul_ps(_mm512_mul_ps(gz, z), k);
-    _mm512_storeu_ps(zb + i, z);
-    _mm512_storeu_ps(qb + i, q);
+    if (STORE_ZQ) {
+      _mm512_storeu_ps(zb + i, z);
+      _mm512_storeu_ps(qb + i, q);
+    }
     _mm512_storeu_ps(vb + i, _mm512_mul_ps(_mm512_mul_ps(gz, k), e.dphi));
     _mm512_storeu_ps(cg + i, _mm512_fmadd_ps(gv, z, _mm512_loadu_ps(cg + i)));
     _mm512_storeu_ps(cb + i, _mm512_add_ps(_mm512_loadu_ps(cb + i), gv));
     _mm512_storeu_ps(cq + i, _mm512_add_ps(_mm512_loadu_ps(cq + i), q));
     _mm512_storeu_ps(cw + i, _mm512_fmadd_ps(q, vS, _mm512_loadu_ps(cw + i)));
     acc = dot16(acc, cv, q);
+    group(i, e, gz, z);
   }
   if (n16 < n)
     sweep_units<float, UNIFORM, false, true, SRC>(y + n16, g + n16, beta + n16, c + n16, gamma + n16, nullptr, St, m,
@@ -1238,6 +1259,19 @@ __attribute__((always_inline)) inline double sweep_dot_of(
                                                   cq + n16, cw + n16, SRC == SRC_PM ? pm + n16 : nullptr, nullptr,
                                                   nullptr, fn, dr);
   return lane_dot_tail(c, qb, n, n16, acc);
+}
+constexpr auto kNoGroupWork = [](int64_t, const GroupVals&, __m512, __m512) {};
+
+// P_SAME's values of a group from the kept a^(α−1), as psi_from_pm, phi_from_pm and dphi_from_pm compute them
+inline auto pm_group_values(const float* __restrict__ pm, const VecPowFn<float, P_SAME>& fn) {
+  const __m512 ka = _mm512_set1_ps(fn.ka), kb = _mm512_set1_ps(fn.kb), sneg = _mm512_set1_ps(fn.sneg),
+               ex = _mm512_set1_ps(fn.kept_exponent()), zero = _mm512_setzero_ps();
+  return [=](int64_t i, __m512 t) {
+    const __m512 pmv = _mm512_loadu_ps(pm + i);
+    const __mmask16 neg = _mm512_cmp_ps_mask(t, zero, _CMP_LT_OS);
+    const __m512 psi = _mm512_mul_ps(mag16(t, ka, kb), pmv);
+    return GroupVals{psi, _mm512_mask_mul_ps(psi, neg, psi, sneg), _mm512_mul_ps(ex, pmv)};  // sgn(t)·ψ, α·pm
+  };
 }
 
 // sweep_units<float, UNIFORM, false, true, SRC_PM> (P_SAME, r = 1) and lane_dot(c, q) of the row
@@ -1249,16 +1283,8 @@ __attribute__((noinline)) double sweep_units_dot(const float* __restrict__ y, co
                                                  float* __restrict__ cb, float* __restrict__ cq,
                                                  float* __restrict__ cw, const float* __restrict__ pm,
                                                  const VecPowFn<float, P_SAME>& fn, const ROne<float>& dr) {
-  const __m512 ka = _mm512_set1_ps(fn.ka), kb = _mm512_set1_ps(fn.kb), sneg = _mm512_set1_ps(fn.sneg),
-               ex = _mm512_set1_ps(fn.kept_exponent()), zero = _mm512_setzero_ps();
-  return sweep_dot_of<SRC_PM>(y, g, beta, c, gamma, St, m, dl, n, zb, qb, vb, cg, cb, cq, cw, pm, fn, dr,
-                              [&](int64_t i, __m512 t) {
-                                const __m512 pmv = _mm512_loadu_ps(pm + i);
-                                const __mmask16 neg = _mm512_cmp_ps_mask(t, zero, _CMP_LT_OS);
-                                const __m512 psi = _mm512_mul_ps(mag16(t, ka, kb), pmv);  // psi_from_pm
-                                return PhiPair{_mm512_mask_mul_ps(psi, neg, psi, sneg),   // sgn(t)·ψ
-                                               _mm512_mul_ps(ex, pmv)};                   // dphi_from_pm
-                              });
+  return sweep_dot_of<SRC_PM, true>(y, g, beta, c, gamma, St, m, dl, n, zb, qb, vb, cg, cb, cq, cw, pm, fn, dr,
+                                    pm_group_values(pm, fn), kNoGroupWork);
 }
 
 // The same for the default `dn` (RectSq: φ = relu(t)², φ' = 2 relu(t); r = 1), whose lane_dot(c, q) after the
@@ -1272,12 +1298,14 @@ __attribute__((noinline)) double sweep_units_dot_sq(const float* __restrict__ y,
                                                     float* __restrict__ cw, const RectSq<float>& fn,
                                                     const ROne<float>& dr) {
   const __m512 two = _mm512_set1_ps(2.0f), zero = _mm512_setzero_ps();
-  return sweep_dot_of<SRC_EVAL>(y, g, beta, c, gamma, St, m, dl, n, zb, qb, vb, cg, cb, cq, cw, nullptr, fn, dr,
-                                [&](int64_t, __m512 t) {
-                                  const __mmask16 pos = _mm512_cmp_ps_mask(t, zero, _CMP_GT_OQ);
-                                  const __m512 a = _mm512_maskz_mov_ps(pos, t);
-                                  return PhiPair{_mm512_mul_ps(a, a), _mm512_maskz_mul_ps(pos, two, t)};
-                                });
+  return sweep_dot_of<SRC_EVAL, true>(
+      y, g, beta, c, gamma, St, m, dl, n, zb, qb, vb, cg, cb, cq, cw, nullptr, fn, dr,
+      [&](int64_t, __m512 t) {
+        const __mmask16 pos = _mm512_cmp_ps_mask(t, zero, _CMP_GT_OQ);
+        const __m512 a = _mm512_maskz_mov_ps(pos, t), psi = _mm512_mul_ps(a, a);
+        return GroupVals{psi, psi, _mm512_maskz_mul_ps(pos, two, t)};  // φ = ψ, φ' = 2 relu(t)
+      },
+      kNoGroupWork);
 }
 
 // grads_from_pm<float, true, true, true> (P_SAME): gy and α's row terms, and lane_sum of those terms
@@ -1333,48 +1361,22 @@ __attribute__((noinline)) AlphaRowSums sweep_units_alpha(
     float* __restrict__ zb, float* __restrict__ qb, float* __restrict__ vb, float* __restrict__ cg,
     float* __restrict__ cb, float* __restrict__ cq, float* __restrict__ cw, const float* __restrict__ pm,
     const float* __restrict__ lb, const VecPowFn<float, P_SAME>& fn, const ROne<float>& dr) {
-  const int64_t n16 = n & ~int64_t(15);
-  const __m512 vm = _mm512_set1_ps(m), vdl = _mm512_set1_ps(dl), ka = _mm512_set1_ps(fn.ka),
-               kb = _mm512_set1_ps(fn.kb), sneg = _mm512_set1_ps(fn.sneg), ex = _mm512_set1_ps(fn.kept_exponent()),
-               vS = _mm512_set1_ps(St), one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
-  __m512d acc = _mm512_setzero_pd();
   __m512 apsi = _mm512_setzero_ps(), agzz = _mm512_setzero_ps();
-  for (int64_t i = 0; i < n16; i += 16) {  // sweep_units_dot's loop without z and q's stores, and ln a's sums
-    const __m512 pmv = _mm512_loadu_ps(pm + i), gv = _mm512_loadu_ps(g + i), cv = _mm512_loadu_ps(c + i);
-    const __m512 t = t16(y + i, vm, vdl);
-    const __mmask16 neg = _mm512_cmp_ps_mask(t, zero, _CMP_LT_OS);
-    const __m512 psi = _mm512_mul_ps(mag16(t, ka, kb), pmv);
-    const __m512 phi = _mm512_mask_mul_ps(psi, neg, psi, sneg);
-    const __m512 dphi = _mm512_mul_ps(ex, pmv);
-    const __m512 gz = _mm512_mul_ps(gv, _mm512_loadu_ps(gamma + i));
-    const __m512 k = _mm512_div_ps(one, _mm512_fmadd_ps(cv, vS, _mm512_loadu_ps(beta + i)));
-    const __m512 z = _mm512_mul_ps(phi, k);
-    const __m512 gzz = _mm512_mul_ps(gz, z);
-    const __m512 q = _mm512_mul_ps(gzz, k);
-    _mm512_storeu_ps(vb + i, _mm512_mul_ps(_mm512_mul_ps(gz, k), dphi));
-    _mm512_storeu_ps(cg + i, _mm512_fmadd_ps(gv, z, _mm512_loadu_ps(cg + i)));
-    _mm512_storeu_ps(cb + i, _mm512_add_ps(_mm512_loadu_ps(cb + i), gv));
-    _mm512_storeu_ps(cq + i, _mm512_add_ps(_mm512_loadu_ps(cq + i), q));
-    _mm512_storeu_ps(cw + i, _mm512_fmadd_ps(q, vS, _mm512_loadu_ps(cw + i)));
-    acc = dot16(acc, cv, q);
-    const __m512 lv = _mm512_loadu_ps(lb + i);
-    apsi = _mm512_fmadd_ps(lv, psi, apsi);
-    agzz = _mm512_fmadd_ps(lv, gzz, agzz);
+  AlphaRowSums out{0, 0, 0};
+  // sweep_units_dot's loop without z and q's stores for the whole groups, and ln a's sums beside it
+  out.sq = sweep_dot_of<SRC_PM, false>(y, g, beta, c, gamma, St, m, dl, n, zb, qb, vb, cg, cb, cq, cw, pm, fn, dr,
+                                       pm_group_values(pm, fn), [&](int64_t i, const GroupVals& e, __m512 gz, __m512 z) {
+                                         const __m512 lv = _mm512_loadu_ps(lb + i);
+                                         apsi = _mm512_fmadd_ps(lv, e.psi, apsi);
+                                         agzz = _mm512_fmadd_ps(lv, _mm512_mul_ps(gz, z), agzz);
+                                       });
+  out.lpsi = finish_lanes(add16(_mm512_setzero_pd(), apsi), 0.0);
+  out.lgzz = finish_lanes(add16(_mm512_setzero_pd(), agzz), 0.0);
+  for (int64_t i = n & ~int64_t(15); i < n; ++i) {  // the tail (z stored there by the plain loop), in double
+    const double l = lb[i];
+    out.lpsi += l * fn.psi_from_pm((y[i] - m) - dl, pm[i]);
+    out.lgzz += l * (g[i] * gamma[i] * zb[i]);
   }
-  AlphaRowSums out{0, finish_lanes(add16(_mm512_setzero_pd(), apsi), 0.0),
-                   finish_lanes(add16(_mm512_setzero_pd(), agzz), 0.0)};
-  if (n16 < n) {  // the tail by the plain loop (z and q stored there), its α sums in double
-    sweep_units<float, UNIFORM, false, true, SRC_PM>(y + n16, g + n16, beta + n16, c + n16, gamma + n16, nullptr,
-                                                      St, m, dl, n - n16, zb + n16, qb + n16, vb + n16, cg + n16,
-                                                      cb + n16, cq + n16, cw + n16, pm + n16, nullptr, nullptr, fn,
-                                                      dr);
-    for (int64_t i = n16; i < n; ++i) {
-      const double l = lb[i];
-      out.lpsi += l * fn.psi_from_pm((y[i] - m) - dl, pm[i]);
-      out.lgzz += l * (g[i] * gamma[i] * zb[i]);
-    }
-  }
-  out.sq = lane_dot_tail(c, qb, n, n16, acc);
   return out;
 }
 
@@ -2143,30 +2145,16 @@ __attribute__((noinline)) double alpha_log_row_compacted(const float* __restrict
   const int64_t n16 = n & ~int64_t(15);
   constexpr int64_t kStackUnits = 1024;  // as compact_powers: stack scratch up to 1024 units
   alignas(64) float local[kStackUnits + 16];
-  float* lc = local;
-  if (n16 > kStackUnits) {
-    thread_local std::vector<float> wide;
-    if (wide.size() < static_cast<size_t>(n16 + 16)) wide.resize(static_cast<size_t>(n16 + 16));
-    lc = wide.data();
-  }
+  float* __restrict__ lc = compact_scratch(local, kStackUnits + 16, n16 + 16);
   const __m512 vm = _mm512_set1_ps(m), vdl = _mm512_set1_ps(dl), half = _mm512_set1_ps(0.5f),
                vdp = _mm512_set1_ps(dp), zero = _mm512_setzero_ps();
   auto mag = [&](int64_t i) {  // a = 0.5·(t + |t|), t as alpha_log_row takes it
     const __m512 t = CENTER ? t16(y + i, vm, vdl) : _mm512_loadu_ps(y + i);
     return _mm512_mul_ps(half, _mm512_add_ps(t, _mm512_abs_ps(t)));
   };
-  int64_t k = 0;
-  for (int64_t i = 0; i < n16; i += 16) {  // a > 0 or NaN: where ln_pos takes the log of a itself
-    const __m512 a = mag(i);
-    const __mmask16 take = _mm512_cmp_ps_mask(a, zero, _CMP_NLE_UQ);
-    _mm512_storeu_ps(lc + k, _mm512_maskz_compress_ps(take, a));
-    k += __builtin_popcount(static_cast<unsigned>(take));
-  }
-  const int64_t kp = (k + 15) & ~int64_t(15);
-  for (int64_t j = k; j < kp; ++j) lc[j] = 1.0f;  // padding: a whole last group
-  for (int64_t j = 0; j < kp; j += 16) _mm512_storeu_ps(lc + j, _ZGVeN16v_logf(_mm512_loadu_ps(lc + j)));
+  gathered_logs(n16, lc, mag);
   __m512d acc = _mm512_setzero_pd();
-  k = 0;
+  int64_t k = 0;
   for (int64_t i = 0; i < n16; i += 16) {
     const __mmask16 take = _mm512_cmp_ps_mask(mag(i), zero, _CMP_NLE_UQ);
     const __m512 gv = _mm512_loadu_ps(gpsi + i), pv = _mm512_loadu_ps(psi + i);
