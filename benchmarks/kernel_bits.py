@@ -42,6 +42,8 @@ SPECS = [
     "dn:alpha=1.3,center=true",
     "dn:alpha=1.5,r=0.5",
     "dn:alpha=1.5,kappa=gaussian",
+    "dn:kappa=full",
+    "gdn",
     "dn",
     "dn:center=true",
     "dn:kappa=uniform,beta=1,kappa_init=0.1",

@@ -753,6 +753,14 @@ def test_run_records_name_the_kernel(monkeypatch):
     versions.cache_clear()
     assert cpu_kernel.kernel_name() == "pytorch"
     assert versions()["matrix_learned_alpha"] == "formula"
+    assert versions()["channel_pool"] == "rows"  # kernel off: the formula on rows
+    monkeypatch.undo()
+    versions.cache_clear()
+    # a channels-first matrix κ: on the input's planes by default, rows where asked
+    assert versions()["channel_pool"] == "planes"
+    monkeypatch.setenv("LATERALNORM_CHANNEL_POOL", "rows")
+    versions.cache_clear()
+    assert versions()["channel_pool"] == "rows"
     monkeypatch.undo()
     versions.cache_clear()
 

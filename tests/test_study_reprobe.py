@@ -117,3 +117,28 @@ def test_a_low_rank_run_that_differs_is_told_how_it_was_stored(monkeypatch):
     monkeypatch.setenv("LATERALNORM_LOWRANK_PRODUCTS", "torch")
     assert lowrank_hint(lowrank, {}) == ""
     assert "LATERALNORM_LOWRANK_PRODUCTS=kernel" in lowrank_hint(lowrank, {"lowrank_products": "kernel"})
+
+
+def test_a_channels_first_matrix_kappa_run_that_differs_is_told_how_it_was_stored(monkeypatch):
+    """Runs stored before 2026-12-07 stop 43 (no `channel_pool` in their versions) ran a CNN's matrix κ over the
+    channels on rows: such a CPU run that does not retrain to its stored model is told the switch that retrains
+    it that way. Not told: an MLP's (features-last) κ, a centered κ, a learned α, a low-rank κ, CUDA runs, runs
+    stored the way in use now."""
+    from lateralnorm.study.reprobe import channel_pool_hint
+
+    run = {"model": "cnn1d", "norm": "gdn", "device": "cpu", "out_dir": "x"}
+    monkeypatch.delenv("LATERALNORM_CHANNEL_POOL", raising=False)
+    assert "LATERALNORM_CHANNEL_POOL=rows" in channel_pool_hint(run, {"torch": "2.13.0"})
+    assert "LATERALNORM_CHANNEL_POOL=rows" in channel_pool_hint(
+        {**run, "model": "cnn", "norm": "dn:kappa=full"}, {}
+    )
+    assert channel_pool_hint(run, {"channel_pool": "planes"}) == ""
+    assert channel_pool_hint({**run, "model": "mlp"}, {}) == ""
+    assert channel_pool_hint({**run, "norm": "dn:kappa=full,center=true"}, {}) == ""
+    assert channel_pool_hint({**run, "norm": "gdn:learn_alpha=true"}, {}) == ""
+    assert channel_pool_hint({**run, "norm": "dn:kappa=lowrank:4"}, {}) == ""
+    assert channel_pool_hint({**run, "norm": "dn:kappa=band:2"}, {}) == ""
+    assert channel_pool_hint({**run, "device": "cuda"}, {}) == ""
+    monkeypatch.setenv("LATERALNORM_CHANNEL_POOL", "rows")
+    assert channel_pool_hint(run, {}) == ""
+    assert "LATERALNORM_CHANNEL_POOL=planes" in channel_pool_hint(run, {"channel_pool": "planes"})

@@ -169,6 +169,9 @@ def versions() -> dict[str, str]:
     # without the compiled kernel it is the formula whatever the switch says
     kernel_off = out["dn_cpu_kernel"].startswith("pytorch")
     out["matrix_learned_alpha"] = "formula" if kernel_off else cpu_kernel.matrix_learned_alpha()
+    # a channels-first matrix κ over the channels on CPU: on the input's planes (a 1×1 convolution) or transposed
+    # to rows (torch's GEMM): other roundings; without the compiled kernel neither runs (the formula on rows)
+    out["channel_pool"] = "rows" if kernel_off else cpu_kernel.channel_pool()
     try:
         rev = subprocess.run(
             ["git", "-C", str(Path(__file__).resolve().parent), "rev-parse", "HEAD"],

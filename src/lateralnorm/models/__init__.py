@@ -51,6 +51,11 @@ class ModelConfig(Protocol):
     placement: Placement
 
 
+def layout_of(model: str) -> str:
+    """The layout a model's norms see: channels_first in the CNNs (conv outputs), else last."""
+    return "channels_first" if model in ("cnn", "cnn1d") else "last"
+
+
 def check_model(
     config: ModelConfig, input_shape: tuple[int, ...] | None = None, dataset: str = "this dataset"
 ) -> None:
@@ -60,8 +65,9 @@ def check_model(
     if name not in MODELS:
         raise UsageError(f"unknown model {name!r}{did_you_mean(name, MODELS)} (known: {', '.join(MODELS)})")
     check_activation(config.activation)
-    layout = "channels_first" if name in ("cnn", "cnn1d") else "last"
-    create_norm(config.norm, config.width, layout=layout)  # spec and width fit (UsageError otherwise)
+    create_norm(
+        config.norm, config.width, layout=layout_of(name)
+    )  # spec and width fit (UsageError otherwise)
     if name in ("rnn", "gru", "lstm", "transformer", "cnn", "cnn1d", "gpt") and config.depth < 1:
         raise UsageError(f"model {name!r} needs depth >= 1 (layers or conv blocks), got {config.depth}")
     if input_shape is None:

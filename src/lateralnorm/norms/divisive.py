@@ -29,10 +29,12 @@ from lateralnorm.errors import UsageError
 from lateralnorm.norms import cpu_kernel, layout
 from lateralnorm.norms.base import COMMON, NonNegative, Norm, lower_bound
 from lateralnorm.norms.dn_kernel import (
+    PLANES_FROM,
     DnConfig,
     center_rows,
     divisive_rows,
     learned_alpha_rows,
+    matrix_pooled_planes,
     matrix_pooled_rows,
     power,
 )
@@ -275,17 +277,38 @@ class DivisiveNorm(Norm):
             return False
         return _own_tensor(self, "alpha_raw") is None or cpu_kernel.matrix_learned_alpha() == "kernel"
 
+    def _planes_on_kernel(self, x: torch.Tensor) -> bool:
+        """Whether a channels-first input's element work runs on its own planes (`matrix_pooled_planes`): a matrix κ
+        with a pool over channels (full, gaussian), not centered, a fixed α, planes of `PLANES_FROM` positions or
+        more, LATERALNORM_CHANNEL_POOL=planes."""
+        return (
+            self._matrix
+            and x[0, 0].numel() >= PLANES_FROM
+            and self.structure.channel_pooled
+            and not self.center
+            and _own_tensor(self, "alpha_raw") is None
+            and cpu_kernel.channel_pool() == "planes"
+        )
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (
-            self.layout != self.native_layout  # channels_first on a features-last layer
-            and (self._fusable or self._fused_alpha or self._matrix_on_kernel())
-            and layout.applies_to(x)
-        ):  # a contiguous (B, C, ...) input to the compiled kernel: its rows by the kernel's tile transpose
-            self._check(x)
-            out = self._forward(layout.to_rows(x)).movedim(-1, 1)  # the same view as the generic route's
-            if out.requires_grad:
-                out.register_hook(layout.rows_grad_hook)
-            return out
+        if self.layout != self.native_layout and layout.applies_to(
+            x
+        ):  # channels_first on a features-last layer
+            if self._planes_on_kernel(
+                x
+            ):  # a contiguous (B, C, ...) input's own planes to the compiled kernel
+                self._check(x)
+                x = self._in_common_type(x)
+                pool = functools.partial(self.structure.channel_pool, self)
+                weight, bias = _own_tensor(self, "weight"), _own_tensor(self, "bias")
+                return matrix_pooled_planes(x, pool, self._source("beta"), weight, bias, self._mcfg)
+            if self._fusable or self._fused_alpha or self._matrix_on_kernel():
+                # a contiguous (B, C, ...) input to the compiled kernel: its rows by the kernel's tile transpose
+                self._check(x)
+                out = self._forward(layout.to_rows(x)).movedim(-1, 1)  # the same view as the generic route's
+                if out.requires_grad:
+                    out.register_hook(layout.rows_grad_hook)
+                return out
         return super().forward(x)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (..., N)

@@ -441,17 +441,23 @@ def _psi_formula_backward(g_psi, y, numbers, alpha=None, need=(True, False)):  #
 
 
 def _given_pool_formula_backward(
-    g, y, w, beta, gamma, bias, numbers, need, beta_bound=None, alpha=None, tied=False
+    g, y, w, beta, gamma, bias, numbers, need, beta_bound=None, alpha=None, tied=False, channels=0
 ):  # noqa: ANN001, ANN202
     """`given_pool_node`'s double backward: the gradients of (y, W, β, γ, b, α) as a graph of PyTorch ops through
     the plain formula, None where `need` says no (five entries: no α). numbers: (center, rect, α, p, r). With
     `beta_bound`, β is a raw `NonNegative` parameter (the Triton node's) and its gradient is the raw one. `alpha`:
-    a learned α as a tensor (p = α r where `tied`, else the fixed p: α's gradient is then None)."""
+    a learned α as a tensor (p = α r where `tied`, else the fixed p: α's gradient is then None). `channels` C > 0:
+    y, W and g are the (B·C, P) planes of `given_pool_planes_node`, whose β, γ and b hold one value a channel."""
     cfg = _matrix_cfg(numbers)
 
     def formula(y, w, beta, gamma, bias, a):  # noqa: ANN001, ANN202
         p = a * cfg.r if a is not None and tied else None
-        return _given_pool_formula(y, w, nonneg_value(beta, beta_bound), gamma, bias, cfg, p)
+        beta = nonneg_value(beta, beta_bound)
+        if channels:  # each parameter along the planes' channel axis: (B, C, P) against (C, 1)
+            y3, w3 = y.view(-1, channels, y.shape[-1]), w.view(-1, channels, y.shape[-1])
+            col = [None if v is None else v.reshape(-1, 1) for v in (beta, gamma, bias)]
+            return _given_pool_formula(y3, w3, *col, cfg, p).view(y.shape)
+        return _given_pool_formula(y, w, beta, gamma, bias, cfg, p)
 
     return partial_grads(formula, (y, w, beta, gamma, bias, alpha), (*need, False)[:6], g)
 
@@ -501,6 +507,40 @@ def matrix_pooled_rows(
     return _unrows(
         ext.given_pool_node(rows, stats, w, beta_value, gamma, bias, box, kept, *element, cfg.r), y.shape
     )
+
+
+# A channels-first matrix κ takes the planes route from this many positions a plane (H·W, or L) up: below it the
+# 1×1 convolution's fixed costs (oneDNN's reorders: ~1.6× torch's GEMM on rows at (128, 32, 40)) and a call per
+# short plane outweigh the three transposes it saves. Measured planes/rows a step (`benchmarks/channel_pool.py`,
+# 2026-12-07): 1.25 at 40 positions, 1.27–1.39 at 49, 0.98–1.02 at 100, 0.85–0.87 at 196, 0.85–0.92 at 784.
+PLANES_FROM = 128
+
+
+def matrix_pooled_planes(
+    x: torch.Tensor,
+    pool: Callable[[torch.Tensor], torch.Tensor],
+    beta: tuple[torch.Tensor, float | None],
+    gamma: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    cfg: DnConfig,
+) -> torch.Tensor:
+    """`matrix_pooled_rows` for a contiguous channels-first CPU input x (B, C, *S) whose pool runs over C, not
+    centered, with a fixed α (the caller checks; `layout.applies_to(x)`): the element work on x's own (B·C, P)
+    planes (not centered, ψ is elementwise; the output's parameters one per channel), the pool on the (B, C, P)
+    planes (`pool`: a κ structure's `channel_pool`, a 1×1 convolution). The rows route transposes x, the output's
+    gradient and the input's gradient ((B, C, P) ⇄ (B·P, C)) around the same work: three passes over the
+    activations more a step, ~18 % of a full κ's step at (64, 64, 28, 28). Equal to it to rounding (another
+    product, and the parameters' sums added in another order); the output is contiguous channels-first."""
+    b, c = x.shape[:2]
+    planes = x.reshape(b * c, -1)
+    ext = cpu_kernel.extension()
+    box = planes.new_empty(0)  # as in matrix_pooled_rows: the output node hands ψ's its share of gx
+    psi, stats, kept = ext.psi_rows_node(planes, box, False, cfg.rect, cfg.alpha, cfg.p)
+    w = pool(psi.view(b, c, -1)).reshape(planes.shape)
+    out = ext.given_pool_planes_node(
+        planes, stats, w, nonneg_value(*beta), gamma, bias, box, kept, c, cfg.rect, cfg.alpha, cfg.p, cfg.r
+    )
+    return out.view(x.shape)
 
 
 def _learned_alpha_matrix_rows(y, rows, pool, beta, gamma, bias, cfg, alpha_raw, alpha_bound, tied):  # noqa: ANN001, ANN202

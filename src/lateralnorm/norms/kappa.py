@@ -35,6 +35,7 @@ class Kappa:
     name: ClassVar[str]
     fused: ClassVar[bool] = False  # O(N): the fused dn kernels run it (as their pool `kind` = name)
     size_arg: ClassVar[str | None] = None  # what "name:k" sets, if the structure takes one
+    channel_pooled: ClassVar[bool] = False  # a matrix κ with its own pool over channels-first planes
 
     def init(self, norm: DivisiveNorm, arg: str, o: dict[str, Any], n: int) -> None:
         raise NotImplementedError
@@ -47,6 +48,11 @@ class Kappa:
         """The pool as the compiled-kernel route runs it (`matrix_pooled_rows`): `pool` unless the structure
         has a faster product of its own there; `pool` stays the formula that it is tested against."""
         return self.pool(norm, psi)
+
+    def channel_pool(self, norm: DivisiveNorm, psi: torch.Tensor) -> torch.Tensor:
+        """The pool over axis 1 of channels-first planes ψ (B, C, P), W[b, :, p] = κ ψ[b, :, p], for
+        `matrix_pooled_planes`; only where `channel_pooled` (the others' channels-first layers take rows)."""
+        raise NotImplementedError
 
     def matrix(self, norm: DivisiveNorm, eye: torch.Tensor) -> torch.Tensor:
         """The effective N×N κ (rows i, columns j). The default reads it off the pool: κ e_j is column j."""
@@ -129,7 +135,7 @@ class BandKappa(Kappa):
 class GaussianKappa(Kappa):
     """κ_ij = a_i exp(−(i − j)² / 2σ²) with a learned width σ ≥ 0.25 (Miller et al. 2022)."""
 
-    name = "gaussian"
+    name, channel_pooled = "gaussian", True
 
     def init(self, norm: DivisiveNorm, arg: str, o: dict[str, Any], n: int) -> None:
         f = norm.factory
@@ -141,6 +147,9 @@ class GaussianKappa(Kappa):
 
     def pool(self, norm: DivisiveNorm, psi: torch.Tensor) -> torch.Tensor:
         return F.linear(psi, self.matrix(norm, psi).to(psi.dtype))
+
+    def channel_pool(self, norm: DivisiveNorm, psi: torch.Tensor) -> torch.Tensor:
+        return F.conv1d(psi, self.matrix(norm, psi).to(psi.dtype).unsqueeze(-1))  # a 1×1 convolution over C
 
     def matrix(self, norm: DivisiveNorm, eye: torch.Tensor) -> torch.Tensor:
         sigma = norm.sigma()
@@ -179,7 +188,7 @@ class FullKappa(Kappa):
     """κ ≥ 0, a full N×N matrix (GDN, Ballé et al. 2016): W = κ ψ; starts at kappa_init everywhere, or at
     kappa_init·I with kappa_eye (GDN's start)."""
 
-    name = "full"
+    name, channel_pooled = "full", True
 
     def init(self, norm: DivisiveNorm, arg: str, o: dict[str, Any], n: int) -> None:
         value = 1.0 / n if o["kappa_init"] is None else o["kappa_init"]
@@ -189,6 +198,9 @@ class FullKappa(Kappa):
 
     def pool(self, norm: DivisiveNorm, psi: torch.Tensor) -> torch.Tensor:
         return F.linear(psi, norm.value("kappa").to(psi.dtype))
+
+    def channel_pool(self, norm: DivisiveNorm, psi: torch.Tensor) -> torch.Tensor:
+        return F.conv1d(psi, norm.value("kappa").to(psi.dtype).unsqueeze(-1))  # a 1×1 convolution over C
 
     def matrix(self, norm: DivisiveNorm, eye: torch.Tensor) -> torch.Tensor:
         return norm.value("kappa")

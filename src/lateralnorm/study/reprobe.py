@@ -93,6 +93,36 @@ def matrix_alpha_hint(config: dict[str, Any], versions: dict[str, Any] | None) -
                         "LATERALNORM_MATRIX_LEARNED_ALPHA", then, cpu_kernel.matrix_learned_alpha())  # fmt: skip
 
 
+def channel_pool_hint(config: dict[str, Any], versions: dict[str, Any] | None) -> str:
+    """What to add when a run does not retrain to its stored model and its CNN's `dn` with a matrix κ over the
+    channels (full, gaussian; GDN), not centered and with a fixed α, ran another way then than now on CPU: runs
+    stored before 2026-12-07 stop 43 (no `channel_pool` in their versions) transposed the planes to rows, later
+    ones what they recorded; the planes route's 1×1 convolution and sums round differently. It runs on planes of
+    `PLANES_FROM` (128) positions or more, which the config alone does not tell: the hint names the switch for
+    any CNN run of that kind (a 1-D CNN on MNIST-1D, 40 positions and fewer, took rows either way)."""
+    from lateralnorm.models import layout_of
+    from lateralnorm.norms import cpu_kernel, create_norm
+
+    on_cpu = str(config.get("device") or "cpu").split(":")[0] == "cpu"
+    try:
+        layer = create_norm(str(config.get("norm") or "none"), 8)
+    except Exception:  # noqa: BLE001 - an unreadable spec gets no hint (the run's own error says why)
+        return ""
+    structure = getattr(layer, "structure", None)
+    if (
+        not on_cpu
+        or layout_of(str(config.get("model") or "")) != "channels_first"
+        or not getattr(layer, "_matrix", False)
+        or not getattr(structure, "channel_pooled", False)
+        or getattr(layer, "center", True)
+        or getattr(layer, "alpha_raw", None) is not None
+    ):
+        return ""
+    then = (versions or {}).get("channel_pool", "rows")
+    return _switch_hint("its channels-first matrix κ ran on {}", "on {}",
+                        "LATERALNORM_CHANNEL_POOL", then, cpu_kernel.channel_pool())  # fmt: skip
+
+
 def select_runs(store: Store, probes: list[str], cells: list[str]) -> list[dict[str, Any]]:
     """Finished runs that hold a row of one of `probes`, whose cell label contains one of `cells` (all when
     empty), in plan order: run_id, cell label, config (dict) and the stored final metrics."""
@@ -166,7 +196,8 @@ def reprobe(
                     what = f"{k} {getattr(result, k)!r} retrained vs {stored[rid]['stored'][k]!r} stored"
                     report.differ.append((rid, what))
                     config, versions = stored[rid]["config"], stored[rid]["versions"]
-                    hint = lowrank_hint(config, versions) + matrix_alpha_hint(config, versions)
+                    hint = (lowrank_hint(config, versions) + matrix_alpha_hint(config, versions)
+                            + channel_pool_hint(config, versions))  # fmt: skip
                     echo(f"{head}  not the stored model ({what}): its probes are kept{hint}")
                     continue
                 errors = [f"{p}: {result.probes[p]['error']}" for p in probes

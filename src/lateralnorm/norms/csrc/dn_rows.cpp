@@ -1125,10 +1125,17 @@ __attribute__((noinline)) void sweep_units(const T* __restrict__ y, const T* __r
 
 // One row of a given pool's backward (D = β + W): the values of sweep_units (c = 1) written straight to the
 // outputs, gW = −r q and (WITH_GY) gy = v, with the column sums Σ g z, Σ g and Σ q (no Σ q W: no c here).
-template <typename T, bool WITH_GY, bool FROM_PM, typename Fn, typename R>
-__attribute__((noinline)) void given_pool_row(const T* __restrict__ y, const T* __restrict__ g,
-                                              const T* __restrict__ beta, const T* __restrict__ gamma,
-                                              const T* __restrict__ w, T m, T dl, int64_t n, T mr,
+// A parameter that holds one value for a whole row (a channel plane's), read as the rows' per-unit arrays are.
+template <typename T>
+struct Splat {
+  T v;
+  T operator[](int64_t) const { return v; }
+};
+
+// (PB: `const T*` per unit, or a Splat for a channel plane's row)
+template <typename T, bool WITH_GY, bool FROM_PM, typename Fn, typename R, typename PB = const T* __restrict__>
+__attribute__((noinline)) void given_pool_row(const T* __restrict__ y, const T* __restrict__ g, const PB beta,
+                                              const PB gamma, const T* __restrict__ w, T m, T dl, int64_t n, T mr,
                                               T* __restrict__ gw, T* __restrict__ gy, T* __restrict__ cg,
                                               T* __restrict__ cb, T* __restrict__ cq, const Fn fn, const R dr,
                                               const T* __restrict__ kept) {
@@ -2246,20 +2253,30 @@ at::Tensor alpha_log_terms(const at::Tensor& y_in, const at::Tensor& stats, bool
   return at::full({1}, total, y.options().dtype(at::kDouble));
 }
 
-// out = γ φ(t) (β + W)^{−r} + b with t from y and psi_rows' stats; β (N) or (1)
-at::Tensor given_pool_forward(const at::Tensor& y_in, const at::Tensor& stats, const at::Tensor& w_in,
-                              const at::Tensor& beta_in, const c10::optional<at::Tensor>& gamma,
-                              const c10::optional<at::Tensor>& bias, bool center, bool rect, double alpha,
-                              double p, double r, const c10::optional<at::Tensor>& kept = c10::nullopt) {
+// A given pool's parameters, one value per unit (n); or, for channel planes (`channels` C > 0: the rows are the
+// (B·C, P) planes of a channels-first (B, C, P) tensor), one per channel, the row r reading value r mod C for
+// all its elements (a Splat). β: (1), (N) or (C); γ and b: (N) or (C).
+at::Tensor param_values(const at::Tensor& v, int64_t n, int64_t channels, at::ScalarType dt) {
+  return v.reshape({-1}).to(dt).expand({channels > 0 ? channels : n}).contiguous();
+}
+
+// out = γ φ(t) (β + W)^{−r} + b with t from y and psi_rows' stats; β (N) or (1); channels: see param_values
+at::Tensor given_pool_forward_in(const at::Tensor& y_in, const at::Tensor& stats, const at::Tensor& w_in,
+                                 const at::Tensor& beta_in, const c10::optional<at::Tensor>& gamma,
+                                 const c10::optional<at::Tensor>& bias, bool center, bool rect, double alpha,
+                                 double p, double r, const c10::optional<at::Tensor>& kept, int64_t channels) {
   at::Tensor y = y_in.contiguous();
   const at::ScalarType dt = y.scalar_type();
   at::Tensor w = w_in.contiguous().to(dt);
   TORCH_CHECK(w.sizes() == y.sizes(), "dn kernel: the pool must have the input's shape");
   const Cfg cfg = make_cfg(BAND, center, rect, alpha, p, r, 0, 0);
   const int64_t m = y.size(0), n = y.size(1);
-  at::Tensor beta = beta_in.reshape({-1}).to(dt).expand({n}).contiguous();
-  at::Tensor gam = gamma.has_value() ? gamma->to(dt).contiguous() : at::ones({n}, y.options());
-  at::Tensor bia = bias.has_value() ? bias->to(dt).contiguous() : at::zeros({n}, y.options());
+  TORCH_CHECK(channels == 0 || (channels > 0 && m % channels == 0 && !center),
+              "dn kernel: channel planes need a row count that is a multiple of the channels, and no centering");
+  const int64_t k = channels > 0 ? channels : n;
+  at::Tensor beta = param_values(beta_in, n, channels, dt);
+  at::Tensor gam = param_values(gamma.has_value() ? *gamma : at::ones({k}, y.options()), n, channels, dt);
+  at::Tensor bia = param_values(bias.has_value() ? *bias : at::zeros({k}, y.options()), n, channels, dt);
   at::Tensor out = at::empty_like(y);
   if (m == 0 || n == 0) return out;
   AT_DISPATCH_FLOATING_TYPES(dt, "dn_given_pool_forward", [&] {
@@ -2279,8 +2296,16 @@ at::Tensor given_pool_forward(const at::Tensor& y_in, const at::Tensor& stats, c
             const T* __restrict__ wr = wp + row * n;
             const T* __restrict__ kr = FROM_PM ? kp + row * n : nullptr;
             T* __restrict__ o = op + row * n;
-            for (int64_t i = 0; i < n; ++i)
-              o[i] = gp[i] * (phi_kept<T, FROM_PM>(fn, (yr[i] - mm) - dl, kr, i) * dr(bp[i] + wr[i])) + bb[i];
+            auto out_row = [&](const auto br, const auto gr, const auto cr) {
+              for (int64_t i = 0; i < n; ++i)
+                o[i] = gr[i] * (phi_kept<T, FROM_PM>(fn, (yr[i] - mm) - dl, kr, i) * dr(br[i] + wr[i])) + cr[i];
+            };
+            if (channels > 0) {
+              const int64_t c = row % channels;
+              out_row(Splat<T>{bp[c]}, Splat<T>{gp[c]}, Splat<T>{bb[c]});
+            } else {
+              out_row(bp, gp, bb);
+            }
           }
         });
       });
@@ -2289,25 +2314,74 @@ at::Tensor given_pool_forward(const at::Tensor& y_in, const at::Tensor& stats, c
   return out;
 }
 
-// (gy: v centered, gW = −r q, Σ g z (γ), Σ g (b), −r Σ q (β, summed to one number when β is shared))
-std::vector<at::Tensor> given_pool_backward(const at::Tensor& g_in, const at::Tensor& y_in,
-                                            const at::Tensor& stats, const at::Tensor& w_in,
-                                            const at::Tensor& beta_in, const c10::optional<at::Tensor>& gamma,
-                                            bool center, bool rect, double alpha, double p, double r,
-                                            bool need_y, bool need_gamma, bool need_bias, bool need_beta,
-                                            const c10::optional<at::Tensor>& kept = c10::nullopt) {
+at::Tensor given_pool_forward(const at::Tensor& y, const at::Tensor& stats, const at::Tensor& w,
+                              const at::Tensor& beta, const c10::optional<at::Tensor>& gamma,
+                              const c10::optional<at::Tensor>& bias, bool center, bool rect, double alpha,
+                              double p, double r, const c10::optional<at::Tensor>& kept = c10::nullopt) {
+  return given_pool_forward_in(y, stats, w, beta, gamma, bias, center, rect, alpha, p, r, kept, 0);
+}
+
+// The sum of a row of scratch in 16 lanes of T, then in double, leaving it zero (the next row adds into it).
+template <typename T>
+inline double take_sum(T* __restrict__ x, int64_t n) {
+  T acc[16] = {};
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int k = 0; k < 16; ++k) {
+      acc[k] += x[i + k];
+      x[i + k] = T(0);
+    }
+  double s = 0;
+  for (; i < n; ++i) {
+    s += static_cast<double>(x[i]);
+    x[i] = T(0);
+  }
+  for (int k = 0; k < 16; ++k) s += static_cast<double>(acc[k]);
+  return s;
+}
+
+// Channel planes' parameter sums: each plane's three sums (Σ g z, Σ g, Σ q over its P elements, take_sum's
+// order), rows (M, 3), added per channel in plane order: three (C,) tensors, each only where asked (`want`).
+std::array<at::Tensor, 4> channel_sums(const at::Tensor& rows, int64_t channels, at::ScalarType dt,
+                                       const std::array<bool, 4>& want) {
+  const int64_t m = rows.size(0);
+  const double* rp = rows.data_ptr<double>();
+  std::array<at::Tensor, 4> sums;
+  for (int64_t w = 0; w < 3; ++w) {
+    if (!want[w]) continue;
+    at::Tensor acc = at::zeros({channels}, rows.options());
+    double* ap = acc.data_ptr<double>();
+    for (int64_t row = 0; row < m; ++row) ap[row % channels] += rp[3 * row + w];
+    sums[w] = acc.to(dt);
+  }
+  return sums;
+}
+
+// (gy: v centered, gW = −r q, Σ g z (γ), Σ g (b), −r Σ q (β, summed to one number when β is shared)); channels:
+// see param_rows (the sums are then per channel: each channel's planes in row order, one thread a channel)
+std::vector<at::Tensor> given_pool_backward_in(const at::Tensor& g_in, const at::Tensor& y_in,
+                                               const at::Tensor& stats, const at::Tensor& w_in,
+                                               const at::Tensor& beta_in, const c10::optional<at::Tensor>& gamma,
+                                               bool center, bool rect, double alpha, double p, double r,
+                                               bool need_y, bool need_gamma, bool need_bias, bool need_beta,
+                                               const c10::optional<at::Tensor>& kept, int64_t channels) {
   at::Tensor y = y_in.contiguous();
   const at::ScalarType dt = y.scalar_type();
   at::Tensor g = g_in.contiguous().to(dt);
   at::Tensor w = w_in.contiguous().to(dt);
   const Cfg cfg = make_cfg(BAND, center, rect, alpha, p, r, 0, 0);
   const int64_t m = y.size(0), n = y.size(1);
-  at::Tensor beta = beta_in.reshape({-1}).to(dt).expand({n}).contiguous();
-  at::Tensor gam = gamma.has_value() ? gamma->to(dt).contiguous() : at::ones({n}, y.options());
+  TORCH_CHECK(channels == 0 || (channels > 0 && m % channels == 0 && !center),
+              "dn kernel: channel planes need a row count that is a multiple of the channels, and no centering");
+  const int64_t k = channels > 0 ? channels : n;
+  at::Tensor beta = param_values(beta_in, n, channels, dt);
+  at::Tensor gam = param_values(gamma.has_value() ? *gamma : at::ones({k}, y.options()), n, channels, dt);
   at::Tensor gy = need_y ? at::empty_like(y) : at::Tensor();
   at::Tensor gw = at::empty_like(y);
-  const int64_t blocks = std::max<int64_t>((m + BLOCK - 1) / BLOCK, 1);
+  // the column sums' partial rows, per block of BLOCK rows; channel planes: each plane's own three sums
+  const int64_t blocks = channels > 0 ? 0 : std::max<int64_t>((m + BLOCK - 1) / BLOCK, 1);
   at::Tensor part = at::zeros({blocks, 4, n}, y.options());
+  at::Tensor plane_sums = at::zeros({channels > 0 ? m : 0, 3}, y.options().dtype(at::kDouble));
   if (m > 0 && n > 0) {
     AT_DISPATCH_FLOATING_TYPES(dt, "dn_given_pool_backward", [&] {
       using T = scalar_t;
@@ -2322,34 +2396,51 @@ std::vector<at::Tensor> given_pool_backward(const at::Tensor& g_in, const at::Te
       with_fn_r<T>(cfg, [&](auto fn, auto dr) {
         with_kept(fn, kp, [&](auto from_pm) {
           constexpr bool FROM_PM = decltype(from_pm)::value;
+          auto one_row = [&](int64_t row, T* col) {
+            const T mm = static_cast<T>(sp[3 * row]), dl = static_cast<T>(sp[3 * row + 1]);
+            T* gr = gyp != nullptr ? gyp + row * n : nullptr;
+            const T* kr = FROM_PM ? kp + row * n : nullptr;
+            auto with_params = [&](const auto pb, const auto pg) {
+              if (gr != nullptr)
+                given_pool_row<T, true, FROM_PM>(yp + row * n, gp + row * n, pb, pg, wp + row * n, mm, dl, n, mr,
+                                                 gwp + row * n, gr, col, col + n, col + 2 * n, fn, dr, kr);
+              else
+                given_pool_row<T, false, FROM_PM>(yp + row * n, gp + row * n, pb, pg, wp + row * n, mm, dl, n, mr,
+                                                  gwp + row * n, gr, col, col + n, col + 2 * n, fn, dr, kr);
+            };
+            if (channels > 0)
+              with_params(Splat<T>{bp[row % channels]}, Splat<T>{ga[row % channels]});
+            else
+              with_params(bp, ga);
+            if (gr != nullptr && center) {
+              const T mean = static_cast<T>(lane_sum(gr, n) / static_cast<double>(n));
+              for (int64_t i = 0; i < n; ++i) gr[i] -= mean;
+            }
+          };
+          if (channels > 0) {  // in memory order: each plane's sums from a scratch of 3 P, zeroed as it is read
+            double* ps = plane_sums.data_ptr<double>();
+            at::parallel_for(0, m, std::max<int64_t>(1, 16384 / n), [&](int64_t r0, int64_t r1) {
+              std::vector<T> col(3 * n, T(0));
+              for (int64_t row = r0; row < r1; ++row) {
+                one_row(row, col.data());
+                for (int64_t w = 0; w < 3; ++w) ps[3 * row + w] = take_sum(col.data() + w * n, n);
+              }
+            });
+            return;
+          }
           at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
             for (int64_t b = b0; b < b1; ++b) {
               T* col = pp + b * 4 * n;
-              for (int64_t row = b * BLOCK; row < std::min<int64_t>(m, (b + 1) * BLOCK); ++row) {
-                const T mm = static_cast<T>(sp[3 * row]), dl = static_cast<T>(sp[3 * row + 1]);
-                T* gr = gyp != nullptr ? gyp + row * n : nullptr;
-                const T* kr = FROM_PM ? kp + row * n : nullptr;
-                if (gr != nullptr)
-                  given_pool_row<T, true, FROM_PM>(yp + row * n, gp + row * n, bp, ga, wp + row * n, mm, dl, n, mr,
-                                                   gwp + row * n, gr, col, col + n, col + 2 * n, fn, dr, kr);
-                else
-                  given_pool_row<T, false, FROM_PM>(yp + row * n, gp + row * n, bp, ga, wp + row * n, mm, dl, n,
-                                                    mr, gwp + row * n, gr, col, col + n, col + 2 * n, fn, dr, kr);
-                if (gr != nullptr) {
-                  if (center) {
-                    const T mean = static_cast<T>(lane_sum(gr, n) / static_cast<double>(n));
-                    for (int64_t i = 0; i < n; ++i) gr[i] -= mean;
-                  }
-                }
-              }
+              for (int64_t row = b * BLOCK; row < std::min<int64_t>(m, (b + 1) * BLOCK); ++row) one_row(row, col);
             }
           });
         });
       });
     });
   }
+  const std::array<bool, 4> want = {need_gamma, need_bias, need_beta, false};
   const std::array<at::Tensor, 4> sums =  // Σ g z, Σ g, Σ q (Σ q W: not read here)
-      block_column_sums(part, {need_gamma, need_bias, need_beta, false});
+      channels > 0 ? channel_sums(plane_sums, channels, dt, want) : block_column_sums(part, want);
   at::Tensor g_beta;
   if (need_beta) {
     g_beta = sums[2] * (-r);
@@ -2358,6 +2449,16 @@ std::vector<at::Tensor> given_pool_backward(const at::Tensor& g_in, const at::Te
     g_beta = g_beta.to(beta_in.scalar_type());
   }
   return {gy, gw, sums[0], sums[1], g_beta};
+}
+
+std::vector<at::Tensor> given_pool_backward(const at::Tensor& g, const at::Tensor& y, const at::Tensor& stats,
+                                            const at::Tensor& w, const at::Tensor& beta,
+                                            const c10::optional<at::Tensor>& gamma, bool center, bool rect,
+                                            double alpha, double p, double r, bool need_y, bool need_gamma,
+                                            bool need_bias, bool need_beta,
+                                            const c10::optional<at::Tensor>& kept = c10::nullopt) {
+  return given_pool_backward_in(g, y, stats, w, beta, gamma, center, rect, alpha, p, r, need_y, need_gamma,
+                                need_bias, need_beta, kept, 0);
 }
 
 // The non-negative reparametrization (`NonNegative`: value = max(raw, bound)² − pedestal) and its gradient
@@ -2798,13 +2899,15 @@ struct GivenPoolNode : public torch::autograd::Function<GivenPoolNode> {
                             const at::Tensor& beta, const c10::optional<at::Tensor>& gamma,
                             const c10::optional<at::Tensor>& bias, const c10::optional<at::Tensor>& alpha,
                             const at::Tensor& box, const at::Tensor& kept, std::vector<at::Tensor> terms,
-                            bool center, bool rect, double a, double p, double r, bool tied) {
-    at::Tensor out = given_pool_forward(y, stats, w, beta, gamma, bias, center, rect, a, p, r, kept);
+                            bool center, bool rect, double a, double p, double r, bool tied, int64_t channels) {
+    TORCH_CHECK(channels == 0 || !alpha.has_value(), "given_pool_node: channel planes take a fixed alpha");
+    at::Tensor out = given_pool_forward_in(y, stats, w, beta, gamma, bias, center, rect, a, p, r, kept, channels);
     ctx->save_for_backward(
         {y, stats, w, beta, or_undefined(gamma), or_undefined(bias), or_undefined(alpha), kept});
     ctx->saved_data["box"] = box;
     if (alpha.has_value()) ctx->saved_data["terms"] = terms;
     ctx->saved_data["cfg"] = std::vector<double>{double(center), double(rect), a, p, r, double(tied)};
+    ctx->saved_data["channels"] = channels;
     return out;
   }
 
@@ -2814,26 +2917,27 @@ struct GivenPoolNode : public torch::autograd::Function<GivenPoolNode> {
                      &kept = s[7];
     const std::vector<double> v = ctx->saved_data["cfg"].toDoubleVector();
     const bool tied = v[5] != 0.0;
+    const int64_t channels = ctx->saved_data["channels"].toInt();
     // the variable inputs' edges in order: y, stats, w, β, then γ, b and α where given, then the box and kept
     bool need[7] = {false, false, false, false, false, false, false};
     const bool given[7] = {true, true, true, true, gamma.defined(), bias.defined(), alpha.defined()};
     for (size_t i = 0, edge = 0; i < 7; ++i)
       if (given[i]) need[i] = ctx->needs_input_grad(edge++);
-    variable_list out(16);  // y, stats, w, β, γ, b, α, box, kept, terms, then the six numbers
+    variable_list out(17);  // y, stats, w, β, γ, b, α, box, kept, terms, then the six numbers and the channels
     if (at::GradMode::is_enabled()) {  // create_graph=True: differentiate the plain formula in Python
       pybind11::gil_scoped_acquire gil;
       pybind11::sequence got = python_fallback("lateralnorm.norms.dn_kernel", "_given_pool_formula_backward")(
           grads[0], y, w, beta, optional_of(gamma), optional_of(bias),
           pybind11::make_tuple(v[0] != 0.0, v[1] != 0.0, v[2], v[3], v[4]),
           pybind11::make_tuple(need[0], need[2], need[3], need[4], need[5], need[6]), pybind11::none(),
-          optional_of(alpha), tied);
+          optional_of(alpha), tied, channels);
       const size_t slot[6] = {0, 2, 3, 4, 5, 6};  // (y, w, β, γ, b, α)
       for (size_t i = 0; i < 6; ++i) out[slot[i]] = tensor_or_undefined(got[i]);
       return out;
     }
-    std::vector<at::Tensor> res =
-        given_pool_backward(grads[0], y, stats, w, beta, optional_of(gamma), v[0] != 0.0, v[1] != 0.0, v[2], v[3],
-                            v[4], need[0], need[4], need[5], need[3], kept);  // (gy, gW, Σ g z, Σ g, gβ)
+    std::vector<at::Tensor> res =  // (gy, gW, Σ g z, Σ g, gβ)
+        given_pool_backward_in(grads[0], y, stats, w, beta, optional_of(gamma), v[0] != 0.0, v[1] != 0.0, v[2],
+                               v[3], v[4], need[0], need[4], need[5], need[3], kept, channels);
     if (need[6] && tied) {  // the α term for ψ's node: −Σ ln a · gW (W + β) (see `terms` above)
       std::vector<at::Tensor> terms = ctx->saved_data["terms"].toTensorVector();
       terms[0].set_(res[1]);
@@ -2907,7 +3011,19 @@ at::Tensor given_pool_node(const at::Tensor& y, const at::Tensor& stats, const a
                            const c10::optional<at::Tensor>& bias, const at::Tensor& box, const at::Tensor& kept,
                            bool center, bool rect, double a, double p, double r) {
   return GivenPoolNode::apply(y, stats, w, beta, gamma, bias, c10::nullopt, box, kept, std::vector<at::Tensor>(),
-                              center, rect, a, p, r, false);
+                              center, rect, a, p, r, false, 0);
+}
+
+// given_pool_node on the (B·C, P) planes of a contiguous channels-first (B, C, P) input, not centered, with the
+// parameters per channel (β (1) or (C), γ and b (C)): the element work of a matrix κ over the channels without
+// the planes' transposes to rows and back (see param_values).
+at::Tensor given_pool_planes_node(const at::Tensor& y, const at::Tensor& stats, const at::Tensor& w,
+                                  const at::Tensor& beta, const c10::optional<at::Tensor>& gamma,
+                                  const c10::optional<at::Tensor>& bias, const at::Tensor& box, const at::Tensor& kept,
+                                  int64_t channels, bool rect, double a, double p, double r) {
+  TORCH_CHECK(channels > 0, "given_pool_planes_node: channels must be positive");
+  return GivenPoolNode::apply(y, stats, w, beta, gamma, bias, c10::nullopt, box, kept, std::vector<at::Tensor>(),
+                              false, rect, a, p, r, false, channels);
 }
 
 // A learned α (its value as a 0-d tensor; `terms`: three empty tensors, see PsiRowsNode).
@@ -2924,7 +3040,7 @@ at::Tensor given_pool_alpha_node(const at::Tensor& y, const at::Tensor& stats, c
                                  bool center, bool rect, double a, double p, double r, bool tied) {
   TORCH_CHECK(terms.size() == 3, "given_pool_alpha_node: a learned alpha needs three term boxes");
   return GivenPoolNode::apply(y, stats, w, beta, gamma, bias, alpha, box, kept, std::move(terms), center, rect, a,
-                              p, r, tied);
+                              p, r, tied, 0);
 }
 
 at::Tensor nonneg_node(const at::Tensor& raw, double bound, double pedestal) {
@@ -3155,6 +3271,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("dn_rows_node", &dn_rows_node, "the layer's eager output through one C++ autograd node (fixed or learned α)");
   m.def("psi_rows_node", &psi_rows_node, "psi_rows_kept as an autograd node: (ψ, stats, kept power)");
   m.def("given_pool_node", &given_pool_node, "given_pool_forward as an autograd node");
+  m.def("given_pool_planes_node", &given_pool_planes_node,
+        "given_pool_node on a channels-first input's (B·C, P) planes, parameters per channel");
   m.def("psi_rows_alpha_node", &psi_rows_alpha_node, "psi_rows_node with a learned α (α's gradient for both nodes)");
   m.def("given_pool_alpha_node", &given_pool_alpha_node, "given_pool_node with a learned α");
   m.def("nonneg_node", &nonneg_node, "nonneg_value as an autograd node (the lower bound's gradient rule)");
