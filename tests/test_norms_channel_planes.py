@@ -18,7 +18,7 @@ PLANE_SPECS = [
     "dn:kappa=full",  # the default: rectified, α = 2, r = 1, affine
     "dn:kappa=full,alpha=1.5",  # a general α: ψ's node keeps each element's power
     "dn:kappa=full,fn=signed,alpha=1,r=0.75",
-    "dn:kappa=full,learn_beta=false,affine=false",  # β fixed, one number
+    "dn:kappa=full,learn_beta=false,affine=false",  # β a fixed buffer, no γ or b
     "dn:kappa=gaussian",
 ]
 
@@ -89,7 +89,7 @@ def test_rows_mode_keeps_the_rows_bits(monkeypatch):
     cf = _pair("gdn", 8, torch.float32)
     last = create_norm("gdn", 8, dtype=torch.float32)
     last.load_state_dict(cf.state_dict())
-    x, g = torch.randn(4, 8, 6, 6), torch.randn(4, 8, 6, 6)
+    x, g = torch.randn(4, 8, 12, 11), torch.randn(4, 8, 12, 11)  # planes long enough for the planes route
     out, gx, gp = _step(cf, x, g)
     rows = x.movedim(1, -1).contiguous()
     out_l, gx_l, gp_l = _step(last, rows, g.movedim(1, -1).contiguous())
@@ -117,6 +117,49 @@ def test_short_planes_take_rows():
     layer = _pair("gdn", 6, torch.float64)
     assert not layer(torch.randn(2, 6, PLANES_FROM - 1, dtype=torch.float64)).is_contiguous()
     assert layer(torch.randn(2, 6, PLANES_FROM, dtype=torch.float64)).is_contiguous()
+
+
+@pytest.mark.parametrize("spec", ["gdn", "dn:kappa=lowrank:2", "dn:kappa=full,center=true"])
+def test_an_empty_batch_passes_through(spec):
+    layer = _pair(spec, 4, torch.float32)
+    x = torch.randn(0, 4, 12, 11, requires_grad=True)
+    out = layer(x)
+    assert out.shape == x.shape
+    out.sum().backward()
+    assert x.grad.shape == x.shape
+
+
+def test_planes_without_gradients_and_with_frozen_parameters(monkeypatch):
+    """Inference (no_grad), an input that needs no gradient, and frozen parameters: the values and the gradients
+    asked for, as the rows route gives them."""
+    layer = _pair("gdn", 6, torch.float64)
+    x = torch.randn(2, 6, 12, 11, dtype=torch.float64)
+    g = torch.randn_like(x)
+
+    def run():
+        with torch.no_grad():
+            inferred = layer(x)
+        for p in layer.parameters():
+            p.requires_grad_(True)
+            p.grad = None
+        layer(x).backward(g)  # x needs no gradient: the parameters' only
+        grads = [p.grad.clone() for p in layer.parameters()]
+        for p in layer.parameters():
+            p.requires_grad_(False)
+        xa = x.clone().requires_grad_()
+        layer(xa).backward(g)  # frozen parameters: the input's only
+        return inferred, grads, xa.grad
+
+    out, grads, gx = run()
+    assert out.is_contiguous()
+    monkeypatch.setenv("LATERALNORM_CHANNEL_POOL", "rows")
+    out_r, grads_r, gx_r = run()
+    assert not out_r.is_contiguous()
+    torch.testing.assert_close(out, out_r, rtol=1e-12, atol=1e-13)
+    assert len(grads) == len(grads_r) == 2
+    for a, b in zip(grads, grads_r):
+        torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-12)
+    torch.testing.assert_close(gx, gx_r, rtol=1e-11, atol=1e-12)
 
 
 def test_planes_double_backward():

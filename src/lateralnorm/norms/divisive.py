@@ -20,6 +20,7 @@ Presets (`dn:preset=ln` etc.) fill the options that reproduce each classic layer
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 import torch
@@ -283,7 +284,7 @@ class DivisiveNorm(Norm):
         more, LATERALNORM_CHANNEL_POOL=planes."""
         return (
             self._matrix
-            and x[0, 0].numel() >= PLANES_FROM
+            and math.prod(x.shape[2:]) >= PLANES_FROM
             and self.structure.channel_pooled
             and not self.center
             and _own_tensor(self, "alpha_raw") is None

@@ -20,9 +20,11 @@ from lateralnorm.norms import cpu_kernel
 
 
 def applies_to(x: torch.Tensor) -> bool:
-    """Whether `to_rows` takes x: a contiguous (B, C, ...) CPU float tensor, the kernel loaded, eager mode."""
+    """Whether `to_rows` takes x: a contiguous, non-empty (B, C, ...) CPU float tensor, the kernel loaded, eager
+    mode (an empty batch takes the generic route, which passes it through)."""
     return (
         x.dim() > 2
+        and x.numel() > 0
         and x.is_contiguous()
         and cpu_kernel.applies_to(x)
         and not torch.compiler.is_compiling()

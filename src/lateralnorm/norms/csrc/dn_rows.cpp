@@ -2358,7 +2358,7 @@ std::array<at::Tensor, 4> channel_sums(const at::Tensor& rows, int64_t channels,
 }
 
 // (gy: v centered, gW = −r q, Σ g z (γ), Σ g (b), −r Σ q (β, summed to one number when β is shared)); channels:
-// see param_rows (the sums are then per channel: each channel's planes in row order, one thread a channel)
+// see param_values (the sums are then per channel: see channel_sums)
 std::vector<at::Tensor> given_pool_backward_in(const at::Tensor& g_in, const at::Tensor& y_in,
                                                const at::Tensor& stats, const at::Tensor& w_in,
                                                const at::Tensor& beta_in, const c10::optional<at::Tensor>& gamma,
