@@ -1,7 +1,7 @@
 """A channels-first `dn` with a matrix κ over the channels (GDN, `dn:kappa=full`): its two CPU routes against the
 1×1 convolution it contains, forward + backward, in one process.
 
-    planes  the element work on the input's own (B·C, P) planes, the pool a 1×1 convolution (the default)
+    planes  the element work on the input's own (B·C, P) planes, the pool one batched GEMM (the default)
     rows    the planes transposed to rows (B·P, C), torch's GEMM, the gradients transposed back
             (LATERALNORM_CHANNEL_POOL=rows: the bits of the runs stored before 2026-12-07 stop 43)
 

@@ -113,7 +113,7 @@ def test_forms_outside_the_planes_route_take_rows(spec):
 
 
 def test_short_planes_take_rows():
-    """Below PLANES_FROM positions a plane the rows route is the faster one (the convolution's fixed costs)."""
+    """Below PLANES_FROM positions a plane the planes route gains nothing, and rows keep the stored runs' bits."""
     layer = _pair("gdn", 6, torch.float64)
     assert not layer(torch.randn(2, 6, PLANES_FROM - 1, dtype=torch.float64)).is_contiguous()
     assert layer(torch.randn(2, 6, PLANES_FROM, dtype=torch.float64)).is_contiguous()

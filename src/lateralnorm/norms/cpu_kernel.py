@@ -90,7 +90,7 @@ CHANNEL_POOL_MODES = ("planes", "rows")
 def channel_pool() -> str:
     """How a channels-first `dn` with a matrix κ over the channels (full, gaussian; GDN), not centered and with a
     fixed α, runs on CPU (LATERALNORM_CHANNEL_POOL): `planes` (default: the element work on the input's own
-    (B·C, P) planes and the pool as a 1×1 convolution, no transposes, for planes of `dn_kernel.PLANES_FROM`
+    (B·C, P) planes and the pool as one batched GEMM, no transposes, for planes of `dn_kernel.PLANES_FROM`
     positions or more) or `rows` (the planes transposed to rows
     (B·P, C), torch's GEMM on them and back: the bits of the runs stored before 2026-12-07 stop 43, which
     `lateralnorm study reprobe` must reproduce exactly to replace their probes)."""

@@ -509,10 +509,10 @@ def matrix_pooled_rows(
     )
 
 
-# A channels-first matrix κ takes the planes route from this many positions a plane (H·W, or L) up: below it the
-# 1×1 convolution's fixed costs (oneDNN's reorders: ~1.6× torch's GEMM on rows at (128, 32, 40)) and a call per
-# short plane outweigh the three transposes it saves. Measured planes/rows a step (`benchmarks/channel_pool.py`,
-# 2026-12-07): 1.25 at 40 positions, 1.27–1.39 at 49, 0.98–1.02 at 100, 0.85–0.87 at 196, 0.85–0.92 at 784.
+# A channels-first matrix κ takes the planes route from this many positions a plane (H·W, or L) up: below it a
+# call per short plane and the batched GEMM's small products cost about what the three transposes save, and
+# rows keep the stored runs' bits. Measured planes/rows a step (`benchmarks/channel_pool.py`, GDN and full κ,
+# 2026-12-07): 0.98–1.00 at 40 positions, 0.99–1.04 at 49, 0.98 at 100, 0.64–0.72 at 196, 0.79–0.81 at 784.
 PLANES_FROM = 128
 
 
@@ -527,7 +527,7 @@ def matrix_pooled_planes(
     """`matrix_pooled_rows` for a contiguous channels-first CPU input x (B, C, *S) whose pool runs over C, not
     centered, with a fixed α (the caller checks; `layout.applies_to(x)`): the element work on x's own (B·C, P)
     planes (not centered, ψ is elementwise; the output's parameters one per channel), the pool on the (B, C, P)
-    planes (`pool`: a κ structure's `channel_pool`, a 1×1 convolution). The rows route transposes x, the output's
+    planes (`pool`: a κ structure's `channel_pool`, one batched GEMM). The rows route transposes x, the output's
     gradient and the input's gradient ((B, C, P) ⇄ (B·P, C)) around the same work: three passes over the
     activations more a step, ~18 % of a full κ's step at (64, 64, 28, 28). Equal to it to rounding (another
     product, and the parameters' sums added in another order); the output is contiguous channels-first."""

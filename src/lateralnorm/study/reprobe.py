@@ -97,7 +97,7 @@ def channel_pool_hint(config: dict[str, Any], versions: dict[str, Any] | None) -
     """What to add when a run does not retrain to its stored model and its CNN's `dn` with a matrix κ over the
     channels (full, gaussian; GDN), not centered and with a fixed α, ran another way then than now on CPU: runs
     stored before 2026-12-07 stop 43 (no `channel_pool` in their versions) transposed the planes to rows, later
-    ones what they recorded; the planes route's 1×1 convolution and sums round differently. It runs on planes of
+    ones what they recorded; the planes route's batched GEMM and sums round differently. It runs on planes of
     `PLANES_FROM` (128) positions or more, which the config alone does not tell: the hint names the switch for
     any CNN run of that kind (a 1-D CNN on MNIST-1D, 40 positions and fewer, took rows either way)."""
     from lateralnorm.models import layout_of
