@@ -23,7 +23,7 @@ PLANE_SPECS = [
 ]
 
 
-def _pair(spec: str, c: int, dtype: torch.dtype, seed: int = 0):
+def _layer(spec: str, c: int, dtype: torch.dtype, seed: int = 0):
     torch.manual_seed(seed)
     layer = create_norm(spec, c, layout="channels_first", dtype=dtype)
     with torch.no_grad():  # parameters off their start, so that each one's gradient is its own
@@ -47,7 +47,7 @@ def _step(layer, x: torch.Tensor, g: torch.Tensor):
 )  # images and signals, ≥ PLANES_FROM positions
 def test_planes_equal_the_rows_route_and_the_formula(spec, shape, monkeypatch):
     c = shape[1]
-    layer = _pair(spec, c, torch.float64)
+    layer = _layer(spec, c, torch.float64)
     formula = create_norm(
         spec + ("," if ":" in spec else ":") + "fused=false", c, layout="channels_first", dtype=torch.float64
     )
@@ -69,7 +69,7 @@ def test_planes_equal_the_rows_route_and_the_formula(spec, shape, monkeypatch):
 
 
 def test_planes_in_float32_match_float64():
-    layer = _pair("gdn", 16, torch.float32)
+    layer = _layer("gdn", 16, torch.float32)
     wide = create_norm("gdn", 16, layout="channels_first", dtype=torch.float64)
     wide.load_state_dict({k: v.double() for k, v in layer.state_dict().items()})
     x, g = torch.randn(8, 16, 12, 12), torch.randn(8, 16, 12, 12)
@@ -86,7 +86,7 @@ def test_rows_mode_keeps_the_rows_bits(monkeypatch):
     """LATERALNORM_CHANNEL_POOL=rows is the route of the runs stored before: the features-last layer on the
     transposed planes, to the bit (the transposes copy)."""
     monkeypatch.setenv("LATERALNORM_CHANNEL_POOL", "rows")
-    cf = _pair("gdn", 8, torch.float32)
+    cf = _layer("gdn", 8, torch.float32)
     last = create_norm("gdn", 8, dtype=torch.float32)
     last.load_state_dict(cf.state_dict())
     x, g = torch.randn(4, 8, 12, 11), torch.randn(4, 8, 12, 11)  # planes long enough for the planes route
@@ -104,7 +104,7 @@ def test_rows_mode_keeps_the_rows_bits(monkeypatch):
 def test_forms_outside_the_planes_route_take_rows(spec):
     """Centered rows need their mean over C, a learned α its own nodes, a low-rank κ its K-thin products: those
     channels-first layers keep the rows route (a channels_last view), with their gradients."""
-    layer = _pair(spec, 6, torch.float64)
+    layer = _layer(spec, 6, torch.float64)
     x = torch.randn(2, 6, 12, 11, dtype=torch.float64, requires_grad=True)
     out = layer(x)
     assert not out.is_contiguous()
@@ -114,14 +114,14 @@ def test_forms_outside_the_planes_route_take_rows(spec):
 
 def test_short_planes_take_rows():
     """Below PLANES_FROM positions a plane the planes route gains nothing, and rows keep the stored runs' bits."""
-    layer = _pair("gdn", 6, torch.float64)
+    layer = _layer("gdn", 6, torch.float64)
     assert not layer(torch.randn(2, 6, PLANES_FROM - 1, dtype=torch.float64)).is_contiguous()
     assert layer(torch.randn(2, 6, PLANES_FROM, dtype=torch.float64)).is_contiguous()
 
 
 @pytest.mark.parametrize("spec", ["gdn", "dn:kappa=lowrank:2", "dn:kappa=full,center=true"])
 def test_an_empty_batch_passes_through(spec):
-    layer = _pair(spec, 4, torch.float32)
+    layer = _layer(spec, 4, torch.float32)
     x = torch.randn(0, 4, 12, 11, requires_grad=True)
     out = layer(x)
     assert out.shape == x.shape
@@ -132,7 +132,7 @@ def test_an_empty_batch_passes_through(spec):
 def test_planes_without_gradients_and_with_frozen_parameters(monkeypatch):
     """Inference (no_grad), an input that needs no gradient, and frozen parameters: the values and the gradients
     asked for, as the rows route gives them."""
-    layer = _pair("gdn", 6, torch.float64)
+    layer = _layer("gdn", 6, torch.float64)
     x = torch.randn(2, 6, 12, 11, dtype=torch.float64)
     g = torch.randn_like(x)
 
@@ -163,7 +163,7 @@ def test_planes_without_gradients_and_with_frozen_parameters(monkeypatch):
 
 
 def test_planes_double_backward():
-    layer = _pair("gdn", 3, torch.float64)
+    layer = _layer("gdn", 3, torch.float64)
     x = torch.randn(1, 3, PLANES_FROM, dtype=torch.float64, requires_grad=True)
     assert layer(x).is_contiguous()
     assert torch.autograd.gradcheck(layer, (x,))
@@ -172,7 +172,7 @@ def test_planes_double_backward():
 
 def test_planes_take_the_layers_type():
     """A float32 input to a float64 layer runs in float64 (the common type), as the other routes do."""
-    layer = _pair("gdn", 6, torch.float64)
+    layer = _layer("gdn", 6, torch.float64)
     out = layer(torch.randn(2, 6, 12, 11))
     assert out.dtype == torch.float64 and out.is_contiguous()
 
