@@ -674,6 +674,25 @@ def test_bad_mode_is_a_usage_error(monkeypatch):
         cpu_kernel.mode()
 
 
+def test_a_switch_follows_every_change_of_the_environment(monkeypatch):
+    """The switches are read from the process's environment table on each call (each value validated once): a
+    set, changed, emptied or removed variable is seen at the next call, and a bad value fails every time."""
+    monkeypatch.delenv("LATERALNORM_LOWRANK_PRODUCTS", raising=False)
+    assert cpu_kernel.lowrank_products() == "kernel"
+    monkeypatch.setenv("LATERALNORM_LOWRANK_PRODUCTS", " Torch ")
+    assert cpu_kernel.lowrank_products() == "torch"
+    monkeypatch.setenv("LATERALNORM_LOWRANK_PRODUCTS", "")
+    assert cpu_kernel.lowrank_products() == "kernel"
+    monkeypatch.setenv("LATERALNORM_LOWRANK_PRODUCTS", "torch")
+    assert cpu_kernel.lowrank_products() == "torch"
+    for _ in range(2):
+        monkeypatch.setenv("LATERALNORM_LOWRANK_PRODUCTS", "gemm")
+        with pytest.raises(UsageError, match="'gemm' is not one of kernel, torch"):
+            cpu_kernel.lowrank_products()
+    monkeypatch.delenv("LATERALNORM_LOWRANK_PRODUCTS")
+    assert cpu_kernel.lowrank_products() == "kernel"
+
+
 def test_build_folder_is_keyed_by_source_torch_and_cpu():
     key = cpu_kernel.build_key()
     assert len(key) == 16 and cpu_kernel.build_dir().name == f"dn_rows-{key}"
@@ -1115,6 +1134,24 @@ def test_matrix_kappa_learned_alpha_backward_twice_and_frozen():
     assert len(pairs) == len(got) - 1  # every gradient but α's
     for i, (a, b) in enumerate(pairs):
         torch.testing.assert_close(a, b, atol=1e-11, rtol=1e-9, msg=lambda m, i=i: f"output #{i}: {m}")
+
+
+@pytest.mark.parametrize("n", [37, 260])
+def test_matrix_kappa_learned_alpha_gradient_without_the_input_s(n):
+    """ψ's node takes α's rows in its gy loop when the input wants a gradient, and in a pass of their own when it
+    does not (an input without requires_grad): α's gradient is the same bits either way, and equals the formula's
+    (narrow rows, and wide rectified float32 ones, whose logs are taken where relu(t) > 0)."""
+    kernel, plain = _matrix_alpha_pair("dn:kappa=lowrank:4,learn_alpha=true,alpha=1", n, torch.float32)
+    x = torch.randn(40, n) * 2
+    x[3] = 0.0
+    g = torch.randn_like(x)
+    with_x = torch.autograd.grad(kernel(x.clone().requires_grad_()), kernel.alpha_raw, g)[0]
+    out = kernel(x)
+    assert _on_learned_alpha_nodes(out)
+    alone = torch.autograd.grad(out, kernel.alpha_raw, g)[0]
+    assert torch.equal(alone, with_x) and alone.abs().item() > 0
+    ref = torch.autograd.grad(plain(x), plain.alpha_raw, g)[0]
+    torch.testing.assert_close(alone, ref, atol=2e-5, rtol=2e-4)
 
 
 # (α, p): the exp/log policies of a general α, which keep their power (p = α above and below 1, the general pair

@@ -510,6 +510,15 @@ inline float* compact_scratch(float* local, int64_t cap, int64_t need) {
 // row's whole groups of 16 (a(i): the group at i) put in order into lc (a register compress, then a plain store),
 // the last group padded with 1, and their logs taken in place by the 16-lane call. lc holds n16 + 16 floats;
 // returns the padded count (a multiple of 16). Put back with _mm512_maskz_expand_ps under the same mask.
+// The gathered values at p put back under `take` (_mm512_maskz_expand_ps), loaded first as a plain vector: GCC
+// folds the load into a memory-form vexpandps, which Zen 4 runs slower (an alpha_log_row_compacted row 5–6 %
+// slower in a C++ harness); the empty asm keeps the load a register's. The same lanes either way.
+__attribute__((always_inline)) inline __m512 expand_from(__mmask16 take, const float* p) {
+  __m512 v = _mm512_loadu_ps(p);
+  asm("" : "+v"(v));
+  return _mm512_maskz_expand_ps(take, v);
+}
+
 template <typename A>
 __attribute__((always_inline)) inline int64_t gathered_logs(int64_t n16, float* __restrict__ lc, A a) {
   const __m512 zero = _mm512_setzero_ps();
@@ -550,9 +559,9 @@ __attribute__((noinline)) __m512d compact_powers(const float* __restrict__ y, fl
   for (int64_t i = 0; i < n16; i += 16) {
     const __m512 v = _mm512_loadu_ps(a + i);
     const __mmask16 take = _mm512_cmp_ps_mask(v, zero, _CMP_NLE_UQ), pos = _mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ);
-    if (WITH_L) _mm512_storeu_ps(L + i, _mm512_maskz_expand_ps(take, _mm512_loadu_ps(lc + k)));
+    if (WITH_L) _mm512_storeu_ps(L + i, expand_from(take, lc + k));
     // kept_from_log: the exp where a > 0, else 0 (a NaN's exp too); ψ = a·a^(α−1), as psi_from_pm
-    const __m512 e = _mm512_maskz_mov_ps(pos, _mm512_maskz_expand_ps(take, _mm512_loadu_ps(ec + k)));
+    const __m512 e = _mm512_maskz_mov_ps(pos, expand_from(take, ec + k));
     _mm512_storeu_ps(pm + i, e);
     if (WITH_PSI) {
       const __m512 ps = _mm512_mul_ps(v, e);
@@ -2069,50 +2078,6 @@ const T* kept_ptr(const c10::optional<at::Tensor>& kept, const at::Tensor& y) {
   return kept->data_ptr<T>();
 }
 
-at::Tensor psi_rows_backward(const at::Tensor& gpsi_in, const at::Tensor& y_in, const at::Tensor& stats,
-                             bool center, bool rect, double alpha, double p,
-                             const c10::optional<at::Tensor>& acc, const c10::optional<at::Tensor>& kept = c10::nullopt) {
-  at::Tensor y = y_in.contiguous();
-  at::Tensor gpsi = gpsi_in.contiguous().to(y.scalar_type());
-  TORCH_CHECK(gpsi.sizes() == y.sizes(), "dn kernel: grad and input shapes differ");
-  const bool into = acc.has_value() && acc->defined();
-  TORCH_CHECK(!into || (acc->sizes() == y.sizes() && acc->is_contiguous() && acc->scalar_type() == y.scalar_type()),
-              "dn kernel: acc must be a contiguous tensor like the input");
-  const Cfg cfg = make_cfg(UNIFORM, center, rect, alpha, p, 1.0, 0, 0);
-  const int64_t m = y.size(0), n = y.size(1);
-  at::Tensor gy = into ? *acc : at::empty_like(y);
-  if (m == 0 || n == 0) return gy;
-  AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "dn_psi_rows_backward", [&] {
-    using T = scalar_t;
-    const T* yp = y.data_ptr<T>();
-    const T* gp = gpsi.data_ptr<T>();
-    const double* sp = stats.data_ptr<double>();
-    T* op = gy.data_ptr<T>();
-    const T* kp = kept_ptr<T>(kept, y);
-    with_fn<T>(cfg, [&](auto fn) {
-      with_kept(fn, kp, [&](auto from_pm) {
-        constexpr bool FROM_PM = decltype(from_pm)::value;
-        at::parallel_for(0, m, std::max<int64_t>(1, 16384 / n), [&](int64_t r0, int64_t r1) {
-          std::vector<T> tmp(into ? n : 0);
-          for (int64_t row = r0; row < r1; ++row) {
-            const T mm = static_cast<T>(sp[3 * row]), dl = static_cast<T>(sp[3 * row + 1]);
-            T* out = op + row * n;
-            T* gr = into ? tmp.data() : out;  // this share: in place, or in scratch and then added to acc
-            psi_grad_of_row<T, FROM_PM>(gp + row * n, yp + row * n, mm, dl, n, gr, fn,
-                                        FROM_PM ? kp + row * n : nullptr);
-            const T mean = center ? static_cast<T>(lane_sum(gr, n) / static_cast<double>(n)) : T(0);
-            if (into)
-              add_centered(gr, mean, n, out);
-            else if (center)
-              for (int64_t i = 0; i < n; ++i) gr[i] -= mean;
-          }
-        });
-      });
-    });
-  });
-  return gy;
-}
-
 // A learned α's gradient for a matrix pool's element work, one row at a time:
 //   Σ ln a · (gψ ψ + dp · g (out − b))
 // over the elements. a = |t| or relu(t), t from y and psi_rows' stats as the kernel takes it. ln a is taken as 0 at
@@ -2173,7 +2138,7 @@ __attribute__((noinline)) double alpha_log_row_compacted(const float* __restrict
     } else {
       v = _mm512_mul_ps(gv, pv);
     }
-    acc = add16(acc, _mm512_mul_ps(_mm512_maskz_expand_ps(take, _mm512_loadu_ps(lc + k)), v));
+    acc = add16(acc, _mm512_mul_ps(expand_from(take, lc + k), v));
     k += __builtin_popcount(static_cast<unsigned>(take));
   }
   if (n16 < n)  // the tail by the plain loop, its sum continued in order
@@ -2184,73 +2149,181 @@ __attribute__((noinline)) double alpha_log_row_compacted(const float* __restrict
 }
 #endif
 
+// One row of alpha_log_terms by the function its form takes (the compacted loop for a rectified float row of
+// kCompactFrom units or more), and that function chosen once a call: alpha_log_terms and psi_rows_backward's α
+// rows run the same row functions, so the same bits.
+template <typename T>
+using AlphaRow = double (*)(const T*, T, T, const T*, const T*, const T*, const T*, const T*, T, int64_t, T*);
+
+template <typename T, bool OT, bool CE, bool RE>
+double alpha_row_entry(const T* y, T m, T dl, const T* gpsi, const T* psi, const T* g, const T* out, const T* b, T dp,
+                       int64_t n, T* buf) {
+#ifdef LATERALNORM_COMPACT_POWERS
+  if constexpr (std::is_same_v<T, float> && RE) {
+    if (n >= kCompactFrom) return alpha_log_row_compacted<OT, CE>(y, m, dl, gpsi, psi, g, out, b, dp, n, buf);
+  }
+#endif
+  return alpha_log_row<T, OT, CE, RE>(y, m, dl, gpsi, psi, g, out, b, dp, n, buf);
+}
+
+template <typename T>
+AlphaRow<T> alpha_row_for(bool with_out, bool center, bool rect) {
+  if (with_out) {
+    if (center) return rect ? &alpha_row_entry<T, true, true, true> : &alpha_row_entry<T, true, true, false>;
+    return rect ? &alpha_row_entry<T, true, false, true> : &alpha_row_entry<T, true, false, false>;
+  }
+  if (center) return rect ? &alpha_row_entry<T, false, true, true> : &alpha_row_entry<T, false, true, false>;
+  return rect ? &alpha_row_entry<T, false, false, true> : &alpha_row_entry<T, false, false, false>;
+}
+
+// alpha_log_terms' operands, checked and in the input's type: ψ, and where dp != 0 the output node's g, out and b
+// (b: N values, zeros where the layer has none), with the (M,) float64 row sums to fill.
+struct AlphaOperands {
+  at::Tensor psi, g, out, b, rows;
+  double dp;
+};
+
+AlphaOperands alpha_operands(const at::Tensor& y, const at::Tensor& stats, const at::Tensor& gpsi,
+                             const at::Tensor& psi_in, const c10::optional<at::Tensor>& g_in,
+                             const c10::optional<at::Tensor>& out_in, const c10::optional<at::Tensor>& bias_in,
+                             double dp) {
+  const int64_t m = y.size(0), n = y.size(1);
+  AlphaOperands a;
+  a.dp = dp;
+  a.psi = psi_in.contiguous().to(y.scalar_type());
+  TORCH_CHECK(gpsi.sizes() == y.sizes() && a.psi.sizes() == y.sizes(), "alpha_log_terms: ψ and its gradient must have the input's shape");
+  TORCH_CHECK(stats.dim() == 2 && stats.size(0) == m && stats.scalar_type() == at::kDouble && stats.is_contiguous(),
+              "alpha_log_terms: stats must be psi_rows' (M, 3) float64 tensor");
+  if (dp != 0.0) {
+    TORCH_CHECK(g_in.has_value() && out_in.has_value(), "alpha_log_terms: dp != 0 needs g and out");
+    a.g = g_in->contiguous().to(y.scalar_type());
+    a.out = out_in->contiguous().to(y.scalar_type());
+    a.b = bias_in.has_value() ? bias_in->contiguous().to(y.scalar_type()) : at::zeros({n}, y.options());
+    TORCH_CHECK(a.g.sizes() == y.sizes() && a.out.sizes() == y.sizes() && a.b.numel() == n,
+                "alpha_log_terms: g and out must have the input's shape, b N values");
+  }
+  a.rows = at::empty({m}, y.options().dtype(at::kDouble));
+  return a;
+}
+
+// The rows' sums added in row order (the result does not depend on the thread count), as a (1,) float64 tensor.
+at::Tensor alpha_total(const AlphaOperands& a, const at::Tensor& y) {
+  const double* rp = a.rows.data_ptr<double>();
+  double total = 0;
+  for (int64_t i = 0; i < a.rows.numel(); ++i) total += rp[i];
+  return at::full({1}, total, y.options().dtype(at::kDouble));
+}
+
+// The pointers one α row reads (the row's offset added by `row`), for a row loop of type T.
+template <typename T>
+struct AlphaJob {
+  AlphaRow<T> fn;
+  const T *psi, *g, *out, *b;
+  T dp;
+  double* rows;
+
+  AlphaJob(const AlphaOperands& a, bool center, bool rect)
+      : fn(alpha_row_for<T>(a.dp != 0.0, center, rect)),
+        psi(a.psi.data_ptr<T>()),
+        g(a.dp != 0.0 ? a.g.data_ptr<T>() : nullptr),
+        out(a.dp != 0.0 ? a.out.data_ptr<T>() : nullptr),
+        b(a.dp != 0.0 ? a.b.data_ptr<T>() : nullptr),
+        dp(static_cast<T>(a.dp)),
+        rows(a.rows.data_ptr<double>()) {}
+
+  void row(int64_t r, const T* y, T m, T dl, const T* gpsi, int64_t n, T* buf) const {
+    const int64_t o = r * n;
+    rows[r] = fn(y + o, m, dl, gpsi + o, psi + o, g == nullptr ? g : g + o, out == nullptr ? out : out + o, b, dp,
+                 n, buf);
+  }
+};
+
+// Every row's α terms into a.rows (y and gψ contiguous, in a's type).
+void alpha_rows(const AlphaOperands& a, const at::Tensor& y, const at::Tensor& stats, const at::Tensor& gpsi,
+                bool center, bool rect) {
+  const int64_t m = y.size(0), n = y.size(1);
+  if (m == 0 || n == 0) return;
+  AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "dn_alpha_log_terms", [&] {
+    using T = scalar_t;
+    const T* yp = y.data_ptr<T>();
+    const T* gpp = gpsi.data_ptr<T>();
+    const double* sp = stats.data_ptr<double>();
+    const AlphaJob<T> job(a, center, rect);
+    at::parallel_for(0, m, std::max<int64_t>(1, 16384 / n), [&](int64_t r0, int64_t r1) {
+      std::vector<T> buf(n);
+      for (int64_t row = r0; row < r1; ++row)
+        job.row(row, yp, static_cast<T>(sp[3 * row]), static_cast<T>(sp[3 * row + 1]), gpp, n, buf.data());
+    });
+  });
+}
+
 at::Tensor alpha_log_terms(const at::Tensor& y_in, const at::Tensor& stats, bool center, bool rect,
                            const at::Tensor& gpsi_in, const at::Tensor& psi_in, const c10::optional<at::Tensor>& g_in,
                            const c10::optional<at::Tensor>& out_in, const c10::optional<at::Tensor>& bias_in,
                            double dp) {
   const at::Tensor y = y_in.contiguous();
   TORCH_CHECK(y.dim() == 2 && y.device().is_cpu(), "dn kernel: y must be a 2-D CPU tensor");
+  const at::Tensor gpsi = gpsi_in.contiguous().to(y.scalar_type());
+  const AlphaOperands a = alpha_operands(y, stats, gpsi, psi_in, g_in, out_in, bias_in, dp);
+  alpha_rows(a, y, stats, gpsi, center, rect);
+  return alpha_total(a, y);
+}
+
+// gψ ψ'(t) for a matrix pool's ψ rows (centered where the layer centers); added to acc in place where given. With
+// `alpha` (a learned α's operands, alpha_operands), each row's α terms too, right after the row's gy while its y
+// and gψ are in cache: the same row function as alpha_log_terms (the same bits), without a second pass over y
+// and gψ.
+at::Tensor psi_rows_backward_in(const at::Tensor& gpsi, const at::Tensor& y, const at::Tensor& stats, bool center,
+                                bool rect, double alpha, double p, const c10::optional<at::Tensor>& acc,
+                                const c10::optional<at::Tensor>& kept, const AlphaOperands* alpha_ops) {
+  TORCH_CHECK(gpsi.sizes() == y.sizes(), "dn kernel: grad and input shapes differ");
+  const bool into = acc.has_value() && acc->defined();
+  TORCH_CHECK(!into || (acc->sizes() == y.sizes() && acc->is_contiguous() && acc->scalar_type() == y.scalar_type()),
+              "dn kernel: acc must be a contiguous tensor like the input");
+  const Cfg cfg = make_cfg(UNIFORM, center, rect, alpha, p, 1.0, 0, 0);
   const int64_t m = y.size(0), n = y.size(1);
-  const at::Tensor gpsi = gpsi_in.contiguous().to(y.scalar_type()), psi = psi_in.contiguous().to(y.scalar_type());
-  TORCH_CHECK(gpsi.sizes() == y.sizes() && psi.sizes() == y.sizes(), "alpha_log_terms: ψ and its gradient must have the input's shape");
-  TORCH_CHECK(stats.dim() == 2 && stats.size(0) == m && stats.scalar_type() == at::kDouble && stats.is_contiguous(),
-              "alpha_log_terms: stats must be psi_rows' (M, 3) float64 tensor");
-  const bool with_out = dp != 0.0;
-  at::Tensor g, out, b;
-  if (with_out) {
-    TORCH_CHECK(g_in.has_value() && out_in.has_value(), "alpha_log_terms: dp != 0 needs g and out");
-    g = g_in->contiguous().to(y.scalar_type());
-    out = out_in->contiguous().to(y.scalar_type());
-    b = bias_in.has_value() ? bias_in->contiguous().to(y.scalar_type()) : at::zeros({n}, y.options());
-    TORCH_CHECK(g.sizes() == y.sizes() && out.sizes() == y.sizes() && b.numel() == n,
-                "alpha_log_terms: g and out must have the input's shape, b N values");
-  }
-  at::Tensor rows = at::empty({m}, y.options().dtype(at::kDouble));
-  if (m > 0 && n > 0) {
-    AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "dn_alpha_log_terms", [&] {
-      using T = scalar_t;
-      const T* yp = y.data_ptr<T>();
-      const T* gpp = gpsi.data_ptr<T>();
-      const T* pp = psi.data_ptr<T>();
-      const T* gp = with_out ? g.data_ptr<T>() : nullptr;
-      const T* op = with_out ? out.data_ptr<T>() : nullptr;
-      const T* bp = with_out ? b.data_ptr<T>() : nullptr;
-      const double* sp = stats.data_ptr<double>();
-      double* rp = rows.data_ptr<double>();
-      const T dpt = static_cast<T>(dp);
-      auto run = [&](auto out_term, auto centered, auto rectified) {
-        constexpr bool OT = decltype(out_term)::value, CE = decltype(centered)::value,
-                       RE = decltype(rectified)::value;
+  at::Tensor gy = into ? *acc : at::empty_like(y);
+  if (m == 0 || n == 0) return gy;
+  AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "dn_psi_rows_backward", [&] {
+    using T = scalar_t;
+    const T* yp = y.data_ptr<T>();
+    const T* gp = gpsi.data_ptr<T>();
+    const double* sp = stats.data_ptr<double>();
+    T* op = gy.data_ptr<T>();
+    const T* kp = kept_ptr<T>(kept, y);
+    const c10::optional<AlphaJob<T>> job =
+        alpha_ops == nullptr ? c10::nullopt : c10::optional<AlphaJob<T>>(AlphaJob<T>(*alpha_ops, center, rect));
+    with_fn<T>(cfg, [&](auto fn) {
+      with_kept(fn, kp, [&](auto from_pm) {
+        constexpr bool FROM_PM = decltype(from_pm)::value;
         at::parallel_for(0, m, std::max<int64_t>(1, 16384 / n), [&](int64_t r0, int64_t r1) {
-          std::vector<T> buf(n);
+          std::vector<T> tmp(into ? n : 0), buf(job.has_value() ? n : 0);
           for (int64_t row = r0; row < r1; ++row) {
             const T mm = static_cast<T>(sp[3 * row]), dl = static_cast<T>(sp[3 * row + 1]);
-            const int64_t o = row * n;
-#ifdef LATERALNORM_COMPACT_POWERS
-            if constexpr (std::is_same_v<T, float> && RE) {
-              if (n >= kCompactFrom) {
-                rp[row] = alpha_log_row_compacted<OT, CE>(yp + o, mm, dl, gpp + o, pp + o, OT ? gp + o : nullptr,
-                                                          OT ? op + o : nullptr, bp, dpt, n, buf.data());
-                continue;
-              }
-            }
-#endif
-            rp[row] = alpha_log_row<T, OT, CE, RE>(yp + o, mm, dl, gpp + o, pp + o, OT ? gp + o : nullptr,
-                                                   OT ? op + o : nullptr, bp, dpt, n, buf.data());
+            T* out = op + row * n;
+            T* gr = into ? tmp.data() : out;  // this share: in place, or in scratch and then added to acc
+            psi_grad_of_row<T, FROM_PM>(gp + row * n, yp + row * n, mm, dl, n, gr, fn,
+                                        FROM_PM ? kp + row * n : nullptr);
+            const T mean = center ? static_cast<T>(lane_sum(gr, n) / static_cast<double>(n)) : T(0);
+            if (into)
+              add_centered(gr, mean, n, out);
+            else if (center)
+              for (int64_t i = 0; i < n; ++i) gr[i] -= mean;
+            if (job.has_value()) job->row(row, yp, mm, dl, gp, n, buf.data());
           }
         });
-      };
-      using yes = std::true_type;
-      using no = std::false_type;
-      auto with_rect = [&](auto ot, auto ce) { rect ? run(ot, ce, yes{}) : run(ot, ce, no{}); };
-      auto with_center = [&](auto ot) { center ? with_rect(ot, yes{}) : with_rect(ot, no{}); };
-      with_out ? with_center(yes{}) : with_center(no{});
+      });
     });
-  }
-  const double* rp = rows.data_ptr<double>();
-  double total = 0;
-  for (int64_t i = 0; i < m; ++i) total += rp[i];
-  return at::full({1}, total, y.options().dtype(at::kDouble));
+  });
+  return gy;
+}
+
+at::Tensor psi_rows_backward(const at::Tensor& gpsi_in, const at::Tensor& y_in, const at::Tensor& stats,
+                             bool center, bool rect, double alpha, double p,
+                             const c10::optional<at::Tensor>& acc, const c10::optional<at::Tensor>& kept = c10::nullopt) {
+  const at::Tensor y = y_in.contiguous();
+  return psi_rows_backward_in(gpsi_in.contiguous().to(y.scalar_type()), y, stats, center, rect, alpha, p, acc, kept,
+                              nullptr);
 }
 
 // A given pool's parameters, one value per unit (n); or, for channel planes (`channels` C > 0: the rows are the
@@ -2832,8 +2905,9 @@ at::Tensor tensor_or_undefined(const pybind11::handle& h) {
 }
 
 // A learned α (`alpha`: its value as a tensor, floored where under its floor; the numbers carry that value, and p =
-// α r where tied): ψ's node keeps ψ, and its backward takes ∂L/∂α for both nodes in one pass (`alpha_log_terms`, one
-// log per element). The output node's term, −Σ ln a · gW (W + β) (g γ z = gW (β + W) / (−r), from what that node
+// α r where tied): ψ's node keeps ψ, and its backward takes ∂L/∂α for both nodes (alpha_log_terms' row function,
+// one log per element), each row right after that row's gy (psi_rows_backward_in), or in a pass of its own where
+// the input takes no gradient. The output node's term, −Σ ln a · gW (W + β) (g γ z = gW (β + W) / (−r), from what that node
 // has, so that its output need not be kept), comes through `terms`: three empty tensors shared by the two nodes,
 // which the output node's backward points at gW, W and −β (N values), and ψ's empties after its pass.
 struct PsiRowsNode : public torch::autograd::Function<PsiRowsNode> {
@@ -2867,28 +2941,35 @@ struct PsiRowsNode : public torch::autograd::Function<PsiRowsNode> {
       out[2] = tensor_or_undefined(got[1]);
       return out;
     }
-    const at::Tensor g = grads[0].contiguous();
+    const at::Tensor yc = y.contiguous(), g = grads[0].contiguous().to(yc.scalar_type());
     at::Tensor box = ctx->saved_data["box"].toTensor();
     const c10::optional<at::Tensor> acc = box.numel() > 0 ? c10::optional<at::Tensor>(box) : c10::nullopt;
-    if (need_y) {
-      const at::Tensor gy = psi_rows_backward(g, y, stats, center, rect, v[2], v[3], acc, kept);
+    std::vector<at::Tensor> terms;
+    c10::optional<AlphaOperands> alpha_ops;
+    if (alpha.defined()) {
+      terms = ctx->saved_data["terms"].toTensorVector();
+      if (need_a) {  // both nodes' α terms (the output node's, where it left one, in `terms`), one log an element
+        const bool term = terms.size() == 3 && terms[0].numel() > 0;
+        alpha_ops = alpha_operands(yc, stats, g, psi, term ? optional_of(terms[0]) : c10::nullopt,
+                                   term ? optional_of(terms[1]) : c10::nullopt,
+                                   term ? optional_of(terms[2]) : c10::nullopt, term ? -1.0 : 0.0);
+      }
+    }
+    if (need_y) {  // α's rows in the same loop, where asked for
+      const at::Tensor gy = psi_rows_backward_in(g, yc, stats, center, rect, v[2], v[3], acc, kept,
+                                                 alpha_ops.has_value() ? &*alpha_ops : nullptr);
       if (acc.has_value()) {  // gy is the box itself: return its storage under a handle of its own, empty the box
         out[0] = gy.detach();
         box.set_();
       } else {
         out[0] = gy;
       }
+    } else if (alpha_ops.has_value()) {  // α's rows alone
+      alpha_rows(*alpha_ops, yc, stats, g, center, rect);
     }
     if (!alpha.defined()) return out;
-    std::vector<at::Tensor> terms = ctx->saved_data["terms"].toTensorVector();
-    if (need_a) {  // both nodes' α terms in one pass (the output node's, where it left one, in `terms`)
-      const bool term = terms.size() == 3 && terms[0].numel() > 0;
-      const at::Tensor total =
-          alpha_log_terms(y, stats, center, rect, g, psi, term ? optional_of(terms[0]) : c10::nullopt,
-                          term ? optional_of(terms[1]) : c10::nullopt, term ? optional_of(terms[2]) : c10::nullopt,
-                          term ? -1.0 : 0.0);
-      out[2] = total.to(alpha.scalar_type()).reshape(alpha.sizes());
-    }
+    if (alpha_ops.has_value())
+      out[2] = alpha_total(*alpha_ops, yc).to(alpha.scalar_type()).reshape(alpha.sizes());
     for (at::Tensor& t : terms) t.set_();
     return out;
   }
