@@ -506,10 +506,6 @@ inline float* compact_scratch(float* local, int64_t cap, int64_t need) {
   return wide.data();
 }
 
-// The gathering both compacted passes share: the a > 0 (or NaN: where ln_pos takes the log of a itself) among a
-// row's whole groups of 16 (a(i): the group at i) put in order into lc (a register compress, then a plain store),
-// the last group padded with 1, and their logs taken in place by the 16-lane call. lc holds n16 + 16 floats;
-// returns the padded count (a multiple of 16). Put back with _mm512_maskz_expand_ps under the same mask.
 // The gathered values at p put back under `take` (_mm512_maskz_expand_ps), loaded first as a plain vector: GCC
 // folds the load into a memory-form vexpandps, which Zen 4 runs slower (an alpha_log_row_compacted row 5–6 %
 // slower in a C++ harness); the empty asm keeps the load a register's. The same lanes either way.
@@ -519,6 +515,10 @@ __attribute__((always_inline)) inline __m512 expand_from(__mmask16 take, const f
   return _mm512_maskz_expand_ps(take, v);
 }
 
+// The gathering both compacted passes share: the a > 0 (or NaN: where ln_pos takes the log of a itself) among a
+// row's whole groups of 16 (a(i): the group at i) put in order into lc (a register compress, then a plain store),
+// the last group padded with 1, and their logs taken in place by the 16-lane call. lc holds n16 + 16 floats;
+// returns the padded count (a multiple of 16). Put back with _mm512_maskz_expand_ps under the same mask.
 template <typename A>
 __attribute__((always_inline)) inline int64_t gathered_logs(int64_t n16, float* __restrict__ lc, A a) {
   const __m512 zero = _mm512_setzero_ps();
@@ -2202,7 +2202,7 @@ AlphaOperands alpha_operands(const at::Tensor& y, const at::Tensor& stats, const
     TORCH_CHECK(a.g.sizes() == y.sizes() && a.out.sizes() == y.sizes() && a.b.numel() == n,
                 "alpha_log_terms: g and out must have the input's shape, b N values");
   }
-  a.rows = at::empty({m}, y.options().dtype(at::kDouble));
+  a.rows = at::zeros({m}, y.options().dtype(at::kDouble));  // rows of no units: 0 (their loops do not run)
   return a;
 }
 
