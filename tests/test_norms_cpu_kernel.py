@@ -1145,8 +1145,8 @@ def test_matrix_kappa_learned_alpha_gradient_without_the_input_s(n):
     x = torch.randn(40, n) * 2
     x[3] = 0.0
     g = torch.randn_like(x)
-    xx = x.clone().requires_grad_()
-    with_x = torch.autograd.grad(kernel(xx), (xx, kernel.alpha_raw), g)[1]  # the input's too: α's rows in its loop
+    xx = x.clone().requires_grad_()  # the input's gradient asked for too: α's rows in its loop
+    with_x = torch.autograd.grad(kernel(xx), (xx, kernel.alpha_raw), g)[1]
     out = kernel(x)
     assert _on_learned_alpha_nodes(out)
     alone = torch.autograd.grad(out, kernel.alpha_raw, g)[0]
