@@ -5,7 +5,8 @@ process, interleaved, best of `rounds`.
     python benchmarks/fastest_exact.py [--rounds 9] [--threads 1]
 
 Shape (B=1024, N=512), features last. Each pair is first checked equal (float64 values); the ratio is ours /
-torch's. DyT has no torch implementation: its reference is the composite γ·tanh(a·x) + b in torch ops.
+torch's. DyT has no torch implementation: its reference is the composite γ·tanh(a·x) + b in torch ops. The
+`dn` presets of RMSNorm and softmax are compared with torch's implementation of the same function too.
 """
 
 from __future__ import annotations
@@ -39,6 +40,13 @@ def pairs(x: torch.Tensor) -> dict[str, tuple[torch.nn.Module, Callable[[torch.T
     )
     dyt = create_norm("dyt", N, dtype=x.dtype)
     out["dyt"] = (dyt, lambda t: torch.tanh(dyt.alpha * t) * dyt.weight + dyt.bias)
+    # the dn presets of those functions (a preset is the function by its common name, as `dn` sees it); not the LN
+    # preset, which is not torch's algorithm: its two-step centering keeps a near-constant float32 row ~3x closer
+    # to the float64 answer than torch's LayerNorm (tests/test_norms_exact.py)
+    drms = create_norm("dn:preset=rms", N, dtype=x.dtype)
+    out["dn:preset=rms"] = (drms, lambda t: F.rms_norm(t, (N,), drms.weight, 1e-6))
+    dsm = create_norm("dn:preset=softmax", N, dtype=x.dtype)
+    out["dn:preset=softmax"] = (dsm, lambda t: torch.softmax(t, -1))
     return out
 
 

@@ -32,7 +32,8 @@ LAST_SPECS = [
     "dn:kappa=full,learn_alpha=true,alpha=1", "dn:kappa=lowrank:16,learn_alpha=true,alpha=1",
 ]  # fmt: skip
 CF_SPECS = [
-    "ln", "rms", "bn", "gn", "ln_chw", "lrn", "softmax", "dn:preset=ln", "dn", "dn:kappa=self", "dn:kappa=band:5",
+    "ln", "rms", "bn", "gn", "ln_chw", "lrn", "softmax", "dn:preset=ln", "dn:preset=softmax", "dn", "dn:kappa=self",
+    "dn:kappa=band:5",
     "dn:kappa=full", "gdn", "gelu>ln",
 ]  # fmt: skip
 O_N = {
@@ -42,6 +43,7 @@ O_N = {
     "dn:preset=ln",
     "dn:preset=rms",
     "dn:preset=lrn",
+    "dn:preset=softmax",  # (torch's softmax since stop 44: the same function)
     "dn:learn_alpha=true,alpha=1.5",
     "dn:alpha=1.5",
     "dn:fn=signed",  # α = p = 2 with a signed ψ

@@ -381,3 +381,73 @@ def test_channels_first_ln_and_rms_take_the_channel_kernel_and_equal_the_permute
     (gg,) = torch.autograd.grad(got[0].square().sum(), [x])
     (gr,) = torch.autograd.grad(want[0].square().sum(), [x])
     torch.testing.assert_close(gg, gr, rtol=1e-9, atol=1e-10)
+
+
+def _softmax_twin(spec: str, n: int, **kw):  # noqa: ANN003, ANN202
+    """A layer and its composite-formula twin (fused=false) with the same perturbed parameters and buffers."""
+    torch.manual_seed(0)
+    fast = create_norm(spec, n, dtype=torch.float64, **kw)
+    plain = create_norm(spec + ",fused=false", n, dtype=torch.float64, **kw)
+    with torch.no_grad():
+        for p in fast.parameters():
+            p.add_(torch.rand_like(p))
+    plain.load_state_dict(fast.state_dict())
+    return fast, plain
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "dn:preset=softmax",
+        "dn:preset=softmax,center=true",
+        "dn:preset=softmax,kappa_init=0.5,affine=true",
+        "dn:fn=exp,alpha=1.5,r=1,beta=0,learn_beta=false,learn_kappa=false,affine=true,bias=false",
+    ],
+)
+@pytest.mark.parametrize("layout", ["last", "channels_first"])
+def test_the_softmax_form_takes_torch_softmax_and_equals_the_composite(spec, layout):
+    """A `dn` that computes softmax(α y)/c (ψ = e^{α t}, p = α, r = 1, a fixed uniform κ = c, a fixed β = 0) runs
+    torch's softmax: its graph has softmax's node, and its output and every gradient equal the composite
+    formula's (fused=false) in float64, features last and over the channels of an image."""
+    fast, plain = _softmax_twin(spec, 12, layout=layout)
+    assert fast._softmax_scale is not None and plain._softmax_scale is None
+    shape = (5, 12) if layout == "last" else (3, 12, 4, 5)
+    x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+    got, ref = fast(x), plain(x)
+    assert "SoftmaxBackward0" in {type(f).__name__ for f in _graph_functions(got)}
+    grads = [
+        torch.autograd.grad(out.square().sum(), [x, *m.parameters()])
+        for out, m in ((got, fast), (ref, plain))
+    ]
+    assert max_err(got, ref) <= 1e-14
+    for a, b in zip(*grads):
+        assert max_err(a, b) <= 1e-12
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "dn:preset=softmax,learn_beta=true",  # a learned β
+        "dn:preset=softmax,learn_kappa=true",  # a learned κ
+        "dn:preset=softmax,beta=0.5",  # β ≠ 0: the shift no longer cancels
+        "dn:preset=softmax,alpha=2",  # p = 1 ≠ α
+        "dn:preset=softmax,learn_alpha=true",
+        "dn:preset=softmax,kappa=band:3",
+        "dn:preset=softmax,r=0.5",
+    ],
+)
+def test_other_exp_forms_keep_the_composite(spec):
+    """Only the softmax form takes torch's softmax: any other exp form is not softmax(α y)/c and keeps the formula."""
+    assert create_norm(spec, 12)._softmax_scale is None
+
+
+def _graph_functions(out: torch.Tensor) -> list:
+    """Every autograd node behind `out`."""
+    seen, todo = [], [out.grad_fn]
+    while todo:
+        f = todo.pop()
+        if f is None or f in seen:
+            continue
+        seen.append(f)
+        todo.extend(g for g, _ in f.next_functions)
+    return seen
