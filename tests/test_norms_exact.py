@@ -383,7 +383,7 @@ def test_channels_first_ln_and_rms_take_the_channel_kernel_and_equal_the_permute
     torch.testing.assert_close(gg, gr, rtol=1e-9, atol=1e-10)
 
 
-def _softmax_twin(spec: str, n: int, **kw):  # noqa: ANN003, ANN202
+def _fused_and_composite(spec: str, n: int, **kw):  # noqa: ANN003, ANN202
     """A layer and its composite-formula twin (fused=false) with the same perturbed parameters and buffers."""
     torch.manual_seed(0)
     fast = create_norm(spec, n, dtype=torch.float64, **kw)
@@ -409,7 +409,7 @@ def test_the_softmax_form_takes_torch_softmax_and_equals_the_composite(spec, lay
     """A `dn` that computes softmax(α y)/c (ψ = e^{α t}, p = α, r = 1, a fixed uniform κ = c, a fixed β = 0) runs
     torch's softmax: its graph has softmax's node, and its output and every gradient equal the composite
     formula's (fused=false) in float64, features last and over the channels of an image."""
-    fast, plain = _softmax_twin(spec, 12, layout=layout)
+    fast, plain = _fused_and_composite(spec, 12, layout=layout)
     assert fast._softmax_scale is not None and plain._softmax_scale is None
     shape = (5, 12) if layout == "last" else (3, 12, 4, 5)
     x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
@@ -451,3 +451,35 @@ def _graph_functions(out: torch.Tensor) -> list:
         seen.append(f)
         todo.extend(g for g, _ in f.next_functions)
     return seen
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "dn:fn=exp",  # α = p = 2, r = 1: ψ's values are the numerator
+        "dn:fn=exp,center=true,r=0.5",
+        "dn:fn=exp,kappa=band:2,alpha=1.5,r=0.7",  # p = α r ≠ α
+        "dn:fn=exp,kappa=lowrank:3",
+        "dn:fn=exp,kappa=full,p=0.5",  # p ≠ α r: the shift's factor e^{(p − α r) s}
+        "dn:fn=exp,kappa=self,affine=true",
+        "dn:preset=softmax,learn_beta=true",
+    ],
+)
+def test_exp_forms_on_their_nodes_equal_the_composite_to_second_order(spec):
+    """The exp family with a fixed α runs two nodes around the κ structure's pool (`exp_rows`): output, every
+    first derivative and a second derivative (create_graph) equal the composite formula's (fused=false) in
+    float64, on rows whose values span e^{±6}."""
+    fast, plain = _fused_and_composite(spec, 12)
+    assert fast._exp_nodes and not plain._exp_nodes
+    x = (2 * torch.randn(5, 12, dtype=torch.float64)).requires_grad_()
+    got, ref = fast(x), plain(x)
+    assert "ExpOutBackward" in {type(f).__name__ for f in _graph_functions(got)}
+    assert max_err(got, ref) <= 1e-14
+    firsts = [
+        torch.autograd.grad(out.square().sum(), [x, *m.parameters()], create_graph=True)
+        for out, m in ((got, fast), (ref, plain))
+    ]
+    for a, b in zip(*firsts):
+        assert max_err(a, b) <= 1e-11
+    seconds = [torch.autograd.grad(sum(g.sum() for g in gs), x)[0] for gs in firsts]
+    assert max_err(seconds[0], seconds[1]) <= 1e-10

@@ -39,6 +39,7 @@ from lateralnorm.norms.dn_kernel import (
     matrix_pooled_rows,
     power,
 )
+from lateralnorm.norms.exp_rows import exp_rows
 from lateralnorm.norms.kappa import STRUCTURES
 from lateralnorm.norms.options import Opt
 
@@ -166,6 +167,10 @@ class DivisiveNorm(Norm):
         )
         self._p = o["p"] if o["p"] is not None else o["alpha"] * self.r
         self._softmax_scale = self._softmax_form(o)
+        # the other exp forms with a fixed α: two nodes around the pool (`exp_rows`) instead of the composite
+        self._exp_nodes = (
+            o["fused"] and self.fn == "exp" and not o["learn_alpha"] and self._softmax_scale is None
+        )
         # a matrix κ (gaussian, low-rank, full): the element work in the CPU kernel around the pool's matmuls
         # (a learned α there: at its current value, `matrix_pooled_rows`)
         self._matrix = o["fused"] and not self.structure.fused and self.fn != "exp"
@@ -355,6 +360,10 @@ class DivisiveNorm(Norm):
         x = self._in_common_type(x)
         if self._softmax_scale is not None:
             return self._softmax(x, -1)
+        if self._exp_nodes:
+            pool = functools.partial(self.structure.kernel_pool, self)
+            z = exp_rows(x, self.center, self.alpha_const, self._p, self.r, pool, self.beta_value())
+            return self._apply_affine(z)
         if self._fusable or self._fused_alpha:
             beta, kappa = self._raw_source("beta"), self._raw_source("kappa")
             if self._row_constant:  # LN/RMS presets: D is one number per row

@@ -1,0 +1,114 @@
+"""The exponential family of `dn` (fn=exp, a fixed α) as two autograd nodes around the κ structure's own pool.
+
+Per row (features last), t = y (or y − mean y), s = max_j t_j (a shift the output does not depend on):
+
+    ψ = e^{α(t − s)},  W = pool(ψ),  D = β e^{−α s} + W,  z = e^{p(t − s)} D^{−r} e^{(p − α r) s}
+
+which is e^{p t} / (β + Σ_j κ_ij e^{α t_j})^r without overflow. The composite formula (`DivisiveNorm._formula`)
+runs about fifteen element ops forward, and autograd as many back with their saved intermediates; here the
+element work before the pool is one node (ψ; gt = α gψ ψ) and after it another (gt = p g z, gW = −r g z / D,
+gβ = Σ_rows gW e^{−α s}), with s treated as a constant as the composite does (its detached row maximum: the
+output's true derivative through s is zero). A double backward (create_graph) differentiates the plain formula
+of each node instead (`partial_grads`). Tested equal to the composite to rounding (tests/test_norms_exact.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from lateralnorm.norms.dn_kernel import center_rows
+from lateralnorm.norms.partials import partial_grads
+
+# e^{−α s} is capped at e^80 (a row whose maximum is far below 0), as the composite caps β e^{−α s}
+EXP_CAP = 80.0
+
+
+def _psi_formula(t: torch.Tensor, s: torch.Tensor, alpha: float) -> torch.Tensor:
+    return torch.sub(t, s).mul_(alpha).exp_()  # (one buffer, three passes in place)
+
+
+def _scale_of(s: torch.Tensor, alpha: float) -> torch.Tensor:
+    """e^{−α s} per row, capped (`EXP_CAP`)."""
+    return torch.exp((s * -alpha).clamp_max(EXP_CAP))
+
+
+def _denominator_power(d: torch.Tensor, r: float) -> torch.Tensor:
+    if r == 1.0:
+        return d.reciprocal()
+    if r == 0.5:
+        return d.rsqrt()
+    return d.pow(-r)
+
+
+def _out_formula(t, s, w, beta, alpha: float, p: float, r: float) -> torch.Tensor:  # noqa: ANN001
+    z = torch.exp((t - s) * p) * _denominator_power(w + _scale_of(s, alpha) * beta, r)
+    return z if p == alpha * r else z * torch.exp(s * (p - alpha * r))
+
+
+class ExpPsi(torch.autograd.Function):
+    """ψ = e^{α(t − s)} for rows t and their (constant) shift s."""
+
+    @staticmethod
+    def forward(ctx: Any, t: torch.Tensor, s: torch.Tensor, alpha: float) -> torch.Tensor:
+        psi = _psi_formula(t, s, alpha)
+        ctx.save_for_backward(t, s, psi)
+        ctx.alpha = alpha
+        return psi
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor):  # noqa: ANN205
+        t, s, psi = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: the formula's gradient as a graph
+            (gt,) = partial_grads(lambda u: _psi_formula(u, s, ctx.alpha), (t,), (True,), g)
+            return gt, None, None
+        return torch.mul(g, psi).mul_(ctx.alpha), None, None
+
+
+class ExpOut(torch.autograd.Function):
+    """z = e^{p(t − s)} (β e^{−α s} + W)^{−r} e^{(p − α r) s} from rows t, their shift s, the pool W and β."""
+
+    @staticmethod
+    def forward(ctx: Any, t, s, w, beta, alpha: float, p: float, r: float, psi):  # noqa: ANN001, ANN205
+        # psi: ψ's values where p = α (then e^{p(t − s)} is ψ itself: no second exp), else None
+        scale = _scale_of(s, alpha)
+        d = torch.addcmul(w, scale, beta)  # β e^{−α s} + W
+        num = psi.detach() if psi is not None else torch.sub(t, s).mul_(p).exp_()
+        z = torch.div(num, d) if r == 1.0 else num.mul(_denominator_power(d, r))
+        if p != alpha * r:
+            z.mul_(torch.exp(s * (p - alpha * r)))
+        ctx.save_for_backward(t, s, w, beta, z, d, scale)
+        ctx.numbers = (alpha, p, r)
+        return z
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor):  # noqa: ANN205
+        t, s, w, beta, z, d, scale = ctx.saved_tensors
+        alpha, p, r = ctx.numbers
+        need_t, _, need_w, need_beta = ctx.needs_input_grad[:4]
+        if torch.is_grad_enabled():  # create_graph: the formula's gradients as a graph
+            gt, _, gw, gbeta = partial_grads(
+                lambda u, v, x, b: _out_formula(u, v, x, b, alpha, p, r),
+                (t, s, w, beta),
+                (need_t, False, need_w, need_beta),
+                g,
+            )
+            return gt, None, gw, gbeta, None, None, None, None
+        gz = g * z
+        gt = gz * p if need_t else None
+        gd = gz.div_(d).mul_(-r) if (need_w or need_beta) else None  # ∂L/∂D = −r g z / D (gz's buffer)
+        gw = gd.sum_to_size(w.shape) if need_w else None
+        gbeta = (gd * scale).sum_to_size(beta.shape) if need_beta else None
+        return gt, None, gw, gbeta, None, None, None, None
+
+
+def exp_rows(
+    x: torch.Tensor, center: bool, alpha: float, p: float, r: float, pool: Any, beta: torch.Tensor
+) -> torch.Tensor:
+    """z for rows x (..., N) of the exp family (see the module docstring): `pool` maps ψ to W (the κ structure's
+    differentiable pool), `beta` is β's value (N,) or (1,)."""
+    t = center_rows(x) if center else x
+    s = t.detach().amax(-1, keepdim=True)
+    psi = ExpPsi.apply(t, s, alpha)
+    return ExpOut.apply(t, s, pool(psi), beta.to(t.dtype), alpha, p, r, psi if p == alpha else None)
