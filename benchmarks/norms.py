@@ -29,7 +29,7 @@ LAST_SPECS = [
     "dn", "dn:kappa=self", "dn:kappa=band:5", "dn:kappa=gaussian", "dn:kappa=lowrank:16", "dn:kappa=full",
     "gdn", "relu>ln", "gelu>ln", "dn:learn_alpha=true,alpha=1.5", "dn:alpha=1.5", "dn:fn=signed",
     "dn:fn=signed,alpha=1,p=1", "dn:r=0.75",
-    "dn:kappa=full,learn_alpha=true,alpha=1", "dn:kappa=lowrank:16,learn_alpha=true,alpha=1",
+    "dn:kappa=full,learn_alpha=true,alpha=1", "dn:kappa=lowrank:16,learn_alpha=true,alpha=1", "dn:fn=exp",
 ]  # fmt: skip
 CF_SPECS = [
     "ln", "rms", "bn", "gn", "ln_chw", "lrn", "softmax", "dn:preset=ln", "dn:preset=softmax", "dn", "dn:kappa=self",
@@ -44,6 +44,7 @@ O_N = {
     "dn:preset=rms",
     "dn:preset=lrn",
     "dn:preset=softmax",  # (torch's softmax since stop 44: the same function)
+    "dn:fn=exp",  # the exp family off the softmax form: two Python nodes (exp_rows), no compiled kernel yet
     "dn:learn_alpha=true,alpha=1.5",
     "dn:alpha=1.5",
     "dn:fn=signed",  # α = p = 2 with a signed ψ

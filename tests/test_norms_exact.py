@@ -10,7 +10,7 @@ from torch import nn
 
 from lateralnorm import create_norm
 from lateralnorm.errors import UsageError
-from lateralnorm.norms import NonNegative
+from lateralnorm.norms import NonNegative, cpu_kernel
 
 TOL = {torch.float32: 1e-5, torch.float64: 1e-10}
 DTYPES = [torch.float32, torch.float64]
@@ -473,8 +473,12 @@ def test_exp_forms_on_their_nodes_equal_the_composite_to_second_order(spec):
     assert fast._exp_nodes and not plain._exp_nodes
     x = (2 * torch.randn(5, 12, dtype=torch.float64)).requires_grad_()
     got, ref = fast(x), plain(x)
-    assert "ExpOutBackward" in {type(f).__name__ for f in _graph_functions(got)}
-    assert max_err(got, ref) <= 1e-14
+    nodes = {type(f).__name__ for f in _graph_functions(got)}
+    compiled = fast.kappa_kind in ("self", "uniform", "band") and cpu_kernel.available()
+    assert ("ExpRowsNodeBackward" if compiled else "ExpOutBackward") in nodes
+    assert max_err(got, ref) <= 1e-13 * max(
+        1.0, ref.abs().max().item()
+    )  # (the kernel's exps: glibc's, ≤ 4 ulp)
     firsts = [
         torch.autograd.grad(out.square().sum(), [x, *m.parameters()], create_graph=True)
         for out, m in ((got, fast), (ref, plain))
@@ -483,3 +487,36 @@ def test_exp_forms_on_their_nodes_equal_the_composite_to_second_order(spec):
         assert max_err(a, b) <= 1e-11
     seconds = [torch.autograd.grad(sum(g.sum() for g in gs), x)[0] for gs in firsts]
     assert max_err(seconds[0], seconds[1]) <= 1e-10
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "dn:fn=exp",
+        "dn:fn=exp,kappa=self,alpha=1.5,affine=true",
+        "dn:fn=exp,kappa=band:3,center=true,r=0.5",
+        "dn:fn=exp,kappa=band:4,p=0.7,affine=true,bias=false",
+    ],
+)
+@pytest.mark.parametrize("n", [1, 7, 37])
+def test_exp_forms_with_an_o_n_pool_in_the_kernel_in_float32(spec, n):
+    """An exp form with an O(N) pool runs the compiled kernel's node (`csrc/exp_rows.cpp`) in float32 too:
+    output and every gradient within float32 rounding of the float64 composite, at widths below, at and past a
+    band's window, and over 70 rows (two blocks of the parameters' column sums)."""
+    if not cpu_kernel.available():
+        pytest.skip("no compiled kernel here")
+    fast, plain = _fused_and_composite(spec, n)
+    fast = fast.float()
+    x = 2 * torch.randn(70, n, dtype=torch.float64)
+    g = torch.randn_like(x)
+    xf = x.float().requires_grad_()
+    out = fast(xf)
+    assert "ExpRowsNodeBackward" in {type(f).__name__ for f in _graph_functions(out)}
+    got = torch.autograd.grad(out, [xf, *fast.parameters()], g.float())
+    xd = x.clone().requires_grad_()
+    ref_out = plain(xd)
+    ref = torch.autograd.grad(ref_out, [xd, *plain.parameters()], g)
+    scale = max(1.0, ref_out.abs().max().item())
+    assert max_err(out.double(), ref_out) <= 1e-5 * scale
+    for a, b in zip(got, ref):
+        assert max_err(a.double(), b) <= 2e-4 * max(1.0, b.abs().max().item())

@@ -42,6 +42,7 @@ SOURCES = (
     CSRC / "dn_rows_f64.cpp",
     CSRC / "recurrent_gates.cpp",
     CSRC / "lowrank_product.cpp",
+    CSRC / "exp_rows.cpp",
 )
 MODES = ("auto", "cpp", "torch")
 # -fno-trapping-math lets GCC vectorize the branchy element loops (relu, sign, a > 0 ? …); without it the

@@ -39,7 +39,7 @@ from lateralnorm.norms.dn_kernel import (
     matrix_pooled_rows,
     power,
 )
-from lateralnorm.norms.exp_rows import exp_rows
+from lateralnorm.norms.exp_rows import POOLS, exp_rows, exp_rows_compiled
 from lateralnorm.norms.kappa import STRUCTURES
 from lateralnorm.norms.options import Opt
 
@@ -361,6 +361,13 @@ class DivisiveNorm(Norm):
         if self._softmax_scale is not None:
             return self._softmax(x, -1)
         if self._exp_nodes:
+            if self.kappa_kind in POOLS:  # an O(N) pool: the compiled kernel where it runs x
+                before, after = getattr(self, "pad", (0, 0))
+                numbers = (self.kappa_kind, self.center, self.alpha_const, self._p, self.r, before, after)
+                weight, bias = _own_tensor(self, "weight"), _own_tensor(self, "bias")
+                out = exp_rows_compiled(x, self.beta_value(), self.value("kappa"), weight, bias, numbers)
+                if out is not None:
+                    return out
             pool = functools.partial(self.structure.kernel_pool, self)
             z = exp_rows(x, self.center, self.alpha_const, self._p, self.r, pool, self.beta_value())
             return self._apply_affine(z)

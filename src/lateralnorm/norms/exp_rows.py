@@ -9,7 +9,10 @@ runs about fifteen element ops forward, and autograd as many back with their sav
 element work before the pool is one node (ψ; gt = α gψ ψ) and after it another (gt = p g z, gW = −r g z / D,
 gβ = Σ_rows gW e^{−α s}), with s treated as a constant as the composite does (its detached row maximum: the
 output's true derivative through s is zero). A double backward (create_graph) differentiates the plain formula
-of each node instead (`partial_grads`). Tested equal to the composite to rounding (tests/test_norms_exact.py).
+of each node instead (`partial_grads`). With an O(N) pool (self, uniform, band) on CPU the whole layer is one
+node of the compiled kernel instead (`csrc/exp_rows.cpp`, `ExpRowsNode`: one sweep a row each way; the backward
+starts from the forward's ψ where p = α, one kept plane, else recomputes everything from the input). Tested equal to the composite to rounding, to second order
+(tests/test_norms_exact.py).
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
+from lateralnorm.norms import cpu_kernel
 from lateralnorm.norms.dn_kernel import center_rows
 from lateralnorm.norms.partials import partial_grads
 
@@ -112,3 +117,90 @@ def exp_rows(
     s = t.detach().amax(-1, keepdim=True)
     psi = ExpPsi.apply(t, s, alpha)
     return ExpOut.apply(t, s, pool(psi), beta.to(t.dtype), alpha, p, r, psi if p == alpha else None)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# An O(N) pool (self, uniform, band) in the compiled kernel (`csrc/exp_rows.cpp`): one sweep a row each way,
+# everything recomputed from the input in the backward. Pools: the kernel's numbering.
+POOLS = {"self": 0, "uniform": 1, "band": 2}
+
+
+def pool_formula(psi: torch.Tensor, kind: str, before: int, after: int) -> torch.Tensor:
+    """P = pool(ψ) without κ's values: self ψ, uniform Σ_j ψ_j, band the window sums."""
+    if kind == "self":
+        return psi
+    if kind == "uniform":
+        return psi.sum(-1, keepdim=True)
+    return F.pad(psi, (before, after)).unfold(-1, before + 1 + after, 1).sum(-1)
+
+
+def kernel_formula(y, beta, c, gamma, bias, numbers: tuple) -> torch.Tensor:  # noqa: ANN001
+    """The compiled node's function in torch ops (its double backward differentiates this)."""
+    kind, center, alpha, p, r, before, after = numbers
+    t = center_rows(y) if center else y
+    s = t.detach().amax(-1, keepdim=True)
+    psi = _psi_formula(t, s, alpha)
+    z = _out_formula(t, s, c * pool_formula(psi, kind, before, after), beta, alpha, p, r)
+    if gamma is None:
+        return z
+    return z * gamma if bias is None else torch.addcmul(bias, z, gamma)
+
+
+class ExpRowsNode(torch.autograd.Function):
+    """The compiled exp-family layer on (M, N) rows: β and c as N values, γ and b as N values or None."""
+
+    @staticmethod
+    def forward(ctx: Any, y, beta, c, gamma, bias, numbers: tuple):  # noqa: ANN001, ANN205
+        ext = cpu_kernel.extension()
+        empty = y.new_empty(0)
+        kind, center, alpha, p, r, before, after = numbers
+        g_, b_ = (empty if v is None else v for v in (gamma, bias))
+        keep = any(ctx.needs_input_grad[:5])  # ψ and the shifts for the backward (where p = α; else empty)
+        out, kept, shift = ext.exp_rows_forward(
+            y, beta, c, g_, b_, POOLS[kind], center, alpha, p, r, before, after, keep
+        )
+        ctx.save_for_backward(y, beta, c, gamma, bias, kept, shift)
+        ctx.numbers = numbers
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor):  # noqa: ANN205
+        y, beta, c, gamma, bias, kept, shift = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: the formula's gradients as a graph
+            grads = partial_grads(
+                lambda *a: kernel_formula(*a, ctx.numbers),
+                (y, beta, c, gamma, bias),
+                tuple(ctx.needs_input_grad[:5]),
+                g,
+            )
+            return (*grads, None)
+        kind, center, alpha, p, r, before, after = ctx.numbers
+        empty = y.new_empty(0)
+        g_, b_ = (empty if v is None else v for v in (gamma, bias))
+        gy, gbeta, gc, ggamma, gbias = cpu_kernel.extension().exp_rows_backward(
+            g, y, beta, c, g_, b_, POOLS[kind], center, alpha, p, r, before, after, kept, shift
+        )
+        need = ctx.needs_input_grad
+        return (
+            gy if need[0] else None,
+            gbeta if need[1] else None,
+            gc if need[2] else None,
+            ggamma if need[3] else None,
+            gbias if need[4] else None,
+            None,
+        )
+
+
+def exp_rows_compiled(y, beta, c, gamma, bias, numbers: tuple) -> torch.Tensor | None:  # noqa: ANN001
+    """The exp family with an O(N) pool in the compiled kernel where it runs y (CPU float32/float64, built, not
+    under torch.compile or jit.trace), else None. β and c: their values, (N,) or (1,)."""
+    if torch.compiler.is_compiling() or torch.jit.is_tracing() or cpu_kernel.extension_for(y) is None:
+        return None
+    n = y.shape[-1]
+    rows = y.reshape(-1, n).contiguous()
+    if rows.shape[0] == 0:
+        return None
+    dt = rows.dtype
+    beta, c = (v.reshape(-1).to(dt).expand(n).contiguous() for v in (beta, c))
+    gamma, bias = (None if v is None else v.to(dt).contiguous() for v in (gamma, bias))
+    return ExpRowsNode.apply(rows, beta, c, gamma, bias, numbers).view(y.shape)

@@ -3341,6 +3341,7 @@ at::Tensor transpose_last2(const at::Tensor& x) {
 
 void register_recurrent_gates(pybind11::module_& m);  // recurrent_gates.cpp
 void register_lowrank_product(pybind11::module_& m);  // lowrank_product.cpp
+void register_exp_rows(pybind11::module_& m);         // exp_rows.cpp
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "lateralnorm: fused CPU rows for divisive normalization with an O(N) pool, channels-first LN, "
@@ -3373,6 +3374,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("chan_backward", &chan_backward, "channels-first LN/RMS backward: (gx, gw, gb)");
   register_recurrent_gates(m);
   register_lowrank_product(m);
+  register_exp_rows(m);
 }
 
 #endif  // LN_DN_ROWS_F64

@@ -1,0 +1,307 @@
+// The exp family of divisive normalization (fn=exp, a fixed α) with an O(N) pool (κ self, uniform or band) on
+// CPU, one sweep a row each way (norms/exp_rows.py has the formula and the Python nodes for the other pools).
+//
+// Per row of y (features last), t = y (or y centered in two passes, as the composite centers), s = max_j t_j:
+//   ψ = e^{α(t − s)},  P = pool(ψ) (self ψ_i; uniform Σ_j ψ_j; band Σ_{j=i−before}^{i+after} ψ_j),
+//   e = e^{min(−α s, 80)},  D = β e + c P,  z = e^{p(t − s)} D^{−r} e^{(p − α r) s},  out = γ z + b
+// (e^{p(t − s)} is ψ where p = α). Backward from the forward's ψ and s where p = α (kept when a gradient is to
+// come: one plane), else everything recomputed from y:
+//   gz = g γ,  h = gz z,  gD = −r h / D,  gψ = poolᵀ(c gD),  gt = p h + α ψ gψ,  gy = gt − mean(gt) when centered;
+//   column sums Σ g z (γ), Σ g (b), Σ gD e (β), Σ gD P (c), per block of 64 rows in T, the blocks added in order in
+//   double (no result depends on the thread count). s is a constant to the gradient, as the composite's
+//   detached maximum: the output's true derivative through it is zero.
+
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <tuple>
+#include <vector>
+
+#ifdef LATERALNORM_LIBMVEC
+extern "C" {
+__attribute__((simd("notinbranch"))) double exp(double) noexcept;
+__attribute__((simd("notinbranch"))) double log(double) noexcept;
+__attribute__((simd("notinbranch"))) float expf(float) noexcept;
+__attribute__((simd("notinbranch"))) float logf(float) noexcept;
+}
+#endif
+
+namespace {
+
+inline double exp_of(double x) { return exp(x); }
+inline float exp_of(float x) { return expf(x); }
+inline double log_of(double x) { return log(x); }
+inline float log_of(float x) { return logf(x); }
+
+enum Pool : int64_t { SELF = 0, UNIFORM = 1, BAND = 2 };
+constexpr int64_t kBlock = 64;   // rows per block of column partial sums
+constexpr double kExpCap = 80.0;  // e^{−α s} capped at e^80, as the composite caps β e^{−α s}
+
+struct ExpCfg {
+  int64_t kind;
+  bool center;
+  double alpha, p, r;
+  int64_t before, after;
+};
+
+// One row's values, recomputed the same way by the forward and the backward.
+template <typename T>
+struct Row {
+  std::vector<T> t, psi, pool, d, z;
+  T e = 0;
+  explicit Row(int64_t n) : t(n), psi(n), pool(n), d(n), z(n) {}
+};
+
+template <typename T>
+double row_sum(const T* x, int64_t n) {
+  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; ++k) acc[k] += static_cast<double>(x[i + k]);
+  double s = 0;
+  for (; i < n; ++i) s += static_cast<double>(x[i]);
+  for (int k = 0; k < 8; ++k) s += acc[k];
+  return s;
+}
+
+// win[i] = Σ_{j=i−before}^{i+after} x[j] over the row (zeros outside): one shifted, vectorized add per window
+// offset, in order from j = i − before (a running sum's add and subtract were one serial chain, ~1 ms a step)
+template <typename T>
+void window_sums(const T* __restrict__ x, int64_t n, int64_t before, int64_t after, T* __restrict__ win) {
+  for (int64_t i = 0; i < n; ++i) win[i] = T(0);
+  for (int64_t o = -before; o <= after; ++o) {
+    const int64_t lo = std::max<int64_t>(0, -o), hi = std::min<int64_t>(n, n - o);
+    for (int64_t i = lo; i < hi; ++i) win[i] += x[i + o];
+  }
+}
+
+// max_i x[i] over 16 lanes, then across them (the lanes vectorize; one serial max a row was a chain)
+template <typename T>
+T row_max(const T* __restrict__ x, int64_t n) {
+  T lane[16];
+  for (int k = 0; k < 16; ++k) lane[k] = -std::numeric_limits<T>::infinity();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int k = 0; k < 16; ++k) lane[k] = std::max(lane[k], x[i + k]);
+  T m = -std::numeric_limits<T>::infinity();
+  for (; i < n; ++i) m = std::max(m, x[i]);
+  for (int k = 0; k < 16; ++k) m = std::max(m, lane[k]);
+  return m;
+}
+
+// t and s of a row; ψ = e^{α(t − s)} into w.psi
+template <typename T>
+T psi_row(const T* y, int64_t n, const ExpCfg& k, Row<T>& w) {
+  T* __restrict__ t = w.t.data();
+  if (k.center) {  // two passes, as `center_rows`: t = y − mean y, then t − mean t
+    const T m1 = static_cast<T>(row_sum(y, n) / static_cast<double>(n));
+    for (int64_t i = 0; i < n; ++i) t[i] = y[i] - m1;
+    const T m2 = static_cast<T>(row_sum(t, n) / static_cast<double>(n));
+    for (int64_t i = 0; i < n; ++i) t[i] -= m2;
+  } else {
+    for (int64_t i = 0; i < n; ++i) t[i] = y[i];
+  }
+  const T s = row_max(t, n), a = static_cast<T>(k.alpha);
+  T* __restrict__ psi = w.psi.data();
+  for (int64_t i = 0; i < n; ++i) psi[i] = exp_of((t[i] - s) * a);
+  return s;
+}
+
+// From a row's ψ (`psi`) and shift s: P, e, D and z into w (w.t read only where p ≠ α). The forward and the
+// backward both run it on the same ψ, so they see the same values.
+template <typename T>
+void finish_row(const T* __restrict__ psi, T s, int64_t n, const ExpCfg& k, const T* beta, const T* c, Row<T>& w) {
+  const T p = static_cast<T>(k.p), r = static_cast<T>(k.r);
+  T* __restrict__ pool = w.pool.data();
+  if (k.kind == UNIFORM) {
+    const T S = static_cast<T>(row_sum(psi, n));
+    for (int64_t i = 0; i < n; ++i) pool[i] = S;
+  } else if (k.kind == SELF) {
+    for (int64_t i = 0; i < n; ++i) pool[i] = psi[i];
+  } else {
+    window_sums(psi, n, k.before, k.after, pool);
+  }
+  w.e = static_cast<T>(std::exp(std::min(-k.alpha * static_cast<double>(s), kExpCap)));
+  const T e = w.e;
+  T* __restrict__ d = w.d.data();
+  T* __restrict__ z = w.z.data();
+  for (int64_t i = 0; i < n; ++i) d[i] = beta[i] * e + c[i] * pool[i];
+  if (k.p == k.alpha) {  // the numerator e^{p(t − s)} is ψ
+    for (int64_t i = 0; i < n; ++i) z[i] = psi[i];
+  } else {
+    const T* __restrict__ t = w.t.data();
+    for (int64_t i = 0; i < n; ++i) z[i] = exp_of((t[i] - s) * p);
+  }
+  if (k.r == 1.0) {
+    for (int64_t i = 0; i < n; ++i) z[i] /= d[i];
+  } else if (k.r == 0.5) {
+    for (int64_t i = 0; i < n; ++i) z[i] /= std::sqrt(d[i]);
+  } else {
+    for (int64_t i = 0; i < n; ++i) z[i] *= exp_of(-r * log_of(d[i]));
+  }
+  if (k.p != k.alpha * k.r) {
+    const T corr = static_cast<T>(std::exp((k.p - k.alpha * k.r) * static_cast<double>(s)));
+    for (int64_t i = 0; i < n; ++i) z[i] *= corr;
+  }
+}
+
+ExpCfg cfg_of(int64_t kind, bool center, double alpha, double p, double r, int64_t before, int64_t after) {
+  TORCH_CHECK(kind == SELF || kind == UNIFORM || kind == BAND, "exp_rows: kind must be 0 (self), 1 (uniform) or 2 (band)");
+  return ExpCfg{kind, center, alpha, p, r, before, after};
+}
+
+void check_rows(const at::Tensor& y, const at::Tensor& beta, const at::Tensor& c, const at::Tensor& gamma,
+                const at::Tensor& bias) {
+  TORCH_CHECK(y.dim() == 2 && y.device().is_cpu() && y.is_contiguous() &&
+                  (y.scalar_type() == at::kFloat || y.scalar_type() == at::kDouble),
+              "exp_rows: y must be a contiguous 2-D CPU float32/float64 tensor");
+  const int64_t n = y.size(1);
+  for (const at::Tensor* v : {&beta, &c})
+    TORCH_CHECK(v->numel() == n && v->is_contiguous() && v->scalar_type() == y.scalar_type(),
+                "exp_rows: β and c must be N contiguous values of y's dtype");
+  for (const at::Tensor* v : {&gamma, &bias})
+    TORCH_CHECK(v->numel() == 0 || (v->numel() == n && v->is_contiguous() && v->scalar_type() == y.scalar_type()),
+                "exp_rows: γ and b must be empty or N contiguous values of y's dtype");
+}
+
+// (out, ψ, s): out = γ z + b (γ, b: empty where the layer has none); with `keep` (a gradient to come, p = α)
+// each element's ψ and each row's shift s, from which the backward starts (no exp there), else two empties
+std::vector<at::Tensor> exp_rows_forward(const at::Tensor& y, const at::Tensor& beta, const at::Tensor& c,
+                                         const at::Tensor& gamma, const at::Tensor& bias, int64_t kind, bool center,
+                                         double alpha, double p, double r, int64_t before, int64_t after,
+                                         bool keep) {
+  check_rows(y, beta, c, gamma, bias);
+  const ExpCfg k = cfg_of(kind, center, alpha, p, r, before, after);
+  const int64_t m = y.size(0), n = y.size(1);
+  at::Tensor out = at::empty_like(y);
+  keep = keep && p == alpha;
+  at::Tensor kept = keep ? at::empty_like(y) : at::empty({0}, y.options());
+  at::Tensor shift = keep ? at::empty({m}, y.options()) : at::empty({0}, y.options());
+  if (m == 0 || n == 0) return {out, kept, shift};
+  AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "exp_rows_forward", [&] {
+    using T = scalar_t;
+    const T *yp = y.data_ptr<T>(), *bp = beta.data_ptr<T>(), *cp = c.data_ptr<T>();
+    // a missing γ or b as ones or zeros: a `p ? p[i] : …` in the loop became a masked load from address 0, which
+    // the CPU serves by a microcode assist on every vector (a learned-β softmax form ran 2x slower)
+    const std::vector<T> ones(gamma.numel() > 0 ? 0 : n, T(1)), zeros(bias.numel() > 0 ? 0 : n, T(0));
+    const T* gp = gamma.numel() > 0 ? gamma.data_ptr<T>() : ones.data();
+    const T* bi = bias.numel() > 0 ? bias.data_ptr<T>() : zeros.data();
+    T* op = out.data_ptr<T>();
+    at::parallel_for(0, m, std::max<int64_t>(1, 16384 / n), [&](int64_t r0, int64_t r1) {
+      Row<T> w(n);
+      for (int64_t row = r0; row < r1; ++row) {
+        const T sh = psi_row(yp + row * n, n, k, w);
+        finish_row(w.psi.data(), sh, n, k, bp, cp, w);
+        if (keep) {
+          std::copy(w.psi.begin(), w.psi.end(), kept.data_ptr<T>() + row * n);
+          shift.data_ptr<T>()[row] = sh;
+        }
+        T* o = op + row * n;
+        const T* z = w.z.data();
+        for (int64_t i = 0; i < n; ++i) o[i] = gp[i] * z[i] + bi[i];
+      }
+    });
+  });
+  return {out, kept, shift};
+}
+
+// (gy, gβ, gc, gγ, gb): gγ and gb empty where the layer has none
+// kept, shift: the forward's ψ and s (then no exp here), or empty (then ψ recomputed from y)
+std::vector<at::Tensor> exp_rows_backward(const at::Tensor& g_in, const at::Tensor& y, const at::Tensor& beta,
+                                          const at::Tensor& c, const at::Tensor& gamma, const at::Tensor& bias,
+                                          int64_t kind, bool center, double alpha, double p, double r,
+                                          int64_t before, int64_t after, const at::Tensor& kept,
+                                          const at::Tensor& shift) {
+  check_rows(y, beta, c, gamma, bias);
+  const bool from_kept = kept.numel() > 0;
+  TORCH_CHECK(!from_kept || (p == alpha && kept.sizes() == y.sizes() && kept.is_contiguous() &&
+                             kept.scalar_type() == y.scalar_type() && shift.numel() == y.size(0) &&
+                             shift.is_contiguous() && shift.scalar_type() == y.scalar_type()),
+              "exp_rows: kept ψ and shifts must be the forward's own (p = α)");
+  const ExpCfg k = cfg_of(kind, center, alpha, p, r, before, after);
+  const at::Tensor g = g_in.contiguous().to(y.scalar_type());
+  TORCH_CHECK(g.sizes() == y.sizes(), "exp_rows: the gradient must have y's shape");
+  const int64_t m = y.size(0), n = y.size(1), blocks = (m + kBlock - 1) / kBlock;
+  at::Tensor gy = at::empty_like(y);
+  at::Tensor part = at::zeros({std::max<int64_t>(blocks, 1), 4, n}, y.options().dtype(at::kDouble));
+  if (m > 0 && n > 0) {
+    AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "exp_rows_backward", [&] {
+      using T = scalar_t;
+      const T *yp = y.data_ptr<T>(), *gp = g.data_ptr<T>(), *bp = beta.data_ptr<T>(), *cp = c.data_ptr<T>();
+      const std::vector<T> ones(gamma.numel() > 0 ? 0 : n, T(1));  // no γ: ones (see the forward)
+      const T* gm = gamma.numel() > 0 ? gamma.data_ptr<T>() : ones.data();
+      T* gyp = gy.data_ptr<T>();
+      double* pp = part.data_ptr<double>();
+      const T a = static_cast<T>(alpha), pe = static_cast<T>(p), mr = static_cast<T>(-r);
+      at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
+        Row<T> w(n);
+        std::vector<T> h(n), gw(n), gpsi(n), cols(4 * n);
+        for (int64_t b = b0; b < b1; ++b) {
+          std::fill(cols.begin(), cols.end(), T(0));  // the block's column sums in T, then to double
+          T* cz = cols.data();  // Σ g z, Σ g, Σ gD e, Σ gD P
+          T *cg = cz + n, *ce = cz + 2 * n, *cpool = cz + 3 * n;
+          for (int64_t row = b * kBlock; row < std::min(m, (b + 1) * kBlock); ++row) {
+            const T* psi = w.psi.data();
+            if (from_kept) {
+              psi = kept.data_ptr<T>() + row * n;
+              finish_row(psi, shift.data_ptr<T>()[row], n, k, bp, cp, w);
+            } else {
+              const T sh = psi_row(yp + row * n, n, k, w);
+              finish_row(psi, sh, n, k, bp, cp, w);
+            }
+            const T* gr = gp + row * n;
+            const T *z = w.z.data(), *d = w.d.data(), *pool = w.pool.data();
+            const T e = w.e;
+            for (int64_t i = 0; i < n; ++i) {
+              const T hz = gr[i] * gm[i] * z[i];
+              const T gd = mr * hz / d[i];
+              h[i] = hz;
+              gw[i] = gd * cp[i];
+              cz[i] += gr[i] * z[i];
+              cg[i] += gr[i];
+              ce[i] += gd * e;
+              cpool[i] += gd * pool[i];
+            }
+            if (k.kind == UNIFORM) {
+              const T G = static_cast<T>(row_sum(gw.data(), n));
+              for (int64_t i = 0; i < n; ++i) gpsi[i] = G;
+            } else if (k.kind == SELF) {
+              for (int64_t i = 0; i < n; ++i) gpsi[i] = gw[i];
+            } else {
+              window_sums(gw.data(), n, k.after, k.before, gpsi.data());  // the window's transpose
+            }
+            T* gyr = gyp + row * n;
+            for (int64_t i = 0; i < n; ++i) gyr[i] = pe * h[i] + a * psi[i] * gpsi[i];
+            if (k.center) {
+              const T mean = static_cast<T>(row_sum(gyr, n) / static_cast<double>(n));
+              for (int64_t i = 0; i < n; ++i) gyr[i] -= mean;
+            }
+          }
+          double* dst = pp + b * 4 * n;
+          for (int64_t j = 0; j < 4 * n; ++j) dst[j] = static_cast<double>(cols[j]);
+        }
+      });
+    });
+  }
+  at::Tensor sums = at::zeros({4, n}, y.options().dtype(at::kDouble));  // the blocks added in block order
+  {
+    const double* pp = part.data_ptr<double>();
+    double* sp = sums.data_ptr<double>();
+    for (int64_t b = 0; b < blocks; ++b)
+      for (int64_t j = 0; j < 4 * n; ++j) sp[j] += pp[b * 4 * n + j];
+  }
+  at::Tensor gbeta = sums[2].to(y.scalar_type()), gc = sums[3].to(y.scalar_type());
+  at::Tensor ggamma = gamma.numel() > 0 ? sums[0].to(y.scalar_type()) : at::empty({0}, y.options());
+  at::Tensor gbias = bias.numel() > 0 ? sums[1].to(y.scalar_type()) : at::empty({0}, y.options());
+  return {gy, gbeta, gc, ggamma, gbias};
+}
+
+}  // namespace
+
+void register_exp_rows(pybind11::module_& m) {
+  m.def("exp_rows_forward", &exp_rows_forward, "γ e^{p(t−s)} (β e^{−αs} + c pool(e^{α(t−s)}))^{−r} e^{(p−αr)s} + b");
+  m.def("exp_rows_backward", &exp_rows_backward, "(gy, gβ, gc, gγ, gb) of exp_rows_forward, recomputed from y");
+}
