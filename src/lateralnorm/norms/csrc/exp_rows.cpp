@@ -47,12 +47,14 @@ struct ExpCfg {
   int64_t before, after;
 };
 
-// One row's values, recomputed the same way by the forward and the backward.
+// One row's scratch: t (a centered row; else the input is read as it is), ψ where no kept plane takes it, the
+// pool's values P (band, self: per element; uniform: the one sum S), 1/D and z.
 template <typename T>
 struct Row {
-  std::vector<T> t, psi, pool, d, z;
-  T e = 0;
-  explicit Row(int64_t n) : t(n), psi(n), pool(n), d(n), z(n) {}
+  std::vector<T> t, psi, pool, inv, z;
+  T e = 0, S = 0;
+  const T* tp = nullptr;  // the row's t: w.t or the input row
+  explicit Row(int64_t n) : t(n), psi(n), pool(n), inv(n), z(n) {}
 };
 
 template <typename T>
@@ -92,55 +94,60 @@ T row_max(const T* __restrict__ x, int64_t n) {
   return m;
 }
 
-// t and s of a row; ψ = e^{α(t − s)} into w.psi
+// t (w.tp) and s of a row; ψ = e^{α(t − s)} into psi
 template <typename T>
-T psi_row(const T* y, int64_t n, const ExpCfg& k, Row<T>& w) {
-  T* __restrict__ t = w.t.data();
+T psi_row(const T* y, int64_t n, const ExpCfg& k, Row<T>& w, T* __restrict__ psi) {
   if (k.center) {  // two passes, as `center_rows`: t = y − mean y, then t − mean t
+    T* __restrict__ t = w.t.data();
     const T m1 = static_cast<T>(row_sum(y, n) / static_cast<double>(n));
     for (int64_t i = 0; i < n; ++i) t[i] = y[i] - m1;
     const T m2 = static_cast<T>(row_sum(t, n) / static_cast<double>(n));
     for (int64_t i = 0; i < n; ++i) t[i] -= m2;
+    w.tp = t;
   } else {
-    for (int64_t i = 0; i < n; ++i) t[i] = y[i];
+    w.tp = y;
   }
+  const T* __restrict__ t = w.tp;
   const T s = row_max(t, n), a = static_cast<T>(k.alpha);
-  T* __restrict__ psi = w.psi.data();
   for (int64_t i = 0; i < n; ++i) psi[i] = exp_of((t[i] - s) * a);
   return s;
 }
 
-// From a row's ψ (`psi`) and shift s: P, e, D and z into w (w.t read only where p ≠ α). The forward and the
-// backward both run it on the same ψ, so they see the same values.
+// From a row's ψ and shift s: P (w.pool, or w.S for the uniform pool), e, 1/D and z into w (w.tp read only where
+// p ≠ α). The forward and the backward both run it on the same ψ, so they see the same values.
 template <typename T>
-void finish_row(const T* __restrict__ psi, T s, int64_t n, const ExpCfg& k, const T* beta, const T* c, Row<T>& w) {
+void finish_row(const T* __restrict__ psi, T s, int64_t n, const ExpCfg& k, const T* __restrict__ beta,
+                const T* __restrict__ c, Row<T>& w) {
   const T p = static_cast<T>(k.p), r = static_cast<T>(k.r);
   T* __restrict__ pool = w.pool.data();
   if (k.kind == UNIFORM) {
-    const T S = static_cast<T>(row_sum(psi, n));
-    for (int64_t i = 0; i < n; ++i) pool[i] = S;
-  } else if (k.kind == SELF) {
-    for (int64_t i = 0; i < n; ++i) pool[i] = psi[i];
-  } else {
+    w.S = static_cast<T>(row_sum(psi, n));
+  } else if (k.kind == BAND) {
     window_sums(psi, n, k.before, k.after, pool);
   }
+  const T* __restrict__ P = k.kind == BAND ? pool : psi;  // (self: P = ψ)
   w.e = static_cast<T>(std::exp(std::min(-k.alpha * static_cast<double>(s), kExpCap)));
-  const T e = w.e;
-  T* __restrict__ d = w.d.data();
+  const T e = w.e, S = w.S;
+  T* __restrict__ inv = w.inv.data();
   T* __restrict__ z = w.z.data();
-  for (int64_t i = 0; i < n; ++i) d[i] = beta[i] * e + c[i] * pool[i];
-  if (k.p == k.alpha) {  // the numerator e^{p(t − s)} is ψ
-    for (int64_t i = 0; i < n; ++i) z[i] = psi[i];
+  if (k.kind == UNIFORM) {
+    for (int64_t i = 0; i < n; ++i) inv[i] = T(1) / (beta[i] * e + c[i] * S);
   } else {
-    const T* __restrict__ t = w.t.data();
+    for (int64_t i = 0; i < n; ++i) inv[i] = T(1) / (beta[i] * e + c[i] * P[i]);
+  }
+  // z = e^{p(t − s)} D^{−r}: the numerator ψ itself where p = α, else its own exp, written to z first
+  const bool own = k.p != k.alpha;
+  if (own) {
+    const T* __restrict__ t = w.tp;
     for (int64_t i = 0; i < n; ++i) z[i] = exp_of((t[i] - s) * p);
   }
+  const T* __restrict__ num = psi;  // (read beside z where own: both are the row's own memory)
   if (k.r == 1.0) {
-    for (int64_t i = 0; i < n; ++i) z[i] /= d[i];
+    for (int64_t i = 0; i < n; ++i) z[i] = (own ? z[i] : num[i]) * inv[i];
   } else if (k.r == 0.5) {
-    for (int64_t i = 0; i < n; ++i) z[i] /= std::sqrt(d[i]);
+    for (int64_t i = 0; i < n; ++i) z[i] = (own ? z[i] : num[i]) * std::sqrt(inv[i]);
   } else {
-    for (int64_t i = 0; i < n; ++i) z[i] *= exp_of(-r * log_of(d[i]));
+    for (int64_t i = 0; i < n; ++i) z[i] = (own ? z[i] : num[i]) * exp_of(r * log_of(inv[i]));
   }
   if (k.p != k.alpha * k.r) {
     const T corr = static_cast<T>(std::exp((k.p - k.alpha * k.r) * static_cast<double>(s)));
@@ -193,12 +200,10 @@ std::vector<at::Tensor> exp_rows_forward(const at::Tensor& y, const at::Tensor& 
     at::parallel_for(0, m, std::max<int64_t>(1, 16384 / n), [&](int64_t r0, int64_t r1) {
       Row<T> w(n);
       for (int64_t row = r0; row < r1; ++row) {
-        const T sh = psi_row(yp + row * n, n, k, w);
-        finish_row(w.psi.data(), sh, n, k, bp, cp, w);
-        if (keep) {
-          std::copy(w.psi.begin(), w.psi.end(), kept.data_ptr<T>() + row * n);
-          shift.data_ptr<T>()[row] = sh;
-        }
+        T* psi = keep ? kept.data_ptr<T>() + row * n : w.psi.data();  // ψ straight into the kept plane
+        const T sh = psi_row(yp + row * n, n, k, w, psi);
+        finish_row(psi, sh, n, k, bp, cp, w);
+        if (keep) shift.data_ptr<T>()[row] = sh;
         T* o = op + row * n;
         const T* z = w.z.data();
         for (int64_t i = 0; i < n; ++i) o[i] = gp[i] * z[i] + bi[i];
@@ -249,21 +254,24 @@ std::vector<at::Tensor> exp_rows_backward(const at::Tensor& g_in, const at::Tens
               psi = kept.data_ptr<T>() + row * n;
               finish_row(psi, shift.data_ptr<T>()[row], n, k, bp, cp, w);
             } else {
-              const T sh = psi_row(yp + row * n, n, k, w);
+              const T sh = psi_row(yp + row * n, n, k, w, w.psi.data());
               finish_row(psi, sh, n, k, bp, cp, w);
             }
             const T* gr = gp + row * n;
-            const T *z = w.z.data(), *d = w.d.data(), *pool = w.pool.data();
-            const T e = w.e;
+            const T *z = w.z.data(), *inv = w.inv.data();
+            const T* P = k.kind == BAND ? w.pool.data() : psi;  // (uniform: w.S)
+            const T e = w.e, S = w.S;
+            const bool uniform = k.kind == UNIFORM;
             for (int64_t i = 0; i < n; ++i) {
-              const T hz = gr[i] * gm[i] * z[i];
-              const T gd = mr * hz / d[i];
+              const T gz = gr[i] * z[i];
+              const T hz = gz * gm[i];
+              const T gd = mr * hz * inv[i];
               h[i] = hz;
               gw[i] = gd * cp[i];
-              cz[i] += gr[i] * z[i];
+              cz[i] += gz;
               cg[i] += gr[i];
               ce[i] += gd * e;
-              cpool[i] += gd * pool[i];
+              cpool[i] += gd * (uniform ? S : P[i]);
             }
             if (k.kind == UNIFORM) {
               const T G = static_cast<T>(row_sum(gw.data(), n));
