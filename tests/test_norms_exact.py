@@ -520,3 +520,33 @@ def test_exp_forms_with_an_o_n_pool_in_the_kernel_in_float32(spec, n):
     assert max_err(out.double(), ref_out) <= 1e-5 * scale
     for a, b in zip(got, ref):
         assert max_err(a.double(), b) <= 2e-4 * max(1.0, b.abs().max().item())
+
+
+def test_the_softmax_form_is_decided_again_when_its_buffers_are_loaded():
+    """Loading a fixed β other than 0 into a softmax-form layer makes it another exp form (no longer softmax):
+    its output then equals the composite's with those buffers; loading β = 0 back returns the softmax form."""
+    fast, plain = _fused_and_composite("dn:preset=softmax", 12)
+    state = {k: v.clone() for k, v in fast.state_dict().items()}
+    state["beta_fixed"] = torch.full_like(state["beta_fixed"], 0.5)
+    fast.load_state_dict(state)
+    plain.load_state_dict(state)
+    assert fast._softmax_scale is None and fast._exp_nodes
+    x = torch.randn(5, 12, dtype=torch.float64)
+    assert max_err(fast(x), plain(x)) <= 1e-13
+    state["beta_fixed"].zero_()
+    fast.load_state_dict(state)
+    assert fast._softmax_scale == 1.0
+
+
+@pytest.mark.parametrize("spec", ["dn:fn=exp,kappa=band:41", "dn:fn=exp,kappa=self", "dn:fn=exp"])
+def test_exp_kernel_wide_windows_and_nan_rows_follow_the_composite(spec):
+    """A band wider than the kernel's shifted adds (41 > 32: running sums) equals the composite; a NaN in a row
+    makes the whole row NaN in every pool, as the composite's row maximum does."""
+    fast, plain = _fused_and_composite(spec, 50)
+    x = torch.randn(6, 50, dtype=torch.float64)
+    x[2, 7] = float("nan")
+    got, ref = fast(x), plain(x)
+    assert torch.isnan(got[2]).all() and torch.isnan(ref[2]).all()
+    keep = torch.ones(6, dtype=torch.bool)
+    keep[2] = False
+    assert max_err(got[keep], ref[keep]) <= 1e-13 * max(1.0, ref[keep].abs().max().item())

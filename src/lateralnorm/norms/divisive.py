@@ -273,6 +273,17 @@ class DivisiveNorm(Norm):
         c = float(kappa.flatten()[0])
         return c if c > 0.0 else None
 
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        """Loading new fixed buffers (β, κ) decides the softmax form again (`_softmax_form` reads them as built)."""
+        super()._load_from_state_dict(*args, **kwargs)
+        self._softmax_scale = self._softmax_form(self.opts)
+        self._exp_nodes = (
+            self.opts["fused"]
+            and self.fn == "exp"
+            and not self.opts["learn_alpha"]
+            and (self._softmax_scale is None)
+        )
+
     def _softmax(self, x: torch.Tensor, dim: int) -> torch.Tensor:
         """The softmax form's output (`_softmax_form`), over `dim`, with the layer's affine."""
         alpha = self.alpha_const

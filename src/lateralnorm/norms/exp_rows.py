@@ -26,7 +26,8 @@ from lateralnorm.norms import cpu_kernel
 from lateralnorm.norms.dn_kernel import center_rows
 from lateralnorm.norms.partials import partial_grads
 
-# e^{−α s} is capped at e^80 (a row whose maximum is far below 0), as the composite caps β e^{−α s}
+# e^{−α s} is capped at e^80 (a row whose maximum is far below 0); the composite caps β e^{−α s} instead: the same
+# wherever a row's maximum is above −80/α
 EXP_CAP = 80.0
 
 
@@ -147,15 +148,19 @@ def kernel_formula(y, beta, c, gamma, bias, numbers: tuple) -> torch.Tensor:  # 
 
 
 class ExpRowsNode(torch.autograd.Function):
-    """The compiled exp-family layer on (M, N) rows: β and c as N values, γ and b as N values or None."""
+    """The compiled exp-family layer on (M, N) rows: β and c as N values, γ and b as N values or None; `numbers`:
+    (kind, center, α, p, r, before, after, keep)."""
 
     @staticmethod
     def forward(ctx: Any, y, beta, c, gamma, bias, numbers: tuple):  # noqa: ANN001, ANN205
         ext = cpu_kernel.extension()
         empty = y.new_empty(0)
-        kind, center, alpha, p, r, before, after = numbers
         g_, b_ = (empty if v is None else v for v in (gamma, bias))
-        keep = any(ctx.needs_input_grad[:5])  # ψ and the shifts for the backward (where p = α; else empty)
+        # numbers: the layer's seven, then whether a gradient is to come (then ψ and the row shifts are kept for
+        # the backward, where p = α)
+        keep = numbers[-1]
+        numbers = numbers[:-1]
+        kind, center, alpha, p, r, before, after = numbers
         out, kept, shift = ext.exp_rows_forward(
             y, beta, c, g_, b_, POOLS[kind], center, alpha, p, r, before, after, keep
         )
@@ -203,4 +208,7 @@ def exp_rows_compiled(y, beta, c, gamma, bias, numbers: tuple) -> torch.Tensor |
     dt = rows.dtype
     beta, c = (v.reshape(-1).to(dt).expand(n).contiguous() for v in (beta, c))
     gamma, bias = (None if v is None else v.to(dt).contiguous() for v in (gamma, bias))
-    return ExpRowsNode.apply(rows, beta, c, gamma, bias, numbers).view(y.shape)
+    wants = torch.is_grad_enabled() and any(
+        v is not None and v.requires_grad for v in (rows, beta, c, gamma, bias)
+    )  # (inside the node's forward grad mode is off, and needs_input_grad ignores torch.no_grad)
+    return ExpRowsNode.apply(rows, beta, c, gamma, bias, (*numbers, wants)).view(y.shape)

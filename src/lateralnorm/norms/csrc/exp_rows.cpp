@@ -38,7 +38,9 @@ inline float log_of(float x) { return logf(x); }
 
 enum Pool : int64_t { SELF = 0, UNIFORM = 1, BAND = 2 };
 constexpr int64_t kBlock = 64;   // rows per block of column partial sums
-constexpr double kExpCap = 80.0;  // e^{−α s} capped at e^80, as the composite caps β e^{−α s}
+// e^{−α s} capped at e^80 (the composite caps β e^{−α s} instead: the two agree wherever a row's maximum is above
+// −80/α, and differ by β's factor below it, where a row is e^{−80} of its own scale or less)
+constexpr double kExpCap = 80.0;
 
 struct ExpCfg {
   int64_t kind;
@@ -57,22 +59,35 @@ struct Row {
   explicit Row(int64_t n) : t(n), psi(n), pool(n), inv(n), z(n) {}
 };
 
+// Σ x in double over 32 lanes (four independent vectors of 8: one chain of adds a row was its time)
 template <typename T>
-double row_sum(const T* x, int64_t n) {
-  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+double row_sum(const T* __restrict__ x, int64_t n) {
+  double acc[32] = {};
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int k = 0; k < 8; ++k) acc[k] += static_cast<double>(x[i + k]);
+  for (; i + 32 <= n; i += 32)
+    for (int k = 0; k < 32; ++k) acc[k] += static_cast<double>(x[i + k]);
   double s = 0;
   for (; i < n; ++i) s += static_cast<double>(x[i]);
-  for (int k = 0; k < 8; ++k) s += acc[k];
+  for (int k = 0; k < 32; ++k) s += acc[k];
   return s;
 }
 
-// win[i] = Σ_{j=i−before}^{i+after} x[j] over the row (zeros outside): one shifted, vectorized add per window
-// offset, in order from j = i − before (a running sum's add and subtract were one serial chain, ~1 ms a step)
+// win[i] = Σ_{j=i−before}^{i+after} x[j] over the row (zeros outside): up to kShiftedAdds window offsets one
+// shifted, vectorized add each, in order from j = i − before (a running sum's add and subtract were one serial
+// chain, ~1 ms a step at a window of 5); a wider window by a running sum in double (O(N) however wide)
+constexpr int64_t kShiftedAdds = 32;
 template <typename T>
 void window_sums(const T* __restrict__ x, int64_t n, int64_t before, int64_t after, T* __restrict__ win) {
+  if (before + after + 1 > kShiftedAdds) {
+    double run = 0;
+    for (int64_t j = 0; j < std::min(n, after); ++j) run += static_cast<double>(x[j]);
+    for (int64_t i = 0; i < n; ++i) {
+      if (i + after < n) run += static_cast<double>(x[i + after]);
+      if (i - before - 1 >= 0) run -= static_cast<double>(x[i - before - 1]);
+      win[i] = static_cast<T>(run);
+    }
+    return;
+  }
   for (int64_t i = 0; i < n; ++i) win[i] = T(0);
   for (int64_t o = -before; o <= after; ++o) {
     const int64_t lo = std::max<int64_t>(0, -o), hi = std::min<int64_t>(n, n - o);
@@ -80,18 +95,30 @@ void window_sums(const T* __restrict__ x, int64_t n, int64_t before, int64_t aft
   }
 }
 
-// max_i x[i] over 16 lanes, then across them (the lanes vectorize; one serial max a row was a chain)
+// max_i x[i] over 16 lanes, then across them (the lanes vectorize; one serial max a row was a chain); NaN if any
+// element is NaN, as torch's amax (then the whole row is NaN, as the composite's)
 template <typename T>
 T row_max(const T* __restrict__ x, int64_t n) {
   T lane[16];
+  int nan[16] = {};
   for (int k = 0; k < 16; ++k) lane[k] = -std::numeric_limits<T>::infinity();
   int64_t i = 0;
   for (; i + 16 <= n; i += 16)
-    for (int k = 0; k < 16; ++k) lane[k] = std::max(lane[k], x[i + k]);
+    for (int k = 0; k < 16; ++k) {
+      lane[k] = std::max(lane[k], x[i + k]);
+      nan[k] |= x[i + k] != x[i + k];
+    }
   T m = -std::numeric_limits<T>::infinity();
-  for (; i < n; ++i) m = std::max(m, x[i]);
-  for (int k = 0; k < 16; ++k) m = std::max(m, lane[k]);
-  return m;
+  bool any_nan = false;
+  for (; i < n; ++i) {
+    m = std::max(m, x[i]);
+    any_nan |= x[i] != x[i];
+  }
+  for (int k = 0; k < 16; ++k) {
+    m = std::max(m, lane[k]);
+    any_nan |= nan[k] != 0;
+  }
+  return any_nan ? std::numeric_limits<T>::quiet_NaN() : m;
 }
 
 // t (w.tp) and s of a row; ψ = e^{α(t − s)} into psi
