@@ -96,32 +96,37 @@ void window_sums(const T* __restrict__ x, int64_t n, int64_t before, int64_t aft
 }
 
 // max_i x[i] over 16 lanes, then across them (the lanes vectorize; one serial max a row was a chain); NaN if any
-// element is NaN, as torch's amax (then the whole row is NaN, as the composite's)
+// element is NaN, as torch's amax (then the whole row is NaN, as the composite's). Whether to look for a NaN: a
+// lane sum of x·0, NaN only where the row has a NaN or an infinity (float ops only: an int flag a lane, or a
+// NaN-keeping select, kept the loop from vectorizing: 2x the forward)
 template <typename T>
 T row_max(const T* __restrict__ x, int64_t n) {
-  T lane[16];
-  int nan[16] = {};
-  for (int k = 0; k < 16; ++k) lane[k] = -std::numeric_limits<T>::infinity();
+  T lane[16], odd[16];
+  for (int k = 0; k < 16; ++k) {
+    lane[k] = -std::numeric_limits<T>::infinity();
+    odd[k] = T(0);
+  }
   int64_t i = 0;
   for (; i + 16 <= n; i += 16)
     for (int k = 0; k < 16; ++k) {
       lane[k] = std::max(lane[k], x[i + k]);
-      nan[k] |= x[i + k] != x[i + k];
+      odd[k] += x[i + k] * T(0);
     }
-  T m = -std::numeric_limits<T>::infinity();
-  bool any_nan = false;
+  T m = -std::numeric_limits<T>::infinity(), o = T(0);
   for (; i < n; ++i) {
     m = std::max(m, x[i]);
-    any_nan |= x[i] != x[i];
+    o += x[i] * T(0);
   }
   for (int k = 0; k < 16; ++k) {
     m = std::max(m, lane[k]);
-    any_nan |= nan[k] != 0;
+    o += odd[k];
   }
-  return any_nan ? std::numeric_limits<T>::quiet_NaN() : m;
+  if (o != o)  // a NaN or an infinity somewhere: a NaN makes the row's maximum NaN
+    for (int64_t j = 0; j < n; ++j)
+      if (x[j] != x[j]) return x[j];
+  return m;
 }
 
-// t (w.tp) and s of a row; ψ = e^{α(t − s)} into psi
 template <typename T>
 T psi_row(const T* y, int64_t n, const ExpCfg& k, Row<T>& w, T* __restrict__ psi) {
   if (k.center) {  // two passes, as `center_rows`: t = y − mean y, then t − mean t
