@@ -44,6 +44,7 @@ SOURCES = (
     CSRC / "lowrank_product.cpp",
     CSRC / "exp_rows.cpp",
 )
+HEADERS = (CSRC / "vec_math.h",)  # included by the sources: part of the build key
 MODES = ("auto", "cpp", "torch")
 # -fno-trapping-math lets GCC vectorize the branchy element loops (relu, sign, a > 0 ? …); without it the
 # row loops run an order of magnitude slower. -fno-math-errno lets sqrt vectorize.
@@ -186,7 +187,7 @@ def _cpu_id() -> str:
 def build_key() -> str:
     h = hashlib.sha256()
     for part in (
-        *(src.read_bytes() for src in SOURCES),
+        *(src.read_bytes() for src in (*SOURCES, *HEADERS)),
         torch.__version__.encode(),
         sys.version.encode(),
         _cpu_id().encode(),

@@ -166,11 +166,7 @@ class DivisiveNorm(Norm):
             and self._fixed_and_constant("beta")
         )
         self._p = o["p"] if o["p"] is not None else o["alpha"] * self.r
-        self._softmax_scale = self._softmax_form(o)
-        # the other exp forms with a fixed α: two nodes around the pool (`exp_rows`) instead of the composite
-        self._exp_nodes = (
-            o["fused"] and self.fn == "exp" and not o["learn_alpha"] and self._softmax_scale is None
-        )
+        self._decide_exp_routes()
         # a matrix κ (gaussian, low-rank, full): the element work in the CPU kernel around the pool's matmuls
         # (a learned α there: at its current value, `matrix_pooled_rows`)
         self._matrix = o["fused"] and not self.structure.fused and self.fn != "exp"
@@ -273,16 +269,19 @@ class DivisiveNorm(Norm):
         c = float(kappa.flatten()[0])
         return c if c > 0.0 else None
 
-    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
-        """Loading new fixed buffers (β, κ) decides the softmax form again (`_softmax_form` reads them as built)."""
-        super()._load_from_state_dict(*args, **kwargs)
-        self._softmax_scale = self._softmax_form(self.opts)
+    def _decide_exp_routes(self) -> None:
+        """The softmax form (torch's softmax) or, for the other exp forms with a fixed α, the exp nodes
+        (`exp_rows`) instead of the composite; from the fixed buffers as they are now."""
+        o = self.opts
+        self._softmax_scale = self._softmax_form(o)
         self._exp_nodes = (
-            self.opts["fused"]
-            and self.fn == "exp"
-            and not self.opts["learn_alpha"]
-            and (self._softmax_scale is None)
+            o["fused"] and self.fn == "exp" and not o["learn_alpha"] and self._softmax_scale is None
         )
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        """Loading new fixed buffers (β, κ) decides the exp routes again (`_softmax_form` reads the values)."""
+        super()._load_from_state_dict(*args, **kwargs)
+        self._decide_exp_routes()
 
     def _softmax(self, x: torch.Tensor, dim: int) -> torch.Tensor:
         """The softmax form's output (`_softmax_form`), over `dim`, with the layer's affine."""

@@ -116,7 +116,8 @@ def _window_sum_doubling(v: torch.Tensor, before: int, after: int) -> torch.Tens
     return out
 
 
-def _pool(kind: str, psi: torch.Tensor, before: int, after: int) -> torch.Tensor:
+def pool_rows(kind: str, psi: torch.Tensor, before: int, after: int) -> torch.Tensor:
+    """An O(N) pool without κ's values: self ψ, uniform Σ_j ψ_j (M, 1), band the window sums."""
     if kind == "self":
         return psi
     if kind == "uniform":
@@ -125,7 +126,7 @@ def _pool(kind: str, psi: torch.Tensor, before: int, after: int) -> torch.Tensor
 
 
 def _pool_t(kind: str, gw: torch.Tensor, before: int, after: int) -> torch.Tensor:
-    """The transpose of `_pool` (uniform: the row sum broadcasts back; band: the mirrored window)."""
+    """The transpose of `pool_rows` (uniform: the row sum broadcasts back; band: the mirrored window)."""
     if kind == "self":
         return gw
     if kind == "uniform":
@@ -693,7 +694,7 @@ class PooledDivisive(torch.autograd.Function):
             psi, w = None, torch.linalg.vecdot(a, a).unsqueeze(-1)  # Σ ψ without materializing ψ, (M, 1)
         else:
             psi = power(a, alpha)
-            w = _pool(kind, psi, before, after)  # (M, N), or (M, 1) for uniform
+            w = pool_rows(kind, psi, before, after)  # (M, N), or (M, 1) for uniform
         d = torch.addcmul(beta, w, c)  # β + c ⊙ W: (M, N), or (M, 1) when β and c are shared
         if p == 1.0:
             phi = a if rect else t

@@ -20,10 +20,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from lateralnorm.norms import cpu_kernel
-from lateralnorm.norms.dn_kernel import center_rows
+from lateralnorm.norms.dn_kernel import center_rows, pool_rows
 from lateralnorm.norms.partials import partial_grads
 
 # e^{−α s} is capped at e^80 (a row whose maximum is far below 0); the composite caps β e^{−α s} instead: the same
@@ -126,22 +125,13 @@ def exp_rows(
 POOLS = {"self": 0, "uniform": 1, "band": 2}
 
 
-def pool_formula(psi: torch.Tensor, kind: str, before: int, after: int) -> torch.Tensor:
-    """P = pool(ψ) without κ's values: self ψ, uniform Σ_j ψ_j, band the window sums."""
-    if kind == "self":
-        return psi
-    if kind == "uniform":
-        return psi.sum(-1, keepdim=True)
-    return F.pad(psi, (before, after)).unfold(-1, before + 1 + after, 1).sum(-1)
-
-
 def kernel_formula(y, beta, c, gamma, bias, numbers: tuple) -> torch.Tensor:  # noqa: ANN001
     """The compiled node's function in torch ops (its double backward differentiates this)."""
     kind, center, alpha, p, r, before, after = numbers
     t = center_rows(y) if center else y
     s = t.detach().amax(-1, keepdim=True)
     psi = _psi_formula(t, s, alpha)
-    z = _out_formula(t, s, c * pool_formula(psi, kind, before, after), beta, alpha, p, r)
+    z = _out_formula(t, s, c * pool_rows(kind, psi, before, after), beta, alpha, p, r)
     if gamma is None:
         return z
     return z * gamma if bias is None else torch.addcmul(bias, z, gamma)

@@ -29,9 +29,8 @@
 #include <cstring>
 #include <vector>
 
-// exp and log for the general exponents (a^e = exp(e·ln a)). With LATERALNORM_LIBMVEC (GCC on x86-64 Linux,
-// where glibc's vector math library is linked: `cpu_kernel.py`), they are declared SIMD-enabled, so the row
-// loops call glibc's vectorized exp/log (≤ 4 ulp) instead of one std::pow per element.
+// exp and log for the general exponents (a^e = exp(e·ln a)): glibc's vectorized exp/log where linked (vec_math.h),
+// instead of one std::pow per element.
 #ifdef LATERALNORM_LIBMVEC
 #ifdef __AVX512F__
 // A rectified row's exps and logs only where a = relu(t) > 0 (pm_of_row): glibc's 16-lane calls themselves, the
@@ -43,20 +42,10 @@ __m512 _ZGVeN16v_logf(__m512) noexcept;
 __m512 _ZGVeN16v_expf(__m512) noexcept;
 }
 #endif
-extern "C" {
-__attribute__((simd("notinbranch"))) double exp(double) noexcept;
-__attribute__((simd("notinbranch"))) double log(double) noexcept;
-__attribute__((simd("notinbranch"))) float expf(float) noexcept;
-__attribute__((simd("notinbranch"))) float logf(float) noexcept;
-}
 #endif
+#include "vec_math.h"  // vexp, vlog
 
 namespace {
-
-inline double vexp(double x) { return exp(x); }
-inline float vexp(float x) { return expf(x); }
-inline double vlog(double x) { return log(x); }
-inline float vlog(float x) { return logf(x); }
 
 enum Kind : int64_t { SELF = 0, UNIFORM = 1, BAND = 2 };
 constexpr int64_t BLOCK = 64;  // rows per block of column partial sums (fixed: results ignore thread count)

@@ -20,21 +20,9 @@
 #include <tuple>
 #include <vector>
 
-#ifdef LATERALNORM_LIBMVEC
-extern "C" {
-__attribute__((simd("notinbranch"))) double exp(double) noexcept;
-__attribute__((simd("notinbranch"))) double log(double) noexcept;
-__attribute__((simd("notinbranch"))) float expf(float) noexcept;
-__attribute__((simd("notinbranch"))) float logf(float) noexcept;
-}
-#endif
+#include "vec_math.h"  // vexp, vlog
 
 namespace {
-
-inline double exp_of(double x) { return exp(x); }
-inline float exp_of(float x) { return expf(x); }
-inline double log_of(double x) { return log(x); }
-inline float log_of(float x) { return logf(x); }
 
 enum Pool : int64_t { SELF = 0, UNIFORM = 1, BAND = 2 };
 constexpr int64_t kBlock = 64;   // rows per block of column partial sums
@@ -141,7 +129,7 @@ T psi_row(const T* y, int64_t n, const ExpCfg& k, Row<T>& w, T* __restrict__ psi
   }
   const T* __restrict__ t = w.tp;
   const T s = row_max(t, n), a = static_cast<T>(k.alpha);
-  for (int64_t i = 0; i < n; ++i) psi[i] = exp_of((t[i] - s) * a);
+  for (int64_t i = 0; i < n; ++i) psi[i] = vexp((t[i] - s) * a);
   return s;
 }
 
@@ -171,7 +159,7 @@ void finish_row(const T* __restrict__ psi, T s, int64_t n, const ExpCfg& k, cons
   const bool own = k.p != k.alpha;
   if (own) {
     const T* __restrict__ t = w.tp;
-    for (int64_t i = 0; i < n; ++i) z[i] = exp_of((t[i] - s) * p);
+    for (int64_t i = 0; i < n; ++i) z[i] = vexp((t[i] - s) * p);
   }
   const T* __restrict__ num = psi;  // (read beside z where own: both are the row's own memory)
   if (k.r == 1.0) {
@@ -179,7 +167,7 @@ void finish_row(const T* __restrict__ psi, T s, int64_t n, const ExpCfg& k, cons
   } else if (k.r == 0.5) {
     for (int64_t i = 0; i < n; ++i) z[i] = (own ? z[i] : num[i]) * std::sqrt(inv[i]);
   } else {
-    for (int64_t i = 0; i < n; ++i) z[i] = (own ? z[i] : num[i]) * exp_of(r * log_of(inv[i]));
+    for (int64_t i = 0; i < n; ++i) z[i] = (own ? z[i] : num[i]) * vexp(r * vlog(inv[i]));
   }
   if (k.p != k.alpha * k.r) {
     const T corr = static_cast<T>(std::exp((k.p - k.alpha * k.r) * static_cast<double>(s)));
