@@ -462,6 +462,8 @@ def _graph_functions(out: torch.Tensor) -> list:
         "dn:fn=exp,kappa=lowrank:3",
         "dn:fn=exp,kappa=full,p=0.5",  # p ≠ α r: the shift's factor e^{(p − α r) s}
         "dn:fn=exp,kappa=self,affine=true",
+        "dn:fn=exp,kappa=self,p=1,r=0.7,center=true",  # p ≠ α with a kept ψ, any r, centered
+        "dn:fn=exp,alpha=1.5,p=0.5,r=0.5",  # uniform, p ≠ α r
         "dn:preset=softmax,learn_beta=true",
     ],
 )
@@ -496,6 +498,8 @@ def test_exp_forms_on_their_nodes_equal_the_composite_to_second_order(spec):
         "dn:fn=exp,kappa=self,alpha=1.5,affine=true",
         "dn:fn=exp,kappa=band:3,center=true,r=0.5",
         "dn:fn=exp,kappa=band:4,p=0.7,affine=true,bias=false",
+        "dn:fn=exp,p=1,r=0.5,center=true",  # uniform, p ≠ α: the numerator's own exp, from the kept ψ's row
+        "dn:fn=exp,kappa=self,alpha=1.5,p=0.5,r=0.8,affine=true,bias=false",  # any r: D^{−r} through exp and log
     ],
 )
 @pytest.mark.parametrize("n", [1, 7, 37])

@@ -10,8 +10,9 @@ element work before the pool is one node (ψ; gt = α gψ ψ) and after it anoth
 gβ = Σ_rows gW e^{−α s}), with s treated as a constant as the composite does (its detached row maximum: the
 output's true derivative through s is zero). A double backward (create_graph) differentiates the plain formula
 of each node instead (`partial_grads`). With an O(N) pool (self, uniform, band) on CPU the whole layer is one
-node of the compiled kernel instead (`csrc/exp_rows.cpp`, `ExpRowsNode`: one sweep a row each way; the backward
-starts from the forward's ψ where p = α, one kept plane, else recomputes everything from the input). Tested equal to the composite to rounding, to second order
+node of the compiled kernel instead (`csrc/exp_rows.cpp`, `ExpRowsNode`: a few sweeps of a row each way; the
+backward starts from the forward's ψ and each row's shift and pool sum, one kept plane — the band pool's only where
+p = α, else it recomputes everything from the input). Tested equal to the composite to rounding, to second order
 (tests/test_norms_exact.py).
 """
 
@@ -120,8 +121,8 @@ def exp_rows(
 
 
 # ------------------------------------------------------------------------------------------------------------
-# An O(N) pool (self, uniform, band) in the compiled kernel (`csrc/exp_rows.cpp`): one sweep a row each way,
-# everything recomputed from the input in the backward. Pools: the kernel's numbering.
+# An O(N) pool (self, uniform, band) in the compiled kernel (`csrc/exp_rows.cpp`): a few sweeps of a row each way,
+# the backward from the forward's kept ψ and row numbers. Pools: the kernel's numbering.
 POOLS = {"self": 0, "uniform": 1, "band": 2}
 
 
@@ -146,8 +147,8 @@ class ExpRowsNode(torch.autograd.Function):
         ext = cpu_kernel.extension()
         empty = y.new_empty(0)
         g_, b_ = (empty if v is None else v for v in (gamma, bias))
-        # numbers: the layer's seven, then whether a gradient is to come (then ψ and the row shifts are kept for
-        # the backward, where p = α)
+        # numbers: the layer's seven, then whether a gradient is to come (then ψ and each row's shift and pool sum
+        # are kept for the backward; the band pool's only where p = α)
         keep = numbers[-1]
         numbers = numbers[:-1]
         kind, center, alpha, p, r, before, after = numbers

@@ -4,8 +4,8 @@
 // Per row of y (features last), t = y (or y centered in two passes, as the composite centers), s = max_j t_j:
 //   ψ = e^{α(t − s)},  P = pool(ψ) (self ψ_i; uniform Σ_j ψ_j; band Σ_{j=i−before}^{i+after} ψ_j),
 //   e = e^{min(−α s, 80)},  D = β e + c P,  z = e^{p(t − s)} D^{−r} e^{(p − α r) s},  out = γ z + b
-// (e^{p(t − s)} is ψ where p = α). Backward from the forward's ψ and s where p = α (kept when a gradient is to
-// come: one plane), else everything recomputed from y:
+// (e^{p(t − s)} is ψ where p = α). Backward from the forward's ψ and each row's s and S = Σ ψ (kept when a
+// gradient is to come: one plane; the band pool keeps them only where p = α), else everything recomputed from y:
 //   gz = g γ,  h = gz z,  gD = −r h / D,  gψ = poolᵀ(c gD),  gt = p h + α ψ gψ,  gy = gt − mean(gt) when centered;
 //   column sums Σ g z (γ), Σ g (b), Σ gD e (β), Σ gD P (c), per block of 64 rows in T, the blocks added in order in
 //   double (no result depends on the thread count). s is a constant to the gradient, as the composite's
@@ -18,6 +18,7 @@
 #include <cmath>
 #include <limits>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "vec_math.h"  // vexp, vlog
@@ -115,19 +116,22 @@ T row_max(const T* __restrict__ x, int64_t n) {
   return m;
 }
 
+// A row's t: y itself, or y centered in two passes (as `center_rows`: t = y − mean y, then t − mean t) into w.t;
+// the forward and the backward both take it from here, so they see the same values
+template <typename T>
+const T* row_t(const T* y, int64_t n, bool center, Row<T>& w) {
+  if (!center) return w.tp = y;
+  T* __restrict__ t = w.t.data();
+  const T m1 = static_cast<T>(row_sum(y, n) / static_cast<double>(n));
+  for (int64_t i = 0; i < n; ++i) t[i] = y[i] - m1;
+  const T m2 = static_cast<T>(row_sum(t, n) / static_cast<double>(n));
+  for (int64_t i = 0; i < n; ++i) t[i] -= m2;
+  return w.tp = t;
+}
+
 template <typename T>
 T psi_row(const T* y, int64_t n, const ExpCfg& k, Row<T>& w, T* __restrict__ psi) {
-  if (k.center) {  // two passes, as `center_rows`: t = y − mean y, then t − mean t
-    T* __restrict__ t = w.t.data();
-    const T m1 = static_cast<T>(row_sum(y, n) / static_cast<double>(n));
-    for (int64_t i = 0; i < n; ++i) t[i] = y[i] - m1;
-    const T m2 = static_cast<T>(row_sum(t, n) / static_cast<double>(n));
-    for (int64_t i = 0; i < n; ++i) t[i] -= m2;
-    w.tp = t;
-  } else {
-    w.tp = y;
-  }
-  const T* __restrict__ t = w.tp;
+  const T* __restrict__ t = row_t(y, n, k.center, w);
   const T s = row_max(t, n), a = static_cast<T>(k.alpha);
   for (int64_t i = 0; i < n; ++i) psi[i] = vexp((t[i] - s) * a);
   return s;
@@ -175,6 +179,117 @@ void finish_row(const T* __restrict__ psi, T s, int64_t n, const ExpCfg& k, cons
   }
 }
 
+// ---- the self and uniform pools: each row's element work in as few sweeps as it takes (the band pool's window
+// sums take `finish_row`'s). Forward: the row maximum, ψ, (uniform) its sum S, then the output with 1/D, z and the
+// affine computed in the sweep instead of three scratch rows. Backward from the forward's ψ, s and S (kept: no exp
+// where p = α, one where p ≠ α for the numerator from y): one sweep (self) or two (uniform: ψ's gradient is one
+// number a row, the sum of the first sweep's terms).
+
+// D^{−r} from 1/D: R = 1 (r = 1), 2 (r = 1/2), 0 (any r, through exp and log)
+template <int R, typename T>
+inline T inv_power(T inv, T r) {
+  if constexpr (R == 1) return inv;
+  else if constexpr (R == 2) return std::sqrt(inv);
+  else return vexp(r * vlog(inv));
+}
+
+inline int r_kind(double r) { return r == 1.0 ? 1 : (r == 0.5 ? 2 : 0); }
+
+// the numerator e^{p(t − s)}: ψ itself where p = α, else its own exp into w.z (t from y, as the forward's)
+template <typename T>
+const T* numerator(const T* y, const T* psi, T s, int64_t n, const ExpCfg& k, Row<T>& w) {
+  if (k.p == k.alpha) return psi;
+  const T* __restrict__ t = row_t(y, n, k.center, w);
+  T* __restrict__ num = w.z.data();
+  const T p = static_cast<T>(k.p);
+  for (int64_t i = 0; i < n; ++i) num[i] = vexp((t[i] - s) * p);
+  return num;
+}
+
+template <typename T>
+T row_scale(T s, const ExpCfg& k) {  // e = e^{min(−α s, 80)}
+  return static_cast<T>(std::exp(std::min(-k.alpha * static_cast<double>(s), kExpCap)));
+}
+
+template <typename T>
+T shift_factor(T s, const ExpCfg& k) {  // e^{(p − α r) s} (1 where p = α r)
+  return k.p != k.alpha * k.r ? static_cast<T>(std::exp((k.p - k.alpha * k.r) * static_cast<double>(s))) : T(1);
+}
+
+// one row's output into o; ψ into psi; (s, S) into kept_s where given
+template <typename T, bool Uniform, int R>
+void forward_row_pooled(const T* y, int64_t n, const ExpCfg& k, const T* __restrict__ beta, const T* __restrict__ c,
+                        const T* __restrict__ gm, const T* __restrict__ bi, Row<T>& w, T* __restrict__ psi,
+                        T* __restrict__ o, T* kept_s) {
+  const T s = psi_row(y, n, k, w, psi);
+  const T S = Uniform ? static_cast<T>(row_sum(psi, n)) : T(0);
+  const T e = row_scale(s, k), corr = shift_factor(s, k), r = static_cast<T>(k.r);
+  const T* __restrict__ num = numerator(y, psi, s, n, k, w);
+  for (int64_t i = 0; i < n; ++i) {
+    const T inv = T(1) / (beta[i] * e + c[i] * (Uniform ? S : psi[i]));
+    o[i] = gm[i] * (num[i] * inv_power<R>(inv, r) * corr) + bi[i];
+  }
+  if (kept_s) {
+    kept_s[0] = s;
+    kept_s[1] = S;
+  }
+}
+
+// one row's input gradient into gyr and its terms of the four column sums (cols: Σ g z, Σ g, Σ gD e, Σ gD P)
+template <typename T, bool Uniform, int R>
+void backward_row_pooled(const T* __restrict__ gr, const T* y, const T* __restrict__ psi, T s, T S, int64_t n,
+                         const ExpCfg& k, const T* __restrict__ beta, const T* __restrict__ c,
+                         const T* __restrict__ gm, T* __restrict__ cols, Row<T>& w, T* __restrict__ h,
+                         T* __restrict__ gw, T* __restrict__ gyr) {
+  const T e = row_scale(s, k), corr = shift_factor(s, k), r = static_cast<T>(k.r);
+  const T a = static_cast<T>(k.alpha), pe = static_cast<T>(k.p), mr = static_cast<T>(-k.r);
+  const T* __restrict__ num = numerator(y, psi, s, n, k, w);
+  T* __restrict__ cz = cols;
+  T *__restrict__ cg = cols + n, *__restrict__ ce = cols + 2 * n, *__restrict__ cpool = cols + 3 * n;
+  for (int64_t i = 0; i < n; ++i) {
+    const T P = Uniform ? S : psi[i];
+    const T inv = T(1) / (beta[i] * e + c[i] * P);
+    const T gz = gr[i] * (num[i] * inv_power<R>(inv, r) * corr);
+    const T hz = gz * gm[i];
+    const T gd = mr * hz * inv;
+    cz[i] += gz;
+    cg[i] += gr[i];
+    ce[i] += gd * e;
+    cpool[i] += gd * P;
+    if constexpr (Uniform) {
+      h[i] = hz;
+      gw[i] = gd * c[i];
+    } else {
+      gyr[i] = pe * hz + a * psi[i] * (gd * c[i]);
+    }
+  }
+  if constexpr (Uniform) {
+    const T G = static_cast<T>(row_sum(gw, n));
+    for (int64_t i = 0; i < n; ++i) gyr[i] = pe * h[i] + a * psi[i] * G;
+  }
+  if (k.center) {
+    const T mean = static_cast<T>(row_sum(gyr, n) / static_cast<double>(n));
+    for (int64_t i = 0; i < n; ++i) gyr[i] -= mean;
+  }
+}
+
+// f(Uniform, R) for the row's pool and r, each as a std::integral_constant (a generic lambda reads their ::value)
+template <typename F>
+void with_pooled(const ExpCfg& k, F&& f) {
+  using U = std::true_type;
+  using S = std::false_type;
+  const int rk = r_kind(k.r);
+  if (k.kind == UNIFORM) {
+    if (rk == 1) f(U{}, std::integral_constant<int, 1>{});
+    else if (rk == 2) f(U{}, std::integral_constant<int, 2>{});
+    else f(U{}, std::integral_constant<int, 0>{});
+  } else {
+    if (rk == 1) f(S{}, std::integral_constant<int, 1>{});
+    else if (rk == 2) f(S{}, std::integral_constant<int, 2>{});
+    else f(S{}, std::integral_constant<int, 0>{});
+  }
+}
+
 ExpCfg cfg_of(int64_t kind, bool center, double alpha, double p, double r, int64_t before, int64_t after) {
   TORCH_CHECK(kind == SELF || kind == UNIFORM || kind == BAND, "exp_rows: kind must be 0 (self), 1 (uniform) or 2 (band)");
   return ExpCfg{kind, center, alpha, p, r, before, after};
@@ -194,8 +309,9 @@ void check_rows(const at::Tensor& y, const at::Tensor& beta, const at::Tensor& c
                 "exp_rows: γ and b must be empty or N contiguous values of y's dtype");
 }
 
-// (out, ψ, s): out = γ z + b (γ, b: empty where the layer has none); with `keep` (a gradient to come, p = α)
-// each element's ψ and each row's shift s, from which the backward starts (no exp there), else two empties
+// (out, ψ, s): out = γ z + b (γ, b: empty where the layer has none); with `keep` (a gradient to come; with the
+// band pool only where p = α) each element's ψ and each row's (s, S) (S: the uniform pool's sum, else 0), from which
+// the backward starts, else two empties
 std::vector<at::Tensor> exp_rows_forward(const at::Tensor& y, const at::Tensor& beta, const at::Tensor& c,
                                          const at::Tensor& gamma, const at::Tensor& bias, int64_t kind, bool center,
                                          double alpha, double p, double r, int64_t before, int64_t after,
@@ -204,9 +320,9 @@ std::vector<at::Tensor> exp_rows_forward(const at::Tensor& y, const at::Tensor& 
   const ExpCfg k = cfg_of(kind, center, alpha, p, r, before, after);
   const int64_t m = y.size(0), n = y.size(1);
   at::Tensor out = at::empty_like(y);
-  keep = keep && p == alpha;
+  keep = keep && (p == alpha || kind != BAND);
   at::Tensor kept = keep ? at::empty_like(y) : at::empty({0}, y.options());
-  at::Tensor shift = keep ? at::empty({m}, y.options()) : at::empty({0}, y.options());
+  at::Tensor shift = keep ? at::empty({m, 2}, y.options()) : at::empty({0}, y.options());
   if (m == 0 || n == 0) return {out, kept, shift};
   AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "exp_rows_forward", [&] {
     using T = scalar_t;
@@ -217,13 +333,27 @@ std::vector<at::Tensor> exp_rows_forward(const at::Tensor& y, const at::Tensor& 
     const T* gp = gamma.numel() > 0 ? gamma.data_ptr<T>() : ones.data();
     const T* bi = bias.numel() > 0 ? bias.data_ptr<T>() : zeros.data();
     T* op = out.data_ptr<T>();
+    T* kp = keep ? kept.data_ptr<T>() : nullptr;
+    T* sp = keep ? shift.data_ptr<T>() : nullptr;
     at::parallel_for(0, m, std::max<int64_t>(1, 16384 / n), [&](int64_t r0, int64_t r1) {
       Row<T> w(n);
+      if (k.kind != BAND) {
+        with_pooled(k, [&](auto uniform, auto rk) {
+          for (int64_t row = r0; row < r1; ++row)  // ψ straight into the kept plane
+            forward_row_pooled<T, decltype(uniform)::value, decltype(rk)::value>(
+                yp + row * n, n, k, bp, cp, gp, bi, w, keep ? kp + row * n : w.psi.data(), op + row * n,
+                keep ? sp + 2 * row : nullptr);
+        });
+        return;
+      }
       for (int64_t row = r0; row < r1; ++row) {
-        T* psi = keep ? kept.data_ptr<T>() + row * n : w.psi.data();  // ψ straight into the kept plane
+        T* psi = keep ? kp + row * n : w.psi.data();
         const T sh = psi_row(yp + row * n, n, k, w, psi);
         finish_row(psi, sh, n, k, bp, cp, w);
-        if (keep) shift.data_ptr<T>()[row] = sh;
+        if (keep) {
+          sp[2 * row] = sh;
+          sp[2 * row + 1] = T(0);
+        }
         T* o = op + row * n;
         const T* z = w.z.data();
         for (int64_t i = 0; i < n; ++i) o[i] = gp[i] * z[i] + bi[i];
@@ -234,7 +364,8 @@ std::vector<at::Tensor> exp_rows_forward(const at::Tensor& y, const at::Tensor& 
 }
 
 // (gy, gβ, gc, gγ, gb): gγ and gb empty where the layer has none
-// kept, shift: the forward's ψ and s (then no exp here), or empty (then ψ recomputed from y)
+// kept, shift: the forward's ψ and (s, S) (then ψ's exp is not taken again), or empty with the band pool where
+// p ≠ α (then ψ recomputed from y)
 std::vector<at::Tensor> exp_rows_backward(const at::Tensor& g_in, const at::Tensor& y, const at::Tensor& beta,
                                           const at::Tensor& c, const at::Tensor& gamma, const at::Tensor& bias,
                                           int64_t kind, bool center, double alpha, double p, double r,
@@ -242,10 +373,12 @@ std::vector<at::Tensor> exp_rows_backward(const at::Tensor& g_in, const at::Tens
                                           const at::Tensor& shift) {
   check_rows(y, beta, c, gamma, bias);
   const bool from_kept = kept.numel() > 0;
-  TORCH_CHECK(!from_kept || (p == alpha && kept.sizes() == y.sizes() && kept.is_contiguous() &&
-                             kept.scalar_type() == y.scalar_type() && shift.numel() == y.size(0) &&
+  TORCH_CHECK(!from_kept || ((p == alpha || kind != BAND) && kept.sizes() == y.sizes() && kept.is_contiguous() &&
+                             kept.scalar_type() == y.scalar_type() && shift.numel() == 2 * y.size(0) &&
                              shift.is_contiguous() && shift.scalar_type() == y.scalar_type()),
-              "exp_rows: kept ψ and shifts must be the forward's own (p = α)");
+              "exp_rows: kept ψ and shifts must be the forward's own");
+  TORCH_CHECK(from_kept || kind == BAND, "exp_rows: the self and uniform pools' backward starts from the forward's "
+                                         "kept ψ and row numbers: run the forward with keep=True");
   const ExpCfg k = cfg_of(kind, center, alpha, p, r, before, after);
   const at::Tensor g = g_in.contiguous().to(y.scalar_type());
   TORCH_CHECK(g.sizes() == y.sizes(), "exp_rows: the gradient must have y's shape");
@@ -268,20 +401,31 @@ std::vector<at::Tensor> exp_rows_backward(const at::Tensor& g_in, const at::Tens
           std::fill(cols.begin(), cols.end(), T(0));  // the block's column sums in T, then to double
           T* cz = cols.data();  // Σ g z, Σ g, Σ gD e, Σ gD P
           T *cg = cz + n, *ce = cz + 2 * n, *cpool = cz + 3 * n;
-          for (int64_t row = b * kBlock; row < std::min(m, (b + 1) * kBlock); ++row) {
+          const int64_t row_end = std::min(m, (b + 1) * kBlock);
+          if (k.kind != BAND) {
+            with_pooled(k, [&](auto uniform, auto rk) {
+              constexpr bool U = decltype(uniform)::value;
+              for (int64_t row = b * kBlock; row < row_end; ++row) {
+                const T* sr = shift.data_ptr<T>() + 2 * row;  // (s, S)
+                backward_row_pooled<T, U, decltype(rk)::value>(gp + row * n, yp + row * n,
+                                                               kept.data_ptr<T>() + row * n, sr[0], sr[1], n, k,
+                                                               bp, cp, gm, cz, w, h.data(), gw.data(),
+                                                               gyp + row * n);
+              }
+            });
+          }
+          for (int64_t row = b * kBlock; k.kind == BAND && row < row_end; ++row) {  // the band pool's window sums
             const T* psi = w.psi.data();
             if (from_kept) {
               psi = kept.data_ptr<T>() + row * n;
-              finish_row(psi, shift.data_ptr<T>()[row], n, k, bp, cp, w);
+              finish_row(psi, shift.data_ptr<T>()[2 * row], n, k, bp, cp, w);
             } else {
               const T sh = psi_row(yp + row * n, n, k, w, w.psi.data());
               finish_row(psi, sh, n, k, bp, cp, w);
             }
             const T* gr = gp + row * n;
-            const T *z = w.z.data(), *inv = w.inv.data();
-            const T* P = k.kind == BAND ? w.pool.data() : psi;  // (uniform: w.S)
-            const T e = w.e, S = w.S;
-            const bool uniform = k.kind == UNIFORM;
+            const T *z = w.z.data(), *inv = w.inv.data(), *P = w.pool.data();
+            const T e = w.e;
             for (int64_t i = 0; i < n; ++i) {
               const T gz = gr[i] * z[i];
               const T hz = gz * gm[i];
@@ -291,16 +435,9 @@ std::vector<at::Tensor> exp_rows_backward(const at::Tensor& g_in, const at::Tens
               cz[i] += gz;
               cg[i] += gr[i];
               ce[i] += gd * e;
-              cpool[i] += gd * (uniform ? S : P[i]);
+              cpool[i] += gd * P[i];
             }
-            if (k.kind == UNIFORM) {
-              const T G = static_cast<T>(row_sum(gw.data(), n));
-              for (int64_t i = 0; i < n; ++i) gpsi[i] = G;
-            } else if (k.kind == SELF) {
-              for (int64_t i = 0; i < n; ++i) gpsi[i] = gw[i];
-            } else {
-              window_sums(gw.data(), n, k.after, k.before, gpsi.data());  // the window's transpose
-            }
+            window_sums(gw.data(), n, k.after, k.before, gpsi.data());  // the window's transpose
             T* gyr = gyp + row * n;
             for (int64_t i = 0; i < n; ++i) gyr[i] = pe * h[i] + a * psi[i] * gpsi[i];
             if (k.center) {
