@@ -379,8 +379,10 @@ class DivisiveNorm(Norm):
                 if out is not None:
                     return out
             pool = functools.partial(self.structure.kernel_pool, self)
-            z = exp_rows(x, self.center, self.alpha_const, self._p, self.r, pool, self.beta_value())
-            return self._apply_affine(z)
+            weight, bias = _own_tensor(self, "weight"), _own_tensor(self, "bias")
+            return exp_rows(
+                x, self.center, self.alpha_const, self._p, self.r, pool, self.beta_value(), weight, bias
+            )
         if self._fusable or self._fused_alpha:
             beta, kappa = self._raw_source("beta"), self._raw_source("kappa")
             if self._row_constant:  # LN/RMS presets: D is one number per row

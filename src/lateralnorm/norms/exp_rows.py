@@ -9,11 +9,11 @@ runs about fifteen element ops forward, and autograd as many back with their sav
 element work before the pool is one node (ψ; gt = α gψ ψ) and after it another (gt = p g z, gW = −r g z / D,
 gβ = Σ_rows gW e^{−α s}), with s treated as a constant as the composite does (its detached row maximum: the
 output's true derivative through s is zero). A double backward (create_graph) differentiates the plain formula
-of each node instead (`partial_grads`). With an O(N) pool (self, uniform, band) on CPU the whole layer is one
-node of the compiled kernel instead (`csrc/exp_rows.cpp`, `ExpRowsNode`: a few sweeps of a row each way; the
-backward starts from the forward's ψ and each row's shift and pool sum, one kept plane — the band pool's only where
-p = α, else it recomputes everything from the input). Tested equal to the composite to rounding, to second order
-(tests/test_norms_exact.py).
+of each node instead (`partial_grads`). On CPU with the compiled kernel (`csrc/exp_rows.cpp`): the two nodes'
+element work in its loops (`ExpPsiRows`, `ExpGivenRows`: one sweep a row each way, the affine inside); with an
+O(N) pool (self, uniform, band) the whole layer one node (`ExpRowsNode`: a few sweeps of a row each way; the
+backward starts from the forward's ψ and each row's shift and pool sum, one kept plane). Tested equal to the
+composite to rounding, to second order (tests/test_norms_exact.py).
 """
 
 from __future__ import annotations
@@ -109,15 +109,122 @@ class ExpOut(torch.autograd.Function):
         return gt, None, gw, gbeta, None, None, None, None
 
 
+def _affine(z: torch.Tensor, gamma: torch.Tensor | None, bias: torch.Tensor | None) -> torch.Tensor:
+    if gamma is None:
+        return z
+    return z * gamma if bias is None else torch.addcmul(bias, z, gamma)
+
+
+def given_formula(t, s, w, beta, gamma, bias, numbers: tuple) -> torch.Tensor:  # noqa: ANN001
+    """`ExpGivenRows`' function in torch ops (its double backward differentiates this)."""
+    alpha, p, r = numbers
+    return _affine(_out_formula(t, s, w, beta, alpha, p, r), gamma, bias)
+
+
+class ExpPsiRows(torch.autograd.Function):
+    """(ψ, s) for rows t by the compiled kernel (`exp_psi_rows`: the row maximum and ψ in one sweep). `box`: a list
+    shared with the output node (`ExpGivenRows`), whose backward leaves its gradient of t there for this node's
+    backward to add α g ψ into in place (one tensor and one sweep, not autograd's sum of two)."""
+
+    @staticmethod
+    def forward(ctx: Any, t: torch.Tensor, alpha: float, box: list):  # noqa: ANN205
+        psi, s = cpu_kernel.extension().exp_psi_rows(t, alpha)
+        ctx.save_for_backward(t, s, psi)
+        ctx.alpha, ctx.box = alpha, box
+        ctx.mark_non_differentiable(s)
+        return psi, s
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor, _gs: torch.Tensor):  # noqa: ANN205
+        t, s, psi = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: the formula's gradient as a graph
+            (gt,) = partial_grads(lambda u: _psi_formula(u, s, ctx.alpha), (t,), (True,), g)
+            return gt, None, None
+        into = ctx.box.pop() if ctx.box else psi.new_empty(0)
+        return cpu_kernel.extension().exp_psi_rows_backward(g, psi, ctx.alpha, into), None, None
+
+
+class ExpGivenRows(torch.autograd.Function):
+    """out = γ z + b from rows t, ψ, their shifts s and the pool W by the compiled kernel (`exp_given_rows`: one
+    sweep a row each way); z as `_out_formula`, ψ read as the numerator where p = α (no gradient through it there:
+    t's gradient takes it, as `ExpOut`). β (N values), γ, b: the layer's, in t's type."""
+
+    @staticmethod
+    def forward(ctx: Any, t, psi, s, w, beta, gamma, bias, numbers: tuple, box: list):  # noqa: ANN001, ANN205
+        empty = t.new_empty(0)
+        g_, b_ = (empty if v is None else v for v in (gamma, bias))
+        out = cpu_kernel.extension().exp_given_rows(t, psi, s, w, beta, g_, b_, *numbers)
+        ctx.save_for_backward(t, psi, s, w, beta, gamma, bias)
+        ctx.numbers, ctx.box = numbers, box
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor):  # noqa: ANN205
+        t, psi, s, w, beta, gamma, bias = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        if torch.is_grad_enabled():  # create_graph: the formula's gradients as a graph
+            gt, gw, gbeta, ggamma, gbias = partial_grads(
+                lambda u, x, b, gm, bi: given_formula(u, s, x, b, gm, bi, ctx.numbers),
+                (t, w, beta, gamma, bias),
+                (need[0], need[3], need[4], need[5], need[6]),
+                g,
+            )
+            return gt, None, None, gw, gbeta, ggamma, gbias, None, None
+        empty = t.new_empty(0)
+        g_, b_ = (empty if v is None else v for v in (gamma, bias))
+        gt, gw, gbeta, ggamma, gbias = cpu_kernel.extension().exp_given_rows_backward(
+            g, t, psi, s, w, beta, g_, b_, *ctx.numbers
+        )
+        if need[0] and need[1]:  # ψ's node adds its share into gt (see ExpPsiRows)
+            ctx.box.append(gt)
+            gt = None
+        return (
+            gt if need[0] else None,
+            None,
+            None,
+            gw if need[3] else None,
+            gbeta if need[4] else None,
+            ggamma if need[5] else None,
+            gbias if need[6] else None,
+            None,
+            None,
+        )
+
+
 def exp_rows(
-    x: torch.Tensor, center: bool, alpha: float, p: float, r: float, pool: Any, beta: torch.Tensor
+    x: torch.Tensor,
+    center: bool,
+    alpha: float,
+    p: float,
+    r: float,
+    pool: Any,
+    beta: torch.Tensor,
+    gamma: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """z for rows x (..., N) of the exp family (see the module docstring): `pool` maps ψ to W (the κ structure's
-    differentiable pool), `beta` is β's value (N,) or (1,)."""
+    """γ z + b for rows x (..., N) of the exp family (see the module docstring): `pool` maps ψ to W (the κ
+    structure's differentiable pool), `beta` is β's value (N,) or (1,), γ and b the layer's affine or None. On CPU
+    with the compiled kernel the element work runs there (`ExpPsiRows`, `ExpGivenRows`), else in torch ops."""
     t = center_rows(x) if center else x
+    if (
+        cpu_kernel.extension_for(t) is not None
+        and not torch.compiler.is_compiling()
+        and not torch.jit.is_tracing()
+        and t.numel() > 0
+    ):
+        n, dt = t.shape[-1], t.dtype
+        rows = t.reshape(-1, n).contiguous()
+        box: list = []
+        psi, s = ExpPsiRows.apply(rows, alpha, box)
+        w = pool(psi).expand_as(psi).contiguous()
+        b = beta.reshape(-1).to(dt).expand(n).contiguous()
+        gamma, bias = (None if v is None else v.to(dt).contiguous() for v in (gamma, bias))
+        out = ExpGivenRows.apply(rows, psi, s, w, b, gamma, bias, (alpha, p, r), box)
+        return out.view(x.shape)
     s = t.detach().amax(-1, keepdim=True)
     psi = ExpPsi.apply(t, s, alpha)
-    return ExpOut.apply(t, s, pool(psi), beta.to(t.dtype), alpha, p, r, psi if p == alpha else None)
+    z = ExpOut.apply(t, s, pool(psi), beta.to(t.dtype), alpha, p, r, psi if p == alpha else None)
+    return _affine(z, gamma, bias)
 
 
 # ------------------------------------------------------------------------------------------------------------
