@@ -30,6 +30,7 @@ LAST_SPECS = [
     "gdn", "relu>ln", "gelu>ln", "dn:learn_alpha=true,alpha=1.5", "dn:alpha=1.5", "dn:fn=signed",
     "dn:fn=signed,alpha=1,p=1", "dn:r=0.75",
     "dn:kappa=full,learn_alpha=true,alpha=1", "dn:kappa=lowrank:16,learn_alpha=true,alpha=1", "dn:fn=exp",
+    "dn:fn=exp,kappa=band:5", "dn:fn=exp,p=1", "dn:fn=exp,kappa=lowrank:16",
 ]  # fmt: skip
 CF_SPECS = [
     "ln", "rms", "bn", "gn", "ln_chw", "lrn", "softmax", "dn:preset=ln", "dn:preset=softmax", "dn", "dn:kappa=self",
@@ -44,7 +45,9 @@ O_N = {
     "dn:preset=rms",
     "dn:preset=lrn",
     "dn:preset=softmax",  # (torch's softmax since stop 44: the same function)
-    "dn:fn=exp",  # the exp family off the softmax form: two Python nodes (exp_rows), no compiled kernel yet
+    "dn:fn=exp",  # the exp family off the softmax form: one node of the compiled kernel (csrc/exp_rows.cpp)
+    "dn:fn=exp,kappa=band:5",
+    "dn:fn=exp,p=1",  # p ≠ α: the numerator's own exp each way
     "dn:learn_alpha=true,alpha=1.5",
     "dn:alpha=1.5",
     "dn:fn=signed",  # α = p = 2 with a signed ψ
@@ -61,6 +64,7 @@ MATMUL_REF = {  # the matmul a matrix κ contains (issue 13: <= 1.5x of it)
     "dn:kappa=lowrank:16": f"low-rank matmuls (k={LOWRANK_K})",
     "dn:kappa=full,learn_alpha=true,alpha=1": "nn.Linear(N,N)",  # Q3's learned-α cells (theirs: rank 8, N = 100)
     "dn:kappa=lowrank:16,learn_alpha=true,alpha=1": f"low-rank matmuls (k={LOWRANK_K})",
+    "dn:fn=exp,kappa=lowrank:16": f"low-rank matmuls (k={LOWRANK_K})",  # the exp family's element work around it
 }
 
 
