@@ -375,7 +375,8 @@ class DivisiveNorm(Norm):
                 before, after = getattr(self, "pad", (0, 0))
                 numbers = (self.kappa_kind, self.center, self.alpha_const, self._p, self.r, before, after)
                 weight, bias = _own_tensor(self, "weight"), _own_tensor(self, "bias")
-                out = exp_rows_compiled(x, self.beta_value(), self.value("kappa"), weight, bias, numbers)
+                (beta, beta_bound), (kappa, kappa_bound) = self._source("beta"), self._source("kappa")
+                out = exp_rows_compiled(x, beta, beta_bound, kappa, kappa_bound, weight, bias, numbers)
                 if out is not None:
                     return out
             pool = functools.partial(self.structure.kernel_pool, self)

@@ -11,7 +11,7 @@ gβ = Σ_rows gW e^{−α s}), with s treated as a constant as the composite doe
 output's true derivative through s is zero). A double backward (create_graph) differentiates the plain formula
 of each node instead (`partial_grads`). On CPU with the compiled kernel (`csrc/exp_rows.cpp`): the two nodes'
 element work in its loops (`ExpPsiRows`, `ExpGivenRows`: one sweep a row each way, the affine inside); with an
-O(N) pool (self, uniform, band) the whole layer one node (`ExpRowsNode`: a few sweeps of a row each way; the
+O(N) pool (self, uniform, band) the whole layer one C++ node (`exp_rows_node`: a few sweeps of a row each way; the
 backward starts from the forward's ψ and each row's shift and pool sum, one kept plane). Tested equal to the
 composite to rounding, to second order (tests/test_norms_exact.py).
 """
@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from lateralnorm.norms import cpu_kernel
+from lateralnorm.norms.base import PEDESTAL
 from lateralnorm.norms.dn_kernel import center_rows, pool_rows
 from lateralnorm.norms.partials import partial_grads
 
@@ -245,68 +246,49 @@ def kernel_formula(y, beta, c, gamma, bias, numbers: tuple) -> torch.Tensor:  # 
     return z * gamma if bias is None else torch.addcmul(bias, z, gamma)
 
 
-class ExpRowsNode(torch.autograd.Function):
-    """The compiled exp-family layer on (M, N) rows: β and c as N values, γ and b as N values or None; `numbers`:
-    (kind, center, α, p, r, before, after, keep)."""
+def _node_formula_backward(g, y, beta_src, c_src, gamma, bias, numbers, need):  # noqa: ANN001, ANN202
+    """The C++ layer node's double backward (create_graph=True): the gradients as a graph of PyTorch ops through
+    `kernel_formula`, β and c valued from their sources as the node values them (`formula_rows`' arithmetic).
+    numbers: the node's (kind code, center, α, p, r, before, after, β's bound, c's bound, pedestal, keep); a
+    bound < 0: a fixed buffer."""
+    kind, center, alpha, p, r, before, after, beta_bound, c_bound, pedestal = numbers[:10]
+    layer = (KIND_OF[int(kind)], bool(center), alpha, p, r, int(before), int(after))
 
-    @staticmethod
-    def forward(ctx: Any, y, beta, c, gamma, bias, numbers: tuple):  # noqa: ANN001, ANN205
-        ext = cpu_kernel.extension()
-        empty = y.new_empty(0)
-        g_, b_ = (empty if v is None else v for v in (gamma, bias))
-        # numbers: the layer's seven, then whether a gradient is to come (then ψ and each row's shift and pool sum
-        # are kept for the backward; the band pool's only where p = α)
-        keep = numbers[-1]
-        numbers = numbers[:-1]
-        kind, center, alpha, p, r, before, after = numbers
-        out, kept, shift = ext.exp_rows_forward(
-            y, beta, c, g_, b_, POOLS[kind], center, alpha, p, r, before, after, keep
-        )
-        ctx.save_for_backward(y, beta, c, gamma, bias, kept, shift)
-        ctx.numbers = numbers
-        return out
+    def value(src: torch.Tensor, bound: float) -> torch.Tensor:
+        v = src if bound < 0 else src.clamp_min(bound).square() - pedestal
+        return v.reshape(-1).to(y.dtype)
 
-    @staticmethod
-    def backward(ctx: Any, g: torch.Tensor):  # noqa: ANN205
-        y, beta, c, gamma, bias, kept, shift = ctx.saved_tensors
-        if torch.is_grad_enabled():  # create_graph: the formula's gradients as a graph
-            grads = partial_grads(
-                lambda *a: kernel_formula(*a, ctx.numbers),
-                (y, beta, c, gamma, bias),
-                tuple(ctx.needs_input_grad[:5]),
-                g,
-            )
-            return (*grads, None)
-        kind, center, alpha, p, r, before, after = ctx.numbers
-        empty = y.new_empty(0)
-        g_, b_ = (empty if v is None else v for v in (gamma, bias))
-        gy, gbeta, gc, ggamma, gbias = cpu_kernel.extension().exp_rows_backward(
-            g, y, beta, c, g_, b_, POOLS[kind], center, alpha, p, r, before, after, kept, shift
-        )
-        need = ctx.needs_input_grad
-        return (
-            gy if need[0] else None,
-            gbeta if need[1] else None,
-            gc if need[2] else None,
-            ggamma if need[3] else None,
-            gbias if need[4] else None,
-            None,
-        )
+    def formula(u, bs, cs, gm, bi):  # noqa: ANN001, ANN202
+        gm, bi = (None if t is None else t.to(u.dtype) for t in (gm, bi))
+        return kernel_formula(u, value(bs, beta_bound), value(cs, c_bound), gm, bi, layer)
+
+    return tuple(partial_grads(formula, (y, beta_src, c_src, gamma, bias), tuple(need), g))
 
 
-def exp_rows_compiled(y, beta, c, gamma, bias, numbers: tuple) -> torch.Tensor | None:  # noqa: ANN001
-    """The exp family with an O(N) pool in the compiled kernel where it runs y (CPU float32/float64, built, not
-    under torch.compile or jit.trace), else None. β and c: their values, (N,) or (1,)."""
-    if torch.compiler.is_compiling() or torch.jit.is_tracing() or cpu_kernel.extension_for(y) is None:
+KIND_OF = {code: name for name, code in POOLS.items()}
+
+
+def exp_rows_compiled(y, beta_src, beta_bound, c_src, c_bound, gamma, bias, numbers: tuple):  # noqa: ANN001
+    """The exp family with an O(N) pool through the compiled kernel's layer node where it runs y (CPU float32/
+    float64, built, not under torch.compile or jit.trace), else None. β and c as the layer holds them: a
+    non-negative parameter's raw values and its bound, or a fixed buffer and None. numbers: (kind, center, α, p, r,
+    before, after)."""
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
         return None
+    ext = cpu_kernel.extension_for(y)
+    if ext is None:
+        return None
+    for t in (beta_src, c_src, gamma, bias):
+        if t is not None and t.dtype not in (torch.float32, torch.float64):
+            return None
     n = y.shape[-1]
-    rows = y.reshape(-1, n).contiguous()
+    rows = y if y.ndim == 2 and y.is_contiguous() else y.reshape(-1, n).contiguous()
     if rows.shape[0] == 0:
         return None
-    dt = rows.dtype
-    beta, c = (v.reshape(-1).to(dt).expand(n).contiguous() for v in (beta, c))
-    gamma, bias = (None if v is None else v.to(dt).contiguous() for v in (gamma, bias))
-    wants = torch.is_grad_enabled() and any(
-        v is not None and v.requires_grad for v in (rows, beta, c, gamma, bias)
-    )  # (inside the node's forward grad mode is off, and needs_input_grad ignores torch.no_grad)
-    return ExpRowsNode.apply(rows, beta, c, gamma, bias, (*numbers, wants)).view(y.shape)
+    kind, center, alpha, p, r, before, after = numbers
+    out = ext.exp_rows_node(
+        rows, beta_src, c_src, gamma, bias,
+        [float(POOLS[kind]), float(center), alpha, p, r, float(before), float(after),
+         -1.0 if beta_bound is None else beta_bound, -1.0 if c_bound is None else c_bound, PEDESTAL],
+    )  # fmt: skip
+    return out if rows is y else out.view(y.shape)

@@ -3130,6 +3130,15 @@ bool built_with_openmp() {
 
 }  // namespace
 
+// For exp_rows.cpp's layer node: the module path's NonNegative value and gradient (param_value, nonneg_grad_module
+// above), by name across the two files
+at::Tensor module_param_value(const at::Tensor& src, double bound, double pedestal, at::ScalarType dt) {
+  return param_value(src, bound, pedestal, dt);
+}
+at::Tensor module_param_grad(const at::Tensor& g, const at::Tensor& src, double bound) {
+  return nonneg_grad_module(g, src, bound);
+}
+
 // ------------------------------------------------------------------------------------ channels-first LN / RMS
 // x (B, C, P) contiguous, normalized over C at each of the P positions, per-channel affine:
 //   t = x − m (m = mean over C when centered, else 0),  r = 1/sqrt(mean_C t² + ε),  out = w_c t r + b_c
