@@ -570,6 +570,29 @@ def test_exp_forms_with_a_matrix_pool_in_the_kernel_in_float32(spec):
         assert max_err(a.double(), b) <= 2e-4 * max(1.0, b.abs().max().item())
 
 
+@pytest.mark.parametrize("spec", ["dn:fn=exp,kappa=self", "dn:fn=exp", "dn:kappa=band:1", "dn:kappa=uniform"])
+def test_second_derivatives_keep_the_floor_rule_for_a_raw_value_under_it(spec):
+    """A non-negative parameter's raw value may drift under its floor (nothing clamps `.data`); its gradient then
+    still passes where it would raise the value (`lower_bound`'s rule). The kernel nodes' double backward
+    (create_graph) differentiates the formula: with the same rule, equal to the composite's (a plain clamp_min
+    there gave such a parameter a zero gradient)."""
+    fast, plain = _fused_and_composite(spec, 5)
+    for m in (fast, plain):
+        with torch.no_grad():
+            m.beta.raw.fill_(m.beta.bound() - 0.05)
+            m.kappa.raw.fill_(m.kappa.bound() - 0.05)
+    x = torch.randn(4, 5, dtype=torch.float64)
+    for sign in (1.0, -1.0):  # L = ±Σ out: β and κ lower every output (γ > 0), so + raises them and passes
+        grads = []
+        for m in (fast, plain):
+            out = m(x)
+            g = torch.full_like(out, sign)
+            grads.append(torch.autograd.grad(out, [m.beta.raw, m.kappa.raw], g, create_graph=True))
+        for a, b in zip(*grads):
+            assert (b.abs().max() > 0) == (sign > 0)  # passed where it raises the value, else held at zero
+            assert max_err(a, b) <= 1e-12 * max(1.0, b.abs().max().item())
+
+
 def test_the_softmax_form_is_decided_again_when_its_buffers_are_loaded():
     """Loading a fixed β other than 0 into a softmax-form layer makes it another exp form (no longer softmax):
     its output then equals the composite's with those buffers; loading β = 0 back returns the softmax form."""

@@ -383,8 +383,9 @@ def formula_rows(y, beta_src, c_src, gamma, bias, cfg, alpha=None, tied=False): 
         alpha = alpha_c
     elif tied:
         p = alpha * r
-    beta = beta_src if cfg.beta_bound is None else beta_src.clamp_min(cfg.beta_bound).square() - PEDESTAL
-    c = c_src if cfg.c_bound is None else c_src.clamp_min(cfg.c_bound).square() - PEDESTAL
+    # the floor with its gradient rule (lower_bound: a raw value under it still takes a gradient that raises it)
+    beta = beta_src if cfg.beta_bound is None else lower_bound(beta_src, cfg.beta_bound).square() - PEDESTAL
+    c = c_src if cfg.c_bound is None else lower_bound(c_src, cfg.c_bound).square() - PEDESTAL
     t = center_rows(y) if center else y
     a = torch.relu(t) if rect else t.abs()
     psi = _psi_of(t, a, alpha, rect)

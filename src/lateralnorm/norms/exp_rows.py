@@ -23,12 +23,12 @@ from typing import Any
 import torch
 
 from lateralnorm.norms import cpu_kernel
-from lateralnorm.norms.base import PEDESTAL
+from lateralnorm.norms.base import PEDESTAL, lower_bound
 from lateralnorm.norms.dn_kernel import center_rows, pool_rows
 from lateralnorm.norms.partials import partial_grads
 
 # e^{−α s} is capped at e^80 (a row whose maximum is far below 0); the composite caps β e^{−α s} instead: the same
-# wherever a row's maximum is above −80/α
+# wherever neither cap is reached (−α s ≤ 80 and ln β − α s ≤ 80), which rows of ordinary scale always are
 EXP_CAP = 80.0
 
 
@@ -177,6 +177,7 @@ class ExpGivenRows(torch.autograd.Function):
             g, t, psi, s, w, beta, g_, b_, *ctx.numbers
         )
         if need[0] and need[1]:  # ψ's node adds its share into gt (see ExpPsiRows)
+            ctx.box.clear()  # (a retained graph's earlier backward that did not reach ψ's node left one there)
             ctx.box.append(gt)
             gt = None
         return (
@@ -254,8 +255,10 @@ def _node_formula_backward(g, y, beta_src, c_src, gamma, bias, numbers, need):  
     kind, center, alpha, p, r, before, after, beta_bound, c_bound, pedestal = numbers[:10]
     layer = (KIND_OF[int(kind)], bool(center), alpha, p, r, int(before), int(after))
 
-    def value(src: torch.Tensor, bound: float) -> torch.Tensor:
-        v = src if bound < 0 else src.clamp_min(bound).square() - pedestal
+    def value(
+        src: torch.Tensor, bound: float
+    ) -> torch.Tensor:  # (the floor with its gradient rule: lower_bound)
+        v = src if bound < 0 else lower_bound(src, bound).square() - pedestal
         return v.reshape(-1).to(y.dtype)
 
     def formula(u, bs, cs, gm, bi):  # noqa: ANN001, ANN202

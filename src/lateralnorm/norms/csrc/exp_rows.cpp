@@ -32,8 +32,8 @@ namespace {
 
 enum Pool : int64_t { SELF = 0, UNIFORM = 1, BAND = 2 };
 constexpr int64_t kBlock = 64;   // rows per block of column partial sums
-// e^{−α s} capped at e^80 (the composite caps β e^{−α s} instead: the two agree wherever a row's maximum is above
-// −80/α, and differ by β's factor below it, where a row is e^{−80} of its own scale or less)
+// e^{−α s} capped at e^80 (the composite caps β e^{−α s} instead: the two agree wherever neither cap is reached,
+// −α s ≤ 80 and ln β − α s ≤ 80, and differ only where β e^{−α s} is beyond e^80, a row e^{−80} of its scale)
 constexpr double kExpCap = 80.0;
 
 struct ExpCfg {
