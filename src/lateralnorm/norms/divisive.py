@@ -371,16 +371,15 @@ class DivisiveNorm(Norm):
         if self._softmax_scale is not None:
             return self._softmax(x, -1)
         if self._exp_nodes:
+            weight, bias = _own_tensor(self, "weight"), _own_tensor(self, "bias")
             if self.kappa_kind in POOLS:  # an O(N) pool: the compiled kernel where it runs x
                 before, after = getattr(self, "pad", (0, 0))
                 numbers = (self.kappa_kind, self.center, self.alpha_const, self._p, self.r, before, after)
-                weight, bias = _own_tensor(self, "weight"), _own_tensor(self, "bias")
                 (beta, beta_bound), (kappa, kappa_bound) = self._source("beta"), self._source("kappa")
                 out = exp_rows_compiled(x, beta, beta_bound, kappa, kappa_bound, weight, bias, numbers)
                 if out is not None:
                     return out
             pool = functools.partial(self.structure.kernel_pool, self)
-            weight, bias = _own_tensor(self, "weight"), _own_tensor(self, "bias")
             return exp_rows(
                 x, self.center, self.alpha_const, self._p, self.r, pool, self.beta_value(), weight, bias
             )

@@ -24,7 +24,7 @@ import torch
 
 from lateralnorm.norms import cpu_kernel
 from lateralnorm.norms.base import PEDESTAL, lower_bound
-from lateralnorm.norms.dn_kernel import center_rows, pool_rows
+from lateralnorm.norms.dn_kernel import _kernel_types, center_rows, pool_rows
 from lateralnorm.norms.partials import partial_grads
 
 # e^{−α s} is capped at e^80 (a row whose maximum is far below 0); the composite caps β e^{−α s} instead: the same
@@ -241,10 +241,9 @@ def kernel_formula(y, beta, c, gamma, bias, numbers: tuple) -> torch.Tensor:  # 
     t = center_rows(y) if center else y
     s = t.detach().amax(-1, keepdim=True)
     psi = _psi_formula(t, s, alpha)
-    z = _out_formula(t, s, c * pool_rows(kind, psi, before, after), beta, alpha, p, r)
-    if gamma is None:
-        return z
-    return z * gamma if bias is None else torch.addcmul(bias, z, gamma)
+    return _affine(
+        _out_formula(t, s, c * pool_rows(kind, psi, before, after), beta, alpha, p, r), gamma, bias
+    )
 
 
 def _node_formula_backward(g, y, beta_src, c_src, gamma, bias, numbers, need):  # noqa: ANN001, ANN202
@@ -255,9 +254,8 @@ def _node_formula_backward(g, y, beta_src, c_src, gamma, bias, numbers, need):  
     kind, center, alpha, p, r, before, after, beta_bound, c_bound, pedestal = numbers[:10]
     layer = (KIND_OF[int(kind)], bool(center), alpha, p, r, int(before), int(after))
 
-    def value(
-        src: torch.Tensor, bound: float
-    ) -> torch.Tensor:  # (the floor with its gradient rule: lower_bound)
+    def value(src: torch.Tensor, bound: float) -> torch.Tensor:
+        # the floor with its gradient rule (lower_bound), as the node's own gradient applies it
         v = src if bound < 0 else lower_bound(src, bound).square() - pedestal
         return v.reshape(-1).to(y.dtype)
 
@@ -279,11 +277,8 @@ def exp_rows_compiled(y, beta_src, beta_bound, c_src, c_bound, gamma, bias, numb
     if torch.compiler.is_compiling() or torch.jit.is_tracing():
         return None
     ext = cpu_kernel.extension_for(y)
-    if ext is None:
+    if ext is None or not _kernel_types(beta_src, c_src, gamma, bias):
         return None
-    for t in (beta_src, c_src, gamma, bias):
-        if t is not None and t.dtype not in (torch.float32, torch.float64):
-            return None
     n = y.shape[-1]
     rows = y if y.ndim == 2 and y.is_contiguous() else y.reshape(-1, n).contiguous()
     if rows.shape[0] == 0:

@@ -286,6 +286,27 @@ void with_layer(const ExpCfg& k, F&& f) {
   else with_r<BAND>(k, f);
 }
 
+// A missing γ or b read as ones or zeros: `fill` holds them (empty where the tensor is given). A `p ? p[i] : …` in
+// a vector loop became a masked load from address 0, which the CPU serves by a microcode assist on every vector
+// (a learned-β softmax form ran 2x slower).
+template <typename T>
+const T* values_or(const at::Tensor& v, int64_t n, T value, std::vector<T>& fill) {
+  if (v.numel() > 0) return v.data_ptr<T>();
+  fill.assign(n, value);
+  return fill.data();
+}
+
+// The column sums of `width` quantities from the blocks' partial sums (blocks, width, n) in double, the blocks added
+// in block order (no result depends on the thread count); returned as (width, n) in double
+at::Tensor in_order_sums(const at::Tensor& part, int64_t blocks, int64_t width, int64_t n) {
+  at::Tensor sums = at::zeros({width, n}, part.options());
+  const double* pp = part.data_ptr<double>();
+  double* sp = sums.data_ptr<double>();
+  for (int64_t b = 0; b < blocks; ++b)
+    for (int64_t j = 0; j < width * n; ++j) sp[j] += pp[b * width * n + j];
+  return sums;
+}
+
 ExpCfg cfg_of(int64_t kind, bool center, double alpha, double p, double r, int64_t before, int64_t after) {
   TORCH_CHECK(kind == SELF || kind == UNIFORM || kind == BAND, "exp_rows: kind must be 0 (self), 1 (uniform) or 2 (band)");
   return ExpCfg{kind, center, alpha, p, r, before, after};
@@ -322,11 +343,8 @@ std::vector<at::Tensor> exp_rows_forward(const at::Tensor& y, const at::Tensor& 
   AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "exp_rows_forward", [&] {
     using T = scalar_t;
     const T *yp = y.data_ptr<T>(), *bp = beta.data_ptr<T>(), *cp = c.data_ptr<T>();
-    // a missing γ or b as ones or zeros: a `p ? p[i] : …` in the loop became a masked load from address 0, which
-    // the CPU serves by a microcode assist on every vector (a learned-β softmax form ran 2x slower)
-    const std::vector<T> ones(gamma.numel() > 0 ? 0 : n, T(1)), zeros(bias.numel() > 0 ? 0 : n, T(0));
-    const T* gp = gamma.numel() > 0 ? gamma.data_ptr<T>() : ones.data();
-    const T* bi = bias.numel() > 0 ? bias.data_ptr<T>() : zeros.data();
+    std::vector<T> ones, zeros;
+    const T *gp = values_or(gamma, n, T(1), ones), *bi = values_or(bias, n, T(0), zeros);
     T* op = out.data_ptr<T>();
     T* kp = keep ? kept.data_ptr<T>() : nullptr;
     T* sp = keep ? shift.data_ptr<T>() : nullptr;
@@ -366,8 +384,8 @@ std::vector<at::Tensor> exp_rows_backward(const at::Tensor& g_in, const at::Tens
       using T = scalar_t;
       const T *yp = y.data_ptr<T>(), *gp = g.data_ptr<T>(), *bp = beta.data_ptr<T>(), *cp = c.data_ptr<T>();
       const T *kp = kept.data_ptr<T>(), *sp = shift.data_ptr<T>();
-      const std::vector<T> ones(gamma.numel() > 0 ? 0 : n, T(1));  // no γ: ones (see the forward)
-      const T* gm = gamma.numel() > 0 ? gamma.data_ptr<T>() : ones.data();
+      std::vector<T> ones;
+      const T* gm = values_or(gamma, n, T(1), ones);
       T* gyp = gy.data_ptr<T>();
       double* pp = part.data_ptr<double>();
       at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
@@ -387,13 +405,7 @@ std::vector<at::Tensor> exp_rows_backward(const at::Tensor& g_in, const at::Tens
       });
     });
   }
-  at::Tensor sums = at::zeros({4, n}, y.options().dtype(at::kDouble));  // the blocks added in block order
-  {
-    const double* pp = part.data_ptr<double>();
-    double* sp = sums.data_ptr<double>();
-    for (int64_t b = 0; b < blocks; ++b)
-      for (int64_t j = 0; j < 4 * n; ++j) sp[j] += pp[b * 4 * n + j];
-  }
+  const at::Tensor sums = in_order_sums(part, blocks, 4, n);
   at::Tensor gbeta = sums[2].to(y.scalar_type()), gc = sums[3].to(y.scalar_type());
   at::Tensor ggamma = gamma.numel() > 0 ? sums[0].to(y.scalar_type()) : at::empty({0}, y.options());
   at::Tensor gbias = bias.numel() > 0 ? sums[1].to(y.scalar_type()) : at::empty({0}, y.options());
@@ -481,9 +493,8 @@ at::Tensor exp_given_rows(const at::Tensor& t, const at::Tensor& psi, const at::
     using T = scalar_t;
     const T *tp = t.data_ptr<T>(), *pp = psi.data_ptr<T>(), *sp = shift.data_ptr<T>(), *wp = w.data_ptr<T>();
     const T* __restrict__ bp = beta.data_ptr<T>();
-    const std::vector<T> ones(gamma.numel() > 0 ? 0 : n, T(1)), zeros(bias.numel() > 0 ? 0 : n, T(0));
-    const T* __restrict__ gm = gamma.numel() > 0 ? gamma.data_ptr<T>() : ones.data();
-    const T* __restrict__ bi = bias.numel() > 0 ? bias.data_ptr<T>() : zeros.data();
+    std::vector<T> ones, zeros;
+    const T *__restrict__ gm = values_or(gamma, n, T(1), ones), *__restrict__ bi = values_or(bias, n, T(0), zeros);
     T* op = out.data_ptr<T>();
     at::parallel_for(0, m, std::max<int64_t>(1, 16384 / n), [&](int64_t r0, int64_t r1) {
       Row<T> scratch(n, 0);
@@ -523,8 +534,8 @@ std::vector<at::Tensor> exp_given_rows_backward(const at::Tensor& g_in, const at
       using T = scalar_t;
       const T *tp = t.data_ptr<T>(), *pp = psi.data_ptr<T>(), *sp = shift.data_ptr<T>(), *wp = w.data_ptr<T>();
       const T *gp = g.data_ptr<T>(), *__restrict__ bp = beta.data_ptr<T>();
-      const std::vector<T> ones(gamma.numel() > 0 ? 0 : n, T(1));
-      const T* __restrict__ gm = gamma.numel() > 0 ? gamma.data_ptr<T>() : ones.data();
+      std::vector<T> ones;
+      const T* __restrict__ gm = values_or(gamma, n, T(1), ones);
       T *gtp = gt.data_ptr<T>(), *gwp = gw.data_ptr<T>();
       double* dp = part.data_ptr<double>();
       const T pe = static_cast<T>(p), mr = static_cast<T>(-r), rr = static_cast<T>(r);
@@ -560,13 +571,7 @@ std::vector<at::Tensor> exp_given_rows_backward(const at::Tensor& g_in, const at
       });
     });
   }
-  at::Tensor sums = at::zeros({3, n}, t.options().dtype(at::kDouble));
-  {
-    const double* dp = part.data_ptr<double>();
-    double* sp = sums.data_ptr<double>();
-    for (int64_t b = 0; b < blocks; ++b)
-      for (int64_t j = 0; j < 3 * n; ++j) sp[j] += dp[b * 3 * n + j];
-  }
+  const at::Tensor sums = in_order_sums(part, blocks, 3, n);
   at::Tensor gbeta = sums[2].to(t.scalar_type());
   at::Tensor ggamma = gamma.numel() > 0 ? sums[0].to(t.scalar_type()) : at::empty({0}, t.options());
   at::Tensor gbias = bias.numel() > 0 ? sums[1].to(t.scalar_type()) : at::empty({0}, t.options());
