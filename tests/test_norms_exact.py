@@ -462,8 +462,13 @@ def _graph_functions(out: torch.Tensor) -> list:
         "dn:fn=exp,kappa=lowrank:3",
         "dn:fn=exp,kappa=full,p=0.5",  # p ≠ α r: the shift's factor e^{(p − α r) s}
         "dn:fn=exp,kappa=self,affine=true",
-        "dn:fn=exp,kappa=self,p=1,r=0.7,center=true",  # p ≠ α with a kept ψ, any r, centered
-        "dn:fn=exp,alpha=1.5,p=0.5,r=0.5",  # uniform, p ≠ α r
+        "dn:fn=exp,kappa=self,p=1,r=0.7,center=true",  # α = 2p: ψ the numerator's square (kept), any r, centered
+        "dn:fn=exp,alpha=1.5,p=0.5,r=0.5",  # uniform, α = 3p: ψ the numerator's cube
+        "dn:fn=exp,kappa=band:2,alpha=0.5,p=1.5,r=3",  # p = 3α: the numerator ψ's cube
+        "dn:fn=exp,kappa=self,alpha=0.5,p=2,r=4",  # p = 4α (r = p/α: outputs of order 1)
+        "dn:fn=exp,p=0.7",  # p and α no small multiples: each its own exp
+        "dn:fn=exp,kappa=lowrank:3,p=4,r=2",  # a matrix pool, p = 2α: the numerator ψ's square
+        "dn:fn=exp,kappa=full,p=1",  # a matrix pool gets ψ from its own node: α = 2p takes the two exps
         "dn:preset=softmax,learn_beta=true",
     ],
 )
@@ -503,8 +508,11 @@ def test_exp_forms_on_their_nodes_equal_the_composite_to_second_order(spec):
         "dn:fn=exp,kappa=self,alpha=1.5,affine=true",
         "dn:fn=exp,kappa=band:3,center=true,r=0.5",
         "dn:fn=exp,kappa=band:4,p=0.7,affine=true,bias=false",
-        "dn:fn=exp,p=1,r=0.5,center=true",  # uniform, p ≠ α: the numerator's own exp, from the kept ψ's row
+        "dn:fn=exp,p=1,r=0.5,center=true",  # uniform, α = 2p: the numerator kept, ψ its square
+        "dn:fn=exp,kappa=band:3,p=1",  # the band's window over the numerator's squares
         "dn:fn=exp,kappa=self,alpha=1.5,p=0.5,r=0.8,affine=true,bias=false",  # any r: D^{−r} through exp and log
+        "dn:fn=exp,kappa=band:2,p=4",  # p = 2α: the numerator ψ's square
+        "dn:fn=exp,p=0.7",  # each its own exp (the numerator's again in the backward)
     ],
 )
 @pytest.mark.parametrize("n", [1, 7, 37])
@@ -593,6 +601,32 @@ def test_second_derivatives_keep_the_floor_rule_for_a_raw_value_under_it(spec):
             assert max_err(a, b) <= 1e-12 * max(1.0, b.abs().max().item())
 
 
+@pytest.mark.parametrize(
+    "spec", ["dn:fn=exp,p=1", "dn:fn=exp,kappa=band:2,p=4", "dn:fn=exp,kappa=self,p=0.7"]
+)
+def test_exp_kernel_rows_of_a_wide_range_underflow_as_the_composite(spec):
+    """Rows spanning e^{±150} in float32: where ψ or the numerator is a power of the other, the products underflow
+    to zero where the exps would (the numerator's square where ψ = e^{2d} is below float32's range, e^{d} not):
+    output and input gradient within float32 rounding of the float64 composite, scaled by the largest value."""
+    if not cpu_kernel.available():
+        pytest.skip("no compiled kernel here")
+    fast, plain = _fused_and_composite(spec, 40)
+    fast = fast.float()
+    x = torch.linspace(-150.0, 0.0, 40, dtype=torch.float64).repeat(3, 1)
+    x[1] = x[1].flip(0)
+    x[2] = x[2] * 0.4 + 3.0
+    g = torch.randn_like(x)
+    xf = x.float().requires_grad_()
+    out = fast(xf)
+    (got,) = torch.autograd.grad(out, xf, g.float())
+    xd = x.clone().requires_grad_()
+    ref_out = plain(xd)
+    (ref,) = torch.autograd.grad(ref_out, xd, g)
+    assert torch.isfinite(out).all() and torch.isfinite(got).all()
+    assert max_err(out.double(), ref_out) <= 1e-5 * max(1.0, ref_out.abs().max().item())
+    assert max_err(got.double(), ref) <= 2e-4 * max(1.0, ref.abs().max().item())
+
+
 def test_the_softmax_form_is_decided_again_when_its_buffers_are_loaded():
     """Loading a fixed β other than 0 into a softmax-form layer makes it another exp form (no longer softmax):
     its output then equals the composite's with those buffers; loading β = 0 back returns the softmax form."""
@@ -609,10 +643,20 @@ def test_the_softmax_form_is_decided_again_when_its_buffers_are_loaded():
     assert fast._softmax_scale == 1.0
 
 
-@pytest.mark.parametrize("spec", ["dn:fn=exp,kappa=band:41", "dn:fn=exp,kappa=self", "dn:fn=exp"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "dn:fn=exp,kappa=band:41",
+        "dn:fn=exp,kappa=band:20",
+        "dn:fn=exp,kappa=self",
+        "dn:fn=exp",
+        "dn:fn=exp,p=1",
+    ],
+)
 def test_exp_kernel_wide_windows_and_nan_rows_follow_the_composite(spec):
-    """A band wider than the kernel's shifted adds (41 > 32: running sums) equals the composite; a NaN in a row
-    makes the whole row NaN in every pool, as the composite's row maximum does."""
+    """A band wider than the kernel's shifted adds (width 83 > 64: running sums) or within them (41: 20 pairs and
+    an element) equals the composite; a NaN in a row makes the whole row NaN in every pool, as the composite's row
+    maximum does."""
     fast, plain = _fused_and_composite(spec, 50)
     x = torch.randn(6, 50, dtype=torch.float64)
     x[2, 7] = float("nan")

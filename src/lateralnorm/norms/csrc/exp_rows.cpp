@@ -4,8 +4,9 @@
 // Per row of y (features last), t = y (or y centered in two passes, as the composite centers), s = max_j t_j:
 //   ψ = e^{α(t − s)},  P = pool(ψ) (self ψ_i; uniform Σ_j ψ_j; band Σ_{j=i−before}^{i+after} ψ_j),
 //   e = e^{min(−α s, 80)},  D = β e + c P,  z = e^{p(t − s)} D^{−r} e^{(p − α r) s},  out = γ z + b
-// (e^{p(t − s)} is ψ where p = α). Backward from the forward's ψ and each row's s and S = Σ ψ (kept when a
-// gradient is to come: one plane):
+// (e^{p(t − s)} is ψ where p = α, a product of ψs where p = 2α, 3α, 4α, and the other way where α = 2p, 3p, 4p: see
+// Lead). Backward from the forward's ψ (or numerator: Lead) and each row's s and S = Σ ψ (kept when a gradient is to
+// come: one plane):
 //   gz = g γ,  h = gz z,  gD = −r h / D,  gψ = poolᵀ(c gD),  gt = p h + α ψ gψ,  gy = gt − mean(gt) when centered;
 //   column sums Σ g z (γ), Σ g (b), Σ gD e (β), Σ gD P (c), per block of 64 rows in T, the blocks added in order in
 //   double (no result depends on the thread count). s is a constant to the gradient, as the composite's
@@ -20,6 +21,7 @@
 #include <limits>
 #include <tuple>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "vec_math.h"  // vexp, vlog
@@ -36,20 +38,67 @@ constexpr int64_t kBlock = 64;   // rows per block of column partial sums
 // −α s ≤ 80 and ln β − α s ≤ 80, and differ only where β e^{−α s} is beyond e^80, a row e^{−80} of its scale)
 constexpr double kExpCap = 80.0;
 
+// How a row's numerator e^{p(t − s)} and ψ = e^{α(t − s)} are had (one exp an element each way but in the last case):
+// the same (p = α); the numerator a product of ψs (p = kα, k = 2, 3, 4); ψ a product of numerators (α = kp; the
+// kept plane then holds the numerator instead of ψ); or each its own exp (the numerator's again in the backward).
+enum Lead : int { SAME = 0, NUM_FROM_PSI = 1, PSI_FROM_NUM = 2, TWO_EXPS = 3 };
+
 struct ExpCfg {
   int64_t kind;
   bool center;
   double alpha, p, r;
   int64_t before, after;
+  int lead = SAME;
+  int power = 1;  // k of NUM_FROM_PSI or PSI_FROM_NUM
 };
 
-// One row's scratch: t (a centered row; else the input is read as it is), the numerator where p ≠ α (z), the band
-// pool's window sums (pool) and a zero-padded copy of a row for them (pad), and the backward's h, gw and gψ.
+// k where a = k b for k = 2, 3 or 4 (exactly, as doubles), else 0
+inline int small_multiple(double a, double b) {
+  for (int k = 2; k <= 4; ++k)
+    if (a == k * b) return k;
+  return 0;
+}
+
+// the lead of (α, p); `psi_first`: ψ must be computed first (the matrix pools get ψ from their own node)
+inline ExpCfg with_lead(ExpCfg k, bool psi_first) {
+  if (k.p == k.alpha) return k;
+  if (int m = small_multiple(k.p, k.alpha)) {
+    k.lead = NUM_FROM_PSI;
+    k.power = m;
+  } else if (int m2 = psi_first ? 0 : small_multiple(k.alpha, k.p)) {
+    k.lead = PSI_FROM_NUM;
+    k.power = m2;
+  } else {
+    k.lead = TWO_EXPS;
+  }
+  return k;
+}
+
+// x^k by products (k = 1…4) into out
+template <typename T>
+const T* powered(const T* __restrict__ x, int64_t n, int k, T* __restrict__ out) {
+  if (k == 2)
+    for (int64_t i = 0; i < n; ++i) out[i] = x[i] * x[i];
+  else if (k == 3)
+    for (int64_t i = 0; i < n; ++i) out[i] = x[i] * x[i] * x[i];
+  else if (k == 4)
+    for (int64_t i = 0; i < n; ++i) {
+      const T x2 = x[i] * x[i];
+      out[i] = x2 * x2;
+    }
+  else
+    return x;
+  return out;
+}
+
+// One row's scratch: t (a centered row; else the input is read as it is), the numerator where p ≠ α (z), ψ where the
+// kept plane holds the numerator (psi), the band pool's window sums (pool) and the neighbour pairs they are added
+// from (pairs), and the backward's h, gw and gψ.
 template <typename T>
 struct Row {
-  std::vector<T> t, z, pool, pad, h, gw, gpsi;
+  std::vector<T> t, z, psi, pool, pairs, h, gw, gpsi;
   const T* tp = nullptr;  // the row's t: w.t or the input row
-  Row(int64_t n, int64_t padding) : t(n), z(n), pool(n), pad(n + padding, T(0)), h(n), gw(n), gpsi(n) {}
+  Row(int64_t n, int64_t padding) : t(n), z(n), psi(n), pool(n), pairs(n + padding), h(n), gw(n), gpsi(n) {}
 };
 
 // Σ x in double over 32 lanes (four independent vectors of 8: one chain of adds a row was its time)
@@ -65,17 +114,78 @@ double row_sum(const T* __restrict__ x, int64_t n) {
   return s;
 }
 
-// win[i] = Σ_{j=i−before}^{i+after} x[j] over the row (zeros outside), in order from j = i − before. Up to
-// kShiftedAdds offsets: x copied once into `pad` between zeros, then for 32 bytes of outputs at a time the shifted
-// (unaligned) loads added in a register. Measured on 1024 rows of 512 with 11 offsets (a C++ harness): one pass
-// over the row an offset, each adding into memory, 0.38 ms; a 16-float array as the accumulator 0.83 (GCC kept
-// it in memory); a 64-byte register 0.19 (each unaligned load split two cache lines); a 32-byte one 0.16. A
-// wider window by a running sum in double (O(N) however wide).
-constexpr int64_t kShiftedAdds = 32;
+// win[i] = Σ_{j=i−before}^{i+after} x[j] over the row (zeros outside). Up to kShiftedAdds offsets: the row's
+// neighbour pairs q[j] = z[j] + z[j + 1] of z (the row between `before` and `after` zeros) into `pairs`, then for 32
+// bytes of outputs at a time every other pair (and the last element of an odd window) taken by shifted (unaligned)
+// loads into a register: win[i] = q[i] + q[i + 2] + … (+ z[i + width − 1]), in that order for every element. Measured
+// on 1024 rows of 512 with 11 offsets (a C++ harness): one pass over the row an offset, each adding into memory,
+// 0.38 ms; a 16-float array as the accumulator 0.83 (GCC kept it in memory); a 64-byte register 0.19 (each unaligned
+// load split two cache lines); a 32-byte one from a zero-padded copy of the row 0.16–0.25; from its pairs (six loads
+// for eleven) 0.14; from pairs of pairs 0.15. A wider window by a running sum in double (O(N) however wide, but a
+// chain of dependent adds: width 41 took 4x width 11's step by it, about as much as width 11's by pairs).
+constexpr int64_t kShiftedAdds = 64;
+constexpr int64_t kFixedLast = 16;  // windows of up to 17 (band:8) with their adds unrolled at compile time
+
+// the pairs' window sums for last = width − 1 ≥ 1: `Last` at compile time (its adds unrolled: a runtime count of
+// them left a loop a vector of outputs, 0.18 → 0.13 ms for width 11 in the C++ harness), or 0 (read from `last`)
+template <int64_t Last, typename T>
+void pair_windows(const T* __restrict__ x, int64_t n, int64_t before, int64_t after, int64_t last_rt,
+                  T* __restrict__ pairs, T* __restrict__ win) {
+  const int64_t last = Last > 0 ? Last : last_rt;
+  auto z = [&](int64_t j) { return j >= before && j < before + n ? x[j - before] : T(0); };  // the padded row
+  typedef T vec __attribute__((vector_size(32)));
+  constexpr int64_t L = 32 / sizeof(T);
+  for (int64_t j = 0; j + 1 < before; ++j) pairs[j] = T(0);  // q over [0, n + last): zero beyond the row
+  if (before > 0) pairs[before - 1] = x[0];
+  int64_t j = 0;
+  for (; j + 1 + L <= n; j += L) {  // 32-byte loads (GCC's 64-byte ones split a cache line at every x[j + 1 …])
+    vec a, b;
+    __builtin_memcpy(&a, x + j, sizeof(vec));
+    __builtin_memcpy(&b, x + j + 1, sizeof(vec));
+    a += b;
+    __builtin_memcpy(pairs + before + j, &a, sizeof(vec));
+  }
+  for (; j + 1 < n; ++j) pairs[before + j] = x[j] + x[j + 1];
+  pairs[before + n - 1] = x[n - 1];
+  for (int64_t q = before + n; q < n + last; ++q) pairs[q] = T(0);
+  int64_t i = 0;
+  for (; i + L <= n; i += L) {
+    vec acc, v;
+    __builtin_memcpy(&acc, pairs + i, sizeof(vec));
+#pragma GCC unroll 16
+    for (int64_t o = 2; o < last; o += 2) {
+      __builtin_memcpy(&v, pairs + i + o, sizeof(vec));
+      acc += v;
+    }
+    if (last % 2 == 0) {  // z[i + last …] = x[i + after …]
+      if (i + after + L <= n) __builtin_memcpy(&v, x + i + after, sizeof(vec));
+      else
+        for (int64_t l = 0; l < L; ++l) v[l] = z(i + last + l);
+      acc += v;
+    }
+    __builtin_memcpy(win + i, &acc, sizeof(vec));
+  }
+  for (; i < n; ++i) {
+    T acc = pairs[i];
+    for (int64_t o = 2; o < last; o += 2) acc += pairs[i + o];
+    if (last % 2 == 0) acc += z(i + last);
+    win[i] = acc;
+  }
+}
+
+// pair_windows with its width fixed at compile time where last is one of Ls
+template <typename T, int64_t... Ls>
+bool fixed_pair_windows(std::integer_sequence<int64_t, Ls...>, const T* x, int64_t n, int64_t before,
+                        int64_t after, T* pairs, T* win) {
+  const int64_t last = before + after;
+  return ((last == Ls + 1 && (pair_windows<Ls + 1>(x, n, before, after, last, pairs, win), true)) || ...);
+}
+
 template <typename T>
-void window_sums(const T* __restrict__ x, int64_t n, int64_t before, int64_t after, T* __restrict__ pad,
+void window_sums(const T* __restrict__ x, int64_t n, int64_t before, int64_t after, T* __restrict__ pairs,
                  T* __restrict__ win) {
-  if (before + after + 1 > kShiftedAdds) {
+  const int64_t width = before + after + 1;
+  if (width > kShiftedAdds) {
     double run = 0;
     for (int64_t j = 0; j < std::min(n, after); ++j) run += static_cast<double>(x[j]);
     for (int64_t i = 0; i < n; ++i) {
@@ -85,54 +195,43 @@ void window_sums(const T* __restrict__ x, int64_t n, int64_t before, int64_t aft
     }
     return;
   }
-  typedef T vec __attribute__((vector_size(32)));
-  constexpr int64_t L = 32 / sizeof(T);
-  for (int64_t i = 0; i < before; ++i) pad[i] = T(0);  // pad: before zeros, x, after zeros
-  for (int64_t i = 0; i < n; ++i) pad[before + i] = x[i];
-  for (int64_t i = 0; i < after; ++i) pad[before + n + i] = T(0);
-  const int64_t width = before + after + 1;
-  int64_t i = 0;
-  for (; i + L <= n; i += L) {
-    vec acc, v;
-    __builtin_memcpy(&acc, pad + i, sizeof(vec));
-    for (int64_t o = 1; o < width; ++o) {
-      __builtin_memcpy(&v, pad + i + o, sizeof(vec));
-      acc += v;
-    }
-    __builtin_memcpy(win + i, &acc, sizeof(vec));
+  if (width == 1) {
+    std::copy(x, x + n, win);
+    return;
   }
-  for (; i < n; ++i) {
-    T acc = pad[i];
-    for (int64_t o = 1; o < width; ++o) acc += pad[i + o];
-    win[i] = acc;
-  }
+  if (!fixed_pair_windows(std::make_integer_sequence<int64_t, kFixedLast>{}, x, n, before, after, pairs, win))
+    pair_windows<0>(x, n, before, after, width - 1, pairs, win);
 }
 
-// max_i x[i] over 16 lanes, then across them (the lanes vectorize; one serial max a row was a chain); NaN if any
-// element is NaN, as torch's amax (then the whole row is NaN, as the composite's). Whether to look for a NaN: a
-// lane sum of x·0, NaN only where the row has a NaN or an infinity (float ops only: an int flag a lane, or a
-// NaN-keeping select, kept the loop from vectorizing: 2x the forward)
+// max_i x[i] over two 32-byte vectors of lanes, then across them; NaN if any element is NaN, as torch's amax (then
+// the whole row is NaN, as the composite's). Whether to look for a NaN: a lane sum of x·0, NaN only where the row has
+// a NaN or an infinity (a compare-and-select drops a NaN, so the sum finds it). Written with vector types: GCC left
+// the same loop on 16 scalar lanes in scalar registers (one element an instruction; 11% of a band step's time).
 template <typename T>
 T row_max(const T* __restrict__ x, int64_t n) {
-  T lane[16], odd[16];
-  for (int k = 0; k < 16; ++k) {
-    lane[k] = -std::numeric_limits<T>::infinity();
-    odd[k] = T(0);
-  }
+  typedef T vec __attribute__((vector_size(32)));
+  constexpr int64_t L = 32 / sizeof(T);
+  constexpr T inf = std::numeric_limits<T>::infinity();
+  vec m0, m1, o0 = {}, o1 = {};
+  for (int64_t l = 0; l < L; ++l) m0[l] = m1[l] = -inf;
   int64_t i = 0;
-  for (; i + 16 <= n; i += 16)
-    for (int k = 0; k < 16; ++k) {
-      lane[k] = std::max(lane[k], x[i + k]);
-      odd[k] += x[i + k] * T(0);
-    }
-  T m = -std::numeric_limits<T>::infinity(), o = T(0);
+  for (; i + 2 * L <= n; i += 2 * L) {
+    vec a, b;
+    __builtin_memcpy(&a, x + i, sizeof(vec));
+    __builtin_memcpy(&b, x + i + L, sizeof(vec));
+    m0 = m0 < a ? a : m0;
+    m1 = m1 < b ? b : m1;
+    o0 += a * T(0);
+    o1 += b * T(0);
+  }
+  T m = -inf, o = T(0);
   for (; i < n; ++i) {
     m = std::max(m, x[i]);
     o += x[i] * T(0);
   }
-  for (int k = 0; k < 16; ++k) {
-    m = std::max(m, lane[k]);
-    o += odd[k];
+  for (int64_t l = 0; l < L; ++l) {
+    m = std::max(m, std::max(m0[l], m1[l]));
+    o += o0[l] + o1[l];
   }
   if (o != o)  // a NaN or an infinity somewhere: a NaN makes the row's maximum NaN
     for (int64_t j = 0; j < n; ++j)
@@ -153,17 +252,24 @@ const T* row_t(const T* y, int64_t n, bool center, Row<T>& w) {
   return w.tp = t;
 }
 
+// the row's shift s and its kept values into `lead`: ψ = e^{α(t − s)}, or the numerator e^{p(t − s)} (PSI_FROM_NUM)
 template <typename T>
-T psi_row(const T* y, int64_t n, const ExpCfg& k, Row<T>& w, T* __restrict__ psi) {
+T lead_row(const T* y, int64_t n, const ExpCfg& k, Row<T>& w, T* __restrict__ lead) {
   const T* __restrict__ t = row_t(y, n, k.center, w);
-  const T s = row_max(t, n), a = static_cast<T>(k.alpha);
-  for (int64_t i = 0; i < n; ++i) psi[i] = vexp((t[i] - s) * a);
+  const T s = row_max(t, n), a = static_cast<T>(k.lead == PSI_FROM_NUM ? k.p : k.alpha);
+  for (int64_t i = 0; i < n; ++i) lead[i] = vexp((t[i] - s) * a);
   return s;
+}
+
+// ψ from the kept values: themselves, or the numerator's power into w.psi (PSI_FROM_NUM)
+template <typename T>
+const T* psi_of(const T* lead, int64_t n, const ExpCfg& k, Row<T>& w) {
+  return k.lead == PSI_FROM_NUM ? powered(lead, n, k.power, w.psi.data()) : lead;
 }
 
 // ---- Each row's element work in a few sweeps. Forward: the row maximum, ψ, the pool (uniform: its sum S; band:
 // its window sums), then the output with 1/D, z and the affine computed in one sweep. Backward from the forward's
-// ψ, s and S (kept: no exp where p = α, one where p ≠ α for the numerator from y): one sweep (self), two (uniform:
+// ψ, s and S (kept: no exp but where p and α are no small multiple of each other, one there for the numerator): one sweep (self), two (uniform:
 // ψ's gradient is one number a row, the sum of the first sweep's terms) or two and the window sums (band).
 
 // D^{−r} from 1/D: R = 1 (r = 1), 2 (r = 1/2), 0 (any r, through exp and log)
@@ -176,10 +282,12 @@ inline T inv_power(T inv, T r) {
 
 inline int r_kind(double r) { return r == 1.0 ? 1 : (r == 0.5 ? 2 : 0); }
 
-// the numerator e^{p(t − s)}: ψ itself where p = α, else its own exp into w.z (t from y, as the forward's)
+// the numerator e^{p(t − s)} from the kept values `lead` (ψ, or the numerator itself): them (SAME, PSI_FROM_NUM),
+// their power (NUM_FROM_PSI), or its own exp (TWO_EXPS), into w.z (t from y, as the forward's)
 template <typename T>
-const T* numerator(const T* y, const T* psi, T s, int64_t n, const ExpCfg& k, Row<T>& w) {
-  if (k.p == k.alpha) return psi;
+const T* numerator(const T* y, const T* lead, T s, int64_t n, const ExpCfg& k, Row<T>& w) {
+  if (k.lead == SAME || k.lead == PSI_FROM_NUM) return lead;
+  if (k.lead == NUM_FROM_PSI) return powered(lead, n, k.power, w.z.data());
   const T* __restrict__ t = row_t(y, n, k.center, w);
   T* __restrict__ num = w.z.data();
   const T p = static_cast<T>(k.p);
@@ -201,22 +309,23 @@ T shift_factor(T s, const ExpCfg& k) {  // e^{(p − α r) s} (1 where p = α r)
 template <int Kind, typename T>
 const T* pooled(const T* psi, int64_t n, const ExpCfg& k, Row<T>& w) {
   if constexpr (Kind == BAND) {
-    window_sums(psi, n, k.before, k.after, w.pad.data(), w.pool.data());
+    window_sums(psi, n, k.before, k.after, w.pairs.data(), w.pool.data());
     return w.pool.data();
   }
   return psi;
 }
 
-// one row's output into o; ψ into psi; (s, S) into kept_s where given
+// one row's output into o; the kept values (ψ, or the numerator: Lead) into lead; (s, S) into kept_s where given
 template <typename T, int Kind, int R>
 void forward_row(const T* y, int64_t n, const ExpCfg& k, const T* __restrict__ beta, const T* __restrict__ c,
-                 const T* __restrict__ gm, const T* __restrict__ bi, Row<T>& w, T* __restrict__ psi,
+                 const T* __restrict__ gm, const T* __restrict__ bi, Row<T>& w, T* __restrict__ lead,
                  T* __restrict__ o, T* kept_s) {
-  const T s = psi_row(y, n, k, w, psi);
+  const T s = lead_row(y, n, k, w, lead);
+  const T* __restrict__ psi = psi_of(lead, n, k, w);
   const T S = Kind == UNIFORM ? static_cast<T>(row_sum(psi, n)) : T(0);
   const T* __restrict__ P = pooled<Kind>(psi, n, k, w);
   const T e = row_scale(s, k), corr = shift_factor(s, k), r = static_cast<T>(k.r);
-  const T* __restrict__ num = numerator(y, psi, s, n, k, w);
+  const T* __restrict__ num = numerator(y, lead, s, n, k, w);
   for (int64_t i = 0; i < n; ++i) {
     const T inv = T(1) / (beta[i] * e + c[i] * (Kind == UNIFORM ? S : P[i]));
     o[i] = gm[i] * (num[i] * inv_power<R>(inv, r) * corr) + bi[i];
@@ -229,13 +338,14 @@ void forward_row(const T* y, int64_t n, const ExpCfg& k, const T* __restrict__ b
 
 // one row's input gradient into gyr and its terms of the four column sums (cols: Σ g z, Σ g, Σ gD e, Σ gD P)
 template <typename T, int Kind, int R>
-void backward_row(const T* __restrict__ gr, const T* y, const T* __restrict__ psi, T s, T S, int64_t n,
+void backward_row(const T* __restrict__ gr, const T* y, const T* __restrict__ lead, T s, T S, int64_t n,
                   const ExpCfg& k, const T* __restrict__ beta, const T* __restrict__ c, const T* __restrict__ gm,
                   T* __restrict__ cols, Row<T>& w, T* __restrict__ gyr) {
   const T e = row_scale(s, k), corr = shift_factor(s, k), r = static_cast<T>(k.r);
   const T a = static_cast<T>(k.alpha), pe = static_cast<T>(k.p), mr = static_cast<T>(-k.r);
+  const T* __restrict__ psi = psi_of(lead, n, k, w);
   const T* __restrict__ P = pooled<Kind>(psi, n, k, w);
-  const T* __restrict__ num = numerator(y, psi, s, n, k, w);
+  const T* __restrict__ num = numerator(y, lead, s, n, k, w);
   T* __restrict__ cz = cols;
   T *__restrict__ cg = cols + n, *__restrict__ ce = cols + 2 * n, *__restrict__ cpool = cols + 3 * n;
   T *__restrict__ h = w.h.data(), *__restrict__ gw = w.gw.data();
@@ -261,7 +371,7 @@ void backward_row(const T* __restrict__ gr, const T* y, const T* __restrict__ ps
     for (int64_t i = 0; i < n; ++i) gyr[i] = pe * h[i] + a * psi[i] * G;
   } else if constexpr (Kind == BAND) {
     T* __restrict__ gpsi = w.gpsi.data();
-    window_sums(gw, n, k.after, k.before, w.pad.data(), gpsi);  // the window's transpose
+    window_sums(gw, n, k.after, k.before, w.pairs.data(), gpsi);  // the window's transpose
     for (int64_t i = 0; i < n; ++i) gyr[i] = pe * h[i] + a * psi[i] * gpsi[i];
   }
   if (k.center) {
@@ -309,7 +419,7 @@ at::Tensor in_order_sums(const at::Tensor& part, int64_t blocks, int64_t width, 
 
 ExpCfg cfg_of(int64_t kind, bool center, double alpha, double p, double r, int64_t before, int64_t after) {
   TORCH_CHECK(kind == SELF || kind == UNIFORM || kind == BAND, "exp_rows: kind must be 0 (self), 1 (uniform) or 2 (band)");
-  return ExpCfg{kind, center, alpha, p, r, before, after};
+  return with_lead(ExpCfg{kind, center, alpha, p, r, before, after}, false);
 }
 
 void check_rows(const at::Tensor& y, const at::Tensor& beta, const at::Tensor& c, const at::Tensor& gamma,
@@ -352,7 +462,7 @@ std::vector<at::Tensor> exp_rows_forward(const at::Tensor& y, const at::Tensor& 
       Row<T> w(n, before + after);
       std::vector<T> psi_scratch(keep ? 0 : n);
       with_layer(k, [&](auto kind_c, auto r_c) {
-        for (int64_t row = r0; row < r1; ++row)  // ψ straight into the kept plane
+        for (int64_t row = r0; row < r1; ++row)  // ψ (or the numerator: Lead) straight into the kept plane
           forward_row<T, decltype(kind_c)::value, decltype(r_c)::value>(
               yp + row * n, n, k, bp, cp, gp, bi, w, keep ? kp + row * n : psi_scratch.data(), op + row * n,
               keep ? sp + 2 * row : nullptr);
@@ -362,7 +472,8 @@ std::vector<at::Tensor> exp_rows_forward(const at::Tensor& y, const at::Tensor& 
   return {out, kept, shift};
 }
 
-// (gy, gβ, gc, gγ, gb) from the forward's kept ψ and (s, S); gγ and gb empty where the layer has none
+// (gy, gβ, gc, gγ, gb) from the forward's kept plane (ψ, or the numerator: Lead) and (s, S); gγ and gb empty where
+// the layer has none
 std::vector<at::Tensor> exp_rows_backward(const at::Tensor& g_in, const at::Tensor& y, const at::Tensor& beta,
                                           const at::Tensor& c, const at::Tensor& gamma, const at::Tensor& bias,
                                           int64_t kind, bool center, double alpha, double p, double r,
@@ -485,7 +596,7 @@ at::Tensor exp_given_rows(const at::Tensor& t, const at::Tensor& psi, const at::
                           const at::Tensor& beta, const at::Tensor& gamma, const at::Tensor& bias, double alpha,
                           double p, double r) {
   check_given(t, psi, shift, w, beta, gamma, bias);
-  const ExpCfg k{SELF, false, alpha, p, r, 0, 0};
+  const ExpCfg k = with_lead(ExpCfg{SELF, false, alpha, p, r, 0, 0}, true);
   const int64_t m = t.size(0), n = t.size(1);
   at::Tensor out = at::empty_like(t);
   if (m == 0 || n == 0) return out;
@@ -523,7 +634,7 @@ std::vector<at::Tensor> exp_given_rows_backward(const at::Tensor& g_in, const at
                                                 const at::Tensor& beta, const at::Tensor& gamma,
                                                 const at::Tensor& bias, double alpha, double p, double r) {
   check_given(t, psi, shift, w, beta, gamma, bias);
-  const ExpCfg k{SELF, false, alpha, p, r, 0, 0};
+  const ExpCfg k = with_lead(ExpCfg{SELF, false, alpha, p, r, 0, 0}, true);
   const at::Tensor g = g_in.contiguous().to(t.scalar_type());
   TORCH_CHECK(g.sizes() == t.sizes(), "exp_rows: the gradient must have t's shape");
   const int64_t m = t.size(0), n = t.size(1), blocks = (m + kBlock - 1) / kBlock;
@@ -669,3 +780,4 @@ void register_exp_rows(pybind11::module_& m) {
   m.def("exp_given_rows", &exp_given_rows, "γ e^{p(t−s)} (β e^{−αs} + W)^{−r} e^{(p−αr)s} + b for a given pool W");
   m.def("exp_given_rows_backward", &exp_given_rows_backward, "(gt, gW, gβ, gγ, gb) of exp_given_rows");
 }
+
