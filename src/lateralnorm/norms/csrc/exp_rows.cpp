@@ -121,8 +121,8 @@ double row_sum(const T* __restrict__ x, int64_t n) {
 // on 1024 rows of 512 with 11 offsets (a C++ harness): one pass over the row an offset, each adding into memory,
 // 0.38 ms; a 16-float array as the accumulator 0.83 (GCC kept it in memory); a 64-byte register 0.19 (each unaligned
 // load split two cache lines); a 32-byte one from a zero-padded copy of the row 0.16–0.25; from its pairs (six loads
-// for eleven) 0.14; from pairs of pairs 0.15. A wider window by a running sum in double (O(N) however wide, but a
-// chain of dependent adds: width 41 took 4x width 11's step by it, about as much as width 11's by pairs).
+// for eleven) 0.14; from pairs of pairs 0.15. A window wider than kShiftedAdds by a running sum in double (O(N)
+// however wide, but a chain of dependent adds: the kernel's step at width 41 took 3.9 ms so, 2.8 ms by pairs).
 constexpr int64_t kShiftedAdds = 64;
 constexpr int64_t kFixedLast = 16;  // windows of up to 17 (band:8) with their adds unrolled at compile time
 
@@ -269,8 +269,9 @@ const T* psi_of(const T* lead, int64_t n, const ExpCfg& k, Row<T>& w) {
 
 // ---- Each row's element work in a few sweeps. Forward: the row maximum, ψ, the pool (uniform: its sum S; band:
 // its window sums), then the output with 1/D, z and the affine computed in one sweep. Backward from the forward's
-// ψ, s and S (kept: no exp but where p and α are no small multiple of each other, one there for the numerator): one sweep (self), two (uniform:
-// ψ's gradient is one number a row, the sum of the first sweep's terms) or two and the window sums (band).
+// ψ, s and S (kept: no exp but where p and α are no small multiple of each other, one there for the numerator): one
+// sweep (self), two (uniform: ψ's gradient is one number a row, the sum of the first sweep's terms) or two and the
+// window sums (band), the main sweep over two rows at once.
 
 // D^{−r} from 1/D: R = 1 (r = 1), 2 (r = 1/2), 0 (any r, through exp and log)
 template <int R, typename T>
@@ -336,47 +337,105 @@ void forward_row(const T* y, int64_t n, const ExpCfg& k, const T* __restrict__ b
   }
 }
 
-// one row's input gradient into gyr and its terms of the four column sums (cols: Σ g z, Σ g, Σ gD e, Σ gD P)
+// One row of the backward: its inputs, the values the main sweep reads (ψ, the pool P, the numerator), its row
+// numbers, and where its h, gw and input gradient go
+template <typename T>
+struct GradRow {
+  const T *g, *psi, *P, *num;
+  T S, e, corr;
+  T *h, *gw, *gy;
+};
+
+template <typename T, int Kind>
+GradRow<T> grad_row(const T* gr, const T* y, const T* lead, T s, T S, int64_t n, const ExpCfg& k, Row<T>& w,
+                    T* gyr) {
+  const T* psi = psi_of(lead, n, k, w);
+  return GradRow<T>{gr, psi, pooled<Kind>(psi, n, k, w), numerator(y, lead, s, n, k, w), S, row_scale(s, k),
+                    shift_factor(s, k), w.h.data(), w.gw.data(), gyr};
+}
+
+// one row's terms of the main sweep at element i (the column sums' terms added into z_, g_, e_, p_)
 template <typename T, int Kind, int R>
-void backward_row(const T* __restrict__ gr, const T* y, const T* __restrict__ lead, T s, T S, int64_t n,
-                  const ExpCfg& k, const T* __restrict__ beta, const T* __restrict__ c, const T* __restrict__ gm,
-                  T* __restrict__ cols, Row<T>& w, T* __restrict__ gyr) {
-  const T e = row_scale(s, k), corr = shift_factor(s, k), r = static_cast<T>(k.r);
-  const T a = static_cast<T>(k.alpha), pe = static_cast<T>(k.p), mr = static_cast<T>(-k.r);
-  const T* __restrict__ psi = psi_of(lead, n, k, w);
-  const T* __restrict__ P = pooled<Kind>(psi, n, k, w);
-  const T* __restrict__ num = numerator(y, lead, s, n, k, w);
-  T* __restrict__ cz = cols;
-  T *__restrict__ cg = cols + n, *__restrict__ ce = cols + 2 * n, *__restrict__ cpool = cols + 3 * n;
-  T *__restrict__ h = w.h.data(), *__restrict__ gw = w.gw.data();
+inline void grad_terms(int64_t i, const T* __restrict__ g, const T* __restrict__ psi, const T* __restrict__ P,
+                       const T* __restrict__ num, T S, T e, T corr, T* __restrict__ h, T* __restrict__ gw,
+                       T* __restrict__ gy, T beta_i, T c_i, T gm_i, T r, T mr, T pe, T a, T& z_, T& g_, T& e_,
+                       T& p_) {
+  const T gri = g[i];
+  const T Pi = Kind == UNIFORM ? S : P[i];
+  const T inv = T(1) / (beta_i * e + c_i * Pi);
+  const T gz = gri * (num[i] * inv_power<R>(inv, r) * corr);
+  const T hz = gz * gm_i;
+  const T gd = mr * hz * inv;
+  z_ += gz;
+  g_ += gri;
+  e_ += gd * e;
+  p_ += gd * Pi;
+  if constexpr (Kind == SELF) {
+    gy[i] = pe * hz + a * psi[i] * (gd * c_i);
+  } else {
+    h[i] = hz;
+    gw[i] = gd * c_i;
+  }
+}
+
+// The main sweep over M = 1 or 2 rows (the second row's pointers unused where M = 1), each column sum read and
+// written once for them. Every pointer a __restrict__ parameter of a function kept out of line: GCC ignores it on a
+// struct's members or a local and lost it here when inlining, and the alias checks between some twenty pointers are
+// more than it versions a loop for (the loop ran scalar: the backward 2x slower).
+template <typename T, int Kind, int R, int M>
+__attribute__((noinline)) void main_sweep(int64_t n, const ExpCfg& k, const T* __restrict__ beta,
+                                          const T* __restrict__ c, const T* __restrict__ gm, T* __restrict__ cz,
+                                          T* __restrict__ cg, T* __restrict__ ce, T* __restrict__ cpool,
+                                          const T* __restrict__ g0, const T* __restrict__ psi0,
+                                          const T* __restrict__ P0, const T* __restrict__ num0, T S0, T e0, T corr0,
+                                          T* __restrict__ h0, T* __restrict__ gw0, T* __restrict__ gy0,
+                                          const T* __restrict__ g1, const T* __restrict__ psi1,
+                                          const T* __restrict__ P1, const T* __restrict__ num1, T S1, T e1, T corr1,
+                                          T* __restrict__ h1, T* __restrict__ gw1, T* __restrict__ gy1) {
+  const T r = static_cast<T>(k.r), a = static_cast<T>(k.alpha), pe = static_cast<T>(k.p), mr = static_cast<T>(-k.r);
   for (int64_t i = 0; i < n; ++i) {
-    const T Pi = Kind == UNIFORM ? S : P[i];
-    const T inv = T(1) / (beta[i] * e + c[i] * Pi);
-    const T gz = gr[i] * (num[i] * inv_power<R>(inv, r) * corr);
-    const T hz = gz * gm[i];
-    const T gd = mr * hz * inv;
-    cz[i] += gz;
-    cg[i] += gr[i];
-    ce[i] += gd * e;
-    cpool[i] += gd * Pi;
-    if constexpr (Kind == SELF) {
-      gyr[i] = pe * hz + a * psi[i] * (gd * c[i]);
-    } else {
-      h[i] = hz;
-      gw[i] = gd * c[i];
+    T z_ = cz[i], g_ = cg[i], e_ = ce[i], p_ = cpool[i];
+    grad_terms<T, Kind, R>(i, g0, psi0, P0, num0, S0, e0, corr0, h0, gw0, gy0, beta[i], c[i], gm[i], r, mr, pe, a,
+                           z_, g_, e_, p_);
+    if constexpr (M == 2)
+      grad_terms<T, Kind, R>(i, g1, psi1, P1, num1, S1, e1, corr1, h1, gw1, gy1, beta[i], c[i], gm[i], r, mr, pe,
+                             a, z_, g_, e_, p_);
+    cz[i] = z_;
+    cg[i] = g_;
+    ce[i] = e_;
+    cpool[i] = p_;
+  }
+}
+
+// The backward of M = 1 or 2 rows: the main sweep over them together (each column sum's traffic, 4 loads and 4
+// stores a vector of elements, was a quarter of the backward one row at a time; the rows' terms are added in row
+// order, as one row at a time added them), then each row's input gradient from its h, gw and ψ:
+// uniform through the row's Σ gw, band through gw's window (the window's transpose).
+template <typename T, int Kind, int R, int M>
+void backward_rows(const GradRow<T>* q, int64_t n, const ExpCfg& k, const T* beta, const T* c, const T* gm,
+                   T* cols, Row<T>* w) {
+  const GradRow<T>& a0 = q[0];
+  const GradRow<T>& a1 = q[M - 1];
+  main_sweep<T, Kind, R, M>(n, k, beta, c, gm, cols, cols + n, cols + 2 * n, cols + 3 * n, a0.g, a0.psi, a0.P,
+                            a0.num, a0.S, a0.e, a0.corr, a0.h, a0.gw, a0.gy, a1.g, a1.psi, a1.P, a1.num, a1.S, a1.e,
+                            a1.corr, a1.h, a1.gw, a1.gy);
+  const T a = static_cast<T>(k.alpha), pe = static_cast<T>(k.p);
+  for (int m = 0; m < M; ++m) {
+    const GradRow<T>& qm = q[m];
+    const T *__restrict__ h = qm.h, *__restrict__ psi = qm.psi;
+    T* __restrict__ gyr = qm.gy;
+    if constexpr (Kind == UNIFORM) {
+      const T G = static_cast<T>(row_sum(qm.gw, n));
+      for (int64_t i = 0; i < n; ++i) gyr[i] = pe * h[i] + a * psi[i] * G;
+    } else if constexpr (Kind == BAND) {
+      T* __restrict__ gpsi = w[m].gpsi.data();
+      window_sums(qm.gw, n, k.after, k.before, w[m].pairs.data(), gpsi);  // the window's transpose
+      for (int64_t i = 0; i < n; ++i) gyr[i] = pe * h[i] + a * psi[i] * gpsi[i];
     }
-  }
-  if constexpr (Kind == UNIFORM) {
-    const T G = static_cast<T>(row_sum(gw, n));
-    for (int64_t i = 0; i < n; ++i) gyr[i] = pe * h[i] + a * psi[i] * G;
-  } else if constexpr (Kind == BAND) {
-    T* __restrict__ gpsi = w.gpsi.data();
-    window_sums(gw, n, k.after, k.before, w.pairs.data(), gpsi);  // the window's transpose
-    for (int64_t i = 0; i < n; ++i) gyr[i] = pe * h[i] + a * psi[i] * gpsi[i];
-  }
-  if (k.center) {
-    const T mean = static_cast<T>(row_sum(gyr, n) / static_cast<double>(n));
-    for (int64_t i = 0; i < n; ++i) gyr[i] -= mean;
+    if (k.center) {
+      const T mean = static_cast<T>(row_sum(gyr, n) / static_cast<double>(n));
+      for (int64_t i = 0; i < n; ++i) gyr[i] -= mean;
+    }
   }
 }
 
@@ -500,15 +559,26 @@ std::vector<at::Tensor> exp_rows_backward(const at::Tensor& g_in, const at::Tens
       T* gyp = gy.data_ptr<T>();
       double* pp = part.data_ptr<double>();
       at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
-        Row<T> w(n, before + after);
+        Row<T> w[2] = {Row<T>(n, before + after), Row<T>(n, before + after)};
         std::vector<T> cols(4 * n);  // the block's column sums in T (Σ g z, Σ g, Σ gD e, Σ gD P), then to double
         with_layer(k, [&](auto kind_c, auto r_c) {
+          constexpr int Kind = decltype(kind_c)::value, R = decltype(r_c)::value;
+          auto row = [&](int64_t i, Row<T>& wi) {
+            return grad_row<T, Kind>(gp + i * n, yp + i * n, kp + i * n, sp[2 * i], sp[2 * i + 1], n, k, wi,
+                                     gyp + i * n);
+          };
           for (int64_t b = b0; b < b1; ++b) {
             std::fill(cols.begin(), cols.end(), T(0));
-            for (int64_t row = b * kBlock; row < std::min(m, (b + 1) * kBlock); ++row)
-              backward_row<T, decltype(kind_c)::value, decltype(r_c)::value>(
-                  gp + row * n, yp + row * n, kp + row * n, sp[2 * row], sp[2 * row + 1], n, k, bp, cp, gm,
-                  cols.data(), w, gyp + row * n);
+            const int64_t end = std::min(m, (b + 1) * kBlock);
+            int64_t i = b * kBlock;
+            for (; i + 2 <= end; i += 2) {  // two rows a sweep
+              const GradRow<T> q[2] = {row(i, w[0]), row(i + 1, w[1])};
+              backward_rows<T, Kind, R, 2>(q, n, k, bp, cp, gm, cols.data(), w);
+            }
+            if (i < end) {
+              const GradRow<T> q[1] = {row(i, w[0])};
+              backward_rows<T, Kind, R, 1>(q, n, k, bp, cp, gm, cols.data(), w);
+            }
             double* dst = pp + b * 4 * n;
             for (int64_t j = 0; j < 4 * n; ++j) dst[j] = static_cast<double>(cols[j]);
           }
