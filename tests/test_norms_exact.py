@@ -648,15 +648,17 @@ def test_the_softmax_form_is_decided_again_when_its_buffers_are_loaded():
     [
         "dn:fn=exp,kappa=band:41",
         "dn:fn=exp,kappa=band:20",
+        "dn:fn=exp,kappa=band:5",
         "dn:fn=exp,kappa=self",
         "dn:fn=exp",
         "dn:fn=exp,p=1",
     ],
 )
 def test_exp_kernel_wide_windows_and_nan_rows_follow_the_composite(spec):
-    """A band wider than the kernel's shifted adds (width 83 > 64: running sums) or within them (41: 20 pairs and
-    an element) equals the composite; a NaN in a row makes the whole row NaN in every pool, as the composite's row
-    maximum does."""
+    """A band wider than the kernel's shifted adds (width 83 > 64: running sums), within them (41: 20 pairs and an
+    element, their count read at run time) or one of the widths unrolled at compile time (11, where the last vector
+    of 50 outputs reads its last element past the row: lanes filled one by one) equals the composite; a NaN in a row
+    makes the whole row NaN in every pool, as the composite's row maximum does."""
     fast, plain = _fused_and_composite(spec, 50)
     x = torch.randn(6, 50, dtype=torch.float64)
     x[2, 7] = float("nan")
