@@ -120,8 +120,9 @@ double row_sum(const T* __restrict__ x, int64_t n) {
 // loads into a register: win[i] = q[i] + q[i + 2] + … (+ z[i + width − 1]), in that order for every element. Measured
 // on 1024 rows of 512 with 11 offsets (a C++ harness): one pass over the row an offset, each adding into memory,
 // 0.38 ms; a 16-float array as the accumulator 0.83 (GCC kept it in memory); a 64-byte register 0.19 (each unaligned
-// load split two cache lines); a 32-byte one from a zero-padded copy of the row 0.16–0.25; from its pairs (six loads
-// for eleven) 0.14; from pairs of pairs 0.15. A window wider than kShiftedAdds by a running sum in double (O(N)
+// load split two cache lines); a 32-byte one from a zero-padded copy of the row 0.16–0.25; from the copy's pairs (six
+// loads for eleven) 0.14, its pairs of pairs 0.15; from the row's own pairs (no copy) 0.12, a 64-byte register there
+// 0.14. A window wider than kShiftedAdds by a running sum in double (O(N)
 // however wide, but a chain of dependent adds: the kernel's step at width 41 took 3.9 ms so, 2.8 ms by pairs).
 constexpr int64_t kShiftedAdds = 64;
 constexpr int64_t kFixedLast = 16;  // windows of up to 17 (band:8) with their adds unrolled at compile time
@@ -541,7 +542,7 @@ std::vector<at::Tensor> exp_rows_backward(const at::Tensor& g_in, const at::Tens
   check_rows(y, beta, c, gamma, bias);
   TORCH_CHECK(kept.sizes() == y.sizes() && kept.is_contiguous() && kept.scalar_type() == y.scalar_type() &&
                   shift.numel() == 2 * y.size(0) && shift.is_contiguous() && shift.scalar_type() == y.scalar_type(),
-              "exp_rows: the backward starts from the forward's kept ψ and row numbers: run the forward with "
+              "exp_rows: the backward starts from the forward's kept plane and row numbers: run the forward with "
               "keep=True and pass what it returned");
   const ExpCfg k = cfg_of(kind, center, alpha, p, r, before, after);
   const at::Tensor g = g_in.contiguous().to(y.scalar_type());
