@@ -627,6 +627,20 @@ def test_exp_kernel_rows_of_a_wide_range_underflow_as_the_composite(spec):
     assert max_err(got.double(), ref) <= 2e-4 * max(1.0, ref.abs().max().item())
 
 
+def test_the_exp_kernel_refuses_a_negative_window_side():
+    """The kernel's band reads `before` elements left of each output: a negative side is refused with its reason
+    (it would have written in front of the row's scratch), not computed."""
+    if not cpu_kernel.available():
+        pytest.skip("no compiled kernel here")
+    ext = cpu_kernel.extension()
+    y, ones = torch.randn(3, 8), torch.ones(8)
+    empty = torch.empty(0)
+    with pytest.raises(RuntimeError, match="before and after must be >= 0"):
+        ext.exp_rows_forward(y, ones, ones, empty, empty, 2, False, 2.0, 2.0, 1.0, -1, 2, True)
+    out = ext.exp_rows_forward(y, ones, ones, empty, empty, 2, False, 2.0, 2.0, 1.0, 1, 2, True)[0]
+    assert torch.isfinite(out).all()
+
+
 def test_the_softmax_form_is_decided_again_when_its_buffers_are_loaded():
     """Loading a fixed β other than 0 into a softmax-form layer makes it another exp form (no longer softmax):
     its output then equals the composite's with those buffers; loading β = 0 back returns the softmax form."""

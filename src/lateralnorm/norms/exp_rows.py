@@ -147,8 +147,8 @@ class ExpPsiRows(torch.autograd.Function):
 
 class ExpGivenRows(torch.autograd.Function):
     """out = γ z + b from rows t, ψ, their shifts s and the pool W by the compiled kernel (`exp_given_rows`: one
-    sweep a row each way); z as `_out_formula`, ψ read as the numerator where p = α (no gradient through it there:
-    t's gradient takes it, as `ExpOut`). β (N values), γ, b: the layer's, in t's type."""
+    sweep a row each way); z as `_out_formula`, ψ read as the numerator where p = α and its power where p = 2α…4α
+    (no gradient through it there: t's gradient takes it, as `ExpOut`). β (N values), γ, b: the layer's, in t's type."""
 
     @staticmethod
     def forward(ctx: Any, t, psi, s, w, beta, gamma, bias, numbers: tuple, box: list):  # noqa: ANN001, ANN205

@@ -91,9 +91,9 @@ const T* powered(const T* __restrict__ x, int64_t n, int k, T* __restrict__ out)
   return out;
 }
 
-// One row's scratch: t (a centered row; else the input is read as it is), the numerator where p ≠ α (z), ψ where the
-// kept plane holds the numerator (psi), the band pool's window sums (pool) and the neighbour pairs they are added
-// from (pairs), and the backward's h, gw and gψ.
+// One row's scratch: t (a centered row; else the input is read as it is), the numerator where it is not the kept
+// plane (z: NUM_FROM_PSI, TWO_EXPS), ψ where the kept plane holds the numerator (psi), the band pool's window sums
+// (pool) and the neighbour pairs they are added from (pairs), and the backward's h, gw and gψ.
 template <typename T>
 struct Row {
   std::vector<T> t, z, psi, pool, pairs, h, gw, gpsi;
@@ -270,7 +270,7 @@ const T* psi_of(const T* lead, int64_t n, const ExpCfg& k, Row<T>& w) {
 
 // ---- Each row's element work in a few sweeps. Forward: the row maximum, ψ, the pool (uniform: its sum S; band:
 // its window sums), then the output with 1/D, z and the affine computed in one sweep. Backward from the forward's
-// ψ, s and S (kept: no exp but where p and α are no small multiple of each other, one there for the numerator): one
+// kept plane (ψ, or the numerator: Lead), s and S (kept: no exp but where p and α are no small multiple of each other, one there for the numerator): one
 // sweep (self), two (uniform: ψ's gradient is one number a row, the sum of the first sweep's terms) or two and the
 // window sums (band), the main sweep over two rows at once.
 
@@ -479,6 +479,7 @@ at::Tensor in_order_sums(const at::Tensor& part, int64_t blocks, int64_t width, 
 
 ExpCfg cfg_of(int64_t kind, bool center, double alpha, double p, double r, int64_t before, int64_t after) {
   TORCH_CHECK(kind == SELF || kind == UNIFORM || kind == BAND, "exp_rows: kind must be 0 (self), 1 (uniform) or 2 (band)");
+  TORCH_CHECK(before >= 0 && after >= 0, "exp_rows: a band's before and after must be >= 0");
   return with_lead(ExpCfg{kind, center, alpha, p, r, before, after}, false);
 }
 
@@ -496,9 +497,9 @@ void check_rows(const at::Tensor& y, const at::Tensor& beta, const at::Tensor& c
                 "exp_rows: γ and b must be empty or N contiguous values of y's dtype");
 }
 
-// (out, ψ, (s, S)): out = γ z + b (γ, b: empty where the layer has none); with `keep` (a gradient to come) each
-// element's ψ and each row's shift s and pool sum S (the uniform pool's; else 0), from which the backward starts,
-// else two empties
+// (out, kept, (s, S)): out = γ z + b (γ, b: empty where the layer has none); with `keep` (a gradient to come) each
+// element's ψ (or numerator: Lead) and each row's shift s and pool sum S (the uniform pool's; else 0), from which the
+// backward starts, else two empties
 std::vector<at::Tensor> exp_rows_forward(const at::Tensor& y, const at::Tensor& beta, const at::Tensor& c,
                                          const at::Tensor& gamma, const at::Tensor& bias, int64_t kind, bool center,
                                          double alpha, double p, double r, int64_t before, int64_t after,
@@ -662,7 +663,7 @@ void check_given(const at::Tensor& t, const at::Tensor& psi, const at::Tensor& s
   check_rows(t, beta, beta, gamma, bias);
 }
 
-// out = γ z + b, z = e^{p(t − s)} (β e + W)^{−r} e^{(p − α r) s} (t read where p ≠ α)
+// out = γ z + b, z = e^{p(t − s)} (β e + W)^{−r} e^{(p − α r) s} (t read where the numerator takes its own exp)
 at::Tensor exp_given_rows(const at::Tensor& t, const at::Tensor& psi, const at::Tensor& shift, const at::Tensor& w,
                           const at::Tensor& beta, const at::Tensor& gamma, const at::Tensor& bias, double alpha,
                           double p, double r) {
@@ -844,7 +845,7 @@ at::Tensor exp_rows_node(const at::Tensor& y, const at::Tensor& beta_src, const 
 
 void register_exp_rows(pybind11::module_& m) {
   m.def("exp_rows_forward", &exp_rows_forward, "γ e^{p(t−s)} (β e^{−αs} + c pool(e^{α(t−s)}))^{−r} e^{(p−αr)s} + b");
-  m.def("exp_rows_backward", &exp_rows_backward, "(gy, gβ, gc, gγ, gb) of exp_rows_forward, from its kept ψ");
+  m.def("exp_rows_backward", &exp_rows_backward, "(gy, gβ, gc, gγ, gb) of exp_rows_forward, from its kept plane");
   m.def("exp_rows_node", &exp_rows_node, "the O(N) layer through one C++ autograd node (β, c as the layer holds them)");
   m.def("exp_psi_rows", &exp_psi_rows, "(ψ, s): s = max t a row, ψ = e^{α(t − s)}");
   m.def("exp_psi_rows_backward", &exp_psi_rows_backward, "α g ψ, added into a given tensor in place");
