@@ -627,6 +627,24 @@ def test_exp_kernel_rows_of_a_wide_range_underflow_as_the_composite(spec):
     assert max_err(got.double(), ref) <= 2e-4 * max(1.0, ref.abs().max().item())
 
 
+@pytest.mark.parametrize("spec", ["dn:fn=exp,kappa=band:20", "dn:fn=exp,kappa=band:41", "dn:kappa=band:20"])
+def test_wide_bands_keep_rows_of_a_wide_range(spec):
+    """A wide band over a row from 60 to −40 (ψ spanning e^{±100}): the kernel's and the composite's windows are
+    sums of the values themselves (pairs; binary doubling), so the two agree to rounding everywhere in the row,
+    output and input gradient (prefix-sum differences, the wide windows' route once on both sides, left windows of
+    e^{−70} at the rounding of sums near 1: outputs 1e27 apart)."""
+    fast, plain = _fused_and_composite(spec, 200)
+    x = torch.linspace(60.0, -40.0, 200, dtype=torch.float64)[None].repeat(2, 1)
+    x[1] = x[1].flip(0)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    got, ref = fast(xa), plain(xb)
+    assert max_err(got, ref) <= 1e-12 * max(1.0, ref.abs().max().item())
+    g = torch.randn_like(ref)
+    (ga,) = torch.autograd.grad(got, xa, g)
+    (gb,) = torch.autograd.grad(ref, xb, g)
+    assert max_err(ga, gb) <= 1e-10 * max(1.0, gb.abs().max().item())
+
+
 def test_the_exp_kernel_refuses_a_negative_window_side():
     """The kernel's band reads `before` elements left of each output: a negative side is refused with its reason
     (it would have written in front of the row's scratch), not computed."""
@@ -669,7 +687,7 @@ def test_the_softmax_form_is_decided_again_when_its_buffers_are_loaded():
     ],
 )
 def test_exp_kernel_wide_windows_and_nan_rows_follow_the_composite(spec):
-    """A band wider than the kernel's shifted adds (width 83 > 64: running sums), within them (41: 20 pairs and an
+    """A band wider than the row (width 83 over 50: 41 pairs and an element), a wide one (41: 20 pairs and an
     element, their count read at run time) or one of the widths unrolled at compile time (11, where the last vector
     of 50 outputs reads its last element past the row: lanes filled one by one) equals the composite; a NaN in a row
     makes the whole row NaN in every pool, as the composite's row maximum does."""

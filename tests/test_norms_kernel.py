@@ -55,7 +55,19 @@ def test_window_sum_matches_loop_and_keeps_precision(before, after):
     w = window_sum(v, before, after)
     for i in range(9):
         assert torch.allclose(w[:, i], v[:, max(0, i - before) : i + after + 1].sum(-1))
-    # one huge entry does not swamp the small windows far from it (float32 in, float64 prefix sums)
+    # one huge entry does not swamp the small windows far from it (float32 in)
     x = torch.ones(1, 64)
     x[0, 0] = 1e8
     assert torch.equal(window_sum(x, 1, 1)[0, 10:63], torch.full((53,), 3.0))
+
+
+@pytest.mark.parametrize("before, after", [(20, 20), (41, 41), (5, 30)])
+def test_window_sum_keeps_each_wide_window_to_its_own_precision(before, after):
+    """A wide window over a row spanning e^{0} to e^{−200} (ψ of a row with a wide range): every window sum within
+    1e-12 of its own direct sum, relatively, far from the large values too (a float64 prefix sum and its differences,
+    the wide windows' route once, left the tail's windows at the prefix sums' rounding, ~1e-16 absolute)."""
+    v = torch.exp(torch.linspace(0.0, -200.0, 120, dtype=torch.float64))[None]
+    w = window_sum(v, before, after)[0]
+    for i in range(120):
+        ref = v[0, max(0, i - before) : i + after + 1].sum()
+        assert abs(w[i] - ref) <= 1e-12 * ref

@@ -78,22 +78,11 @@ class DnConfig:
 
 
 def window_sum(v: torch.Tensor, before: int, after: int) -> torch.Tensor:
-    """W_i = Σ_{j=i−before}^{i+after} v_j along the last axis (zero outside).
-
-    Small windows: shifted in-place adds (one pass per offset, exact sums). Wide windows: a float64 prefix
-    sum, so the differences keep full precision even when a few entries are huge.
-    """
-    n = v.shape[-1]
-    size = before + 1 + after
-    if size <= 33:
-        return _window_sum_doubling(v, before, after)
-    c = v.cumsum(-1, dtype=torch.float64)  # (..., N)
-    lead = c.shape[:-1]
-    padded = torch.cat(
-        [c.new_zeros(*lead, before + 1), c, c[..., -1:].expand(*lead, after)], dim=-1
-    )  # (..., before + 1 + N + after)
-    w = before + 1 + after
-    return (padded[..., w : w + n] - padded[..., :n]).to(v.dtype)
+    """W_i = Σ_{j=i−before}^{i+after} v_j along the last axis (zero outside), from sums of lengths 1, 2, 4, …
+    (binary doubling: about log2 + popcount of the width in passes, sums of the values themselves at any width).
+    Wide windows once took a float64 prefix sum and its differences, which lose a window of small values after
+    large ones (a row of ψ spanning e^{±100}: a window near e^{−70} from prefix sums near 1)."""
+    return _window_sum_doubling(v, before, after)
 
 
 def _window_sum_doubling(v: torch.Tensor, before: int, after: int) -> torch.Tensor:

@@ -114,17 +114,17 @@ double row_sum(const T* __restrict__ x, int64_t n) {
   return s;
 }
 
-// win[i] = Σ_{j=i−before}^{i+after} x[j] over the row (zeros outside). Up to kShiftedAdds offsets: the row's
-// neighbour pairs q[j] = z[j] + z[j + 1] of z (the row between `before` and `after` zeros) into `pairs`, then for 32
-// bytes of outputs at a time every other pair (and the last element of an odd window) taken by shifted (unaligned)
-// loads into a register: win[i] = q[i] + q[i + 2] + … (+ z[i + width − 1]), in that order for every element. Measured
-// on 1024 rows of 512 with 11 offsets (a C++ harness): one pass over the row an offset, each adding into memory,
-// 0.38 ms; a 16-float array as the accumulator 0.83 (GCC kept it in memory); a 64-byte register 0.19 (each unaligned
-// load split two cache lines); a 32-byte one from a zero-padded copy of the row 0.16–0.25; from the copy's pairs (six
-// loads for eleven) 0.14, its pairs of pairs 0.15; from the row's own pairs (no copy) 0.12, a 64-byte register there
-// 0.14. A window wider than kShiftedAdds by a running sum in double (O(N)
-// however wide, but a chain of dependent adds: the kernel's step at width 41 took 3.9 ms so, 2.8 ms by pairs).
-constexpr int64_t kShiftedAdds = 64;
+// win[i] = Σ_{j=i−before}^{i+after} x[j] over the row (zeros outside), however wide: the row's neighbour pairs q[j] =
+// z[j] + z[j + 1] of z (the row between `before` and `after` zeros) into `pairs`, then for 32 bytes of outputs at a
+// time every other pair (and the last element of an odd window) taken by shifted (unaligned) loads into a register:
+// win[i] = q[i] + q[i + 2] + … (+ z[i + width − 1]), in that order for every element. Measured on 1024 rows of 512 with
+// 11 offsets (a C++ harness): one pass over the row an offset, each adding into memory, 0.38 ms; a 16-float array as
+// the accumulator 0.83 (GCC kept it in memory); a 64-byte register 0.19 (each unaligned load split two cache lines); a
+// 32-byte one from a zero-padded copy of the row 0.16–0.25; from the copy's pairs (six loads for eleven) 0.14, its
+// pairs of pairs 0.15; from the row's own pairs (no copy) 0.12, a 64-byte register there 0.14. Windows wider than 64
+// took a running sum in double: a chain of dependent adds (the kernel's step at width 41 3.9 ms so, 2.8 ms by pairs)
+// whose differences lose a window of small values after large ones (a row of ψ spanning e^{±100}); pairs are sums of
+// the values themselves at any width (O(N × width / 2)).
 constexpr int64_t kFixedLast = 16;  // windows of up to 17 (band:8) with their adds unrolled at compile time
 
 // the pairs' window sums for last = width − 1 ≥ 1: `Last` at compile time (its adds unrolled: a runtime count of
@@ -186,16 +186,6 @@ template <typename T>
 void window_sums(const T* __restrict__ x, int64_t n, int64_t before, int64_t after, T* __restrict__ pairs,
                  T* __restrict__ win) {
   const int64_t width = before + after + 1;
-  if (width > kShiftedAdds) {
-    double run = 0;
-    for (int64_t j = 0; j < std::min(n, after); ++j) run += static_cast<double>(x[j]);
-    for (int64_t i = 0; i < n; ++i) {
-      if (i + after < n) run += static_cast<double>(x[i + after]);
-      if (i - before - 1 >= 0) run -= static_cast<double>(x[i - before - 1]);
-      win[i] = static_cast<T>(run);
-    }
-    return;
-  }
   if (width == 1) {
     std::copy(x, x + n, win);
     return;
