@@ -79,15 +79,9 @@ class DnConfig:
 
 def window_sum(v: torch.Tensor, before: int, after: int) -> torch.Tensor:
     """W_i = Σ_{j=i−before}^{i+after} v_j along the last axis (zero outside), from sums of lengths 1, 2, 4, …
-    (binary doubling: about log2 + popcount of the width in passes, sums of the values themselves at any width).
-    Wide windows once took a float64 prefix sum and its differences, which lose a window of small values after
-    large ones (a row of ψ spanning e^{±100}: a window near e^{−70} from prefix sums near 1)."""
-    return _window_sum_doubling(v, before, after)
-
-
-def _window_sum_doubling(v: torch.Tensor, before: int, after: int) -> torch.Tensor:
-    """Sliding sums of length K = before + 1 + after over the zero-padded rows, built from sums of length
-    1, 2, 4, 8, … (binary doubling): about log2(K) + popcount(K) passes instead of K."""
+    (binary doubling): about log2(K) + popcount(K) passes for a width K, sums of the values themselves at any
+    width. Wide windows once took a float64 prefix sum and its differences, which lose a window of small values
+    after large ones (a row of ψ spanning e^{±100}: a window near e^{−70} from prefix sums near 1)."""
     n, size = v.shape[-1], before + 1 + after
     padded = F.pad(v, (before, after))  # (..., N + K − 1): window i starts at padded index i
     sums = {1: padded}

@@ -97,7 +97,6 @@ const T* powered(const T* __restrict__ x, int64_t n, int k, T* __restrict__ out)
 template <typename T>
 struct Row {
   std::vector<T> t, z, psi, pool, pairs, h, gw, gpsi;
-  const T* tp = nullptr;  // the row's t: w.t or the input row
   Row(int64_t n, int64_t padding) : t(n), z(n), psi(n), pool(n), pairs(n + padding), h(n), gw(n), gpsi(n) {}
 };
 
@@ -234,13 +233,13 @@ T row_max(const T* __restrict__ x, int64_t n) {
 // the forward and the backward both take it from here, so they see the same values
 template <typename T>
 const T* row_t(const T* y, int64_t n, bool center, Row<T>& w) {
-  if (!center) return w.tp = y;
+  if (!center) return y;
   T* __restrict__ t = w.t.data();
   const T m1 = static_cast<T>(row_sum(y, n) / static_cast<double>(n));
   for (int64_t i = 0; i < n; ++i) t[i] = y[i] - m1;
   const T m2 = static_cast<T>(row_sum(t, n) / static_cast<double>(n));
   for (int64_t i = 0; i < n; ++i) t[i] -= m2;
-  return w.tp = t;
+  return t;
 }
 
 // the row's shift s and its kept values into `lead`: ψ = e^{α(t − s)}, or the numerator e^{p(t − s)} (PSI_FROM_NUM)
