@@ -35,6 +35,7 @@ from lateralnorm.norms.dn_kernel import (
     center_rows,
     divisive_rows,
     learned_alpha_rows,
+    lowrank_rows,
     matrix_pooled_planes,
     matrix_pooled_rows,
     power,
@@ -397,14 +398,30 @@ class DivisiveNorm(Norm):
             if out is not None:
                 return out
         if self._matrix:
-            pool = functools.partial(self.structure.kernel_pool, self)
             weight, bias = _own_tensor(self, "weight"), _own_tensor(self, "bias")
-            args = (x, pool, self._source("beta"), weight, bias, self._mcfg)
             alpha_raw = _own_tensor(self, "alpha_raw")
+            tied = self.opts["p"] is None  # p = α·r follows the learned α unless p is given
+            if self.kappa_kind == "lowrank":  # ψ, the kernel's products and the output in one C++ node
+                factors = self._source("kappa_u"), self._source("kappa_v")
+                out = lowrank_rows(
+                    x,
+                    self._source("beta"),
+                    *factors,
+                    weight,
+                    bias,
+                    self._mcfg,
+                    alpha_raw,
+                    self.alpha_min,
+                    tied,
+                )
+                if out is not None:
+                    return out
+            pool = functools.partial(self.structure.kernel_pool, self)
+            args = (x, pool, self._source("beta"), weight, bias, self._mcfg)
             if alpha_raw is None:
                 out = matrix_pooled_rows(*args)
-            else:  # p = α·r follows the learned α unless p is given
-                out = matrix_pooled_rows(*args, alpha_raw, self.alpha_min, self.opts["p"] is None)
+            else:
+                out = matrix_pooled_rows(*args, alpha_raw, self.alpha_min, tied)
             if out is not None:
                 return out
         return self._formula(x)

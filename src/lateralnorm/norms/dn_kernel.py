@@ -593,6 +593,81 @@ def lowrank_product(psi: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torc
     return lowrank_formula(psi, u, v)
 
 
+def lowrank_rows(
+    y: torch.Tensor,
+    beta: tuple[torch.Tensor, float | None],
+    u: tuple[torch.Tensor, float | None],
+    v: tuple[torch.Tensor, float | None],
+    gamma: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    cfg: DnConfig,
+    alpha_raw: torch.Tensor | None = None,
+    alpha_bound: float = 0.0,
+    tied: bool = False,
+) -> torch.Tensor | None:
+    """A low-rank κ's layer (κ = U Vᵀ) through one C++ autograd node (`lowrank_rows_node`): ψ, the kernel's K-thin
+    products and the output, the same calls as `matrix_pooled_rows`' three nodes and the NonNeg nodes of β, U and V
+    (so the same bits), without their six boundaries (~170 µs a step, most of a layer step at B = N = 100). β, U, V:
+    (source, bound) as the layer holds them. Where it runs: eager CPU with every tensor of the rows' float type,
+    rank <= KERNEL_MAX_RANK, the kernel's products (LATERALNORM_LOWRANK_PRODUCTS), and a learned α on the kernel
+    (LATERALNORM_MATRIX_LEARNED_ALPHA); else None, and the caller takes `matrix_pooled_rows`."""
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return None
+    rows = _rows_of(y)
+    ext = cpu_kernel.extension_for(rows)
+    (beta_src, beta_bound), (u_src, u_bound), (v_src, v_bound) = beta, u, v
+    if (
+        ext is None
+        or not 1 <= u_src.shape[-1] <= KERNEL_MAX_RANK
+        or cpu_kernel.lowrank_products() != "kernel"
+    ):
+        return None
+    for t in (
+        beta_src,
+        u_src,
+        v_src,
+        gamma,
+        bias,
+        alpha_raw,
+    ):  # the old route casts these; this node takes them
+        if t is not None and (t.dtype != rows.dtype or t.device.type != "cpu"):
+            return None
+    alpha, a, p = None, cfg.alpha, cfg.p
+    if (
+        alpha_raw is not None
+    ):  # as `_learned_alpha_matrix_rows`: α at its current value, floored by its own node
+        if cpu_kernel.matrix_learned_alpha() != "kernel" or alpha_raw.numel() != 1:
+            return None
+        raw = float(alpha_raw.detach())
+        alpha = alpha_raw if raw >= alpha_bound else lower_bound(alpha_raw, alpha_bound)
+        a = raw if alpha is alpha_raw else float(alpha.detach())
+        p = a * cfg.r if tied else cfg.p
+    numbers = [
+        float(cfg.center), float(cfg.rect), a, p, cfg.r, float(tied),
+        _bound(beta_bound), _bound(u_bound), _bound(v_bound), PEDESTAL,
+    ]  # fmt: skip
+    out = ext.lowrank_rows_node(rows.contiguous(), beta_src, u_src, v_src, gamma, bias, alpha, numbers)
+    return _unrows(out, y.shape)
+
+
+def _lowrank_rows_formula_backward(g, y, beta_src, u_src, v_src, gamma, bias, alpha, numbers, need):  # noqa: ANN001, ANN202
+    """`lowrank_rows_node`'s double backward (create_graph=True): the gradients of (y, β, U, V, γ, b, α) as a graph
+    of PyTorch ops through the plain formula (the sources valued as the layer values them), None where `need` says
+    no. numbers: the node's (center, rect, α, p, r, tied, β's bound, U's bound, V's bound, pedestal)."""
+    center, rect, a, p, r, tied, beta_bound, u_bound, v_bound, _ = numbers
+    cfg = DnConfig("uniform", bool(center), bool(rect), a, p, r)  # the kind is not read
+
+    def value(src: torch.Tensor, bound: float) -> torch.Tensor:
+        return nonneg_value(src, None if bound < 0 else bound)
+
+    def formula(y, beta_src, u_src, v_src, gamma, bias, alpha):  # noqa: ANN001, ANN202
+        w = lowrank_formula(_psi_formula(y, cfg, alpha), value(u_src, u_bound), value(v_src, v_bound))
+        learned_p = alpha * cfg.r if alpha is not None and tied else None
+        return _given_pool_formula(y, w, value(beta_src, beta_bound), gamma, bias, cfg, learned_p)
+
+    return partial_grads(formula, (y, beta_src, u_src, v_src, gamma, bias, alpha), tuple(need), g)
+
+
 class _GradShare:
     """The Triton output node's share of the input gradient, handed to ψ's node (which runs after it) to add in its
     kernel, instead of autograd adding the two (M, N) tensors (the C++ nodes' `box`)."""

@@ -1880,6 +1880,14 @@ void rows_backward_f64(LN_CFG_ARGS, LN_PARAM_ARGS, const double* gp, const doubl
 }
 #else  // the rest of the kernel: its entry points, compiled once
 
+// lowrank_product.cpp's K-thin products: (W, t) = ((ψ V) Uᵀ, ψ V) and (gψ, gU, gV) (LowRankRowsNode below)
+std::tuple<at::Tensor, at::Tensor> lowrank_product_forward(const at::Tensor& psi, const at::Tensor& u,
+                                                           const at::Tensor& v);
+std::tuple<at::Tensor, at::Tensor, at::Tensor> lowrank_product_backward(const at::Tensor& gw, const at::Tensor& psi,
+                                                                        const at::Tensor& t, const at::Tensor& u,
+                                                                        const at::Tensor& v, bool need_psi,
+                                                                        bool need_u, bool need_v);
+
 namespace {
 
 // forward_all / backward_all for T: float here, double in dn_rows_f64.cpp
@@ -3027,6 +3035,97 @@ struct GivenPoolNode : public torch::autograd::Function<GivenPoolNode> {
   }
 };
 
+// A low-rank κ's layer (κ = U Vᵀ, rank <= 16, the kernel's products) as one node: what PsiRowsNode, the low-rank
+// product's node, GivenPoolNode and the NonNeg nodes of β, U and V compute, in the same calls and order each way
+// (so the same bits), without the seven node boundaries between them (each a context, saved variables and the
+// engine's bookkeeping: ~170 µs a step in all, the most of a layer step at the studies' sizes, B = N = 100).
+// The sources (β, U, V) come as the layer holds them: a raw NonNegative parameter and its bound, or a fixed
+// buffer (bound < 0). A learned α comes as its (floored) value, a 0-d tensor, and takes its gradient here: both
+// element halves' terms, as PsiRowsNode's with the output node's `terms`. A double backward (create_graph)
+// differentiates the plain formula in Python (`dn_kernel._lowrank_rows_formula_backward`).
+// numbers: center, rect, α, p, r, tied, β's bound, U's bound, V's bound, the pedestal
+struct LowRankRowsNode : public torch::autograd::Function<LowRankRowsNode> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& y, const at::Tensor& beta_src,
+                            const at::Tensor& u_src, const at::Tensor& v_src, const c10::optional<at::Tensor>& gamma,
+                            const c10::optional<at::Tensor>& bias, const c10::optional<at::Tensor>& alpha,
+                            std::vector<double> v) {
+    TORCH_CHECK(v.size() == 10, "lowrank_rows_node: numbers are center, rect, α, p, r, tied, β's bound, U's bound, "
+                                "V's bound, the pedestal");
+    const bool center = v[0] != 0.0, rect = v[1] != 0.0;
+    auto value_of = [&](const at::Tensor& src, double bound) {
+      return bound < 0 ? src : nonneg_value(src, bound, v[9]);
+    };
+    const at::Tensor beta = value_of(beta_src, v[6]), u = value_of(u_src, v[7]), vv = value_of(v_src, v[8]);
+    const std::vector<at::Tensor> pr = psi_rows_kept(y, center, rect, v[2], v[3], true);  // (ψ, stats, kept)
+    const auto prod = lowrank_product_forward(pr[0], u, vv);                               // (W, t)
+    const at::Tensor& w = std::get<0>(prod);
+    at::Tensor out = given_pool_forward_in(y, pr[1], w, beta, gamma, bias, center, rect, v[2], v[3], v[4], pr[2], 0);
+    ctx->save_for_backward({y, beta_src, u_src, v_src, or_undefined(gamma), or_undefined(bias), or_undefined(alpha),
+                            pr[0], pr[1], pr[2], w, std::get<1>(prod), beta, u, vv});
+    ctx->saved_data["numbers"] = v;
+    return out;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const variable_list s = ctx->get_saved_variables();
+    const at::Tensor &y = s[0], &beta_src = s[1], &u_src = s[2], &v_src = s[3], &gamma = s[4], &bias = s[5],
+                     &alpha = s[6], &psi = s[7], &stats = s[8], &kept = s[9], &w = s[10], &t = s[11], &beta = s[12],
+                     &u = s[13], &vv = s[14];
+    const std::vector<double> v = ctx->saved_data["numbers"].toDoubleVector();
+    const bool center = v[0] != 0.0, rect = v[1] != 0.0, tied = v[5] != 0.0;
+    // the variable inputs' edges in order: y, β, U, V, then γ, b and α where given
+    bool need[7] = {false, false, false, false, false, false, false};
+    const bool given[7] = {true, true, true, true, gamma.defined(), bias.defined(), alpha.defined()};
+    for (size_t i = 0, edge = 0; i < 7; ++i)
+      if (given[i]) need[i] = ctx->needs_input_grad(edge++);
+    variable_list out(8);  // y, β, U, V, γ, b, α, the numbers
+    if (at::GradMode::is_enabled()) {  // create_graph=True: differentiate the plain formula in Python
+      pybind11::gil_scoped_acquire gil;
+      pybind11::sequence got = python_fallback("lateralnorm.norms.dn_kernel", "_lowrank_rows_formula_backward")(
+          grads[0], y, beta_src, u_src, v_src, optional_of(gamma), optional_of(bias), optional_of(alpha), v,
+          pybind11::make_tuple(need[0], need[1], need[2], need[3], need[4], need[5], need[6]));
+      for (size_t i = 0; i < 7 && i < got.size(); ++i) out[i] = tensor_or_undefined(got[i]);
+      return out;
+    }
+    const bool need_y = need[0], need_a = need[6];
+    const bool need_psi = need_y || need_a;  // ψ's gradient: the input's, and α's through ψ
+    // the output half: (gy's share, gW, Σ g z, Σ g, gβ) — GivenPoolNode's call
+    std::vector<at::Tensor> res = given_pool_backward_in(grads[0], y, stats, w, beta, optional_of(gamma), center,
+                                                         rect, v[2], v[3], v[4], need_y, need[4], need[5], need[1],
+                                                         kept, 0);
+    // the pool: (gψ, gU, gV) — the low-rank node's call
+    const auto pg = lowrank_product_backward(res[1], psi, t, u, vv, need_psi, need[2], need[3]);
+    // ψ's half, its gradient added into the output half's share in place, and α's terms — PsiRowsNode's calls
+    if (need_psi) {
+      const at::Tensor yc = y.contiguous(), gpsi = std::get<0>(pg).contiguous().to(yc.scalar_type());
+      c10::optional<AlphaOperands> alpha_ops;
+      if (need_a) {  // the output half's α term where p = α r (tied): −Σ ln a · gW (W + β)
+        const at::Tensor minus_beta = tied ? beta.reshape(-1).neg().expand({y.size(-1)}).to(y.scalar_type())
+                                           : at::Tensor();
+        alpha_ops = alpha_operands(yc, stats, gpsi, psi, tied ? optional_of(res[1]) : c10::nullopt,
+                                   tied ? optional_of(w) : c10::nullopt,
+                                   tied ? optional_of(minus_beta) : c10::nullopt, tied ? -1.0 : 0.0);
+      }
+      if (need_y) {
+        out[0] = psi_rows_backward_in(gpsi, yc, stats, center, rect, v[2], v[3], optional_of(res[0]), kept,
+                                      alpha_ops.has_value() ? &*alpha_ops : nullptr);
+      } else {
+        alpha_rows(*alpha_ops, yc, stats, gpsi, center, rect);
+      }
+      if (need_a) out[6] = alpha_total(*alpha_ops, yc).to(alpha.scalar_type()).reshape(alpha.sizes());
+    }
+    auto source_grad = [&](const at::Tensor& g, const at::Tensor& src, double bound) {
+      return bound < 0 ? g : nonneg_grad(g, src, bound).view_as(src);
+    };
+    if (need[1]) out[1] = source_grad(res[4], beta_src, v[6]);
+    if (need[2]) out[2] = source_grad(std::get<1>(pg), u_src, v[7]);
+    if (need[3]) out[3] = source_grad(std::get<2>(pg), v_src, v[8]);
+    if (need[4]) out[4] = res[2].to(gamma.scalar_type());
+    if (need[5]) out[5] = res[3].to(bias.scalar_type());
+    return out;
+  }
+};
+
 // max(raw, bound)² − pedestal with the lower bound's gradient rule (`base._NonNegativeValue`), one node.
 struct NonNegNode : public torch::autograd::Function<NonNegNode> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& raw, double bound, double pedestal) {
@@ -3111,6 +3210,13 @@ at::Tensor given_pool_alpha_node(const at::Tensor& y, const at::Tensor& stats, c
   TORCH_CHECK(terms.size() == 3, "given_pool_alpha_node: a learned alpha needs three term boxes");
   return GivenPoolNode::apply(y, stats, w, beta, gamma, bias, alpha, box, kept, std::move(terms), center, rect, a,
                               p, r, tied, 0);
+}
+
+at::Tensor lowrank_rows_node(const at::Tensor& y, const at::Tensor& beta_src, const at::Tensor& u_src,
+                             const at::Tensor& v_src, const c10::optional<at::Tensor>& gamma,
+                             const c10::optional<at::Tensor>& bias, const c10::optional<at::Tensor>& alpha,
+                             std::vector<double> numbers) {
+  return LowRankRowsNode::apply(y, beta_src, u_src, v_src, gamma, bias, alpha, std::move(numbers));
 }
 
 at::Tensor nonneg_node(const at::Tensor& raw, double bound, double pedestal) {
@@ -3355,6 +3461,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "given_pool_node on a channels-first input's (B·C, P) planes, parameters per channel");
   m.def("psi_rows_alpha_node", &psi_rows_alpha_node, "psi_rows_node with a learned α (α's gradient for both nodes)");
   m.def("given_pool_alpha_node", &given_pool_alpha_node, "given_pool_node with a learned α");
+  m.def("lowrank_rows_node", &lowrank_rows_node,
+        "a low-rank κ's layer (ψ, the kernel's products, the output) as one autograd node (fixed or learned α)");
   m.def("nonneg_node", &nonneg_node, "nonneg_value as an autograd node (the lower bound's gradient rule)");
   m.def("lower_bound_node", &lower_bound_node, "max(x, bound) as an autograd node (the lower bound's gradient rule)");
   m.def("nonneg_value", &nonneg_value, "max(raw, bound)² − pedestal");

@@ -351,6 +351,19 @@ struct LowRankNode : public torch::autograd::Function<LowRankNode> {
 
 }  // namespace
 
+// The products for dn_rows.cpp's low-rank layer node (ψ, the pool and the output in one node): these functions.
+std::tuple<at::Tensor, at::Tensor> lowrank_product_forward(const at::Tensor& psi, const at::Tensor& u,
+                                                           const at::Tensor& v) {
+  return lowrank_forward(psi, u, v);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> lowrank_product_backward(const at::Tensor& gw, const at::Tensor& psi,
+                                                                        const at::Tensor& t, const at::Tensor& u,
+                                                                        const at::Tensor& v, bool need_psi,
+                                                                        bool need_u, bool need_v) {
+  return lowrank_backward(gw, psi, t, u, v, need_psi, need_u, need_v);
+}
+
 void register_lowrank_product(pybind11::module_& m) {
   m.def("lowrank_forward", &lowrank_forward, "(W, t): t = ψ V, W = t Uᵀ (the low-rank κ's pool, K-thin rows)");
   m.def("lowrank_backward", &lowrank_backward,
