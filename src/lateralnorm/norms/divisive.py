@@ -40,7 +40,7 @@ from lateralnorm.norms.dn_kernel import (
     matrix_pooled_rows,
     power,
 )
-from lateralnorm.norms.exp_rows import POOLS, exp_rows, exp_rows_compiled
+from lateralnorm.norms.exp_rows import POOLS, exp_lowrank_rows, exp_rows, exp_rows_compiled
 from lateralnorm.norms.kappa import STRUCTURES
 from lateralnorm.norms.options import Opt
 
@@ -378,6 +378,12 @@ class DivisiveNorm(Norm):
                 numbers = (self.kappa_kind, self.center, self.alpha_const, self._p, self.r, before, after)
                 (beta, beta_bound), (kappa, kappa_bound) = self._source("beta"), self._source("kappa")
                 out = exp_rows_compiled(x, beta, beta_bound, kappa, kappa_bound, weight, bias, numbers)
+                if out is not None:
+                    return out
+            if self.kappa_kind == "lowrank":  # ψ, the kernel's products and the output in one C++ node
+                factors = self._source("kappa_u"), self._source("kappa_v")
+                numbers = (self.center, self.alpha_const, self._p, self.r)
+                out = exp_lowrank_rows(x, *numbers, self._source("beta"), *factors, weight, bias)
                 if out is not None:
                     return out
             pool = functools.partial(self.structure.kernel_pool, self)

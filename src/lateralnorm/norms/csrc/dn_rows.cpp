@@ -3244,6 +3244,13 @@ at::Tensor module_param_value(const at::Tensor& src, double bound, double pedest
 at::Tensor module_param_grad(const at::Tensor& g, const at::Tensor& src, double bound) {
   return nonneg_grad_module(g, src, bound);
 }
+// NonNegNode's value and gradient, for exp_rows.cpp's low-rank layer node (the bits of the NonNeg nodes it replaces)
+at::Tensor nonneg_node_value(const at::Tensor& raw, double bound, double pedestal) {
+  return nonneg_value(raw, bound, pedestal);
+}
+at::Tensor nonneg_node_grad(const at::Tensor& g, const at::Tensor& raw, double bound) {
+  return nonneg_grad(g, raw, bound);
+}
 
 // ------------------------------------------------------------------------------------ channels-first LN / RMS
 // x (B, C, P) contiguous, normalized over C at each of the P positions, per-channel affine:
