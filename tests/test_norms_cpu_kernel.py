@@ -912,10 +912,9 @@ def test_matrix_kappa_in_the_kernel_equals_the_formula(spec, dtype, monkeypatch)
     x[5] = 3.0 + 0.01 * torch.randn(n, dtype=dtype)
     g = torch.randn_like(x)
     got = _grads(kernel, x, g)
-    if "lowrank" in spec:  # ψ, the pool's own products and the output in the kernel's one layer node
-        assert "lowrank_rows_node" in calls
-    else:  # the element work's two kernel nodes around torch's product
-        assert {"psi_rows_node", "given_pool_node"} <= set(calls)
+    # ψ, the pool and the output in the kernel's one layer node: the kernel's own products for a low-rank κ,
+    # torch's linear map by κ otherwise
+    assert ("lowrank_rows_node" if "lowrank" in spec else "matrix_rows_node") in calls
     ref = _grads(plain, x, g)
     tol = dict(atol=1e-11, rtol=1e-9) if dtype == torch.float64 else dict(atol=2e-5, rtol=2e-4)
     for i, (a, b) in enumerate(zip(got, ref)):
@@ -964,7 +963,9 @@ def _graph_names(out: torch.Tensor) -> set:
 def _on_learned_alpha_nodes(out: torch.Tensor) -> bool:
     """Whether a learned-α matrix layer's output came through the kernel's element nodes (the formula has none):
     the output node, or a low-rank κ's one layer node."""
-    return any("GivenPoolNode" in name or "LowRankRowsNode" in name for name in _graph_names(out))
+    return any(
+        node in name for name in _graph_names(out) for node in ("GivenPool", "LowRankRows", "MatrixRows")
+    )
 
 
 @pytest.mark.parametrize("spec", MATRIX_ALPHA_CONFIGS)
@@ -1329,22 +1330,29 @@ def test_lowrank_product_node_gradcheck_double_backward_and_shapes(monkeypatch):
     assert torch.equal(lowrank_product(xf, uf, vf), lowrank_formula(xf, uf, vf))
 
 
-LOWRANK_LAYER_CONFIGS = [
+MATRIX_LAYER_CONFIGS = [
     "dn:kappa=lowrank:16",
     "dn:kappa=lowrank:8,learn_alpha=true,alpha=1",  # Q3's learned-α cell
     "dn:kappa=lowrank:3,learn_alpha=true,alpha=0.8,fn=signed,bias=false,center=true",
     "dn:kappa=lowrank:5,learn_alpha=true,alpha=1.5,p=1,r=0.5",  # p given: α's term from ψ alone
     "dn:kappa=lowrank:4,learn_kappa=false,learn_beta=false,alpha=1.5,affine=false",  # fixed sources
+    "dn:kappa=full",
+    "dn:kappa=full,learn_alpha=true,alpha=1",  # Q3's learned-α cell
+    "dn:kappa=full,alpha=1.3,p=1.7,center=true",  # an exp/log policy: the kept power
+    "gdn",
+    "dn:kappa=gaussian,learn_alpha=true,alpha=1.5,fn=signed",
+    "dn:kappa=full,learn_kappa=false,learn_beta=false,affine=false",  # fixed sources
 ]
 
 
-@pytest.mark.parametrize("spec", LOWRANK_LAYER_CONFIGS)
+@pytest.mark.parametrize("spec", MATRIX_LAYER_CONFIGS)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_the_lowrank_layer_node_gives_the_bits_of_the_three_nodes(spec, dtype, monkeypatch):
-    """A low-rank κ's layer runs as one C++ node (`lowrank_rows_node`) that makes the same calls as the route of
-    three element/product nodes and the NonNeg nodes of β, U and V: the output and every gradient (input, β, U,
-    V, γ, b, α) equal to the bit, at 130 rows (three 64-row blocks) of width 37, with a learned α also under its
-    floor; the parameters only, the input only; and the old route where the new one does not apply."""
+def test_the_matrix_layer_nodes_give_the_bits_of_the_nodes_they_join(spec, dtype, monkeypatch):
+    """A matrix κ's layer runs as one C++ node (`lowrank_rows_node`: the kernel's products; `matrix_rows_node`:
+    torch's linear map by κ) that makes the same calls as the route of element nodes around the pool's own nodes
+    and the NonNeg nodes: the output and every gradient (input, β, κ's parameters, γ, b, α) equal to the bit, at
+    130 rows (three 64-row blocks) of width 37, with a learned α also under its floor; the parameters only, the
+    input only; and the old route where the new one does not apply."""
     from lateralnorm.norms import divisive
 
     torch.manual_seed(3)
@@ -1367,7 +1375,7 @@ def test_the_lowrank_layer_node_gives_the_bits_of_the_three_nodes(spec, dtype, m
         return out.detach(), names(out), xi.grad, [p.grad for p in m.parameters()]
 
     def names(out):  # noqa: ANN001, ANN202
-        return {n for n in _graph_names(out) if "LowRankRowsNode" in n}
+        return {n for n in _graph_names(out) if "LowRankRowsNode" in n or "MatrixRowsNode" in n}
 
     floors = [None] + ([m.alpha_min - 0.2] if m.alpha_raw is not None else [])
     for floor in floors:
@@ -1381,28 +1389,36 @@ def test_the_lowrank_layer_node_gives_the_bits_of_the_three_nodes(spec, dtype, m
                 continue
             new = run(*grads)
             with monkeypatch.context() as mp:
-                mp.setattr(divisive, "lowrank_rows", lambda *a, **k: None)  # the three nodes' route
+                mp.setattr(divisive, "lowrank_rows", lambda *a, **k: None)  # the nodes' route
+                mp.setattr(divisive, "matrix_rows", lambda *a, **k: None)
                 old = run(*grads)
             assert new[1] and not old[1], (spec, grads)  # the two routes really differ
             assert torch.equal(new[0], old[0]), (spec, floor, grads)
             for a, b in zip([new[2], *new[3]], [old[2], *old[3]]):
                 assert (a is None and b is None) or torch.equal(a, b), (spec, floor, grads)
-    with monkeypatch.context() as mp:  # torch's products on request: the old route (their own node)
-        mp.setenv("LATERALNORM_LOWRANK_PRODUCTS", "torch")
-        assert not run()[1]
+    if "lowrank" in spec:
+        with monkeypatch.context() as mp:  # torch's products on request: the old route (their own node)
+            mp.setenv("LATERALNORM_LOWRANK_PRODUCTS", "torch")
+            assert not run()[1]
     if dtype == torch.float32:  # a float64 input promotes the rows past the parameters' type: the old route
         assert not names(m(x.double().requires_grad_()))
 
 
 @pytest.mark.parametrize(
-    "spec", ["dn:kappa=lowrank:2", "dn:kappa=lowrank:3,learn_alpha=true,alpha=1.2,center=true"]
+    "spec",
+    [
+        "dn:kappa=lowrank:2",
+        "dn:kappa=lowrank:3,learn_alpha=true,alpha=1.2,center=true",
+        "dn:kappa=full,learn_alpha=true,alpha=1.2",
+        "dn:kappa=gaussian,fn=signed,alpha=1.5,center=true",
+    ],
 )
-def test_the_lowrank_layer_node_gradcheck_and_double_backward(spec):
-    """The one-node low-rank layer against finite differences, and its double backward (the formula, in Python)."""
+def test_the_matrix_layer_nodes_gradcheck_and_double_backward(spec):
+    """The one-node matrix layers against finite differences, and their double backward (the formula, in Python)."""
     torch.manual_seed(4)
     m = create_norm(spec, 6, dtype=torch.float64)
     x = torch.randn(5, 6, dtype=torch.float64, requires_grad=True)
-    assert any("LowRankRowsNode" in n for n in _graph_names(m(x)))
+    assert any("LowRankRowsNode" in n or "MatrixRowsNode" in n for n in _graph_names(m(x)))
     params = [p for p in m.parameters()]
     assert torch.autograd.gradcheck(lambda v, *ps: m(v), (x, *params))
     assert torch.autograd.gradgradcheck(lambda v, *ps: m(v), (x, *params))
@@ -1710,9 +1726,10 @@ def test_the_matrix_and_nonnegative_nodes_give_the_python_functions_bits(spec, f
     the bit, as the Python autograd.Functions they replaced (same kernel calls)."""
     from lateralnorm.norms import base, divisive, dn_kernel
 
-    # the element nodes themselves, not a low-rank κ's one layer node (which makes their calls: its own test,
-    # test_the_lowrank_layer_node_gives_the_bits_of_the_three_nodes)
+    # the element nodes themselves, not a matrix κ's one layer node (which makes their calls: its own test,
+    # test_the_matrix_layer_nodes_give_the_bits_of_the_nodes_they_join)
     monkeypatch.setattr(divisive, "lowrank_rows", lambda *a, **k: None)
+    monkeypatch.setattr(divisive, "matrix_rows", lambda *a, **k: None)
     torch.manual_seed(12)
     m = create_norm(spec, 21)
     with torch.no_grad():

@@ -38,6 +38,7 @@ from lateralnorm.norms.dn_kernel import (
     lowrank_rows,
     matrix_pooled_planes,
     matrix_pooled_rows,
+    matrix_rows,
     power,
 )
 from lateralnorm.norms.exp_rows import POOLS, exp_lowrank_rows, exp_rows, exp_rows_compiled
@@ -407,27 +408,19 @@ class DivisiveNorm(Norm):
             weight, bias = _own_tensor(self, "weight"), _own_tensor(self, "bias")
             alpha_raw = _own_tensor(self, "alpha_raw")
             tied = self.opts["p"] is None  # p = α·r follows the learned α unless p is given
-            if self.kappa_kind == "lowrank":  # ψ, the kernel's products and the output in one C++ node
+            beta, alpha_args = self._source("beta"), (alpha_raw, self.alpha_min, tied)
+            out = None  # ψ, the pool and the output in one C++ node where it runs
+            if self.kappa_kind == "lowrank":  # the kernel's own products
                 factors = self._source("kappa_u"), self._source("kappa_v")
-                out = lowrank_rows(
-                    x,
-                    self._source("beta"),
-                    *factors,
-                    weight,
-                    bias,
-                    self._mcfg,
-                    alpha_raw,
-                    self.alpha_min,
-                    tied,
-                )
-                if out is not None:
-                    return out
+                out = lowrank_rows(x, beta, *factors, weight, bias, self._mcfg, *alpha_args)
+            elif self.kappa_kind in ("full", "gaussian"):  # torch's linear map by κ
+                matrix = functools.partial(self.structure.linear_matrix, self, x)
+                out = matrix_rows(x, beta, matrix, weight, bias, self._mcfg, *alpha_args)
+            if out is not None:
+                return out
             pool = functools.partial(self.structure.kernel_pool, self)
-            args = (x, pool, self._source("beta"), weight, bias, self._mcfg)
-            if alpha_raw is None:
-                out = matrix_pooled_rows(*args)
-            else:
-                out = matrix_pooled_rows(*args, alpha_raw, self.alpha_min, tied)
+            args = (x, pool, beta, weight, bias, self._mcfg)
+            out = matrix_pooled_rows(*args) if alpha_raw is None else matrix_pooled_rows(*args, *alpha_args)
             if out is not None:
                 return out
         return self._formula(x)

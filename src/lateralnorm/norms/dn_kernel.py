@@ -611,61 +611,110 @@ def lowrank_rows(
     (source, bound) as the layer holds them. Where it runs: eager CPU with every tensor of the rows' float type,
     rank <= KERNEL_MAX_RANK, the kernel's products (LATERALNORM_LOWRANK_PRODUCTS), and a learned α on the kernel
     (LATERALNORM_MATRIX_LEARNED_ALPHA); else None, and the caller takes `matrix_pooled_rows`."""
+    (u_src, u_bound), (v_src, v_bound) = u, v
+    if not 1 <= u_src.shape[-1] <= KERNEL_MAX_RANK or cpu_kernel.lowrank_products() != "kernel":
+        return None
+    ready = _matrix_node_inputs(y, beta[0], (u_src, v_src, gamma, bias), alpha_raw, alpha_bound, cfg, tied)
+    if ready is None:
+        return None
+    ext, rows, alpha, numbers = ready
+    numbers += [_bound(beta[1]), PEDESTAL, _bound(u_bound), _bound(v_bound)]
+    out = ext.lowrank_rows_node(rows, beta[0], u_src, v_src, gamma, bias, alpha, numbers)
+    return _unrows(out, y.shape)
+
+
+def _matrix_node_inputs(y, beta_src, others, alpha_raw, alpha_bound, cfg, tied):  # noqa: ANN001, ANN202
+    """(extension, contiguous rows, α as the node takes it, [center, rect, α, p, r, tied]) for a matrix layer node,
+    or None where it does not run: not eager CPU, a tensor (β's source, `others`, α) not of the rows' float type
+    (the nodes' older route casts them), or a learned α off the kernel (LATERALNORM_MATRIX_LEARNED_ALPHA=formula).
+    A learned α at its current value, floored by its own node under its floor (as `_learned_alpha_matrix_rows`)."""
     if torch.compiler.is_compiling() or torch.jit.is_tracing():
         return None
     rows = _rows_of(y)
     ext = cpu_kernel.extension_for(rows)
-    (beta_src, beta_bound), (u_src, u_bound), (v_src, v_bound) = beta, u, v
-    if (
-        ext is None
-        or not 1 <= u_src.shape[-1] <= KERNEL_MAX_RANK
-        or cpu_kernel.lowrank_products() != "kernel"
-    ):
+    if ext is None:
         return None
-    for t in (
-        beta_src,
-        u_src,
-        v_src,
-        gamma,
-        bias,
-        alpha_raw,
-    ):  # the old route casts these; this node takes them
+    for t in (beta_src, *others, alpha_raw):
         if t is not None and (t.dtype != rows.dtype or t.device.type != "cpu"):
             return None
     alpha, a, p = None, cfg.alpha, cfg.p
-    if (
-        alpha_raw is not None
-    ):  # as `_learned_alpha_matrix_rows`: α at its current value, floored by its own node
+    if alpha_raw is not None:
         if cpu_kernel.matrix_learned_alpha() != "kernel" or alpha_raw.numel() != 1:
             return None
         raw = float(alpha_raw.detach())
         alpha = alpha_raw if raw >= alpha_bound else lower_bound(alpha_raw, alpha_bound)
         a = raw if alpha is alpha_raw else float(alpha.detach())
         p = a * cfg.r if tied else cfg.p
-    numbers = [
-        float(cfg.center), float(cfg.rect), a, p, cfg.r, float(tied),
-        _bound(beta_bound), _bound(u_bound), _bound(v_bound), PEDESTAL,
-    ]  # fmt: skip
-    out = ext.lowrank_rows_node(rows.contiguous(), beta_src, u_src, v_src, gamma, bias, alpha, numbers)
+    return ext, rows.contiguous(), alpha, [float(cfg.center), float(cfg.rect), a, p, cfg.r, float(tied)]
+
+
+def matrix_rows(
+    y: torch.Tensor,
+    beta: tuple[torch.Tensor, float | None],
+    matrix: Callable[[], torch.Tensor],
+    gamma: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    cfg: DnConfig,
+    alpha_raw: torch.Tensor | None = None,
+    alpha_bound: float = 0.0,
+    tied: bool = False,
+) -> torch.Tensor | None:
+    """A layer whose pool is torch's linear map by an (N, N) κ (full, gaussian; GDN) through one C++ autograd node
+    (`matrix_rows_node`): ψ, W = F.linear(ψ, κ) and the output, the gradients as autograd takes them (the same mm
+    calls), so the same bits as `matrix_pooled_rows`' nodes without their boundaries. `matrix()`: κ's value (the
+    structure's own differentiable ops, which take κ's gradient from the node). Where it runs as `lowrank_rows`
+    does; else None, and the caller takes `matrix_pooled_rows`."""
+    ready = _matrix_node_inputs(y, beta[0], (gamma, bias), alpha_raw, alpha_bound, cfg, tied)
+    if ready is None:
+        return None
+    ext, rows, alpha, numbers = ready
+    kappa = matrix()
+    if kappa.dtype != rows.dtype or kappa.device.type != "cpu":
+        return None
+    numbers += [_bound(beta[1]), PEDESTAL]
+    out = ext.matrix_rows_node(rows, beta[0], kappa, gamma, bias, alpha, numbers)
     return _unrows(out, y.shape)
 
 
-def _lowrank_rows_formula_backward(g, y, beta_src, u_src, v_src, gamma, bias, alpha, numbers, need):  # noqa: ANN001, ANN202
-    """`lowrank_rows_node`'s double backward (create_graph=True): the gradients of (y, β, U, V, γ, b, α) as a graph
-    of PyTorch ops through the plain formula (the sources valued as the layer values them), None where `need` says
-    no. numbers: the node's (center, rect, α, p, r, tied, β's bound, U's bound, V's bound, pedestal)."""
-    center, rect, a, p, r, tied, beta_bound, u_bound, v_bound, _ = numbers
+def _source_value(src: torch.Tensor, bound: float) -> torch.Tensor:
+    """A node's source valued as the layer values it: a raw NonNegative parameter (bound ≥ 0) or a fixed buffer."""
+    return nonneg_value(src, None if bound < 0 else bound)
+
+
+def _matrix_layer_formula_backward(g, y, beta_src, pool_inputs, pool, gamma, bias, alpha, numbers, need):  # noqa: ANN001, ANN202
+    """A matrix layer node's double backward (create_graph=True): the gradients of (y, β, *pool_inputs, γ, b, α)
+    as a graph of PyTorch ops through the plain formula, W = pool(ψ, *pool_inputs), the sources valued as the layer
+    values them; None where `need` says no. numbers: the node's (center, rect, α, p, r, tied, β's bound, …)."""
+    center, rect, a, p, r, tied, beta_bound = numbers[:7]
     cfg = DnConfig("uniform", bool(center), bool(rect), a, p, r)  # the kind is not read
+    k = len(pool_inputs)
 
-    def value(src: torch.Tensor, bound: float) -> torch.Tensor:
-        return nonneg_value(src, None if bound < 0 else bound)
-
-    def formula(y, beta_src, u_src, v_src, gamma, bias, alpha):  # noqa: ANN001, ANN202
-        w = lowrank_formula(_psi_formula(y, cfg, alpha), value(u_src, u_bound), value(v_src, v_bound))
+    def formula(y, beta_src, *rest):  # noqa: ANN001, ANN202
+        gamma, bias, alpha = rest[k:]
+        w = pool(_psi_formula(y, cfg, alpha), *rest[:k])
         learned_p = alpha * cfg.r if alpha is not None and tied else None
-        return _given_pool_formula(y, w, value(beta_src, beta_bound), gamma, bias, cfg, learned_p)
+        return _given_pool_formula(y, w, _source_value(beta_src, beta_bound), gamma, bias, cfg, learned_p)
 
-    return partial_grads(formula, (y, beta_src, u_src, v_src, gamma, bias, alpha), tuple(need), g)
+    return partial_grads(formula, (y, beta_src, *pool_inputs, gamma, bias, alpha), tuple(need), g)
+
+
+def _lowrank_rows_formula_backward(g, y, beta_src, u_src, v_src, gamma, bias, alpha, numbers, need):  # noqa: ANN001, ANN202
+    """`lowrank_rows_node`'s double backward: numbers as the node's (…, β's bound, pedestal, U's bound, V's bound)."""
+    u_bound, v_bound = numbers[8:10]
+
+    def pool(psi: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return lowrank_formula(psi, _source_value(u, u_bound), _source_value(v, v_bound))
+
+    return _matrix_layer_formula_backward(
+        g, y, beta_src, (u_src, v_src), pool, gamma, bias, alpha, numbers, need
+    )
+
+
+def _matrix_rows_formula_backward(g, y, beta_src, kappa, gamma, bias, alpha, numbers, need):  # noqa: ANN001, ANN202
+    """`matrix_rows_node`'s double backward: κ given as its value (its own nodes take its gradient further)."""
+    return _matrix_layer_formula_backward(
+        g, y, beta_src, (kappa,), F.linear, gamma, bias, alpha, numbers, need
+    )
 
 
 class _GradShare:

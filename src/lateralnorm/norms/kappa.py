@@ -58,6 +58,11 @@ class Kappa:
         has a faster product of its own there; `pool` stays the formula that it is tested against."""
         return self.pool(norm, psi)
 
+    def linear_matrix(self, norm: DivisiveNorm, psi: torch.Tensor) -> torch.Tensor:
+        """κ (N, N) in ψ's type where the pool is torch's linear map W = F.linear(ψ, κ) (full, gaussian: the
+        compiled kernel's one-node layer, `dn_kernel.matrix_rows`, runs that map itself)."""
+        raise NotImplementedError
+
     def channel_pool(self, norm: DivisiveNorm, psi: torch.Tensor) -> torch.Tensor:
         """The pool over axis 1 of channels-first planes ψ (B, C, P), W[b, :, p] = κ ψ[b, :, p], for
         `matrix_pooled_planes`; only where `channel_pooled` (the others' channels-first layers take rows)."""
@@ -155,7 +160,10 @@ class GaussianKappa(Kappa):
         self.per_unit(norm, amp, o, n)  # per-unit amplitude a_i
 
     def pool(self, norm: DivisiveNorm, psi: torch.Tensor) -> torch.Tensor:
-        return F.linear(psi, self.matrix(norm, psi).to(psi.dtype))
+        return F.linear(psi, self.linear_matrix(norm, psi))
+
+    def linear_matrix(self, norm: DivisiveNorm, psi: torch.Tensor) -> torch.Tensor:
+        return self.matrix(norm, psi).to(psi.dtype)
 
     def channel_pool(self, norm: DivisiveNorm, psi: torch.Tensor) -> torch.Tensor:
         return channel_product(self.matrix(norm, psi).to(psi.dtype), psi)
@@ -206,7 +214,10 @@ class FullKappa(Kappa):
         norm.kappa = norm.nonneg(full, o["learn_kappa"], "kappa")
 
     def pool(self, norm: DivisiveNorm, psi: torch.Tensor) -> torch.Tensor:
-        return F.linear(psi, norm.value("kappa").to(psi.dtype))
+        return F.linear(psi, self.linear_matrix(norm, psi))
+
+    def linear_matrix(self, norm: DivisiveNorm, psi: torch.Tensor) -> torch.Tensor:
+        return norm.value("kappa").to(psi.dtype)
 
     def channel_pool(self, norm: DivisiveNorm, psi: torch.Tensor) -> torch.Tensor:
         return channel_product(norm.value("kappa").to(psi.dtype), psi)

@@ -3035,31 +3035,87 @@ struct GivenPoolNode : public torch::autograd::Function<GivenPoolNode> {
   }
 };
 
-// A low-rank κ's layer (κ = U Vᵀ, rank <= 16, the kernel's products) as one node: what PsiRowsNode, the low-rank
-// product's node, GivenPoolNode and the NonNeg nodes of β, U and V compute, in the same calls and order each way
-// (so the same bits), without the seven node boundaries between them (each a context, saved variables and the
-// engine's bookkeeping: ~170 µs a step in all, the most of a layer step at the studies' sizes, B = N = 100).
-// The sources (β, U, V) come as the layer holds them: a raw NonNegative parameter and its bound, or a fixed
-// buffer (bound < 0). A learned α comes as its (floored) value, a 0-d tensor, and takes its gradient here: both
-// element halves' terms, as PsiRowsNode's with the output node's `terms`. A double backward (create_graph)
-// differentiates the plain formula in Python (`dn_kernel._lowrank_rows_formula_backward`).
-// numbers: center, rect, α, p, r, tied, β's bound, U's bound, V's bound, the pedestal
+// ---- A matrix κ's layer as one node: ψ's element work, the pool, the output's element work and β's (and the
+// factors') non-negative values, each way in the same calls and order as the nodes it replaces (PsiRowsNode, the
+// pool's own nodes, GivenPoolNode and the NonNeg nodes), so the same bits, without the boundaries between them
+// (each a context, saved variables and the engine's bookkeeping: ~170 µs a low-rank step in all, most of a layer
+// step at the studies' sizes, B = N = 100). β (and U, V) come as the layer holds them: a raw NonNegative parameter
+// and its bound, or a fixed buffer (bound < 0). A learned α comes as its (floored) value, a 0-d tensor, and takes
+// its gradient here: both element halves' terms, as PsiRowsNode's with the output node's `terms`. A double backward
+// (create_graph) differentiates the plain formula in Python (dn_kernel's `_…_formula_backward`).
+
+// a source's value: a raw NonNegative parameter's (bound ≥ 0) or a fixed buffer as it is
+at::Tensor source_value(const at::Tensor& src, double bound, double pedestal) {
+  return bound < 0 ? src : nonneg_value(src, bound, pedestal);
+}
+
+// a source's gradient from its value's (NonNegNode's rule), or the value's where the source is a fixed buffer
+at::Tensor source_grad(const at::Tensor& g, const at::Tensor& src, double bound) {
+  return bound < 0 ? g : nonneg_grad(g, src, bound).view_as(src);
+}
+
+// The element numbers of a matrix layer node: center, rect, α, p, r, tied (p = α r), β's bound, the pedestal.
+struct MatrixNumbers {
+  bool center, rect, tied;
+  double a, p, r, beta_bound, pedestal;
+  explicit MatrixNumbers(const std::vector<double>& v)
+      : center(v[0] != 0.0), rect(v[1] != 0.0), tied(v[5] != 0.0), a(v[2]), p(v[3]), r(v[4]), beta_bound(v[6]),
+        pedestal(v[7]) {}
+};
+
+// ψ's half of the backward, PsiRowsNode's calls: gy = gψ ψ'(t) added into the output half's share `gy_share` in
+// place, and a learned α's gradient (both halves' terms: the output half's −Σ ln a · gW (W + β) where p = α r)
+// into *g_alpha where asked for. Returns gy (undefined unless need_y).
+at::Tensor psi_half_backward(const at::Tensor& gpsi_in, const at::Tensor& y, const at::Tensor& stats,
+                             const at::Tensor& psi, const at::Tensor& kept, const at::Tensor& gy_share,
+                             const at::Tensor& gw, const at::Tensor& w, const at::Tensor& beta,
+                             const at::Tensor& alpha, const MatrixNumbers& k, bool need_y, bool need_a,
+                             at::Tensor* g_alpha) {
+  const at::Tensor yc = y.contiguous(), gpsi = gpsi_in.contiguous().to(yc.scalar_type());
+  c10::optional<AlphaOperands> alpha_ops;
+  if (need_a) {
+    const at::Tensor minus_beta =
+        k.tied ? beta.reshape(-1).neg().expand({y.size(-1)}).to(y.scalar_type()) : at::Tensor();
+    alpha_ops = alpha_operands(yc, stats, gpsi, psi, k.tied ? optional_of(gw) : c10::nullopt,
+                               k.tied ? optional_of(w) : c10::nullopt,
+                               k.tied ? optional_of(minus_beta) : c10::nullopt, k.tied ? -1.0 : 0.0);
+  }
+  at::Tensor gy;
+  if (need_y) {
+    gy = psi_rows_backward_in(gpsi, yc, stats, k.center, k.rect, k.a, k.p, optional_of(gy_share), kept,
+                              alpha_ops.has_value() ? &*alpha_ops : nullptr);
+  } else if (need_a) {
+    alpha_rows(*alpha_ops, yc, stats, gpsi, k.center, k.rect);
+  }
+  if (need_a) *g_alpha = alpha_total(*alpha_ops, yc).to(alpha.scalar_type()).reshape(alpha.sizes());
+  return gy;
+}
+
+// Whether each variable input of a matrix layer node asks for a gradient: `given` marks the inputs present (an
+// optional one left out has no edge), in the forward's argument order.
+template <size_t K>
+std::array<bool, K> needs_of(AutogradContext* ctx, const std::array<bool, K>& given) {
+  std::array<bool, K> need{};
+  for (size_t i = 0, edge = 0; i < K; ++i)
+    if (given[i]) need[i] = ctx->needs_input_grad(edge++);
+  return need;
+}
+
+// κ = U Vᵀ (rank <= 16): the kernel's K-thin products. numbers: MatrixNumbers', then U's and V's bounds.
 struct LowRankRowsNode : public torch::autograd::Function<LowRankRowsNode> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& y, const at::Tensor& beta_src,
                             const at::Tensor& u_src, const at::Tensor& v_src, const c10::optional<at::Tensor>& gamma,
                             const c10::optional<at::Tensor>& bias, const c10::optional<at::Tensor>& alpha,
                             std::vector<double> v) {
-    TORCH_CHECK(v.size() == 10, "lowrank_rows_node: numbers are center, rect, α, p, r, tied, β's bound, U's bound, "
-                                "V's bound, the pedestal");
-    const bool center = v[0] != 0.0, rect = v[1] != 0.0;
-    auto value_of = [&](const at::Tensor& src, double bound) {
-      return bound < 0 ? src : nonneg_value(src, bound, v[9]);
-    };
-    const at::Tensor beta = value_of(beta_src, v[6]), u = value_of(u_src, v[7]), vv = value_of(v_src, v[8]);
-    const std::vector<at::Tensor> pr = psi_rows_kept(y, center, rect, v[2], v[3], true);  // (ψ, stats, kept)
-    const auto prod = lowrank_product_forward(pr[0], u, vv);                               // (W, t)
+    TORCH_CHECK(v.size() == 10, "lowrank_rows_node: numbers are center, rect, α, p, r, tied, β's bound, the "
+                                "pedestal, U's bound, V's bound");
+    const MatrixNumbers k(v);
+    const at::Tensor beta = source_value(beta_src, k.beta_bound, k.pedestal);
+    const at::Tensor u = source_value(u_src, v[8], k.pedestal), vv = source_value(v_src, v[9], k.pedestal);
+    const std::vector<at::Tensor> pr = psi_rows_kept(y, k.center, k.rect, k.a, k.p, true);  // (ψ, stats, kept)
+    const auto prod = lowrank_product_forward(pr[0], u, vv);                                // (W, t)
     const at::Tensor& w = std::get<0>(prod);
-    at::Tensor out = given_pool_forward_in(y, pr[1], w, beta, gamma, bias, center, rect, v[2], v[3], v[4], pr[2], 0);
+    at::Tensor out = given_pool_forward_in(y, pr[1], w, beta, gamma, bias, k.center, k.rect, k.a, k.p, k.r, pr[2], 0);
     ctx->save_for_backward({y, beta_src, u_src, v_src, or_undefined(gamma), or_undefined(bias), or_undefined(alpha),
                             pr[0], pr[1], pr[2], w, std::get<1>(prod), beta, u, vv});
     ctx->saved_data["numbers"] = v;
@@ -3072,12 +3128,9 @@ struct LowRankRowsNode : public torch::autograd::Function<LowRankRowsNode> {
                      &alpha = s[6], &psi = s[7], &stats = s[8], &kept = s[9], &w = s[10], &t = s[11], &beta = s[12],
                      &u = s[13], &vv = s[14];
     const std::vector<double> v = ctx->saved_data["numbers"].toDoubleVector();
-    const bool center = v[0] != 0.0, rect = v[1] != 0.0, tied = v[5] != 0.0;
+    const MatrixNumbers k(v);
     // the variable inputs' edges in order: y, β, U, V, then γ, b and α where given
-    bool need[7] = {false, false, false, false, false, false, false};
-    const bool given[7] = {true, true, true, true, gamma.defined(), bias.defined(), alpha.defined()};
-    for (size_t i = 0, edge = 0; i < 7; ++i)
-      if (given[i]) need[i] = ctx->needs_input_grad(edge++);
+    const auto need = needs_of<7>(ctx, {true, true, true, true, gamma.defined(), bias.defined(), alpha.defined()});
     variable_list out(8);  // y, β, U, V, γ, b, α, the numbers
     if (at::GradMode::is_enabled()) {  // create_graph=True: differentiate the plain formula in Python
       pybind11::gil_scoped_acquire gil;
@@ -3087,41 +3140,74 @@ struct LowRankRowsNode : public torch::autograd::Function<LowRankRowsNode> {
       for (size_t i = 0; i < 7 && i < got.size(); ++i) out[i] = tensor_or_undefined(got[i]);
       return out;
     }
-    const bool need_y = need[0], need_a = need[6];
-    const bool need_psi = need_y || need_a;  // ψ's gradient: the input's, and α's through ψ
+    const bool need_psi = need[0] || need[6];  // ψ's gradient: the input's, and α's through ψ
     // the output half: (gy's share, gW, Σ g z, Σ g, gβ) — GivenPoolNode's call
-    std::vector<at::Tensor> res = given_pool_backward_in(grads[0], y, stats, w, beta, optional_of(gamma), center,
-                                                         rect, v[2], v[3], v[4], need_y, need[4], need[5], need[1],
+    std::vector<at::Tensor> res = given_pool_backward_in(grads[0], y, stats, w, beta, optional_of(gamma), k.center,
+                                                         k.rect, k.a, k.p, k.r, need[0], need[4], need[5], need[1],
                                                          kept, 0);
     // the pool: (gψ, gU, gV) — the low-rank node's call
     const auto pg = lowrank_product_backward(res[1], psi, t, u, vv, need_psi, need[2], need[3]);
-    // ψ's half, its gradient added into the output half's share in place, and α's terms — PsiRowsNode's calls
-    if (need_psi) {
-      const at::Tensor yc = y.contiguous(), gpsi = std::get<0>(pg).contiguous().to(yc.scalar_type());
-      c10::optional<AlphaOperands> alpha_ops;
-      if (need_a) {  // the output half's α term where p = α r (tied): −Σ ln a · gW (W + β)
-        const at::Tensor minus_beta = tied ? beta.reshape(-1).neg().expand({y.size(-1)}).to(y.scalar_type())
-                                           : at::Tensor();
-        alpha_ops = alpha_operands(yc, stats, gpsi, psi, tied ? optional_of(res[1]) : c10::nullopt,
-                                   tied ? optional_of(w) : c10::nullopt,
-                                   tied ? optional_of(minus_beta) : c10::nullopt, tied ? -1.0 : 0.0);
-      }
-      if (need_y) {
-        out[0] = psi_rows_backward_in(gpsi, yc, stats, center, rect, v[2], v[3], optional_of(res[0]), kept,
-                                      alpha_ops.has_value() ? &*alpha_ops : nullptr);
-      } else {
-        alpha_rows(*alpha_ops, yc, stats, gpsi, center, rect);
-      }
-      if (need_a) out[6] = alpha_total(*alpha_ops, yc).to(alpha.scalar_type()).reshape(alpha.sizes());
-    }
-    auto source_grad = [&](const at::Tensor& g, const at::Tensor& src, double bound) {
-      return bound < 0 ? g : nonneg_grad(g, src, bound).view_as(src);
-    };
-    if (need[1]) out[1] = source_grad(res[4], beta_src, v[6]);
-    if (need[2]) out[2] = source_grad(std::get<1>(pg), u_src, v[7]);
-    if (need[3]) out[3] = source_grad(std::get<2>(pg), v_src, v[8]);
+    if (need_psi)
+      out[0] = psi_half_backward(std::get<0>(pg), y, stats, psi, kept, res[0], res[1], w, beta, alpha, k, need[0],
+                                 need[6], &out[6]);
+    if (need[1]) out[1] = source_grad(res[4], beta_src, k.beta_bound);
+    if (need[2]) out[2] = source_grad(std::get<1>(pg), u_src, v[8]);
+    if (need[3]) out[3] = source_grad(std::get<2>(pg), v_src, v[9]);
     if (need[4]) out[4] = res[2].to(gamma.scalar_type());
     if (need[5]) out[5] = res[3].to(bias.scalar_type());
+    return out;
+  }
+};
+
+// κ a full (N, N) matrix, given as its value (the κ structure's: a full κ's non-negative value, a gaussian κ's
+// matrix; its gradient goes back to their own nodes): W = ψ κᵀ as torch's linear map, its gradients as autograd's
+// for it (gψ = gW κ, gκ = gWᵀ ψ: the same mm calls, so the same bits). numbers: MatrixNumbers'.
+struct MatrixRowsNode : public torch::autograd::Function<MatrixRowsNode> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& y, const at::Tensor& beta_src,
+                            const at::Tensor& kappa, const c10::optional<at::Tensor>& gamma,
+                            const c10::optional<at::Tensor>& bias, const c10::optional<at::Tensor>& alpha,
+                            std::vector<double> v) {
+    TORCH_CHECK(v.size() == 8, "matrix_rows_node: numbers are center, rect, α, p, r, tied, β's bound, the pedestal");
+    const MatrixNumbers k(v);
+    const at::Tensor beta = source_value(beta_src, k.beta_bound, k.pedestal);
+    const std::vector<at::Tensor> pr = psi_rows_kept(y, k.center, k.rect, k.a, k.p, true);  // (ψ, stats, kept)
+    const at::Tensor w = at::linear(pr[0], kappa);
+    at::Tensor out = given_pool_forward_in(y, pr[1], w, beta, gamma, bias, k.center, k.rect, k.a, k.p, k.r, pr[2], 0);
+    ctx->save_for_backward({y, beta_src, kappa, or_undefined(gamma), or_undefined(bias), or_undefined(alpha), pr[0],
+                            pr[1], pr[2], w, beta});
+    ctx->saved_data["numbers"] = v;
+    return out;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const variable_list s = ctx->get_saved_variables();
+    const at::Tensor &y = s[0], &beta_src = s[1], &kappa = s[2], &gamma = s[3], &bias = s[4], &alpha = s[5],
+                     &psi = s[6], &stats = s[7], &kept = s[8], &w = s[9], &beta = s[10];
+    const std::vector<double> v = ctx->saved_data["numbers"].toDoubleVector();
+    const MatrixNumbers k(v);
+    // the variable inputs' edges in order: y, β, κ, then γ, b and α where given
+    const auto need = needs_of<6>(ctx, {true, true, true, gamma.defined(), bias.defined(), alpha.defined()});
+    variable_list out(7);  // y, β, κ, γ, b, α, the numbers
+    if (at::GradMode::is_enabled()) {  // create_graph=True: differentiate the plain formula in Python
+      pybind11::gil_scoped_acquire gil;
+      pybind11::sequence got = python_fallback("lateralnorm.norms.dn_kernel", "_matrix_rows_formula_backward")(
+          grads[0], y, beta_src, kappa, optional_of(gamma), optional_of(bias), optional_of(alpha), v,
+          pybind11::make_tuple(need[0], need[1], need[2], need[3], need[4], need[5]));
+      for (size_t i = 0; i < 6 && i < got.size(); ++i) out[i] = tensor_or_undefined(got[i]);
+      return out;
+    }
+    const bool need_psi = need[0] || need[5];
+    std::vector<at::Tensor> res = given_pool_backward_in(grads[0], y, stats, w, beta, optional_of(gamma), k.center,
+                                                         k.rect, k.a, k.p, k.r, need[0], need[3], need[4], need[1],
+                                                         kept, 0);
+    // the pool's gradients as autograd's mm backward takes them for ψ (M, N) and κ (N, N) row-major
+    if (need[2]) out[2] = at::mm(res[1].t(), psi);
+    if (need_psi)
+      out[0] = psi_half_backward(at::mm(res[1], kappa), y, stats, psi, kept, res[0], res[1], w, beta, alpha, k,
+                                 need[0], need[5], &out[5]);
+    if (need[1]) out[1] = source_grad(res[4], beta_src, k.beta_bound);
+    if (need[3]) out[3] = res[2].to(gamma.scalar_type());
+    if (need[4]) out[4] = res[3].to(bias.scalar_type());
     return out;
   }
 };
@@ -3217,6 +3303,12 @@ at::Tensor lowrank_rows_node(const at::Tensor& y, const at::Tensor& beta_src, co
                              const c10::optional<at::Tensor>& bias, const c10::optional<at::Tensor>& alpha,
                              std::vector<double> numbers) {
   return LowRankRowsNode::apply(y, beta_src, u_src, v_src, gamma, bias, alpha, std::move(numbers));
+}
+
+at::Tensor matrix_rows_node(const at::Tensor& y, const at::Tensor& beta_src, const at::Tensor& kappa,
+                            const c10::optional<at::Tensor>& gamma, const c10::optional<at::Tensor>& bias,
+                            const c10::optional<at::Tensor>& alpha, std::vector<double> numbers) {
+  return MatrixRowsNode::apply(y, beta_src, kappa, gamma, bias, alpha, std::move(numbers));
 }
 
 at::Tensor nonneg_node(const at::Tensor& raw, double bound, double pedestal) {
@@ -3468,6 +3560,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "given_pool_node on a channels-first input's (B·C, P) planes, parameters per channel");
   m.def("psi_rows_alpha_node", &psi_rows_alpha_node, "psi_rows_node with a learned α (α's gradient for both nodes)");
   m.def("given_pool_alpha_node", &given_pool_alpha_node, "given_pool_node with a learned α");
+  m.def("matrix_rows_node", &matrix_rows_node,
+        "a matrix κ's layer (ψ, torch's linear map by the given κ, the output) as one autograd node");
   m.def("lowrank_rows_node", &lowrank_rows_node,
         "a low-rank κ's layer (ψ, the kernel's products, the output) as one autograd node (fixed or learned α)");
   m.def("nonneg_node", &nonneg_node, "nonneg_value as an autograd node (the lower bound's gradient rule)");
