@@ -485,17 +485,9 @@ def test_exp_forms_on_their_nodes_equal_the_composite_to_second_order(spec):
     )  # (a C++ node's name names its struct)
     if not cpu_kernel.available():
         assert "ExpOutBackward" in nodes
-    else:  # an O(N) pool or a low-rank κ: one node; another matrix pool: the element work's two nodes around the κ
-        # structure's own
+    else:  # an O(N) pool: the kernel's layer node; a matrix pool: the matrix layer node
         o_n = fast.kappa_kind in ("self", "uniform", "band")
-        node = (
-            "ExpRowsLayerNode"
-            if o_n
-            else "ExpLowRankRowsNode"
-            if fast.kappa_kind == "lowrank"
-            else "ExpGivenRows"
-        )
-        assert node in nodes
+        assert ("ExpRowsLayerNode" if o_n else "ExpMatrixRowsNode") in nodes
     assert max_err(got, ref) <= 1e-13 * max(
         1.0, ref.abs().max().item()
     )  # (the kernel's exps: glibc's, ≤ 4 ulp)
@@ -569,8 +561,7 @@ def test_exp_forms_with_a_matrix_pool_in_the_kernel_in_float32(spec):
     g = torch.randn_like(x)
     xf = x.float().requires_grad_()
     out = fast(xf)
-    node = "ExpLowRankRowsNode" if fast.kappa_kind == "lowrank" else "ExpGivenRowsBackward"
-    assert any(node in type(f).__name__ + f.name() for f in _graph_functions(out))
+    assert any("ExpMatrixRowsNode" in f.name() for f in _graph_functions(out))
     params = list(fast.parameters())
     got = torch.autograd.grad(out, [xf, *params], g.float(), retain_graph=True)
     again = torch.autograd.grad(out, [xf, *params], g.float(), retain_graph=True)
@@ -594,14 +585,18 @@ def test_exp_forms_with_a_matrix_pool_in_the_kernel_in_float32(spec):
         "dn:fn=exp,kappa=lowrank:3,center=true,r=0.5,p=1",  # centered rows (the caller's), α = 2p
         "dn:fn=exp,kappa=lowrank:4,alpha=0.7,p=1.3,affine=true,bias=false",  # two exps
         "dn:fn=exp,kappa=lowrank:2,learn_kappa=false,learn_beta=false",  # fixed sources
+        "dn:fn=exp,kappa=full,p=0.5,r=0.7",
+        "dn:fn=exp,kappa=gaussian,center=true,bias=false",
+        "dn:fn=exp,kappa=full,learn_kappa=false,alpha=1.5",
     ],
 )
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_the_exp_lowrank_layer_node_gives_the_bits_of_its_nodes(spec, dtype, monkeypatch):
-    """A low-rank κ's exp form runs as one C++ node (`exp_lowrank_rows_node`) that makes the calls of `exp_rows`'
-    two element nodes, the product's node and the NonNeg nodes of β, U and V: output and every gradient equal to
-    the bit, over 130 rows (three blocks of the column sums) with a zero row, for the input and parameters, the
-    parameters alone and the input alone; and the old route where the node does not take the layer."""
+def test_the_exp_matrix_layer_node_gives_the_bits_of_its_nodes(spec, dtype, monkeypatch):
+    """A matrix κ's exp form runs as one C++ node (`exp_matrix_rows_node`: the low-rank products, or torch's linear
+    map by κ) that makes the calls of `exp_rows`' two element nodes, the pool's own nodes and the NonNeg nodes:
+    output and every gradient equal to the bit, over 130 rows (three blocks of the column sums) with a zero row, for
+    the input and parameters, the parameters alone and the input alone; and the old route where the node does not
+    take the layer."""
     if not cpu_kernel.available():
         pytest.skip("no compiled kernel here")
     from lateralnorm.norms import divisive
@@ -622,7 +617,7 @@ def test_the_exp_lowrank_layer_node_gives_the_bits_of_its_nodes(spec, dtype, mon
         xi = x.clone().requires_grad_(input_grad)
         out = m(xi)
         out.backward(g)
-        node = any("ExpLowRankRowsNode" in f.name() for f in _graph_functions(out))
+        node = any("ExpMatrixRowsNode" in f.name() for f in _graph_functions(out))
         return out.detach(), node, xi.grad, [p.grad for p in m.parameters()]
 
     for grads in ((True, True), (False, True), (True, False)):
@@ -630,25 +625,30 @@ def test_the_exp_lowrank_layer_node_gives_the_bits_of_its_nodes(spec, dtype, mon
             continue
         new = run(*grads)
         with monkeypatch.context() as mp:
-            mp.setattr(divisive, "exp_lowrank_rows", lambda *a, **k: None)  # `exp_rows`' nodes
+            mp.setattr(divisive, "exp_matrix_rows", lambda *a, **k: None)  # `exp_rows`' nodes
             old = run(*grads)
         assert new[1] and not old[1], grads
         assert torch.equal(new[0], old[0]), grads
         for a, b in zip([new[2], *new[3]], [old[2], *old[3]]):
             assert (a is None and b is None) or torch.equal(a, b), grads
-    with monkeypatch.context() as mp:  # torch's products on request: `exp_rows`' route
-        mp.setenv("LATERALNORM_LOWRANK_PRODUCTS", "torch")
-        assert not run(True, True)[1]
+    if "lowrank" in spec:
+        with monkeypatch.context() as mp:  # torch's products on request: `exp_rows`' route
+            mp.setenv("LATERALNORM_LOWRANK_PRODUCTS", "torch")
+            assert not run(True, True)[1]
 
 
-def test_the_exp_lowrank_layer_node_gradcheck_and_double_backward():
-    """The one-node low-rank exp form against finite differences, its double backward (the formula in Python)."""
+@pytest.mark.parametrize(
+    "spec",
+    ["dn:fn=exp,kappa=lowrank:2,center=true,p=1,affine=true", "dn:fn=exp,kappa=gaussian,p=0.5,affine=true"],
+)
+def test_the_exp_matrix_layer_node_gradcheck_and_double_backward(spec):
+    """The one-node matrix exp forms against finite differences, their double backward (the formula in Python)."""
     if not cpu_kernel.available():
         pytest.skip("no compiled kernel here")
     torch.manual_seed(6)
-    m = create_norm("dn:fn=exp,kappa=lowrank:2,center=true,p=1,affine=true", 6, dtype=torch.float64)
+    m = create_norm(spec, 6, dtype=torch.float64)
     x = torch.randn(5, 6, dtype=torch.float64, requires_grad=True)
-    assert any("ExpLowRankRowsNode" in f.name() for f in _graph_functions(m(x)))
+    assert any("ExpMatrixRowsNode" in f.name() for f in _graph_functions(m(x)))
     params = list(m.parameters())
     assert torch.autograd.gradcheck(lambda v, *ps: m(v), (x, *params))
     assert torch.autograd.gradgradcheck(lambda v, *ps: m(v), (x, *params))

@@ -41,7 +41,7 @@ from lateralnorm.norms.dn_kernel import (
     matrix_rows,
     power,
 )
-from lateralnorm.norms.exp_rows import POOLS, exp_lowrank_rows, exp_rows, exp_rows_compiled
+from lateralnorm.norms.exp_rows import POOLS, exp_matrix_rows, exp_rows, exp_rows_compiled
 from lateralnorm.norms.kappa import STRUCTURES
 from lateralnorm.norms.options import Opt
 
@@ -381,10 +381,14 @@ class DivisiveNorm(Norm):
                 out = exp_rows_compiled(x, beta, beta_bound, kappa, kappa_bound, weight, bias, numbers)
                 if out is not None:
                     return out
-            if self.kappa_kind == "lowrank":  # ψ, the kernel's products and the output in one C++ node
-                factors = self._source("kappa_u"), self._source("kappa_v")
+            matrix_pool = None  # ψ, the pool and the output in one C++ node where it runs
+            if self.kappa_kind == "lowrank":  # the kernel's own products
+                matrix_pool = ("lowrank", self._source("kappa_u"), self._source("kappa_v"))
+            elif self.kappa_kind in ("full", "gaussian"):  # torch's linear map by κ
+                matrix_pool = ("linear", functools.partial(self.structure.linear_matrix, self, x))
+            if matrix_pool is not None:
                 numbers = (self.center, self.alpha_const, self._p, self.r)
-                out = exp_lowrank_rows(x, *numbers, self._source("beta"), *factors, weight, bias)
+                out = exp_matrix_rows(x, *numbers, self._source("beta"), matrix_pool, weight, bias)
                 if out is not None:
                     return out
             pool = functools.partial(self.structure.kernel_pool, self)

@@ -21,11 +21,13 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from lateralnorm.norms import cpu_kernel
 from lateralnorm.norms.base import PEDESTAL, lower_bound, nonneg_value
 from lateralnorm.norms.dn_kernel import (
     KERNEL_MAX_RANK,
+    _bound,
     _kernel_types,
     center_rows,
     lowrank_formula,
@@ -235,56 +237,55 @@ def exp_rows(
     return _affine(z, gamma, bias)
 
 
-def exp_lowrank_rows(x, center, alpha, p, r, beta, u, v, gamma, bias):  # noqa: ANN001, ANN201
-    """`exp_rows` for a low-rank κ (κ = U Vᵀ) through one C++ node (`exp_lowrank_rows_node`): ψ, the kernel's K-thin
-    products and the output, the same calls as `exp_rows`' two element nodes, the product's node and the NonNeg
-    nodes of β, U and V (the same bits), without their boundaries. β, U, V: (source, bound) as the layer holds them.
-    Where it runs: eager CPU, every tensor of x's float type, rank <= KERNEL_MAX_RANK and the kernel's products
-    (LATERALNORM_LOWRANK_PRODUCTS); else None, and the caller takes `exp_rows`."""
+def exp_matrix_rows(x, center, alpha, p, r, beta, pool, gamma, bias):  # noqa: ANN001, ANN201
+    """`exp_rows` for a matrix κ through one C++ node (`exp_matrix_rows_node`): ψ, the pool and the output, the same
+    calls as `exp_rows`' two element nodes, the pool's own nodes and the NonNeg nodes (the same bits), without their
+    boundaries. `pool`: ("lowrank", (U's source, bound), (V's source, bound)) — the kernel's K-thin products — or
+    ("linear", matrix) with `matrix()` κ's value (full, gaussian: torch's linear map by it). β: (source, bound) as the
+    layer holds it. Where it runs: eager CPU, every tensor of x's float type, a low-rank κ of rank <=
+    KERNEL_MAX_RANK on the kernel's products (LATERALNORM_LOWRANK_PRODUCTS); else None, and the caller takes
+    `exp_rows`."""
     if torch.compiler.is_compiling() or torch.jit.is_tracing() or x.numel() == 0:
         return None
     ext = cpu_kernel.extension_for(x)
-    (beta_src, beta_bound), (u_src, u_bound), (v_src, v_bound) = beta, u, v
-    if (
-        ext is None
-        or not 1 <= u_src.shape[-1] <= KERNEL_MAX_RANK
-        or cpu_kernel.lowrank_products() != "kernel"
-    ):
+    if ext is None:
         return None
-    for t in (
-        beta_src,
-        u_src,
-        v_src,
-        gamma,
-        bias,
-    ):  # `exp_rows` casts these; this node takes them as they are
+    (beta_src, beta_bound), (kind, *factors) = beta, pool
+    if kind == "lowrank":
+        (u_src, u_bound), (v_src, v_bound) = factors
+        if not 1 <= u_src.shape[-1] <= KERNEL_MAX_RANK or cpu_kernel.lowrank_products() != "kernel":
+            return None
+        inputs, bounds = (u_src, v_src), [_bound(u_bound), _bound(v_bound)]
+    else:
+        inputs, bounds = (factors[0](), None), []
+    for t in (beta_src, *inputs, gamma, bias):  # `exp_rows` casts these; this node takes them as they are
         if t is not None and (t.dtype != x.dtype or t.device.type != "cpu"):
             return None
     t = center_rows(x) if center else x
     rows = t.reshape(-1, t.shape[-1]).contiguous()
-    bounds = [-1.0 if b is None else float(b) for b in (beta_bound, u_bound, v_bound)]
-    out = ext.exp_lowrank_rows_node(
-        rows, beta_src, u_src, v_src, gamma, bias, [alpha, p, r, *bounds, PEDESTAL]
-    )
-    return out.view(x.shape)
+    numbers = [alpha, p, r, _bound(beta_bound), PEDESTAL, *bounds]
+    return ext.exp_matrix_rows_node(rows, beta_src, *inputs, gamma, bias, numbers).view(x.shape)
 
 
-def _lowrank_node_formula_backward(g, t, beta_src, u_src, v_src, gamma, bias, numbers, need):  # noqa: ANN001, ANN202
-    """`exp_lowrank_rows_node`'s double backward (create_graph=True): the gradients of (t, β, U, V, γ, b) as a graph
-    of PyTorch ops through the plain formula (the sources valued as the layer values them). numbers: the node's
-    (α, p, r, β's bound, U's bound, V's bound, pedestal)."""
-    alpha, p, r, beta_bound, u_bound, v_bound, _ = numbers
+def _matrix_node_formula_backward(g, t, beta_src, k1, k2, gamma, bias, numbers, need):  # noqa: ANN001, ANN202
+    """`exp_matrix_rows_node`'s double backward (create_graph=True): the gradients of (t, β, κ or U, V, γ, b) as a
+    graph of PyTorch ops through the plain formula (the sources valued as the layer values them). numbers: the
+    node's (α, p, r, β's bound, pedestal[, U's bound, V's bound]); a full or gaussian κ: k1 its value, k2 None."""
+    alpha, p, r, beta_bound = numbers[:4]
 
     def value(src: torch.Tensor, bound: float) -> torch.Tensor:
         return nonneg_value(src, None if bound < 0 else bound)
 
-    def formula(u, bs, us, vs, gm, bi):  # noqa: ANN001, ANN202
+    def formula(u, bs, a, b, gm, bi):  # noqa: ANN001, ANN202
         s = u.detach().amax(-1, keepdim=True)
-        w = lowrank_formula(_psi_formula(u, s, alpha), value(us, u_bound), value(vs, v_bound))
-        b = value(bs, beta_bound).reshape(-1)
-        return given_formula(u, s, w, b, gm, bi, (alpha, p, r))
+        psi = _psi_formula(u, s, alpha)
+        if b is None:  # torch's linear map by κ's value
+            w = F.linear(psi, a)
+        else:
+            w = lowrank_formula(psi, value(a, numbers[5]), value(b, numbers[6]))
+        return given_formula(u, s, w, value(bs, beta_bound).reshape(-1), gm, bi, (alpha, p, r))
 
-    return tuple(partial_grads(formula, (t, beta_src, u_src, v_src, gamma, bias), tuple(need), g))
+    return tuple(partial_grads(formula, (t, beta_src, k1, k2, gamma, bias), tuple(need), g))
 
 
 # ------------------------------------------------------------------------------------------------------------

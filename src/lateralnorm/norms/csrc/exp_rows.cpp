@@ -828,52 +828,62 @@ struct ExpRowsLayerNode : public torch::autograd::Function<ExpRowsLayerNode> {
   }
 };
 
-// A low-rank κ's layer of the exp family as one node (eager CPU): what exp_rows.py's ExpPsiRows, the low-rank
-// product's node, ExpGivenRows and the NonNeg nodes of β, U and V compute, in the same calls and order each way
-// (the same bits), without the boundaries between them (two of them Python autograd.Functions). Its input is the
-// rows t (centered by the caller where the layer centers). β, U, V as the layer holds them: a raw NonNegative
-// parameter and its bound, or a fixed buffer (bound < 0). A double backward (create_graph) differentiates the
-// plain formula in Python (exp_rows._lowrank_node_formula_backward).
-// numbers: α, p, r, β's bound, U's bound, V's bound, the pedestal
-struct ExpLowRankRowsNode : public torch::autograd::Function<ExpLowRankRowsNode> {
+// A matrix κ's layer of the exp family as one node (eager CPU): what exp_rows.py's ExpPsiRows, the pool's own nodes,
+// ExpGivenRows and the NonNeg nodes compute, in the same calls and order each way (the same bits), without the
+// boundaries between them (two of them Python autograd.Functions). Its input is the rows t (centered by the caller
+// where the layer centers). The pool: a low-rank κ's (`k1`, `k2`: U's and V's sources, the kernel's K-thin
+// products), or torch's linear map by κ's value (`k1`; its gradients by the mm calls autograd makes for F.linear:
+// gW κ, gWᵀ ψ), whose own nodes take κ's gradient. β (and U, V) as the layer holds them: a raw NonNegative parameter
+// and its bound, or a fixed buffer (bound < 0). A double backward (create_graph) differentiates the plain formula in
+// Python (exp_rows._matrix_node_formula_backward).
+// numbers: α, p, r, β's bound, the pedestal, then U's and V's bounds for a low-rank κ
+struct ExpMatrixRowsNode : public torch::autograd::Function<ExpMatrixRowsNode> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& t, const at::Tensor& beta_src,
-                            const at::Tensor& u_src, const at::Tensor& v_src, const c10::optional<at::Tensor>& gamma,
-                            const c10::optional<at::Tensor>& bias, std::vector<double> v) {
+                            const at::Tensor& k1, const c10::optional<at::Tensor>& k2,
+                            const c10::optional<at::Tensor>& gamma, const c10::optional<at::Tensor>& bias,
+                            std::vector<double> v) {
+    const bool lowrank = k2.has_value();
     auto value_of = [&](const at::Tensor& src, double bound) {
-      return bound < 0 ? src : nonneg_node_value(src, bound, v[6]);
+      return bound < 0 ? src : nonneg_node_value(src, bound, v[4]);
     };
     const int64_t n = t.size(1);
     const at::Tensor beta = value_of(beta_src, v[3]).reshape({-1}).expand({n}).contiguous();
-    const at::Tensor u = value_of(u_src, v[4]), vv = value_of(v_src, v[5]);
+    const at::Tensor u = lowrank ? value_of(k1, v[5]) : k1, vv = lowrank ? value_of(*k2, v[6]) : at::Tensor();
     const at::Tensor empty = at::empty({0}, t.options());
     const at::Tensor g_ = gamma.has_value() ? gamma->contiguous() : empty;
     const at::Tensor b_ = bias.has_value() ? bias->contiguous() : empty;
     const std::vector<at::Tensor> ps = exp_psi_rows(t, v[0]);  // (ψ, s)
-    const auto prod = lowrank_product_forward(ps[0], u, vv);  // (W, its thin half)
-    at::Tensor out = exp_given_rows(t, ps[0], ps[1], std::get<0>(prod), beta, g_, b_, v[0], v[1], v[2]);
-    ctx->save_for_backward({t, beta_src, u_src, v_src, gamma.has_value() ? *gamma : at::Tensor(),
-                            bias.has_value() ? *bias : at::Tensor(), ps[0], ps[1], std::get<0>(prod),
-                            std::get<1>(prod), beta, u, vv, g_, b_});
+    at::Tensor w, thin;
+    if (lowrank) {
+      std::tie(w, thin) = lowrank_product_forward(ps[0], u, vv);
+    } else {
+      w = at::linear(ps[0], u);
+    }
+    at::Tensor out = exp_given_rows(t, ps[0], ps[1], w, beta, g_, b_, v[0], v[1], v[2]);
+    ctx->save_for_backward({t, beta_src, k1, lowrank ? *k2 : at::Tensor(), gamma.has_value() ? *gamma : at::Tensor(),
+                            bias.has_value() ? *bias : at::Tensor(), ps[0], ps[1], w, thin, beta, u, vv, g_, b_});
     ctx->saved_data["numbers"] = v;
     return out;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const variable_list s = ctx->get_saved_variables();
-    const at::Tensor &t = s[0], &beta_src = s[1], &u_src = s[2], &v_src = s[3], &gamma = s[4], &bias = s[5],
-                     &psi = s[6], &shift = s[7], &w = s[8], &thin = s[9], &beta = s[10], &u = s[11], &vv = s[12];
+    const at::Tensor &t = s[0], &beta_src = s[1], &k1 = s[2], &k2 = s[3], &gamma = s[4], &bias = s[5], &psi = s[6],
+                     &shift = s[7], &w = s[8], &thin = s[9], &beta = s[10], &u = s[11], &vv = s[12];
     const std::vector<double> v = ctx->saved_data["numbers"].toDoubleVector();
+    const bool lowrank = k2.defined();
+    // the variable inputs' edges in order: t, β, κ (or U), then V, γ and b where given
     bool need[6] = {false, false, false, false, false, false};
-    const bool given[6] = {true, true, true, true, gamma.defined(), bias.defined()};
+    const bool given[6] = {true, true, true, lowrank, gamma.defined(), bias.defined()};
     for (size_t i = 0, edge = 0; i < 6; ++i)
       if (given[i]) need[i] = ctx->needs_input_grad(edge++);
-    variable_list out(7);  // t, β, U, V, γ, b, the numbers
+    variable_list out(7);  // t, β, κ (or U), V, γ, b, the numbers
     auto opt = [](const at::Tensor& x) { return x.defined() ? c10::optional<at::Tensor>(x) : c10::nullopt; };
     if (at::GradMode::is_enabled()) {  // create_graph=True: differentiate the plain formula in Python
       pybind11::gil_scoped_acquire gil;
       pybind11::object fb =
-          pybind11::module_::import("lateralnorm.norms.exp_rows").attr("_lowrank_node_formula_backward");
-      pybind11::sequence got = fb(grads[0], t, beta_src, u_src, v_src, opt(gamma), opt(bias), v,
+          pybind11::module_::import("lateralnorm.norms.exp_rows").attr("_matrix_node_formula_backward");
+      pybind11::sequence got = fb(grads[0], t, beta_src, k1, opt(k2), opt(gamma), opt(bias), v,
                                   pybind11::make_tuple(need[0], need[1], need[2], need[3], need[4], need[5]));
       for (size_t i = 0; i < 6 && i < got.size(); ++i)
         if (!got[i].is_none()) out[i] = got[i].cast<at::Tensor>();
@@ -882,29 +892,36 @@ struct ExpLowRankRowsNode : public torch::autograd::Function<ExpLowRankRowsNode>
     // the output half: (gt's share, gW, gβ, gγ, gb) — ExpGivenRows' call
     std::vector<at::Tensor> res =
         exp_given_rows_backward(grads[0], t, psi, shift, w, beta, s[13], s[14], v[0], v[1], v[2]);
-    // the pool: (gψ, gU, gV) — the low-rank node's call
-    const auto pg = lowrank_product_backward(res[1], psi, thin, u, vv, need[0], need[2], need[3]);
-    // ψ's half, α g ψ added into the output half's share in place — ExpPsiRows' call
-    if (need[0]) out[0] = exp_psi_rows_backward(std::get<0>(pg), psi, v[0], res[0]);
+    // the pool: gψ and its inputs' gradients — the low-rank node's call, or autograd's mm calls
+    at::Tensor gpsi;
     auto source_grad = [&](const at::Tensor& g, const at::Tensor& src, double bound) {
       return bound < 0 ? g : nonneg_node_grad(g, src, bound).view_as(src);
     };
+    if (lowrank) {
+      const auto pg = lowrank_product_backward(res[1], psi, thin, u, vv, need[0], need[2], need[3]);
+      gpsi = std::get<0>(pg);
+      if (need[2]) out[2] = source_grad(std::get<1>(pg), k1, v[5]);
+      if (need[3]) out[3] = source_grad(std::get<2>(pg), k2, v[6]);
+    } else {
+      if (need[0]) gpsi = at::mm(res[1], u);
+      if (need[2]) out[2] = at::mm(res[1].t(), psi);
+    }
+    // ψ's half, α g ψ added into the output half's share in place — ExpPsiRows' call
+    if (need[0]) out[0] = exp_psi_rows_backward(gpsi, psi, v[0], res[0]);
     if (need[1]) out[1] = source_grad(res[2], beta_src, v[3]);
-    if (need[2]) out[2] = source_grad(std::get<1>(pg), u_src, v[4]);
-    if (need[3]) out[3] = source_grad(std::get<2>(pg), v_src, v[5]);
     if (need[4]) out[4] = res[3];
     if (need[5]) out[5] = res[4];
     return out;
   }
 };
 
-at::Tensor exp_lowrank_rows_node(const at::Tensor& t, const at::Tensor& beta_src, const at::Tensor& u_src,
-                                 const at::Tensor& v_src, const c10::optional<at::Tensor>& gamma,
-                                 const c10::optional<at::Tensor>& bias, std::vector<double> numbers) {
-  TORCH_CHECK(numbers.size() == 7, "exp_lowrank_rows_node: numbers are α, p, r, β's bound, U's bound, V's bound, "
-                                   "the pedestal");
-  TORCH_CHECK(t.dim() == 2 && t.is_contiguous(), "exp_lowrank_rows_node: t must be contiguous rows (M, N)");
-  return ExpLowRankRowsNode::apply(t, beta_src, u_src, v_src, gamma, bias, std::move(numbers));
+at::Tensor exp_matrix_rows_node(const at::Tensor& t, const at::Tensor& beta_src, const at::Tensor& k1,
+                                const c10::optional<at::Tensor>& k2, const c10::optional<at::Tensor>& gamma,
+                                const c10::optional<at::Tensor>& bias, std::vector<double> numbers) {
+  TORCH_CHECK(numbers.size() == (k2.has_value() ? 7u : 5u),
+              "exp_matrix_rows_node: numbers are α, p, r, β's bound, the pedestal (then U's and V's bounds)");
+  TORCH_CHECK(t.dim() == 2 && t.is_contiguous(), "exp_matrix_rows_node: t must be contiguous rows (M, N)");
+  return ExpMatrixRowsNode::apply(t, beta_src, k1, k2, gamma, bias, std::move(numbers));
 }
 
 at::Tensor exp_rows_node(const at::Tensor& y, const at::Tensor& beta_src, const at::Tensor& c_src,
@@ -925,8 +942,8 @@ void register_exp_rows(pybind11::module_& m) {
   m.def("exp_rows_forward", &exp_rows_forward, "γ e^{p(t−s)} (β e^{−αs} + c pool(e^{α(t−s)}))^{−r} e^{(p−αr)s} + b");
   m.def("exp_rows_backward", &exp_rows_backward, "(gy, gβ, gc, gγ, gb) of exp_rows_forward, from its kept plane");
   m.def("exp_rows_node", &exp_rows_node, "the O(N) layer through one C++ autograd node (β, c as the layer holds them)");
-  m.def("exp_lowrank_rows_node", &exp_lowrank_rows_node,
-        "a low-rank κ's exp-family layer (ψ, the kernel's products, the output) as one autograd node");
+  m.def("exp_matrix_rows_node", &exp_matrix_rows_node,
+        "a matrix κ's exp-family layer (ψ, the low-rank products or the linear map by κ, the output) as one node");
   m.def("exp_psi_rows", &exp_psi_rows, "(ψ, s): s = max t a row, ψ = e^{α(t − s)}");
   m.def("exp_psi_rows_backward", &exp_psi_rows_backward, "α g ψ, added into a given tensor in place");
   m.def("exp_given_rows", &exp_given_rows, "γ e^{p(t−s)} (β e^{−αs} + W)^{−r} e^{(p−αr)s} + b for a given pool W");
