@@ -2,6 +2,9 @@
 the kernel's nonneg_value/nonneg_grad (after) and with the PyTorch ops (before: `loaded_extension` hidden from
 NonNegative), alternately, at the benchmark's size (1024×512) and the studies' (100×100). Same bits either way
 (tests/test_norms_cpu_kernel.py). Ratios: low-rank κ to its two matmuls, the others to nn.Linear(N, N).
+Since stop 47 (2026-12-08) a matrix κ's layer is one C++ node that values β (and a low-rank κ's U and V) itself, by
+the kernel's nonneg_value whichever way NonNegative is set: "before" then differs from "after" only in a full κ's
+value (NonNegative's own call) — the A/B of the routes is `benchmarks/RESULTS.md`'s stop 47 table.
 
     python benchmarks/nonnegative_ab.py
 """

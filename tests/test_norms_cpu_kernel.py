@@ -1404,6 +1404,68 @@ def test_the_matrix_layer_nodes_give_the_bits_of_the_nodes_they_join(spec, dtype
         assert not names(m(x.double().requires_grad_()))
 
 
+@pytest.mark.parametrize("spec", ["gdn", "dn:kappa=full,learn_alpha=true,alpha=1", "dn:fn=exp,kappa=full"])
+def test_a_linear_matrix_layer_under_cpu_autocast_keeps_the_route_before(spec, monkeypatch):
+    """Under CPU autocast torch's linear map runs in bfloat16, and so do autograd's mm calls of its backward, which
+    the one-node layer (float32 mm calls on its saved operands) would not: the layer declines to the route before
+    (the same bits as it); an exp form there runs (its route before raised on the bfloat16 pool) and stays within
+    bfloat16's rounding of the float32 layer."""
+    from lateralnorm.norms import divisive
+
+    torch.manual_seed(8)
+    m = create_norm(spec, 8)
+    x, g = torch.randn(6, 8), torch.randn(6, 8)
+
+    def run(autocast=True):  # noqa: ANN202
+        xi = x.clone().requires_grad_()
+        m.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            out = m(xi)
+        out.backward(g)
+        names = {type(f).__name__ + f.name() for f in _graph_nodes(out.grad_fn)}
+        return [out.detach(), xi.grad, *(p.grad for p in m.parameters())], names
+
+    got, names = run()
+    assert not any("MatrixRowsNode" in n for n in names), names
+    with monkeypatch.context() as mp:
+        for name in ("matrix_rows", "exp_matrix_rows"):
+            mp.setattr(divisive, name, lambda *a, **k: None)
+        want, _ = run()
+    assert all(torch.equal(a, b) for a, b in zip(got, want))
+    plain, _ = run(autocast=False)
+    for a, b in zip(got, plain):
+        assert (a - b).abs().max() <= 0.05 * max(1.0, b.abs().max().item())
+
+
+def test_a_fixed_kappa_layer_node_keeps_no_psi_plane():
+    """ψ is kept for κ's gradient or a learned α's: a fixed κ's one-node layer saves what the nodes before saved
+    (their mm kept its first operand only for its second's gradient), a learned κ's one plane more."""
+    from lateralnorm.norms import divisive
+
+    def saved_bytes(spec: str, route: bool) -> int:  # noqa: FBT001
+        torch.manual_seed(0)
+        m, x = create_norm(spec, 32), torch.randn(16, 32, requires_grad=True)
+        seen: dict[int, int] = {}
+
+        def pack(t: torch.Tensor) -> torch.Tensor:
+            seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            return t
+
+        real = divisive.matrix_rows
+        try:
+            divisive.matrix_rows = real if route else (lambda *a, **k: None)
+            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                m(x)
+        finally:
+            divisive.matrix_rows = real
+        return sum(seen.values())
+
+    fixed, learned = "dn:kappa=full,learn_kappa=false", "dn:kappa=full"
+    assert saved_bytes(fixed, True) == saved_bytes(fixed, False)
+    assert saved_bytes(learned, True) == saved_bytes(learned, False)
+    assert saved_bytes(learned, True) - saved_bytes(fixed, True) >= 16 * 32 * 4  # ψ's plane
+
+
 @pytest.mark.parametrize(
     "spec",
     [

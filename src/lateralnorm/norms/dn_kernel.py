@@ -612,7 +612,9 @@ def lowrank_rows(
     rank <= KERNEL_MAX_RANK, the kernel's products (LATERALNORM_LOWRANK_PRODUCTS), and a learned α on the kernel
     (LATERALNORM_MATRIX_LEARNED_ALPHA); else None, and the caller takes `matrix_pooled_rows`."""
     (u_src, u_bound), (v_src, v_bound) = u, v
-    if not 1 <= u_src.shape[-1] <= KERNEL_MAX_RANK or cpu_kernel.lowrank_products() != "kernel":
+    if torch.jit.is_tracing() or not 1 <= u_src.shape[-1] <= KERNEL_MAX_RANK:  # (a shape read traced warns)
+        return None
+    if cpu_kernel.lowrank_products() != "kernel":
         return None
     ready = _matrix_node_inputs(y, beta[0], (u_src, v_src, gamma, bias), alpha_raw, alpha_bound, cfg, tied)
     if ready is None:
@@ -664,6 +666,8 @@ def matrix_rows(
     calls), so the same bits as `matrix_pooled_rows`' nodes without their boundaries. `matrix()`: κ's value (the
     structure's own differentiable ops, which take κ's gradient from the node). Where it runs as `lowrank_rows`
     does; else None, and the caller takes `matrix_pooled_rows`."""
+    if torch.is_autocast_enabled("cpu"):  # the linear map runs in autocast's type there; its mm backward too
+        return None
     ready = _matrix_node_inputs(y, beta[0], (gamma, bias), alpha_raw, alpha_bound, cfg, tied)
     if ready is None:
         return None

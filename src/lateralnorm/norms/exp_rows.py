@@ -226,7 +226,7 @@ def exp_rows(
         rows = t.reshape(-1, n).contiguous()
         box: list = []
         psi, s = ExpPsiRows.apply(rows, alpha, box)
-        w = pool(psi).expand_as(psi).contiguous()
+        w = pool(psi).expand_as(psi).to(dt).contiguous()  # (autocast may run the pool in another type)
         b = beta.reshape(-1).to(dt).expand(n).contiguous()
         gamma, bias = (None if v is None else v.to(dt).contiguous() for v in (gamma, bias))
         out = ExpGivenRows.apply(rows, psi, s, w, b, gamma, bias, (alpha, p, r), box)
@@ -251,14 +251,21 @@ def exp_matrix_rows(x, center, alpha, p, r, beta, pool, gamma, bias):  # noqa: A
     if ext is None:
         return None
     (beta_src, beta_bound), (kind, *factors) = beta, pool
+    for t in (beta_src, gamma, bias):  # `exp_rows` casts these; this node takes them as they are
+        if t is not None and (t.dtype != x.dtype or t.device.type != "cpu"):
+            return None
     if kind == "lowrank":
         (u_src, u_bound), (v_src, v_bound) = factors
         if not 1 <= u_src.shape[-1] <= KERNEL_MAX_RANK or cpu_kernel.lowrank_products() != "kernel":
             return None
         inputs, bounds = (u_src, v_src), [_bound(u_bound), _bound(v_bound)]
+    elif torch.is_autocast_enabled(
+        "cpu"
+    ):  # the linear map runs in autocast's type there; its mm backward too
+        return None
     else:
         inputs, bounds = (factors[0](), None), []
-    for t in (beta_src, *inputs, gamma, bias):  # `exp_rows` casts these; this node takes them as they are
+    for t in inputs:
         if t is not None and (t.dtype != x.dtype or t.device.type != "cpu"):
             return None
     t = center_rows(x) if center else x

@@ -3019,7 +3019,9 @@ struct GivenPoolNode : public torch::autograd::Function<GivenPoolNode> {
     if (need[6] && tied) {  // the α term for ψ's node: −Σ ln a · gW (W + β) (see `terms` above)
       std::vector<at::Tensor> terms = ctx->saved_data["terms"].toTensorVector();
       terms[0].set_(res[1]);
-      terms[1].set_(w);
+      // W in the rows' type: a pool run under CPU autocast hands a bfloat16 W, whose storage an empty float box
+      // set_ to would read as floats (α's gradient from garbage); the same tensor where the types agree
+      terms[1].set_(w.to(y.scalar_type()));
       terms[2].set_(beta.reshape(-1).neg().expand({y.size(-1)}).to(y.scalar_type()));
     }
     if (need[0] && need[2]) {  // ψ's backward adds its share to this one (see the box above)
@@ -3173,8 +3175,11 @@ struct MatrixRowsNode : public torch::autograd::Function<MatrixRowsNode> {
     const std::vector<at::Tensor> pr = psi_rows_kept(y, k.center, k.rect, k.a, k.p, true);  // (ψ, stats, kept)
     const at::Tensor w = at::linear(pr[0], kappa);
     at::Tensor out = given_pool_forward_in(y, pr[1], w, beta, gamma, bias, k.center, k.rect, k.a, k.p, k.r, pr[2], 0);
-    ctx->save_for_backward({y, beta_src, kappa, or_undefined(gamma), or_undefined(bias), or_undefined(alpha), pr[0],
-                            pr[1], pr[2], w, beta});
+    // ψ only where a gradient reads it (κ's, or a learned α's), as the nodes before kept it (mm saves its first
+    // operand only for its second's gradient): a fixed κ's layer keeps no ψ plane
+    const bool keep_psi = kappa.requires_grad() || (alpha.has_value() && alpha->requires_grad());
+    ctx->save_for_backward({y, beta_src, kappa, or_undefined(gamma), or_undefined(bias), or_undefined(alpha),
+                            keep_psi ? pr[0] : at::Tensor(), pr[1], pr[2], w, beta});
     ctx->saved_data["numbers"] = v;
     return out;
   }
