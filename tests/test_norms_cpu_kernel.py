@@ -1342,17 +1342,27 @@ MATRIX_LAYER_CONFIGS = [
     "gdn",
     "dn:kappa=gaussian,learn_alpha=true,alpha=1.5,fn=signed",
     "dn:kappa=full,learn_kappa=false,learn_beta=false,affine=false",  # fixed sources
+    # the exp family's one node (`exp_matrix_rows_node`) against `exp_rows`' element nodes around the pool's own
+    "dn:fn=exp,kappa=lowrank:16",
+    "dn:fn=exp,kappa=lowrank:3,center=true,r=0.5,p=1",  # centered rows (the caller's), α = 2p
+    "dn:fn=exp,kappa=lowrank:4,alpha=0.7,p=1.3,affine=true,bias=false",  # two exps
+    "dn:fn=exp,kappa=lowrank:2,learn_kappa=false,learn_beta=false",  # fixed sources
+    "dn:fn=exp,kappa=full,p=0.5,r=0.7",
+    "dn:fn=exp,kappa=gaussian,center=true,bias=false",
+    "dn:fn=exp,kappa=full,learn_kappa=false,alpha=1.5",
 ]
+LAYER_NODES = ("LowRankRowsNode", "MatrixRowsNode", "ExpMatrixRowsNode")
 
 
 @pytest.mark.parametrize("spec", MATRIX_LAYER_CONFIGS)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_the_matrix_layer_nodes_give_the_bits_of_the_nodes_they_join(spec, dtype, monkeypatch):
     """A matrix κ's layer runs as one C++ node (`lowrank_rows_node`: the kernel's products; `matrix_rows_node`:
-    torch's linear map by κ) that makes the same calls as the route of element nodes around the pool's own nodes
-    and the NonNeg nodes: the output and every gradient (input, β, κ's parameters, γ, b, α) equal to the bit, at
-    130 rows (three 64-row blocks) of width 37, with a learned α also under its floor; the parameters only, the
-    input only; and the old route where the new one does not apply."""
+    torch's linear map by κ; `exp_matrix_rows_node`: either, for the exp family) that makes the same calls as the
+    route of element nodes around the pool's own nodes and the NonNeg nodes: the output and every gradient (input,
+    β, κ's parameters, γ, b, α) equal to the bit, at 130 rows (three 64-row blocks) of width 37 with a zero row,
+    with a learned α also under its floor; the parameters only, the input only; and the old route where the new
+    one does not apply."""
     from lateralnorm.norms import divisive
 
     torch.manual_seed(3)
@@ -1375,22 +1385,20 @@ def test_the_matrix_layer_nodes_give_the_bits_of_the_nodes_they_join(spec, dtype
         return out.detach(), names(out), xi.grad, [p.grad for p in m.parameters()]
 
     def names(out):  # noqa: ANN001, ANN202
-        return {n for n in _graph_names(out) if "LowRankRowsNode" in n or "MatrixRowsNode" in n}
+        return {n for n in _graph_names(out) if any(node in n for node in LAYER_NODES)}
 
     floors = [None] + ([m.alpha_min - 0.2] if m.alpha_raw is not None else [])
     for floor in floors:
         if floor is not None:
-            with torch.no_grad():
-                m.alpha_raw.fill_(
-                    floor
-                )  # under its floor: α is floored by its own node, its rule on the gradient
+            with torch.no_grad():  # under its floor: α is floored by its own node, its rule on the gradient
+                m.alpha_raw.fill_(floor)
         for grads in ((True, True), (False, True), (True, False)):
             if not grads[0] and not list(m.parameters()):  # (fixed sources: nothing would take a gradient)
                 continue
             new = run(*grads)
             with monkeypatch.context() as mp:
-                mp.setattr(divisive, "lowrank_rows", lambda *a, **k: None)  # the nodes' route
-                mp.setattr(divisive, "matrix_rows", lambda *a, **k: None)
+                for route in ("lowrank_rows", "matrix_rows", "exp_matrix_rows"):  # the nodes' route
+                    mp.setattr(divisive, route, lambda *a, **k: None)
                 old = run(*grads)
             assert new[1] and not old[1], (spec, grads)  # the two routes really differ
             assert torch.equal(new[0], old[0]), (spec, floor, grads)

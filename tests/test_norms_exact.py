@@ -580,65 +580,6 @@ def test_exp_forms_with_a_matrix_pool_in_the_kernel_in_float32(spec):
 
 @pytest.mark.parametrize(
     "spec",
-    [
-        "dn:fn=exp,kappa=lowrank:16",
-        "dn:fn=exp,kappa=lowrank:3,center=true,r=0.5,p=1",  # centered rows (the caller's), α = 2p
-        "dn:fn=exp,kappa=lowrank:4,alpha=0.7,p=1.3,affine=true,bias=false",  # two exps
-        "dn:fn=exp,kappa=lowrank:2,learn_kappa=false,learn_beta=false",  # fixed sources
-        "dn:fn=exp,kappa=full,p=0.5,r=0.7",
-        "dn:fn=exp,kappa=gaussian,center=true,bias=false",
-        "dn:fn=exp,kappa=full,learn_kappa=false,alpha=1.5",
-    ],
-)
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_the_exp_matrix_layer_node_gives_the_bits_of_its_nodes(spec, dtype, monkeypatch):
-    """A matrix κ's exp form runs as one C++ node (`exp_matrix_rows_node`: the low-rank products, or torch's linear
-    map by κ) that makes the calls of `exp_rows`' two element nodes, the pool's own nodes and the NonNeg nodes:
-    output and every gradient equal to the bit, over 130 rows (three blocks of the column sums) with a zero row, for
-    the input and parameters, the parameters alone and the input alone; and the old route where the node does not
-    take the layer."""
-    if not cpu_kernel.available():
-        pytest.skip("no compiled kernel here")
-    from lateralnorm.norms import divisive
-
-    torch.manual_seed(5)
-    m = create_norm(spec, 37, dtype=dtype)
-    with torch.no_grad():
-        for p in m.parameters():
-            p.add_(0.1 * torch.rand_like(p))
-    x = torch.randn(130, 37, dtype=dtype) * 2
-    x[4] = 0.0
-    g = torch.randn(130, 37, dtype=dtype)
-
-    def run(input_grad, param_grad):  # noqa: ANN202
-        for p in m.parameters():
-            p.grad = None
-            p.requires_grad_(param_grad)
-        xi = x.clone().requires_grad_(input_grad)
-        out = m(xi)
-        out.backward(g)
-        node = any("ExpMatrixRowsNode" in f.name() for f in _graph_functions(out))
-        return out.detach(), node, xi.grad, [p.grad for p in m.parameters()]
-
-    for grads in ((True, True), (False, True), (True, False)):
-        if not grads[0] and not list(m.parameters()):  # (fixed sources: nothing would take a gradient)
-            continue
-        new = run(*grads)
-        with monkeypatch.context() as mp:
-            mp.setattr(divisive, "exp_matrix_rows", lambda *a, **k: None)  # `exp_rows`' nodes
-            old = run(*grads)
-        assert new[1] and not old[1], grads
-        assert torch.equal(new[0], old[0]), grads
-        for a, b in zip([new[2], *new[3]], [old[2], *old[3]]):
-            assert (a is None and b is None) or torch.equal(a, b), grads
-    if "lowrank" in spec:
-        with monkeypatch.context() as mp:  # torch's products on request: `exp_rows`' route
-            mp.setenv("LATERALNORM_LOWRANK_PRODUCTS", "torch")
-            assert not run(True, True)[1]
-
-
-@pytest.mark.parametrize(
-    "spec",
     ["dn:fn=exp,kappa=lowrank:2,center=true,p=1,affine=true", "dn:fn=exp,kappa=gaussian,p=0.5,affine=true"],
 )
 def test_the_exp_matrix_layer_node_gradcheck_and_double_backward(spec):

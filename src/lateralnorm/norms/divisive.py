@@ -381,11 +381,7 @@ class DivisiveNorm(Norm):
                 out = exp_rows_compiled(x, beta, beta_bound, kappa, kappa_bound, weight, bias, numbers)
                 if out is not None:
                     return out
-            matrix_pool = None  # ψ, the pool and the output in one C++ node where it runs
-            if self.kappa_kind == "lowrank":  # the kernel's own products
-                matrix_pool = ("lowrank", self._source("kappa_u"), self._source("kappa_v"))
-            elif self.kappa_kind in ("full", "gaussian"):  # torch's linear map by κ
-                matrix_pool = ("linear", functools.partial(self.structure.linear_matrix, self, x))
+            matrix_pool = self._node_pool(x)  # ψ, the pool and the output in one C++ node where it runs
             if matrix_pool is not None:
                 numbers = (self.center, self.alpha_const, self._p, self.r)
                 out = exp_matrix_rows(x, *numbers, self._source("beta"), matrix_pool, weight, bias)
@@ -413,21 +409,28 @@ class DivisiveNorm(Norm):
             alpha_raw = _own_tensor(self, "alpha_raw")
             tied = self.opts["p"] is None  # p = α·r follows the learned α unless p is given
             beta, alpha_args = self._source("beta"), (alpha_raw, self.alpha_min, tied)
-            out = None  # ψ, the pool and the output in one C++ node where it runs
-            if self.kappa_kind == "lowrank":  # the kernel's own products
-                factors = self._source("kappa_u"), self._source("kappa_v")
-                out = lowrank_rows(x, beta, *factors, weight, bias, self._mcfg, *alpha_args)
-            elif self.kappa_kind in ("full", "gaussian"):  # torch's linear map by κ
-                matrix = functools.partial(self.structure.linear_matrix, self, x)
-                out = matrix_rows(x, beta, matrix, weight, bias, self._mcfg, *alpha_args)
-            if out is not None:
-                return out
+            node_pool = self._node_pool(x)  # ψ, the pool and the output in one C++ node where it runs
+            if node_pool is not None:
+                kind, *factors = node_pool
+                node_rows = lowrank_rows if kind == "lowrank" else matrix_rows
+                out = node_rows(x, beta, *factors, weight, bias, self._mcfg, *alpha_args)
+                if out is not None:
+                    return out
             pool = functools.partial(self.structure.kernel_pool, self)
             args = (x, pool, beta, weight, bias, self._mcfg)
             out = matrix_pooled_rows(*args) if alpha_raw is None else matrix_pooled_rows(*args, *alpha_args)
             if out is not None:
                 return out
         return self._formula(x)
+
+    def _node_pool(self, x: torch.Tensor) -> tuple | None:
+        """A matrix κ's pool as its one-node layer takes it: ("lowrank", U's source, V's source) — the kernel's own
+        products —, ("linear", κ's value as a callable) — torch's linear map by κ: full, gaussian —, or None."""
+        if self.kappa_kind == "lowrank":
+            return "lowrank", self._source("kappa_u"), self._source("kappa_v")
+        if self.kappa_kind in ("full", "gaussian"):
+            return "linear", functools.partial(self.structure.linear_matrix, self, x)
+        return None
 
     def _formula(self, x: torch.Tensor) -> torch.Tensor:
         """The plain composite formula through autograd: the reference for the fused kernel."""

@@ -540,8 +540,7 @@ def _learned_alpha_matrix_rows(y, rows, pool, beta, gamma, bias, cfg, alpha_raw,
     if ext is None or not _kernel_types(alpha_raw, beta[0], gamma, bias) or alpha_raw.numel() != 1:
         return None
     rows = rows.contiguous()
-    raw = float(alpha_raw.detach())
-    alpha = alpha_raw if raw >= alpha_bound else lower_bound(alpha_raw, alpha_bound)
+    alpha, raw = _alpha_now(alpha_raw, alpha_bound)
     if alpha.dtype != rows.dtype:
         alpha = alpha.to(rows.dtype)
     a = raw if alpha is alpha_raw else float(alpha.detach())
@@ -554,6 +553,23 @@ def _learned_alpha_matrix_rows(y, rows, pool, beta, gamma, bias, cfg, alpha_raw,
         rows, stats, w, beta_value, gamma, bias, alpha, box, kept, terms, *element, cfg.r, tied
     )
     return _unrows(out, y.shape)
+
+
+def _alpha_now(alpha_raw: torch.Tensor, alpha_bound: float) -> tuple[torch.Tensor, float]:
+    """A learned α for the element nodes at its current value: (α as the nodes take it — under its floor floored by
+    its own node, whose rule then sees every share of α's gradient; above it the raw parameter itself: the same bits,
+    one node fewer —, the raw value)."""
+    raw = float(alpha_raw.detach())
+    return (alpha_raw if raw >= alpha_bound else lower_bound(alpha_raw, alpha_bound)), raw
+
+
+def _of_rows_type(rows: torch.Tensor, *tensors: torch.Tensor | None) -> bool:
+    """Whether every given tensor is a CPU tensor of the rows' type: what a layer node takes as it is (the routes
+    before it cast a parameter of another type)."""
+    for t in tensors:  # noqa: SIM110 - a loop, not all(): on every call's path (see _kernel_types)
+        if t is not None and (t.dtype != rows.dtype or t.device.type != "cpu"):
+            return False
+    return True
 
 
 def lowrank_formula(psi: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -634,17 +650,13 @@ def _matrix_node_inputs(y, beta_src, others, alpha_raw, alpha_bound, cfg, tied):
         return None
     rows = _rows_of(y)
     ext = cpu_kernel.extension_for(rows)
-    if ext is None:
+    if ext is None or not _of_rows_type(rows, beta_src, *others, alpha_raw):
         return None
-    for t in (beta_src, *others, alpha_raw):
-        if t is not None and (t.dtype != rows.dtype or t.device.type != "cpu"):
-            return None
     alpha, a, p = None, cfg.alpha, cfg.p
     if alpha_raw is not None:
         if cpu_kernel.matrix_learned_alpha() != "kernel" or alpha_raw.numel() != 1:
             return None
-        raw = float(alpha_raw.detach())
-        alpha = alpha_raw if raw >= alpha_bound else lower_bound(alpha_raw, alpha_bound)
+        alpha, raw = _alpha_now(alpha_raw, alpha_bound)
         a = raw if alpha is alpha_raw else float(alpha.detach())
         p = a * cfg.r if tied else cfg.p
     return ext, rows.contiguous(), alpha, [float(cfg.center), float(cfg.rect), a, p, cfg.r, float(tied)]
@@ -673,7 +685,7 @@ def matrix_rows(
         return None
     ext, rows, alpha, numbers = ready
     kappa = matrix()
-    if kappa.dtype != rows.dtype or kappa.device.type != "cpu":
+    if not _of_rows_type(rows, kappa):
         return None
     numbers += [_bound(beta[1]), PEDESTAL]
     out = ext.matrix_rows_node(rows, beta[0], kappa, gamma, bias, alpha, numbers)

@@ -24,11 +24,13 @@ import torch
 import torch.nn.functional as F
 
 from lateralnorm.norms import cpu_kernel
-from lateralnorm.norms.base import PEDESTAL, lower_bound, nonneg_value
+from lateralnorm.norms.base import PEDESTAL, lower_bound
 from lateralnorm.norms.dn_kernel import (
     KERNEL_MAX_RANK,
     _bound,
     _kernel_types,
+    _of_rows_type,
+    _source_value,
     center_rows,
     lowrank_formula,
     pool_rows,
@@ -251,23 +253,21 @@ def exp_matrix_rows(x, center, alpha, p, r, beta, pool, gamma, bias):  # noqa: A
     if ext is None:
         return None
     (beta_src, beta_bound), (kind, *factors) = beta, pool
-    for t in (beta_src, gamma, bias):  # `exp_rows` casts these; this node takes them as they are
-        if t is not None and (t.dtype != x.dtype or t.device.type != "cpu"):
-            return None
+    if not _of_rows_type(
+        x, beta_src, gamma, bias
+    ):  # `exp_rows` casts these; this node takes them as they are
+        return None
     if kind == "lowrank":
         (u_src, u_bound), (v_src, v_bound) = factors
         if not 1 <= u_src.shape[-1] <= KERNEL_MAX_RANK or cpu_kernel.lowrank_products() != "kernel":
             return None
         inputs, bounds = (u_src, v_src), [_bound(u_bound), _bound(v_bound)]
-    elif torch.is_autocast_enabled(
-        "cpu"
-    ):  # the linear map runs in autocast's type there; its mm backward too
-        return None
-    else:
-        inputs, bounds = (factors[0](), None), []
-    for t in inputs:
-        if t is not None and (t.dtype != x.dtype or t.device.type != "cpu"):
+    else:  # the linear map (under CPU autocast it runs in autocast's type there, its mm backward too: not here)
+        if torch.is_autocast_enabled("cpu"):
             return None
+        inputs, bounds = (factors[0](), None), []
+    if not _of_rows_type(x, *inputs):
+        return None
     t = center_rows(x) if center else x
     rows = t.reshape(-1, t.shape[-1]).contiguous()
     numbers = [alpha, p, r, _bound(beta_bound), PEDESTAL, *bounds]
@@ -280,17 +280,14 @@ def _matrix_node_formula_backward(g, t, beta_src, k1, k2, gamma, bias, numbers, 
     node's (α, p, r, β's bound, pedestal[, U's bound, V's bound]); a full or gaussian κ: k1 its value, k2 None."""
     alpha, p, r, beta_bound = numbers[:4]
 
-    def value(src: torch.Tensor, bound: float) -> torch.Tensor:
-        return nonneg_value(src, None if bound < 0 else bound)
-
     def formula(u, bs, a, b, gm, bi):  # noqa: ANN001, ANN202
         s = u.detach().amax(-1, keepdim=True)
         psi = _psi_formula(u, s, alpha)
         if b is None:  # torch's linear map by κ's value
             w = F.linear(psi, a)
         else:
-            w = lowrank_formula(psi, value(a, numbers[5]), value(b, numbers[6]))
-        return given_formula(u, s, w, value(bs, beta_bound).reshape(-1), gm, bi, (alpha, p, r))
+            w = lowrank_formula(psi, _source_value(a, numbers[5]), _source_value(b, numbers[6]))
+        return given_formula(u, s, w, _source_value(bs, beta_bound).reshape(-1), gm, bi, (alpha, p, r))
 
     return tuple(partial_grads(formula, (t, beta_src, k1, k2, gamma, bias), tuple(need), g))
 

@@ -1880,6 +1880,9 @@ void rows_backward_f64(LN_CFG_ARGS, LN_PARAM_ARGS, const double* gp, const doubl
 }
 #else  // the rest of the kernel: its entry points, compiled once
 
+// a matrix layer node's source value and gradient (defined below, after the NonNeg arithmetic; exp_rows.cpp's too)
+at::Tensor source_value(const at::Tensor& src, double bound, double pedestal);
+at::Tensor source_grad(const at::Tensor& g, const at::Tensor& src, double bound);
 // lowrank_product.cpp's K-thin products: (W, t) = ((ψ V) Uᵀ, ψ V) and (gψ, gU, gV) (LowRankRowsNode below)
 std::tuple<at::Tensor, at::Tensor> lowrank_product_forward(const at::Tensor& psi, const at::Tensor& u,
                                                            const at::Tensor& v);
@@ -3046,16 +3049,6 @@ struct GivenPoolNode : public torch::autograd::Function<GivenPoolNode> {
 // its gradient here: both element halves' terms, as PsiRowsNode's with the output node's `terms`. A double backward
 // (create_graph) differentiates the plain formula in Python (dn_kernel's `_…_formula_backward`).
 
-// a source's value: a raw NonNegative parameter's (bound ≥ 0) or a fixed buffer as it is
-at::Tensor source_value(const at::Tensor& src, double bound, double pedestal) {
-  return bound < 0 ? src : nonneg_value(src, bound, pedestal);
-}
-
-// a source's gradient from its value's (NonNegNode's rule), or the value's where the source is a fixed buffer
-at::Tensor source_grad(const at::Tensor& g, const at::Tensor& src, double bound) {
-  return bound < 0 ? g : nonneg_grad(g, src, bound).view_as(src);
-}
-
 // The element numbers of a matrix layer node: center, rect, α, p, r, tied (p = α r), β's bound, the pedestal.
 struct MatrixNumbers {
   bool center, rect, tied;
@@ -3341,12 +3334,13 @@ at::Tensor module_param_value(const at::Tensor& src, double bound, double pedest
 at::Tensor module_param_grad(const at::Tensor& g, const at::Tensor& src, double bound) {
   return nonneg_grad_module(g, src, bound);
 }
-// NonNegNode's value and gradient, for exp_rows.cpp's low-rank layer node (the bits of the NonNeg nodes it replaces)
-at::Tensor nonneg_node_value(const at::Tensor& raw, double bound, double pedestal) {
-  return nonneg_value(raw, bound, pedestal);
+// A matrix layer node's source (here and in exp_rows.cpp), as NonNegNode values it and takes its gradient (the bits
+// of the NonNeg nodes the layer nodes replace): a raw NonNegative parameter (bound ≥ 0), or a fixed buffer as it is.
+at::Tensor source_value(const at::Tensor& src, double bound, double pedestal) {
+  return bound < 0 ? src : nonneg_value(src, bound, pedestal);
 }
-at::Tensor nonneg_node_grad(const at::Tensor& g, const at::Tensor& raw, double bound) {
-  return nonneg_grad(g, raw, bound);
+at::Tensor source_grad(const at::Tensor& g, const at::Tensor& src, double bound) {
+  return bound < 0 ? g : nonneg_grad(g, src, bound).view_as(src);
 }
 
 // ------------------------------------------------------------------------------------ channels-first LN / RMS

@@ -29,9 +29,9 @@
 // defined in dn_rows.cpp: the module path's NonNegative value and gradient (the arithmetic dn_rows_node uses)
 at::Tensor module_param_value(const at::Tensor& src, double bound, double pedestal, at::ScalarType dt);
 at::Tensor module_param_grad(const at::Tensor& g, const at::Tensor& src, double bound);
-// defined in dn_rows.cpp: NonNegNode's value and gradient (the low-rank layer node's β, U and V)
-at::Tensor nonneg_node_value(const at::Tensor& raw, double bound, double pedestal);
-at::Tensor nonneg_node_grad(const at::Tensor& g, const at::Tensor& raw, double bound);
+// defined in dn_rows.cpp: a matrix layer node's source (β, U, V) valued and differentiated as NonNegNode does
+at::Tensor source_value(const at::Tensor& src, double bound, double pedestal);
+at::Tensor source_grad(const at::Tensor& g, const at::Tensor& src, double bound);
 // defined in lowrank_product.cpp: the K-thin products, (W, t) = ((ψ V) Uᵀ, ψ V) and (gψ, gU, gV)
 std::tuple<at::Tensor, at::Tensor> lowrank_product_forward(const at::Tensor& psi, const at::Tensor& u,
                                                            const at::Tensor& v);
@@ -843,12 +843,10 @@ struct ExpMatrixRowsNode : public torch::autograd::Function<ExpMatrixRowsNode> {
                             const c10::optional<at::Tensor>& gamma, const c10::optional<at::Tensor>& bias,
                             std::vector<double> v) {
     const bool lowrank = k2.has_value();
-    auto value_of = [&](const at::Tensor& src, double bound) {
-      return bound < 0 ? src : nonneg_node_value(src, bound, v[4]);
-    };
     const int64_t n = t.size(1);
-    const at::Tensor beta = value_of(beta_src, v[3]).reshape({-1}).expand({n}).contiguous();
-    const at::Tensor u = lowrank ? value_of(k1, v[5]) : k1, vv = lowrank ? value_of(*k2, v[6]) : at::Tensor();
+    const at::Tensor beta = source_value(beta_src, v[3], v[4]).reshape({-1}).expand({n}).contiguous();
+    const at::Tensor u = lowrank ? source_value(k1, v[5], v[4]) : k1;
+    const at::Tensor vv = lowrank ? source_value(*k2, v[6], v[4]) : at::Tensor();
     const at::Tensor empty = at::empty({0}, t.options());
     const at::Tensor g_ = gamma.has_value() ? gamma->contiguous() : empty;
     const at::Tensor b_ = bias.has_value() ? bias->contiguous() : empty;
@@ -894,9 +892,6 @@ struct ExpMatrixRowsNode : public torch::autograd::Function<ExpMatrixRowsNode> {
         exp_given_rows_backward(grads[0], t, psi, shift, w, beta, s[13], s[14], v[0], v[1], v[2]);
     // the pool: gψ and its inputs' gradients — the low-rank node's call, or autograd's mm calls
     at::Tensor gpsi;
-    auto source_grad = [&](const at::Tensor& g, const at::Tensor& src, double bound) {
-      return bound < 0 ? g : nonneg_node_grad(g, src, bound).view_as(src);
-    };
     if (lowrank) {
       const auto pg = lowrank_product_backward(res[1], psi, thin, u, vv, need[0], need[2], need[3]);
       gpsi = std::get<0>(pg);
