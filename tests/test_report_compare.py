@@ -74,11 +74,35 @@ def test_a_set_compared_with_itself_agrees_everywhere(sets):
     (s, _) = compare_sets(ref, ref)
     assert s.same == len(s.cells) == 3 and not s.reversals
     assert s.within == 3  # every difference lies in its own interval, a zero-width one included
+    assert s.runs_paired == s.runs_equal == 16  # 4 norms × 4 seeds, each run the same to the last bit
+
+
+def test_runs_are_paired_by_run_id_and_compared_to_the_last_bit(sets):
+    """The re-run's ln runs repeat the reference's; relu, rms and gelu changed their accuracy: 4 of 16 equal. A
+    run equal but for one ulp of its test loss, or for its status, is not equal; NaN metrics equal each other."""
+    import numpy as np
+    import pandas as pd
+
+    from lateralnorm.report.compare import equal_runs
+
+    (s, _) = compare_sets(*sets)
+    assert (s.runs_paired, s.runs_equal) == (16, 4)
+    ref = pd.DataFrame({"run_id": ["a", "b", "c", "d", "e"], "status": ["done"] * 4 + ["diverged"],
+                        "test_acc": [0.5, 0.6, np.nan, 0.7, np.nan], "test_loss": [1.0, 2.0, 3.0, 4.0, np.nan]})  # fmt: skip
+    new = ref.copy()
+    new.loc[1, "test_loss"] = np.nextafter(2.0, 3.0)  # one ulp
+    new.loc[3, "status"] = "failed"
+    new = pd.concat(
+        [new, pd.DataFrame({"run_id": ["z"], "status": ["done"], "test_acc": [0.1], "test_loss": [1.0]})]
+    )
+    assert equal_runs(ref, new) == (5, 3)  # a, c (NaN = NaN) and e; z is in one table only
 
 
 def test_the_markdown_names_every_moved_cell_and_the_totals(sets):
     text = render_markdown(compare_sets(*sets), "ref", "new")
     assert "| cmp-mnist1d | 1 of 3 |" in text and "| **all** | **1 of 3** |" in text
+    assert "| runs equal in every final metric (paired by run id) |" in text.splitlines()[0]
+    assert text.splitlines()[2].endswith("| 4 of 16 |") and "| **4 of 16** |" in text
     assert "only-in-ref | not in new |" in text
     assert "- norm=rms: worse" in text and "→ no detectable difference" in text
     assert "- norm=gelu: better +5.00" in text and "**reversal**" in text

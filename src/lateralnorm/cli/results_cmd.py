@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--report-only", action="store_true", help="run nothing: rebuild report, table, figures")
     p.add_argument("--compare", metavar="REFERENCE",
                    help="then compare with another answer set (e.g. the committed results/): verdicts the same, "
-                        "differences inside its intervals; written to OUT/comparison.md")  # fmt: skip
+                        "differences inside its intervals, runs equal to the last bit; written to "
+                        "OUT/comparison.md")  # fmt: skip
     p.set_defaults(func=_results)
 
     c = sub.add_parser(

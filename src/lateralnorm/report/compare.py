@@ -13,6 +13,11 @@ A verdict that moved between "no detectable difference" and better/worse while i
 sign is a borderline move; one whose difference changed sign with both intervals excluding 0 is a reversal,
 the only kind of disagreement that contradicts the reference.
 
+Runs are also paired by run id (the same configuration and seed): of the runs in both sets, how many have the
+same status and the same final metrics to the last bit (test/train accuracy and loss). The trainer is
+deterministic, so a re-run of the same code on the same kind of machine repeats every run; a change that claims
+"the same bits" is checked by that count.
+
     from lateralnorm.report.compare import compare_sets, render_markdown
     print(render_markdown(compare_sets("results", "/tmp/rerun")))
 
@@ -24,6 +29,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import pandas as pd
 
 from lateralnorm.errors import UsageError
 from lateralnorm.report.collect import StudyStats, study_stats
@@ -57,12 +64,23 @@ class CellComparison:
         return (rlo > 0 and chi < 0) or (rhi < 0 and clo > 0)
 
 
+FINAL_METRICS = (
+    "status",
+    "test_acc",
+    "test_loss",
+    "train_acc",
+    "train_loss",
+)  # a run's outcome, compared exactly
+
+
 @dataclass
 class StudyComparison:
     folder: str
     metric: str = "test_acc"
     cells: list[CellComparison] = field(default_factory=list)
     missing: str | None = None  # "reference" or "candidate" when the study is only in one set
+    runs_paired: int = 0  # runs in both sets (by run id)
+    runs_equal: int = 0  # of those, the ones with the same status and final metrics to the last bit
 
     @property
     def same(self) -> int:
@@ -103,9 +121,24 @@ def _diffs(st: StudyStats) -> dict[str, tuple[str, tuple[float, float, float]]]:
     return out
 
 
+def equal_runs(reference: pd.DataFrame, candidate: pd.DataFrame) -> tuple[int, int]:
+    """(runs in both tables by run id, of those the ones whose status and final metrics are equal to the last bit,
+    a NaN equal to a NaN)."""
+    cols = [c for c in FINAL_METRICS if c in reference.columns and c in candidate.columns]
+    both = reference[["run_id", *cols]].merge(
+        candidate[["run_id", *cols]], on="run_id", suffixes=("_r", "_c")
+    )
+    same = pd.Series(True, index=both.index)
+    for c in cols:
+        a, b = both[f"{c}_r"], both[f"{c}_c"]
+        same &= (a == b) | (a.isna() & b.isna())
+    return len(both), int(same.sum())
+
+
 def compare_study(reference: Path, candidate: Path) -> StudyComparison:
     ref, cand = study_stats(reference), study_stats(candidate)
     out = StudyComparison(reference.name, ref.metric)
+    out.runs_paired, out.runs_equal = equal_runs(ref.runs, cand.runs)
     r, c = _diffs(ref), _diffs(cand)
     nan3 = (math.nan, math.nan, math.nan)
     for cell in [*r, *(k for k in c if k not in r)]:
@@ -137,21 +170,26 @@ def render_markdown(
 ) -> str:
     """A summary table (one row per study) and, per study, the cells whose verdict moved."""
     lines = [
-        f"| study | verdicts the same | candidate difference inside the {reference} CI | reversals |",
-        "|---|---|---|---|",
+        f"| study | verdicts the same | candidate difference inside the {reference} CI | reversals "
+        "| runs equal in every final metric (paired by run id) |",
+        "|---|---|---|---|---|",
     ]
     total = same = within = 0
     for s in studies:
         if s.missing:
             lines.append(
-                f"| {s.folder} | {'not in ' + candidate if s.missing == 'candidate' else 'not in ' + reference} | | |"
+                f"| {s.folder} | {'not in ' + candidate if s.missing == 'candidate' else 'not in ' + reference} | | | |"
             )
             continue
         n = len(s.cells)
         total, same, within = total + n, same + s.same, within + s.within
-        lines.append(f"| {s.folder} | {s.same} of {n} | {s.within} of {n} | {len(s.reversals)} |")
+        lines.append(
+            f"| {s.folder} | {s.same} of {n} | {s.within} of {n} | {len(s.reversals)} | "
+            f"{s.runs_equal} of {s.runs_paired} |"
+        )
+    paired, equal = sum(s.runs_paired for s in studies), sum(s.runs_equal for s in studies)
     lines.append(f"| **all** | **{same} of {total}** | **{within} of {total}** | "
-                 f"**{sum(len(s.reversals) for s in studies)}** |")  # fmt: skip
+                 f"**{sum(len(s.reversals) for s in studies)}** | **{equal} of {paired}** |")  # fmt: skip
     for s in studies:
         moved = [c for c in s.cells if not c.same_verdict]
         if not moved:
