@@ -242,19 +242,27 @@ def runs_summary(outputs: list[str]) -> tuple[list[str], bool]:
 
 
 def repeated(argv: list[str], runs: int) -> int:
-    """The measurement `runs` times, each in a fresh process (this script without --runs), then runs_summary."""
+    """The measurement `runs` times, each in a fresh process (this script's arguments with `--runs 1` last: the
+    last value wins, however --runs was spelled), then runs_summary. A run that did not end in its verdict line
+    (a crash, a bad spec) ends it all with its error and status 2."""
     outputs = []
     for i in range(runs):
-        done = subprocess.run([sys.executable, __file__, *argv], capture_output=True, text=True, check=False)
-        if done.returncode not in (0, 1):  # 1: a target missed (the run itself worked)
-            print(
-                done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "run failed", file=sys.stderr
-            )
+        cmd = [sys.executable, __file__, *argv, "--runs", "1"]
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        lines = done.stdout.strip().splitlines()
+        verdict = lines[-1] if lines else ""
+        if done.returncode not in (0, 1) or not (
+            verdict == "all targets met" or verdict.startswith("targets missed")
+        ):
+            err = done.stderr.strip().splitlines()
+            print(f"run {i + 1} failed: {err[-1] if err else 'no verdict'}", file=sys.stderr)
             return 2
         outputs.append(done.stdout)
-        verdict = done.stdout.strip().splitlines()[-1]
         print(f"# run {i + 1}/{runs}: {verdict}", flush=True)
     lines, all_met = runs_summary(outputs)
+    if len(lines) == 2:
+        print("no row with a target was timed (see --only)", file=sys.stderr)
+        return 2
     print(f"\n## {runs} runs, each in its own process: the ratio each target reads")
     print("\n".join(lines))
     return 0 if all_met else 1
@@ -302,10 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--runs must be 1 or more")
     if args.runs > 1:
         raw = sys.argv[1:] if argv is None else argv
-        rest = [
-            a for i, a in enumerate(raw) if not a.startswith("--runs") and (i == 0 or raw[i - 1] != "--runs")
-        ]
-        return repeated(rest, args.runs)
+        return repeated(list(raw), args.runs)
     if args.keep_freed_memory:
         from lateralnorm.allocator import keep_freed_memory
 

@@ -71,3 +71,6 @@ def test_runs_runs_the_script_in_fresh_processes(capsys):
     summary = out.split("## 2 runs", 1)[1]
     assert "| features-last | dn:kappa=self |" in summary and "| <= 3x LN |" in summary
     assert "| channels-first | ln |" in summary and summary.count("/2 |") == 2
+    # a run that ends in an error, not in its verdict line: the error, status 2 (a bad spec fails every run)
+    assert script.main(["--quick", "--only", "dn:kappa=nosuch", "--run=2"]) == 2
+    assert "run 1 failed:" in capsys.readouterr().err
