@@ -44,7 +44,7 @@ SOURCES = (
     CSRC / "lowrank_product.cpp",
     CSRC / "exp_rows.cpp",
 )
-HEADERS = (CSRC / "vec_math.h",)  # included by the sources: part of the build key
+HEADERS = (CSRC / "vec_math.h", CSRC / "autograd_node.h")  # included by the sources: part of the build key
 MODES = ("auto", "cpp", "torch")
 # -fno-trapping-math lets GCC vectorize the branchy element loops (relu, sign, a > 0 ? …); without it the
 # row loops run an order of magnitude slower. -fno-math-errno lets sqrt vectorize.

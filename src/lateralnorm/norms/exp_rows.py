@@ -253,9 +253,8 @@ def exp_matrix_rows(x, center, alpha, p, r, beta, pool, gamma, bias):  # noqa: A
     if ext is None:
         return None
     (beta_src, beta_bound), (kind, *factors) = beta, pool
-    if not _of_rows_type(
-        x, beta_src, gamma, bias
-    ):  # `exp_rows` casts these; this node takes them as they are
+    # `exp_rows` casts these; this node takes them as they are
+    if not _of_rows_type(x, beta_src, gamma, bias):
         return None
     if kind == "lowrank":
         (u_src, u_bound), (v_src, v_bound) = factors

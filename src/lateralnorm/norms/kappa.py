@@ -59,8 +59,9 @@ class Kappa:
         return self.pool(norm, psi)
 
     def linear_matrix(self, norm: DivisiveNorm, psi: torch.Tensor) -> torch.Tensor:
-        """κ (N, N) in ψ's type where the pool is torch's linear map W = F.linear(ψ, κ) (full, gaussian: the
-        compiled kernel's one-node layer, `dn_kernel.matrix_rows`, runs that map itself)."""
+        """κ (N, N) in ψ's type where the pool is torch's linear map W = F.linear(ψ, κ) (full, gaussian: their
+        `pool` and `channel_pool`, and the compiled kernel's one-node layer, `dn_kernel.matrix_rows`, which runs
+        that map itself)."""
         raise NotImplementedError
 
     def channel_pool(self, norm: DivisiveNorm, psi: torch.Tensor) -> torch.Tensor:
@@ -166,7 +167,7 @@ class GaussianKappa(Kappa):
         return self.matrix(norm, psi).to(psi.dtype)
 
     def channel_pool(self, norm: DivisiveNorm, psi: torch.Tensor) -> torch.Tensor:
-        return channel_product(self.matrix(norm, psi).to(psi.dtype), psi)
+        return channel_product(self.linear_matrix(norm, psi), psi)
 
     def matrix(self, norm: DivisiveNorm, eye: torch.Tensor) -> torch.Tensor:
         sigma = norm.sigma()
@@ -220,7 +221,7 @@ class FullKappa(Kappa):
         return norm.value("kappa").to(psi.dtype)
 
     def channel_pool(self, norm: DivisiveNorm, psi: torch.Tensor) -> torch.Tensor:
-        return channel_product(norm.value("kappa").to(psi.dtype), psi)
+        return channel_product(self.linear_matrix(norm, psi), psi)
 
     def matrix(self, norm: DivisiveNorm, eye: torch.Tensor) -> torch.Tensor:
         return norm.value("kappa")

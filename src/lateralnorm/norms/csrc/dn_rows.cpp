@@ -43,6 +43,7 @@ __m512 _ZGVeN16v_expf(__m512) noexcept;
 }
 #endif
 #endif
+#include "autograd_node.h"  // the nodes' shared bookkeeping
 #include "vec_math.h"  // vexp, vlog
 
 namespace {
@@ -2754,10 +2755,11 @@ std::vector<at::Tensor> backward_module(const at::Tensor& g, const at::Tensor& y
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// A Python function a node's double backward calls (under the GIL).
-pybind11::object python_fallback(const char* module, const char* name) {
-  return pybind11::module_::import(module).attr(name);
-}
+using lateralnorm_node::needs_of;
+using lateralnorm_node::optional_of;
+using lateralnorm_node::or_undefined;
+using lateralnorm_node::python_fallback;
+using lateralnorm_node::tensor_or_undefined;
 
 struct NodeCfg {
   double beta_bound, c_bound, pedestal;  // a bound < 0: the source is a fixed buffer (no reparametrization)
@@ -2768,11 +2770,6 @@ struct NodeCfg {
   bool tied, save_w, save_log;
   double alpha_bound;  // a learned α's floor: the node takes α's raw parameter and applies it (LowerBoundNode's rule)
 };
-
-at::Tensor or_undefined(const c10::optional<at::Tensor>& t) { return t.has_value() ? *t : at::Tensor(); }
-c10::optional<at::Tensor> optional_of(const at::Tensor& t) {
-  return t.defined() ? c10::optional<at::Tensor>(t) : c10::nullopt;
-}
 
 // A learned α's floor inside the layer's node: α = max(raw, bound) and its gradient by LowerBoundNode's rule
 // (passed where raw ≥ bound or where it pushes raw up). On CPU float types a plain read and one multiply in the
@@ -2900,10 +2897,6 @@ at::Tensor dn_rows_node(const at::Tensor& y, const at::Tensor& beta_src, const a
 // `box`: an empty tensor shared by a layer's two nodes. given_pool_node's backward hands its share of the input
 // gradient to ψ's by pointing the box at it; ψ's backward adds its own share in place (the same one rounding
 // autograd's sum of the two would make) instead of autograd adding two (M, N) tensors.
-at::Tensor tensor_or_undefined(const pybind11::handle& h) {
-  return h.is_none() ? at::Tensor() : h.cast<at::Tensor>();
-}
-
 // A learned α (`alpha`: its value as a tensor, floored where under its floor; the numbers carry that value, and p =
 // α r where tied): ψ's node keeps ψ, and its backward takes ∂L/∂α for both nodes (alpha_log_terms' row function,
 // one log per element), each row right after that row's gy (psi_rows_backward_in), or in a pass of its own where
@@ -3084,16 +3077,6 @@ at::Tensor psi_half_backward(const at::Tensor& gpsi_in, const at::Tensor& y, con
   }
   if (need_a) *g_alpha = alpha_total(*alpha_ops, yc).to(alpha.scalar_type()).reshape(alpha.sizes());
   return gy;
-}
-
-// Whether each variable input of a matrix layer node asks for a gradient: `given` marks the inputs present (an
-// optional one left out has no edge), in the forward's argument order.
-template <size_t K>
-std::array<bool, K> needs_of(AutogradContext* ctx, const std::array<bool, K>& given) {
-  std::array<bool, K> need{};
-  for (size_t i = 0, edge = 0; i < K; ++i)
-    if (given[i]) need[i] = ctx->needs_input_grad(edge++);
-  return need;
 }
 
 // κ = U Vᵀ (rank <= 16): the kernel's K-thin products. numbers: MatrixNumbers', then U's and V's bounds.

@@ -24,6 +24,7 @@
 #include <utility>
 #include <vector>
 
+#include "autograd_node.h"  // the nodes' shared bookkeeping (dn_rows.cpp's too)
 #include "vec_math.h"  // vexp, vlog
 
 // defined in dn_rows.cpp: the module path's NonNegative value and gradient (the arithmetic dn_rows_node uses)
@@ -767,6 +768,10 @@ std::vector<at::Tensor> exp_given_rows_backward(const at::Tensor& g_in, const at
 // A double backward (create_graph) differentiates the plain formula in Python (exp_rows._node_formula_backward).
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
+using lateralnorm_node::needs_of;
+using lateralnorm_node::optional_of;
+using lateralnorm_node::python_fallback;
+using lateralnorm_node::tensor_or_undefined;
 
 // numbers: kind, center, α, p, r, before, after, β's bound, c's bound, the pedestal, keep
 struct ExpRowsLayerNode : public torch::autograd::Function<ExpRowsLayerNode> {
@@ -796,19 +801,14 @@ struct ExpRowsLayerNode : public torch::autograd::Function<ExpRowsLayerNode> {
     const variable_list s = ctx->get_saved_variables();
     const at::Tensor &y = s[0], &beta_src = s[1], &c_src = s[2], &gamma = s[3], &bias = s[4];
     const std::vector<double> v = ctx->saved_data["numbers"].toDoubleVector();
-    bool need[5] = {false, false, false, false, false};
-    const bool given[5] = {true, true, true, gamma.defined(), bias.defined()};
-    for (size_t i = 0, edge = 0; i < 5; ++i)
-      if (given[i]) need[i] = ctx->needs_input_grad(edge++);
+    const auto need = needs_of<5>(ctx, {true, true, true, gamma.defined(), bias.defined()});
     variable_list out(6);  // one per forward argument (the numbers last, never a gradient)
-    auto opt = [](const at::Tensor& t) { return t.defined() ? c10::optional<at::Tensor>(t) : c10::nullopt; };
     if (at::GradMode::is_enabled()) {  // create_graph=True: differentiate the plain formula in Python
       pybind11::gil_scoped_acquire gil;
-      pybind11::object fb = pybind11::module_::import("lateralnorm.norms.exp_rows").attr("_node_formula_backward");
-      pybind11::sequence got = fb(grads[0], y, beta_src, c_src, opt(gamma), opt(bias), v,
-                                  pybind11::make_tuple(need[0], need[1], need[2], need[3], need[4]));
-      for (size_t i = 0; i < 5 && i < got.size(); ++i)
-        if (!got[i].is_none()) out[i] = got[i].cast<at::Tensor>();
+      pybind11::sequence got = python_fallback("lateralnorm.norms.exp_rows", "_node_formula_backward")(
+          grads[0], y, beta_src, c_src, optional_of(gamma), optional_of(bias), v,
+          pybind11::make_tuple(need[0], need[1], need[2], need[3], need[4]));
+      for (size_t i = 0; i < 5 && i < got.size(); ++i) out[i] = tensor_or_undefined(got[i]);
       return out;
     }
     std::vector<at::Tensor> res = exp_rows_backward(grads[0], y, s[7], s[8], s[9], s[10], static_cast<int64_t>(v[0]),
@@ -871,20 +871,14 @@ struct ExpMatrixRowsNode : public torch::autograd::Function<ExpMatrixRowsNode> {
     const std::vector<double> v = ctx->saved_data["numbers"].toDoubleVector();
     const bool lowrank = k2.defined();
     // the variable inputs' edges in order: t, β, κ (or U), then V, γ and b where given
-    bool need[6] = {false, false, false, false, false, false};
-    const bool given[6] = {true, true, true, lowrank, gamma.defined(), bias.defined()};
-    for (size_t i = 0, edge = 0; i < 6; ++i)
-      if (given[i]) need[i] = ctx->needs_input_grad(edge++);
+    const auto need = needs_of<6>(ctx, {true, true, true, lowrank, gamma.defined(), bias.defined()});
     variable_list out(7);  // t, β, κ (or U), V, γ, b, the numbers
-    auto opt = [](const at::Tensor& x) { return x.defined() ? c10::optional<at::Tensor>(x) : c10::nullopt; };
     if (at::GradMode::is_enabled()) {  // create_graph=True: differentiate the plain formula in Python
       pybind11::gil_scoped_acquire gil;
-      pybind11::object fb =
-          pybind11::module_::import("lateralnorm.norms.exp_rows").attr("_matrix_node_formula_backward");
-      pybind11::sequence got = fb(grads[0], t, beta_src, k1, opt(k2), opt(gamma), opt(bias), v,
-                                  pybind11::make_tuple(need[0], need[1], need[2], need[3], need[4], need[5]));
-      for (size_t i = 0; i < 6 && i < got.size(); ++i)
-        if (!got[i].is_none()) out[i] = got[i].cast<at::Tensor>();
+      pybind11::sequence got = python_fallback("lateralnorm.norms.exp_rows", "_matrix_node_formula_backward")(
+          grads[0], t, beta_src, k1, optional_of(k2), optional_of(gamma), optional_of(bias), v,
+          pybind11::make_tuple(need[0], need[1], need[2], need[3], need[4], need[5]));
+      for (size_t i = 0; i < 6 && i < got.size(); ++i) out[i] = tensor_or_undefined(got[i]);
       return out;
     }
     // the output half: (gt's share, gW, gβ, gγ, gb) — ExpGivenRows' call
